@@ -1,0 +1,184 @@
+//! CEL conditions on tool calls, compiled once when the bundle is built.
+//! A condition sees `args` (the tool's JSON arguments), `tool` (its name)
+//! and `agent` (`name`, `namespace`). It must return a bool; anything else,
+//! or an evaluation error, is a [`ConditionError`] and the caller fails
+//! closed.
+
+use cel::{Context, Env, Program, Value};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
+    let mut env = Env::stdlib();
+    // The strings extension (lowerAscii, startsWith, ...) is what people
+    // reach for in argument checks; it cannot fail to register on a fresh
+    // standard environment, and if it ever did we keep the plain stdlib.
+    let _ = env.add_extension(cel::extensions::strings);
+    Arc::new(env)
+});
+
+/// Why a condition could not be compiled or evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConditionError {
+    #[error("CEL expression does not compile: {0}")]
+    Compile(String),
+    #[error("CEL expression failed: {0}")]
+    Evaluate(String),
+    #[error("CEL expression returned {0}, not a bool")]
+    NotBool(String),
+}
+
+/// A compiled CEL condition, serialized as its source text.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Condition {
+    source: String,
+    program: Arc<Program>,
+}
+
+/// The variables a condition is evaluated against.
+#[derive(Debug, Clone, Copy)]
+pub struct ConditionInput<'a> {
+    pub args: &'a serde_json::Value,
+    pub tool: &'a str,
+    pub agent: &'a str,
+    pub namespace: &'a str,
+}
+
+impl Condition {
+    pub fn compile(source: &str) -> Result<Self, ConditionError> {
+        let program = ENV
+            .compile(source)
+            .map_err(|e| ConditionError::Compile(e.to_string()))?;
+        Ok(Self {
+            source: source.to_owned(),
+            program: Arc::new(program),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub(crate) fn evaluate(&self, input: &ConditionInput<'_>) -> Result<bool, ConditionError> {
+        let mut context = Context::with_env(Arc::clone(&ENV));
+        let args =
+            cel::to_value(input.args).map_err(|e| ConditionError::Evaluate(e.to_string()))?;
+        context.add_variable_from_value("args", args);
+        context.add_variable_from_value("tool", input.tool);
+        let agent: std::collections::HashMap<&str, &str> =
+            [("name", input.agent), ("namespace", input.namespace)]
+                .into_iter()
+                .collect();
+        context
+            .add_variable("agent", agent)
+            .map_err(|e| ConditionError::Evaluate(e.to_string()))?;
+        match self.program.execute(&context) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(ConditionError::NotBool(format!("{other:?}"))),
+            Err(e) => Err(ConditionError::Evaluate(e.to_string())),
+        }
+    }
+}
+
+impl TryFrom<String> for Condition {
+    type Error = ConditionError;
+    fn try_from(source: String) -> Result<Self, Self::Error> {
+        Self::compile(&source)
+    }
+}
+
+impl From<Condition> for String {
+    fn from(c: Condition) -> Self {
+        c.source
+    }
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Condition({:?})", self.source)
+    }
+}
+
+impl PartialEq for Condition {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(src: &str, args: serde_json::Value) -> Result<bool, ConditionError> {
+        Condition::compile(src).unwrap().evaluate(&ConditionInput {
+            args: &args,
+            tool: "send_email",
+            agent: "intake",
+            namespace: "clinic",
+        })
+    }
+
+    #[test]
+    fn conditions_see_args_tool_and_agent() {
+        assert!(
+            eval(
+                "args.to.endsWith('@clinic.example')",
+                json!({"to": "a@clinic.example"})
+            )
+            .unwrap()
+        );
+        assert!(!eval("args.amount < 100", json!({"amount": 250})).unwrap());
+        assert!(
+            eval(
+                "tool == 'send_email' && agent.name == 'intake' && agent.namespace == 'clinic'",
+                json!({})
+            )
+            .unwrap()
+        );
+        assert!(
+            eval(
+                "size(args.recipients) <= 2",
+                json!({"recipients": ["a", "b"]})
+            )
+            .unwrap()
+        );
+        assert!(eval("args.to.lowerAscii() == 'x@y'", json!({"to": "X@Y"})).unwrap());
+    }
+
+    #[test]
+    fn a_missing_argument_is_an_error_not_false() {
+        assert!(matches!(
+            eval("args.amount < 100", json!({})),
+            Err(ConditionError::Evaluate(_))
+        ));
+        assert!(eval("has(args.amount) && args.amount < 100", json!({})).is_ok());
+    }
+
+    #[test]
+    fn a_non_bool_result_is_an_error() {
+        assert!(matches!(
+            eval("args.amount", json!({"amount": 1})),
+            Err(ConditionError::NotBool(_))
+        ));
+    }
+
+    #[test]
+    fn a_syntax_error_fails_at_compile_time() {
+        assert!(matches!(
+            Condition::compile("args.amount <"),
+            Err(ConditionError::Compile(_))
+        ));
+    }
+
+    #[test]
+    fn conditions_round_trip_as_their_source() {
+        let c = Condition::compile("args.x == 1").unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(json, "\"args.x == 1\"");
+        let back: Condition = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+    }
+}

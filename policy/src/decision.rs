@@ -1,0 +1,71 @@
+//! What an evaluation returns: the [`Decision`] and its [`Outcome`].
+
+use crate::ReasonCode;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What the policy says about a tool call or a chat request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    Allow,
+    Deny,
+    RequireApproval,
+}
+
+impl Outcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "Allow",
+            Self::Deny => "Deny",
+            Self::RequireApproval => "RequireApproval",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The policy object that produced a decision.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PolicyRef {
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+}
+
+/// One decision with everything an auditor needs to explain it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// What the policy decided.
+    pub outcome: Outcome,
+    /// `false` when the policy runs in `Audit` enforcement: the outcome is
+    /// recorded but never blocks (see [`Decision::effective_outcome`]).
+    pub enforced: bool,
+    /// The decisive reason.
+    pub reason_code: ReasonCode,
+    /// The rule that produced the decision, e.g. `spec.tools.rules[2]`,
+    /// `deny-bulk-export` (a named rule) or `toolgrant/oncall-email`.
+    pub rule: Option<String>,
+    /// The policy (and its generation) that governed the agent, if any.
+    pub policy: Option<PolicyRef>,
+}
+
+impl Decision {
+    /// What the gateway must do: in `Audit` enforcement everything is allowed.
+    pub fn effective_outcome(&self) -> Outcome {
+        if self.enforced {
+            self.outcome
+        } else {
+            Outcome::Allow
+        }
+    }
+
+    /// The policy generation, for audit rows.
+    pub fn generation(&self) -> Option<i64> {
+        self.policy.as_ref().map(|p| p.generation)
+    }
+}

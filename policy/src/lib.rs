@@ -1,0 +1,31 @@
+//! Palisade's policy core: the compiled [`PolicyBundle`] and the pure
+//! evaluation of tool calls ([`PolicyBundle::evaluate_tool`]) and chat
+//! routing ([`PolicyBundle::evaluate_chat`]), the stable [`ReasonCode`]
+//! list, and prompt / argument fingerprints.
+//!
+//! Nothing here knows about Kubernetes, HTTP, databases or async: the
+//! `palisade-crds` compiler builds a bundle from resources, the gateway
+//! evaluates requests against it, and both are tested with plain unit tests.
+//! Everything expensive (globs, regexes, keyword automata, CEL programs) is
+//! compiled once when the bundle is built, never per request.
+
+mod bundle;
+mod condition;
+mod decision;
+mod fingerprint;
+mod globs;
+mod reason;
+mod routing;
+mod tool;
+
+pub use bundle::{
+    Agent, ApprovalSettings, ArgumentCapture, AuditSettings, BundleError, Enforcement,
+    InvalidPolicy, Policy, PolicyBundle, PromptCapture, Provider, ProviderKind, SecretString,
+};
+pub use condition::{Condition, ConditionError};
+pub use decision::{Decision, Outcome, PolicyRef};
+pub use fingerprint::{PromptFingerprint, argument_digest, redact_arguments};
+pub use globs::{GlobError, NameGlobs};
+pub use reason::ReasonCode;
+pub use routing::{ChatDecision, ChatRequest, Route, RouteRule, Routing, RoutingError};
+pub use tool::{Grant, ToolCall, ToolRule, ToolRules, ToolRulesError};

@@ -1,0 +1,451 @@
+//! Chat routing: which provider serves a chat request, and why.
+//!
+//! Rules are ordered; the first rule whose criteria all hold decides. Every
+//! other rule that also matched adds its reason code after the decisive
+//! one, so an auditor sees "keyword, and also prompt length". All keywords
+//! of all rules are found in one Aho-Corasick pass over the prompt and all
+//! patterns in one `RegexSet` pass; no per-rule scanning.
+
+use crate::bundle::{Lookup, PolicyBundle};
+use crate::{Decision, NameGlobs, Outcome, PolicyRef, ReasonCode};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{RegexSet, RegexSetBuilder};
+use serde::{Deserialize, Serialize};
+
+/// Compiled regex sets are capped so a policy cannot exhaust memory.
+const REGEX_SIZE_LIMIT: usize = 16 << 20;
+
+/// A chat request as the router sees it. `prompt` is the text of the
+/// messages (the caller decides which); it is scanned, never stored.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatRequest<'a> {
+    pub namespace: &'a str,
+    pub agent: &'a str,
+    pub model: &'a str,
+    pub prompt: &'a str,
+}
+
+/// One ordered routing rule. All criteria that are set must hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteRule {
+    /// How decisions name this rule: its `name`, or `spec.routing.rules[i]`.
+    pub rule: String,
+    /// Matches if any keyword occurs in the prompt (ASCII case-insensitive substring).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Matches if any regex matches somewhere in the prompt.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// Matches prompts of at most this many characters.
+    pub max_prompt_chars: Option<u64>,
+    /// Matches prompts of at least this many characters.
+    pub min_prompt_chars: Option<u64>,
+    /// Matches requested models (globs).
+    pub models: Option<NameGlobs>,
+    /// Matches calling agents (globs).
+    pub agents: Option<NameGlobs>,
+    /// The provider that serves matching requests.
+    pub provider: String,
+    /// The model to ask that provider for; the request's model if unset.
+    pub model: Option<String>,
+}
+
+impl RouteRule {
+    /// The reason code this rule contributes: its most specific criterion.
+    pub fn reason_code(&self) -> ReasonCode {
+        if !self.keywords.is_empty() {
+            ReasonCode::RoutingKeyword
+        } else if !self.patterns.is_empty() {
+            ReasonCode::RoutingPattern
+        } else if self.max_prompt_chars.is_some() || self.min_prompt_chars.is_some() {
+            ReasonCode::RoutingPromptLength
+        } else if self.models.is_some() {
+            ReasonCode::RoutingModel
+        } else {
+            ReasonCode::RoutingAgent
+        }
+    }
+}
+
+/// Why routing rules could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    #[error("routing rule {rule} pattern {index}: {message}")]
+    Pattern {
+        rule: usize,
+        index: usize,
+        message: String,
+    },
+    #[error("routing rule {rule} keyword {index} is empty")]
+    EmptyKeyword { rule: usize, index: usize },
+    #[error("routing rules: {0}")]
+    Build(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RoutingData {
+    rules: Vec<RouteRule>,
+    default_provider: String,
+    fallback_provider: Option<String>,
+}
+
+/// A policy's routing table with its prompt scanners built once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "RoutingData", into = "RoutingData")]
+pub struct Routing {
+    rules: Vec<RouteRule>,
+    default_provider: String,
+    fallback_provider: Option<String>,
+    keywords: Option<AhoCorasick>,
+    keyword_owner: Vec<usize>,
+    /// How many distinct rules have keywords: the scan stops once all hit.
+    keyword_rules: usize,
+    patterns: Option<RegexSet>,
+    pattern_owner: Vec<usize>,
+    /// Whether any rule looks at prompt length (saves counting characters).
+    needs_length: bool,
+}
+
+impl Routing {
+    pub fn new(
+        rules: Vec<RouteRule>,
+        default_provider: String,
+        fallback_provider: Option<String>,
+    ) -> Result<Self, RoutingError> {
+        let mut keywords = Vec::new();
+        let mut keyword_owner = Vec::new();
+        let mut patterns = Vec::new();
+        let mut pattern_owner = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            for (j, keyword) in rule.keywords.iter().enumerate() {
+                if keyword.is_empty() {
+                    return Err(RoutingError::EmptyKeyword { rule: i, index: j });
+                }
+                keywords.push(keyword.as_str());
+                keyword_owner.push(i);
+            }
+            for (j, pattern) in rule.patterns.iter().enumerate() {
+                check_pattern(pattern).map_err(|message| RoutingError::Pattern {
+                    rule: i,
+                    index: j,
+                    message,
+                })?;
+                patterns.push(pattern.as_str());
+                pattern_owner.push(i);
+            }
+        }
+        let keywords = if keywords.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&keywords)
+                    .map_err(|e| RoutingError::Build(e.to_string()))?,
+            )
+        };
+        let patterns = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                RegexSetBuilder::new(&patterns)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| RoutingError::Build(e.to_string()))?,
+            )
+        };
+        let keyword_rules = rules.iter().filter(|r| !r.keywords.is_empty()).count();
+        let needs_length = rules
+            .iter()
+            .any(|r| r.max_prompt_chars.is_some() || r.min_prompt_chars.is_some());
+        Ok(Self {
+            rules,
+            default_provider,
+            fallback_provider,
+            keywords,
+            keyword_owner,
+            keyword_rules,
+            patterns,
+            pattern_owner,
+            needs_length,
+        })
+    }
+
+    pub fn rules(&self) -> &[RouteRule] {
+        &self.rules
+    }
+
+    pub fn default_provider(&self) -> &str {
+        &self.default_provider
+    }
+
+    pub fn fallback_provider(&self) -> Option<&str> {
+        self.fallback_provider.as_deref()
+    }
+
+    /// Indexes of the rules that match, in rule order.
+    fn matching(&self, request: &ChatRequest<'_>) -> Vec<usize> {
+        let n = self.rules.len();
+        let mut keyword_hit = vec![false; n];
+        let mut pattern_hit = vec![false; n];
+        if let Some(ac) = &self.keywords {
+            let mut found = 0;
+            for m in ac.find_overlapping_iter(request.prompt) {
+                let rule = self.keyword_owner[m.pattern().as_usize()];
+                if !keyword_hit[rule] {
+                    keyword_hit[rule] = true;
+                    found += 1;
+                    if found == self.keyword_rules {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(set) = &self.patterns {
+            for p in set.matches(request.prompt).iter() {
+                pattern_hit[self.pattern_owner[p]] = true;
+            }
+        }
+        let chars = if self.needs_length {
+            request.prompt.chars().count() as u64
+        } else {
+            0
+        };
+        (0..n)
+            .filter(|&i| {
+                let r = &self.rules[i];
+                (r.keywords.is_empty() || keyword_hit[i])
+                    && (r.patterns.is_empty() || pattern_hit[i])
+                    && r.max_prompt_chars.is_none_or(|max| chars <= max)
+                    && r.min_prompt_chars.is_none_or(|min| chars >= min)
+                    && r.models.as_ref().is_none_or(|g| g.is_match(request.model))
+                    && r.agents.as_ref().is_none_or(|g| g.is_match(request.agent))
+            })
+            .collect()
+    }
+}
+
+/// Checks one regex the way the router will compile it.
+pub(crate) fn check_pattern(pattern: &str) -> Result<(), String> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+impl TryFrom<RoutingData> for Routing {
+    type Error = RoutingError;
+    fn try_from(d: RoutingData) -> Result<Self, Self::Error> {
+        Self::new(d.rules, d.default_provider, d.fallback_provider)
+    }
+}
+
+impl From<Routing> for RoutingData {
+    fn from(r: Routing) -> Self {
+        Self {
+            rules: r.rules,
+            default_provider: r.default_provider,
+            fallback_provider: r.fallback_provider,
+        }
+    }
+}
+
+/// Where a chat request goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// Provider name (as in the policy's `spec.providers`).
+    pub provider: String,
+    /// The model to ask the provider for.
+    pub model: String,
+    /// Ordered: the decisive reason first, then those of other matching rules.
+    pub reasons: Vec<ReasonCode>,
+    /// The decisive rule, if a rule (not the default) decided.
+    pub rule: Option<String>,
+    /// Where to go on connect error, 5xx or timeout, if the policy says.
+    pub fallback: Option<Fallback>,
+}
+
+/// The policy's fallback for a route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fallback {
+    pub provider: String,
+    pub model: String,
+}
+
+impl Route {
+    /// The route to take when this one's provider failed, with
+    /// `routing.fallback` appended to the reasons.
+    pub fn fallback_route(&self) -> Option<Route> {
+        let fallback = self.fallback.as_ref()?;
+        let mut reasons = self.reasons.clone();
+        reasons.push(ReasonCode::RoutingFallback);
+        Some(Route {
+            provider: fallback.provider.clone(),
+            model: fallback.model.clone(),
+            reasons,
+            rule: self.rule.clone(),
+            fallback: None,
+        })
+    }
+}
+
+/// The verdict on a chat request and, when a policy governs the agent,
+/// its route. In `Audit` enforcement a kill switch or a disallowed model
+/// yields a `Deny` decision that is not enforced, and the route is still
+/// there for the gateway to use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatDecision {
+    pub decision: Decision,
+    pub route: Option<Route>,
+}
+
+impl ChatDecision {
+    /// The route to use, or `None` when the request must be refused.
+    pub fn permitted_route(&self) -> Option<&Route> {
+        match self.decision.effective_outcome() {
+            Outcome::Allow => self.route.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+// === impl PolicyBundle: chat routing ===
+
+impl PolicyBundle {
+    /// Routes a chat request, or refuses it (no policy, kill switch, model
+    /// not allowed).
+    pub fn evaluate_chat(&self, request: &ChatRequest<'_>) -> ChatDecision {
+        let (policy, agent) = match self.lookup(request.namespace, request.agent) {
+            Lookup::Governed { policy, agent } => (policy, agent),
+            Lookup::Invalid(invalid) => {
+                return ChatDecision {
+                    decision: Decision {
+                        outcome: Outcome::Deny,
+                        enforced: true,
+                        reason_code: ReasonCode::PolicyInvalid,
+                        rule: None,
+                        policy: Some(PolicyRef {
+                            namespace: invalid.namespace.clone(),
+                            name: invalid.name.clone(),
+                            generation: invalid.generation,
+                        }),
+                    },
+                    route: None,
+                };
+            }
+            Lookup::None => {
+                return ChatDecision {
+                    decision: Decision {
+                        outcome: Outcome::Deny,
+                        enforced: true,
+                        reason_code: ReasonCode::PolicyNone,
+                        rule: None,
+                        policy: None,
+                    },
+                    route: None,
+                };
+            }
+        };
+        let routing = &policy.routing;
+        let matched = routing.matching(request);
+        let (provider, rule_model, rule) = match matched.first() {
+            Some(&i) => {
+                let r = &routing.rules[i];
+                (
+                    r.provider.as_str(),
+                    r.model.as_deref(),
+                    Some(r.rule.clone()),
+                )
+            }
+            None => (routing.default_provider.as_str(), None, None),
+        };
+        let mut reasons: Vec<ReasonCode> = Vec::with_capacity(matched.len().max(1));
+        for &i in &matched {
+            let code = routing.rules[i].reason_code();
+            if !reasons.contains(&code) {
+                reasons.push(code);
+            }
+        }
+        if reasons.is_empty() {
+            reasons.push(ReasonCode::RoutingDefault);
+        }
+        let model_for = |provider: &str, explicit: Option<&str>| -> String {
+            if let Some(m) = explicit {
+                return m.to_owned();
+            }
+            if request.model.is_empty() {
+                if let Some(m) = policy
+                    .provider(provider)
+                    .and_then(|p| p.default_model.as_deref())
+                {
+                    return m.to_owned();
+                }
+            }
+            request.model.to_owned()
+        };
+        let model = model_for(provider, rule_model);
+        let fallback = routing
+            .fallback_provider
+            .as_deref()
+            .filter(|f| *f != provider)
+            .map(|f| Fallback {
+                provider: f.to_owned(),
+                model: policy
+                    .provider(f)
+                    .and_then(|p| p.default_model.clone())
+                    .unwrap_or_else(|| model.clone()),
+            });
+        let route = Route {
+            provider: provider.to_owned(),
+            model,
+            reasons,
+            rule: rule.clone(),
+            fallback,
+        };
+
+        // The allow-list judges what the agent asked for (or, when it asked
+        // for nothing, the provider default it would get).
+        let requested_model = if request.model.is_empty() {
+            route.model.as_str()
+        } else {
+            request.model
+        };
+        let (outcome, reason_code, rule) = if policy.suspend {
+            (
+                Outcome::Deny,
+                ReasonCode::KillSwitchPolicy,
+                Some("spec.suspend".to_owned()),
+            )
+        } else if agent.suspended {
+            (
+                Outcome::Deny,
+                ReasonCode::KillSwitchAgent,
+                Some(format!("spec.agents[{}].suspended", agent.name)),
+            )
+        } else if route.model.is_empty() || !policy.models.is_match(requested_model) {
+            (
+                Outcome::Deny,
+                ReasonCode::ModelNotAllowed,
+                Some("spec.models.allow".to_owned()),
+            )
+        } else {
+            (Outcome::Allow, route.reasons[0], rule)
+        };
+        ChatDecision {
+            decision: Decision {
+                outcome,
+                enforced: policy.enforces(),
+                reason_code,
+                rule,
+                policy: Some(policy.reference()),
+            },
+            route: Some(route),
+        }
+    }
+}
