@@ -1,1 +1,20 @@
-//! placeholder
+//! Palisade's custom resources and everything that turns them into a
+//! [`palisade_policy::PolicyBundle`]:
+//!
+//! - [`resources`]: `AIPolicy`, `ToolGrant`, `Approval` (`palisade.dev/v1alpha1`);
+//! - [`compiler`]: resources + resolved Secrets → bundle, or diagnostics
+//!   naming the object, the field and the fix; one bad policy never breaks
+//!   the others, and a policy that stops compiling keeps its last good
+//!   generation;
+//! - [`standalone`]: the YAML file loader for running without Kubernetes;
+//! - [`manifests`]: the generated CRD manifests (`crdgen` writes them).
+
+pub mod compiler;
+pub mod diagnostic;
+pub mod duration;
+pub mod manifests;
+pub mod resources;
+pub mod standalone;
+pub use compiler::{Compilation, CompileError, CompileInput, GrantReport, PolicyReport, Secrets, compile};
+pub use diagnostic::{Diagnostic, ObjectRef, Severity};
+pub use resources::*;

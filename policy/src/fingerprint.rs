@@ -92,6 +92,12 @@ pub fn redact_arguments(arguments: &Value, keys: &[String]) -> Value {
     }
 }
 
+/// Hex SHA-256 of an agent's API key: what a bundle keeps to recognise the
+/// key without holding it.
+pub fn api_key_digest(key: &str) -> String {
+    sha256_hex(key.as_bytes())
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

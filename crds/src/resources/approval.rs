@@ -1,0 +1,143 @@
+//! `Approval` (short name `appr`): a held tool call waiting for a human.
+//! Created by the gateway, decided by a human with `kubectl patch`,
+//! consumed once by the gateway.
+
+use super::conditions_schema;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A tool call that needs a human's decision. Only `spec.decision` and
+/// `spec.reason` are written by people, once; everything else describes the
+/// request and cannot change. An approval is single-use and valid only for
+/// the exact agent, tool and argument digest it was created for.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "palisade.dev",
+    version = "v1alpha1",
+    kind = "Approval",
+    plural = "approvals",
+    singular = "approval",
+    shortname = "appr",
+    namespaced,
+    doc = r#"An Approval is a tool call held for a human decision. Approve or deny with: kubectl patch approval NAME --type=merge -p '{"spec":{"decision":"Approved","reason":"..."}}'"#,
+    status = "ApprovalStatus",
+    printcolumn = r#"{"name":"Agent","type":"string","jsonPath":".spec.agent"}"#,
+    printcolumn = r#"{"name":"Tool","type":"string","jsonPath":".spec.tool"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Decided-By","type":"string","jsonPath":".status.decidedBy"}"#,
+    printcolumn = r#"{"name":"Expires","type":"date","priority":1,"jsonPath":".spec.expiresAt"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = Rule::new("self.expiresAt > self.requestedAt")
+        .message("spec.expiresAt must be after spec.requestedAt")
+        .field_path(".expiresAt"),
+    validation = Rule::new("!has(oldSelf.decision) || (has(self.decision) && self.decision == oldSelf.decision)")
+        .message("spec.decision is final once made; create a new request instead")
+        .field_path(".decision"),
+    validation = Rule::new("!has(oldSelf.decision) || (has(self.reason) == has(oldSelf.reason) && (!has(self.reason) || self.reason == oldSelf.reason))")
+        .message("spec.reason cannot change once a decision is made")
+        .field_path(".reason"),
+    validation = Rule::new("self.agent == oldSelf.agent && self.tool == oldSelf.tool && self.argumentsDigest == oldSelf.argumentsDigest && self.requestId == oldSelf.requestId && self.policy == oldSelf.policy && self.requestedAt == oldSelf.requestedAt && self.expiresAt == oldSelf.expiresAt")
+        .message("the request an Approval describes cannot change; only spec.decision and spec.reason may be set")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalSpec {
+    /// The agent that asked.
+    #[schemars(length(min = 1, max = 63))]
+    pub agent: String,
+    /// The tool it wants to run.
+    #[schemars(length(min = 1, max = 253))]
+    pub tool: String,
+    /// The arguments, redacted as the policy's `audit.redactKeys` say.
+    #[serde(default)]
+    #[schemars(schema_with = "free_form_object")]
+    pub arguments: serde_json::Value,
+    /// SHA-256 of the canonical JSON of the full (unredacted) arguments;
+    /// the approval is valid only for a call with exactly these arguments.
+    #[schemars(pattern(r"^sha256:[0-9a-f]{64}$"))]
+    pub arguments_digest: String,
+    /// The gateway request that was held.
+    #[schemars(length(min = 1, max = 128))]
+    pub request_id: String,
+    /// The AIPolicy (in this namespace) whose rule or grant required approval.
+    #[schemars(length(min = 1, max = 253))]
+    pub policy: String,
+    /// That policy's generation at the time.
+    pub policy_generation: i64,
+    /// The rule or grant that required approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub rule: Option<String>,
+    /// When the gateway held the call.
+    pub requested_at: Time,
+    /// Deadline for a decision; afterwards the approval expires.
+    pub expires_at: Time,
+    /// The human's decision: `Approved` or `Denied`. Final once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<ApprovalDecision>,
+    /// Why (free text, recorded in the audit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub reason: Option<String>,
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// A human's decision.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ApprovalDecision {
+    Approved,
+    Denied,
+}
+
+/// Where an approval is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ApprovalPhase {
+    /// Waiting for a human.
+    Pending,
+    /// Approved; the agent may repeat the call once.
+    Approved,
+    /// Denied; the call stays denied.
+    Denied,
+    /// No decision before `expiresAt`.
+    Expired,
+    /// The approved call ran; the approval cannot be used again.
+    Consumed,
+}
+
+/// What the operator and the gateway record about an approval.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalStatus {
+    /// The generation last processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Pending` → `Approved` / `Denied` / `Expired` → `Consumed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ApprovalPhase>,
+    /// Who decided, taken from the authenticated request, never from
+    /// anything the client wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// When the decision was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Time>,
+    /// When the approved call ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed_at: Option<Time>,
+    /// Which gateway replica consumed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed_by: Option<String>,
+    /// Standard conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,49 @@
+//! The three custom resources of group `palisade.dev/v1alpha1`. Every field
+//! carries a doc comment because it becomes `kubectl explain`.
+
+mod aipolicy;
+mod approval;
+mod toolgrant;
+
+pub use aipolicy::*;
+pub use approval::*;
+pub use toolgrant::*;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every Palisade resource.
+pub const GROUP: &str = "palisade.dev";
+/// The version of every Palisade resource.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "palisade.dev/v1alpha1";
+
+/// A key in a Secret in the same namespace as the resource that names it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret, in the same namespace as this resource.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Conditions keyed by `type` (a list-map, so server-side apply merges them
+/// per condition).
+pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema
+}
+
+/// A list of objects keyed by their `name` field.
+pub(crate) fn list_map_by_name<T: JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<T>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["name"]));
+    schema
+}

@@ -1,0 +1,601 @@
+//! The standalone configuration: one or more YAML files holding `AIPolicy`
+//! and `ToolGrant` documents exactly as `kubectl apply -f` takes them, plus
+//! optional `v1 Secret` documents and at most one `GatewaySettings`
+//! document. Every problem comes back as `file:line: message`, and unknown
+//! fields are errors (a typo must never silently weaken a policy).
+
+use crate::compiler::{Compilation, CompileInput, Secrets, compile};
+use crate::diagnostic::{Diagnostic, ObjectRef};
+use crate::resources::{AIPolicy, API_VERSION, ToolGrant};
+use jiff::Timestamp;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// One file to load: a name for messages, and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub text: &'a str,
+}
+
+/// A problem at a line of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDiagnostic {
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    pub message: String,
+    pub warning: bool,
+}
+
+impl fmt::Display for FileDiagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: ", self.file)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if self.warning {
+            f.write_str("warning: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// The `GatewaySettings` document: how a standalone gateway runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Namespace for documents that name none.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Where decisions are audited.
+    #[serde(default)]
+    pub audit: AuditSettings,
+    /// Secret values taken from the environment, so files hold no keys.
+    #[serde(default)]
+    pub secrets: Vec<EnvSecret>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            namespace: default_namespace(),
+            audit: AuditSettings::default(),
+            secrets: Vec::new(),
+        }
+    }
+}
+
+/// Audit destination of a standalone gateway.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditSettings {
+    /// `sqlite://PATH` or `postgres://...`; default: an SQLite file next to
+    /// the first configuration file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `Spool` (default): keep events in a durable local spool while the
+    /// database is unreachable. `FailClosed`: refuse requests instead.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+/// What to do while the audit database is unreachable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureMode {
+    #[default]
+    Spool,
+    FailClosed,
+}
+
+/// A Secret whose keys come from environment variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvSecret {
+    pub name: String,
+    /// Defaults to `spec.namespace` of the settings.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Secret key → environment variable name.
+    pub from_env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SettingsDocument {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    metadata: Option<serde_yaml::Value>,
+    #[serde(default)]
+    spec: GatewaySettings,
+}
+
+/// Everything the files declare.
+#[derive(Debug, Clone, Default)]
+pub struct Standalone {
+    pub settings: GatewaySettings,
+    pub policies: Vec<AIPolicy>,
+    pub grants: Vec<ToolGrant>,
+    pub secrets: Secrets,
+}
+
+/// Where a document came from, to put line numbers on compiler diagnostics.
+#[derive(Debug, Clone)]
+struct Origin {
+    file: String,
+    /// 1-based line of the document's first line.
+    start: usize,
+    text: String,
+}
+
+/// Parses the files and compiles them. Every error in every file is
+/// returned at once; any error rejects the whole configuration (a gateway
+/// keeps serving what it had). Warnings (an expired grant) come back with
+/// the result.
+pub fn load(
+    sources: &[Source<'_>],
+    env: &dyn Fn(&str) -> Option<String>,
+    now: Timestamp,
+) -> Result<(Standalone, Compilation, Vec<FileDiagnostic>), Vec<FileDiagnostic>> {
+    let (config, origins) = parse(sources, env)?;
+    let compilation = compile(CompileInput {
+        policies: &config.policies,
+        grants: &config.grants,
+        secrets: &config.secrets,
+        previous: None,
+        now,
+    })
+    .map_err(|e| {
+        vec![FileDiagnostic {
+            file: sources.first().map(|s| s.name.to_owned()).unwrap_or_default(),
+            line: None,
+            message: e.to_string(),
+            warning: false,
+        }]
+    })?;
+    let located = |d: &Diagnostic| match origins.get(&d.object) {
+        Some(o) => FileDiagnostic {
+            file: o.file.clone(),
+            line: Some(o.start + locate(&o.text, &d.field)),
+            message: if d.is_error() { d.to_string() } else { format!("{}: {}", d.object, d.short()) },
+            warning: !d.is_error(),
+        },
+        None => FileDiagnostic {
+            file: String::new(),
+            line: None,
+            message: d.to_string(),
+            warning: !d.is_error(),
+        },
+    };
+    let errors: Vec<FileDiagnostic> = compilation.errors().map(located).collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let warnings = compilation.diagnostics().filter(|d| !d.is_error()).map(located).collect();
+    Ok((config, compilation, warnings))
+}
+
+fn parse(
+    sources: &[Source<'_>],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Standalone, HashMap<ObjectRef, Origin>), Vec<FileDiagnostic>> {
+    let mut errors = Vec::new();
+    let mut config = Standalone::default();
+    let mut origins: HashMap<ObjectRef, Origin> = HashMap::new();
+    let mut settings: Option<(GatewaySettings, Origin)> = None;
+    let mut k8s_secrets: Vec<(k8s_openapi::api::core::v1::Secret, Origin)> = Vec::new();
+
+    for source in sources {
+        for (start, text) in documents(source.text) {
+            let origin = Origin {
+                file: source.name.to_owned(),
+                start,
+                text: text.to_owned(),
+            };
+            let error = |line: usize, message: String| FileDiagnostic {
+                file: source.name.to_owned(),
+                line: Some(start + line),
+                message,
+                warning: false,
+            };
+            let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+                Ok(serde_yaml::Value::Null) => continue,
+                Ok(v) => v,
+                Err(e) => {
+                    errors.push(yaml_error(&origin, &e));
+                    continue;
+                }
+            };
+            let field = |name: &str| value.get(name).and_then(serde_yaml::Value::as_str).unwrap_or("");
+            let (api_version, kind) = (field("apiVersion"), field("kind"));
+            match (api_version, kind) {
+                (API_VERSION, "AIPolicy") => {
+                    if let Some(policy) = typed::<AIPolicy>(&origin, &mut errors) {
+                        register(policy, "AIPolicy", &origin, &mut origins, &mut errors, &mut config.policies, error);
+                    }
+                }
+                (API_VERSION, "ToolGrant") => {
+                    if let Some(grant) = typed::<ToolGrant>(&origin, &mut errors) {
+                        register(grant, "ToolGrant", &origin, &mut origins, &mut errors, &mut config.grants, error);
+                    }
+                }
+                (API_VERSION, "GatewaySettings") => {
+                    if let Some(doc) = typed::<SettingsDocument>(&origin, &mut errors) {
+                        if let Some((_, first)) = &settings {
+                            errors.push(error(
+                                0,
+                                format!(
+                                    "a second GatewaySettings document (the first is at {}:{}); keep one",
+                                    first.file, first.start
+                                ),
+                            ));
+                        } else {
+                            settings = Some((doc.spec, origin.clone()));
+                        }
+                    }
+                }
+                ("v1", "Secret") => {
+                    if let Some(secret) = typed::<k8s_openapi::api::core::v1::Secret>(&origin, &mut errors) {
+                        k8s_secrets.push((secret, origin.clone()));
+                    }
+                }
+                (API_VERSION, "Approval") => errors.push(error(
+                    0,
+                    "Approval documents are created by the gateway when a call needs a human; remove this one".into(),
+                )),
+                (_, "AIPolicy" | "ToolGrant" | "GatewaySettings") => errors.push(error(
+                    locate(text, "apiVersion"),
+                    format!("apiVersion {api_version:?} is not supported for {kind}; write apiVersion: {API_VERSION}"),
+                )),
+                (_, "") => errors.push(error(
+                    0,
+                    "the document has no kind; every document needs apiVersion and kind (AIPolicy, ToolGrant, Secret or GatewaySettings)".into(),
+                )),
+                _ => errors.push(error(
+                    locate(text, "kind"),
+                    format!(
+                        "kind {kind:?} (apiVersion {api_version:?}) is not supported in a standalone file; it holds AIPolicy, ToolGrant, Secret and GatewaySettings documents"
+                    ),
+                )),
+            }
+        }
+    }
+
+    if let Some((s, _)) = &settings {
+        config.settings = s.clone();
+    }
+    let default_ns = config.settings.namespace.clone();
+    for p in &mut config.policies {
+        default_namespace_of(&mut p.metadata, &default_ns);
+    }
+    for g in &mut config.grants {
+        default_namespace_of(&mut g.metadata, &default_ns);
+    }
+    // Origins were keyed before defaulting the namespace; re-key them.
+    origins = origins
+        .into_iter()
+        .map(|(mut k, v)| {
+            if k.namespace.is_empty() {
+                k.namespace = default_ns.clone();
+            }
+            (k, v)
+        })
+        .collect();
+    for (secret, _) in &k8s_secrets {
+        let ns = secret.metadata.namespace.clone().unwrap_or_else(|| default_ns.clone());
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        for (k, v) in secret.data.iter().flatten() {
+            config.secrets.insert(&ns, &name, k, String::from_utf8_lossy(&v.0).into_owned());
+        }
+        for (k, v) in secret.string_data.iter().flatten() {
+            config.secrets.insert(&ns, &name, k, v.clone());
+        }
+    }
+    if let Some((s, origin)) = &settings {
+        for (i, secret) in s.secrets.iter().enumerate() {
+            let ns = secret.namespace.clone().unwrap_or_else(|| default_ns.clone());
+            for (key, var) in &secret.from_env {
+                match env(var) {
+                    Some(value) => config.secrets.insert(&ns, &secret.name, key, value),
+                    None => errors.push(FileDiagnostic {
+                        file: origin.file.clone(),
+                        line: Some(origin.start + locate(&origin.text, &format!("spec.secrets[{i}].fromEnv.{key}"))),
+                        message: format!(
+                            "GatewaySettings: spec.secrets[{i}].fromEnv.{key}: environment variable {var} is not set (fix: export {var}=... before starting the gateway)"
+                        ),
+                        warning: false,
+                    }),
+                }
+            }
+        }
+    }
+    if errors.is_empty() { Ok((config, origins)) } else { Err(errors) }
+}
+
+fn default_namespace_of(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, ns: &str) {
+    if meta.namespace.as_deref().unwrap_or("").is_empty() {
+        meta.namespace = Some(ns.to_owned());
+    }
+}
+
+trait HasMeta {
+    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+}
+impl HasMeta for AIPolicy {
+    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &self.metadata
+    }
+}
+impl HasMeta for ToolGrant {
+    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &self.metadata
+    }
+}
+
+fn register<T: HasMeta>(
+    object: T,
+    kind: &str,
+    origin: &Origin,
+    origins: &mut HashMap<ObjectRef, Origin>,
+    errors: &mut Vec<FileDiagnostic>,
+    into: &mut Vec<T>,
+    error: impl Fn(usize, String) -> FileDiagnostic,
+) {
+    let meta = object.meta();
+    let Some(name) = meta.name.as_deref().filter(|n| !n.is_empty()) else {
+        errors.push(error(locate(&origin.text, "metadata"), format!("{kind}: metadata.name is required")));
+        return;
+    };
+    let key = ObjectRef::new(kind, meta.namespace.as_deref().unwrap_or(""), name);
+    if let Some(first) = origins.get(&key) {
+        errors.push(error(
+            0,
+            format!("{kind} {name:?} is defined twice (first at {}:{}); keep one", first.file, first.start),
+        ));
+        return;
+    }
+    origins.insert(key, origin.clone());
+    into.push(object);
+}
+
+/// Deserializes a document into `T`, reporting every unknown field and
+/// every type error with its line.
+fn typed<T: DeserializeOwned>(origin: &Origin, errors: &mut Vec<FileDiagnostic>) -> Option<T> {
+    let mut unknown = Vec::new();
+    let result: Result<T, _> = serde_ignored::deserialize(serde_yaml::Deserializer::from_str(&origin.text), |path| {
+        let path = field_path(&path);
+        // kube's derived types read apiVersion and kind outside serde's view.
+        if path != "apiVersion" && path != "kind" {
+            unknown.push(path);
+        }
+    });
+    for path in &unknown {
+        errors.push(FileDiagnostic {
+            file: origin.file.clone(),
+            line: Some(origin.start + locate(&origin.text, path)),
+            message: format!("unknown field {path}; check its spelling against `kubectl explain` or docs/policy.md"),
+            warning: false,
+        });
+    }
+    match result {
+        Ok(v) if unknown.is_empty() => Some(v),
+        Ok(_) => None,
+        Err(e) => {
+            errors.push(yaml_error(origin, &e));
+            None
+        }
+    }
+}
+
+fn yaml_error(origin: &Origin, e: &serde_yaml::Error) -> FileDiagnostic {
+    let message = e.to_string();
+    // serde_yaml appends " at line L column C"; the prefix already says where.
+    let message = match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
+    };
+    FileDiagnostic {
+        file: origin.file.clone(),
+        line: e.location().map(|l| origin.start + l.line() - 1),
+        message,
+        warning: false,
+    }
+}
+
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+        }
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// Splits a multi-document YAML text on `---` lines: `(first line, text)`.
+fn documents(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let mut start_byte = 0;
+    let mut start_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end();
+        if trimmed == "---" || trimmed.starts_with("--- ") {
+            docs.push((start_line, &text[start_byte..offset]));
+            start_byte = offset + line.len();
+            start_line = i + 2;
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start_byte..]));
+    docs
+}
+
+/// Finds the 0-based line (within a document) of a field path such as
+/// `spec.routing.rules[1].patterns[0]` in block-style YAML; falls back to
+/// the deepest part it could find, or the document's first line.
+pub(crate) fn locate(doc: &str, path: &str) -> usize {
+    let lines: Vec<&str> = doc.lines().collect();
+    let content = |l: usize| -> Option<(usize, &str)> {
+        let line = lines[l];
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            None
+        } else {
+            Some((line.len() - trimmed.len(), trimmed))
+        }
+    };
+    let mut found = 0;
+    // The region to search: lines [from, lines.len()) that are deeper than
+    // `parent`; `item` marks a region that starts on a "- " line whose
+    // content sits after the dash.
+    let mut from = 0;
+    let mut parent: isize = -1;
+    let mut item_start = false;
+    for segment in split_path(path) {
+        match segment {
+            Segment::Key(key) => {
+                let mut mapping_indent = None;
+                let mut hit = None;
+                for l in from..lines.len() {
+                    let Some((mut indent, mut text)) = content(l) else { continue };
+                    if l == from && item_start {
+                        let after = text.trim_start_matches('-').trim_start();
+                        indent += text.len() - after.len();
+                        text = after;
+                    } else if (indent as isize) <= parent {
+                        break;
+                    }
+                    let m = *mapping_indent.get_or_insert(indent);
+                    if indent < m {
+                        break;
+                    }
+                    if indent == m && is_key(text, key) {
+                        hit = Some((l, indent));
+                        break;
+                    }
+                }
+                let Some((l, indent)) = hit else { return found };
+                found = l;
+                from = l + 1;
+                parent = indent as isize;
+                item_start = false;
+            }
+            Segment::Index(index) => {
+                let mut item_indent = None;
+                let mut seen = 0;
+                let mut hit = None;
+                for l in from..lines.len() {
+                    let Some((indent, text)) = content(l) else { continue };
+                    if (indent as isize) < parent || ((indent as isize) == parent && !text.starts_with('-')) {
+                        break;
+                    }
+                    let ii = *item_indent.get_or_insert(indent);
+                    if indent < ii {
+                        break;
+                    }
+                    if indent == ii && text.starts_with('-') {
+                        if seen == index {
+                            hit = Some((l, indent));
+                            break;
+                        }
+                        seen += 1;
+                    }
+                }
+                let Some((l, indent)) = hit else { return found };
+                found = l;
+                from = l;
+                parent = indent as isize;
+                item_start = true;
+            }
+        }
+    }
+    found
+}
+
+fn is_key(text: &str, key: &str) -> bool {
+    let unquoted = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_prefix(key))
+        .and_then(|t| t.strip_prefix('"'))
+        .or_else(|| text.strip_prefix(key));
+    unquoted.is_some_and(|rest| rest.starts_with(':'))
+}
+
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn split_path(path: &str) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            out.push(Segment::Key(key));
+        }
+        while let Some(close) = rest.find(']') {
+            if let Ok(i) = rest[1..close].parse() {
+                out.push(Segment::Index(i));
+            }
+            rest = &rest[close + 1..];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "apiVersion: v\nkind: K\nspec:\n  routing:\n    defaultProvider: a\n    rules:\n      - name: one\n        keywords: [a]\n      - name: two\n        patterns:\n          - \"ok\"\n          - \"(bad\"\n  tools:\n    rules:\n    - tools: [x]\n      when: \"args.y <\"\n";
+
+    #[test]
+    fn locate_finds_nested_keys_and_list_items() {
+        assert_eq!(locate(DOC, "spec"), 2);
+        assert_eq!(locate(DOC, "spec.routing.defaultProvider"), 4);
+        assert_eq!(locate(DOC, "spec.routing.rules[1]"), 8);
+        assert_eq!(locate(DOC, "spec.routing.rules[1].name"), 8);
+        assert_eq!(locate(DOC, "spec.routing.rules[1].patterns[1]"), 11);
+        assert_eq!(locate(DOC, "spec.tools.rules[0].when"), 15);
+    }
+
+    #[test]
+    fn locate_falls_back_to_the_deepest_part_found() {
+        assert_eq!(locate(DOC, "spec.routing.rules[0].keywords[0]"), 7);
+        assert_eq!(locate(DOC, "spec.routing.nothing"), 3);
+        assert_eq!(locate(DOC, "nothing"), 0);
+    }
+
+    #[test]
+    fn documents_split_on_separator_lines_with_their_first_line() {
+        let docs = documents("a: 1\n---\nb: 2\nc: 3\n--- # x\nd: 4\n");
+        let starts: Vec<usize> = docs.iter().map(|d| d.0).collect();
+        assert_eq!(starts, vec![1, 3, 6]);
+        assert_eq!(docs[1].1, "b: 2\nc: 3\n");
+    }
+}
