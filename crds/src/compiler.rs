@@ -11,14 +11,15 @@
 use crate::diagnostic::{Diagnostic, ObjectRef};
 use crate::duration::parse_duration;
 use crate::resources::{
-    AIPolicy, AgentSpec, ArgumentCapture, Enforcement, GrantAction, GrantState, PromptCapture, ProviderSpec,
-    ProviderType, SecretKeyRef, ToolAction, ToolGrant,
+    AIPolicy, AgentSpec, ArgumentCapture, Enforcement, GrantAction, GrantState, PromptCapture,
+    ProviderSpec, ProviderType, SecretKeyRef, ToolAction, ToolGrant,
 };
 use jiff::Timestamp;
 use palisade_policy as policy;
 use palisade_policy::{
-    Agent, ApprovalSettings, AuditSettings, BundleError, Condition, Grant, InvalidPolicy, NameGlobs, Outcome,
-    Policy, PolicyBundle, Provider, RouteRule, Routing, SecretString, ToolRule, ToolRules,
+    Agent, ApprovalSettings, AuditSettings, BundleError, Condition, Grant, InvalidPolicy,
+    NameGlobs, Outcome, Policy, PolicyBundle, Provider, RouteRule, Routing, SecretString, ToolRule,
+    ToolRules,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -50,14 +51,21 @@ impl Secrets {
         secret
             .get(&reference.key)
             .map(String::as_str)
-            .ok_or_else(|| format!("Secret {namespace}/{} has no key {:?}", reference.name, reference.key))
+            .ok_or_else(|| {
+                format!(
+                    "Secret {namespace}/{} has no key {:?}",
+                    reference.name, reference.key
+                )
+            })
     }
 }
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.map.iter().map(|((ns, name), keys)| format!("{ns}/{name}: {:?}", keys.keys().collect::<Vec<_>>())))
+            .entries(self.map.iter().map(|((ns, name), keys)| {
+                format!("{ns}/{name}: {:?}", keys.keys().collect::<Vec<_>>())
+            }))
             .finish()
     }
 }
@@ -169,14 +177,22 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
             }
         };
         let chosen = fresh.or_else(|| {
-            let previous = input.previous?.policy(&object.namespace, &object.name)?.clone();
-            claim_agents(&previous, &object, &claimed).ok().map(|()| previous)
+            let previous = input
+                .previous?
+                .policy(&object.namespace, &object.name)?
+                .clone();
+            claim_agents(&previous, &object, &claimed)
+                .ok()
+                .map(|()| previous)
         });
         let agents = p.spec.agents.len();
         match chosen {
             Some(policy) => {
                 for agent in &policy.agents {
-                    claimed.insert((policy.namespace.clone(), agent.name.clone()), policy.name.clone());
+                    claimed.insert(
+                        (policy.namespace.clone(), agent.name.clone()),
+                        policy.name.clone(),
+                    );
                 }
                 reports.push(PolicyReport {
                     object,
@@ -246,11 +262,20 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
 }
 
 fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
-    meta.namespace.clone().unwrap_or_else(|| "default".to_owned())
+    meta.namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned())
 }
 
-fn object_ref(kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectRef {
-    ObjectRef::new(kind, &namespace_of(meta), meta.name.as_deref().unwrap_or(""))
+fn object_ref(
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> ObjectRef {
+    ObjectRef::new(
+        kind,
+        &namespace_of(meta),
+        meta.name.as_deref().unwrap_or(""),
+    )
 }
 
 fn claim_agents(
@@ -272,7 +297,11 @@ fn claim_agents(
             ))
         })
         .collect();
-    if conflicts.is_empty() { Ok(()) } else { Err(conflicts) }
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(conflicts)
+    }
 }
 
 /// Collects diagnostics for one object.
@@ -282,8 +311,14 @@ struct Diags<'a> {
 }
 
 impl Diags<'_> {
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
-        self.list.push(Diagnostic::new(self.object, field, message, fix));
+    fn push(
+        &mut self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.list
+            .push(Diagnostic::new(self.object, field, message, fix));
     }
 
     fn globs(&mut self, field: &str, patterns: &[String]) -> Option<NameGlobs> {
@@ -317,7 +352,12 @@ impl Diags<'_> {
         }
     }
 
-    fn secret(&mut self, field: &str, secrets: &Secrets, reference: &SecretKeyRef) -> Option<String> {
+    fn secret(
+        &mut self,
+        field: &str,
+        secrets: &Secrets,
+        reference: &SecretKeyRef,
+    ) -> Option<String> {
         match secrets.lookup(&self.object.namespace, reference) {
             Ok(v) => Some(v.to_owned()),
             Err(message) => {
@@ -334,6 +374,25 @@ impl Diags<'_> {
         }
     }
 
+    /// Rule names are how decisions cite rules, so they must be unique.
+    fn unique_rule_name<'n>(
+        &mut self,
+        field: &str,
+        name: Option<&str>,
+        mut earlier: impl Iterator<Item = Option<&'n str>>,
+    ) -> bool {
+        let Some(name) = name else { return true };
+        if earlier.any(|q| q == Some(name)) {
+            self.push(
+                format!("{field}.name"),
+                format!("rule name {name:?} is used twice"),
+                "give every rule its own name",
+            );
+            return false;
+        }
+        true
+    }
+
     fn finish<T>(self, value: Option<T>) -> Result<T, Vec<Diagnostic>> {
         match value {
             Some(v) if self.list.is_empty() => Ok(v),
@@ -345,18 +404,27 @@ impl Diags<'_> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
-fn compile_policy(p: &AIPolicy, object: &ObjectRef, secrets: &Secrets) -> Result<Policy, Vec<Diagnostic>> {
+fn compile_policy(
+    p: &AIPolicy,
+    object: &ObjectRef,
+    secrets: &Secrets,
+) -> Result<Policy, Vec<Diagnostic>> {
     let mut d = Diags {
         object,
         list: Vec::new(),
     };
     if object.name.is_empty() {
-        d.push("metadata.name", "the policy has no name", "set metadata.name");
+        d.push(
+            "metadata.name",
+            "the policy has no name",
+            "set metadata.name",
+        );
     }
     let spec = &p.spec;
     let agents = compile_agents(&mut d, &spec.agents, secrets);
@@ -370,7 +438,11 @@ fn compile_policy(p: &AIPolicy, object: &ObjectRef, secrets: &Secrets) -> Result
     let tools = compile_tools(&mut d, p);
     let ttl = match parse_duration(&spec.approvals.ttl) {
         Ok(t) if t.is_zero() => {
-            d.push("spec.approvals.ttl", "a TTL of zero expires every approval at once", "use e.g. 15m");
+            d.push(
+                "spec.approvals.ttl",
+                "a TTL of zero expires every approval at once",
+                "use e.g. 15m",
+            );
             None
         }
         Ok(t) => Some(t),
@@ -415,7 +487,11 @@ fn compile_policy(p: &AIPolicy, object: &ObjectRef, secrets: &Secrets) -> Result
     d.finish(assembled)
 }
 
-fn compile_agents(d: &mut Diags<'_>, agents: &[AgentSpec], secrets: &Secrets) -> Option<Vec<Agent>> {
+fn compile_agents(
+    d: &mut Diags<'_>,
+    agents: &[AgentSpec],
+    secrets: &Secrets,
+) -> Option<Vec<Agent>> {
     let mut out = Vec::with_capacity(agents.len());
     let mut ok = true;
     for (i, a) in agents.iter().enumerate() {
@@ -429,7 +505,11 @@ fn compile_agents(d: &mut Diags<'_>, agents: &[AgentSpec], secrets: &Secrets) ->
             ok = false;
         }
         if agents[..i].iter().any(|b| b.name == a.name) {
-            d.push(format!("{field}.name"), format!("agent {:?} is listed twice", a.name), "remove one of the entries");
+            d.push(
+                format!("{field}.name"),
+                format!("agent {:?} is listed twice", a.name),
+                "remove one of the entries",
+            );
             ok = false;
         }
         if a.service_account.is_none() && a.api_key_secret_ref.is_none() {
@@ -460,11 +540,19 @@ fn compile_agents(d: &mut Diags<'_>, agents: &[AgentSpec], secrets: &Secrets) ->
     ok.then_some(out)
 }
 
-fn compile_providers(d: &mut Diags<'_>, providers: &[ProviderSpec], secrets: &Secrets) -> Option<Vec<Provider>> {
+fn compile_providers(
+    d: &mut Diags<'_>,
+    providers: &[ProviderSpec],
+    secrets: &Secrets,
+) -> Option<Vec<Provider>> {
     let mut out = Vec::with_capacity(providers.len());
     let mut ok = true;
     if providers.is_empty() {
-        d.push("spec.providers", "the policy defines no provider", "add at least one provider (e.g. type: ollama)");
+        d.push(
+            "spec.providers",
+            "the policy defines no provider",
+            "add at least one provider (e.g. type: ollama)",
+        );
         return None;
     }
     for (i, p) in providers.iter().enumerate() {
@@ -478,12 +566,18 @@ fn compile_providers(d: &mut Diags<'_>, providers: &[ProviderSpec], secrets: &Se
             ok = false;
         }
         if providers[..i].iter().any(|q| q.name == p.name) {
-            d.push(format!("{field}.name"), format!("provider {:?} is defined twice", p.name), "rename or remove one");
+            d.push(
+                format!("{field}.name"),
+                format!("provider {:?} is defined twice", p.name),
+                "rename or remove one",
+            );
             ok = false;
         }
-        let url_ok = ["http://", "https://"]
-            .iter()
-            .any(|s| p.base_url.strip_prefix(s).is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace)));
+        let url_ok = ["http://", "https://"].iter().any(|s| {
+            p.base_url
+                .strip_prefix(s)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+        });
         if !url_ok {
             d.push(
                 format!("{field}.baseUrl"),
@@ -506,7 +600,11 @@ fn compile_providers(d: &mut Diags<'_>, providers: &[ProviderSpec], secrets: &Se
             None => DEFAULT_PROVIDER_TIMEOUT,
             Some(Ok(t)) if !t.is_zero() => t,
             Some(Ok(_)) => {
-                d.push(format!("{field}.timeout"), "a timeout of zero fails every request", "use e.g. 30s");
+                d.push(
+                    format!("{field}.timeout"),
+                    "a timeout of zero fails every request",
+                    "use e.g. 30s",
+                );
                 ok = false;
                 DEFAULT_PROVIDER_TIMEOUT
             }
@@ -546,7 +644,12 @@ fn unknown_provider(d: &mut Diags<'_>, field: &str, name: &str, known: &[&str]) 
 
 fn compile_routing(d: &mut Diags<'_>, p: &AIPolicy, providers: &[&str]) -> Option<Routing> {
     let spec = &p.spec.routing;
-    let mut ok = unknown_provider(d, "spec.routing.defaultProvider", &spec.default_provider, providers);
+    let mut ok = unknown_provider(
+        d,
+        "spec.routing.defaultProvider",
+        &spec.default_provider,
+        providers,
+    );
     if let Some(f) = &spec.fallback_provider {
         ok &= unknown_provider(d, "spec.routing.fallbackProvider", f, providers);
     }
@@ -554,12 +657,8 @@ fn compile_routing(d: &mut Diags<'_>, p: &AIPolicy, providers: &[&str]) -> Optio
     for (i, r) in spec.rules.iter().enumerate() {
         let field = format!("spec.routing.rules[{i}]");
         ok &= unknown_provider(d, &format!("{field}.provider"), &r.provider, providers);
-        if let Some(name) = &r.name {
-            if spec.rules[..i].iter().any(|q| q.name.as_ref() == Some(name)) {
-                d.push(format!("{field}.name"), format!("rule name {name:?} is used twice"), "give every rule its own name");
-                ok = false;
-            }
-        }
+        let earlier = spec.rules[..i].iter().map(|q| q.name.as_deref());
+        ok &= d.unique_rule_name(&field, r.name.as_deref(), earlier);
         if r.keywords.is_empty()
             && r.patterns.is_empty()
             && r.max_prompt_chars.is_none()
@@ -576,7 +675,11 @@ fn compile_routing(d: &mut Diags<'_>, p: &AIPolicy, providers: &[&str]) -> Optio
         }
         for (j, k) in r.keywords.iter().enumerate() {
             if k.trim().is_empty() {
-                d.push(format!("{field}.keywords[{j}]"), "an empty keyword matches every prompt", "remove it");
+                d.push(
+                    format!("{field}.keywords[{j}]"),
+                    "an empty keyword matches every prompt",
+                    "remove it",
+                );
                 ok = false;
             }
         }
@@ -584,20 +687,33 @@ fn compile_routing(d: &mut Diags<'_>, p: &AIPolicy, providers: &[&str]) -> Optio
             if let Err(message) = policy::check_pattern(pattern) {
                 d.push(
                     format!("{field}.patterns[{j}]"),
-                    format!("invalid regular expression: {}", message.lines().last().unwrap_or(&message)),
+                    format!(
+                        "invalid regular expression: {}",
+                        message.lines().last().unwrap_or(&message)
+                    ),
                     "fix the expression (Rust regex syntax: no look-around or back-references)",
                 );
                 ok = false;
             }
         }
-        if let (Some(min), Some(max)) = (r.min_prompt_chars, r.max_prompt_chars) {
-            if min > max {
-                d.push(format!("{field}.minPromptChars"), format!("{min} is more than maxPromptChars {max}"), "swap or fix the bounds");
-                ok = false;
-            }
+        if let (Some(min), Some(max)) = (r.min_prompt_chars, r.max_prompt_chars)
+            && min > max
+        {
+            d.push(
+                format!("{field}.minPromptChars"),
+                format!("{min} is more than maxPromptChars {max}"),
+                "swap or fix the bounds",
+            );
+            ok = false;
         }
-        let models = r.models.as_ref().map(|m| d.globs(&format!("{field}.models"), m));
-        let agents = r.agents.as_ref().map(|a| d.globs(&format!("{field}.agents"), a));
+        let models = r
+            .models
+            .as_ref()
+            .map(|m| d.globs(&format!("{field}.models"), m));
+        let agents = r
+            .agents
+            .as_ref()
+            .map(|a| d.globs(&format!("{field}.agents"), a));
         rules.push(RouteRule {
             rule: r.name.clone().unwrap_or(field),
             keywords: r.keywords.clone(),
@@ -627,10 +743,18 @@ fn compile_routing(d: &mut Diags<'_>, p: &AIPolicy, providers: &[&str]) -> Optio
     if !ok {
         return None;
     }
-    match Routing::new(rules, spec.default_provider.clone(), spec.fallback_provider.clone()) {
+    match Routing::new(
+        rules,
+        spec.default_provider.clone(),
+        spec.fallback_provider.clone(),
+    ) {
         Ok(r) => Some(r),
         Err(e) => {
-            d.push("spec.routing.rules", e.to_string(), "use fewer or simpler patterns");
+            d.push(
+                "spec.routing.rules",
+                e.to_string(),
+                "use fewer or simpler patterns",
+            );
             None
         }
     }
@@ -651,15 +775,15 @@ fn compile_tools(d: &mut Diags<'_>, p: &AIPolicy) -> Option<ToolRules> {
     for (i, r) in spec.rules.iter().enumerate() {
         let field = format!("spec.tools.rules[{i}]");
         if r.tools.is_empty() {
-            d.push(format!("{field}.tools"), "the rule names no tool", "list tool names or globs, e.g. [sql_query]");
+            d.push(
+                format!("{field}.tools"),
+                "the rule names no tool",
+                "list tool names or globs, e.g. [sql_query]",
+            );
             ok = false;
         }
-        if let Some(name) = &r.name {
-            if spec.rules[..i].iter().any(|q| q.name.as_ref() == Some(name)) {
-                d.push(format!("{field}.name"), format!("rule name {name:?} is used twice"), "give every rule its own name");
-                ok = false;
-            }
-        }
+        let earlier = spec.rules[..i].iter().map(|q| q.name.as_deref());
+        ok &= d.unique_rule_name(&field, r.name.as_deref(), earlier);
         ok &= d.globs(&format!("{field}.tools"), &r.tools).is_some();
         let when = d.condition(&format!("{field}.when"), r.when.as_deref());
         rules.push(ToolRule {
@@ -678,7 +802,11 @@ fn compile_tools(d: &mut Diags<'_>, p: &AIPolicy) -> Option<ToolRules> {
     match ToolRules::new(outcome(spec.default), rules) {
         Ok(t) => Some(t),
         Err(e) => {
-            d.push(format!("spec.tools.rules[{}].tools", e.rule), e.to_string(), "fix the glob");
+            d.push(
+                format!("spec.tools.rules[{}].tools", e.rule),
+                e.to_string(),
+                "fix the glob",
+            );
             None
         }
     }
@@ -691,13 +819,25 @@ fn compile_grant(g: &ToolGrant, object: &ObjectRef) -> Result<Grant, Vec<Diagnos
     };
     let spec = &g.spec;
     if spec.agents.is_empty() {
-        d.push("spec.agents", "the grant names no agent", "list the agent names it is for");
+        d.push(
+            "spec.agents",
+            "the grant names no agent",
+            "list the agent names it is for",
+        );
     }
     if spec.tools.is_empty() {
-        d.push("spec.tools", "the grant names no tool", "list tool names or globs");
+        d.push(
+            "spec.tools",
+            "the grant names no tool",
+            "list tool names or globs",
+        );
     }
     if spec.reason.trim().is_empty() {
-        d.push("spec.reason", "every exception needs a reason", "say why (ticket, incident, approver)");
+        d.push(
+            "spec.reason",
+            "every exception needs a reason",
+            "say why (ticket, incident, approver)",
+        );
     }
     let agents = d.globs("spec.agents", &spec.agents);
     let tools = d.globs("spec.tools", &spec.tools);

@@ -15,6 +15,8 @@ pub mod duration;
 pub mod manifests;
 pub mod resources;
 pub mod standalone;
-pub use compiler::{Compilation, CompileError, CompileInput, GrantReport, PolicyReport, Secrets, compile};
+pub use compiler::{
+    Compilation, CompileError, CompileInput, GrantReport, PolicyReport, Secrets, compile,
+};
 pub use diagnostic::{Diagnostic, ObjectRef, Severity};
 pub use resources::*;

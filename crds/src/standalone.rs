@@ -165,7 +165,10 @@ pub fn load(
     })
     .map_err(|e| {
         vec![FileDiagnostic {
-            file: sources.first().map(|s| s.name.to_owned()).unwrap_or_default(),
+            file: sources
+                .first()
+                .map(|s| s.name.to_owned())
+                .unwrap_or_default(),
             line: None,
             message: e.to_string(),
             warning: false,
@@ -175,7 +178,11 @@ pub fn load(
         Some(o) => FileDiagnostic {
             file: o.file.clone(),
             line: Some(o.start + locate(&o.text, &d.field)),
-            message: if d.is_error() { d.to_string() } else { format!("{}: {}", d.object, d.short()) },
+            message: if d.is_error() {
+                d.to_string()
+            } else {
+                format!("{}: {}", d.object, d.short())
+            },
             warning: !d.is_error(),
         },
         None => FileDiagnostic {
@@ -189,7 +196,11 @@ pub fn load(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let warnings = compilation.diagnostics().filter(|d| !d.is_error()).map(located).collect();
+    let warnings = compilation
+        .diagnostics()
+        .filter(|d| !d.is_error())
+        .map(located)
+        .collect();
     Ok((config, compilation, warnings))
 }
 
@@ -224,7 +235,12 @@ fn parse(
                     continue;
                 }
             };
-            let field = |name: &str| value.get(name).and_then(serde_yaml::Value::as_str).unwrap_or("");
+            let field = |name: &str| {
+                value
+                    .get(name)
+                    .and_then(serde_yaml::Value::as_str)
+                    .unwrap_or("")
+            };
             let (api_version, kind) = (field("apiVersion"), field("kind"));
             match (api_version, kind) {
                 (API_VERSION, "AIPolicy") => {
@@ -300,10 +316,16 @@ fn parse(
         })
         .collect();
     for (secret, _) in &k8s_secrets {
-        let ns = secret.metadata.namespace.clone().unwrap_or_else(|| default_ns.clone());
+        let ns = secret
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default_ns.clone());
         let name = secret.metadata.name.clone().unwrap_or_default();
         for (k, v) in secret.data.iter().flatten() {
-            config.secrets.insert(&ns, &name, k, String::from_utf8_lossy(&v.0).into_owned());
+            config
+                .secrets
+                .insert(&ns, &name, k, String::from_utf8_lossy(&v.0).into_owned());
         }
         for (k, v) in secret.string_data.iter().flatten() {
             config.secrets.insert(&ns, &name, k, v.clone());
@@ -311,7 +333,10 @@ fn parse(
     }
     if let Some((s, origin)) = &settings {
         for (i, secret) in s.secrets.iter().enumerate() {
-            let ns = secret.namespace.clone().unwrap_or_else(|| default_ns.clone());
+            let ns = secret
+                .namespace
+                .clone()
+                .unwrap_or_else(|| default_ns.clone());
             for (key, var) in &secret.from_env {
                 match env(var) {
                     Some(value) => config.secrets.insert(&ns, &secret.name, key, value),
@@ -327,10 +352,17 @@ fn parse(
             }
         }
     }
-    if errors.is_empty() { Ok((config, origins)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok((config, origins))
+    } else {
+        Err(errors)
+    }
 }
 
-fn default_namespace_of(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, ns: &str) {
+fn default_namespace_of(
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ns: &str,
+) {
     if meta.namespace.as_deref().unwrap_or("").is_empty() {
         meta.namespace = Some(ns.to_owned());
     }
@@ -361,14 +393,20 @@ fn register<T: HasMeta>(
 ) {
     let meta = object.meta();
     let Some(name) = meta.name.as_deref().filter(|n| !n.is_empty()) else {
-        errors.push(error(locate(&origin.text, "metadata"), format!("{kind}: metadata.name is required")));
+        errors.push(error(
+            locate(&origin.text, "metadata"),
+            format!("{kind}: metadata.name is required"),
+        ));
         return;
     };
     let key = ObjectRef::new(kind, meta.namespace.as_deref().unwrap_or(""), name);
     if let Some(first) = origins.get(&key) {
         errors.push(error(
             0,
-            format!("{kind} {name:?} is defined twice (first at {}:{}); keep one", first.file, first.start),
+            format!(
+                "{kind} {name:?} is defined twice (first at {}:{}); keep one",
+                first.file, first.start
+            ),
         ));
         return;
     }
@@ -380,13 +418,14 @@ fn register<T: HasMeta>(
 /// every type error with its line.
 fn typed<T: DeserializeOwned>(origin: &Origin, errors: &mut Vec<FileDiagnostic>) -> Option<T> {
     let mut unknown = Vec::new();
-    let result: Result<T, _> = serde_ignored::deserialize(serde_yaml::Deserializer::from_str(&origin.text), |path| {
-        let path = field_path(&path);
-        // kube's derived types read apiVersion and kind outside serde's view.
-        if path != "apiVersion" && path != "kind" {
-            unknown.push(path);
-        }
-    });
+    let result: Result<T, _> =
+        serde_ignored::deserialize(serde_yaml::Deserializer::from_str(&origin.text), |path| {
+            let path = field_path(&path);
+            // kube's derived types read apiVersion and kind outside serde's view.
+            if path != "apiVersion" && path != "kind" {
+                unknown.push(path);
+            }
+        });
     for path in &unknown {
         errors.push(FileDiagnostic {
             file: origin.file.clone(),
@@ -427,9 +466,15 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
         Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
         Path::Map { parent, key } => {
             let parent = field_path(parent);
-            if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+            if parent.is_empty() {
+                key.to_string()
+            } else {
+                format!("{parent}.{key}")
+            }
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => field_path(parent),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 
@@ -479,7 +524,9 @@ pub(crate) fn locate(doc: &str, path: &str) -> usize {
                 let mut mapping_indent = None;
                 let mut hit = None;
                 for l in from..lines.len() {
-                    let Some((mut indent, mut text)) = content(l) else { continue };
+                    let Some((mut indent, mut text)) = content(l) else {
+                        continue;
+                    };
                     if l == from && item_start {
                         let after = text.trim_start_matches('-').trim_start();
                         indent += text.len() - after.len();
@@ -507,8 +554,12 @@ pub(crate) fn locate(doc: &str, path: &str) -> usize {
                 let mut seen = 0;
                 let mut hit = None;
                 for l in from..lines.len() {
-                    let Some((indent, text)) = content(l) else { continue };
-                    if (indent as isize) < parent || ((indent as isize) == parent && !text.starts_with('-')) {
+                    let Some((indent, text)) = content(l) else {
+                        continue;
+                    };
+                    if (indent as isize) < parent
+                        || ((indent as isize) == parent && !text.starts_with('-'))
+                    {
                         break;
                     }
                     let ii = *item_indent.get_or_insert(indent);

@@ -13,7 +13,13 @@ fn now() -> Timestamp {
 }
 
 /// A valid policy named `name` for `agents`, with `extra` merged into its spec.
-fn policy(name: &str, generation: i64, created: &str, agents: &[&str], extra: serde_json::Value) -> AIPolicy {
+fn policy(
+    name: &str,
+    generation: i64,
+    created: &str,
+    agents: &[&str],
+    extra: serde_json::Value,
+) -> AIPolicy {
     let mut spec = json!({
         "agents": agents.iter().map(|a| json!({"name": a, "serviceAccount": a})).collect::<Vec<_>>(),
         "providers": [
@@ -54,7 +60,11 @@ fn secrets() -> Secrets {
     s
 }
 
-fn run(policies: &[AIPolicy], grants: &[ToolGrant], previous: Option<&PolicyBundle>) -> Compilation {
+fn run(
+    policies: &[AIPolicy],
+    grants: &[ToolGrant],
+    previous: Option<&PolicyBundle>,
+) -> Compilation {
     compile(CompileInput {
         policies,
         grants,
@@ -72,7 +82,15 @@ fn only_diagnostic(c: &Compilation) -> String {
 }
 
 fn tool(bundle: &PolicyBundle, agent: &str, tool: &str) -> palisade_policy::Decision {
-    bundle.evaluate_tool(&ToolCall { namespace: "clinic", agent, tool, arguments: &json!({}) }, now())
+    bundle.evaluate_tool(
+        &ToolCall {
+            namespace: "clinic",
+            agent,
+            tool,
+            arguments: &json!({}),
+        },
+        now(),
+    )
 }
 
 const T0: &str = "2026-01-01T00:00:00Z";
@@ -83,41 +101,88 @@ fn a_valid_policy_compiles_with_its_credentials_resolved() {
     let c = run(&[policy("p", 1, T0, &["intake"], json!({}))], &[], None);
     assert_eq!(c.errors().count(), 0);
     let p = c.bundle.policy("clinic", "p").unwrap();
-    assert_eq!(p.provider("cloud").unwrap().api_key.as_ref().unwrap().expose(), "sk-live");
+    assert_eq!(
+        p.provider("cloud")
+            .unwrap()
+            .api_key
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "sk-live"
+    );
     assert_eq!(c.policies[0].served_generation, Some(1));
-    assert_eq!(tool(&c.bundle, "intake", "sql_query").outcome, Outcome::Allow);
+    assert_eq!(
+        tool(&c.bundle, "intake", "sql_query").outcome,
+        Outcome::Allow
+    );
 }
 
 #[test]
 fn an_agent_api_key_reaches_the_bundle_only_as_its_sha256() {
-    let p = policy("p", 1, T0, &[], json!({"agents": [{"name": "intake", "apiKeySecretRef": {"name": "intake-key", "key": "key"}}]}));
+    let p = policy(
+        "p",
+        1,
+        T0,
+        &[],
+        json!({"agents": [{"name": "intake", "apiKeySecretRef": {"name": "intake-key", "key": "key"}}]}),
+    );
     let c = run(&[p], &[], None);
     let json = serde_json::to_string(&c.bundle).unwrap();
     assert!(!json.contains("agent-secret"));
     assert_eq!(
-        c.bundle.policy("clinic", "p").unwrap().agents[0].api_key_sha256.as_deref(),
+        c.bundle.policy("clinic", "p").unwrap().agents[0]
+            .api_key_sha256
+            .as_deref(),
         Some(palisade_policy::api_key_digest("agent-secret").as_str())
     );
 }
 
 #[test]
 fn a_bad_regex_is_a_diagnostic_naming_the_pattern() {
-    let p = policy("p", 1, T0, &["intake"], json!({"routing": {"defaultProvider": "cloud", "rules": [{"patterns": ["ok", "(unclosed"], "provider": "local"}]}}));
+    let p = policy(
+        "p",
+        1,
+        T0,
+        &["intake"],
+        json!({"routing": {"defaultProvider": "cloud", "rules": [{"patterns": ["ok", "(unclosed"], "provider": "local"}]}}),
+    );
     let d = only_diagnostic(&run(&[p], &[], None));
-    assert!(d.starts_with("AIPolicy clinic/p: spec.routing.rules[0].patterns[1]: invalid regular expression"), "{d}");
+    assert!(
+        d.starts_with(
+            "AIPolicy clinic/p: spec.routing.rules[0].patterns[1]: invalid regular expression"
+        ),
+        "{d}"
+    );
     assert!(d.contains("fix:"), "{d}");
 }
 
 #[test]
 fn a_bad_cel_condition_is_a_diagnostic_naming_the_rule() {
-    let p = policy("p", 1, T0, &["intake"], json!({"tools": {"rules": [{"tools": ["pay"], "action": "Allow", "when": "args.amount <"}]}}));
+    let p = policy(
+        "p",
+        1,
+        T0,
+        &["intake"],
+        json!({"tools": {"rules": [{"tools": ["pay"], "action": "Allow", "when": "args.amount <"}]}}),
+    );
     let d = only_diagnostic(&run(&[p], &[], None));
-    assert!(d.starts_with("AIPolicy clinic/p: spec.tools.rules[0].when: CEL expression does not compile"), "{d}");
+    assert!(
+        d.starts_with(
+            "AIPolicy clinic/p: spec.tools.rules[0].when: CEL expression does not compile"
+        ),
+        "{d}"
+    );
 }
 
 #[test]
 fn an_unknown_provider_is_a_diagnostic_listing_the_known_ones() {
-    let p = policy("p", 1, T0, &["intake"], json!({"routing": {"defaultProvider": "on-prem"}}));
+    let p = policy(
+        "p",
+        1,
+        T0,
+        &["intake"],
+        json!({"routing": {"defaultProvider": "on-prem"}}),
+    );
     let d = only_diagnostic(&run(&[p], &[], None));
     assert_eq!(
         d,
@@ -127,13 +192,25 @@ fn an_unknown_provider_is_a_diagnostic_listing_the_known_ones() {
 
 #[test]
 fn a_missing_secret_is_a_diagnostic_with_the_kubectl_command_to_fix_it() {
-    let p = policy("p", 1, T0, &["intake"], json!({"providers": [
-        {"name": "cloud", "type": "openai", "baseUrl": "https://x", "credentialsSecretRef": {"name": "nope", "key": "apiKey"}},
-        {"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434"}
-    ]}));
+    let p = policy(
+        "p",
+        1,
+        T0,
+        &["intake"],
+        json!({"providers": [
+            {"name": "cloud", "type": "openai", "baseUrl": "https://x", "credentialsSecretRef": {"name": "nope", "key": "apiKey"}},
+            {"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434"}
+        ]}),
+    );
     let d = only_diagnostic(&run(&[p], &[], None));
-    assert!(d.contains("spec.providers[0].credentialsSecretRef: Secret clinic/nope does not exist"), "{d}");
-    assert!(d.contains("kubectl create secret generic nope -n clinic --from-literal=apiKey=..."), "{d}");
+    assert!(
+        d.contains("spec.providers[0].credentialsSecretRef: Secret clinic/nope does not exist"),
+        "{d}"
+    );
+    assert!(
+        d.contains("kubectl create secret generic nope -n clinic --from-literal=apiKey=..."),
+        "{d}"
+    );
 }
 
 #[test]
@@ -143,19 +220,37 @@ fn a_duplicate_agent_stays_with_the_older_policy() {
     let c = run(&[newer, older], &[], None);
     let d = only_diagnostic(&c);
     assert!(d.starts_with("AIPolicy clinic/newer: spec.agents[0].name: agent \"intake\" is already governed by AIPolicy \"older\""), "{d}");
-    assert_eq!(tool(&c.bundle, "intake", "sql_query").policy.unwrap().name, "older");
+    assert_eq!(
+        tool(&c.bundle, "intake", "sql_query").policy.unwrap().name,
+        "older"
+    );
     // The newer policy never compiled, so its other agent is denied, not ungoverned.
-    assert_eq!(tool(&c.bundle, "billing", "sql_query").reason_code, ReasonCode::PolicyInvalid);
+    assert_eq!(
+        tool(&c.bundle, "billing", "sql_query").reason_code,
+        ReasonCode::PolicyInvalid
+    );
 }
 
 #[test]
 fn one_bad_policy_never_breaks_the_others() {
     let good = policy("good", 1, T0, &["intake"], json!({}));
-    let bad = policy("bad", 1, T0, &["billing"], json!({"routing": {"defaultProvider": "nowhere"}}));
+    let bad = policy(
+        "bad",
+        1,
+        T0,
+        &["billing"],
+        json!({"routing": {"defaultProvider": "nowhere"}}),
+    );
     let c = run(&[bad, good], &[], None);
     assert_eq!(c.errors().count(), 1);
-    assert_eq!(tool(&c.bundle, "intake", "sql_query").outcome, Outcome::Allow);
-    assert_eq!(tool(&c.bundle, "billing", "sql_query").reason_code, ReasonCode::PolicyInvalid);
+    assert_eq!(
+        tool(&c.bundle, "intake", "sql_query").outcome,
+        Outcome::Allow
+    );
+    assert_eq!(
+        tool(&c.bundle, "billing", "sql_query").reason_code,
+        ReasonCode::PolicyInvalid
+    );
     let bad_report = c.policies.iter().find(|r| r.object.name == "bad").unwrap();
     assert!(!bad_report.accepted());
     assert_eq!(bad_report.served_generation, None);
@@ -165,16 +260,41 @@ fn one_bad_policy_never_breaks_the_others() {
 fn a_policy_whose_new_generation_is_invalid_keeps_serving_its_last_good_one() {
     let v1 = policy("p", 1, T0, &["intake"], json!({}));
     let first = run(&[v1], &[], None);
-    let v2 = policy("p", 2, T0, &["intake"], json!({"tools": {"rules": [{"tools": ["sql_query"], "action": "Deny", "when": "bad ("}]}}));
+    let v2 = policy(
+        "p",
+        2,
+        T0,
+        &["intake"],
+        json!({"tools": {"rules": [{"tools": ["sql_query"], "action": "Deny", "when": "bad ("}]}}),
+    );
     let second = run(&[v2], &[], Some(&first.bundle));
     let report = &second.policies[0];
-    assert_eq!((report.generation, report.served_generation, report.accepted()), (2, Some(1), false));
+    assert_eq!(
+        (
+            report.generation,
+            report.served_generation,
+            report.accepted()
+        ),
+        (2, Some(1), false)
+    );
     let d = tool(&second.bundle, "intake", "sql_query");
-    assert_eq!((d.outcome, d.policy.unwrap().generation), (Outcome::Allow, 1));
+    assert_eq!(
+        (d.outcome, d.policy.unwrap().generation),
+        (Outcome::Allow, 1)
+    );
     // Fixing it serves the new generation.
-    let v3 = policy("p", 3, T0, &["intake"], json!({"tools": {"rules": [{"tools": ["sql_query"], "action": "Deny"}]}}));
+    let v3 = policy(
+        "p",
+        3,
+        T0,
+        &["intake"],
+        json!({"tools": {"rules": [{"tools": ["sql_query"], "action": "Deny"}]}}),
+    );
     let third = run(&[v3], &[], Some(&second.bundle));
-    assert_eq!(tool(&third.bundle, "intake", "sql_query").reason_code, ReasonCode::ToolDeniedByRule);
+    assert_eq!(
+        tool(&third.bundle, "intake", "sql_query").reason_code,
+        ReasonCode::ToolDeniedByRule
+    );
 }
 
 #[test]
@@ -183,24 +303,69 @@ fn grants_are_active_expired_or_invalid() {
     let grants = [
         grant("active", "2026-12-01T00:00:00Z", json!({})),
         grant("expired", "2026-11-01T00:00:00Z", json!({})),
-        grant("invalid", "2026-12-01T00:00:00Z", json!({"when": "args.x ==", "tools": ["ok", "bad["]})),
+        grant(
+            "invalid",
+            "2026-12-01T00:00:00Z",
+            json!({"when": "args.x ==", "tools": ["ok", "bad["]}),
+        ),
     ];
     let c = run(&[p], &grants, None);
-    let states: Vec<(String, GrantState)> = c.grants.iter().map(|g| (g.object.name.clone(), g.state)).collect();
+    let states: Vec<(String, GrantState)> = c
+        .grants
+        .iter()
+        .map(|g| (g.object.name.clone(), g.state))
+        .collect();
     assert_eq!(
         states,
-        [("active".into(), GrantState::Active), ("expired".into(), GrantState::Expired), ("invalid".into(), GrantState::Invalid)]
+        [
+            ("active".into(), GrantState::Active),
+            ("expired".into(), GrantState::Expired),
+            ("invalid".into(), GrantState::Invalid)
+        ]
     );
     let expired = c.grants[1].diagnostics[0].to_string();
     assert!(expired.starts_with("warning: ToolGrant clinic/expired: spec.expiresAt: the grant expired at 2026-11-01T00:00:00Z"), "{expired}");
-    let invalid: Vec<String> = c.grants[2].diagnostics.iter().map(|d| d.field.clone()).collect();
+    let invalid: Vec<String> = c.grants[2]
+        .diagnostics
+        .iter()
+        .map(|d| d.field.clone())
+        .collect();
     assert_eq!(invalid, ["spec.tools[1]", "spec.when"]);
-    assert_eq!(c.bundle.grants().len(), 1, "only the active grant is in the bundle");
-    assert_eq!(tool(&c.bundle, "intake", "export_csv").reason_code, ReasonCode::ToolAllowedByGrant);
+    assert_eq!(
+        c.bundle.grants().len(),
+        1,
+        "only the active grant is in the bundle"
+    );
+    assert_eq!(
+        tool(&c.bundle, "intake", "export_csv").reason_code,
+        ReasonCode::ToolAllowedByGrant
+    );
 }
 
 #[test]
 fn compiling_the_same_input_twice_gives_the_same_revision() {
-    let input = [policy("a", 1, T0, &["intake"], json!({})), policy("b", 1, T0, &["billing"], json!({}))];
-    assert_eq!(run(&input, &[], None).bundle.revision(), run(&input, &[], None).bundle.revision());
+    let input = [
+        policy("a", 1, T0, &["intake"], json!({})),
+        policy("b", 1, T0, &["billing"], json!({})),
+    ];
+    assert_eq!(
+        run(&input, &[], None).bundle.revision(),
+        run(&input, &[], None).bundle.revision()
+    );
+}
+
+#[test]
+fn rule_names_must_be_unique_because_decisions_cite_them() {
+    let p = policy(
+        "p",
+        1,
+        T0,
+        &["intake"],
+        json!({"tools": {"rules": [{"name": "r", "tools": ["a"], "action": "Allow"}, {"name": "r", "tools": ["b"], "action": "Deny"}]}}),
+    );
+    let d = only_diagnostic(&run(&[p], &[], None));
+    assert!(
+        d.contains("spec.tools.rules[1].name: rule name \"r\" is used twice"),
+        "{d}"
+    );
 }

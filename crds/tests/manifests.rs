@@ -13,8 +13,11 @@ fn committed_crd_manifests_match_the_rust_types() {
     for dir in ["crds", "charts/palisade/crds"] {
         for (file, expected) in crd_manifests().unwrap() {
             let path = root.join(dir).join(&file);
-            let committed = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{dir}/{file} is missing ({e}); run `cargo run -p palisade-crds --bin crdgen`"));
+            let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{dir}/{file} is missing ({e}); run `cargo run -p palisade-crds --bin crdgen`"
+                )
+            });
             assert!(
                 committed == expected,
                 "{dir}/{file} differs from the Rust types; run `cargo run -p palisade-crds --bin crdgen` and commit the result"
@@ -35,22 +38,66 @@ fn crds_have_the_short_names_and_printer_columns_people_use() {
             .map(|c| c.name.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(columns(&aip), ["Enforcement", "Suspended", "Agents", "Ready", "Served", "Age"]);
-    assert_eq!(columns(&ToolGrant::crd()), ["Agent", "Tools", "Action", "Expires", "State"]);
-    assert_eq!(columns(&Approval::crd()), ["Agent", "Tool", "Phase", "Decided-By", "Expires", "Age"]);
-    assert_eq!(ToolGrant::crd().spec.names.short_names, Some(vec!["tg".to_string()]));
-    assert_eq!(Approval::crd().spec.names.short_names, Some(vec!["appr".to_string()]));
+    assert_eq!(
+        columns(&aip),
+        [
+            "Enforcement",
+            "Suspended",
+            "Agents",
+            "Ready",
+            "Served",
+            "Age"
+        ]
+    );
+    assert_eq!(
+        columns(&ToolGrant::crd()),
+        ["Agent", "Tools", "Action", "Expires", "State"]
+    );
+    assert_eq!(
+        columns(&Approval::crd()),
+        ["Agent", "Tool", "Phase", "Decided-By", "Expires", "Age"]
+    );
+    assert_eq!(
+        ToolGrant::crd().spec.names.short_names,
+        Some(vec!["tg".to_string()])
+    );
+    assert_eq!(
+        Approval::crd().spec.names.short_names,
+        Some(vec!["appr".to_string()])
+    );
     for crd in [aip, ToolGrant::crd(), Approval::crd()] {
         assert_eq!(crd.spec.scope, "Namespaced");
-        assert!(crd.spec.versions[0].subresources.as_ref().unwrap().status.is_some());
+        assert!(
+            crd.spec.versions[0]
+                .subresources
+                .as_ref()
+                .unwrap()
+                .status
+                .is_some()
+        );
     }
 }
 
-fn schema_of(crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> serde_json::Value {
-    serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap()
+fn schema_of(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> serde_json::Value {
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
-fn validate(schema: &serde_json::Value, object: serde_json::Value, old: Option<serde_json::Value>) -> Result<(), String> {
+fn validate(
+    schema: &serde_json::Value,
+    object: serde_json::Value,
+    old: Option<serde_json::Value>,
+) -> Result<(), String> {
     kube::core::cel::Validator::new()
         .validate(schema, &object, old.as_ref())
         .map_err(|e| format!("{e:?}"))
@@ -73,11 +120,25 @@ fn the_aipolicy_cel_rules_reject_routes_to_undefined_providers() {
     let schema = schema_of(AIPolicy::crd());
     validate(&schema, policy(json!({"defaultProvider": "local", "rules": [{"keywords": ["x"], "provider": "local"}]})), None).unwrap();
     let err = validate(&schema, policy(json!({"defaultProvider": "local", "rules": [{"keywords": ["x"], "provider": "on-prem"}]})), None).unwrap_err();
-    assert!(err.contains("every spec.routing.rules[].provider must name one of spec.providers"), "{err}");
+    assert!(
+        err.contains("every spec.routing.rules[].provider must name one of spec.providers"),
+        "{err}"
+    );
     let err = validate(&schema, policy(json!({"defaultProvider": "cloud"})), None).unwrap_err();
-    assert!(err.contains("spec.routing.defaultProvider must name one of spec.providers"), "{err}");
-    let err = validate(&schema, policy(json!({"defaultProvider": "local", "rules": [{"provider": "local"}]})), None).unwrap_err();
-    assert!(err.contains("a routing rule needs at least one criterion"), "{err}");
+    assert!(
+        err.contains("spec.routing.defaultProvider must name one of spec.providers"),
+        "{err}"
+    );
+    let err = validate(
+        &schema,
+        policy(json!({"defaultProvider": "local", "rules": [{"provider": "local"}]})),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("a routing rule needs at least one criterion"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -109,12 +170,32 @@ fn approval(decision: Option<&str>, reason: Option<&str>) -> serde_json::Value {
 fn an_approval_decision_is_final_once_made() {
     let schema = schema_of(Approval::crd());
     validate(&schema, approval(None, None), None).unwrap();
-    validate(&schema, approval(Some("Approved"), Some("ok")), Some(approval(None, None))).unwrap();
-    let err = validate(&schema, approval(Some("Denied"), Some("ok")), Some(approval(Some("Approved"), Some("ok")))).unwrap_err();
+    validate(
+        &schema,
+        approval(Some("Approved"), Some("ok")),
+        Some(approval(None, None)),
+    )
+    .unwrap();
+    let err = validate(
+        &schema,
+        approval(Some("Denied"), Some("ok")),
+        Some(approval(Some("Approved"), Some("ok"))),
+    )
+    .unwrap_err();
     assert!(err.contains("spec.decision is final once made"), "{err}");
-    let err = validate(&schema, approval(None, None), Some(approval(Some("Approved"), None))).unwrap_err();
+    let err = validate(
+        &schema,
+        approval(None, None),
+        Some(approval(Some("Approved"), None)),
+    )
+    .unwrap_err();
     assert!(err.contains("spec.decision is final once made"), "{err}");
-    let err = validate(&schema, approval(Some("Approved"), Some("changed")), Some(approval(Some("Approved"), Some("ok")))).unwrap_err();
+    let err = validate(
+        &schema,
+        approval(Some("Approved"), Some("changed")),
+        Some(approval(Some("Approved"), Some("ok"))),
+    )
+    .unwrap_err();
     assert!(err.contains("spec.reason cannot change"), "{err}");
 }
 
@@ -124,9 +205,15 @@ fn an_approvals_request_cannot_be_rewritten_and_must_expire_after_it_was_made() 
     let mut other_tool = approval(Some("Approved"), None);
     other_tool["spec"]["tool"] = json!("bulk_export");
     let err = validate(&schema, other_tool, Some(approval(None, None))).unwrap_err();
-    assert!(err.contains("the request an Approval describes cannot change"), "{err}");
+    assert!(
+        err.contains("the request an Approval describes cannot change"),
+        "{err}"
+    );
     let mut backwards = approval(None, None);
     backwards["spec"]["expiresAt"] = json!("2026-11-22T11:00:00Z");
     let err = validate(&schema, backwards, None).unwrap_err();
-    assert!(err.contains("spec.expiresAt must be after spec.requestedAt"), "{err}");
+    assert!(
+        err.contains("spec.expiresAt must be after spec.requestedAt"),
+        "{err}"
+    );
 }

@@ -12,7 +12,12 @@ fn now() -> Timestamp {
 }
 
 fn example(name: &str) -> String {
-    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name)).unwrap()
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn env_with_key(var: &str) -> Option<String> {
@@ -20,8 +25,15 @@ fn env_with_key(var: &str) -> Option<String> {
 }
 
 fn errors(files: &[(&str, &str)]) -> Vec<String> {
-    let sources: Vec<Source> = files.iter().map(|(name, text)| Source { name, text }).collect();
-    load(&sources, &env_with_key, now()).unwrap_err().iter().map(FileDiagnostic::to_string).collect()
+    let sources: Vec<Source> = files
+        .iter()
+        .map(|(name, text)| Source { name, text })
+        .collect();
+    load(&sources, &env_with_key, now())
+        .unwrap_err()
+        .iter()
+        .map(FileDiagnostic::to_string)
+        .collect()
 }
 
 #[test]
@@ -29,38 +41,96 @@ fn the_clinic_example_loads_cleanly_and_decides_as_documented() {
     let policy = example("clinic-assistant.yaml");
     let settings = example("standalone.yaml");
     let sources = [
-        Source { name: "clinic-assistant.yaml", text: &policy },
-        Source { name: "standalone.yaml", text: &settings },
+        Source {
+            name: "clinic-assistant.yaml",
+            text: &policy,
+        },
+        Source {
+            name: "standalone.yaml",
+            text: &settings,
+        },
     ];
     let (config, compiled, warnings) = load(&sources, &env_with_key, now()).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(config.settings.listen, "127.0.0.1:8080");
     let bundle = &compiled.bundle;
     let p = bundle.policy("clinic", "clinic-assistant").unwrap();
-    assert_eq!(p.provider("cloud").unwrap().api_key.as_ref().unwrap().expose(), "sk-from-env");
+    assert_eq!(
+        p.provider("cloud")
+            .unwrap()
+            .api_key
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "sk-from-env"
+    );
 
     let decide = |tool: &str, args: serde_json::Value| {
-        bundle.evaluate_tool(&ToolCall { namespace: "clinic", agent: "intake", tool, arguments: &args }, now())
+        bundle.evaluate_tool(
+            &ToolCall {
+                namespace: "clinic",
+                agent: "intake",
+                tool,
+                arguments: &args,
+            },
+            now(),
+        )
     };
-    assert_eq!(decide("sql_query", json!({"query": "SELECT name FROM visits"})).reason_code, ReasonCode::ToolAllowedByRule);
-    assert_eq!(decide("sql_query", json!({"query": "DROP TABLE visits"})).outcome, Outcome::Deny);
-    assert_eq!(decide("send_email", json!({"to": "dr@clinic.example"})).outcome, Outcome::RequireApproval);
+    assert_eq!(
+        decide("sql_query", json!({"query": "SELECT name FROM visits"})).reason_code,
+        ReasonCode::ToolAllowedByRule
+    );
+    assert_eq!(
+        decide("sql_query", json!({"query": "DROP TABLE visits"})).outcome,
+        Outcome::Deny
+    );
+    assert_eq!(
+        decide("send_email", json!({"to": "dr@clinic.example"})).outcome,
+        Outcome::RequireApproval
+    );
     let export = decide("bulk_export", json!({}));
-    assert_eq!((export.reason_code, export.rule.as_deref()), (ReasonCode::ToolDeniedByRule, Some("never-bulk-export")));
-    assert_eq!(decide("fetch_lab_results", json!({})).reason_code, ReasonCode::ToolAllowedByGrant);
-    assert_eq!(decide("delete_patient", json!({})).reason_code, ReasonCode::ToolDefaultDeny);
+    assert_eq!(
+        (export.reason_code, export.rule.as_deref()),
+        (ReasonCode::ToolDeniedByRule, Some("never-bulk-export"))
+    );
+    assert_eq!(
+        decide("fetch_lab_results", json!({})).reason_code,
+        ReasonCode::ToolAllowedByGrant
+    );
+    assert_eq!(
+        decide("delete_patient", json!({})).reason_code,
+        ReasonCode::ToolDefaultDeny
+    );
 
     let chat = |prompt: &str| {
-        bundle.evaluate_chat(&ChatRequest { namespace: "clinic", agent: "intake", model: "gpt-4o", prompt })
+        bundle.evaluate_chat(&ChatRequest {
+            namespace: "clinic",
+            agent: "intake",
+            model: "gpt-4o",
+            prompt,
+        })
     };
     let phi = chat("What is the usual dose for this patient's prescription?");
     let route = phi.permitted_route().unwrap();
-    assert_eq!((route.provider.as_str(), route.model.as_str(), route.reasons[0]), ("local", "llama3.1:8b", ReasonCode::RoutingKeyword));
+    assert_eq!(
+        (
+            route.provider.as_str(),
+            route.model.as_str(),
+            route.reasons[0]
+        ),
+        ("local", "llama3.1:8b", ReasonCode::RoutingKeyword)
+    );
     let ssn = chat("Look up 123-45-6789 for me");
-    assert_eq!(ssn.permitted_route().unwrap().reasons[0], ReasonCode::RoutingPattern);
+    assert_eq!(
+        ssn.permitted_route().unwrap().reasons[0],
+        ReasonCode::RoutingPattern
+    );
     let plain = chat("Draft a friendly reminder about our new opening hours.");
     let route = plain.permitted_route().unwrap();
-    assert_eq!((route.provider.as_str(), route.reasons[0]), ("cloud", ReasonCode::RoutingDefault));
+    assert_eq!(
+        (route.provider.as_str(), route.reasons[0]),
+        ("cloud", ReasonCode::RoutingDefault)
+    );
     assert_eq!(route.fallback_route().unwrap().provider, "local");
 }
 
@@ -69,10 +139,25 @@ fn an_expired_grant_in_a_file_is_a_warning_not_an_error() {
     let policy = example("clinic-assistant.yaml");
     let settings = example("standalone.yaml");
     let later: Timestamp = "2027-07-01T00:00:00Z".parse().unwrap();
-    let sources = [Source { name: "c.yaml", text: &policy }, Source { name: "s.yaml", text: &settings }];
+    let sources = [
+        Source {
+            name: "c.yaml",
+            text: &policy,
+        },
+        Source {
+            name: "s.yaml",
+            text: &settings,
+        },
+    ];
     let (_, _, warnings) = load(&sources, &env_with_key, later).unwrap();
     assert_eq!(warnings.len(), 1);
-    assert!(warnings[0].to_string().starts_with("c.yaml:101: warning: ToolGrant clinic/lab-migration: spec.expiresAt"), "{}", warnings[0]);
+    assert!(
+        warnings[0]
+            .to_string()
+            .starts_with("c.yaml:101: warning: ToolGrant clinic/lab-migration: spec.expiresAt"),
+        "{}",
+        warnings[0]
+    );
 }
 
 #[test]
@@ -80,7 +165,9 @@ fn the_invalid_example_is_rejected_naming_the_line_and_field() {
     let text = example("invalid/aipolicy-unknown-provider.yaml");
     assert_eq!(
         errors(&[("bad.yaml", &text)]),
-        ["bad.yaml:20: AIPolicy clinic/broken-routing: spec.routing.rules[0].provider: names provider \"on-prem\", which spec.providers does not define (fix: name one of: local)"]
+        [
+            "bad.yaml:20: AIPolicy clinic/broken-routing: spec.routing.rules[0].provider: names provider \"on-prem\", which spec.providers does not define (fix: name one of: local)"
+        ]
     );
 }
 
@@ -102,7 +189,12 @@ spec:
 
 #[test]
 fn an_unknown_field_is_an_error_naming_the_field_and_its_line() {
-    let typo = POLICY.replace("  routing:\n", "  routing:\n    rulez: []\n").replace("      serviceAccount: intake\n", "      serviceAcount: intake\n");
+    let typo = POLICY
+        .replace("  routing:\n", "  routing:\n    rulez: []\n")
+        .replace(
+            "      serviceAccount: intake\n",
+            "      serviceAcount: intake\n",
+        );
     assert_eq!(
         errors(&[("p.yaml", &typo)]),
         [
@@ -117,26 +209,53 @@ fn a_wrong_type_or_missing_field_names_its_line() {
     let wrong = POLICY.replace("      type: ollama\n", "      type: llama\n");
     let e = errors(&[("p.yaml", &wrong)]);
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("p.yaml:11: spec.providers[0].type: unknown variant `llama`"), "{e:?}");
+    assert!(
+        e[0].starts_with("p.yaml:11: spec.providers[0].type: unknown variant `llama`"),
+        "{e:?}"
+    );
     let missing = POLICY.replace("    defaultProvider: local\n", "    rules: []\n");
     let e = errors(&[("p.yaml", &missing)]);
-    assert!(e[0].starts_with("p.yaml:") && e[0].contains("missing field `defaultProvider`"), "{e:?}");
+    assert!(
+        e[0].starts_with("p.yaml:") && e[0].contains("missing field `defaultProvider`"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn yaml_syntax_errors_name_the_line_in_the_right_document() {
-    let text = format!("{POLICY}---\napiVersion: palisade.dev/v1alpha1\nkind: ToolGrant\nmetadata: {{name: [oops\n");
+    let text = format!(
+        "{POLICY}---\napiVersion: palisade.dev/v1alpha1\nkind: ToolGrant\nmetadata: {{name: [oops\n"
+    );
     let e = errors(&[("p.yaml", &text)]);
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("p.yaml:18:") || e[0].starts_with("p.yaml:19:"), "{e:?}");
+    assert!(
+        e[0].starts_with("p.yaml:18:") || e[0].starts_with("p.yaml:19:"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn unsupported_kinds_and_versions_say_what_a_file_may_hold() {
-    let e = errors(&[("p.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n")]);
-    assert_eq!(e, ["p.yaml:2: kind \"Deployment\" (apiVersion \"apps/v1\") is not supported in a standalone file; it holds AIPolicy, ToolGrant, Secret and GatewaySettings documents"]);
-    let e = errors(&[("p.yaml", &POLICY.replace("palisade.dev/v1alpha1", "palisade.dev/v1"))]);
-    assert_eq!(e, ["p.yaml:1: apiVersion \"palisade.dev/v1\" is not supported for AIPolicy; write apiVersion: palisade.dev/v1alpha1"]);
+    let e = errors(&[(
+        "p.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
+    )]);
+    assert_eq!(
+        e,
+        [
+            "p.yaml:2: kind \"Deployment\" (apiVersion \"apps/v1\") is not supported in a standalone file; it holds AIPolicy, ToolGrant, Secret and GatewaySettings documents"
+        ]
+    );
+    let e = errors(&[(
+        "p.yaml",
+        &POLICY.replace("palisade.dev/v1alpha1", "palisade.dev/v1"),
+    )]);
+    assert_eq!(
+        e,
+        [
+            "p.yaml:1: apiVersion \"palisade.dev/v1\" is not supported for AIPolicy; write apiVersion: palisade.dev/v1alpha1"
+        ]
+    );
 }
 
 #[test]
@@ -145,7 +264,9 @@ fn a_missing_environment_variable_for_a_secret_is_an_error_naming_it() {
     let e = errors(&[("s.yaml", settings)]);
     assert_eq!(
         e,
-        ["s.yaml:7: GatewaySettings: spec.secrets[0].fromEnv.apiKey: environment variable NOT_SET_ANYWHERE is not set (fix: export NOT_SET_ANYWHERE=... before starting the gateway)"]
+        [
+            "s.yaml:7: GatewaySettings: spec.secrets[0].fromEnv.apiKey: environment variable NOT_SET_ANYWHERE is not set (fix: export NOT_SET_ANYWHERE=... before starting the gateway)"
+        ]
     );
 }
 
@@ -155,7 +276,15 @@ fn secrets_can_also_come_from_secret_documents() {
         "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: k}}\nstringData: {{apiKey: sk-doc}}\n",
         POLICY.replace("      baseUrl: http://ollama:11434\n", "      baseUrl: http://ollama:11434\n      credentialsSecretRef: {name: k, key: apiKey}\n")
     );
-    let (_, compiled, _) = load(&[Source { name: "p.yaml", text: &text }], &|_| None, now()).unwrap();
+    let (_, compiled, _) = load(
+        &[Source {
+            name: "p.yaml",
+            text: &text,
+        }],
+        &|_| None,
+        now(),
+    )
+    .unwrap();
     let p = compiled.bundle.policy("default", "p").unwrap();
     assert_eq!(p.providers[0].api_key.as_ref().unwrap().expose(), "sk-doc");
 }
@@ -163,8 +292,14 @@ fn secrets_can_also_come_from_secret_documents() {
 #[test]
 fn the_same_object_twice_and_two_settings_documents_are_errors() {
     let e = errors(&[("a.yaml", POLICY), ("b.yaml", POLICY)]);
-    assert_eq!(e, ["b.yaml:1: AIPolicy \"p\" is defined twice (first at a.yaml:1); keep one"]);
+    assert_eq!(
+        e,
+        ["b.yaml:1: AIPolicy \"p\" is defined twice (first at a.yaml:1); keep one"]
+    );
     let s = "apiVersion: palisade.dev/v1alpha1\nkind: GatewaySettings\nspec: {}\n";
     let e = errors(&[("a.yaml", s), ("b.yaml", s)]);
-    assert_eq!(e, ["b.yaml:1: a second GatewaySettings document (the first is at a.yaml:1); keep one"]);
+    assert_eq!(
+        e,
+        ["b.yaml:1: a second GatewaySettings document (the first is at a.yaml:1); keep one"]
+    );
 }

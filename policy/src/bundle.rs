@@ -367,10 +367,10 @@ fn validate_providers(policy: &Policy) -> Result<(), BundleError> {
             routing.default_provider(),
         ));
     }
-    if let Some(f) = routing.fallback_provider() {
-        if policy.provider(f).is_none() {
-            return Err(unknown("spec.routing.fallbackProvider".into(), f));
-        }
+    if let Some(f) = routing.fallback_provider()
+        && policy.provider(f).is_none()
+    {
+        return Err(unknown("spec.routing.fallbackProvider".into(), f));
     }
     for (i, rule) in routing.rules().iter().enumerate() {
         if policy.provider(&rule.provider).is_none() {

@@ -6,6 +6,7 @@
 
 use cel::{Context, Env, Program, Value};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -35,6 +36,11 @@ pub enum ConditionError {
 pub struct Condition {
     source: String,
     program: Arc<Program>,
+    /// Which variables the expression reads: only those are bound, so a
+    /// condition on `tool` never pays for converting the arguments.
+    uses_args: bool,
+    uses_tool: bool,
+    uses_agent: bool,
 }
 
 /// The variables a condition is evaluated against.
@@ -51,9 +57,18 @@ impl Condition {
         let program = ENV
             .compile(source)
             .map_err(|e| ConditionError::Compile(e.to_string()))?;
+        let references = program.references();
+        let (uses_args, uses_tool, uses_agent) = (
+            references.has_variable("args"),
+            references.has_variable("tool"),
+            references.has_variable("agent"),
+        );
         Ok(Self {
             source: source.to_owned(),
             program: Arc::new(program),
+            uses_args,
+            uses_tool,
+            uses_agent,
         })
     }
 
@@ -63,21 +78,46 @@ impl Condition {
 
     pub(crate) fn evaluate(&self, input: &ConditionInput<'_>) -> Result<bool, ConditionError> {
         let mut context = Context::with_env(Arc::clone(&ENV));
-        let args =
-            cel::to_value(input.args).map_err(|e| ConditionError::Evaluate(e.to_string()))?;
-        context.add_variable_from_value("args", args);
-        context.add_variable_from_value("tool", input.tool);
-        let agent: std::collections::HashMap<&str, &str> =
-            [("name", input.agent), ("namespace", input.namespace)]
-                .into_iter()
-                .collect();
-        context
-            .add_variable("agent", agent)
-            .map_err(|e| ConditionError::Evaluate(e.to_string()))?;
+        if self.uses_args {
+            context.add_variable_from_value("args", json_to_cel(input.args));
+        }
+        if self.uses_tool {
+            context.add_variable_from_value("tool", input.tool);
+        }
+        if self.uses_agent {
+            let agent: HashMap<&str, &str> =
+                [("name", input.agent), ("namespace", input.namespace)]
+                    .into_iter()
+                    .collect();
+            context.add_variable_from_value("agent", agent);
+        }
         match self.program.execute(&context) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(ConditionError::NotBool(format!("{other:?}"))),
             Err(e) => Err(ConditionError::Evaluate(e.to_string())),
+        }
+    }
+}
+
+/// JSON → CEL without a serde round trip (this runs on every evaluation).
+fn json_to_cel(value: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match value {
+        J::Null => Value::Null,
+        J::Bool(b) => Value::Bool(*b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::String(Arc::new(s.clone())),
+        J::Array(items) => Value::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        J::Object(map) => {
+            let map: HashMap<String, Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_cel(v)))
+                .collect();
+            Value::from(map)
         }
     }
 }
@@ -171,6 +211,24 @@ mod tests {
             Condition::compile("args.amount <"),
             Err(ConditionError::Compile(_))
         ));
+    }
+
+    #[test]
+    fn json_numbers_floats_nulls_and_nesting_reach_cel_intact() {
+        assert!(
+            eval(
+                "args.n == 3 && args.f == 2.5 && args.z == null && args.l[1].k == 'v'",
+                json!({"n": 3, "f": 2.5, "z": null, "l": [1, {"k": "v"}]})
+            )
+            .unwrap()
+        );
+        assert!(
+            eval(
+                "args.big == 18446744073709551615u",
+                json!({"big": u64::MAX})
+            )
+            .unwrap()
+        );
     }
 
     #[test]

@@ -24,8 +24,12 @@ pub use bundle::{
 };
 pub use condition::{Condition, ConditionError};
 pub use decision::{Decision, Outcome, PolicyRef};
-pub use fingerprint::{PromptFingerprint, REDACTED, api_key_digest, argument_digest, redact_arguments};
+pub use fingerprint::{
+    PromptFingerprint, REDACTED, api_key_digest, argument_digest, redact_arguments,
+};
 pub use globs::{GlobError, NameGlobs};
 pub use reason::ReasonCode;
-pub use routing::{ChatDecision, ChatRequest, Fallback, Route, RouteRule, Routing, RoutingError, check_pattern};
+pub use routing::{
+    ChatDecision, ChatRequest, Fallback, Route, RouteRule, Routing, RoutingError, check_pattern,
+};
 pub use tool::{Grant, ToolCall, ToolRule, ToolRules, ToolRulesError};

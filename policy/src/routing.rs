@@ -379,13 +379,12 @@ impl PolicyBundle {
             if let Some(m) = explicit {
                 return m.to_owned();
             }
-            if request.model.is_empty() {
-                if let Some(m) = policy
+            if request.model.is_empty()
+                && let Some(m) = policy
                     .provider(provider)
                     .and_then(|p| p.default_model.as_deref())
-                {
-                    return m.to_owned();
-                }
+            {
+                return m.to_owned();
             }
             request.model.to_owned()
         };

@@ -63,7 +63,10 @@ pub struct AIPolicySpec {
     pub models: Option<ModelsSpec>,
 
     /// Model providers this policy may route to.
-    #[schemars(schema_with = "list_map_by_name::<ProviderSpec>", length(min = 1, max = 16))]
+    #[schemars(
+        schema_with = "list_map_by_name::<ProviderSpec>",
+        length(min = 1, max = 16)
+    )]
     pub providers: Vec<ProviderSpec>,
 
     /// Where chat requests go.

@@ -1,0 +1,172 @@
+//! `palisade-gateway`: the gateway's command line.
+
+use clap::{Args, Parser, Subcommand};
+use palisade_gateway::config::{Loaded, load_files};
+use palisade_policy::{ChatRequest, ToolCall};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "palisade-gateway",
+    version,
+    about = "Policy gateway for AI agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate configuration files and summarise what they define.
+    Check(ConfigArgs),
+    /// Ask what the configuration decides, without running a server.
+    #[command(subcommand)]
+    Decide(Decide),
+}
+
+#[derive(Args, Debug)]
+struct ConfigArgs {
+    /// A YAML file with AIPolicy, ToolGrant, Secret and GatewaySettings
+    /// documents; repeat to combine files.
+    #[arg(long = "config", short = 'c', required = true)]
+    config: Vec<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Decide {
+    /// Decide a tool call: prints the decision as JSON.
+    Tool {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The agent's namespace (default: GatewaySettings spec.namespace).
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        agent: String,
+        #[arg(long)]
+        tool: String,
+        /// The tool's arguments as a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+    },
+    /// Route a chat request: prints the decision and route as JSON.
+    Chat {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        agent: String,
+        #[arg(long, default_value = "")]
+        model: String,
+        /// The prompt text (it is scanned, not stored).
+        #[arg(long)]
+        prompt: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &ConfigArgs) -> Result<Loaded, String> {
+    let loaded = load_files(&args.config).map_err(|e| e.to_string())?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    Ok(loaded)
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Check(args) => {
+            let loaded = load(&args)?;
+            print_summary(&loaded);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Decide(Decide::Tool {
+            config,
+            namespace,
+            agent,
+            tool,
+            args,
+        }) => {
+            let loaded = load(&config)?;
+            let arguments: serde_json::Value = serde_json::from_str(&args)
+                .map_err(|e| format!("--args is not valid JSON: {e}"))?;
+            if !arguments.is_object() {
+                return Err("--args must be a JSON object, e.g. '{\"to\": \"a@b.c\"}'".into());
+            }
+            let namespace = namespace.unwrap_or_else(|| loaded.config.settings.namespace.clone());
+            let decision = loaded.compilation.bundle.evaluate_tool(
+                &ToolCall {
+                    namespace: &namespace,
+                    agent: &agent,
+                    tool: &tool,
+                    arguments: &arguments,
+                },
+                jiff::Timestamp::now(),
+            );
+            print_json(&decision)
+        }
+        Command::Decide(Decide::Chat {
+            config,
+            namespace,
+            agent,
+            model,
+            prompt,
+        }) => {
+            let loaded = load(&config)?;
+            let namespace = namespace.unwrap_or_else(|| loaded.config.settings.namespace.clone());
+            let decision = loaded.compilation.bundle.evaluate_chat(&ChatRequest {
+                namespace: &namespace,
+                agent: &agent,
+                model: &model,
+                prompt: &prompt,
+            });
+            print_json(&decision)
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<ExitCode, String> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(loaded: &Loaded) {
+    let bundle = &loaded.compilation.bundle;
+    println!("configuration OK: revision {}", bundle.revision());
+    for p in bundle.policies() {
+        println!(
+            "  AIPolicy {}/{}: {} agent(s), {} provider(s), {} routing rule(s), {} tool rule(s), default {}, {:?}{}",
+            p.namespace,
+            p.name,
+            p.agents.len(),
+            p.providers.len(),
+            p.routing.rules().len(),
+            p.tools.rules().len(),
+            p.tools.default_action(),
+            p.enforcement,
+            if p.suspend { ", SUSPENDED" } else { "" }
+        );
+    }
+    for g in &loaded.compilation.grants {
+        println!(
+            "  ToolGrant {}/{}: {:?}",
+            g.object.namespace, g.object.name, g.state
+        );
+    }
+    let s = &loaded.config.settings;
+    println!("  listen {}, namespace {}", s.listen, s.namespace);
+}
