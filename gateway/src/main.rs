@@ -20,7 +20,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Validate configuration files and summarise what they define.
-    Check(ConfigArgs),
+    #[command(alias = "check")]
+    Validate(ConfigArgs),
     /// Ask what the configuration decides, without running a server.
     #[command(subcommand)]
     Decide(Decide),
@@ -88,7 +89,7 @@ fn load(args: &ConfigArgs) -> Result<Loaded, String> {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Check(args) => {
+        Command::Validate(args) => {
             let loaded = load(&args)?;
             print_summary(&loaded);
             Ok(ExitCode::SUCCESS)

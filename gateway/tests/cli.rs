@@ -1,4 +1,4 @@
-//! The `check` and `decide` commands, run as a user would run them.
+//! The `validate` and `decide` commands, run as a user would run them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output};
@@ -17,9 +17,9 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn check_summarises_a_valid_configuration() {
+fn validate_summarises_a_valid_configuration() {
     let out = gateway(&[
-        "check",
+        "validate",
         "--config",
         "examples/clinic-assistant.yaml",
         "--config",
@@ -39,9 +39,9 @@ fn check_summarises_a_valid_configuration() {
 }
 
 #[test]
-fn check_rejects_an_invalid_file_naming_line_field_and_fix() {
+fn validate_rejects_an_invalid_file_naming_line_field_and_fix() {
     let out = gateway(&[
-        "check",
+        "validate",
         "--config",
         "examples/invalid/aipolicy-unknown-provider.yaml",
     ]);
@@ -53,8 +53,8 @@ fn check_rejects_an_invalid_file_naming_line_field_and_fix() {
 }
 
 #[test]
-fn check_says_which_file_it_cannot_read() {
-    let out = gateway(&["check", "--config", "examples/no-such-file.yaml"]);
+fn validate_says_which_file_it_cannot_read() {
+    let out = gateway(&["validate", "--config", "examples/no-such-file.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).starts_with("cannot read examples/no-such-file.yaml:"),
