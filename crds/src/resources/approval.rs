@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Tool","type":"string","jsonPath":".spec.tool"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Decided-By","type":"string","jsonPath":".status.decidedBy"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","priority":1,"jsonPath":".spec.expiresAt"}"#,
+    printcolumn = r#"{"name":"Expires","type":"string","priority":1,"jsonPath":".spec.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Agent","type":"string","jsonPath":".spec.agents"}"#,
     printcolumn = r#"{"name":"Tools","type":"string","jsonPath":".spec.tools"}"#,
     printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".spec.expiresAt"}"#,
+    printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".spec.expiresAt"}"#,
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#
 )]
 #[serde(rename_all = "camelCase")]
