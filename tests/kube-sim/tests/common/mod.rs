@@ -65,7 +65,9 @@ impl Cluster {
 
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
         kube::Client::try_from(config).unwrap()
     }
 
@@ -88,14 +90,23 @@ impl Cluster {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("kubectl is on the PATH");
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
     /// Runs kubectl and returns stdout, failing the test with stderr.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -112,8 +123,10 @@ impl Cluster {
     /// A fresh namespace for one test.
     pub async fn namespace(&self, prefix: &str) -> String {
         let name = unique(prefix);
-        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(self.client().await);
-        let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(self.client().await);
+        let ns: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
         api.create(&Default::default(), &ns).await.unwrap();
         name
     }
@@ -130,8 +143,15 @@ impl Cluster {
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => panic!("{e}"),
         }
-        let established = await_condition(api, "widgets.conformance.palisade.dev", conditions::is_crd_established());
-        tokio::time::timeout(std::time::Duration::from_secs(10), established).await.unwrap().unwrap();
+        let established = await_condition(
+            api,
+            "widgets.conformance.palisade.dev",
+            conditions::is_crd_established(),
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(10), established)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
 
