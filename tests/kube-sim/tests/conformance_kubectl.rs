@@ -151,6 +151,7 @@ async fn c_get_watch_prints_each_change() {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     assert_eq!(lines, ["ADDED w", "MODIFIED w", "DELETED w"]);
 }
 
