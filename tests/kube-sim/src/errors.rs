@@ -29,47 +29,55 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
-    pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
+    /// An error about one object, with the `details` clients read.
+    fn about(
+        code: u16,
+        reason: &'static str,
+        group: &str,
+        plural: &str,
+        name: &str,
+        what: &str,
+    ) -> Self {
         let resource = if group.is_empty() {
             plural.to_string()
         } else {
             format!("{plural}.{group}")
         };
-        let mut e = Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"));
+        let message = match reason {
+            "Conflict" => format!("Operation cannot be fulfilled on {resource} \"{name}\": {what}"),
+            _ => format!("{resource} \"{name}\" {what}"),
+        };
+        let mut e = Self::new(code, reason, message);
         e.details = Some(json!({"name": name, "group": group, "kind": plural}));
         e
+    }
+
+    pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
+        Self::about(404, "NotFound", group, plural, name, "not found")
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        let resource = if group.is_empty() {
-            plural.to_string()
-        } else {
-            format!("{plural}.{group}")
-        };
-        let mut e = Self::new(
-            409,
-            "AlreadyExists",
-            format!("{resource} \"{name}\" already exists"),
-        );
-        e.details = Some(json!({"name": name, "group": group, "kind": plural}));
-        e
+        Self::about(409, "AlreadyExists", group, plural, name, "already exists")
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str) -> Self {
-        let resource = if group.is_empty() {
-            plural.to_string()
-        } else {
-            format!("{plural}.{group}")
-        };
-        let mut e = Self::new(
+        Self::about(
             409,
             "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
-            ),
-        );
-        e.details = Some(json!({"name": name, "group": group, "kind": plural}));
-        e
+            group,
+            plural,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    /// A path the server does not serve.
+    pub fn no_such_path() -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// `422 Invalid` with field causes, worded like the API server.

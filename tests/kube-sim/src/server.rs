@@ -76,12 +76,7 @@ async fn handle(
         ["apis"] => ok(state.lock().registry.api_group_list()),
         ["apis", group] => match state.lock().registry.api_group(group) {
             Some(v) => ok(v),
-            None => ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )
-            .into_response(),
+            None => ApiError::no_such_path().into_response(),
         },
         ["api", version] => discovery(&state, "", version),
         ["apis", group, version] => discovery(&state, group, version),
@@ -100,36 +95,21 @@ async fn handle(
             )
             .await
         }
-        _ => ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into_response(),
+        _ => ApiError::no_such_path().into_response(),
     }
 }
 
 fn discovery(state: &State, group: &str, version: &str) -> Response {
     match state.lock().registry.api_resource_list(group, version) {
         Some(v) => ok(v),
-        None => ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into_response(),
+        None => ApiError::no_such_path().into_response(),
     }
 }
 
 fn openapi_document(state: &State, group: &str, version: &str) -> Response {
     match openapi::document(&state.lock().registry, group, version) {
         Some(v) => ok(v),
-        None => ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into_response(),
+        None => ApiError::no_such_path().into_response(),
     }
 }
 
@@ -197,42 +177,22 @@ async fn resource(
     body: Bytes,
 ) -> Response {
     let Some((namespace, plural, name, sub)) = split_resource(rest) else {
-        return ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into_response();
+        return ApiError::no_such_path().into_response();
     };
     let rt = {
         let inner = state.lock();
         inner.registry.find(group, version, plural).cloned()
     };
     let Some(rt) = rt else {
-        return ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into_response();
+        return ApiError::no_such_path().into_response();
     };
     if namespace.is_some() && !rt.namespaced {
-        return ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into_response();
+        return ApiError::no_such_path().into_response();
     }
     if let Some(s) = sub
         && (s != "status" || !rt.status_subresource)
     {
-        return ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into_response();
+        return ApiError::no_such_path().into_response();
     }
     let target = Target {
         rt: rt.clone(),

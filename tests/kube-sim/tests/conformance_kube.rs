@@ -587,42 +587,29 @@ async fn i_label_and_field_selectors_filter_lists_and_watches() {
         .await
         .unwrap();
     }
-    let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
-        l.items
+    let names = async |params: ListParams| -> Vec<String> {
+        api.list(&params)
+            .await
+            .unwrap()
+            .items
             .into_iter()
             .map(|o| o.metadata.name.unwrap())
             .collect()
     };
     assert_eq!(
-        names(
-            api.list(&ListParams::default().labels("app=web"))
-                .await
-                .unwrap()
-        ),
+        names(ListParams::default().labels("app=web")).await,
         ["web-1", "web-2"]
     );
     assert_eq!(
-        names(
-            api.list(&ListParams::default().labels("app in (web,db),tier!=front"))
-                .await
-                .unwrap()
-        ),
+        names(ListParams::default().labels("app in (web,db),tier!=front")).await,
         ["db", "web-2"]
     );
     assert_eq!(
-        names(
-            api.list(&ListParams::default().labels("tier,app notin (web)"))
-                .await
-                .unwrap()
-        ),
+        names(ListParams::default().labels("tier,app notin (web)")).await,
         ["db"]
     );
     assert_eq!(
-        names(
-            api.list(&ListParams::default().fields("metadata.name=db"))
-                .await
-                .unwrap()
-        ),
+        names(ListParams::default().fields("metadata.name=db")).await,
         ["db"]
     );
     let err = api_error(
