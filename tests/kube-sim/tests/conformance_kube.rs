@@ -662,62 +662,13 @@ async fn i_label_and_field_selectors_filter_lists_and_watches() {
 
 #[tokio::test]
 async fn j_a_kube_runtime_controller_converges_and_reconciles_owned_objects() {
-    use kube::runtime::controller::{Action, Controller};
-    use kube::runtime::watcher;
-    use std::sync::Arc;
-
     let c = Cluster::start().await;
     c.install_widget_crd().await;
     let ns = c.namespace("ctrl").await;
     let client = c.client().await;
     let api = widgets(client.clone(), &ns);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("conformance.palisade.dev", "v1", "Widget"),
-        "widgets",
-    );
-
-    struct Ctx {
-        client: kube::Client,
-        ar: ApiResource,
-    }
-    async fn reconcile(w: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
-        let ns = w.metadata.namespace.clone().unwrap();
-        let name = w.metadata.name.clone().unwrap();
-        let owner = json!({"apiVersion": "conformance.palisade.dev/v1", "kind": "Widget", "name": name, "uid": w.metadata.uid, "controller": true});
-        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("{name}-config"), "ownerReferences": [owner]}, "data": {"size": w.data["spec"]["size"].to_string()}});
-        Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
-            .patch(
-                &format!("{name}-config"),
-                &PatchParams::apply("widget-controller").force(),
-                &Patch::Apply(cm),
-            )
-            .await?;
-        let status = json!({"apiVersion": "conformance.palisade.dev/v1", "kind": "Widget", "status": {"phase": "Ready", "observedGeneration": w.metadata.generation}});
-        Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &ns, &ctx.ar)
-            .patch_status(
-                &name,
-                &PatchParams::apply("widget-controller").force(),
-                &Patch::Apply(status),
-            )
-            .await?;
-        Ok(Action::await_change())
-    }
-    fn error_policy(_: Arc<DynamicObject>, _: &kube::Error, _: Arc<Ctx>) -> Action {
-        Action::requeue(Duration::from_millis(200))
-    }
-    let controller = Controller::new_with(api.clone(), watcher::Config::default(), ar.clone())
-        .owns(cms.clone(), watcher::Config::default())
-        .run(
-            reconcile,
-            error_policy,
-            Arc::new(Ctx {
-                client: client.clone(),
-                ar: ar.clone(),
-            }),
-        )
-        .for_each(|_| async {});
-    let handle = tokio::spawn(controller);
+    let handle = tokio::spawn(common::widget_controller(client.clone(), ns.clone()));
 
     api.create(
         &PostParams::default(),

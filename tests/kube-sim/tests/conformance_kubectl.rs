@@ -399,6 +399,50 @@ async fn i_label_and_field_selectors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn j_kubectl_waits_for_what_a_kube_runtime_controller_converges_to() {
+    let c = with_widgets().await;
+    let ns = c.namespace("kctrl").await;
+    let controller = tokio::spawn(common::widget_controller(c.client().await, ns.clone()));
+    apply_json(&c, &ns, &widget(&ns, "w", json!({"size": 4})), &[]);
+    c.kubectl_ok(&[
+        "wait",
+        "-n",
+        &ns,
+        "--for=jsonpath={.status.phase}=Ready",
+        "widget/w",
+        "--timeout=20s",
+    ]);
+    c.kubectl_ok(&[
+        "wait",
+        "-n",
+        &ns,
+        "--for=create",
+        "configmap/w-config",
+        "--timeout=20s",
+    ]);
+    c.kubectl_ok(&["delete", "-n", &ns, "configmap", "w-config"]);
+    c.kubectl_ok(&[
+        "wait",
+        "-n",
+        &ns,
+        "--for=create",
+        "configmap/w-config",
+        "--timeout=20s",
+    ]);
+    let owner = c.kubectl_ok(&[
+        "get",
+        "-n",
+        &ns,
+        "configmap",
+        "w-config",
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].name}",
+    ]);
+    assert_eq!(owner, "w");
+    controller.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn k_validation_errors_name_the_fields_and_explain_reads_the_schema() {
     let c = with_widgets().await;
     let ns = c.namespace("kvalid").await;

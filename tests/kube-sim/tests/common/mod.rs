@@ -234,3 +234,53 @@ pub fn widget(namespace: &str, name: &str, spec: Value) -> Value {
 pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
+
+/// A small kube-runtime controller for Widgets in one namespace: it owns a
+/// `{name}-config` ConfigMap per Widget and sets `status.phase: Ready`
+/// and `status.observedGeneration`, both with server-side apply. Runs until
+/// the task is aborted.
+pub async fn widget_controller(client: kube::Client, ns: String) {
+    use futures_util::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::watcher;
+    use std::sync::Arc;
+
+    struct Ctx {
+        client: kube::Client,
+        ar: ApiResource,
+    }
+    async fn reconcile(w: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
+        let ns = w.metadata.namespace.clone().unwrap();
+        let name = w.metadata.name.clone().unwrap();
+        let owner = json!({"apiVersion": "conformance.palisade.dev/v1", "kind": "Widget", "name": name, "uid": w.metadata.uid, "controller": true});
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("{name}-config"), "ownerReferences": [owner]},
+                        "data": {"size": w.data["spec"]["size"].to_string()}});
+        let ssa = PatchParams::apply("widget-controller").force();
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+            .patch(&format!("{name}-config"), &ssa, &Patch::Apply(cm))
+            .await?;
+        let status = json!({"apiVersion": "conformance.palisade.dev/v1", "kind": "Widget",
+                            "status": {"phase": "Ready", "observedGeneration": w.metadata.generation}});
+        Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &ns, &ctx.ar)
+            .patch_status(&name, &ssa, &Patch::Apply(status))
+            .await?;
+        Ok(Action::await_change())
+    }
+    fn error_policy(_: Arc<DynamicObject>, _: &kube::Error, _: Arc<Ctx>) -> Action {
+        Action::requeue(std::time::Duration::from_millis(200))
+    }
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("conformance.palisade.dev", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    let configs: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    Controller::new_with(widgets, watcher::Config::default(), ar.clone())
+        .owns(configs, watcher::Config::default())
+        .run(reconcile, error_policy, Arc::new(Ctx { client, ar }))
+        .for_each(|_| async {})
+        .await;
+}
