@@ -1,5 +1,25 @@
-//! Palisade's audit pipeline (issue #4, not built yet): the audit event
-//! type, the Postgres and SQLite sinks behind one sqlx code path, the
-//! durable spool used while the database is unreachable, embedded
-//! migrations, and queries. Both the gateway and the operator record
-//! decisions through it.
+//! Palisade's audit pipeline: one row per decision, in PostgreSQL (clusters)
+//! or an embedded SQLite file (local runs) through the same sqlx code path.
+//!
+//! - [`event`]: the event and its per-writer hash chain (tamper evidence);
+//! - [`store`]: connection, embedded migrations and the schema check,
+//!   idempotent batched inserts, queries, chain verification;
+//! - [`writer`]: the asynchronous batched writer with a bounded queue, the
+//!   durable spool for outages, failure modes and graceful drain;
+//! - [`spool`]: the append-only, fsync'd, checksummed spool files;
+//! - [`http`]: the authenticated query endpoint the gateway serves;
+//! - [`metrics`]: `palisade_audit_*` Prometheus metrics.
+
+pub mod error;
+pub mod event;
+pub mod http;
+pub mod metrics;
+pub mod spool;
+pub mod store;
+pub mod writer;
+
+pub use error::AuditError;
+pub use event::{AuditEvent, ChainedEvent, EventKind};
+pub use metrics::AuditMetrics;
+pub use store::{Backend, Filter, Migrations, Store, VerifyReport};
+pub use writer::{AuditWriter, FailureMode, WriterConfig, WriterTask};

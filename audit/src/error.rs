@@ -1,0 +1,37 @@
+//! The audit crate's one error type.
+
+use crate::spool::SpoolError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit database {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("audit database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("audit database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the audit database schema is older than this binary expects (missing migrations {missing:?}); run `palisade-gateway audit migrate --url ...` or start with migrations enabled"
+    )]
+    SchemaOlder { missing: Vec<i64> },
+    #[error(
+        "the audit database schema is newer than this binary supports (it has migration {found}, this binary knows up to {known}); upgrade Palisade before writing to it"
+    )]
+    SchemaNewer { found: i64, known: i64 },
+    #[error("audit database migration {version} was changed after it was applied (checksum mismatch); restore the original migration")]
+    SchemaModified { version: i64 },
+    #[error("unsupported audit URL {0:?}: use postgres://... or sqlite://PATH")]
+    UnsupportedUrl(String),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("the audit queue is full; the event was not accepted")]
+    QueueFull,
+    #[error("the audit database is unreachable and the failure mode is failClosed; the event could not be made durable")]
+    NotDurable,
+    #[error("the audit writer has stopped")]
+    Stopped,
+}

@@ -1,0 +1,215 @@
+//! The audit event: one row per decision. It has no field for a
+//! credential, and the raw prompt and raw arguments are only filled in when
+//! a policy explicitly asks (`audit.prompts: Full`, `audit.arguments:
+//! Full|Redacted`).
+
+use jiff::Timestamp;
+use palisade_policy::Decision;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A `POST /v1/tool-calls` decision or a tool call proposed in chat.
+    ToolCall,
+    /// A chat request's routing (or refusal).
+    Chat,
+    /// An Approval's outcome (approved, denied, expired, consumed).
+    Approval,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ToolCall => "tool_call",
+            Self::Chat => "chat",
+            Self::Approval => "approval",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "tool_call" => Some(Self::ToolCall),
+            "chat" => Some(Self::Chat),
+            "approval" => Some(Self::Approval),
+            _ => None,
+        }
+    }
+}
+
+/// One decision, as the audit keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Unique and time-ordered (UUIDv7); inserts are idempotent on it.
+    pub id: String,
+    pub time: Timestamp,
+    pub kind: EventKind,
+    pub request_id: String,
+    pub namespace: String,
+    pub agent: String,
+    pub policy: Option<String>,
+    pub policy_generation: Option<i64>,
+    pub rule: Option<String>,
+    /// `Allow`, `Deny`, `RequireApproval`, or an approval phase.
+    pub decision: String,
+    /// `false` for `Audit` (dry-run) enforcement.
+    pub enforced: bool,
+    pub reason_codes: Vec<String>,
+    pub tool: Option<String>,
+    pub argument_digest: Option<String>,
+    /// Only when the policy's `audit.arguments` asks for them.
+    pub arguments: Option<serde_json::Value>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub prompt_sha256: Option<String>,
+    pub prompt_chars: Option<i64>,
+    /// Only when the policy's `audit.prompts` is `Full`.
+    pub prompt_text: Option<String>,
+    pub upstream_status: Option<i64>,
+    pub latency_us: Option<i64>,
+    pub approval: Option<String>,
+    pub decided_by: Option<String>,
+}
+
+impl AuditEvent {
+    /// A new event with a fresh id, stamped now.
+    pub fn new(kind: EventKind, request_id: &str, namespace: &str, agent: &str, decision: &str) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            time: Timestamp::now(),
+            kind,
+            request_id: request_id.to_owned(),
+            namespace: namespace.to_owned(),
+            agent: agent.to_owned(),
+            policy: None,
+            policy_generation: None,
+            rule: None,
+            decision: decision.to_owned(),
+            enforced: true,
+            reason_codes: Vec::new(),
+            tool: None,
+            argument_digest: None,
+            arguments: None,
+            provider: None,
+            model: None,
+            prompt_sha256: None,
+            prompt_chars: None,
+            prompt_text: None,
+            upstream_status: None,
+            latency_us: None,
+            approval: None,
+            decided_by: None,
+        }
+    }
+
+    /// An event for a policy decision, with its policy, rule, outcome and
+    /// reason code filled in.
+    pub fn from_decision(kind: EventKind, request_id: &str, namespace: &str, agent: &str, d: &Decision) -> Self {
+        let mut e = Self::new(kind, request_id, namespace, agent, d.outcome.as_str());
+        e.policy = d.policy.as_ref().map(|p| p.name.clone());
+        e.policy_generation = d.generation();
+        e.rule = d.rule.clone();
+        e.enforced = d.enforced;
+        e.reason_codes = vec![d.reason_code.as_str().to_owned()];
+        e
+    }
+}
+
+/// An event with its place in its writer's hash chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainedEvent {
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// The writer (one per process start) whose chain this row is in.
+    pub writer: String,
+    /// 1, 2, 3, ... within the writer.
+    pub seq: i64,
+    /// `hash` of the writer's previous row (`genesis` for seq 1).
+    pub prev_hash: String,
+    /// SHA-256 over the previous hash, the writer, seq and the event.
+    pub hash: String,
+}
+
+/// The previous hash of a writer's first row.
+pub const GENESIS: &str = "genesis";
+
+/// The chain hash of one row.
+pub fn chain_hash(event: &AuditEvent, writer: &str, seq: i64, prev_hash: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(writer.as_bytes());
+    h.update(b"\n");
+    h.update(seq.to_string().as_bytes());
+    h.update(b"\n");
+    // Struct fields serialize in declaration order, and `arguments` is a
+    // BTreeMap-backed value, so this is canonical for a given event.
+    h.update(serde_json::to_vec(event).unwrap_or_default());
+    let digest = h.finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Assigns chain positions to events in order.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    writer: String,
+    seq: i64,
+    prev: String,
+}
+
+impl Chain {
+    pub fn new(writer: impl Into<String>) -> Self {
+        Self {
+            writer: writer.into(),
+            seq: 0,
+            prev: GENESIS.to_owned(),
+        }
+    }
+
+    pub fn writer(&self) -> &str {
+        &self.writer
+    }
+
+    pub fn link(&mut self, event: AuditEvent) -> ChainedEvent {
+        self.seq += 1;
+        let hash = chain_hash(&event, &self.writer, self.seq, &self.prev);
+        let chained = ChainedEvent {
+            event,
+            writer: self.writer.clone(),
+            seq: self.seq,
+            prev_hash: std::mem::replace(&mut self.prev, hash.clone()),
+            hash,
+        };
+        chained
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_links_each_row_to_the_previous_one() {
+        let mut chain = Chain::new("w1");
+        let a = chain.link(AuditEvent::new(EventKind::ToolCall, "r1", "ns", "agent", "Allow"));
+        let b = chain.link(AuditEvent::new(EventKind::ToolCall, "r2", "ns", "agent", "Deny"));
+        assert_eq!((a.seq, a.prev_hash.as_str()), (1, GENESIS));
+        assert_eq!((b.seq, b.prev_hash.as_str()), (2, a.hash.as_str()));
+        assert_eq!(b.hash, chain_hash(&b.event, "w1", 2, &a.hash));
+        let mut edited = b.event.clone();
+        edited.decision = "Allow".into();
+        assert_ne!(chain_hash(&edited, "w1", 2, &a.hash), b.hash);
+    }
+
+    #[test]
+    fn event_ids_are_unique_and_time_ordered() {
+        let a = AuditEvent::new(EventKind::Chat, "r", "n", "a", "Allow");
+        let b = AuditEvent::new(EventKind::Chat, "r", "n", "a", "Allow");
+        assert_ne!(a.id, b.id);
+        assert!(a.id < b.id);
+    }
+}

@@ -1,0 +1,310 @@
+//! The asynchronous, batched writer. Callers hand events to a bounded
+//! queue and return at once; one task chains them, writes them in
+//! multi-row batches, spools them (fsync'd) while the database is down,
+//! drains the spool exactly once when it is back, and drains the queue on
+//! shutdown.
+
+use crate::error::AuditError;
+use crate::event::{AuditEvent, Chain, ChainedEvent};
+use crate::metrics::AuditMetrics;
+use crate::spool::Spool;
+use crate::store::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// What happens while the database is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailureMode {
+    /// Keep events in the durable local spool (default).
+    #[default]
+    Spool,
+    /// Refuse new events, so the caller can refuse its request. Events
+    /// already accepted are still spooled: nothing accepted is lost.
+    FailClosed,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub spool_dir: PathBuf,
+    pub failure_mode: FailureMode,
+    /// Events the queue holds before `record` reports `QueueFull`.
+    pub queue_capacity: usize,
+    /// Events per database batch.
+    pub batch_max: usize,
+    /// Spool size at which new events are refused.
+    pub spool_max_bytes: u64,
+    /// How often to retry an unreachable database.
+    pub retry_interval: Duration,
+}
+
+impl WriterConfig {
+    pub fn new(spool_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            spool_dir: spool_dir.into(),
+            failure_mode: FailureMode::Spool,
+            queue_capacity: 65_536,
+            batch_max: 1000,
+            spool_max_bytes: 1 << 30,
+            retry_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+const HEALTHY: u8 = 0;
+const DB_DOWN: u8 = 1;
+const SPOOL_FULL: u8 = 2;
+
+enum Msg {
+    Event(Box<AuditEvent>),
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: AtomicU8,
+    failure_mode: FailureMode,
+    metrics: AuditMetrics,
+}
+
+/// A handle to the writer; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AuditWriter {
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+    writer_id: Arc<str>,
+}
+
+/// Joins the writer task; finishes once every handle is dropped and the
+/// queue is drained.
+#[derive(Debug)]
+pub struct WriterTask(tokio::task::JoinHandle<()>);
+
+impl WriterTask {
+    /// Waits until everything accepted is durable and the task has ended.
+    pub async fn join(self) {
+        let _ = self.0.await;
+    }
+}
+
+impl AuditWriter {
+    /// Starts the writer task. Spool files left by earlier runs are
+    /// drained first, so a restart after a crash loses nothing.
+    pub fn start(store: Store, config: WriterConfig, metrics: AuditMetrics) -> Result<(Self, WriterTask), AuditError> {
+        let writer_id: Arc<str> = format!("{}-{}", uuid::Uuid::now_v7().simple(), std::process::id()).into();
+        let spool = Spool::open(&config.spool_dir, &writer_id, config.spool_max_bytes).map_err(|source| {
+            AuditError::Spool(crate::spool::SpoolError::Io {
+                path: config.spool_dir.display().to_string(),
+                source,
+            })
+        })?;
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let shared = Arc::new(Shared {
+            state: AtomicU8::new(HEALTHY),
+            failure_mode: config.failure_mode,
+            metrics,
+        });
+        let task = Task {
+            store,
+            spool,
+            chain: Chain::new(writer_id.to_string()),
+            shared: Arc::clone(&shared),
+            config,
+            db_down_since: None,
+        };
+        let handle = tokio::spawn(task.run(rx));
+        Ok((Self { tx, shared, writer_id }, WriterTask(handle)))
+    }
+
+    /// This writer's chain id.
+    pub fn writer_id(&self) -> &str {
+        &self.writer_id
+    }
+
+    /// Offers an event without waiting. `Err` means it was not accepted and
+    /// will not be recorded: the caller should refuse its request.
+    pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        match self.shared.state.load(Ordering::Acquire) {
+            SPOOL_FULL => {
+                self.shared.metrics.refused.inc();
+                return Err(AuditError::Spool(crate::spool::SpoolError::Full { used: 0, max: 0 }));
+            }
+            DB_DOWN if self.shared.failure_mode == FailureMode::FailClosed => {
+                self.shared.metrics.refused.inc();
+                return Err(AuditError::NotDurable);
+            }
+            _ => {}
+        }
+        match self.tx.try_send(Msg::Event(Box::new(event))) {
+            Ok(()) => {
+                self.shared.metrics.queue_depth.inc();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.metrics.refused.inc();
+                Err(AuditError::QueueFull)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(AuditError::Stopped),
+        }
+    }
+
+    /// Waits until every event accepted before this call is durable (in
+    /// the database or the spool).
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Flush(tx)).await.map_err(|_| AuditError::Stopped)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(AuditError::NotDurable),
+            Err(_) => Err(AuditError::Stopped),
+        }
+    }
+
+    /// Records and waits until this event is durable.
+    pub async fn record_durable(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.record(event)?;
+        self.flush().await
+    }
+
+    /// Whether the database is currently unreachable.
+    pub fn database_down(&self) -> bool {
+        self.shared.state.load(Ordering::Acquire) != HEALTHY
+    }
+}
+
+struct Task {
+    store: Store,
+    spool: Spool,
+    chain: Chain,
+    shared: Arc<Shared>,
+    config: WriterConfig,
+    db_down_since: Option<Instant>,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        self.drain_spool().await;
+        loop {
+            let first = if self.spool.is_empty() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout(self.config.retry_interval, rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        self.drain_spool().await;
+                        continue;
+                    }
+                }
+            };
+            let Some(first) = first else { break };
+            let mut events = Vec::new();
+            let mut waiters = Vec::new();
+            let mut push = |m: Msg, events: &mut Vec<ChainedEvent>, waiters: &mut Vec<_>| match m {
+                Msg::Event(e) => events.push(self.chain.link(*e)),
+                Msg::Flush(w) => waiters.push(w),
+            };
+            push(first, &mut events, &mut waiters);
+            while events.len() < self.config.batch_max {
+                match rx.try_recv() {
+                    Ok(m) => push(m, &mut events, &mut waiters),
+                    Err(_) => break,
+                }
+            }
+            let n = events.len() as i64;
+            let result = self.persist(events).await;
+            self.shared.metrics.queue_depth.sub(n);
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+        // Every handle is gone: the queue is drained; try once more to
+        // empty the spool before exiting.
+        if !self.spool.is_empty() {
+            self.drain_spool().await;
+        }
+    }
+
+    fn set_state(&self, state: u8) {
+        self.shared.state.store(state, Ordering::Release);
+        self.shared.metrics.database_down.set(i64::from(state != HEALTHY));
+    }
+
+    /// Makes a batch durable: the database if it answers and nothing is
+    /// waiting in the spool (order), the spool otherwise.
+    async fn persist(&mut self, events: Vec<ChainedEvent>) -> Result<(), String> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        if self.spool.is_empty() {
+            match self.store.insert(&events).await {
+                Ok(_) => {
+                    self.shared.metrics.written.inc_by(events.len() as u64);
+                    self.shared.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+                    return Ok(());
+                }
+                Err(e) => {
+                    if self.db_down_since.is_none() {
+                        tracing::warn!(error = %e, "audit database unreachable; spooling events locally");
+                        self.db_down_since = Some(Instant::now());
+                    }
+                    self.set_state(DB_DOWN);
+                }
+            }
+        }
+        match self.spool.append(&events) {
+            Ok(()) => {
+                self.shared.metrics.spooled.inc_by(events.len() as u64);
+                self.shared.metrics.spool_bytes.set(self.spool.used_bytes() as i64);
+                self.shared.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+                if self.shared.state.load(Ordering::Acquire) == HEALTHY {
+                    self.set_state(DB_DOWN);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = events.len(), "audit events could not be made durable; refusing new events");
+                self.shared.metrics.failed.inc_by(events.len() as u64);
+                self.set_state(SPOOL_FULL);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Writes every spool file to the database, oldest first, then deletes
+    /// it. Inserts are idempotent on the event id, so a crash between the
+    /// insert and the delete replays harmlessly.
+    async fn drain_spool(&mut self) {
+        for path in self.spool.files() {
+            let contents = match Spool::read(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read audit spool file");
+                    return;
+                }
+            };
+            if let Some(w) = &contents.warning {
+                tracing::warn!("{w}");
+            }
+            for chunk in contents.events.chunks(self.config.batch_max.max(1)) {
+                if let Err(e) = self.store.insert(chunk).await {
+                    tracing::debug!(error = %e, "audit database still unreachable");
+                    self.set_state(if self.shared.state.load(Ordering::Acquire) == SPOOL_FULL { SPOOL_FULL } else { DB_DOWN });
+                    return;
+                }
+            }
+            if let Err(e) = self.spool.remove(&path) {
+                tracing::error!(path = %path.display(), error = %e, "cannot remove drained audit spool file");
+                return;
+            }
+            self.shared.metrics.drained.inc_by(contents.events.len() as u64);
+        }
+        self.shared.metrics.spool_bytes.set(self.spool.used_bytes() as i64);
+        if let Some(since) = self.db_down_since.take() {
+            tracing::info!(down_for = ?since.elapsed(), "audit database reachable again; spool drained");
+        }
+        self.set_state(HEALTHY);
+    }
+}

@@ -1,0 +1,169 @@
+//! Test support for the audit pipeline: [`TestPostgres`], a throwaway
+//! PostgreSQL server (the machine's `initdb` / `pg_ctl`, a temp dir, a free
+//! port), [`Backends`] to run one suite against PostgreSQL and SQLite, and
+//! the `audit-probe` binary the crash tests kill.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh temp directory (removed by whoever owns it).
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("palisade-{prefix}-{}-{n}-{nanos}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join(name).exists() {
+            return dir.join(name);
+        }
+    }
+    for dir in std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten() {
+        let candidate = dir.path().join("bin").join(name);
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    PathBuf::from(name)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A PostgreSQL server in a temp dir on a free loopback port. PostgreSQL
+/// refuses to run as root, so as root it runs as the `postgres` user.
+#[derive(Debug)]
+pub struct TestPostgres {
+    dir: PathBuf,
+    port: u16,
+    as_user: Option<String>,
+}
+
+impl TestPostgres {
+    /// initdb + start; panics with the server's log if it cannot start
+    /// (a test that needs Postgres must never silently skip).
+    pub fn start() -> Self {
+        let dir = temp_dir("pg");
+        let as_user = is_root().then(|| "postgres".to_string());
+        if let Some(user) = &as_user {
+            let ok = Command::new("chown").args(["-R", user, dir.to_str().unwrap_or_default()]).status();
+            assert!(ok.is_ok_and(|s| s.success()), "cannot chown {} to {user}", dir.display());
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(54329);
+        let pg = Self { dir, port, as_user };
+        let data = pg.data();
+        let out = pg.run(&pg_bin("initdb"), &["-D", &data, "-U", "palisade", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        pg.start_server();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, program: &Path, args: &[&str]) -> Output {
+        let mut cmd = match &self.as_user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        cmd.args(args).current_dir(&self.dir).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+    }
+
+    fn start_server(&self) {
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50", self.port, self.dir.display());
+        let log = self.dir.join("server.log").display().to_string();
+        let out = self.run(&pg_bin("pg_ctl"), &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "-t", "30", "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// `postgres://palisade@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://palisade@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A fresh database on this server, for one test.
+    pub fn database(&self, name: &str) -> String {
+        let out = self.run(&pg_bin("createdb"), &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "palisade", name]);
+        assert!(out.status.success(), "createdb {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+        format!("postgres://palisade@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Kills the server the hard way (`pg_ctl stop -m immediate`).
+    pub fn kill(&self) {
+        let out = self.run(&pg_bin("pg_ctl"), &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&self) {
+        self.start_server();
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let _ = self.run(&pg_bin("pg_ctl"), &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One database URL per backend, for a suite that must pass on both.
+#[derive(Debug)]
+pub struct Backends {
+    pub postgres: TestPostgres,
+    dir: PathBuf,
+}
+
+impl Backends {
+    pub fn start() -> Self {
+        Self {
+            postgres: TestPostgres::start(),
+            dir: temp_dir("sqlite"),
+        }
+    }
+
+    /// `[("postgres", url), ("sqlite", url)]`, each a fresh database.
+    pub fn urls(&self, name: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("postgres", self.postgres.database(name)),
+            ("sqlite", format!("sqlite://{}", self.dir.join(format!("{name}.db")).display())),
+        ]
+    }
+}
+
+impl Drop for Backends {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
