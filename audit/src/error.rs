@@ -22,7 +22,9 @@ pub enum AuditError {
         "the audit database schema is newer than this binary supports (it has migration {found}, this binary knows up to {known}); upgrade Palisade before writing to it"
     )]
     SchemaNewer { found: i64, known: i64 },
-    #[error("audit database migration {version} was changed after it was applied (checksum mismatch); restore the original migration")]
+    #[error(
+        "audit database migration {version} was changed after it was applied (checksum mismatch); restore the original migration"
+    )]
     SchemaModified { version: i64 },
     #[error("unsupported audit URL {0:?}: use postgres://... or sqlite://PATH")]
     UnsupportedUrl(String),
@@ -30,7 +32,9 @@ pub enum AuditError {
     Spool(#[from] SpoolError),
     #[error("the audit queue is full; the event was not accepted")]
     QueueFull,
-    #[error("the audit database is unreachable and the failure mode is failClosed; the event could not be made durable")]
+    #[error(
+        "the audit database is unreachable and the failure mode is failClosed; the event could not be made durable"
+    )]
     NotDurable,
     #[error("the audit writer has stopped")]
     Stopped,

@@ -76,7 +76,13 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// A new event with a fresh id, stamped now.
-    pub fn new(kind: EventKind, request_id: &str, namespace: &str, agent: &str, decision: &str) -> Self {
+    pub fn new(
+        kind: EventKind,
+        request_id: &str,
+        namespace: &str,
+        agent: &str,
+        decision: &str,
+    ) -> Self {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
             time: Timestamp::now(),
@@ -107,7 +113,13 @@ impl AuditEvent {
 
     /// An event for a policy decision, with its policy, rule, outcome and
     /// reason code filled in.
-    pub fn from_decision(kind: EventKind, request_id: &str, namespace: &str, agent: &str, d: &Decision) -> Self {
+    pub fn from_decision(
+        kind: EventKind,
+        request_id: &str,
+        namespace: &str,
+        agent: &str,
+        d: &Decision,
+    ) -> Self {
         let mut e = Self::new(kind, request_id, namespace, agent, d.outcome.as_str());
         e.policy = d.policy.as_ref().map(|p| p.name.clone());
         e.policy_generation = d.generation();
@@ -177,14 +189,13 @@ impl Chain {
     pub fn link(&mut self, event: AuditEvent) -> ChainedEvent {
         self.seq += 1;
         let hash = chain_hash(&event, &self.writer, self.seq, &self.prev);
-        let chained = ChainedEvent {
+        ChainedEvent {
             event,
             writer: self.writer.clone(),
             seq: self.seq,
             prev_hash: std::mem::replace(&mut self.prev, hash.clone()),
             hash,
-        };
-        chained
+        }
     }
 }
 
@@ -195,8 +206,20 @@ mod tests {
     #[test]
     fn a_chain_links_each_row_to_the_previous_one() {
         let mut chain = Chain::new("w1");
-        let a = chain.link(AuditEvent::new(EventKind::ToolCall, "r1", "ns", "agent", "Allow"));
-        let b = chain.link(AuditEvent::new(EventKind::ToolCall, "r2", "ns", "agent", "Deny"));
+        let a = chain.link(AuditEvent::new(
+            EventKind::ToolCall,
+            "r1",
+            "ns",
+            "agent",
+            "Allow",
+        ));
+        let b = chain.link(AuditEvent::new(
+            EventKind::ToolCall,
+            "r2",
+            "ns",
+            "agent",
+            "Deny",
+        ));
         assert_eq!((a.seq, a.prev_hash.as_str()), (1, GENESIS));
         assert_eq!((b.seq, b.prev_hash.as_str()), (2, a.hash.as_str()));
         assert_eq!(b.hash, chain_hash(&b.event, "w1", 2, &a.hash));

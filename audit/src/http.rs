@@ -38,42 +38,52 @@ pub struct Params {
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(json!({"error": {"message": message, "type": "invalid_request_error", "code": code}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"message": message, "type": "invalid_request_error", "code": code}})),
+    )
+        .into_response()
 }
 
-fn parse_time(field: &str, value: Option<&String>) -> Result<Option<jiff::Timestamp>, Response> {
+/// An RFC 3339 time parameter, or the message saying how to write one.
+fn parse_time(field: &str, value: Option<&String>) -> Result<Option<jiff::Timestamp>, String> {
     value
         .map(|v| {
             v.parse::<jiff::Timestamp>().map_err(|e| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_parameter",
-                    format!("{field}: {v:?} is not an RFC 3339 time ({e}); write e.g. 2026-11-22T10:00:00Z"),
+                format!(
+                    "{field}: {v:?} is not an RFC 3339 time ({e}); write e.g. 2026-11-22T10:00:00Z"
                 )
             })
         })
         .transpose()
 }
 
-async fn events(State(state): State<AppState>, headers: HeaderMap, query: Result<Query<Params>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if !token.is_some_and(|t| (state.authorize)(t)) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "reading the audit needs a valid bearer token".into());
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "reading the audit needs a valid bearer token".into(),
+        );
     }
     let Query(p) = match query {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_parameter", e.body_text()),
     };
-    let since = match parse_time("since", p.since.as_ref()) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let until = match parse_time("until", p.until.as_ref()) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let (since, until) = match (
+        parse_time("since", p.since.as_ref()),
+        parse_time("until", p.until.as_ref()),
+    ) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(m), _) | (_, Err(m)) => return error(StatusCode::BAD_REQUEST, "invalid_parameter", m),
     };
     let filter = Filter {
         request_id: p.request_id,
@@ -91,7 +101,11 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, query: Result
         Ok(rows) => Json(json!({"events": rows})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "audit query failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", "the audit database is unavailable".into())
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit database is unavailable".into(),
+            )
         }
     }
 }

@@ -43,17 +43,43 @@ impl AuditMetrics {
     /// Metrics not exported anywhere (tools, tests).
     pub fn unregistered() -> Result<Self, prometheus::Error> {
         Ok(Self {
-            queue_depth: IntGauge::new("palisade_audit_queue_depth", "Audit events accepted but not yet durable")?,
-            written: IntCounter::new("palisade_audit_written_total", "Audit events written to the database")?,
-            spooled: IntCounter::new("palisade_audit_spooled_total", "Audit events written to the local spool while the database was unreachable")?,
-            drained: IntCounter::new("palisade_audit_drained_total", "Spooled audit events later written to the database")?,
-            failed: IntCounter::new("palisade_audit_failed_total", "Audit events that could not be made durable")?,
-            refused: IntCounter::new("palisade_audit_refused_total", "Audit events refused when offered (queue full, fail-closed, spool full)")?,
+            queue_depth: IntGauge::new(
+                "palisade_audit_queue_depth",
+                "Audit events accepted but not yet durable",
+            )?,
+            written: IntCounter::new(
+                "palisade_audit_written_total",
+                "Audit events written to the database",
+            )?,
+            spooled: IntCounter::new(
+                "palisade_audit_spooled_total",
+                "Audit events written to the local spool while the database was unreachable",
+            )?,
+            drained: IntCounter::new(
+                "palisade_audit_drained_total",
+                "Spooled audit events later written to the database",
+            )?,
+            failed: IntCounter::new(
+                "palisade_audit_failed_total",
+                "Audit events that could not be made durable",
+            )?,
+            refused: IntCounter::new(
+                "palisade_audit_refused_total",
+                "Audit events refused when offered (queue full, fail-closed, spool full)",
+            )?,
             spool_bytes: IntGauge::new("palisade_audit_spool_bytes", "Bytes in the audit spool")?,
-            database_down: IntGauge::new("palisade_audit_database_down", "1 while the audit database is unreachable")?,
+            database_down: IntGauge::new(
+                "palisade_audit_database_down",
+                "1 while the audit database is unreachable",
+            )?,
             batch_seconds: Histogram::with_opts(
-                HistogramOpts::new("palisade_audit_batch_seconds", "Time to make one batch of audit events durable")
-                    .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                HistogramOpts::new(
+                    "palisade_audit_batch_seconds",
+                    "Time to make one batch of audit events durable",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
             )?,
         })
     }

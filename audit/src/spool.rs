@@ -18,7 +18,9 @@ const HEADER: usize = 12;
 /// Why spooling failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("the audit spool is full ({used} of {max} bytes); refusing new events until the database is back")]
+    #[error(
+        "the audit spool is full ({used} of {max} bytes); refusing new events until the database is back"
+    )]
     Full { used: u64, max: u64 },
     #[error("cannot write the audit spool {path}: {source}")]
     Io {
@@ -69,7 +71,11 @@ impl Spool {
 
     /// Bytes across every spool file in the directory.
     pub fn used_bytes(&self) -> u64 {
-        self.files().iter().filter_map(|p| fs::metadata(p).ok()).map(|m| m.len()).sum()
+        self.files()
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Every spool file, the oldest writer's first (names sort by writer
@@ -93,7 +99,9 @@ impl Spool {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.files().iter().all(|p| fs::metadata(p).map(|m| m.len() == 0).unwrap_or(true))
+        self.files()
+            .iter()
+            .all(|p| fs::metadata(p).map(|m| m.len() == 0).unwrap_or(true))
     }
 
     /// Appends events and fsyncs: when this returns Ok they survive a crash.
@@ -117,13 +125,22 @@ impl Spool {
             });
         }
         if self.file.is_none() {
-            let f = OpenOptions::new().create(true).append(true).open(&self.own).map_err(io_err)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.own)
+                .map_err(io_err)?;
             self.file = Some(f);
         }
         let own = self.own.display().to_string();
         let file = match self.file.as_mut() {
             Some(f) => f,
-            None => return Err(SpoolError::Io { path: own, source: io::Error::other("spool file not open") }),
+            None => {
+                return Err(SpoolError::Io {
+                    path: own,
+                    source: io::Error::other("spool file not open"),
+                });
+            }
         };
         file.write_all(&buf)
             .and_then(|()| file.sync_data())
@@ -137,12 +154,18 @@ impl Spool {
         let mut out = SpoolContents::default();
         let mut at = 0usize;
         while at < bytes.len() {
-            let torn = |why: &str| format!("{}: {why} at byte {at}; the rest of the file is ignored", path.display());
+            let torn = |why: &str| {
+                format!(
+                    "{}: {why} at byte {at}; the rest of the file is ignored",
+                    path.display()
+                )
+            };
             if bytes.len() - at < HEADER {
                 out.warning = Some(torn("torn record header"));
                 break;
             }
-            let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+            let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                as usize;
             let sum = &bytes[at + 4..at + HEADER];
             let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
                 out.warning = Some(torn("torn record"));
@@ -190,7 +213,17 @@ mod tests {
 
     fn events(n: usize) -> Vec<ChainedEvent> {
         let mut chain = Chain::new("w");
-        (0..n).map(|i| chain.link(AuditEvent::new(EventKind::ToolCall, &format!("r{i}"), "ns", "a", "Allow"))).collect()
+        (0..n)
+            .map(|i| {
+                chain.link(AuditEvent::new(
+                    EventKind::ToolCall,
+                    &format!("r{i}"),
+                    "ns",
+                    "a",
+                    "Allow",
+                ))
+            })
+            .collect()
     }
 
     #[test]
@@ -213,7 +246,12 @@ mod tests {
         s.append(&events(2)).unwrap();
         let path = s.files()[0].clone();
         let len = fs::metadata(&path).unwrap().len();
-        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 5).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
         let read = Spool::read(&path).unwrap();
         assert_eq!(read.events.len(), 1);
         assert!(read.warning.unwrap().contains("torn record"));

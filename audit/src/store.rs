@@ -10,10 +10,35 @@ use sqlx::{AnyPool, Row};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const COLUMNS: &[&str] = &[
-    "id", "writer", "seq", "time", "time_ms", "kind", "request_id", "namespace", "agent", "policy",
-    "policy_generation", "rule", "decision", "enforced", "reason_codes", "tool", "argument_digest", "arguments",
-    "provider", "model", "prompt_sha256", "prompt_chars", "prompt_text", "upstream_status", "latency_us",
-    "approval", "decided_by", "prev_hash", "hash",
+    "id",
+    "writer",
+    "seq",
+    "time",
+    "time_ms",
+    "kind",
+    "request_id",
+    "namespace",
+    "agent",
+    "policy",
+    "policy_generation",
+    "rule",
+    "decision",
+    "enforced",
+    "reason_codes",
+    "tool",
+    "argument_digest",
+    "arguments",
+    "provider",
+    "model",
+    "prompt_sha256",
+    "prompt_chars",
+    "prompt_text",
+    "upstream_status",
+    "latency_us",
+    "approval",
+    "decided_by",
+    "prev_hash",
+    "hash",
 ];
 
 /// Rows per INSERT statement: keeps every backend under its bind limit.
@@ -144,20 +169,30 @@ impl Store {
 
     /// Compares the applied migrations with the embedded ones.
     pub async fn check_schema(&self) -> Result<(), AuditError> {
-        let rows = sqlx::query("SELECT version, checksum, CAST(success AS INTEGER) AS ok FROM _sqlx_migrations")
-            .fetch_all(&self.pool)
-            .await;
+        let rows = sqlx::query(
+            "SELECT version, checksum, CAST(success AS INTEGER) AS ok FROM _sqlx_migrations",
+        )
+        .fetch_all(&self.pool)
+        .await;
         let applied: Vec<(i64, Vec<u8>)> = match rows {
             Ok(rows) => rows
                 .iter()
                 .filter(|r| r.try_get::<i64, _>("ok").unwrap_or(0) != 0)
-                .filter_map(|r| Some((r.try_get::<i64, _>("version").ok()?, r.try_get::<Vec<u8>, _>("checksum").ok()?)))
+                .filter_map(|r| {
+                    Some((
+                        r.try_get::<i64, _>("version").ok()?,
+                        r.try_get::<Vec<u8>, _>("checksum").ok()?,
+                    ))
+                })
                 .collect(),
             Err(_) => Vec::new(),
         };
         let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
         if let Some((found, _)) = applied.iter().find(|(v, _)| *v > known) {
-            return Err(AuditError::SchemaNewer { found: *found, known });
+            return Err(AuditError::SchemaNewer {
+                found: *found,
+                known,
+            });
         }
         for m in MIGRATOR.iter() {
             if let Some((_, checksum)) = applied.iter().find(|(v, _)| *v == m.version)
@@ -279,7 +314,9 @@ impl Store {
             let b = binds.len();
             binds.push(Bind::Text(id.clone()));
             let c = binds.len();
-            clauses.push(format!("(time_ms > ${a} OR (time_ms = ${b} AND id > ${c}))"));
+            clauses.push(format!(
+                "(time_ms > ${a} OR (time_ms = ${b} AND id > ${c}))"
+            ));
         }
         let mut sql = format!("SELECT {} FROM audit_events", COLUMNS.join(", "));
         if !clauses.is_empty() {
@@ -305,8 +342,13 @@ impl Store {
     /// an edited row (hash mismatch), a deleted or reordered row (previous
     /// hash mismatch or a gap in seq).
     pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
-        let sql = format!("SELECT {} FROM audit_events ORDER BY writer, seq", COLUMNS.join(", "));
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let sql = format!(
+            "SELECT {} FROM audit_events ORDER BY writer, seq",
+            COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         let mut report = VerifyReport {
             rows: rows.len() as u64,
             writers: 0,
@@ -340,7 +382,9 @@ impl Store {
                 break;
             }
             if chain_hash(&c.event, &c.writer, c.seq, &c.prev_hash) != c.hash {
-                report.broken = Some(broken("row content does not match its hash: the row was edited".into()));
+                report.broken = Some(broken(
+                    "row content does not match its hash: the row was edited".into(),
+                ));
                 break;
             }
             current = Some((c.writer.clone(), c.seq, c.hash.clone()));
@@ -371,7 +415,8 @@ fn decode(row: &AnyRow) -> Result<ChainedEvent, AuditError> {
     let event = AuditEvent {
         id: s("id")?,
         time,
-        kind: EventKind::parse(&kind).ok_or_else(|| sqlx::Error::Decode(format!("unknown event kind {kind:?}").into()))?,
+        kind: EventKind::parse(&kind)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown event kind {kind:?}").into()))?,
         request_id: s("request_id")?,
         namespace: s("namespace")?,
         agent: s("agent")?,
@@ -380,7 +425,11 @@ fn decode(row: &AnyRow) -> Result<ChainedEvent, AuditError> {
         rule: os("rule")?,
         decision: s("decision")?,
         enforced: row.try_get::<i64, _>("enforced")? != 0,
-        reason_codes: reasons.split(',').filter(|r| !r.is_empty()).map(String::from).collect(),
+        reason_codes: reasons
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(String::from)
+            .collect(),
         tool: os("tool")?,
         argument_digest: os("argument_digest")?,
         arguments: os("arguments")?.and_then(|a| serde_json::from_str(&a).ok()),

@@ -92,14 +92,21 @@ impl WriterTask {
 impl AuditWriter {
     /// Starts the writer task. Spool files left by earlier runs are
     /// drained first, so a restart after a crash loses nothing.
-    pub fn start(store: Store, config: WriterConfig, metrics: AuditMetrics) -> Result<(Self, WriterTask), AuditError> {
-        let writer_id: Arc<str> = format!("{}-{}", uuid::Uuid::now_v7().simple(), std::process::id()).into();
-        let spool = Spool::open(&config.spool_dir, &writer_id, config.spool_max_bytes).map_err(|source| {
-            AuditError::Spool(crate::spool::SpoolError::Io {
-                path: config.spool_dir.display().to_string(),
-                source,
-            })
-        })?;
+    pub fn start(
+        store: Store,
+        config: WriterConfig,
+        metrics: AuditMetrics,
+    ) -> Result<(Self, WriterTask), AuditError> {
+        let writer_id: Arc<str> =
+            format!("{}-{}", uuid::Uuid::now_v7().simple(), std::process::id()).into();
+        let spool = Spool::open(&config.spool_dir, &writer_id, config.spool_max_bytes).map_err(
+            |source| {
+                AuditError::Spool(crate::spool::SpoolError::Io {
+                    path: config.spool_dir.display().to_string(),
+                    source,
+                })
+            },
+        )?;
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let shared = Arc::new(Shared {
             state: AtomicU8::new(HEALTHY),
@@ -115,7 +122,14 @@ impl AuditWriter {
             db_down_since: None,
         };
         let handle = tokio::spawn(task.run(rx));
-        Ok((Self { tx, shared, writer_id }, WriterTask(handle)))
+        Ok((
+            Self {
+                tx,
+                shared,
+                writer_id,
+            },
+            WriterTask(handle),
+        ))
     }
 
     /// This writer's chain id.
@@ -129,7 +143,10 @@ impl AuditWriter {
         match self.shared.state.load(Ordering::Acquire) {
             SPOOL_FULL => {
                 self.shared.metrics.refused.inc();
-                return Err(AuditError::Spool(crate::spool::SpoolError::Full { used: 0, max: 0 }));
+                return Err(AuditError::Spool(crate::spool::SpoolError::Full {
+                    used: 0,
+                    max: 0,
+                }));
             }
             DB_DOWN if self.shared.failure_mode == FailureMode::FailClosed => {
                 self.shared.metrics.refused.inc();
@@ -154,7 +171,10 @@ impl AuditWriter {
     /// the database or the spool).
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Msg::Flush(tx)).await.map_err(|_| AuditError::Stopped)?;
+        self.tx
+            .send(Msg::Flush(tx))
+            .await
+            .map_err(|_| AuditError::Stopped)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(AuditError::NotDurable),
@@ -228,7 +248,10 @@ impl Task {
 
     fn set_state(&self, state: u8) {
         self.shared.state.store(state, Ordering::Release);
-        self.shared.metrics.database_down.set(i64::from(state != HEALTHY));
+        self.shared
+            .metrics
+            .database_down
+            .set(i64::from(state != HEALTHY));
     }
 
     /// Makes a batch durable: the database if it answers and nothing is
@@ -242,7 +265,10 @@ impl Task {
             match self.store.insert(&events).await {
                 Ok(_) => {
                     self.shared.metrics.written.inc_by(events.len() as u64);
-                    self.shared.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+                    self.shared
+                        .metrics
+                        .batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     return Ok(());
                 }
                 Err(e) => {
@@ -257,8 +283,14 @@ impl Task {
         match self.spool.append(&events) {
             Ok(()) => {
                 self.shared.metrics.spooled.inc_by(events.len() as u64);
-                self.shared.metrics.spool_bytes.set(self.spool.used_bytes() as i64);
-                self.shared.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+                self.shared
+                    .metrics
+                    .spool_bytes
+                    .set(self.spool.used_bytes() as i64);
+                self.shared
+                    .metrics
+                    .batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 if self.shared.state.load(Ordering::Acquire) == HEALTHY {
                     self.set_state(DB_DOWN);
                 }
@@ -291,7 +323,11 @@ impl Task {
             for chunk in contents.events.chunks(self.config.batch_max.max(1)) {
                 if let Err(e) = self.store.insert(chunk).await {
                     tracing::debug!(error = %e, "audit database still unreachable");
-                    self.set_state(if self.shared.state.load(Ordering::Acquire) == SPOOL_FULL { SPOOL_FULL } else { DB_DOWN });
+                    self.set_state(if self.shared.state.load(Ordering::Acquire) == SPOOL_FULL {
+                        SPOOL_FULL
+                    } else {
+                        DB_DOWN
+                    });
                     return;
                 }
             }
@@ -299,9 +335,15 @@ impl Task {
                 tracing::error!(path = %path.display(), error = %e, "cannot remove drained audit spool file");
                 return;
             }
-            self.shared.metrics.drained.inc_by(contents.events.len() as u64);
+            self.shared
+                .metrics
+                .drained
+                .inc_by(contents.events.len() as u64);
         }
-        self.shared.metrics.spool_bytes.set(self.spool.used_bytes() as i64);
+        self.shared
+            .metrics
+            .spool_bytes
+            .set(self.spool.used_bytes() as i64);
         if let Some(since) = self.db_down_since.take() {
             tracing::info!(down_for = ?since.elapsed(), "audit database reachable again; spool drained");
         }

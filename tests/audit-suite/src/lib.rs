@@ -17,7 +17,10 @@ pub fn temp_dir(prefix: &str) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("palisade-{prefix}-{}-{n}-{nanos}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "palisade-{prefix}-{}-{n}-{nanos}",
+        std::process::id()
+    ));
     let _ = std::fs::create_dir_all(&dir);
     dir
 }
@@ -31,7 +34,11 @@ fn pg_bin(name: &str) -> PathBuf {
             return dir.join(name);
         }
     }
-    for dir in std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten() {
+    for dir in std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let candidate = dir.path().join("bin").join(name);
         if candidate.exists() {
             return candidate;
@@ -64,8 +71,14 @@ impl TestPostgres {
         let dir = temp_dir("pg");
         let as_user = is_root().then(|| "postgres".to_string());
         if let Some(user) = &as_user {
-            let ok = Command::new("chown").args(["-R", user, dir.to_str().unwrap_or_default()]).status();
-            assert!(ok.is_ok_and(|s| s.success()), "cannot chown {} to {user}", dir.display());
+            let ok = Command::new("chown")
+                .args(["-R", user, dir.to_str().unwrap_or_default()])
+                .status();
+            assert!(
+                ok.is_ok_and(|s| s.success()),
+                "cannot chown {} to {user}",
+                dir.display()
+            );
         }
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -73,8 +86,24 @@ impl TestPostgres {
             .unwrap_or(54329);
         let pg = Self { dir, port, as_user };
         let data = pg.data();
-        let out = pg.run(&pg_bin("initdb"), &["-D", &data, "-U", "palisade", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = pg.run(
+            &pg_bin("initdb"),
+            &[
+                "-D",
+                &data,
+                "-U",
+                "palisade",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         pg.start_server();
         pg
     }
@@ -92,13 +121,34 @@ impl TestPostgres {
             }
             None => Command::new(program),
         };
-        cmd.args(args).current_dir(&self.dir).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
     }
 
     fn start_server(&self) {
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50", self.port, self.dir.display());
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+            self.port,
+            self.dir.display()
+        );
         let log = self.dir.join("server.log").display().to_string();
-        let out = self.run(&pg_bin("pg_ctl"), &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "-t", "30", "start"]);
+        let out = self.run(
+            &pg_bin("pg_ctl"),
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
         assert!(
             out.status.success(),
             "pg_ctl start failed: {}\n{}",
@@ -114,15 +164,37 @@ impl TestPostgres {
 
     /// A fresh database on this server, for one test.
     pub fn database(&self, name: &str) -> String {
-        let out = self.run(&pg_bin("createdb"), &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "palisade", name]);
-        assert!(out.status.success(), "createdb {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.run(
+            &pg_bin("createdb"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "palisade",
+                name,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "createdb {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         format!("postgres://palisade@127.0.0.1:{}/{name}", self.port)
     }
 
     /// Kills the server the hard way (`pg_ctl stop -m immediate`).
     pub fn kill(&self) {
-        let out = self.run(&pg_bin("pg_ctl"), &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
-        assert!(out.status.success(), "pg_ctl stop failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.run(
+            &pg_bin("pg_ctl"),
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Starts it again on the same port and data.
@@ -133,7 +205,10 @@ impl TestPostgres {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        let _ = self.run(&pg_bin("pg_ctl"), &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        let _ = self.run(
+            &pg_bin("pg_ctl"),
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -157,7 +232,10 @@ impl Backends {
     pub fn urls(&self, name: &str) -> Vec<(&'static str, String)> {
         vec![
             ("postgres", self.postgres.database(name)),
-            ("sqlite", format!("sqlite://{}", self.dir.join(format!("{name}.db")).display())),
+            (
+                "sqlite",
+                format!("sqlite://{}", self.dir.join(format!("{name}.db")).display()),
+            ),
         ]
     }
 }

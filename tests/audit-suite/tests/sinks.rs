@@ -3,11 +3,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_audit::store::redact_url;
-use palisade_audit::{AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, Filter, Migrations, Store, WriterConfig};
+use palisade_audit::{
+    AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, Filter, Migrations, Store,
+    WriterConfig,
+};
 use palisade_audit_suite::{Backends, temp_dir};
 use sqlx::Row;
 
-fn event(request: &str, agent: &str, decision: &str, reason: &str, tool: Option<&str>) -> AuditEvent {
+fn event(
+    request: &str,
+    agent: &str,
+    decision: &str,
+    reason: &str,
+    tool: Option<&str>,
+) -> AuditEvent {
     let mut e = AuditEvent::new(EventKind::ToolCall, request, "clinic", agent, decision);
     e.reason_codes = vec![reason.to_owned()];
     e.tool = tool.map(String::from);
@@ -18,7 +27,12 @@ fn event(request: &str, agent: &str, decision: &str, reason: &str, tool: Option<
 
 async fn writer(store: Store) -> (AuditWriter, palisade_audit::WriterTask, std::path::PathBuf) {
     let spool = temp_dir("spool");
-    let (w, t) = AuditWriter::start(store, WriterConfig::new(&spool), AuditMetrics::unregistered().unwrap()).unwrap();
+    let (w, t) = AuditWriter::start(
+        store,
+        WriterConfig::new(&spool),
+        AuditMetrics::unregistered().unwrap(),
+    )
+    .unwrap();
     (w, t, spool)
 }
 
@@ -27,8 +41,16 @@ async fn migrations_are_applied_and_a_schema_older_or_newer_than_expected_is_ref
     let backends = Backends::start();
     for (backend, url) in backends.urls("schema") {
         let fresh = Store::open(&url, Migrations::VerifyOnly).await.unwrap_err();
-        assert!(matches!(fresh, AuditError::SchemaOlder { .. }), "{backend}: {fresh}");
-        assert!(fresh.to_string().contains("run `palisade-gateway audit migrate"), "{backend}: {fresh}");
+        assert!(
+            matches!(fresh, AuditError::SchemaOlder { .. }),
+            "{backend}: {fresh}"
+        );
+        assert!(
+            fresh
+                .to_string()
+                .contains("run `palisade-gateway audit migrate"),
+            "{backend}: {fresh}"
+        );
         let store = Store::open(&url, Migrations::Apply).await.unwrap();
         Store::open(&url, Migrations::VerifyOnly).await.unwrap();
         sqlx::query("INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (99999, 'future', CURRENT_TIMESTAMP, TRUE, $1, 0)")
@@ -52,9 +74,30 @@ async fn events_are_written_in_batches_and_found_by_every_filter() {
         let store = Store::open(&url, Migrations::Apply).await.unwrap();
         let (w, task, _) = writer(store.clone()).await;
         let before = jiff::Timestamp::now();
-        w.record(event("req-1", "intake", "Allow", "tool.allowed_by_rule", Some("sql_query"))).unwrap();
-        w.record(event("req-2", "intake", "Deny", "tool.denied_by_rule", Some("bulk_export"))).unwrap();
-        w.record(event("req-3", "billing", "Deny", "kill_switch.agent", Some("pay"))).unwrap();
+        w.record(event(
+            "req-1",
+            "intake",
+            "Allow",
+            "tool.allowed_by_rule",
+            Some("sql_query"),
+        ))
+        .unwrap();
+        w.record(event(
+            "req-2",
+            "intake",
+            "Deny",
+            "tool.denied_by_rule",
+            Some("bulk_export"),
+        ))
+        .unwrap();
+        w.record(event(
+            "req-3",
+            "billing",
+            "Deny",
+            "kill_switch.agent",
+            Some("pay"),
+        ))
+        .unwrap();
         let mut chat = AuditEvent::new(EventKind::Chat, "req-4", "clinic", "intake", "Allow");
         chat.reason_codes = vec!["routing.keyword".into(), "routing.prompt_length".into()];
         chat.provider = Some("local".into());
@@ -62,18 +105,102 @@ async fn events_are_written_in_batches_and_found_by_every_filter() {
         w.flush().await.unwrap();
         let q = |f: Filter| {
             let store = store.clone();
-            async move { store.query(&f).await.unwrap().into_iter().map(|c| c.event.request_id).collect::<Vec<_>>() }
+            async move {
+                store
+                    .query(&f)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.event.request_id)
+                    .collect::<Vec<_>>()
+            }
         };
-        assert_eq!(q(Filter::default()).await, ["req-1", "req-2", "req-3", "req-4"], "{backend}");
-        assert_eq!(q(Filter { request_id: Some("req-2".into()), ..Default::default() }).await, ["req-2"], "{backend}");
-        assert_eq!(q(Filter { agent: Some("billing".into()), ..Default::default() }).await, ["req-3"], "{backend}");
-        assert_eq!(q(Filter { decision: Some("Deny".into()), ..Default::default() }).await, ["req-2", "req-3"], "{backend}");
-        assert_eq!(q(Filter { reason: Some("routing.prompt_length".into()), ..Default::default() }).await, ["req-4"], "{backend}");
-        assert_eq!(q(Filter { reason: Some("routing".into()), ..Default::default() }).await, Vec::<String>::new(), "{backend}: reason matches whole codes");
-        assert_eq!(q(Filter { tool: Some("pay".into()), namespace: Some("clinic".into()), ..Default::default() }).await, ["req-3"], "{backend}");
-        assert_eq!(q(Filter { since: Some(before), until: Some(jiff::Timestamp::now()), limit: Some(2), ..Default::default() }).await, ["req-1", "req-2"], "{backend}");
-        let row = &store.query(&Filter { request_id: Some("req-1".into()), ..Default::default() }).await.unwrap()[0];
-        assert_eq!((row.event.policy.as_deref(), row.event.policy_generation, row.event.enforced), (Some("clinic-assistant"), Some(3), true));
+        assert_eq!(
+            q(Filter::default()).await,
+            ["req-1", "req-2", "req-3", "req-4"],
+            "{backend}"
+        );
+        assert_eq!(
+            q(Filter {
+                request_id: Some("req-2".into()),
+                ..Default::default()
+            })
+            .await,
+            ["req-2"],
+            "{backend}"
+        );
+        assert_eq!(
+            q(Filter {
+                agent: Some("billing".into()),
+                ..Default::default()
+            })
+            .await,
+            ["req-3"],
+            "{backend}"
+        );
+        assert_eq!(
+            q(Filter {
+                decision: Some("Deny".into()),
+                ..Default::default()
+            })
+            .await,
+            ["req-2", "req-3"],
+            "{backend}"
+        );
+        assert_eq!(
+            q(Filter {
+                reason: Some("routing.prompt_length".into()),
+                ..Default::default()
+            })
+            .await,
+            ["req-4"],
+            "{backend}"
+        );
+        assert_eq!(
+            q(Filter {
+                reason: Some("routing".into()),
+                ..Default::default()
+            })
+            .await,
+            Vec::<String>::new(),
+            "{backend}: reason matches whole codes"
+        );
+        assert_eq!(
+            q(Filter {
+                tool: Some("pay".into()),
+                namespace: Some("clinic".into()),
+                ..Default::default()
+            })
+            .await,
+            ["req-3"],
+            "{backend}"
+        );
+        assert_eq!(
+            q(Filter {
+                since: Some(before),
+                until: Some(jiff::Timestamp::now()),
+                limit: Some(2),
+                ..Default::default()
+            })
+            .await,
+            ["req-1", "req-2"],
+            "{backend}"
+        );
+        let row = &store
+            .query(&Filter {
+                request_id: Some("req-1".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()[0];
+        assert_eq!(
+            (
+                row.event.policy.as_deref(),
+                row.event.policy_generation,
+                row.event.enforced
+            ),
+            (Some("clinic-assistant"), Some(3), true)
+        );
         drop(w);
         task.join().await;
     }
@@ -85,10 +212,16 @@ async fn inserts_are_idempotent_on_the_event_id() {
     for (backend, url) in backends.urls("idempotent") {
         let store = Store::open(&url, Migrations::Apply).await.unwrap();
         let mut chain = palisade_audit::event::Chain::new("w");
-        let rows: Vec<_> = (0..250).map(|i| chain.link(event(&format!("r{i}"), "a", "Allow", "x", None))).collect();
+        let rows: Vec<_> = (0..250)
+            .map(|i| chain.link(event(&format!("r{i}"), "a", "Allow", "x", None)))
+            .collect();
         assert_eq!(store.insert(&rows).await.unwrap(), 250, "{backend}");
         assert_eq!(store.insert(&rows).await.unwrap(), 0, "{backend}");
-        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_events").fetch_one(store.pool()).await.unwrap().get("n");
+        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_events")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .get("n");
         assert_eq!(count, 250, "{backend}");
     }
 }
@@ -99,31 +232,71 @@ async fn verify_finds_the_first_edited_deleted_or_reordered_row() {
     for (backend, url) in backends.urls("tamper") {
         let store = Store::open(&url, Migrations::Apply).await.unwrap();
         let mut chain = palisade_audit::event::Chain::new("w");
-        let rows: Vec<_> = (0..10).map(|i| chain.link(event(&format!("r{i}"), "a", "Allow", "x", None))).collect();
+        let rows: Vec<_> = (0..10)
+            .map(|i| chain.link(event(&format!("r{i}"), "a", "Allow", "x", None)))
+            .collect();
         store.insert(&rows).await.unwrap();
         let report = store.verify().await.unwrap();
-        assert_eq!((report.rows, report.writers, report.broken), (10, 1, None), "{backend}");
+        assert_eq!(
+            (report.rows, report.writers, report.broken),
+            (10, 1, None),
+            "{backend}"
+        );
 
-        sqlx::query("UPDATE audit_events SET decision = 'Deny' WHERE seq = 4").execute(store.pool()).await.unwrap();
+        sqlx::query("UPDATE audit_events SET decision = 'Deny' WHERE seq = 4")
+            .execute(store.pool())
+            .await
+            .unwrap();
         let broken = store.verify().await.unwrap().broken.unwrap();
         assert_eq!(broken.seq, 4, "{backend}");
-        assert!(broken.problem.contains("edited"), "{backend}: {}", broken.problem);
-        sqlx::query("UPDATE audit_events SET decision = 'Allow' WHERE seq = 4").execute(store.pool()).await.unwrap();
-        assert_eq!(store.verify().await.unwrap().broken, None, "{backend}: restoring the value restores the chain");
+        assert!(
+            broken.problem.contains("edited"),
+            "{backend}: {}",
+            broken.problem
+        );
+        sqlx::query("UPDATE audit_events SET decision = 'Allow' WHERE seq = 4")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.verify().await.unwrap().broken,
+            None,
+            "{backend}: restoring the value restores the chain"
+        );
 
-        sqlx::query("DELETE FROM audit_events WHERE seq = 6").execute(store.pool()).await.unwrap();
+        sqlx::query("DELETE FROM audit_events WHERE seq = 6")
+            .execute(store.pool())
+            .await
+            .unwrap();
         let broken = store.verify().await.unwrap().broken.unwrap();
         assert_eq!(broken.seq, 7, "{backend}");
-        assert!(broken.problem.contains("missing or were reordered"), "{backend}: {}", broken.problem);
+        assert!(
+            broken.problem.contains("missing or were reordered"),
+            "{backend}: {}",
+            broken.problem
+        );
         store.insert(&rows[5..6]).await.unwrap();
 
         // Swap two rows' positions.
-        sqlx::query("UPDATE audit_events SET seq = 100 WHERE seq = 2").execute(store.pool()).await.unwrap();
-        sqlx::query("UPDATE audit_events SET seq = 2 WHERE seq = 3").execute(store.pool()).await.unwrap();
-        sqlx::query("UPDATE audit_events SET seq = 3 WHERE seq = 100").execute(store.pool()).await.unwrap();
+        sqlx::query("UPDATE audit_events SET seq = 100 WHERE seq = 2")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_events SET seq = 2 WHERE seq = 3")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_events SET seq = 3 WHERE seq = 100")
+            .execute(store.pool())
+            .await
+            .unwrap();
         let broken = store.verify().await.unwrap().broken.unwrap();
         assert_eq!(broken.seq, 2, "{backend}");
-        assert!(broken.problem.contains("reordered"), "{backend}: {}", broken.problem);
+        assert!(
+            broken.problem.contains("reordered"),
+            "{backend}: {}",
+            broken.problem
+        );
     }
 }
 
@@ -134,10 +307,27 @@ async fn the_http_query_needs_a_token_and_takes_the_cli_filters() {
     for (backend, url) in backends.urls("http") {
         let store = Store::open(&url, Migrations::Apply).await.unwrap();
         let (w, _task, _) = writer(store.clone()).await;
-        w.record(event("req-a", "intake", "Allow", "tool.allowed_by_rule", Some("sql_query"))).unwrap();
-        w.record(event("req-b", "intake", "Deny", "tool.denied_by_rule", Some("bulk_export"))).unwrap();
+        w.record(event(
+            "req-a",
+            "intake",
+            "Allow",
+            "tool.allowed_by_rule",
+            Some("sql_query"),
+        ))
+        .unwrap();
+        w.record(event(
+            "req-b",
+            "intake",
+            "Deny",
+            "tool.denied_by_rule",
+            Some("bulk_export"),
+        ))
+        .unwrap();
         w.flush().await.unwrap();
-        let app = palisade_audit::http::router(store, std::sync::Arc::new(|t: &str| t == "auditor-token"));
+        let app = palisade_audit::http::router(
+            store,
+            std::sync::Arc::new(|t: &str| t == "auditor-token"),
+        );
         let get = |uri: &str, token: Option<&str>| {
             let mut req = axum::http::Request::get(uri);
             if let Some(t) = token {
@@ -145,22 +335,56 @@ async fn the_http_query_needs_a_token_and_takes_the_cli_filters() {
             }
             req.body(axum::body::Body::empty()).unwrap()
         };
-        let denied = app.clone().oneshot(get("/v1/audit/events", None)).await.unwrap();
+        let denied = app
+            .clone()
+            .oneshot(get("/v1/audit/events", None))
+            .await
+            .unwrap();
         assert_eq!(denied.status(), 401, "{backend}");
-        let wrong = app.clone().oneshot(get("/v1/audit/events", Some("agent-key"))).await.unwrap();
+        let wrong = app
+            .clone()
+            .oneshot(get("/v1/audit/events", Some("agent-key")))
+            .await
+            .unwrap();
         assert_eq!(wrong.status(), 401, "{backend}");
-        let ok = app.clone().oneshot(get("/v1/audit/events?decision=Deny&tool=bulk_export", Some("auditor-token"))).await.unwrap();
+        let ok = app
+            .clone()
+            .oneshot(get(
+                "/v1/audit/events?decision=Deny&tool=bulk_export",
+                Some("auditor-token"),
+            ))
+            .await
+            .unwrap();
         assert_eq!(ok.status(), 200, "{backend}");
-        let body: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(ok.into_body(), 1 << 20).await.unwrap()).unwrap();
-        let ids: Vec<&str> = body["events"].as_array().unwrap().iter().map(|e| e["requestId"].as_str().unwrap()).collect();
+        let body: serde_json::Value =
+            serde_json::from_slice(&axum::body::to_bytes(ok.into_body(), 1 << 20).await.unwrap())
+                .unwrap();
+        let ids: Vec<&str> = body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["requestId"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, ["req-b"], "{backend}");
-        let bad = app.oneshot(get("/v1/audit/events?since=yesterday", Some("auditor-token"))).await.unwrap();
+        let bad = app
+            .oneshot(get(
+                "/v1/audit/events?since=yesterday",
+                Some("auditor-token"),
+            ))
+            .await
+            .unwrap();
         assert_eq!(bad.status(), 400, "{backend}");
     }
 }
 
 #[test]
 fn database_urls_are_printed_without_their_password() {
-    assert_eq!(redact_url("postgres://palisade:s3cret@db:5432/audit"), "postgres://palisade:***@db:5432/audit");
-    assert_eq!(redact_url("sqlite:///var/lib/palisade/audit.db"), "sqlite:///var/lib/palisade/audit.db");
+    assert_eq!(
+        redact_url("postgres://palisade:s3cret@db:5432/audit"),
+        "postgres://palisade:***@db:5432/audit"
+    );
+    assert_eq!(
+        redact_url("sqlite:///var/lib/palisade/audit.db"),
+        "sqlite:///var/lib/palisade/audit.db"
+    );
 }

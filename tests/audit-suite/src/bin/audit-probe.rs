@@ -4,7 +4,9 @@
 //! again (COUNT 0 only drains the spool) and check that every acknowledged
 //! event is in the database exactly once.
 
-use palisade_audit::{AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store, WriterConfig};
+use palisade_audit::{
+    AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store, WriterConfig,
+};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -44,7 +46,13 @@ async fn main() -> ExitCode {
     };
     let mut out = std::io::stdout().lock();
     for i in 0..count {
-        let e = AuditEvent::new(EventKind::ToolCall, &format!("probe-{i}"), "probe", "agent", "Allow");
+        let e = AuditEvent::new(
+            EventKind::ToolCall,
+            &format!("probe-{i}"),
+            "probe",
+            "agent",
+            "Allow",
+        );
         let id = e.id.clone();
         if writer.record_durable(e).await.is_ok() {
             let _ = writeln!(out, "ack {id}");
