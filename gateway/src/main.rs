@@ -25,6 +25,9 @@ enum Command {
     /// Ask what the configuration decides, without running a server.
     #[command(subcommand)]
     Decide(Decide),
+    /// Migrate, verify and query the audit database.
+    #[command(subcommand)]
+    Audit(palisade_gateway::audit_cli::AuditCommand),
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +92,7 @@ fn load(args: &ConfigArgs) -> Result<Loaded, String> {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
+        Command::Audit(command) => palisade_gateway::audit_cli::run(command),
         Command::Validate(args) => {
             let loaded = load(&args)?;
             print_summary(&loaded);
