@@ -29,7 +29,7 @@ pub enum AuditCommand {
     /// Check every writer's hash chain; exit 1 at the first broken link.
     Verify(Target),
     /// List decisions.
-    Query(QueryArgs),
+    Query(Box<QueryArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -206,6 +206,7 @@ pub fn run(command: AuditCommand) -> Result<ExitCode, String> {
                 }
             }
             AuditCommand::Query(q) => {
+                let q = *q;
                 let url = resolve(&q.target)?;
                 let store = Store::open(&url, Migrations::VerifyOnly)
                     .await
