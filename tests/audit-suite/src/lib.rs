@@ -62,12 +62,19 @@ pub struct TestPostgres {
     dir: PathBuf,
     port: u16,
     as_user: Option<String>,
+    fsync: bool,
 }
 
 impl TestPostgres {
     /// initdb + start; panics with the server's log if it cannot start
     /// (a test that needs Postgres must never silently skip).
     pub fn start() -> Self {
+        Self::start_with_fsync(false)
+    }
+
+    /// Like [`TestPostgres::start`]; `fsync: true` keeps PostgreSQL's
+    /// durable defaults (for benchmarks), `false` trades them for speed.
+    pub fn start_with_fsync(fsync: bool) -> Self {
         let dir = temp_dir("pg");
         let as_user = is_root().then(|| "postgres".to_string());
         if let Some(user) = &as_user {
@@ -84,7 +91,12 @@ impl TestPostgres {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or(54329);
-        let pg = Self { dir, port, as_user };
+        let pg = Self {
+            dir,
+            port,
+            as_user,
+            fsync,
+        };
         let data = pg.data();
         let out = pg.run(
             &pg_bin("initdb"),
@@ -128,8 +140,9 @@ impl TestPostgres {
     }
 
     fn start_server(&self) {
+        let fsync = if self.fsync { "on" } else { "off" };
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=50",
             self.port,
             self.dir.display()
         );
