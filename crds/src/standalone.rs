@@ -299,11 +299,15 @@ fn parse(
         config.settings = s.clone();
     }
     let default_ns = config.settings.namespace.clone();
+    // A file has no API server to count generations: it is generation 1,
+    // as a freshly created object would be.
     for p in &mut config.policies {
         default_namespace_of(&mut p.metadata, &default_ns);
+        p.metadata.generation.get_or_insert(1);
     }
     for g in &mut config.grants {
         default_namespace_of(&mut g.metadata, &default_ns);
+        g.metadata.generation.get_or_insert(1);
     }
     // Origins were keyed before defaulting the namespace; re-key them.
     origins = origins

@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the gateway from configuration files.
+    Run(palisade_gateway::run::RunArgs),
     /// Validate configuration files and summarise what they define.
     #[command(alias = "check")]
     Validate(ConfigArgs),
@@ -93,6 +95,7 @@ fn load(args: &ConfigArgs) -> Result<Loaded, String> {
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Audit(command) => palisade_gateway::audit_cli::run(command),
+        Command::Run(args) => palisade_gateway::run::run(args),
         Command::Validate(args) => {
             let loaded = load(&args)?;
             print_summary(&loaded);

@@ -1,0 +1,146 @@
+//! `palisade-gateway run`: the standalone gateway. Loads the configuration
+//! files (and reloads them on change), opens the audit database (an SQLite
+//! file next to the first file unless told otherwise), serves HTTP, and on
+//! SIGTERM / Ctrl-C stops accepting, finishes in-flight requests and drains
+//! the audit queue before exiting.
+
+use crate::audit_cli::default_sqlite_url;
+use crate::metrics::GatewayMetrics;
+use crate::server::{AppState, app};
+use crate::snapshot;
+use crate::source;
+use clap::Args;
+use palisade_audit::{AuditWriter, FailureMode, Migrations, Store, WriterConfig};
+use palisade_crds::standalone;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// A YAML file with AIPolicy, ToolGrant, Secret and GatewaySettings
+    /// documents; repeat to combine files.
+    #[arg(long = "config", short = 'c', required = true)]
+    pub config: Vec<PathBuf>,
+    /// Address to listen on (default: GatewaySettings spec.listen, 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Audit database: postgres://... or sqlite://PATH (default: the
+    /// settings, else palisade-audit.db next to the first config file).
+    #[arg(long)]
+    pub audit_url: Option<String>,
+    /// How often to check the config files for changes.
+    #[arg(long, default_value = "1s")]
+    pub reload_interval: String,
+}
+
+fn spool_dir(audit_url: &str, first_config: &Path) -> PathBuf {
+    match audit_url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let path = Path::new(path.split('?').next().unwrap_or(path));
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("palisade-audit.db");
+            path.with_file_name(format!("{name}.spool"))
+        }
+        None => first_config
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join("palisade-audit.spool"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode, String> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let interval = palisade_crds::duration::parse_duration(&args.reload_interval)
+        .map_err(|e| format!("--reload-interval: {e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    rt.block_on(serve(args, interval))
+}
+
+async fn serve(args: RunArgs, interval: Duration) -> Result<ExitCode, String> {
+    let metrics = Arc::new(GatewayMetrics::new().map_err(|e| format!("metrics: {e}"))?);
+    let current = snapshot::empty();
+    let (revision, settings) = source::load_into(&args.config, &current, &metrics)?;
+    let first = args.config.first().cloned().unwrap_or_default();
+    let audit_url = args
+        .audit_url
+        .clone()
+        .or_else(|| settings.audit.url.clone())
+        .unwrap_or_else(|| default_sqlite_url(&first));
+    let store = Store::open(&audit_url, Migrations::Apply)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut writer_config = WriterConfig::new(spool_dir(&audit_url, &first));
+    writer_config.failure_mode = match settings.audit.failure_mode {
+        standalone::FailureMode::Spool => FailureMode::Spool,
+        standalone::FailureMode::FailClosed => FailureMode::FailClosed,
+    };
+    let (audit, audit_task) = AuditWriter::start(store, writer_config, metrics.audit.clone())
+        .map_err(|e| e.to_string())?;
+    let watcher = source::watch(
+        args.config.clone(),
+        current.clone(),
+        Arc::clone(&metrics),
+        interval,
+    );
+    let listen = args.listen.clone().unwrap_or(settings.listen);
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!(
+        "palisade-gateway listening on http://{addr} (configuration revision {revision}, audit {})",
+        palisade_audit::store::redact_url(&audit_url)
+    );
+    let state = AppState {
+        config: current,
+        audit,
+        metrics,
+    };
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    watcher.abort();
+    // Every request is done and every handle to the writer is gone: wait
+    // until everything accepted is durable.
+    audit_task.join().await;
+    tracing::info!("stopped; audit queue drained");
+    served
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(|e| format!("server error: {e}"))
+}

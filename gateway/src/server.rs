@@ -1,0 +1,256 @@
+//! The HTTP surface: `/healthz`, `/readyz`, `/metrics` and the tool-call
+//! decision API `POST /v1/tool-calls`. Every decision is audited before it
+//! is answered; if it cannot be audited the request is refused (fail
+//! closed).
+
+use crate::error::ApiError;
+use crate::identity::authenticate;
+use crate::metrics::GatewayMetrics;
+use crate::snapshot::{Current, Snapshot};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use palisade_audit::{AuditEvent, AuditWriter, EventKind};
+use palisade_policy::{
+    ArgumentCapture, Decision, Outcome, ToolCall, argument_digest, redact_arguments,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Current,
+    pub audit: AuditWriter,
+    pub metrics: Arc<GatewayMetrics>,
+}
+
+/// The gateway as an axum router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/tool-calls", post(tool_calls))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Request latency by matched route (never the raw path).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.config.load_full() {
+        Some(s) => Json(
+            json!({"ready": true, "revision": s.revision(), "loadedAt": s.loaded_at.to_string()}),
+        )
+        .into_response(),
+        None => ApiError::not_ready().into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `POST /v1/tool-calls` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ToolCallRequest {
+    /// The tool the agent wants to run.
+    tool: String,
+    /// Its arguments (a JSON object).
+    #[serde(default = "empty_object")]
+    arguments: Value,
+    /// The caller's request id, for correlating audit rows.
+    request_id: Option<String>,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+fn request_id(headers: &HeaderMap, body: Option<&str>) -> String {
+    body.map(String::from)
+        .or_else(|| {
+            headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        })
+        .filter(|r| !r.is_empty() && r.len() <= 128)
+        .unwrap_or_else(|| format!("req-{}", uuid::Uuid::now_v7().simple()))
+}
+
+fn ready(state: &AppState) -> Result<Arc<Snapshot>, ApiError> {
+    state.config.load_full().ok_or_else(ApiError::not_ready)
+}
+
+fn decision_json(d: &Decision, request_id: &str) -> Value {
+    json!({
+        "decision": d.outcome.as_str(),
+        "effectiveDecision": d.effective_outcome().as_str(),
+        "enforced": d.enforced,
+        "reasonCode": d.reason_code.as_str(),
+        "rule": d.rule,
+        "policy": d.policy,
+        "requestId": request_id,
+    })
+}
+
+async fn tool_calls(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    decide_tool_call(&state, &headers, &body).unwrap_or_else(IntoResponse::into_response)
+}
+
+fn decide_tool_call(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let snapshot = ready(state)?;
+    let who = authenticate(&snapshot, headers)?;
+    if !headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "send the body as application/json",
+        ));
+    }
+    let req: ToolCallRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid tool-call request: {e}; expected {{\"tool\": \"name\", \"arguments\": {{...}}}}")))?;
+    if !req.arguments.is_object() {
+        return Err(ApiError::bad_request("arguments must be a JSON object"));
+    }
+    let request_id = request_id(headers, req.request_id.as_deref());
+    let decision = snapshot.bundle.evaluate_tool(
+        &ToolCall {
+            namespace: &who.namespace,
+            agent: &who.agent,
+            tool: &req.tool,
+            arguments: &req.arguments,
+        },
+        jiff::Timestamp::now(),
+    );
+
+    let mut event = AuditEvent::from_decision(
+        EventKind::ToolCall,
+        &request_id,
+        &who.namespace,
+        &who.agent,
+        &decision,
+    );
+    event.tool = Some(req.tool.clone());
+    event.argument_digest = Some(argument_digest(&req.arguments));
+    if let Some((policy, _)) = snapshot.bundle.policy_for(&who.namespace, &who.agent) {
+        event.arguments = match policy.audit.arguments {
+            ArgumentCapture::Digest => None,
+            ArgumentCapture::Redacted => {
+                Some(redact_arguments(&req.arguments, &policy.audit.redact_keys))
+            }
+            ArgumentCapture::Full => Some(req.arguments.clone()),
+        };
+    }
+    if let Err(e) = state.audit.record(event) {
+        tracing::error!(error = %e, request_id, "decision not audited; refusing the request");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit.unavailable",
+            "the decision could not be audited, so it is not given; try again",
+        )
+        .with_palisade(json!({"requestId": request_id})));
+    }
+    // The tool label names tools a rule or grant matched; anything else is
+    // "other", so callers cannot grow the series with made-up names.
+    let tool_label = match decision.rule.as_deref() {
+        Some(r)
+            if r != "spec.tools.default"
+                && !r.starts_with("spec.agents")
+                && r != "spec.suspend" =>
+        {
+            req.tool.as_str()
+        }
+        _ => "other",
+    };
+    state
+        .metrics
+        .decisions
+        .with_label_values(&[
+            "tool_call",
+            decision.outcome.as_str(),
+            decision.reason_code.as_str(),
+            tool_label,
+        ])
+        .inc();
+    if decision.reason_code.is_kill_switch() {
+        let scope = if decision.reason_code == palisade_policy::ReasonCode::KillSwitchPolicy {
+            "policy"
+        } else {
+            "agent"
+        };
+        state
+            .metrics
+            .kill_switch_hits
+            .with_label_values(&[who.namespace.as_str(), scope])
+            .inc();
+    }
+
+    let body = decision_json(&decision, &request_id);
+    Ok(match decision.effective_outcome() {
+        Outcome::Allow => (StatusCode::OK, [("x-request-id", request_id.clone())], Json(body)).into_response(),
+        Outcome::Deny => ApiError::new(
+            StatusCode::FORBIDDEN,
+            decision.reason_code.as_str(),
+            format!(
+                "tool {:?} is denied for agent {:?} ({}{})",
+                req.tool,
+                who.agent,
+                decision.reason_code,
+                decision.rule.as_deref().map(|r| format!(", rule {r}")).unwrap_or_default()
+            ),
+        )
+        .with_palisade(body)
+        .into_response(),
+        Outcome::RequireApproval => ApiError::new(
+            StatusCode::FORBIDDEN,
+            decision.reason_code.as_str(),
+            format!("tool {:?} needs a human's approval, and approvals are not enabled on this gateway; the call is refused", req.tool),
+        )
+        .with_palisade(body)
+        .into_response(),
+    })
+}

@@ -1,0 +1,70 @@
+//! The configuration a gateway serves: the compiled bundle plus what the
+//! hot path derives from it (the API-key index), swapped atomically. A
+//! request loads one `Arc<Snapshot>` and uses it throughout, so it sees the
+//! old or the new configuration, never a mix; loading takes no lock.
+
+use arc_swap::ArcSwapOption;
+use palisade_policy::PolicyBundle;
+use std::sync::Arc;
+
+/// An agent's API key, known only by its SHA-256.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub sha256: [u8; 32],
+    pub namespace: String,
+    pub agent: String,
+}
+
+/// One loaded configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub bundle: PolicyBundle,
+    pub keys: Vec<KeyEntry>,
+    pub loaded_at: jiff::Timestamp,
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Snapshot {
+    pub fn new(bundle: PolicyBundle) -> Self {
+        let keys = bundle
+            .policies()
+            .iter()
+            .flat_map(|p| {
+                p.agents.iter().filter_map(move |a| {
+                    Some(KeyEntry {
+                        sha256: unhex(a.api_key_sha256.as_deref()?)?,
+                        namespace: p.namespace.clone(),
+                        agent: a.name.clone(),
+                    })
+                })
+            })
+            .collect();
+        Self {
+            bundle,
+            keys,
+            loaded_at: jiff::Timestamp::now(),
+        }
+    }
+
+    pub fn revision(&self) -> &str {
+        self.bundle.revision()
+    }
+}
+
+/// The swappable slot. Empty until a first configuration loads: the
+/// gateway is not ready and serves nothing.
+pub type Current = Arc<ArcSwapOption<Snapshot>>;
+
+pub fn empty() -> Current {
+    Arc::new(ArcSwapOption::empty())
+}

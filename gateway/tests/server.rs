@@ -1,0 +1,350 @@
+//! The gateway's HTTP surface, driven through the router (`oneshot`) and,
+//! for start-up, reload and shutdown, through the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use palisade_audit::{AuditMetrics, AuditWriter, Filter, Migrations, Store, WriterConfig};
+use palisade_gateway::metrics::GatewayMetrics;
+use palisade_gateway::server::{AppState, app};
+use palisade_gateway::{snapshot, source};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const KEY: &str = "demo-key-change-me";
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("palisade-gw-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn quickstart(d: &std::path::Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/quickstart.yaml"
+    ))
+    .unwrap();
+    let p = d.join("policy.yaml");
+    std::fs::write(&p, edit(text)).unwrap();
+    p
+}
+
+struct Gateway {
+    state: AppState,
+    store: Store,
+    config: Vec<PathBuf>,
+}
+
+async fn gateway(name: &str, edit: impl Fn(String) -> String, load: bool) -> Gateway {
+    let d = dir(name);
+    let config = vec![quickstart(&d, edit)];
+    let metrics = Arc::new(GatewayMetrics::new().unwrap());
+    let current = snapshot::empty();
+    if load {
+        source::load_into(&config, &current, &metrics).unwrap();
+    }
+    let url = format!("sqlite://{}", d.join("audit.db").display());
+    let store = Store::open(&url, Migrations::Apply).await.unwrap();
+    let (audit, _task) = AuditWriter::start(
+        store.clone(),
+        WriterConfig::new(d.join("spool")),
+        AuditMetrics::unregistered().unwrap(),
+    )
+    .unwrap();
+    Gateway {
+        state: AppState {
+            config: current,
+            audit,
+            metrics,
+        },
+        store,
+        config,
+    }
+}
+
+async fn call(g: &Gateway, key: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let mut req = Request::post("/v1/tool-calls").header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let resp = app(g.state.clone())
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_gateway_without_configuration_is_not_ready_and_serves_nothing() {
+    let g = gateway("notready", |t| t, false).await;
+    let ready = app(g.state.clone())
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let (status, body) = call(&g, Some(KEY), json!({"tool": "search_web"})).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (503, Some("gateway.not_ready"))
+    );
+    let health = app(g.state.clone())
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "alive, just not ready");
+}
+
+#[tokio::test]
+async fn tool_calls_are_allowed_or_denied_with_reason_and_rule_and_audited() {
+    let g = gateway("decide", |t| t, true).await;
+    let (status, body) = call(
+        &g,
+        Some(KEY),
+        json!({"tool": "search_web", "arguments": {"q": "opening hours"}, "requestId": "r-allow"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            body["decision"].as_str(),
+            body["reasonCode"].as_str(),
+            body["rule"].as_str()
+        ),
+        (
+            Some("Allow"),
+            Some("tool.allowed_by_rule"),
+            Some("spec.tools.rules[0]")
+        )
+    );
+    assert_eq!(body["requestId"], "r-allow");
+
+    let (status, body) = call(
+        &g,
+        Some(KEY),
+        json!({"tool": "drop_tables", "requestId": "r-deny"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "tool.default_deny");
+    assert_eq!(body["error"]["type"], "permission_error");
+    assert_eq!(body["palisade"]["rule"], "spec.tools.default");
+
+    let (status, body) = call(
+        &g,
+        Some(KEY),
+        json!({"tool": "send_email", "arguments": {"to": "a@b.c"}}),
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "approvals are not enabled: a held call is refused, not allowed"
+    );
+    assert_eq!(body["palisade"]["decision"], "RequireApproval");
+
+    g.state.audit.flush().await.unwrap();
+    let rows = g.store.query(&Filter::default()).await.unwrap();
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.event.request_id.clone(),
+                r.event.decision.clone(),
+                r.event.tool.clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got[..2],
+        [
+            ("r-allow".into(), "Allow".into(), "search_web".into()),
+            ("r-deny".into(), "Deny".into(), "drop_tables".into())
+        ]
+    );
+    assert!(
+        rows[0]
+            .event
+            .argument_digest
+            .as_deref()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(
+        rows[0].event.arguments.is_none(),
+        "arguments are kept as a digest only by default"
+    );
+}
+
+#[tokio::test]
+async fn unknown_keys_are_401_and_bad_bodies_say_what_is_wrong() {
+    let g = gateway("bad", |t| t, true).await;
+    let (status, body) = call(&g, None, json!({"tool": "x"})).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (401, Some("invalid_api_key"))
+    );
+    let (status, _) = call(&g, Some("sk-wrong"), json!({"tool": "x"})).await;
+    assert_eq!(status, 401);
+    let (status, body) = call(&g, Some(KEY), json!({"tool": "x", "argumnets": {}})).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `argumnets`"),
+        "{body}"
+    );
+    let (status, body) = call(&g, Some(KEY), json!({"tool": "x", "arguments": [1]})).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["message"].as_str()),
+        (400, Some("arguments must be a JSON object"))
+    );
+    let big = json!({"tool": "x", "arguments": {"blob": "x".repeat(2 << 20)}});
+    let (status, _) = call(&g, Some(KEY), big).await;
+    assert_eq!(status, 413);
+}
+
+#[tokio::test]
+async fn kill_switches_stop_the_agent_and_are_counted() {
+    let g = gateway(
+        "kill",
+        |t| t.replace("spec:\n  agents:", "spec:\n  suspend: true\n  agents:"),
+        true,
+    )
+    .await;
+    let (status, body) = call(&g, Some(KEY), json!({"tool": "search_web"})).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (403, Some("kill_switch.policy"))
+    );
+    let metrics = g.state.metrics.render();
+    assert!(
+        metrics
+            .contains("palisade_kill_switch_hits_total{namespace=\"default\",scope=\"policy\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("palisade_decisions_total{decision=\"Deny\",kind=\"tool_call\",reason=\"kill_switch.policy\",tool=\"other\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_changed_file_is_swapped_in_and_an_invalid_edit_keeps_the_previous_configuration() {
+    let g = gateway("reload", |t| t, true).await;
+    let before = g.state.config.load_full().unwrap().revision().to_owned();
+    let watcher = source::watch(
+        g.config.clone(),
+        g.state.config.clone(),
+        g.state.metrics.clone(),
+        std::time::Duration::from_millis(50),
+    );
+    let path = &g.config[0];
+    let text = std::fs::read_to_string(path).unwrap();
+    std::fs::write(
+        path,
+        text.replace(
+            "    - name: demo\n",
+            "    - name: demo\n      suspended: true\n",
+        ),
+    )
+    .unwrap();
+    let mut switched = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if g.state.config.load_full().unwrap().revision() != before {
+            switched = true;
+            break;
+        }
+    }
+    assert!(switched, "the edit was picked up");
+    let (_, body) = call(&g, Some(KEY), json!({"tool": "search_web"})).await;
+    assert_eq!(body["error"]["code"], "kill_switch.agent");
+
+    let serving = g.state.config.load_full().unwrap().revision().to_owned();
+    std::fs::write(path, "apiVersion: palisade.dev/v1alpha1\nkind: AIPolicy\nmetadata: {name: broken}\nspec: {routing: {}}\n").unwrap();
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if g.state.metrics.config_reload_errors.get() > 0 {
+            break;
+        }
+    }
+    assert_eq!(g.state.metrics.config_reload_errors.get(), 1);
+    assert_eq!(
+        g.state.config.load_full().unwrap().revision(),
+        serving,
+        "the previous configuration keeps serving"
+    );
+    watcher.abort();
+}
+
+#[test]
+fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let d = dir("binary");
+    let config = quickstart(&d, |t| t);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    for i in 0..20 {
+        let body = format!("{{\"tool\":\"search_web\",\"requestId\":\"bin-{i}\"}}");
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "POST /v1/tool-calls HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    }
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .args([
+            "audit",
+            "query",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            "jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        20,
+        "every decision made before SIGTERM is in the audit"
+    );
+}
