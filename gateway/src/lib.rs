@@ -3,16 +3,19 @@
 //! - [`run`]: `palisade-gateway run`, the standalone gateway;
 //! - [`server`]: the HTTP surface (`/v1/tool-calls`, health, readiness,
 //!   metrics), every decision audited before it is answered;
+//! - [`chat`]: `/v1/chat/completions`, routed by policy, with tool calls
+//!   proposed by the model decided before the client sees them;
 //! - [`snapshot`] / [`source`]: the configuration, swapped atomically and
 //!   reloaded from files on change;
 //! - [`identity`]: API-key authentication; [`error`]: OpenAI-shaped errors;
 //! - [`metrics`]: `palisade_*` Prometheus metrics;
 //! - [`config`], [`audit_cli`]: file loading and the `audit` commands.
 //!
-//! Chat completions, providers, Kubernetes sources and approvals are not
-//! built yet.
+//! Not built yet: Anthropic and native Ollama translation, the Kubernetes
+//! source and TokenReview identity, approvals.
 
 pub mod audit_cli;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod identity;

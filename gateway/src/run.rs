@@ -131,6 +131,8 @@ async fn serve(args: RunArgs, interval: Duration) -> Result<ExitCode, String> {
         config: current,
         audit,
         metrics,
+        http: crate::server::http_client()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
     };
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -31,6 +31,35 @@ pub struct AppState {
     pub config: Current,
     pub audit: AuditWriter,
     pub metrics: Arc<GatewayMetrics>,
+    /// One pooled client for every provider (per-request timeouts).
+    pub http: reqwest::Client,
+}
+
+/// The HTTP client the gateway calls providers with.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    // rustls with the ring provider; installing it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+}
+
+/// Refuses bodies that are not declared as JSON.
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "send the body as application/json",
+        ))
+    }
 }
 
 /// The gateway as an axum router.
@@ -40,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/tool-calls", post(tool_calls))
+        .route("/v1/chat/completions", post(crate::chat::chat_completions))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -97,7 +127,8 @@ fn empty_object() -> Value {
     json!({})
 }
 
-fn request_id(headers: &HeaderMap, body: Option<&str>) -> String {
+/// The caller's request id (body, then `x-request-id`), or a new one.
+pub fn request_id(headers: &HeaderMap, body: Option<&str>) -> String {
     body.map(String::from)
         .or_else(|| {
             headers

@@ -60,6 +60,7 @@ async fn gateway(name: &str, edit: impl Fn(String) -> String, load: bool) -> Gat
             config: current,
             audit,
             metrics,
+            http: palisade_gateway::server::http_client().unwrap(),
         },
         store,
         config,

@@ -1,0 +1,590 @@
+//! `POST /v1/chat/completions`, OpenAI-compatible, streamed or not. The
+//! request is routed by policy (refused when a kill switch, the model
+//! allow-list or a missing policy says so), sent to the chosen provider
+//! with every field the gateway does not act on passed through, retried on
+//! the policy's fallback provider on connect error, 5xx or timeout, and
+//! every tool call the model proposes is decided before the client sees
+//! it: denied or held ones are replaced by an explanation.
+//!
+//! Providers: OpenAI and any OpenAI-compatible server, and Ollama through
+//! its OpenAI-compatible endpoint. Anthropic's Messages API and Ollama's
+//! native API are not translated yet; a route to an Anthropic provider is
+//! answered with 501.
+
+use crate::error::ApiError;
+use crate::identity::{Identity, authenticate};
+use crate::server::AppState;
+use crate::snapshot::Snapshot;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use palisade_audit::{AuditEvent, EventKind};
+use palisade_policy::{
+    ChatRequest, Outcome, PromptCapture, PromptFingerprint, Provider, ProviderKind, Route,
+    ToolCall, argument_digest,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The text the router scans: every message's string content and text parts.
+fn prompt_text(messages: &Value) -> String {
+    let mut out = String::new();
+    for m in messages.as_array().into_iter().flatten() {
+        match &m["content"] {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            Value::Array(parts) => {
+                for p in parts {
+                    if let Some(t) = p["text"].as_str() {
+                        out.push_str(t);
+                        out.push('\n');
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Why an upstream call failed.
+#[derive(Debug)]
+enum UpstreamError {
+    Connect(String),
+    Timeout,
+    /// 5xx: retryable.
+    Server(u16),
+    /// 4xx: the client's problem, passed through.
+    Client(u16, Bytes),
+    Unsupported(ProviderKind),
+}
+
+impl UpstreamError {
+    fn retryable(&self) -> bool {
+        matches!(self, Self::Connect(_) | Self::Timeout | Self::Server(..))
+    }
+
+    fn status(&self) -> Option<i64> {
+        match self {
+            Self::Server(s) | Self::Client(s, _) => Some(i64::from(*s)),
+            _ => None,
+        }
+    }
+}
+
+fn endpoint(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with("/v1") {
+        format!("{base}/chat/completions")
+    } else {
+        format!("{base}/v1/chat/completions")
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    provider: &Provider,
+    model: &str,
+    request: &Value,
+) -> Result<reqwest::Response, UpstreamError> {
+    match provider.kind {
+        ProviderKind::OpenAi | ProviderKind::Ollama => {}
+        kind @ ProviderKind::Anthropic => return Err(UpstreamError::Unsupported(kind)),
+    }
+    let mut body = request.clone();
+    body["model"] = json!(model);
+    let mut rb = http
+        .post(endpoint(&provider.base_url))
+        .timeout(Duration::from_millis(provider.timeout_ms))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.to_string());
+    if let Some(key) = &provider.api_key {
+        rb = rb.bearer_auth(key.expose());
+    }
+    match rb.send().await {
+        Ok(r) if r.status().is_server_error() => Err(UpstreamError::Server(r.status().as_u16())),
+        Ok(r) if !r.status().is_success() => {
+            let s = r.status().as_u16();
+            Err(UpstreamError::Client(
+                s,
+                r.bytes().await.unwrap_or_default(),
+            ))
+        }
+        Ok(r) => Ok(r),
+        Err(e) if e.is_timeout() => Err(UpstreamError::Timeout),
+        Err(e) => Err(UpstreamError::Connect(e.to_string())),
+    }
+}
+
+/// Decides the tool calls a model proposed; returns the allowed calls and
+/// an explanation for each one withheld. Every call is audited.
+fn gate_tool_calls(
+    state: &AppState,
+    snapshot: &Snapshot,
+    who: &Identity,
+    request_id: &str,
+    calls: Vec<Value>,
+) -> (Vec<Value>, Vec<String>) {
+    let mut allowed = Vec::new();
+    let mut withheld = Vec::new();
+    for call in calls {
+        let name = call["function"]["name"].as_str().unwrap_or("").to_string();
+        let args: Value = call["function"]["arguments"]
+            .as_str()
+            .and_then(|a| serde_json::from_str(a).ok())
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        let d = snapshot.bundle.evaluate_tool(
+            &ToolCall {
+                namespace: &who.namespace,
+                agent: &who.agent,
+                tool: &name,
+                arguments: &args,
+            },
+            jiff::Timestamp::now(),
+        );
+        let mut event = AuditEvent::from_decision(
+            EventKind::ToolCall,
+            request_id,
+            &who.namespace,
+            &who.agent,
+            &d,
+        );
+        event.tool = Some(name.clone());
+        event.argument_digest = Some(argument_digest(&args));
+        let audited = state.audit.record(event).is_ok();
+        state
+            .metrics
+            .decisions
+            .with_label_values(&[
+                "chat_tool_call",
+                d.outcome.as_str(),
+                d.reason_code.as_str(),
+                "other",
+            ])
+            .inc();
+        let rule = d
+            .rule
+            .as_deref()
+            .map(|r| format!(", rule {r}"))
+            .unwrap_or_default();
+        match (d.effective_outcome(), audited) {
+            (Outcome::Allow, true) => allowed.push(call),
+            (Outcome::Allow, false) => withheld.push(format!(
+                "[palisade] The tool call `{name}` was withheld: it could not be audited."
+            )),
+            (Outcome::Deny, _) => withheld.push(format!(
+                "[palisade] The tool call `{name}` was blocked by policy ({}{rule}); it was not passed on.",
+                d.reason_code
+            )),
+            (Outcome::RequireApproval, _) => withheld.push(format!(
+                "[palisade] The tool call `{name}` needs a human's approval ({}{rule}), which is not enabled on this gateway; it was not passed on.",
+                d.reason_code
+            )),
+        }
+    }
+    (allowed, withheld)
+}
+
+/// Applies tool-call decisions to a non-streamed completion.
+fn gate_completion(
+    state: &AppState,
+    snapshot: &Snapshot,
+    who: &Identity,
+    request_id: &str,
+    completion: &mut Value,
+) {
+    for choice in completion["choices"].as_array_mut().into_iter().flatten() {
+        let Some(calls) = choice["message"]["tool_calls"].as_array().cloned() else {
+            continue;
+        };
+        let (allowed, withheld) = gate_tool_calls(state, snapshot, who, request_id, calls);
+        let message = &mut choice["message"];
+        if allowed.is_empty() {
+            if let Some(m) = message.as_object_mut() {
+                m.remove("tool_calls");
+            }
+            if choice["finish_reason"] == "tool_calls" {
+                choice["finish_reason"] = json!("stop");
+            }
+        } else {
+            choice["message"]["tool_calls"] = Value::Array(allowed);
+        }
+        if !withheld.is_empty() {
+            let message = &mut choice["message"];
+            let prior = message["content"]
+                .as_str()
+                .map(|c| format!("{c}\n"))
+                .unwrap_or_default();
+            message["content"] = json!(format!("{prior}{}", withheld.join("\n")));
+        }
+    }
+}
+
+fn route_headers(response: &mut Response, route: &Route, request_id: &str) {
+    let h = response.headers_mut();
+    let reasons: Vec<&str> = route.reasons.iter().map(|r| r.as_str()).collect();
+    for (name, value) in [
+        ("x-request-id", request_id.to_string()),
+        ("x-palisade-provider", route.provider.clone()),
+        ("x-palisade-model", route.model.clone()),
+        ("x-palisade-reasons", reasons.join(",")),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+}
+
+pub async fn chat_completions(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(state, &headers, &body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    let snapshot = state.config.load_full().ok_or_else(ApiError::not_ready)?;
+    let who = authenticate(&snapshot, headers)?;
+    crate::server::require_json(headers)?;
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    if !request.is_object() || !request["messages"].is_array() {
+        return Err(ApiError::bad_request(
+            "messages: a chat completion needs a `messages` array",
+        ));
+    }
+    let model = request["model"].as_str().unwrap_or("").to_string();
+    let stream = request["stream"].as_bool().unwrap_or(false);
+    let prompt = prompt_text(&request["messages"]);
+    let request_id = crate::server::request_id(headers, None);
+    let started = Instant::now();
+    let decision = snapshot.bundle.evaluate_chat(&ChatRequest {
+        namespace: &who.namespace,
+        agent: &who.agent,
+        model: &model,
+        prompt: &prompt,
+    });
+    let fingerprint = PromptFingerprint::of(&prompt);
+    let mut event = AuditEvent::from_decision(
+        EventKind::Chat,
+        &request_id,
+        &who.namespace,
+        &who.agent,
+        &decision.decision,
+    );
+    event.prompt_sha256 = Some(fingerprint.sha256);
+    event.prompt_chars = Some(fingerprint.chars as i64);
+    event.model = Some(model.clone());
+    let policy = snapshot
+        .bundle
+        .policy_for(&who.namespace, &who.agent)
+        .map(|(p, _)| p);
+    if policy.is_some_and(|p| p.audit.prompts == PromptCapture::Full) {
+        event.prompt_text = Some(prompt.clone());
+    }
+    state
+        .metrics
+        .decisions
+        .with_label_values(&[
+            "chat",
+            decision.decision.outcome.as_str(),
+            decision.decision.reason_code.as_str(),
+            "other",
+        ])
+        .inc();
+
+    let (Some(route), Some(policy)) = (decision.permitted_route().cloned(), policy) else {
+        let d = &decision.decision;
+        state
+            .audit
+            .record(event)
+            .map_err(|_| audit_unavailable(&request_id))?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            d.reason_code.as_str(),
+            format!("chat request refused ({})", d.reason_code),
+        )
+        .with_palisade(json!({"reasonCode": d.reason_code.as_str(), "rule": d.rule, "policy": d.policy, "requestId": request_id})));
+    };
+
+    let mut attempt = route.clone();
+    let outcome = loop {
+        let Some(provider) = policy.provider(&attempt.provider) else {
+            break Err(UpstreamError::Connect(format!(
+                "provider {} is not defined",
+                attempt.provider
+            )));
+        };
+        match send(&state.http, provider, &attempt.model, &request).await {
+            Ok(r) => break Ok(r),
+            Err(e) if e.retryable() => match attempt.fallback_route() {
+                Some(f) => {
+                    tracing::warn!(provider = %attempt.provider, fallback = %f.provider, error = ?e, "upstream failed; using the fallback provider");
+                    attempt = f;
+                }
+                None => break Err(e),
+            },
+            Err(e) => break Err(e),
+        }
+    };
+    event.provider = Some(attempt.provider.clone());
+    event.model = Some(attempt.model.clone());
+    event.reason_codes = attempt
+        .reasons
+        .iter()
+        .map(|r| r.as_str().to_string())
+        .collect();
+    event.rule = attempt.rule.clone();
+    event.latency_us = Some(started.elapsed().as_micros() as i64);
+    let upstream = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            event.upstream_status = e.status();
+            event.decision = "UpstreamError".into();
+            let _ = state.audit.record(event);
+            return Err(upstream_error(e, &attempt, &request_id));
+        }
+    };
+    event.upstream_status = Some(i64::from(upstream.status().as_u16()));
+    state
+        .audit
+        .record(event)
+        .map_err(|_| audit_unavailable(&request_id))?;
+
+    if stream {
+        let content_type = upstream
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("text/event-stream"));
+        let gated = gate_stream(
+            state.clone(),
+            Arc::clone(&snapshot),
+            who,
+            request_id.clone(),
+            upstream.bytes_stream(),
+        );
+        let mut response = Response::new(Body::from_stream(gated));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+        route_headers(&mut response, &attempt, &request_id);
+        return Ok(response);
+    }
+    let bytes = upstream.bytes().await.map_err(|e| {
+        upstream_error(UpstreamError::Connect(e.to_string()), &attempt, &request_id)
+    })?;
+    let mut completion: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream.invalid_response",
+            format!(
+                "provider {} answered with something that is not a chat completion",
+                attempt.provider
+            ),
+        )
+    })?;
+    gate_completion(&state, &snapshot, &who, &request_id, &mut completion);
+    completion["palisade"] = json!({
+        "provider": attempt.provider,
+        "model": attempt.model,
+        "reasonCodes": attempt.reasons,
+        "rule": attempt.rule,
+        "requestId": request_id,
+    });
+    let mut response = axum::Json(completion).into_response();
+    route_headers(&mut response, &attempt, &request_id);
+    Ok(response)
+}
+
+fn audit_unavailable(request_id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit.unavailable",
+        "the request could not be audited, so it is not served; try again",
+    )
+    .with_palisade(json!({"requestId": request_id}))
+}
+
+fn upstream_error(e: UpstreamError, route: &Route, request_id: &str) -> ApiError {
+    let extra = json!({"provider": route.provider, "requestId": request_id});
+    match e {
+        UpstreamError::Timeout => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream.timeout",
+            format!("provider {} did not answer in time", route.provider),
+        ),
+        UpstreamError::Connect(reason) => {
+            tracing::warn!(provider = %route.provider, %reason, "provider unreachable");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream.unreachable",
+                format!("provider {} is unreachable", route.provider),
+            )
+        }
+        UpstreamError::Server(s) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream.error",
+            format!("provider {} failed with HTTP {s}", route.provider),
+        ),
+        UpstreamError::Client(s, body) => {
+            // The client's own mistake (bad parameters): pass the provider's
+            // error through with its status.
+            let status = StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST);
+            let message = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(String::from))
+                .unwrap_or_else(|| {
+                    format!(
+                        "provider {} refused the request with HTTP {s}",
+                        route.provider
+                    )
+                });
+            ApiError::new(status, "upstream.rejected", message)
+        }
+        UpstreamError::Unsupported(kind) => ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "provider.unsupported",
+            format!(
+                "provider {} is of type {kind:?}, which this gateway cannot talk to yet",
+                route.provider
+            ),
+        ),
+    }
+    .with_palisade(extra)
+}
+
+/// A streamed completion with its tool calls held back until complete,
+/// decided, and then released (allowed) or replaced by an explanation.
+fn gate_stream(
+    state: AppState,
+    snapshot: Arc<Snapshot>,
+    who: Identity,
+    request_id: String,
+    upstream: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    struct Gate {
+        buf: Vec<u8>,
+        pending: Vec<Value>,
+        template: Value,
+    }
+    let mut gate = Gate {
+        buf: Vec::new(),
+        pending: Vec::new(),
+        template: json!({}),
+    };
+    upstream.map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        gate.buf.extend_from_slice(&chunk);
+        let mut out = Vec::new();
+        while let Some(end) = find(&gate.buf, b"\n\n") {
+            let event: Vec<u8> = gate.buf.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&event);
+            let data = text.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim);
+            let Some(data) = data else {
+                out.extend_from_slice(&event);
+                continue;
+            };
+            if data == "[DONE]" {
+                flush(&state, &snapshot, &who, &request_id, &mut gate.pending, &gate.template, &mut out, None);
+                out.extend_from_slice(&event);
+                continue;
+            }
+            let Ok(mut parsed) = serde_json::from_str::<Value>(data) else {
+                out.extend_from_slice(&event);
+                continue;
+            };
+            gate.template = json!({"id": parsed["id"], "object": parsed["object"], "created": parsed["created"], "model": parsed["model"]});
+            let delta_calls = parsed["choices"][0]["delta"]["tool_calls"].as_array().cloned();
+            if let Some(calls) = delta_calls {
+                for c in calls {
+                    let i = c["index"].as_u64().unwrap_or(0) as usize;
+                    while gate.pending.len() <= i {
+                        gate.pending.push(json!({"type": "function", "function": {"name": "", "arguments": ""}}));
+                    }
+                    let p = &mut gate.pending[i];
+                    if let Some(id) = c["id"].as_str() {
+                        p["id"] = json!(id);
+                    }
+                    if let Some(n) = c["function"]["name"].as_str() {
+                        p["function"]["name"] = json!(n);
+                    }
+                    if let Some(a) = c["function"]["arguments"].as_str() {
+                        let joined = format!("{}{a}", p["function"]["arguments"].as_str().unwrap_or(""));
+                        p["function"]["arguments"] = json!(joined);
+                    }
+                }
+                if let Some(d) = parsed["choices"][0]["delta"].as_object_mut() {
+                    d.remove("tool_calls");
+                }
+                // Forward whatever else the chunk carried (text, finish).
+                let has_more = parsed["choices"][0]["delta"].as_object().is_some_and(|d| !d.is_empty())
+                    || !parsed["choices"][0]["finish_reason"].is_null();
+                if !has_more {
+                    continue;
+                }
+            }
+            let finish = parsed["choices"][0]["finish_reason"].as_str().map(String::from);
+            if finish.is_some() && !gate.pending.is_empty() {
+                let mut finish_reason = finish.clone();
+                flush(&state, &snapshot, &who, &request_id, &mut gate.pending, &gate.template, &mut out, Some(&mut finish_reason));
+                parsed["choices"][0]["finish_reason"] = json!(finish_reason);
+            }
+            out.extend_from_slice(format!("data: {parsed}\n\n").as_bytes());
+        }
+        Ok(Bytes::from(out))
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn flush(
+    state: &AppState,
+    snapshot: &Snapshot,
+    who: &Identity,
+    request_id: &str,
+    pending: &mut Vec<Value>,
+    template: &Value,
+    out: &mut Vec<u8>,
+    finish_reason: Option<&mut Option<String>>,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let calls = std::mem::take(pending);
+    let (allowed, withheld) = gate_tool_calls(state, snapshot, who, request_id, calls);
+    let mut emit = |delta: Value| {
+        let mut c = template.clone();
+        c["choices"] = json!([{"index": 0, "delta": delta, "finish_reason": null}]);
+        out.extend_from_slice(format!("data: {c}\n\n").as_bytes());
+    };
+    if !allowed.is_empty() {
+        let indexed: Vec<Value> = allowed
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut c)| {
+                c["index"] = json!(i);
+                c
+            })
+            .collect();
+        emit(json!({"tool_calls": indexed}));
+    } else if let Some(f) = finish_reason
+        && f.as_deref() == Some("tool_calls")
+    {
+        *f = Some("stop".into());
+    }
+    if !withheld.is_empty() {
+        emit(json!({"content": withheld.join("\n")}));
+    }
+}

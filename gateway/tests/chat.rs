@@ -1,0 +1,395 @@
+//! `POST /v1/chat/completions` against fake OpenAI-compatible providers:
+//! routing, fallback, refusals, and tool calls decided before the client
+//! sees them, streamed and not.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use axum::http::Request;
+use palisade_audit::{AuditMetrics, AuditWriter, Filter, Migrations, Store, WriterConfig};
+use palisade_fake_upstreams::{FakeOpenAi, Script};
+use palisade_gateway::metrics::GatewayMetrics;
+use palisade_gateway::server::{AppState, app, http_client};
+use palisade_gateway::{snapshot, source};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const KEY: &str = "intake-key";
+
+struct Setup {
+    state: AppState,
+    store: Store,
+    local: FakeOpenAi,
+    cloud: FakeOpenAi,
+}
+
+async fn setup(name: &str, extra_spec: &str) -> Setup {
+    let local = FakeOpenAi::start(Script::Text("local answer".into()))
+        .await
+        .unwrap();
+    let cloud = FakeOpenAi::start(Script::Text("cloud answer".into()))
+        .await
+        .unwrap();
+    let d = std::env::temp_dir().join(format!("palisade-chat-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let yaml = format!(
+        r#"apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {{name: clinic, namespace: clinic}}
+spec:
+  agents:
+    - name: intake
+      apiKeySecretRef: {{name: keys, key: intake}}
+  models:
+    allow: ["gpt-4o*", "llama*"]
+  providers:
+    - name: local
+      type: ollama
+      baseUrl: {local}
+      defaultModel: llama3.1
+    - name: cloud
+      type: openai
+      baseUrl: {cloud}
+      credentialsSecretRef: {{name: keys, key: openai}}
+  routing:
+    defaultProvider: cloud
+    rules:
+      - name: phi-stays-local
+        keywords: [patient]
+        provider: local
+        model: llama3.1
+  tools:
+    rules:
+      - {{tools: [sql_query], action: Allow}}
+      - {{tools: [send_email], action: RequireApproval}}
+      - {{tools: [bulk_export], action: Deny}}
+{extra_spec}---
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys, namespace: clinic}}
+stringData: {{intake: {KEY}, openai: sk-upstream}}
+"#,
+        local = local.base_url(),
+        cloud = cloud.base_url(),
+    );
+    let path = d.join("policy.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let metrics = Arc::new(GatewayMetrics::new().unwrap());
+    let current = snapshot::empty();
+    source::load_into(&[path], &current, &metrics).unwrap();
+    let store = Store::open(
+        &format!("sqlite://{}", d.join("audit.db").display()),
+        Migrations::Apply,
+    )
+    .await
+    .unwrap();
+    let (audit, _t) = AuditWriter::start(
+        store.clone(),
+        WriterConfig::new(d.join("spool")),
+        AuditMetrics::unregistered().unwrap(),
+    )
+    .unwrap();
+    Setup {
+        state: AppState {
+            config: current,
+            audit,
+            metrics,
+            http: http_client().unwrap(),
+        },
+        store,
+        local,
+        cloud,
+    }
+}
+
+async fn chat(s: &Setup, body: Value) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app(s.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, headers, bytes)
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+fn user(text: &str) -> Value {
+    json!([{"role": "user", "content": text}])
+}
+
+#[tokio::test]
+async fn a_plain_request_goes_to_the_default_provider_with_its_credentials_and_unknown_fields_intact()
+ {
+    let s = setup("default", "").await;
+    let (status, headers, body) = chat(&s, json!({"model": "gpt-4o", "messages": user("What are your opening hours?"), "temperature": 0.2, "x_vendor": {"keep": true}})).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let body = json_of(&body);
+    assert_eq!(body["choices"][0]["message"]["content"], "cloud answer");
+    assert_eq!(body["palisade"]["provider"], "cloud");
+    assert_eq!(body["palisade"]["reasonCodes"], json!(["routing.default"]));
+    assert_eq!(headers["x-palisade-provider"], "cloud");
+    let sent = &s.cloud.received()[0];
+    assert_eq!(sent.authorization.as_deref(), Some("Bearer sk-upstream"));
+    assert_eq!(
+        (
+            sent.body["temperature"].clone(),
+            sent.body["x_vendor"].clone()
+        ),
+        (json!(0.2), json!({"keep": true}))
+    );
+    assert!(s.local.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_phi_keyword_routes_to_the_local_model_and_the_prompt_is_audited_as_a_digest() {
+    let s = setup("phi", "").await;
+    let (status, headers, body) = chat(
+        &s,
+        json!({"model": "gpt-4o", "messages": user("Summarise the patient's history")}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        json_of(&body)["choices"][0]["message"]["content"],
+        "local answer"
+    );
+    assert_eq!(
+        (
+            headers["x-palisade-provider"].to_str().unwrap(),
+            headers["x-palisade-reasons"].to_str().unwrap()
+        ),
+        ("local", "routing.keyword")
+    );
+    assert_eq!(
+        s.local.received()[0].body["model"],
+        "llama3.1",
+        "the rule's model replaces the requested one"
+    );
+    assert_eq!(
+        s.local.received()[0].authorization,
+        None,
+        "no cloud key goes to the local provider"
+    );
+    s.state.audit.flush().await.unwrap();
+    let row = s
+        .store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (row.event.provider.as_deref(), row.event.model.as_deref()),
+        (Some("local"), Some("llama3.1"))
+    );
+    assert_eq!(row.event.prompt_chars, Some(32));
+    assert!(row.event.prompt_text.is_none());
+}
+
+#[tokio::test]
+async fn a_failing_provider_falls_back_only_when_the_policy_names_a_fallback() {
+    let s = setup("nofallback", "").await;
+    s.cloud.set_script(Script::Status(503));
+    let (status, _, body) = chat(
+        &s,
+        json!({"model": "gpt-4o", "messages": user("hello there")}),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert_eq!(json_of(&body)["error"]["code"], "upstream.error");
+
+    let s = setup("fallback2", "").await;
+    // The same policy with a fallback provider.
+    let text = std::fs::read_to_string(std::env::temp_dir().join(format!(
+        "palisade-chat-fallback2-{}/policy.yaml",
+        std::process::id()
+    )))
+    .unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "palisade-chat-fallback2-{}/policy.yaml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        text.replace(
+            "    defaultProvider: cloud\n",
+            "    defaultProvider: cloud\n    fallbackProvider: local\n",
+        ),
+    )
+    .unwrap();
+    source::load_into(&[path], &s.state.config, &s.state.metrics).unwrap();
+    s.cloud.set_script(Script::Status(500));
+    let (status, headers, body) = chat(
+        &s,
+        json!({"model": "gpt-4o", "messages": user("hello there")}),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        json_of(&body)["choices"][0]["message"]["content"],
+        "local answer"
+    );
+    assert_eq!(
+        headers["x-palisade-reasons"],
+        "routing.default,routing.fallback"
+    );
+}
+
+#[tokio::test]
+async fn refusals_name_their_reason() {
+    let s = setup("refuse", "").await;
+    let (status, _, body) = chat(&s, json!({"model": "claude-3", "messages": user("hi")})).await;
+    assert_eq!(
+        (status, json_of(&body)["error"]["code"].clone()),
+        (403, json!("model.not_allowed"))
+    );
+    let (status, _, body) = chat(&s, json!({"model": "gpt-4o"})).await;
+    assert_eq!(status, 400);
+    assert!(
+        json_of(&body)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("messages:")
+    );
+    let suspended = setup("suspended", "  suspend: true\n").await;
+    let (status, _, body) = chat(
+        &suspended,
+        json!({"model": "gpt-4o", "messages": user("hi")}),
+    )
+    .await;
+    assert_eq!(
+        (status, json_of(&body)["error"]["code"].clone()),
+        (403, json!("kill_switch.policy"))
+    );
+    assert!(
+        suspended.cloud.received().is_empty(),
+        "a refused request never reaches a provider"
+    );
+}
+
+#[tokio::test]
+async fn tool_calls_the_model_proposes_are_decided_before_the_client_sees_them() {
+    let s = setup("tools", "").await;
+    s.cloud.set_script(Script::ToolCalls(vec![
+        ("sql_query".into(), json!({"query": "SELECT 1"})),
+        ("send_email".into(), json!({"to": "x@y.z"})),
+        ("bulk_export".into(), json!({})),
+    ]));
+    let (status, _, body) = chat(
+        &s,
+        json!({"model": "gpt-4o", "messages": user("do things"), "tools": []}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let message = &json_of(&body)["choices"][0]["message"];
+    let names: Vec<&str> = message["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sql_query"]);
+    let content = message["content"].as_str().unwrap();
+    assert!(
+        content.contains("`send_email` needs a human's approval"),
+        "{content}"
+    );
+    assert!(
+        content.contains("`bulk_export` was blocked by policy (tool.denied_by_rule"),
+        "{content}"
+    );
+    s.state.audit.flush().await.unwrap();
+    let tools: Vec<(String, String)> = s
+        .store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| Some((r.event.tool?, r.event.decision)))
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            ("sql_query".into(), "Allow".into()),
+            ("send_email".into(), "RequireApproval".into()),
+            ("bulk_export".into(), "Deny".into())
+        ]
+    );
+}
+
+fn sse_events(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn streamed_answers_pass_through_and_streamed_tool_calls_are_gated() {
+    let s = setup("stream", "").await;
+    let (status, headers, body) = chat(
+        &s,
+        json!({"model": "gpt-4o", "messages": user("tell me a story"), "stream": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    assert!(String::from_utf8_lossy(&body).ends_with("data: [DONE]\n\n"));
+    let text: String = sse_events(&body)
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "cloud answer");
+
+    s.cloud.set_script(Script::ToolCalls(vec![
+        ("sql_query".into(), json!({"query": "SELECT 1"})),
+        ("bulk_export".into(), json!({"all": true})),
+    ]));
+    let (_, _, body) = chat(
+        &s,
+        json!({"model": "gpt-4o", "messages": user("export"), "stream": true}),
+    )
+    .await;
+    let events = sse_events(&body);
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(calls.len(), 1, "{events:#?}");
+    assert_eq!(calls[0]["function"]["name"], "sql_query");
+    assert_eq!(
+        calls[0]["function"]["arguments"],
+        json!({"query": "SELECT 1"}).to_string(),
+        "fragments are reassembled"
+    );
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(
+        text.contains("`bulk_export` was blocked by policy"),
+        "{text}"
+    );
+    assert_eq!(
+        events.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+}
