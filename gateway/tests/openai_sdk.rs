@@ -1,0 +1,144 @@
+//! The official `openai` Python SDK drives the real gateway binary, which
+//! talks to fake providers: plain, streamed, tools, refusals. The SDK is
+//! installed into a virtualenv under `target/` on first use (PyPI).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use palisade_fake_upstreams::{FakeOpenAi, Script};
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// A Python with the `openai` package, set up once per target dir.
+fn python_with_openai() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openai-venv");
+    let python = venv.join("bin/python");
+    let has_sdk = |p: &PathBuf| {
+        Command::new(p)
+            .args(["-c", "import openai"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if python.exists() && has_sdk(&python) {
+        return python;
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv", venv.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(
+        made.success(),
+        "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    );
+    let pip = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "openai>=1.40",
+        ])
+        .status()
+        .unwrap();
+    assert!(pip.success(), "pip install openai failed");
+    assert!(has_sdk(&python));
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_python_sdk_works_against_the_gateway() {
+    let cloud = FakeOpenAi::start(Script::Text("cloud answer".into()))
+        .await
+        .unwrap();
+    let tools = FakeOpenAi::start(Script::ToolCalls(vec![
+        ("sql_query".into(), json!({"query": "SELECT 1"})),
+        ("send_email".into(), json!({"to": "x@y.z"})),
+        ("bulk_export".into(), json!({})),
+    ]))
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("palisade-sdk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("policy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {{name: sdk}}
+spec:
+  agents:
+    - {{name: app, apiKeySecretRef: {{name: keys, key: app}}}}
+  models: {{allow: ["gpt-4o*"]}}
+  providers:
+    - {{name: cloud, type: openai, baseUrl: "{}"}}
+    - {{name: tools, type: openai, baseUrl: "{}"}}
+  routing:
+    defaultProvider: cloud
+    rules:
+      - {{models: ["gpt-4o-tools"], provider: tools}}
+  tools:
+    rules:
+      - {{tools: [sql_query], action: Allow}}
+      - {{tools: [send_email], action: RequireApproval}}
+      - {{tools: [bulk_export], action: Deny}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys}}
+stringData: {{app: sdk-key}}
+"#,
+            cloud.base_url(),
+            tools.base_url()
+        ),
+    )
+    .unwrap();
+    let python = tokio::task::spawn_blocking(python_with_openai)
+        .await
+        .unwrap();
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(gateway.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = format!(
+        "http://{}",
+        line.split("http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_client.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .env("PALISADE_URL", url)
+            .env("PALISADE_KEY", "sdk-key")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}

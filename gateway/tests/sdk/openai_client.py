@@ -1,0 +1,68 @@
+"""The official OpenAI Python SDK against a running Palisade gateway.
+
+Run by gateway/tests/openai_sdk.rs with PALISADE_URL and PALISADE_KEY set;
+prints one line per check and exits non-zero on the first failure.
+"""
+import os
+import sys
+
+import openai
+from openai import OpenAI
+
+client = OpenAI(base_url=os.environ["PALISADE_URL"] + "/v1", api_key=os.environ["PALISADE_KEY"], max_retries=0)
+messages = [{"role": "user", "content": "What are your opening hours?"}]
+
+
+def check(name, condition, detail=""):
+    if not condition:
+        print(f"FAIL {name}: {detail}")
+        sys.exit(1)
+    print(f"ok {name}")
+
+
+# A plain completion, with Palisade's routing headers.
+raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)
+completion = raw.parse()
+check("plain completion", completion.choices[0].message.content == "cloud answer", completion)
+check("routing headers", raw.headers.get("x-palisade-provider") == "cloud" and raw.headers.get("x-palisade-reasons") == "routing.default", dict(raw.headers))
+
+# A streamed completion.
+stream = client.chat.completions.create(model="gpt-4o", messages=messages, stream=True)
+text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+check("streamed completion", text == "cloud answer", text)
+
+# Tool calls: the model proposes three, the client sees the allowed one and
+# an explanation of the others.
+tools = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in ("sql_query", "send_email", "bulk_export")]
+completion = client.chat.completions.create(model="gpt-4o-tools", messages=messages, tools=tools)
+message = completion.choices[0].message
+names = [c.function.name for c in (message.tool_calls or [])]
+check("allowed tool call passes", names == ["sql_query"], names)
+check("denied tool call explained", "`bulk_export` was blocked by policy" in (message.content or ""), message.content)
+check("held tool call explained", "`send_email` needs a human's approval" in (message.content or ""), message.content)
+
+stream = client.chat.completions.create(model="gpt-4o-tools", messages=messages, tools=tools, stream=True)
+streamed = {}
+for chunk in stream:
+    for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+        streamed.setdefault(call.index, {"name": "", "arguments": ""})
+        if call.function.name:
+            streamed[call.index]["name"] = call.function.name
+        streamed[call.index]["arguments"] += call.function.arguments or ""
+check("streamed tool calls gated", [c["name"] for c in streamed.values()] == ["sql_query"], streamed)
+
+# Refusals arrive as the SDK's typed errors with Palisade's reason code.
+try:
+    client.chat.completions.create(model="claude-3-opus", messages=messages)
+    check("model not allowed", False, "no error")
+except openai.PermissionDeniedError as e:
+    check("model not allowed", e.code == "model.not_allowed", e.body)
+
+bad = OpenAI(base_url=os.environ["PALISADE_URL"] + "/v1", api_key="sk-not-an-agent", max_retries=0)
+try:
+    bad.chat.completions.create(model="gpt-4o", messages=messages)
+    check("unknown key", False, "no error")
+except openai.AuthenticationError as e:
+    check("unknown key", e.code == "invalid_api_key", e.body)
+
+print("all checks passed")
