@@ -6,13 +6,13 @@
 //! every tool call the model proposes is decided before the client sees
 //! it: denied or held ones are replaced by an explanation.
 //!
-//! Providers: OpenAI and any OpenAI-compatible server, and Ollama through
-//! its OpenAI-compatible endpoint. Anthropic's Messages API and Ollama's
-//! native API are not translated yet; a route to an Anthropic provider is
-//! answered with 501.
+//! Providers ([`crate::providers`]): OpenAI and any OpenAI-compatible
+//! server, Ollama's native API and Anthropic's Messages API, all seen here
+//! in OpenAI's shapes.
 
 use crate::error::ApiError;
 use crate::identity::{Identity, authenticate};
+use crate::providers::{self, Answer, UpstreamError};
 use crate::server::AppState;
 use crate::snapshot::Snapshot;
 use axum::body::{Body, Bytes};
@@ -21,12 +21,11 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use palisade_audit::{AuditEvent, EventKind};
 use palisade_policy::{
-    ChatRequest, Outcome, PromptCapture, PromptFingerprint, Provider, ProviderKind, Route,
-    ToolCall, argument_digest,
+    ChatRequest, Outcome, PromptCapture, PromptFingerprint, Route, ToolCall, argument_digest,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The text the router scans: every message's string content and text parts.
 fn prompt_text(messages: &Value) -> String {
@@ -49,75 +48,6 @@ fn prompt_text(messages: &Value) -> String {
         }
     }
     out
-}
-
-/// Why an upstream call failed.
-#[derive(Debug)]
-enum UpstreamError {
-    Connect(String),
-    Timeout,
-    /// 5xx: retryable.
-    Server(u16),
-    /// 4xx: the client's problem, passed through.
-    Client(u16, Bytes),
-    Unsupported(ProviderKind),
-}
-
-impl UpstreamError {
-    fn retryable(&self) -> bool {
-        matches!(self, Self::Connect(_) | Self::Timeout | Self::Server(..))
-    }
-
-    fn status(&self) -> Option<i64> {
-        match self {
-            Self::Server(s) | Self::Client(s, _) => Some(i64::from(*s)),
-            _ => None,
-        }
-    }
-}
-
-fn endpoint(base: &str) -> String {
-    let base = base.trim_end_matches('/');
-    if base.ends_with("/v1") {
-        format!("{base}/chat/completions")
-    } else {
-        format!("{base}/v1/chat/completions")
-    }
-}
-
-async fn send(
-    http: &reqwest::Client,
-    provider: &Provider,
-    model: &str,
-    request: &Value,
-) -> Result<reqwest::Response, UpstreamError> {
-    match provider.kind {
-        ProviderKind::OpenAi | ProviderKind::Ollama => {}
-        kind @ ProviderKind::Anthropic => return Err(UpstreamError::Unsupported(kind)),
-    }
-    let mut body = request.clone();
-    body["model"] = json!(model);
-    let mut rb = http
-        .post(endpoint(&provider.base_url))
-        .timeout(Duration::from_millis(provider.timeout_ms))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body.to_string());
-    if let Some(key) = &provider.api_key {
-        rb = rb.bearer_auth(key.expose());
-    }
-    match rb.send().await {
-        Ok(r) if r.status().is_server_error() => Err(UpstreamError::Server(r.status().as_u16())),
-        Ok(r) if !r.status().is_success() => {
-            let s = r.status().as_u16();
-            Err(UpstreamError::Client(
-                s,
-                r.bytes().await.unwrap_or_default(),
-            ))
-        }
-        Ok(r) => Ok(r),
-        Err(e) if e.is_timeout() => Err(UpstreamError::Timeout),
-        Err(e) => Err(UpstreamError::Connect(e.to_string())),
-    }
 }
 
 /// Decides the tool calls a model proposed; returns the allowed calls and
@@ -262,7 +192,6 @@ async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
         ));
     }
     let model = request["model"].as_str().unwrap_or("").to_string();
-    let stream = request["stream"].as_bool().unwrap_or(false);
     let prompt = prompt_text(&request["messages"]);
     let request_id = crate::server::request_id(headers, None);
     let started = Instant::now();
@@ -323,7 +252,7 @@ async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
                 attempt.provider
             )));
         };
-        match send(&state.http, provider, &attempt.model, &request).await {
+        match providers::call(&state.http, provider, &attempt.model, &request).await {
             Ok(r) => break Ok(r),
             Err(e) if e.retryable() => match attempt.fallback_route() {
                 Some(f) => {
@@ -353,45 +282,31 @@ async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
             return Err(upstream_error(e, &attempt, &request_id));
         }
     };
-    event.upstream_status = Some(i64::from(upstream.status().as_u16()));
+    event.upstream_status = Some(200);
     state
         .audit
         .record(event)
         .map_err(|_| audit_unavailable(&request_id))?;
 
-    if stream {
-        let content_type = upstream
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .cloned()
-            .unwrap_or(HeaderValue::from_static("text/event-stream"));
-        let gated = gate_stream(
-            state.clone(),
-            Arc::clone(&snapshot),
-            who,
-            request_id.clone(),
-            upstream.bytes_stream(),
-        );
-        let mut response = Response::new(Body::from_stream(gated));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
-        route_headers(&mut response, &attempt, &request_id);
-        return Ok(response);
-    }
-    let bytes = upstream.bytes().await.map_err(|e| {
-        upstream_error(UpstreamError::Connect(e.to_string()), &attempt, &request_id)
-    })?;
-    let mut completion: Value = serde_json::from_slice(&bytes).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream.invalid_response",
-            format!(
-                "provider {} answered with something that is not a chat completion",
-                attempt.provider
-            ),
-        )
-    })?;
+    let mut completion = match upstream {
+        Answer::Stream(body) => {
+            let gated = gate_stream(
+                state.clone(),
+                Arc::clone(&snapshot),
+                who,
+                request_id.clone(),
+                body,
+            );
+            let mut response = Response::new(Body::from_stream(gated));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            route_headers(&mut response, &attempt, &request_id);
+            return Ok(response);
+        }
+        Answer::Completion(c) => c,
+    };
     gate_completion(&state, &snapshot, &who, &request_id, &mut completion);
     completion["palisade"] = json!({
         "provider": attempt.provider,
@@ -450,14 +365,14 @@ fn upstream_error(e: UpstreamError, route: &Route, request_id: &str) -> ApiError
                 });
             ApiError::new(status, "upstream.rejected", message)
         }
-        UpstreamError::Unsupported(kind) => ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "provider.unsupported",
-            format!(
-                "provider {} is of type {kind:?}, which this gateway cannot talk to yet",
-                route.provider
-            ),
-        ),
+        UpstreamError::Invalid(why) => {
+            tracing::warn!(provider = %route.provider, %why, "provider answered something unexpected");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream.invalid_response",
+                format!("provider {} answered something that is not a chat completion", route.provider),
+            )
+        }
     }
     .with_palisade(extra)
 }
@@ -469,7 +384,7 @@ fn gate_stream(
     snapshot: Arc<Snapshot>,
     who: Identity,
     request_id: String,
-    upstream: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    upstream: futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     struct Gate {
         buf: Vec<u8>,
@@ -482,7 +397,7 @@ fn gate_stream(
         template: json!({}),
     };
     upstream.map(move |chunk| {
-        let chunk = chunk.map_err(std::io::Error::other)?;
+        let chunk = chunk?;
         gate.buf.extend_from_slice(&chunk);
         let mut out = Vec::new();
         while let Some(end) = find(&gate.buf, b"\n\n") {

@@ -5,14 +5,15 @@
 //!   metrics), every decision audited before it is answered;
 //! - [`chat`]: `/v1/chat/completions`, routed by policy, with tool calls
 //!   proposed by the model decided before the client sees them;
+//! - [`providers`]: OpenAI-compatible, Ollama and Anthropic upstreams;
 //! - [`snapshot`] / [`source`]: the configuration, swapped atomically and
 //!   reloaded from files on change;
 //! - [`identity`]: API-key authentication; [`error`]: OpenAI-shaped errors;
 //! - [`metrics`]: `palisade_*` Prometheus metrics;
 //! - [`config`], [`audit_cli`]: file loading and the `audit` commands.
 //!
-//! Not built yet: Anthropic and native Ollama translation, the Kubernetes
-//! source and TokenReview identity, approvals.
+//! Not built yet: the Kubernetes source and TokenReview identity,
+//! approvals.
 
 pub mod audit_cli;
 pub mod chat;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod providers;
 pub mod run;
 pub mod server;
 pub mod snapshot;

@@ -42,7 +42,7 @@ spec:
     - name: intake
       apiKeySecretRef: {{name: keys, key: intake}}
   models:
-    allow: ["gpt-4o*", "llama*"]
+    allow: ["gpt-4o*", "llama*", "claude-sonnet*"]
   providers:
     - name: local
       type: ollama
@@ -52,9 +52,16 @@ spec:
       type: openai
       baseUrl: {cloud}
       credentialsSecretRef: {{name: keys, key: openai}}
+    - name: claude
+      type: anthropic
+      baseUrl: {cloud}
+      credentialsSecretRef: {{name: keys, key: anthropic}}
   routing:
     defaultProvider: cloud
     rules:
+      - name: claude-models
+        models: ["claude-sonnet*"]
+        provider: claude
       - name: phi-stays-local
         keywords: [patient]
         provider: local
@@ -68,7 +75,7 @@ spec:
 apiVersion: v1
 kind: Secret
 metadata: {{name: keys, namespace: clinic}}
-stringData: {{intake: {KEY}, openai: sk-upstream}}
+stringData: {{intake: {KEY}, openai: sk-upstream, anthropic: sk-ant-upstream}}
 "#,
         local = local.base_url(),
         cloud = cloud.base_url(),
@@ -386,6 +393,130 @@ async fn streamed_answers_pass_through_and_streamed_tool_calls_are_gated() {
         .collect();
     assert!(
         text.contains("`bulk_export` was blocked by policy"),
+        "{text}"
+    );
+    assert_eq!(
+        events.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+}
+
+#[tokio::test]
+async fn ollama_is_spoken_natively_streamed_and_not_with_tool_calls_gated() {
+    let s = setup("ollama", "").await;
+    let (_, _, body) = chat(&s, json!({"model": "gpt-4o", "messages": user("the patient asked"), "temperature": 0.5, "max_tokens": 64})).await;
+    assert_eq!(
+        json_of(&body)["choices"][0]["message"]["content"],
+        "local answer"
+    );
+    let sent = &s.local.received()[0];
+    assert_eq!(sent.api, "ollama");
+    assert_eq!(
+        sent.body["options"],
+        json!({"temperature": 0.5, "num_predict": 64})
+    );
+
+    let (status, headers, body) = chat(
+        &s,
+        json!({"model": "gpt-4o", "messages": user("the patient asked"), "stream": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/event-stream");
+    let events = sse_events(&body);
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "local answer");
+    assert_eq!(
+        events.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+    assert!(String::from_utf8_lossy(&body).ends_with("data: [DONE]\n\n"));
+
+    s.local.set_script(Script::ToolCalls(vec![
+        ("sql_query".into(), json!({"query": "SELECT 1"})),
+        ("bulk_export".into(), json!({})),
+    ]));
+    let (_, _, body) = chat(
+        &s,
+        json!({"model": "gpt-4o", "messages": user("the patient export")}),
+    )
+    .await;
+    let message = &json_of(&body)["choices"][0]["message"];
+    assert_eq!(message["tool_calls"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        message["tool_calls"][0]["function"]["arguments"],
+        json!({"query": "SELECT 1"}).to_string()
+    );
+    assert!(
+        message["content"]
+            .as_str()
+            .unwrap()
+            .contains("`bulk_export` was blocked")
+    );
+}
+
+#[tokio::test]
+async fn anthropic_messages_are_translated_both_ways_with_its_own_headers() {
+    let s = setup("anthropic", "").await;
+    let (status, headers, body) = chat(
+        &s,
+        json!({"model": "claude-sonnet-4", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["x-palisade-provider"], "claude");
+    assert_eq!(
+        json_of(&body)["choices"][0]["message"]["content"],
+        "cloud answer"
+    );
+    let sent = s.cloud.received().pop().unwrap();
+    assert_eq!(sent.api, "anthropic");
+    assert_eq!(
+        (
+            sent.x_api_key.as_deref(),
+            sent.anthropic_version.as_deref(),
+            sent.authorization.as_deref()
+        ),
+        (Some("sk-ant-upstream"), Some("2023-06-01"), None)
+    );
+    assert_eq!(sent.body["system"], "be brief");
+    assert_eq!(sent.body["max_tokens"], 4096);
+
+    s.cloud.set_script(Script::ToolCalls(vec![
+        ("sql_query".into(), json!({"query": "SELECT 1"})),
+        ("send_email".into(), json!({"to": "a@b.c"})),
+    ]));
+    let (_, _, body) = chat(
+        &s,
+        json!({"model": "claude-sonnet-4", "messages": user("go"), "stream": true}),
+    )
+    .await;
+    let events = sse_events(&body);
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(calls.len(), 1, "{events:#?}");
+    assert_eq!(
+        (
+            calls[0]["function"]["name"].clone(),
+            calls[0]["function"]["arguments"].clone()
+        ),
+        (
+            json!("sql_query"),
+            json!(json!({"query": "SELECT 1"}).to_string())
+        )
+    );
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(
+        text.contains("`send_email` needs a human's approval"),
         "{text}"
     );
     assert_eq!(

@@ -1,7 +1,10 @@
 //! Fake model providers that speak the real wire protocols, on loopback,
-//! for tests and benchmarks. So far: an OpenAI-compatible
-//! `/v1/chat/completions` (JSON, and SSE when `stream: true`) whose answer
-//! each test scripts, and which records every request it received.
+//! for tests and benchmarks. One server answers all three APIs with the
+//! answer each test scripts, and records every request it received:
+//!
+//! - OpenAI `POST /v1/chat/completions` (JSON, or SSE with `stream: true`);
+//! - Ollama `POST /api/chat` (JSON, or NDJSON with `stream: true`);
+//! - Anthropic `POST /v1/messages` (JSON, or SSE events with `stream: true`).
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -30,8 +33,13 @@ pub enum Script {
 /// A request the fake received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// `openai`, `ollama` or `anthropic`: which API was called.
+    pub api: &'static str,
     pub body: Value,
     pub authorization: Option<String>,
+    /// Anthropic's `x-api-key` and `anthropic-version` headers.
+    pub x_api_key: Option<String>,
+    pub anthropic_version: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +66,8 @@ impl FakeOpenAi {
         }));
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
+            .route("/api/chat", post(ollama_chat))
+            .route("/v1/messages", post(anthropic_messages))
             .with_state(Arc::clone(&inner));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -119,48 +129,87 @@ fn chunk(model: &str, delta: Value, finish: Option<&str>) -> String {
     format!("data: {c}\n\n")
 }
 
+/// Records the request and returns the script to play.
+fn receive(inner: &Mutex<Inner>, api: &'static str, headers: &HeaderMap, body: &Value) -> Script {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+    g.received.push(Received {
+        api,
+        body: body.clone(),
+        authorization: h(header::AUTHORIZATION.as_str()),
+        x_api_key: h("x-api-key"),
+        anthropic_version: h("anthropic-version"),
+    });
+    g.script.clone().unwrap_or(Script::Text("ok".into()))
+}
+
+fn stream_response(content_type: &'static str, events: Vec<String>) -> Response {
+    let stream = futures_util::stream::iter(
+        events
+            .into_iter()
+            .map(|e| Ok::<_, std::convert::Infallible>(Bytes::from(e))),
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Plays `Status` and `Slow`; `None` means: answer normally.
+async fn play_failures(script: &Script) -> Option<Response> {
+    match script {
+        Script::Status(code) => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some((status, axum::Json(json!({"error": {"message": "scripted failure", "type": "server_error", "code": null}}))).into_response())
+        }
+        Script::Slow(d) => {
+            tokio::time::sleep(*d).await;
+            None
+        }
+        _ => None,
+    }
+}
+
+/// The assistant text and the tool calls a script answers with.
+fn text_and_calls(script: &Script) -> (String, Vec<(String, Value)>) {
+    match script {
+        Script::Text(t) => (t.clone(), Vec::new()),
+        Script::ToolCalls(calls) => (String::new(), calls.clone()),
+        _ => ("slow".into(), Vec::new()),
+    }
+}
+
 async fn completions(
     State(inner): State<Arc<Mutex<Inner>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let script = {
-        let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.received.push(Received {
-            body: body.clone(),
-            authorization: headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .map(String::from),
-        });
-        g.script.clone().unwrap_or(Script::Text("ok".into()))
-    };
+    let script = receive(&inner, "openai", &headers, &body);
+    if let Some(r) = play_failures(&script).await {
+        return r;
+    }
     let model = body["model"].as_str().unwrap_or("").to_string();
-    let stream = body["stream"].as_bool().unwrap_or(false);
-    let (message, finish) = match script {
-        Script::Status(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return (status, axum::Json(json!({"error": {"message": "scripted failure", "type": "server_error", "code": null}}))).into_response();
-        }
-        Script::Slow(d) => {
-            tokio::time::sleep(d).await;
-            (json!({"role": "assistant", "content": "slow"}), "stop")
-        }
-        Script::Text(t) => (json!({"role": "assistant", "content": t}), "stop"),
-        Script::ToolCalls(calls) => {
-            let tool_calls: Vec<Value> = calls
-                .iter()
-                .enumerate()
-                .map(|(i, (name, args))| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
-                .collect();
-            (
-                json!({"role": "assistant", "content": null, "tool_calls": tool_calls}),
-                "tool_calls",
-            )
-        }
+    let (text, calls) = text_and_calls(&script);
+    let (message, finish) = if calls.is_empty() {
+        (json!({"role": "assistant", "content": text}), "stop")
+    } else {
+        let tool_calls: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (name, args))| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+            .collect();
+        (
+            json!({"role": "assistant", "content": null, "tool_calls": tool_calls}),
+            "tool_calls",
+        )
     };
-    if !stream {
+    if body["stream"].as_bool() != Some(true) {
         return axum::Json(completion(&model, message, finish)).into_response();
     }
     // SSE: a role chunk, the content word by word (or tool calls in
@@ -175,27 +224,128 @@ async fn completions(
             events.push(chunk(&model, json!({"content": word}), None));
         }
     }
-    if let Some(calls) = message["tool_calls"].as_array() {
-        for (i, call) in calls.iter().enumerate() {
-            let args = call["function"]["arguments"].as_str().unwrap_or("{}");
-            let (a, b) = args.split_at(args.len() / 2);
-            events.push(chunk(&model, json!({"tool_calls": [{"index": i, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": a}}]}), None));
-            events.push(chunk(
-                &model,
-                json!({"tool_calls": [{"index": i, "function": {"arguments": b}}]}),
-                None,
-            ));
-        }
+    for (i, call) in message["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let args = call["function"]["arguments"].as_str().unwrap_or("{}");
+        let (a, b) = args.split_at(args.len() / 2);
+        events.push(chunk(&model, json!({"tool_calls": [{"index": i, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": a}}]}), None));
+        events.push(chunk(
+            &model,
+            json!({"tool_calls": [{"index": i, "function": {"arguments": b}}]}),
+            None,
+        ));
     }
     events.push(chunk(&model, json!({}), Some(finish)));
     events.push("data: [DONE]\n\n".into());
-    let stream = futures_util::stream::iter(
-        events
-            .into_iter()
-            .map(|e| Ok::<_, std::convert::Infallible>(Bytes::from(e))),
-    );
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    stream_response("text/event-stream", events)
+}
+
+async fn ollama_chat(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let script = receive(&inner, "ollama", &headers, &body);
+    if let Some(r) = play_failures(&script).await {
+        return r;
+    }
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    let stream = body["stream"].as_bool() == Some(true);
+    let (text, calls) = text_and_calls(&script);
+    let last = |message: Value| {
+        json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "message": message, "done": true,
+               "done_reason": "stop", "prompt_eval_count": 5, "eval_count": 7})
+    };
+    let mut final_message =
+        json!({"role": "assistant", "content": if stream { String::new() } else { text.clone() }});
+    if !calls.is_empty() {
+        final_message["tool_calls"] = Value::Array(
+            calls
+                .iter()
+                .map(|(n, a)| json!({"function": {"name": n, "arguments": a}}))
+                .collect(),
+        );
+    }
+    if !stream {
+        return axum::Json(last(final_message)).into_response();
+    }
+    let mut lines: Vec<String> = text
+        .split_inclusive(' ')
+        .map(|w| format!("{}\n", json!({"model": model, "message": {"role": "assistant", "content": w}, "done": false})))
+        .collect();
+    lines.push(format!("{}\n", last(final_message)));
+    stream_response("application/x-ndjson", lines)
+}
+
+async fn anthropic_messages(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let script = receive(&inner, "anthropic", &headers, &body);
+    if let Some(r) = play_failures(&script).await {
+        return r;
+    }
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    let (text, calls) = text_and_calls(&script);
+    let stop = if calls.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
+    if body["stream"].as_bool() != Some(true) {
+        let mut content = Vec::new();
+        if !text.is_empty() {
+            content.push(json!({"type": "text", "text": text}));
+        }
+        for (i, (name, input)) in calls.iter().enumerate() {
+            content.push(json!({"type": "tool_use", "id": format!("toolu_{i}"), "name": name, "input": input}));
+        }
+        return axum::Json(json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": content,
+                                 "stop_reason": stop, "usage": {"input_tokens": 5, "output_tokens": 7}}))
+        .into_response();
+    }
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut events = vec![ev(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+               "content": [], "usage": {"input_tokens": 5, "output_tokens": 0}}}),
+    )];
+    let mut index = 0;
+    if !text.is_empty() {
+        events.push(ev("content_block_start", json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
+        for w in text.split_inclusive(' ') {
+            events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": w}})));
+        }
+        events.push(ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+        index += 1;
+    }
+    for (i, (name, input)) in calls.iter().enumerate() {
+        let args = input.to_string();
+        let (a, b) = args.split_at(args.len() / 2);
+        events.push(ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": format!("toolu_{i}"), "name": name, "input": {}}}),
+        ));
+        for part in [a, b] {
+            events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}})));
+        }
+        events.push(ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+        index += 1;
+    }
+    events.push(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 7}})));
+    events.push(ev("message_stop", json!({"type": "message_stop"})));
+    stream_response("text/event-stream", events)
 }
