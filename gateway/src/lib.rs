@@ -10,6 +10,7 @@
 //!   reloaded from files on change;
 //! - [`identity`]: API-key authentication; [`error`]: OpenAI-shaped errors;
 //! - [`metrics`]: `palisade_*` Prometheus metrics;
+//! - [`openapi`]: the OpenAPI document (`/openapi.json`) and `/docs`;
 //! - [`config`], [`audit_cli`]: file loading and the `audit` commands.
 //!
 //! Not built yet: the Kubernetes source and TokenReview identity,
@@ -21,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod openapi;
 pub mod providers;
 pub mod run;
 pub mod server;

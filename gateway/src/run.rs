@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// How often to check the config files for changes.
     #[arg(long, default_value = "1s")]
     pub reload_interval: String,
+    /// Close connections whose request headers take longer than this
+    /// (slow clients cannot hold connections forever).
+    #[arg(long, default_value = "10s")]
+    pub header_read_timeout: String,
 }
 
 fn spool_dir(audit_url: &str, first_config: &Path) -> PathBuf {
@@ -85,14 +89,60 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         .try_init();
     let interval = palisade_crds::duration::parse_duration(&args.reload_interval)
         .map_err(|e| format!("--reload-interval: {e}"))?;
+    let header_timeout = palisade_crds::duration::parse_duration(&args.header_read_timeout)
+        .map_err(|e| format!("--header-read-timeout: {e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    rt.block_on(serve(args, interval))
+    rt.block_on(serve(args, interval, header_timeout))
 }
 
-async fn serve(args: RunArgs, interval: Duration) -> Result<ExitCode, String> {
+/// Serves `app` on `listener` until `shutdown` resolves, then waits for
+/// in-flight requests (streams included). Connections whose headers do
+/// not arrive within `header_timeout` are closed.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let service = hyper::service::service_fn({
+                    let app = app.clone();
+                    move |request: hyper::Request<hyper::body::Incoming>| app.clone().oneshot(request.map(axum::body::Body::new))
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+async fn serve(
+    args: RunArgs,
+    interval: Duration,
+    header_timeout: Duration,
+) -> Result<ExitCode, String> {
     let metrics = Arc::new(GatewayMetrics::new().map_err(|e| format!("metrics: {e}"))?);
     let current = snapshot::empty();
     let (revision, settings) = source::load_into(&args.config, &current, &metrics)?;
@@ -134,15 +184,11 @@ async fn serve(args: RunArgs, interval: Duration) -> Result<ExitCode, String> {
         http: crate::server::http_client()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
     };
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    serve_connections(listener, app(state), header_timeout, shutdown_signal()).await;
     watcher.abort();
     // Every request is done and every handle to the writer is gone: wait
     // until everything accepted is durable.
     audit_task.join().await;
     tracing::info!("stopped; audit queue drained");
-    served
-        .map(|()| ExitCode::SUCCESS)
-        .map_err(|e| format!("server error: {e}"))
+    Ok(ExitCode::SUCCESS)
 }

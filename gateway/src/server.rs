@@ -70,6 +70,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/tool-calls", post(tool_calls))
         .route("/v1/chat/completions", post(crate::chat::chat_completions))
+        .route("/openapi.json", get(crate::openapi::serve_document))
+        .route("/docs", get(crate::openapi::serve_docs))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -298,6 +298,8 @@ fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
             config.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--header-read-timeout",
+            "1s",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -315,6 +317,19 @@ fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
         .next()
         .unwrap()
         .to_string();
+    // A client that never finishes its headers is cut off.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    write!(slow, "POST /v1/tool-calls HTTP/1.1\r\nhost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "a slow client held the connection for {:?}",
+        started.elapsed()
+    );
     for i in 0..20 {
         let body = format!("{{\"tool\":\"search_web\",\"requestId\":\"bin-{i}\"}}");
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
@@ -348,4 +363,47 @@ fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
         20,
         "every decision made before SIGTERM is in the audit"
     );
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_the_gateway_serves() {
+    let g = gateway("openapi", |t| t, true).await;
+    let resp = app(g.state.clone())
+        .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let doc: Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let req = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(path)
+                .body(Body::empty())
+                .unwrap();
+            let status = app(g.state.clone()).oneshot(req).await.unwrap().status();
+            assert!(
+                status != 404 && status != 405,
+                "{method} {path} is documented but not served ({status})"
+            );
+        }
+    }
+    let docs = app(g.state.clone())
+        .oneshot(Request::get("/docs").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let html = String::from_utf8(
+        axum::body::to_bytes(docs.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(html.contains("<code>POST /v1/tool-calls</code>") && html.contains("/openapi.json"));
 }

@@ -1,0 +1,141 @@
+//! The OpenAPI 3 document of the gateway's API, served at `/openapi.json`,
+//! and a small browsable page at `/docs` rendered from it (no scripts, no
+//! CDN: it works on an air-gapped cluster).
+
+use axum::Json;
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{Value, json};
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// The document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Palisade gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Policy gateway for AI agents: OpenAI-compatible chat routed by policy, tool-call decisions, audit. Every error uses OpenAI's error shape; `error.code` is a Palisade reason code (see docs/reason-codes.md)."
+        },
+        "components": {
+            "securitySchemes": {"agentKey": {"type": "http", "scheme": "bearer", "description": "The agent's API key."}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {"type": "object", "properties": {
+                            "message": {"type": "string"}, "type": {"type": "string"}, "param": {"nullable": true},
+                            "code": {"type": "string", "description": "Reason code, e.g. tool.denied_by_rule, kill_switch.agent, model.not_allowed"}
+                        }},
+                        "palisade": {"type": "object", "description": "Rule, policy and request id of the decision."}
+                    }
+                },
+                "ToolCallRequest": {
+                    "type": "object", "required": ["tool"], "additionalProperties": false,
+                    "properties": {
+                        "tool": {"type": "string"},
+                        "arguments": {"type": "object", "description": "The tool's arguments; only their digest is audited unless the policy says otherwise."},
+                        "requestId": {"type": "string", "maxLength": 128}
+                    }
+                },
+                "Decision": {
+                    "type": "object",
+                    "properties": {
+                        "decision": {"type": "string", "enum": ["Allow", "Deny", "RequireApproval"]},
+                        "effectiveDecision": {"type": "string", "description": "What the gateway does: Allow in Audit (dry-run) enforcement."},
+                        "enforced": {"type": "boolean"},
+                        "reasonCode": {"type": "string"},
+                        "rule": {"type": "string", "nullable": true},
+                        "policy": {"type": "object", "nullable": true},
+                        "requestId": {"type": "string"}
+                    }
+                }
+            }
+        },
+        "paths": {
+            "/v1/chat/completions": {"post": {
+                "summary": "Chat completion (OpenAI-compatible), routed by policy",
+                "description": "Same request and response as OpenAI's chat completions, `stream: true` included. Response headers x-palisade-provider, x-palisade-model, x-palisade-reasons, x-request-id. Tool calls the model proposes are decided before they are returned.",
+                "security": [{"agentKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["messages"]}}}},
+                "responses": {
+                    "200": {"description": "The completion (JSON) or a stream (text/event-stream)"},
+                    "400": error_response("Malformed request"),
+                    "401": error_response("Unknown API key"),
+                    "403": error_response("Refused by policy (kill switch, model not allowed, no policy)"),
+                    "502": error_response("Provider failed (and its fallback, if any)"),
+                    "503": error_response("Not ready, or the request could not be audited"),
+                    "504": error_response("Provider timed out")
+                }
+            }},
+            "/v1/tool-calls": {"post": {
+                "summary": "May this agent run this tool with these arguments?",
+                "security": [{"agentKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ToolCallRequest"}}}},
+                "responses": {
+                    "200": {"description": "Allowed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
+                    "400": error_response("Malformed request"),
+                    "401": error_response("Unknown API key"),
+                    "403": error_response("Denied (or needs approval, which this gateway does not offer yet)"),
+                    "413": error_response("Body larger than 1 MiB"),
+                    "415": error_response("Body not sent as application/json"),
+                    "503": error_response("Not ready, or the decision could not be audited")
+                }
+            }},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "Readiness: a configuration is loaded", "responses": {"200": {"description": "Ready, with the served revision"}, "503": error_response("No configuration loaded yet")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text/plain exposition"}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
+            "/docs": {"get": {"summary": "This document as a page", "responses": {"200": {"description": "HTML"}}}}
+        }
+    })
+}
+
+pub async fn serve_document() -> Response {
+    Json(document()).into_response()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A plain HTML rendering: every path, method, summary and response.
+pub async fn serve_docs() -> Response {
+    let doc = document();
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Palisade gateway API</title>\
+        <style>body{font-family:sans-serif;max-width:60rem;margin:2rem auto}code{background:#eee;padding:0 .2rem}td{padding:.2rem .6rem;vertical-align:top}</style>\
+        </head><body><h1>Palisade gateway API</h1>",
+    );
+    html.push_str(&format!(
+        "<p>{}</p><p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a></p>",
+        escape(doc["info"]["description"].as_str().unwrap_or(""))
+    ));
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            html.push_str(&format!(
+                "<h2><code>{} {}</code></h2><p>{}</p>",
+                method.to_uppercase(),
+                escape(path),
+                escape(op["summary"].as_str().unwrap_or(""))
+            ));
+            if let Some(d) = op["description"].as_str() {
+                html.push_str(&format!("<p>{}</p>", escape(d)));
+            }
+            html.push_str("<table>");
+            for (code, r) in op["responses"].as_object().into_iter().flatten() {
+                html.push_str(&format!(
+                    "<tr><td><b>{code}</b></td><td>{}</td></tr>",
+                    escape(r["description"].as_str().unwrap_or(""))
+                ));
+            }
+            html.push_str("</table>");
+        }
+    }
+    html.push_str("</body></html>");
+    Html(html).into_response()
+}
