@@ -1,0 +1,242 @@
+//! Every reason code a standalone gateway can produce, observed over HTTP
+//! with the status an agent sees. (`policy.none` and `policy.invalid`
+//! cannot arise standalone: keys come only from policies that compiled,
+//! and a file with an invalid policy is rejected whole. They are covered
+//! by the policy crate's tests.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use axum::http::Request;
+use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
+use palisade_fake_upstreams::{FakeOpenAi, Script};
+use palisade_gateway::metrics::GatewayMetrics;
+use palisade_gateway::server::{AppState, app, http_client};
+use palisade_gateway::{snapshot, source};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+async fn state(name: &str, upstream: &FakeOpenAi, down: &str) -> AppState {
+    let d = std::env::temp_dir().join(format!("palisade-codes-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let yaml = format!(
+        r#"apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {{name: p, namespace: ns}}
+spec:
+  agents:
+    - {{name: a, apiKeySecretRef: {{name: k, key: a}}}}
+    - {{name: off, suspended: true, apiKeySecretRef: {{name: k, key: off}}}}
+    - {{name: research, apiKeySecretRef: {{name: k, key: research}}}}
+  models: {{allow: ["gpt-*"]}}
+  providers:
+    - {{name: up, type: openai, baseUrl: "{up}"}}
+    - {{name: down, type: openai, baseUrl: "{down}", timeout: 2s}}
+  routing:
+    defaultProvider: up
+    rules:
+      - {{keywords: [diagnosis], provider: up}}
+      - {{patterns: ['\b\d{{3}}-\d{{2}}-\d{{4}}\b'], provider: up}}
+      - {{maxPromptChars: 5, provider: up}}
+      - {{models: [gpt-4o-mini], provider: up}}
+      - {{agents: [research], provider: up}}
+      - {{models: [gpt-fallback], provider: down}}
+    fallbackProvider: up
+  tools:
+    default: Deny
+    rules:
+      - {{tools: [drop_*], action: Deny}}
+      - {{tools: [pay], action: Allow, when: "args.amount < 100"}}
+      - {{tools: [read_*], action: Allow}}
+      - {{tools: [send_*], action: RequireApproval}}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: ToolGrant
+metadata: {{name: g1, namespace: ns}}
+spec: {{agents: [a], tools: [export_csv], action: Allow, expiresAt: "2099-01-01T00:00:00Z", reason: test}}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: ToolGrant
+metadata: {{name: g2, namespace: ns}}
+spec: {{agents: [a], tools: [wire_money], action: RequireApproval, expiresAt: "2099-01-01T00:00:00Z", reason: test}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: k, namespace: ns}}
+stringData: {{a: key-a, off: key-off, research: key-research}}
+"#,
+        up = upstream.base_url()
+    );
+    let path = d.join("p.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let metrics = Arc::new(GatewayMetrics::new().unwrap());
+    let current = snapshot::empty();
+    source::load_into(&[path], &current, &metrics).unwrap();
+    let store = Store::open(
+        &format!("sqlite://{}", d.join("a.db").display()),
+        Migrations::Apply,
+    )
+    .await
+    .unwrap();
+    let (audit, _t) = AuditWriter::start(
+        store,
+        WriterConfig::new(d.join("spool")),
+        AuditMetrics::unregistered().unwrap(),
+    )
+    .unwrap();
+    AppState {
+        config: current,
+        audit,
+        metrics,
+        http: http_client().unwrap(),
+    }
+}
+
+async fn post(
+    state: &AppState,
+    path: &str,
+    key: &str,
+    body: Value,
+) -> (u16, Value, Option<String>) {
+    let req = Request::post(path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let reasons = resp
+        .headers()
+        .get("x-palisade-reasons")
+        .map(|v| v.to_str().unwrap().to_string());
+    let v = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap_or(Value::Null);
+    (status, v, reasons)
+}
+
+#[tokio::test]
+async fn every_tool_reason_code_reaches_the_agent_with_its_status() {
+    let up = FakeOpenAi::start(Script::Text("hi".into())).await.unwrap();
+    let s = state("tools", &up, "http://127.0.0.1:9").await;
+    for (key, tool, args, status, code) in [
+        ("key-off", "read_file", json!({}), 403, "kill_switch.agent"),
+        ("key-a", "drop_table", json!({}), 403, "tool.denied_by_rule"),
+        (
+            "key-a",
+            "pay",
+            json!({"currency": "EUR"}),
+            403,
+            "tool.condition_error",
+        ),
+        (
+            "key-a",
+            "pay",
+            json!({"amount": 5}),
+            200,
+            "tool.allowed_by_rule",
+        ),
+        (
+            "key-a",
+            "send_email",
+            json!({}),
+            403,
+            "tool.approval_required_by_rule",
+        ),
+        (
+            "key-a",
+            "export_csv",
+            json!({}),
+            200,
+            "tool.allowed_by_grant",
+        ),
+        (
+            "key-a",
+            "wire_money",
+            json!({}),
+            403,
+            "tool.approval_required_by_grant",
+        ),
+        ("key-a", "format_disk", json!({}), 403, "tool.default_deny"),
+    ] {
+        let (got, body, _) = post(
+            &s,
+            "/v1/tool-calls",
+            key,
+            json!({"tool": tool, "arguments": args}),
+        )
+        .await;
+        let reason = body["reasonCode"]
+            .as_str()
+            .or(body["error"]["code"].as_str())
+            .unwrap_or("");
+        assert_eq!((got, reason), (status, code), "{tool}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn every_routing_reason_code_reaches_the_agent_in_the_headers() {
+    let up = FakeOpenAi::start(Script::Text("hi".into())).await.unwrap();
+    let s = state("routing", &up, "http://127.0.0.1:9").await;
+    let long = "please write a long essay about the seasons";
+    for (key, model, prompt, reasons) in [
+        (
+            "key-a",
+            "gpt-4o",
+            "what is the diagnosis here, in detail please",
+            "routing.keyword",
+        ),
+        (
+            "key-a",
+            "gpt-4o",
+            "look up 123-45-6789 in the records please",
+            "routing.pattern",
+        ),
+        ("key-a", "gpt-4o", "hi", "routing.prompt_length"),
+        ("key-a", "gpt-4o-mini", long, "routing.model"),
+        ("key-research", "gpt-4o", long, "routing.agent"),
+        ("key-a", "gpt-4o", long, "routing.default"),
+        (
+            "key-a",
+            "gpt-fallback",
+            long,
+            "routing.model,routing.fallback",
+        ),
+    ] {
+        let (status, body, got) = post(
+            &s,
+            "/v1/chat/completions",
+            key,
+            json!({"model": model, "messages": [{"role": "user", "content": prompt}]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{prompt}: {body}");
+        assert_eq!(got.as_deref(), Some(reasons), "{prompt}");
+    }
+    let (status, body, _) = post(
+        &s,
+        "/v1/chat/completions",
+        "key-a",
+        json!({"model": "claude-3", "messages": []}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("model.not_allowed"))
+    );
+    let (status, body, _) = post(
+        &s,
+        "/v1/chat/completions",
+        "key-off",
+        json!({"model": "gpt-4o", "messages": []}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("kill_switch.agent"))
+    );
+}
