@@ -98,7 +98,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Run(args) => palisade_gateway::run::run(args),
         Command::Validate(args) => {
             let loaded = load(&args)?;
-            print_summary(&loaded);
+            print_summary(
+                &loaded,
+                args.config
+                    .first()
+                    .map(PathBuf::as_path)
+                    .unwrap_or(std::path::Path::new(".")),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Decide(Decide::Tool {
@@ -152,7 +158,23 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(loaded: &Loaded) {
+fn globs_of(rules: &[&palisade_policy::ToolRule], action: palisade_policy::Outcome) -> String {
+    let globs: Vec<&str> = rules
+        .iter()
+        .filter(|r| r.action == action)
+        .flat_map(|r| r.tools.iter().map(String::as_str))
+        .collect();
+    if globs.is_empty() {
+        "-".into()
+    } else {
+        globs.join(", ")
+    }
+}
+
+/// What a reviewer wants to see at a glance: who, which tools, where chat
+/// goes, and where the audit goes.
+fn print_summary(loaded: &Loaded, first_config: &std::path::Path) {
+    use palisade_policy::Outcome;
     let bundle = &loaded.compilation.bundle;
     println!("configuration OK: revision {}", bundle.revision());
     for p in bundle.policies() {
@@ -168,6 +190,68 @@ fn print_summary(loaded: &Loaded) {
             p.enforcement,
             if p.suspend { ", SUSPENDED" } else { "" }
         );
+        let agents: Vec<String> = p
+            .agents
+            .iter()
+            .map(|a| {
+                let mut ids = Vec::new();
+                if let Some(sa) = &a.service_account {
+                    ids.push(format!("sa {sa}"));
+                }
+                if a.api_key_sha256.is_some() {
+                    ids.push("API key".into());
+                }
+                format!(
+                    "{} ({}){}",
+                    a.name,
+                    ids.join(", "),
+                    if a.suspended { " SUSPENDED" } else { "" }
+                )
+            })
+            .collect();
+        println!("    agents:    {}", agents.join("; "));
+        println!("    models:    {}", p.models.patterns().join(", "));
+        let rules: Vec<&palisade_policy::ToolRule> = p.tools.rules().iter().collect();
+        println!(
+            "    tools:     allow [{}]  approval [{}]  deny [{}]  otherwise {}",
+            globs_of(&rules, Outcome::Allow),
+            globs_of(&rules, Outcome::RequireApproval),
+            globs_of(&rules, Outcome::Deny),
+            p.tools.default_action()
+        );
+        for r in p.routing.rules() {
+            println!(
+                "    route:     {} -> {} ({})",
+                r.rule,
+                r.provider,
+                r.reason_code()
+            );
+        }
+        println!(
+            "    route:     otherwise -> {}{}",
+            p.routing.default_provider(),
+            p.routing
+                .fallback_provider()
+                .map(|f| format!(", fallback {f}"))
+                .unwrap_or_default()
+        );
+        for pr in &p.providers {
+            println!(
+                "    provider:  {} ({:?}, {}{})",
+                pr.name,
+                pr.kind,
+                pr.base_url,
+                if pr.api_key.is_some() {
+                    ", with credentials"
+                } else {
+                    ""
+                }
+            );
+        }
+        println!(
+            "    audit:     prompts {:?}, arguments {:?}",
+            p.audit.prompts, p.audit.arguments
+        );
     }
     for g in &loaded.compilation.grants {
         println!(
@@ -176,5 +260,16 @@ fn print_summary(loaded: &Loaded) {
         );
     }
     let s = &loaded.config.settings;
-    println!("  listen {}, namespace {}", s.listen, s.namespace);
+    let audit = s
+        .audit
+        .url
+        .clone()
+        .unwrap_or_else(|| palisade_gateway::audit_cli::default_sqlite_url(first_config));
+    println!(
+        "  gateway: listen {}, namespace {}, audit {} ({:?})",
+        s.listen,
+        s.namespace,
+        palisade_audit::store::redact_url(&audit),
+        s.audit.failure_mode
+    );
 }
