@@ -1,4 +1,19 @@
-//! Palisade's operator (issue #6, not built yet): the AIPolicy and
-//! ToolGrant controllers that compile every policy into the one Secret
-//! gateways watch, status and events, leader election, the Approval
-//! lifecycle and the operator's metrics.
+//! Palisade's operator: it watches every AIPolicy and ToolGrant, compiles
+//! them (with the Secrets they reference, read one by one) into one
+//! `PolicyBundle`, writes it with server-side apply into the one Secret the
+//! gateways watch, and reports per-object status and Events.
+//!
+//! - [`bundle_secret`]: the compiled object (gzip'd JSON in a Secret);
+//! - [`status`]: pure status computation (conditions that only move on change);
+//! - [`reconcile`]: the watch → compile → apply → status loop.
+//!
+//! One loop compiles everything because the product is one object per
+//! installation: a change to any policy or grant recompiles the bundle
+//! (milliseconds for thousands of policies), and last known good versions
+//! come from the bundle being served.
+
+pub mod bundle_secret;
+pub mod reconcile;
+pub mod status;
+
+pub use reconcile::{Error, OperatorConfig, run};

@@ -20,7 +20,7 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "palisade.dev/v1alpha1";
 
 /// A key in a Secret in the same namespace as the resource that names it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of the Secret, in the same namespace as this resource.

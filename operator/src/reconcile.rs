@@ -1,0 +1,398 @@
+//! The loop: watch AIPolicies and ToolGrants (all namespaces), and on every
+//! change — or when the next grant expires, or every `resync` to pick up
+//! rotated Secrets — compile everything, write the bundle Secret if its
+//! revision changed, and write the status of every object whose status
+//! changed. Compilation errors never stop the loop; API errors are retried
+//! with backoff.
+
+use crate::bundle_secret::{self, BundleSecretError};
+use crate::status::{Served, grant_status, policy_status};
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use palisade_crds::{
+    AIPolicy, CompileInput, GrantState, PolicyReport, SecretKeyRef, Secrets, ToolGrant, compile,
+};
+use palisade_policy::PolicyBundle;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The field manager of every write.
+pub const MANAGER: &str = "palisade-operator";
+
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// Namespace of the compiled Secret (the installation's namespace).
+    pub namespace: String,
+    /// Name of the compiled Secret.
+    pub secret_name: String,
+    /// Recompile at least this often (picks up rotated credentials).
+    pub resync: Duration,
+    /// Quiet time after a change before compiling (batches bursts).
+    pub debounce: Duration,
+    /// Reported in Events.
+    pub instance: String,
+}
+
+impl OperatorConfig {
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            secret_name: "palisade-config".into(),
+            resync: Duration::from_secs(60),
+            debounce: Duration::from_millis(20),
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| "palisade-operator".into()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the Palisade CRDs are not installed ({0}); install them first: kubectl apply -f crds/ (or helm install palisade charts/palisade)"
+    )]
+    CrdsMissing(String),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+struct Loop {
+    client: Client,
+    config: OperatorConfig,
+    policies: Store<AIPolicy>,
+    grants: Store<ToolGrant>,
+    recorder: Recorder,
+    /// The bundle being served: the source of last known good policies.
+    previous: Option<PolicyBundle>,
+    written_revision: Option<String>,
+}
+
+async fn check_crds(client: &Client) -> Result<(), Error> {
+    let lp = ListParams::default().limit(1);
+    for result in [
+        Api::<AIPolicy>::all(client.clone())
+            .list(&lp)
+            .await
+            .map(|_| ()),
+        Api::<ToolGrant>::all(client.clone())
+            .list(&lp)
+            .await
+            .map(|_| ()),
+    ] {
+        match result {
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                return Err(Error::CrdsMissing(e.message.clone()));
+            }
+            Err(e) => return Err(Error::Kube(e)),
+            Ok(()) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Runs until the task is dropped. Fails only when the CRDs are missing.
+pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Error> {
+    check_crds(&client).await?;
+    let changed = Arc::new(Notify::new());
+    let (policies, policy_writer) = reflector::store::<AIPolicy>();
+    let (grants, grant_writer) = reflector::store::<ToolGrant>();
+    // Objects that do not deserialize are skipped by the watcher's error
+    // handling below and logged; they never stall the watch.
+    let watch_policies = reflector::reflector(
+        policy_writer,
+        watcher(
+            Api::<AIPolicy>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let watch_grants = reflector::reflector(
+        grant_writer,
+        watcher(
+            Api::<ToolGrant>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    for stream in [
+        watch_policies.map(|r| r.map(|_| ())).boxed(),
+        watch_grants.map(|r| r.map(|_| ())).boxed(),
+    ] {
+        let changed = Arc::clone(&changed);
+        tokio::spawn(async move {
+            let mut stream = stream;
+            while let Some(event) = stream.next().await {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "watch error (retrying with backoff)");
+                }
+                changed.notify_one();
+            }
+        });
+    }
+    let _ = policies.wait_until_ready().await;
+    let _ = grants.wait_until_ready().await;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
+    let previous = match secrets.get_opt(&config.secret_name).await {
+        Ok(Some(s)) => bundle_secret::decode(&s).ok(),
+        _ => None,
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: Some(config.instance.clone()),
+        },
+    );
+    let mut state = Loop {
+        client,
+        written_revision: previous.as_ref().map(|b| b.revision().to_owned()),
+        previous,
+        config,
+        policies,
+        grants,
+        recorder,
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let wake_at = match state.reconcile().await {
+            Ok(next_expiry) => {
+                backoff = Duration::from_millis(100);
+                next_expiry
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "reconcile failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        let mut sleep_for = state.config.resync;
+        if let Some(at) = wake_at {
+            let until = at.duration_since(Timestamp::now());
+            let until = Duration::try_from(until).unwrap_or_default() + Duration::from_millis(10);
+            sleep_for = sleep_for.min(until);
+        }
+        tokio::select! {
+            _ = changed.notified() => tokio::time::sleep(state.config.debounce).await,
+            _ = tokio::time::sleep(sleep_for) => {}
+        }
+    }
+}
+
+fn referenced_secrets(policies: &[AIPolicy]) -> BTreeSet<(String, SecretKeyRef)> {
+    let mut refs = BTreeSet::new();
+    for p in policies {
+        let ns = p.namespace().unwrap_or_default();
+        for a in &p.spec.agents {
+            if let Some(r) = &a.api_key_secret_ref {
+                refs.insert((ns.clone(), r.clone()));
+            }
+        }
+        for pr in &p.spec.providers {
+            if let Some(r) = &pr.credentials_secret_ref {
+                refs.insert((ns.clone(), r.clone()));
+            }
+        }
+    }
+    refs
+}
+
+impl Loop {
+    /// One pass; returns when the next active grant expires.
+    async fn reconcile(&mut self) -> Result<Option<Timestamp>, Error> {
+        let policies: Vec<AIPolicy> = self
+            .policies
+            .state()
+            .iter()
+            .map(|p| (**p).clone())
+            .collect();
+        let grants: Vec<ToolGrant> = self.grants.state().iter().map(|g| (**g).clone()).collect();
+
+        // Read only the Secrets policies reference, in their own namespaces.
+        let mut secrets = Secrets::default();
+        let mut fetched: BTreeMap<(String, String), Option<Secret>> = BTreeMap::new();
+        for (ns, r) in referenced_secrets(&policies) {
+            let key = (ns.clone(), r.name.clone());
+            if !fetched.contains_key(&key) {
+                let s = Api::<Secret>::namespaced(self.client.clone(), &ns)
+                    .get_opt(&r.name)
+                    .await?;
+                fetched.insert(key.clone(), s);
+            }
+            if let Some(Some(secret)) = fetched.get(&key)
+                && let Some(v) = secret.data.as_ref().and_then(|d| d.get(&r.key))
+            {
+                secrets.insert(
+                    &ns,
+                    &r.name,
+                    &r.key,
+                    String::from_utf8_lossy(&v.0).into_owned(),
+                );
+            }
+        }
+        let now = Timestamp::now();
+        let compilation = match compile(CompileInput {
+            policies: &policies,
+            grants: &grants,
+            secrets: &secrets,
+            previous: self.previous.as_ref(),
+            now,
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "compiled policies are inconsistent; keeping the served configuration");
+                return Ok(None);
+            }
+        };
+
+        let served = match bundle_secret::encode(
+            &compilation.bundle,
+            &self.config.namespace,
+            &self.config.secret_name,
+        ) {
+            Err(e @ BundleSecretError::TooLarge { .. }) => Served::Failed(e.to_string()),
+            Err(e) => Served::Failed(e.to_string()),
+            Ok(secret) => {
+                let revision = compilation.bundle.revision().to_owned();
+                if self.written_revision.as_deref() != Some(revision.as_str()) {
+                    Api::<Secret>::namespaced(self.client.clone(), &self.config.namespace)
+                        .patch(
+                            &self.config.secret_name,
+                            &PatchParams::apply(MANAGER).force(),
+                            &Patch::Apply(&secret),
+                        )
+                        .await?;
+                    tracing::info!(
+                        revision,
+                        policies = compilation.bundle.policies().len(),
+                        grants = compilation.bundle.grants().len(),
+                        "configuration written"
+                    );
+                    self.written_revision = Some(revision.clone());
+                }
+                self.previous = Some(compilation.bundle.clone());
+                Served::Revision(revision)
+            }
+        };
+
+        for report in &compilation.policies {
+            let Some(object) = policies.iter().find(|p| {
+                p.name_any() == report.object.name
+                    && p.namespace().as_deref() == Some(report.object.namespace.as_str())
+            }) else {
+                continue;
+            };
+            let status = policy_status(report, object.status.as_ref(), &served, now);
+            if object.status.as_ref() != Some(&status) {
+                self.events_for_policy(object, report).await;
+                Api::<AIPolicy>::namespaced(self.client.clone(), &report.object.namespace)
+                    .patch_status(
+                        &report.object.name,
+                        &PatchParams::apply(MANAGER).force(),
+                        &Patch::Apply(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AIPolicy", "status": status})),
+                    )
+                    .await?;
+            }
+        }
+        for report in &compilation.grants {
+            let Some(object) = grants.iter().find(|g| {
+                g.name_any() == report.object.name
+                    && g.namespace().as_deref() == Some(report.object.namespace.as_str())
+            }) else {
+                continue;
+            };
+            let status = grant_status(report, object.status.as_ref(), now);
+            if object.status.as_ref() != Some(&status) {
+                if report.state == GrantState::Expired
+                    && object.status.as_ref().and_then(|s| s.state) == Some(GrantState::Active)
+                {
+                    self.event(
+                        object,
+                        EventType::Normal,
+                        "GrantExpired",
+                        format!("expired at {}", object.spec.expires_at.0),
+                    )
+                    .await;
+                }
+                Api::<ToolGrant>::namespaced(self.client.clone(), &report.object.namespace)
+                    .patch_status(
+                        &report.object.name,
+                        &PatchParams::apply(MANAGER).force(),
+                        &Patch::Apply(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "ToolGrant", "status": status})),
+                    )
+                    .await?;
+            }
+        }
+        Ok(compilation
+            .bundle
+            .grants()
+            .iter()
+            .map(|g| g.expires_at)
+            .min())
+    }
+
+    async fn events_for_policy(&self, object: &AIPolicy, report: &PolicyReport) {
+        let observed = object.status.as_ref().and_then(|s| s.observed_generation);
+        if observed == Some(report.generation) {
+            return;
+        }
+        if report.accepted() {
+            self.event(
+                object,
+                EventType::Normal,
+                "Compiled",
+                format!("generation {} compiled", report.generation),
+            )
+            .await;
+            if object.spec.suspend {
+                self.event(
+                    object,
+                    EventType::Warning,
+                    "Suspended",
+                    "spec.suspend is true: every agent of this policy is stopped".into(),
+                )
+                .await;
+            }
+        } else {
+            let first = report
+                .diagnostics
+                .first()
+                .map(|d| d.short())
+                .unwrap_or_default();
+            self.event(object, EventType::Warning, "Invalid", first)
+                .await;
+        }
+    }
+
+    async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let mut note = note;
+        note.truncate(1000);
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+}

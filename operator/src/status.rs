@@ -1,0 +1,299 @@
+//! Status, computed purely from a compilation report and the status the
+//! object already has. `lastTransitionTime` moves only when a condition's
+//! status changes, and nothing else carries a timestamp, so writing the
+//! same status twice is a no-op and the operator never triggers itself.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use palisade_crds::{AIPolicyStatus, GrantReport, GrantState, PolicyReport, ToolGrantStatus};
+
+/// A condition, keeping the previous transition time if its status did not change.
+pub fn condition(
+    existing: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: i64,
+    now: Timestamp,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last_transition_time = existing
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: Some(generation),
+        last_transition_time,
+    }
+}
+
+/// Why the bundle could not be written, if it could not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Served {
+    /// Written with this revision.
+    Revision(String),
+    /// Not written (too large, API error): the message says why.
+    Failed(String),
+}
+
+pub fn policy_status(
+    report: &PolicyReport,
+    existing: Option<&AIPolicyStatus>,
+    served: &Served,
+    now: Timestamp,
+) -> AIPolicyStatus {
+    let conditions = existing.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let generation = report.generation;
+    let accepted = if report.accepted() {
+        condition(
+            conditions,
+            "Accepted",
+            true,
+            "Compiled",
+            format!("generation {generation} compiled"),
+            generation,
+            now,
+        )
+    } else {
+        let problems: Vec<String> = report.diagnostics.iter().map(|d| d.short()).collect();
+        let serving = match report.served_generation {
+            Some(g) => format!("; generation {g} is still served"),
+            None => "; no generation is served, so its agents are denied (policy.invalid)".into(),
+        };
+        let mut message = format!("{}{serving}", problems.join("; "));
+        if message.len() > 4000 {
+            message.truncate(4000);
+        }
+        condition(
+            conditions, "Accepted", false, "Invalid", message, generation, now,
+        )
+    };
+    let (ready, revision) = match (served, report.served_generation) {
+        (Served::Revision(r), Some(g)) if g == generation => (
+            condition(
+                conditions,
+                "Ready",
+                true,
+                "Served",
+                format!("generation {g} is in configuration revision {r}"),
+                generation,
+                now,
+            ),
+            Some(r.clone()),
+        ),
+        (Served::Revision(r), Some(g)) => (
+            condition(
+                conditions,
+                "Ready",
+                false,
+                "ServingPrevious",
+                format!(
+                    "generation {g} is served (revision {r}); generation {generation} does not compile"
+                ),
+                generation,
+                now,
+            ),
+            Some(r.clone()),
+        ),
+        (Served::Revision(_), None) => (
+            condition(
+                conditions,
+                "Ready",
+                false,
+                "NotServed",
+                "no generation of this policy compiles".into(),
+                generation,
+                now,
+            ),
+            None,
+        ),
+        (Served::Failed(why), _) => (
+            condition(
+                conditions,
+                "Ready",
+                false,
+                "NotWritten",
+                why.clone(),
+                generation,
+                now,
+            ),
+            None,
+        ),
+    };
+    AIPolicyStatus {
+        observed_generation: Some(generation),
+        conditions: vec![accepted, ready],
+        served_generation: report.served_generation,
+        served_revision: revision,
+        gateways_applied: existing.and_then(|s| s.gateways_applied),
+        agents: Some(i32::try_from(report.agents).unwrap_or(i32::MAX)),
+    }
+}
+
+pub fn grant_status(
+    report: &GrantReport,
+    existing: Option<&ToolGrantStatus>,
+    now: Timestamp,
+) -> ToolGrantStatus {
+    let conditions = existing.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let generation = report.generation;
+    let message = (!report.diagnostics.is_empty()).then(|| {
+        report
+            .diagnostics
+            .iter()
+            .map(|d| d.short())
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    let accepted = match report.state {
+        GrantState::Invalid => condition(
+            conditions,
+            "Accepted",
+            false,
+            "Invalid",
+            message.clone().unwrap_or_default(),
+            generation,
+            now,
+        ),
+        GrantState::Expired => condition(
+            conditions,
+            "Accepted",
+            false,
+            "Expired",
+            message.clone().unwrap_or_default(),
+            generation,
+            now,
+        ),
+        GrantState::Active => condition(
+            conditions,
+            "Accepted",
+            true,
+            "Active",
+            "the grant is in force".into(),
+            generation,
+            now,
+        ),
+    };
+    ToolGrantStatus {
+        observed_generation: Some(generation),
+        state: Some(report.state),
+        message,
+        conditions: vec![accepted],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_crds::{Diagnostic, ObjectRef};
+
+    fn report(generation: i64, served: Option<i64>, bad: bool) -> PolicyReport {
+        let object = ObjectRef::new("AIPolicy", "ns", "p");
+        PolicyReport {
+            diagnostics: if bad {
+                vec![Diagnostic::new(
+                    &object,
+                    "spec.routing.defaultProvider",
+                    "names provider \"x\"",
+                    "name one of: a",
+                )]
+            } else {
+                vec![]
+            },
+            object,
+            generation,
+            served_generation: served,
+            agents: 2,
+        }
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_compiled_served_policy_is_accepted_and_ready() {
+        let s = policy_status(
+            &report(3, Some(3), false),
+            None,
+            &Served::Revision("abc".into()),
+            t("2026-01-01T00:00:00Z"),
+        );
+        let c: Vec<(&str, &str, &str)> = s
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            c,
+            [
+                ("Accepted", "True", "Compiled"),
+                ("Ready", "True", "Served")
+            ]
+        );
+        assert_eq!(
+            (
+                s.observed_generation,
+                s.served_generation,
+                s.served_revision.as_deref(),
+                s.agents
+            ),
+            (Some(3), Some(3), Some("abc"), Some(2))
+        );
+    }
+
+    #[test]
+    fn an_invalid_update_says_what_and_which_generation_is_still_served() {
+        let s = policy_status(
+            &report(4, Some(3), true),
+            None,
+            &Served::Revision("abc".into()),
+            t("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(s.conditions[0].status, "False");
+        assert_eq!(
+            s.conditions[0].message,
+            "spec.routing.defaultProvider: names provider \"x\" (fix: name one of: a); generation 3 is still served"
+        );
+        assert_eq!(
+            (s.conditions[1].reason.as_str(), s.served_generation),
+            ("ServingPrevious", Some(3))
+        );
+    }
+
+    #[test]
+    fn the_transition_time_only_moves_when_the_status_changes() {
+        let first = policy_status(
+            &report(1, Some(1), false),
+            None,
+            &Served::Revision("a".into()),
+            t("2026-01-01T00:00:00Z"),
+        );
+        let same = policy_status(
+            &report(1, Some(1), false),
+            Some(&first),
+            &Served::Revision("a".into()),
+            t("2026-06-01T00:00:00Z"),
+        );
+        assert_eq!(
+            first, same,
+            "recomputing changes nothing, so writing it is a no-op"
+        );
+        let broken = policy_status(
+            &report(2, Some(1), true),
+            Some(&same),
+            &Served::Revision("a".into()),
+            t("2026-06-01T00:00:00Z"),
+        );
+        assert_eq!(
+            broken.conditions[0].last_transition_time,
+            Time(t("2026-06-01T00:00:00Z"))
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! The operator against kube-sim: the example becomes the compiled Secret,
+//! an invalid edit keeps the last good generation and says why, a kill
+//! switch reaches the bundle, a grant leaves the bundle when it expires,
+//! and a cluster without the CRDs gets a clear error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use palisade_crds::{AIPolicy, ToolGrant};
+use palisade_kube_sim::KubeSim;
+use palisade_operator::bundle_secret;
+use palisade_policy::PolicyBundle;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn cluster() -> (KubeSim, kube::Client) {
+    let sim = KubeSim::start().await.unwrap();
+    let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
+    (sim, client)
+}
+
+async fn install(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (_, yaml) in palisade_crds::manifests::crd_manifests().unwrap() {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let ns: Api<Namespace> = Api::all(client.clone());
+    for name in ["clinic", "palisade-system"] {
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "clinic");
+    let s: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "openai-credentials"}, "stringData": {"apiKey": "sk-test"}}),
+    )
+    .unwrap();
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/clinic-assistant.yaml"
+    ))
+    .unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&example) {
+        let v: Value = serde::Deserialize::deserialize(doc).unwrap();
+        match v["kind"].as_str() {
+            Some("AIPolicy") => {
+                Api::<AIPolicy>::namespaced(client.clone(), "clinic")
+                    .create(&PostParams::default(), &serde_json::from_value(v).unwrap())
+                    .await
+                    .unwrap();
+            }
+            Some("ToolGrant") => {
+                Api::<ToolGrant>::namespaced(client.clone(), "clinic")
+                    .create(&PostParams::default(), &serde_json::from_value(v).unwrap())
+                    .await
+                    .unwrap();
+            }
+            _ => {}
+        }
+    }
+}
+
+fn operator(
+    client: &kube::Client,
+) -> tokio::task::JoinHandle<Result<(), palisade_operator::Error>> {
+    let mut config = palisade_operator::OperatorConfig::new("palisade-system");
+    config.resync = Duration::from_secs(2);
+    tokio::spawn(palisade_operator::run(client.clone(), config))
+}
+
+async fn bundle(client: &kube::Client) -> Option<PolicyBundle> {
+    let s = Api::<Secret>::namespaced(client.clone(), "palisade-system")
+        .get_opt("palisade-config")
+        .await
+        .unwrap()?;
+    Some(bundle_secret::decode(&s).unwrap())
+}
+
+async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..200 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn condition(p: &AIPolicy, type_: &str) -> Option<(String, String, String)> {
+    p.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_is_compiled_into_the_secret_and_the_status_says_ready() {
+    let (_sim, client) = cluster().await;
+    install(&client).await;
+    let op = operator(&client);
+    let b = until("the compiled Secret exists", async || bundle(&client).await).await;
+    let p = b.policy("clinic", "clinic-assistant").unwrap();
+    assert_eq!(
+        p.provider("cloud")
+            .unwrap()
+            .api_key
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "sk-test"
+    );
+    assert_eq!(b.grants().len(), 1);
+    let policies: Api<AIPolicy> = Api::namespaced(client.clone(), "clinic");
+    let ready = until("the policy is Ready", async || {
+        let p = policies.get("clinic-assistant").await.unwrap();
+        (condition(&p, "Ready")?.0 == "True").then_some(p)
+    })
+    .await;
+    let status = ready.status.unwrap();
+    assert_eq!(
+        (
+            status.observed_generation,
+            status.served_generation,
+            status.agents
+        ),
+        (Some(1), Some(1), Some(2))
+    );
+    assert_eq!(status.served_revision.as_deref(), Some(b.revision()));
+    let grant = Api::<ToolGrant>::namespaced(client.clone(), "clinic")
+        .get("lab-migration")
+        .await
+        .unwrap();
+    assert_eq!(
+        grant.status.unwrap().state,
+        Some(palisade_crds::GrantState::Active)
+    );
+    op.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_edit_keeps_the_last_good_generation_and_says_why_in_status_and_an_event() {
+    let (_sim, client) = cluster().await;
+    install(&client).await;
+    let op = operator(&client);
+    until("the first bundle", async || bundle(&client).await).await;
+    let policies: Api<AIPolicy> = Api::namespaced(client.clone(), "clinic");
+    // The CRD's CEL rules would refuse an unknown provider; a bad regex passes the API server.
+    let patch = json!({"spec": {"routing": {"rules": [{"name": "bad", "patterns": ["(unclosed"], "provider": "local"}], "defaultProvider": "cloud"}}});
+    policies
+        .patch(
+            "clinic-assistant",
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+        .unwrap();
+    let (status, reason, message) = until("Accepted=False", async || {
+        let p = policies.get("clinic-assistant").await.unwrap();
+        condition(&p, "Accepted").filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Invalid"));
+    assert!(
+        message.starts_with("spec.routing.rules[0].patterns[0]: invalid regular expression"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("generation 1 is still served"),
+        "{message}"
+    );
+    let b = bundle(&client).await.unwrap();
+    assert_eq!(
+        b.policy("clinic", "clinic-assistant").unwrap().generation,
+        1
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "clinic");
+    let reasons = until("an Invalid event", async || {
+        let list = events.list(&Default::default()).await.unwrap();
+        let reasons: Vec<String> = list.items.iter().filter_map(|e| e.reason.clone()).collect();
+        reasons.contains(&"Invalid".to_string()).then_some(reasons)
+    })
+    .await;
+    assert!(reasons.contains(&"Compiled".to_string()), "{reasons:?}");
+    op.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_reaches_the_bundle_within_one_reconcile() {
+    let (_sim, client) = cluster().await;
+    install(&client).await;
+    let op = operator(&client);
+    until("the first bundle", async || bundle(&client).await).await;
+    let policies: Api<AIPolicy> = Api::namespaced(client.clone(), "clinic");
+    policies
+        .patch(
+            "clinic-assistant",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .unwrap();
+    let b = until("the bundle says suspended", async || {
+        bundle(&client).await.filter(|b| {
+            b.policy("clinic", "clinic-assistant")
+                .is_some_and(|p| p.suspend)
+        })
+    })
+    .await;
+    assert_eq!(
+        b.policy("clinic", "clinic-assistant").unwrap().generation,
+        2
+    );
+    op.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_leaves_the_bundle_when_it_expires() {
+    let (_sim, client) = cluster().await;
+    install(&client).await;
+    let op = operator(&client);
+    until("the first bundle", async || bundle(&client).await).await;
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2)).to_string();
+    let grant: ToolGrant = serde_json::from_value(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "ToolGrant",
+        "metadata": {"name": "short", "namespace": "clinic"},
+        "spec": {"agents": ["intake"], "tools": ["export_csv"], "action": "Allow", "expiresAt": expires, "reason": "INC-1"}
+    }))
+    .unwrap();
+    Api::<ToolGrant>::namespaced(client.clone(), "clinic")
+        .create(&PostParams::default(), &grant)
+        .await
+        .unwrap();
+    until("the grant is in the bundle", async || {
+        bundle(&client)
+            .await
+            .filter(|b| b.grants().iter().any(|g| g.name == "short"))
+    })
+    .await;
+    until("the grant left the bundle", async || {
+        bundle(&client)
+            .await
+            .filter(|b| !b.grants().iter().any(|g| g.name == "short"))
+    })
+    .await;
+    let state = until("the grant says Expired", async || {
+        let g = Api::<ToolGrant>::namespaced(client.clone(), "clinic")
+            .get("short")
+            .await
+            .unwrap();
+        g.status
+            .and_then(|s| s.state)
+            .filter(|s| *s == palisade_crds::GrantState::Expired)
+    })
+    .await;
+    assert_eq!(state, palisade_crds::GrantState::Expired);
+    op.abort();
+}
+
+#[tokio::test]
+async fn without_the_crds_the_operator_stops_with_a_clear_message() {
+    let (_sim, client) = cluster().await;
+    let err = palisade_operator::run(
+        client,
+        palisade_operator::OperatorConfig::new("palisade-system"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the Palisade CRDs are not installed"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("kubectl apply -f crds/"), "{err}");
+}
