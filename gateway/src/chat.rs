@@ -11,7 +11,7 @@
 //! in OpenAI's shapes.
 
 use crate::error::ApiError;
-use crate::identity::{Identity, authenticate};
+use crate::identity::Identity;
 use crate::providers::{self, Answer, UpstreamError};
 use crate::server::AppState;
 use crate::snapshot::Snapshot;
@@ -182,7 +182,7 @@ pub async fn chat_completions(
 
 async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
     let snapshot = state.config.load_full().ok_or_else(ApiError::not_ready)?;
-    let who = authenticate(&snapshot, headers)?;
+    let who = crate::server::identify(&state, &snapshot, headers).await?;
     crate::server::require_json(headers)?;
     let request: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;

@@ -6,21 +6,22 @@
 //! - [`chat`]: `/v1/chat/completions`, routed by policy, with tool calls
 //!   proposed by the model decided before the client sees them;
 //! - [`providers`]: OpenAI-compatible, Ollama and Anthropic upstreams;
-//! - [`snapshot`] / [`source`]: the configuration, swapped atomically and
-//!   reloaded from files on change;
+//! - [`snapshot`] / [`source`] / [`kubernetes`]: the configuration,
+//!   swapped atomically, from files (reloaded on change) or from the
+//!   operator's Secret (watched through the API); ServiceAccount identity;
 //! - [`identity`]: API-key authentication; [`error`]: OpenAI-shaped errors;
 //! - [`metrics`]: `palisade_*` Prometheus metrics;
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`) and `/docs`;
 //! - [`config`], [`audit_cli`]: file loading and the `audit` commands.
 //!
-//! Not built yet: the Kubernetes source and TokenReview identity,
-//! approvals.
+//! Not built yet: approvals.
 
 pub mod audit_cli;
 pub mod chat;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod kubernetes;
 pub mod metrics;
 pub mod openapi;
 pub mod providers;

@@ -21,14 +21,26 @@ use std::time::Duration;
 pub struct RunArgs {
     /// A YAML file with AIPolicy, ToolGrant, Secret and GatewaySettings
     /// documents; repeat to combine files.
-    #[arg(long = "config", short = 'c', required = true)]
+    #[arg(long = "config", short = 'c', required_unless_present = "kubernetes")]
     pub config: Vec<PathBuf>,
+    /// Take the configuration from the operator's Secret through the
+    /// Kubernetes API (in-cluster, or KUBECONFIG) instead of files, and
+    /// accept ServiceAccount tokens.
+    #[arg(long, conflicts_with = "config")]
+    pub kubernetes: bool,
+    /// With --kubernetes: the namespace of the configuration Secret.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "palisade-system")]
+    pub namespace: String,
+    /// With --kubernetes: the configuration Secret's name.
+    #[arg(long, default_value = "palisade-config")]
+    pub secret_name: String,
     /// Address to listen on (default: GatewaySettings spec.listen, 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<String>,
     /// Audit database: postgres://... or sqlite://PATH (default: the
-    /// settings, else palisade-audit.db next to the first config file).
-    #[arg(long)]
+    /// settings, else palisade-audit.db next to the first config file;
+    /// required with --kubernetes).
+    #[arg(long, env = "PALISADE_AUDIT_URL")]
     pub audit_url: Option<String>,
     /// How often to check the config files for changes.
     #[arg(long, default_value = "1s")]
@@ -145,13 +157,49 @@ async fn serve(
 ) -> Result<ExitCode, String> {
     let metrics = Arc::new(GatewayMetrics::new().map_err(|e| format!("metrics: {e}"))?);
     let current = snapshot::empty();
-    let (revision, settings) = source::load_into(&args.config, &current, &metrics)?;
-    let first = args.config.first().cloned().unwrap_or_default();
-    let audit_url = args
-        .audit_url
-        .clone()
-        .or_else(|| settings.audit.url.clone())
-        .unwrap_or_else(|| default_sqlite_url(&first));
+    // Where the configuration comes from: files, or the operator's Secret.
+    let (settings, watcher, tokens, first, revision) = if args.kubernetes {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+        let source = crate::kubernetes::ClusterSource {
+            namespace: args.namespace.clone(),
+            secret_name: args.secret_name.clone(),
+            instance: std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("gateway-{}", std::process::id())),
+        };
+        let watcher = crate::kubernetes::watch(
+            client.clone(),
+            source,
+            current.clone(),
+            Arc::clone(&metrics),
+        );
+        let settings = standalone::GatewaySettings {
+            listen: "0.0.0.0:8080".into(),
+            ..Default::default()
+        };
+        let tokens = Some(crate::kubernetes::TokenReviewer::new(client, Vec::new()));
+        let revision = format!(
+            "(waiting for Secret {}/{})",
+            args.namespace, args.secret_name
+        );
+        (settings, watcher, tokens, PathBuf::from("."), revision)
+    } else {
+        let (revision, settings) = source::load_into(&args.config, &current, &metrics)?;
+        let watcher = source::watch(
+            args.config.clone(),
+            current.clone(),
+            Arc::clone(&metrics),
+            interval,
+        );
+        let first = args.config.first().cloned().unwrap_or_default();
+        (settings, watcher, None, first, revision)
+    };
+    let audit_url = match (args.audit_url.clone().or_else(|| settings.audit.url.clone()), args.kubernetes) {
+        (Some(url), _) => url,
+        (None, false) => default_sqlite_url(&first),
+        (None, true) => return Err("--kubernetes needs --audit-url (or PALISADE_AUDIT_URL), e.g. postgres://palisade@postgres/palisade".into()),
+    };
     let store = Store::open(&audit_url, Migrations::Apply)
         .await
         .map_err(|e| e.to_string())?;
@@ -162,12 +210,6 @@ async fn serve(
     };
     let (audit, audit_task) = AuditWriter::start(store, writer_config, metrics.audit.clone())
         .map_err(|e| e.to_string())?;
-    let watcher = source::watch(
-        args.config.clone(),
-        current.clone(),
-        Arc::clone(&metrics),
-        interval,
-    );
     let listen = args.listen.clone().unwrap_or(settings.listen);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -183,6 +225,7 @@ async fn serve(
         metrics,
         http: crate::server::http_client()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+        tokens,
     };
     serve_connections(listener, app(state), header_timeout, shutdown_signal()).await;
     watcher.abort();

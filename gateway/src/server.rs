@@ -33,6 +33,33 @@ pub struct AppState {
     pub metrics: Arc<GatewayMetrics>,
     /// One pooled client for every provider (per-request timeouts).
     pub http: reqwest::Client,
+    /// ServiceAccount-token identity, when running in a cluster.
+    pub tokens: Option<crate::kubernetes::TokenReviewer>,
+}
+
+/// Who is calling: an agent API key, or (in a cluster) a ServiceAccount
+/// token vouched for by a TokenReview.
+pub async fn identify(
+    state: &AppState,
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+) -> Result<crate::identity::Identity, ApiError> {
+    match authenticate(snapshot, headers) {
+        Ok(who) => Ok(who),
+        Err(unknown) => {
+            let (Some(reviewer), Some(token)) = (
+                &state.tokens,
+                headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::trim),
+            ) else {
+                return Err(unknown);
+            };
+            reviewer.identify(snapshot, token).await.ok_or(unknown)
+        }
+    }
 }
 
 /// The HTTP client the gateway calls providers with.
@@ -163,16 +190,18 @@ async fn tool_calls(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    decide_tool_call(&state, &headers, &body).unwrap_or_else(IntoResponse::into_response)
+    decide_tool_call(&state, &headers, &body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-fn decide_tool_call(
+async fn decide_tool_call(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let snapshot = ready(state)?;
-    let who = authenticate(&snapshot, headers)?;
+    let who = identify(state, &snapshot, headers).await?;
     if !headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -103,6 +103,7 @@ stringData: {{intake: {KEY}, openai: sk-upstream, anthropic: sk-ant-upstream}}
             audit,
             metrics,
             http: http_client().unwrap(),
+            tokens: None,
         },
         store,
         local,

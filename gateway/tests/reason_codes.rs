@@ -90,6 +90,7 @@ stringData: {{a: key-a, off: key-off, research: key-research}}
         audit,
         metrics,
         http: http_client().unwrap(),
+        tokens: None,
     }
 }
 

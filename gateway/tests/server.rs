@@ -61,6 +61,7 @@ async fn gateway(name: &str, edit: impl Fn(String) -> String, load: bool) -> Gat
             audit,
             metrics,
             http: palisade_gateway::server::http_client().unwrap(),
+            tokens: None,
         },
         store,
         config,
