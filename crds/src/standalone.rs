@@ -92,6 +92,11 @@ pub struct AuditSettings {
     /// database is unreachable. `FailClosed`: refuse requests instead.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Name of an environment variable holding the bearer token that may
+    /// read the audit over HTTP (`GET /v1/audit/events`). Unset: the
+    /// endpoint is not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_token_env: Option<String>,
 }
 
 /// What to do while the audit database is unreachable.

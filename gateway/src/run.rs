@@ -203,6 +203,13 @@ async fn serve(
     let store = Store::open(&audit_url, Migrations::Apply)
         .await
         .map_err(|e| e.to_string())?;
+    let read_token = match &settings.audit.read_token_env {
+        None => None,
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            format!("GatewaySettings spec.audit.readTokenEnv names {var}, which is not set; export it or remove readTokenEnv")
+        })?),
+    };
+    let query_store = store.clone();
     let mut writer_config = WriterConfig::new(spool_dir(&audit_url, &first));
     writer_config.failure_mode = match settings.audit.failure_mode {
         standalone::FailureMode::Spool => FailureMode::Spool,
@@ -227,7 +234,11 @@ async fn serve(
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
         tokens,
     };
-    serve_connections(listener, app(state), header_timeout, shutdown_signal()).await;
+    let router = match read_token {
+        Some(token) => crate::server::app_with_audit_query(state, query_store, token),
+        None => app(state),
+    };
+    serve_connections(listener, router, header_timeout, shutdown_signal()).await;
     watcher.abort();
     // Every request is done and every handle to the writer is gone: wait
     // until everything accepted is durable.

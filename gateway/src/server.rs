@@ -89,6 +89,24 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// The gateway plus the audit query endpoint, readable with `read_token`.
+pub fn app_with_audit_query(
+    state: AppState,
+    store: palisade_audit::Store,
+    read_token: String,
+) -> Router {
+    use sha2::{Digest, Sha256};
+    let want: [u8; 32] = Sha256::digest(read_token.as_bytes()).into();
+    let authorize: palisade_audit::http::Authorize = Arc::new(move |token: &str| {
+        let got: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        got.iter()
+            .zip(want.iter())
+            .fold(0u8, |d, (a, b)| d | (a ^ b))
+            == 0
+    });
+    app(state).merge(palisade_audit::http::router(store, authorize))
+}
+
 /// The gateway as an axum router.
 pub fn app(state: AppState) -> Router {
     Router::new()

@@ -408,3 +408,47 @@ async fn the_openapi_document_lists_exactly_the_routes_the_gateway_serves() {
     .unwrap();
     assert!(html.contains("<code>POST /v1/tool-calls</code>") && html.contains("/openapi.json"));
 }
+
+#[tokio::test]
+async fn the_audit_can_be_read_over_http_with_the_auditor_token_only() {
+    let g = gateway("auditq", |t| t, true).await;
+    let (status, _) = call(
+        &g,
+        Some(KEY),
+        json!({"tool": "search_web", "requestId": "r-audited"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    g.state.audit.flush().await.unwrap();
+    let router = palisade_gateway::server::app_with_audit_query(
+        g.state.clone(),
+        g.store.clone(),
+        "auditor-secret".into(),
+    );
+    let get = |token: &str| {
+        Request::get("/v1/audit/events?requestId=r-audited")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        router.clone().oneshot(get(KEY)).await.unwrap().status(),
+        401,
+        "an agent key does not read the audit"
+    );
+    let resp = router.clone().oneshot(get("auditor-secret")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["events"][0]["tool"], "search_web");
+    assert_eq!(body["events"][0]["decision"], "Allow");
+    let plain = app(g.state.clone())
+        .oneshot(get("auditor-secret"))
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 404, "not served unless configured");
+}
