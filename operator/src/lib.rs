@@ -5,7 +5,8 @@
 //!
 //! - [`bundle_secret`]: the compiled object (gzip'd JSON in a Secret);
 //! - [`status`]: pure status computation (conditions that only move on change);
-//! - [`reconcile`]: the watch → compile → apply → status loop.
+//! - [`reconcile`]: the watch → compile → apply → status loop;
+//! - [`leader`]: Lease-based leader election (one active replica).
 //!
 //! One loop compiles everything because the product is one object per
 //! installation: a change to any policy or grant recompiles the bundle
@@ -13,6 +14,7 @@
 //! come from the bundle being served.
 
 pub mod bundle_secret;
+pub mod leader;
 pub mod reconcile;
 pub mod status;
 

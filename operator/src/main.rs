@@ -14,6 +14,15 @@ struct Args {
     /// Name of the compiled configuration Secret.
     #[arg(long, default_value = "palisade-config")]
     secret_name: String,
+    /// Run without leader election (only for a single replica).
+    #[arg(long)]
+    no_leader_election: bool,
+}
+
+fn config_identity() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("palisade-operator-{}", std::process::id()))
 }
 
 #[tokio::main]
@@ -36,10 +45,24 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut config = OperatorConfig::new(namespace);
+    let mut config = OperatorConfig::new(namespace.clone());
     config.secret_name = args.secret_name;
+    let work = {
+        let client = client.clone();
+        move || run(client.clone(), config.clone())
+    };
+    let leading = async {
+        if args.no_leader_election {
+            work().await
+        } else {
+            let identity = config_identity();
+            let lease = palisade_operator::leader::LeaseConfig::new(namespace, identity);
+            let (tx, _rx) = tokio::sync::watch::channel(false);
+            palisade_operator::leader::run_while_leader(client, lease, tx, work).await
+        }
+    };
     tokio::select! {
-        result = run(client, config) => match result {
+        result = leading => match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("palisade-operator: {e}");

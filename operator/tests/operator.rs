@@ -281,3 +281,86 @@ async fn without_the_crds_the_operator_stops_with_a_clear_message() {
     );
     assert!(err.to_string().contains("kubectl apply -f crds/"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_operators_only_the_leader_works_and_the_other_takes_over_when_it_dies() {
+    use palisade_operator::leader::{LeaseConfig, run_while_leader};
+    let (_sim, client) = cluster().await;
+    install(&client).await;
+    let start = |identity: &str| {
+        let mut lease = LeaseConfig::new("palisade-system", identity);
+        lease.lease_duration = Duration::from_secs(1);
+        lease.renew_every = Duration::from_millis(100);
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let client = client.clone();
+        let work = {
+            let client = client.clone();
+            let identity = identity.to_string();
+            move || {
+                let mut config = palisade_operator::OperatorConfig::new("palisade-system");
+                config.instance = identity.clone();
+                palisade_operator::run(client.clone(), config)
+            }
+        };
+        (tokio::spawn(run_while_leader(client, lease, tx, work)), rx)
+    };
+    let (a, a_leads) = start("operator-a");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (b, b_leads) = start("operator-b");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        *a_leads.borrow() && !*b_leads.borrow(),
+        "exactly one leader, the first"
+    );
+    until("the leader wrote the configuration", async || {
+        bundle(&client).await
+    })
+    .await;
+
+    a.abort(); // the leader dies without releasing the Lease (its loop with it)
+    until("the other replica takes over", async || {
+        b_leads.borrow().then_some(())
+    })
+    .await;
+    let policies: Api<AIPolicy> = Api::namespaced(client.clone(), "clinic");
+    policies
+        .patch(
+            "clinic-assistant",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .unwrap();
+    until("the new leader compiles the change", async || {
+        bundle(&client).await.filter(|b| {
+            b.policy("clinic", "clinic-assistant")
+                .is_some_and(|p| p.suspend)
+        })
+    })
+    .await;
+    // The Suspended event comes from the new leader: the dead one's loop stopped with it.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "clinic");
+    let reporter = until("a Suspended event", async || {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Suspended"))
+            .and_then(|e| e.reporting_instance)
+    })
+    .await;
+    assert_eq!(reporter, "operator-b");
+    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        client.clone(),
+        "palisade-system",
+    )
+    .get("palisade-operator")
+    .await
+    .unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(
+        (spec.holder_identity.as_deref(), spec.lease_transitions),
+        (Some("operator-b"), Some(1))
+    );
+    b.abort();
+}
