@@ -6,7 +6,8 @@
 //! - [`bundle_secret`]: the compiled object (gzip'd JSON in a Secret);
 //! - [`status`]: pure status computation (conditions that only move on change);
 //! - [`reconcile`]: the watch → compile → apply → status loop;
-//! - [`leader`]: Lease-based leader election (one active replica).
+//! - [`leader`]: Lease-based leader election (one active replica);
+//! - [`metrics`]: `palisade_operator_*` metrics, `/healthz`, `/readyz`.
 //!
 //! One loop compiles everything because the product is one object per
 //! installation: a change to any policy or grant recompiles the bundle
@@ -15,6 +16,7 @@
 
 pub mod bundle_secret;
 pub mod leader;
+pub mod metrics;
 pub mod reconcile;
 pub mod status;
 

@@ -17,6 +17,9 @@ struct Args {
     /// Run without leader election (only for a single replica).
     #[arg(long)]
     no_leader_election: bool,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    metrics_listen: String,
 }
 
 fn config_identity() -> String {
@@ -47,6 +50,22 @@ async fn main() -> ExitCode {
     };
     let mut config = OperatorConfig::new(namespace.clone());
     config.secret_name = args.secret_name;
+    let metrics = std::sync::Arc::clone(&config.metrics);
+    match tokio::net::TcpListener::bind(&args.metrics_listen).await {
+        Ok(listener) => {
+            let router = palisade_operator::metrics::router(std::sync::Arc::clone(&metrics));
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router).await;
+            });
+        }
+        Err(e) => {
+            eprintln!(
+                "palisade-operator: cannot listen on {}: {e}",
+                args.metrics_listen
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let work = {
         let client = client.clone();
         move || run(client.clone(), config.clone())
@@ -57,7 +76,20 @@ async fn main() -> ExitCode {
         } else {
             let identity = config_identity();
             let lease = palisade_operator::leader::LeaseConfig::new(namespace, identity);
-            let (tx, _rx) = tokio::sync::watch::channel(false);
+            let (tx, mut rx) = tokio::sync::watch::channel(false);
+            let gauge = std::sync::Arc::clone(&metrics);
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let leading = *rx.borrow();
+                    gauge.leader.set(i64::from(leading));
+                    if !leading {
+                        // A standby replica is healthy and ready to take over.
+                        gauge
+                            .ready
+                            .store(true, std::sync::atomic::Ordering::Release);
+                    }
+                }
+            });
             palisade_operator::leader::run_while_leader(client, lease, tx, work).await
         }
     };

@@ -40,6 +40,8 @@ pub struct OperatorConfig {
     pub debounce: Duration,
     /// Reported in Events.
     pub instance: String,
+    /// Where to count passes, errors and sizes.
+    pub metrics: Arc<crate::metrics::OperatorMetrics>,
 }
 
 impl OperatorConfig {
@@ -50,8 +52,17 @@ impl OperatorConfig {
             resync: Duration::from_secs(60),
             debounce: Duration::from_millis(20),
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "palisade-operator".into()),
+            metrics: Arc::new(
+                crate::metrics::OperatorMetrics::new().unwrap_or_else(|_| unreachable_metrics()),
+            ),
         }
     }
+}
+
+/// The metric names are constants: building them cannot fail.
+#[allow(clippy::panic)]
+fn unreachable_metrics() -> crate::metrics::OperatorMetrics {
+    panic!("operator metrics have fixed, valid names")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,12 +176,21 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Error> {
     };
     let mut backoff = Duration::from_millis(100);
     loop {
-        let wake_at = match state.reconcile().await {
+        let metrics = Arc::clone(&state.config.metrics);
+        let timer = metrics.duration.start_timer();
+        let result = state.reconcile().await;
+        timer.observe_duration();
+        metrics.reconciles.inc();
+        let wake_at = match result {
             Ok(next_expiry) => {
                 backoff = Duration::from_millis(100);
+                metrics
+                    .ready
+                    .store(true, std::sync::atomic::Ordering::Release);
                 next_expiry
             }
             Err(e) => {
+                metrics.errors.with_label_values(&["kubernetes_api"]).inc();
                 tracing::warn!(error = %e, ?backoff, "reconcile failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -256,14 +276,40 @@ impl Loop {
             }
         };
 
+        let m = Arc::clone(&self.config.metrics);
+        m.policies.reset();
+        for r in &compilation.policies {
+            let state = match (r.accepted(), r.served_generation) {
+                (true, _) => "accepted",
+                (false, Some(_)) => "serving_previous",
+                (false, None) => "invalid",
+            };
+            m.policies.with_label_values(&[state]).inc();
+        }
+        m.grants.reset();
+        for g in &compilation.grants {
+            m.grants
+                .with_label_values(&[format!("{:?}", g.state).to_lowercase().as_str()])
+                .inc();
+        }
         let served = match bundle_secret::encode(
             &compilation.bundle,
             &self.config.namespace,
             &self.config.secret_name,
         ) {
-            Err(e @ BundleSecretError::TooLarge { .. }) => Served::Failed(e.to_string()),
+            Err(e @ BundleSecretError::TooLarge { .. }) => {
+                m.errors.with_label_values(&["bundle_too_large"]).inc();
+                Served::Failed(e.to_string())
+            }
             Err(e) => Served::Failed(e.to_string()),
             Ok(secret) => {
+                let size = secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(bundle_secret::BUNDLE_KEY))
+                    .map(|b| b.0.len())
+                    .unwrap_or(0);
+                m.bundle_bytes.set(i64::try_from(size).unwrap_or(i64::MAX));
                 let revision = compilation.bundle.revision().to_owned();
                 if self.written_revision.as_deref() != Some(revision.as_str()) {
                     Api::<Secret>::namespaced(self.client.clone(), &self.config.namespace)

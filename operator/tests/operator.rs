@@ -364,3 +364,34 @@ async fn of_two_operators_only_the_leader_works_and_the_other_takes_over_when_it
     );
     b.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_readiness_follow_the_reconcile() {
+    let (_sim, client) = cluster().await;
+    install(&client).await;
+    let config = palisade_operator::OperatorConfig::new("palisade-system");
+    let metrics = std::sync::Arc::clone(&config.metrics);
+    assert!(
+        !metrics.ready.load(std::sync::atomic::Ordering::Acquire),
+        "not ready before the first reconcile"
+    );
+    let op = tokio::spawn(palisade_operator::run(client.clone(), config));
+    until("ready", async || {
+        metrics
+            .ready
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then_some(())
+    })
+    .await;
+    let text = metrics.render();
+    assert!(
+        text.contains("palisade_operator_policies{state=\"accepted\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_operator_grants{state=\"active\"} 1"),
+        "{text}"
+    );
+    assert!(metrics.bundle_bytes.get() > 100 && metrics.reconciles.get() >= 1);
+    op.abort();
+}
