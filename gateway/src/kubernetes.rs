@@ -28,6 +28,17 @@ use std::time::{Duration, Instant};
 
 /// Must match the operator's `bundle_secret::BUNDLE_KEY`.
 pub const BUNDLE_KEY: &str = "bundle.json.gz";
+/// How often a gateway renews its applied-revision report.
+pub const REPORT_EVERY: Duration = Duration::from_secs(30);
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How long a TokenReview answer is trusted.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(30);
 
@@ -94,6 +105,24 @@ pub fn watch(
         let config =
             watcher::Config::default().fields(&format!("metadata.name={}", source.secret_name));
         let mut events = watcher(secrets, config).boxed();
+        // Renew the report periodically so the operator can tell live
+        // gateways from gone ones.
+        let heartbeat = {
+            let client = client.clone();
+            let source = source.clone();
+            let current = current.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(REPORT_EVERY).await;
+                    if let Some(s) = current.load_full()
+                        && let Err(e) = report(&client, &source, s.revision()).await
+                    {
+                        tracing::warn!(error = %e, "cannot renew the applied-revision report");
+                    }
+                }
+            })
+        };
+        let _heartbeat = AbortOnDrop(heartbeat);
         while let Some(event) = events.next().await {
             let secret = match event {
                 Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => s,

@@ -9,6 +9,7 @@ use crate::bundle_secret::{self, BundleSecretError};
 use crate::status::{Served, grant_status, policy_status};
 use futures_util::StreamExt;
 use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -80,6 +81,7 @@ struct Loop {
     config: OperatorConfig,
     policies: Store<AIPolicy>,
     grants: Store<ToolGrant>,
+    gateways: Store<Lease>,
     recorder: Recorder,
     /// The bundle being served: the source of last known good policies.
     previous: Option<PolicyBundle>,
@@ -135,9 +137,21 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Error> {
     )
     .default_backoff()
     .touched_objects();
+    // Gateways report the revision they applied in Leases of their own.
+    let (gateways, gateway_writer) = reflector::store::<Lease>();
+    let watch_gateways = reflector::reflector(
+        gateway_writer,
+        watcher(
+            Api::<Lease>::namespaced(client.clone(), &config.namespace),
+            watcher::Config::default().labels("app.kubernetes.io/component=gateway"),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
     for stream in [
         watch_policies.map(|r| r.map(|_| ())).boxed(),
         watch_grants.map(|r| r.map(|_| ())).boxed(),
+        watch_gateways.map(|r| r.map(|_| ())).boxed(),
     ] {
         let changed = Arc::clone(&changed);
         tokio::spawn(async move {
@@ -152,6 +166,7 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Error> {
     }
     let _ = policies.wait_until_ready().await;
     let _ = grants.wait_until_ready().await;
+    let _ = gateways.wait_until_ready().await;
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
     let previous = match secrets.get_opt(&config.secret_name).await {
@@ -172,6 +187,7 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Error> {
         config,
         policies,
         grants,
+        gateways,
         recorder,
     };
     let mut backoff = Duration::from_millis(100);
@@ -208,6 +224,30 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Error> {
             _ = tokio::time::sleep(sleep_for) => {}
         }
     }
+}
+
+/// A gateway report older than this does not count (the pod is gone).
+pub const GATEWAY_FRESHNESS: Duration = Duration::from_secs(90);
+
+fn count_gateways(leases: &Store<Lease>, revision: &str, now: Timestamp) -> i32 {
+    let fresh_after = now - jiff::SignedDuration::try_from(GATEWAY_FRESHNESS).unwrap_or_default();
+    let n = leases
+        .state()
+        .iter()
+        .filter(|l| {
+            l.annotations()
+                .get("palisade.dev/applied-revision")
+                .map(String::as_str)
+                == Some(revision)
+        })
+        .filter(|l| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.renew_time.as_ref())
+                .is_some_and(|t| t.0 > fresh_after)
+        })
+        .count();
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 fn referenced_secrets(policies: &[AIPolicy]) -> BTreeSet<(String, SecretKeyRef)> {
@@ -332,6 +372,12 @@ impl Loop {
             }
         };
 
+        // Gateways that applied the served revision and reported within
+        // GATEWAY_FRESHNESS (they renew their report periodically).
+        let applied = match &served {
+            Served::Revision(r) => Some(count_gateways(&self.gateways, r, now)),
+            Served::Failed(_) => None,
+        };
         for report in &compilation.policies {
             let Some(object) = policies.iter().find(|p| {
                 p.name_any() == report.object.name
@@ -339,7 +385,8 @@ impl Loop {
             }) else {
                 continue;
             };
-            let status = policy_status(report, object.status.as_ref(), &served, now);
+            let mut status = policy_status(report, object.status.as_ref(), &served, now);
+            status.gateways_applied = applied;
             if object.status.as_ref() != Some(&status) {
                 self.events_for_policy(object, report).await;
                 Api::<AIPolicy>::namespaced(self.client.clone(), &report.object.namespace)

@@ -131,6 +131,7 @@ pub fn policy_status(
         conditions: vec![accepted, ready],
         served_generation: report.served_generation,
         served_revision: revision,
+        // Filled in by the reconciler from the gateways' reports.
         gateways_applied: existing.and_then(|s| s.gateways_applied),
         agents: Some(i32::try_from(report.agents).unwrap_or(i32::MAX)),
     }
