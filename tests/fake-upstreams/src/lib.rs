@@ -46,6 +46,8 @@ pub struct Received {
 struct Inner {
     script: Option<Script>,
     received: Vec<Received>,
+    /// Benchmarks turn recording off so memory stays flat under load.
+    quiet: bool,
 }
 
 /// A running fake OpenAI-compatible server; stops when dropped.
@@ -58,11 +60,17 @@ pub struct FakeOpenAi {
 
 impl FakeOpenAi {
     pub async fn start(script: Script) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on("127.0.0.1:0", script).await
+    }
+
+    /// Like [`FakeOpenAi::start`] on a given address.
+    pub async fn start_on(addr: &str, script: Script) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Mutex::new(Inner {
             script: Some(script),
             received: Vec::new(),
+            quiet: false,
         }));
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
@@ -87,6 +95,13 @@ impl FakeOpenAi {
     /// `http://127.0.0.1:PORT` (the base URL a policy names).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Stops recording requests (for load tests).
+    pub fn quiet(&self) {
+        let mut g = self.lock();
+        g.quiet = true;
+        g.received.clear();
     }
 
     pub fn set_script(&self, script: Script) {
@@ -138,6 +153,9 @@ fn receive(inner: &Mutex<Inner>, api: &'static str, headers: &HeaderMap, body: &
             .map(String::from)
     };
     let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+    if g.quiet {
+        return g.script.clone().unwrap_or(Script::Text("ok".into()));
+    }
     g.received.push(Received {
         api,
         body: body.clone(),

@@ -1,0 +1,115 @@
+//! `loadgen`: open-loop load at a fixed rate. Requests are scheduled at
+//! `1/rate` intervals whatever the server does, and each latency is
+//! measured from its scheduled send time, so a slow server cannot hide its
+//! queueing (no coordinated omission). Prints one JSON object.
+
+use clap::Parser;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[arg(long)]
+    url: String,
+    /// Requests per second.
+    #[arg(long)]
+    rate: f64,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// JSON body to POST.
+    #[arg(long)]
+    body: String,
+    /// `Name: value` headers.
+    #[arg(long = "header")]
+    headers: Vec<String>,
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = match reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(1);
+        }
+    };
+    let total = (args.rate * args.duration).round() as usize;
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut headers = reqwest::header::HeaderMap::new();
+    for h in &args.headers {
+        if let Some((k, v)) = h.split_once(':')
+            && let (Ok(k), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(k.trim().as_bytes()),
+                reqwest::header::HeaderValue::from_str(v.trim()),
+            )
+        {
+            headers.insert(k, v);
+        }
+    }
+    let body = Arc::new(args.body.clone());
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let scheduled = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(scheduled.into()).await;
+        let client = client.clone();
+        let headers = headers.clone();
+        let body = Arc::clone(&body);
+        let latencies = Arc::clone(&latencies);
+        let errors = Arc::clone(&errors);
+        let url = args.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(&url)
+                .headers(headers)
+                .header("content-type", "application/json")
+                .body(body.as_str().to_owned())
+                .send()
+                .await;
+            let ok = match r {
+                Ok(resp) => resp.status().is_success() && resp.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            let micros = scheduled.elapsed().as_micros() as u64;
+            if ok {
+                latencies.lock().await.push(micros);
+            } else {
+                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut l = latencies.lock().await.clone();
+    l.sort_unstable();
+    let ok = l.len();
+    println!(
+        "{}",
+        json!({
+            "rate": args.rate, "sent": total, "ok": ok,
+            "errors": errors.load(std::sync::atomic::Ordering::Relaxed),
+            "achieved_rate": ok as f64 / elapsed,
+            "p50_ms": pct(&l, 0.50), "p90_ms": pct(&l, 0.90), "p99_ms": pct(&l, 0.99), "max_ms": pct(&l, 1.0)
+        })
+    );
+}
