@@ -7,8 +7,11 @@
 //!   the others, and a policy that stops compiling keeps its last good
 //!   generation;
 //! - [`standalone`]: the YAML file loader for running without Kubernetes;
-//! - [`manifests`]: the generated CRD manifests (`crdgen` writes them).
+//! - [`manifests`]: the generated CRD manifests (`crdgen` writes them);
+//! - [`bundle_secret`]: the Secret that carries a compiled bundle from the
+//!   operator to the gateways.
 
+pub mod bundle_secret;
 pub mod compiler;
 pub mod diagnostic;
 pub mod duration;

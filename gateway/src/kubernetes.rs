@@ -13,21 +13,16 @@
 use crate::identity::Identity;
 use crate::metrics::GatewayMetrics;
 use crate::snapshot::{Current, Snapshot};
-use flate2::read::GzDecoder;
 use futures_util::StreamExt;
 use k8s_openapi::api::authentication::v1::TokenReview;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
-use palisade_policy::PolicyBundle;
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Must match the operator's `bundle_secret::BUNDLE_KEY`.
-pub const BUNDLE_KEY: &str = "bundle.json.gz";
 /// How often a gateway renews its applied-revision report.
 pub const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -49,19 +44,6 @@ pub struct ClusterSource {
     pub secret_name: String,
     /// This gateway's name in reports (the pod name).
     pub instance: String,
-}
-
-fn decode(secret: &Secret) -> Result<PolicyBundle, String> {
-    let data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(BUNDLE_KEY))
-        .ok_or_else(|| format!("the Secret has no {BUNDLE_KEY}"))?;
-    let mut json = Vec::new();
-    GzDecoder::new(&data.0[..])
-        .read_to_end(&mut json)
-        .map_err(|e| format!("cannot decompress the bundle: {e}"))?;
-    serde_json::from_slice(&json).map_err(|e| format!("the bundle does not load: {e}"))
 }
 
 /// Writes the applied revision into this gateway's Lease.
@@ -133,7 +115,7 @@ pub fn watch(
                     continue;
                 }
             };
-            match decode(&secret) {
+            match palisade_crds::bundle_secret::decode(&secret).map_err(|e| e.to_string()) {
                 Ok(bundle) => {
                     let snapshot = Snapshot::new(bundle);
                     let revision = snapshot.revision().to_owned();

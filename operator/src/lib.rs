@@ -3,7 +3,7 @@
 //! `PolicyBundle`, writes it with server-side apply into the one Secret the
 //! gateways watch, and reports per-object status and Events.
 //!
-//! - [`bundle_secret`]: the compiled object (gzip'd JSON in a Secret);
+//! - [`bundle_secret`] (from `palisade-crds`): the compiled object, a Secret;
 //! - [`status`]: pure status computation (conditions that only move on change);
 //! - [`reconcile`]: the watch → compile → apply → status loop;
 //! - [`leader`]: Lease-based leader election (one active replica);
@@ -14,7 +14,7 @@
 //! (milliseconds for thousands of policies), and last known good versions
 //! come from the bundle being served.
 
-pub mod bundle_secret;
+pub use palisade_crds::bundle_secret;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

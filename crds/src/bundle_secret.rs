@@ -1,5 +1,6 @@
-//! The object gateways watch: a Secret (it carries provider credentials)
-//! holding the bundle as gzip'd JSON, with its revision in an annotation.
+//! The contract between the operator and the gateways: the Secret (it
+//! carries provider credentials) holding the compiled bundle as gzip'd JSON,
+//! with its revision in an annotation. The operator encodes, gateways decode.
 
 use flate2::Compression;
 use flate2::read::GzDecoder;
