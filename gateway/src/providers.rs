@@ -110,6 +110,15 @@ async fn json_body(r: reqwest::Response) -> Result<Value, UpstreamError> {
     serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Invalid(format!("not JSON: {e}")))
 }
 
+/// `Authorization: Bearer <key>` when the provider has credentials.
+fn bearer(provider: &Provider) -> Vec<(&'static str, String)> {
+    provider
+        .api_key
+        .iter()
+        .map(|k| ("authorization", format!("Bearer {}", k.expose())))
+        .collect()
+}
+
 /// Sends an OpenAI-shaped chat request to `provider` asking for `model`.
 pub async fn call(
     http: &reqwest::Client,
@@ -122,11 +131,7 @@ pub async fn call(
         ProviderKind::OpenAi => {
             let mut body = request.clone();
             body["model"] = json!(model);
-            let auth: Vec<(&str, String)> = provider
-                .api_key
-                .iter()
-                .map(|k| ("authorization", format!("Bearer {}", k.expose())))
-                .collect();
+            let auth = bearer(provider);
             let r = post(http, provider, "/v1/chat/completions", &body, &auth).await?;
             if stream {
                 Ok(Answer::Stream(
@@ -138,11 +143,7 @@ pub async fn call(
         }
         ProviderKind::Ollama => {
             let body = ollama::request(request, model);
-            let auth: Vec<(&str, String)> = provider
-                .api_key
-                .iter()
-                .map(|k| ("authorization", format!("Bearer {}", k.expose())))
-                .collect();
+            let auth = bearer(provider);
             let r = post(http, provider, "/api/chat", &body, &auth).await?;
             if stream {
                 Ok(Answer::Stream(ollama::stream(
