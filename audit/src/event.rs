@@ -128,6 +128,41 @@ impl AuditEvent {
         e.reason_codes = vec![d.reason_code.as_str().to_owned()];
         e
     }
+
+    /// An approval outcome (`approval.approved`, `approval.consumed`, ...):
+    /// kind `approval`, the approval's name, and who decided or used it.
+    pub fn approval_outcome(a: &ApprovalFacts<'_>, decision: &str, code: &str) -> Self {
+        let mut e = Self::new(
+            EventKind::Approval,
+            a.request_id,
+            a.namespace,
+            a.agent,
+            decision,
+        );
+        e.policy = Some(a.policy.to_owned());
+        e.rule = a.rule.map(str::to_owned);
+        e.reason_codes = vec![code.to_owned()];
+        e.tool = Some(a.tool.to_owned());
+        e.argument_digest = Some(a.arguments_digest.to_owned());
+        e.approval = Some(a.name.to_owned());
+        e.decided_by = a.actor.map(str::to_owned);
+        e
+    }
+}
+
+/// What an approval-outcome row says about the approval.
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalFacts<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub agent: &'a str,
+    pub tool: &'a str,
+    pub arguments_digest: &'a str,
+    pub request_id: &'a str,
+    pub policy: &'a str,
+    pub rule: Option<&'a str>,
+    /// Who decided (for decisions) or which gateway used it (consumption).
+    pub actor: Option<&'a str>,
 }
 
 /// An event with its place in its writer's hash chain.

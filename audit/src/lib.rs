@@ -7,9 +7,12 @@
 //! - [`writer`]: the asynchronous batched writer with a bounded queue, the
 //!   durable spool for outages, failure modes and graceful drain;
 //! - [`spool`]: the append-only, fsync'd, checksummed spool files;
+//! - [`approvals`]: the standalone gateway's approvals table (held tool
+//!   calls, decided and consumed once, compare-and-set);
 //! - [`http`]: the authenticated query endpoint the gateway serves;
 //! - [`metrics`]: `palisade_audit_*` Prometheus metrics.
 
+pub mod approvals;
 pub mod error;
 pub mod event;
 pub mod http;
@@ -19,7 +22,7 @@ pub mod store;
 pub mod writer;
 
 pub use error::AuditError;
-pub use event::{AuditEvent, ChainedEvent, EventKind};
+pub use event::{ApprovalFacts, AuditEvent, ChainedEvent, EventKind};
 pub use metrics::AuditMetrics;
 pub use store::{Backend, Filter, Migrations, Store, VerifyReport};
 pub use writer::{AuditWriter, FailureMode, WriterConfig, WriterTask};

@@ -59,6 +59,30 @@ pub struct GatewaySettings {
     /// Secret values taken from the environment, so files hold no keys.
     #[serde(default)]
     pub secrets: Vec<EnvSecret>,
+    /// Who may decide held tool calls over HTTP.
+    #[serde(default)]
+    pub approvals: ApprovalSettings,
+}
+
+/// Approvals of a standalone gateway (kept in the audit database).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// People who may list, approve and deny over HTTP
+    /// (`/v1/approvals...`), each with a bearer token read from an
+    /// environment variable. Empty: decide with the `approvals` CLI only.
+    #[serde(default)]
+    pub operators: Vec<OperatorToken>,
+}
+
+/// One person who may decide approvals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperatorToken {
+    /// Recorded as `operator:NAME` in `decidedBy` and the audit.
+    pub name: String,
+    /// The environment variable holding this person's token.
+    pub token_env: String,
 }
 
 fn default_listen() -> String {
@@ -76,6 +100,7 @@ impl Default for GatewaySettings {
             namespace: default_namespace(),
             audit: AuditSettings::default(),
             secrets: Vec::new(),
+            approvals: ApprovalSettings::default(),
         }
     }
 }

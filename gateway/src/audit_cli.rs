@@ -80,7 +80,8 @@ pub fn default_sqlite_url(first_config: &Path) -> String {
     format!("sqlite://{}", dir.join("palisade-audit.db").display())
 }
 
-fn resolve(target: &Target) -> Result<String, String> {
+/// The database a target names.
+pub fn resolve(target: &Target) -> Result<String, String> {
     if let Some(url) = &target.url {
         return Ok(url.clone());
     }
@@ -163,13 +164,17 @@ fn print_rows(rows: &[ChainedEvent], output: Output, header: bool) {
     let _ = out.flush();
 }
 
-/// Runs an audit command to completion (or, with `--follow`, until killed).
-pub fn run(command: AuditCommand) -> Result<ExitCode, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// The single-threaded runtime the CLI commands run on.
+pub fn cli_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    rt.block_on(async move {
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Runs an audit command to completion (or, with `--follow`, until killed).
+pub fn run(command: AuditCommand) -> Result<ExitCode, String> {
+    cli_runtime()?.block_on(async move {
         match command {
             AuditCommand::Migrate(target) => {
                 let url = resolve(&target)?;

@@ -111,13 +111,71 @@ fn gate_tool_calls(
                 "[palisade] The tool call `{name}` was blocked by policy ({}{rule}); it was not passed on.",
                 d.reason_code
             )),
-            (Outcome::RequireApproval, _) => withheld.push(format!(
-                "[palisade] The tool call `{name}` needs a human's approval ({}{rule}), which is not enabled on this gateway; it was not passed on.",
-                d.reason_code
-            )),
+            (Outcome::RequireApproval, _) => {
+                withheld.push(hold_in_background(state, snapshot, who, request_id, &name, &args, &d));
+            }
         }
     }
     (allowed, withheld)
+}
+
+/// Records an Approval for a tool call the model proposed that needs a
+/// human, and returns the explanation the client sees. The approval's name
+/// is derived from the request, so it is known before the record is
+/// written; the write runs in the background (the stream does not wait)
+/// and is idempotent. Once approved, the agent runs the call through
+/// `POST /v1/tool-calls` with `"approval": NAME`.
+fn hold_in_background(
+    state: &AppState,
+    snapshot: &Snapshot,
+    who: &Identity,
+    request_id: &str,
+    tool: &str,
+    args: &Value,
+    d: &palisade_policy::Decision,
+) -> String {
+    let rule = d
+        .rule
+        .as_deref()
+        .map(|r| format!(", rule {r}"))
+        .unwrap_or_default();
+    let Some((policy, _)) = snapshot.bundle.policy_for(&who.namespace, &who.agent) else {
+        return format!(
+            "[palisade] The tool call `{tool}` needs a human's approval ({}{rule}); it was not passed on.",
+            d.reason_code
+        );
+    };
+    let hold = crate::approvals::Hold {
+        namespace: who.namespace.clone(),
+        agent: who.agent.clone(),
+        tool: tool.to_owned(),
+        arguments: palisade_policy::redact_arguments(args, &policy.audit.redact_keys),
+        arguments_digest: argument_digest(args),
+        request_id: request_id.to_owned(),
+        policy: policy.name.clone(),
+        policy_generation: policy.generation,
+        rule: d.rule.clone(),
+        requested_by: policy
+            .agent(&who.agent)
+            .and_then(|a| a.service_account.as_deref())
+            .map(|sa| format!("system:serviceaccount:{}:{sa}", policy.namespace)),
+        ttl: std::time::Duration::from_secs(policy.approvals.ttl_seconds),
+    };
+    let name = hold.name();
+    let approvals = state.approvals.clone();
+    let metrics = Arc::clone(&state.metrics);
+    tokio::spawn(async move {
+        match approvals.hold(&hold, jiff::Timestamp::now()).await {
+            Ok(_) => metrics.approvals.with_label_values(&["requested"]).inc(),
+            Err(e) => {
+                tracing::error!(error = %e, approval = %hold.name(), "could not record the approval of a held tool call")
+            }
+        }
+    });
+    format!(
+        "[palisade] The tool call `{tool}` needs a human's approval ({}{rule}); it was not passed on. Approval {name} was requested: poll GET /v1/approvals/{name}; once approved, run it with POST /v1/tool-calls and \"approval\": \"{name}\".",
+        d.reason_code
+    )
 }
 
 /// Applies tool-call decisions to a non-streamed completion.
@@ -184,6 +242,7 @@ async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
     let snapshot = state.config.load_full().ok_or_else(ApiError::not_ready)?;
     let who = crate::server::identify(&state, &snapshot, headers).await?;
     crate::server::require_json(headers)?;
+    crate::limits::check_json_depth(body)?;
     let request: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     if !request.is_object() || !request["messages"].is_array() {

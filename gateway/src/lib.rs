@@ -12,16 +12,24 @@
 //! - [`identity`]: API-key authentication; [`error`]: OpenAI-shaped errors;
 //! - [`metrics`]: `palisade_*` Prometheus metrics;
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`) and `/docs`;
-//! - [`config`], [`audit_cli`]: file loading and the `audit` commands.
+//! - [`config`], [`audit_cli`], [`approvals_cli`]: file loading and the
+//!   `audit` and `approvals` commands.
 //!
-//! Not built yet: approvals.
+//! - [`approvals`] / [`approvals_api`]: held tool calls (Approval
+//!   resources in a cluster, the audit database standalone), the `202`
+//!   step, polling, single use, and standalone decisions;
+//! - [`limits`]: JSON nesting limit.
 
+pub mod approvals;
+pub mod approvals_api;
+pub mod approvals_cli;
 pub mod audit_cli;
 pub mod chat;
 pub mod config;
 pub mod error;
 pub mod identity;
 pub mod kubernetes;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod providers;

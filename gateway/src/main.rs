@@ -30,6 +30,9 @@ enum Command {
     /// Migrate, verify and query the audit database.
     #[command(subcommand)]
     Audit(palisade_gateway::audit_cli::AuditCommand),
+    /// List, approve and deny held tool calls (standalone gateway).
+    #[command(subcommand)]
+    Approvals(palisade_gateway::approvals_cli::ApprovalsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +98,7 @@ fn load(args: &ConfigArgs) -> Result<Loaded, String> {
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Audit(command) => palisade_gateway::audit_cli::run(command),
+        Command::Approvals(command) => palisade_gateway::approvals_cli::run(command),
         Command::Run(args) => palisade_gateway::run::run(args),
         Command::Validate(args) => {
             let loaded = load(&args)?;

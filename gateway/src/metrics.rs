@@ -16,6 +16,7 @@ pub struct GatewayMetrics {
     pub config_revision: IntGaugeVec,
     pub config_loaded_seconds: IntGauge,
     pub config_reload_errors: IntCounter,
+    pub approvals: IntCounterVec,
     pub audit: AuditMetrics,
 }
 
@@ -62,6 +63,14 @@ impl GatewayMetrics {
             "palisade_config_reload_errors_total",
             "Configuration changes rejected (the previous configuration kept serving)",
         )?;
+        let approvals = IntCounterVec::new(
+            Opts::new(
+                "palisade_approvals_total",
+                "Approval outcomes seen by this gateway: requested, approved, denied, expired, consumed, replay_refused, mismatch, not_found",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(approvals.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(kill_switch_hits.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -77,6 +86,7 @@ impl GatewayMetrics {
             config_revision,
             config_loaded_seconds,
             config_reload_errors,
+            approvals,
             audit,
         })
     }

@@ -20,7 +20,10 @@ pub fn document() -> Value {
             "description": "Policy gateway for AI agents: OpenAI-compatible chat routed by policy, tool-call decisions, audit. Every error uses OpenAI's error shape; `error.code` is a Palisade reason code (see docs/reason-codes.md)."
         },
         "components": {
-            "securitySchemes": {"agentKey": {"type": "http", "scheme": "bearer", "description": "The agent's API key."}},
+            "securitySchemes": {
+                "agentKey": {"type": "http", "scheme": "bearer", "description": "The agent's API key (or, in a cluster, its ServiceAccount token)."},
+                "operatorToken": {"type": "http", "scheme": "bearer", "description": "Standalone only: a token from GatewaySettings spec.approvals.operators. Agents never have one."}
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
@@ -37,7 +40,20 @@ pub fn document() -> Value {
                     "properties": {
                         "tool": {"type": "string"},
                         "arguments": {"type": "object", "description": "The tool's arguments; only their digest is audited unless the policy says otherwise."},
-                        "requestId": {"type": "string", "maxLength": 128}
+                        "requestId": {"type": "string", "maxLength": 128},
+                        "approval": {"type": "string", "description": "After a 202: the approved Approval this call uses (once, for exactly this agent, tool and arguments, before it expires)."}
+                    }
+                },
+                "Approval": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"}, "namespace": {"type": "string"}, "agent": {"type": "string"}, "tool": {"type": "string"},
+                        "arguments": {"type": "object", "description": "Redacted as the policy says."},
+                        "argumentsDigest": {"type": "string"}, "requestId": {"type": "string"}, "policy": {"type": "string"}, "rule": {"type": "string", "nullable": true},
+                        "phase": {"type": "string", "enum": ["Pending", "Approved", "Denied", "Expired", "Consumed"]},
+                        "decision": {"type": "string", "nullable": true}, "reason": {"type": "string", "nullable": true}, "decidedBy": {"type": "string", "nullable": true},
+                        "requestedAt": {"type": "string", "format": "date-time"}, "expiresAt": {"type": "string", "format": "date-time"},
+                        "poll": {"type": "string", "description": "Where to poll: /v1/approvals/{name}"}
                     }
                 },
                 "Decision": {
@@ -78,10 +94,53 @@ pub fn document() -> Value {
                     "200": {"description": "Allowed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
                     "400": error_response("Malformed request"),
                     "401": error_response("Unknown API key"),
-                    "403": error_response("Denied (or needs approval, which this gateway does not offer yet)"),
+                    "202": {"description": "Held for a human: the body's `approval` names the Approval, where to poll and its expiry; repeat the call with `approval` once it is Approved", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
+                    "403": error_response("Denied, or the named approval cannot be used (approval.denied, approval.expired, approval.replay_refused, approval.mismatch, approval.not_found)"),
                     "413": error_response("Body larger than 1 MiB"),
                     "415": error_response("Body not sent as application/json"),
                     "503": error_response("Not ready, or the decision could not be audited")
+                }
+            }},
+            "/v1/approvals/{name}": {"get": {
+                "summary": "Where an approval stands (long-poll with ?wait=30s, at most 60s)",
+                "security": [{"agentKey": []}, {"operatorToken": []}],
+                "parameters": [
+                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "wait", "in": "query", "schema": {"type": "string"}, "description": "Wait while Pending, e.g. 30s"},
+                    {"name": "namespace", "in": "query", "schema": {"type": "string"}, "description": "Operators: the approval's namespace (default: found by name)"}
+                ],
+                "responses": {
+                    "200": {"description": "The approval", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Approval"}}}},
+                    "401": error_response("Unknown key or token"),
+                    "404": error_response("No such approval that the caller may see (agents see only their own)")
+                }
+            }},
+            "/v1/approvals": {"get": {
+                "summary": "List approvals (standalone; operator token)",
+                "security": [{"operatorToken": []}],
+                "parameters": [
+                    {"name": "namespace", "in": "query", "schema": {"type": "string"}},
+                    {"name": "pending", "in": "query", "schema": {"type": "boolean"}}
+                ],
+                "responses": {
+                    "200": {"description": "{\"items\": [Approval]}"},
+                    "403": error_response("An agent key: agents cannot list or decide"),
+                    "404": error_response("In a cluster: decide with kubectl patch approval")
+                }
+            }},
+            "/v1/approvals/{name}/{action}": {"post": {
+                "summary": "Approve or deny a held call (standalone; operator token)",
+                "security": [{"operatorToken": []}],
+                "parameters": [
+                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "action", "in": "path", "required": true, "schema": {"type": "string", "enum": ["approve", "deny"]}}
+                ],
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"reason": {"type": "string", "maxLength": 1024}, "namespace": {"type": "string"}}}}}},
+                "responses": {
+                    "200": {"description": "Recorded (decidedBy operator:NAME)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Approval"}}}},
+                    "403": error_response("An agent key"),
+                    "404": error_response("No such approval; or, in a cluster, decisions go through kubectl"),
+                    "409": error_response("Already decided (final) or expired")
                 }
             }},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},

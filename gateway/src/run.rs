@@ -69,6 +69,20 @@ fn spool_dir(audit_url: &str, first_config: &Path) -> PathBuf {
     }
 }
 
+/// This replica's name in reports and `consumedBy` (the pod name).
+fn instance_name() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!(
+            "{}-{}",
+            host.trim().trim_end_matches('.'),
+            std::process::id()
+        )
+        .trim_start_matches('-')
+        .to_owned()
+    })
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -158,15 +172,14 @@ async fn serve(
     let metrics = Arc::new(GatewayMetrics::new().map_err(|e| format!("metrics: {e}"))?);
     let current = snapshot::empty();
     // Where the configuration comes from: files, or the operator's Secret.
-    let (settings, watcher, tokens, first, revision) = if args.kubernetes {
+    let (settings, watcher, tokens, first, revision, client) = if args.kubernetes {
         let client = kube::Client::try_default()
             .await
             .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
         let source = crate::kubernetes::ClusterSource {
             namespace: args.namespace.clone(),
             secret_name: args.secret_name.clone(),
-            instance: std::env::var("POD_NAME")
-                .unwrap_or_else(|_| format!("gateway-{}", std::process::id())),
+            instance: instance_name(),
         };
         let watcher = crate::kubernetes::watch(
             client.clone(),
@@ -178,12 +191,22 @@ async fn serve(
             listen: "0.0.0.0:8080".into(),
             ..Default::default()
         };
-        let tokens = Some(crate::kubernetes::TokenReviewer::new(client, Vec::new()));
+        let tokens = Some(crate::kubernetes::TokenReviewer::new(
+            client.clone(),
+            Vec::new(),
+        ));
         let revision = format!(
             "(waiting for Secret {}/{})",
             args.namespace, args.secret_name
         );
-        (settings, watcher, tokens, PathBuf::from("."), revision)
+        (
+            settings,
+            watcher,
+            tokens,
+            PathBuf::from("."),
+            revision,
+            Some(client),
+        )
     } else {
         let (revision, settings) = source::load_into(&args.config, &current, &metrics)?;
         let watcher = source::watch(
@@ -193,7 +216,7 @@ async fn serve(
             interval,
         );
         let first = args.config.first().cloned().unwrap_or_default();
-        (settings, watcher, None, first, revision)
+        (settings, watcher, None, first, revision, None)
     };
     let audit_url = match (args.audit_url.clone().or_else(|| settings.audit.url.clone()), args.kubernetes) {
         (Some(url), _) => url,
@@ -210,6 +233,31 @@ async fn serve(
         })?),
     };
     let query_store = store.clone();
+    let mut operator_tokens = Vec::new();
+    for op in &settings.approvals.operators {
+        let token = std::env::var(&op.token_env).map_err(|_| {
+            format!("GatewaySettings spec.approvals.operators[{}].tokenEnv names {}, which is not set; export it or remove the operator", op.name, op.token_env)
+        })?;
+        if let Some(snapshot) = current.load_full() {
+            use sha2::{Digest, Sha256};
+            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            if let Some(k) = snapshot.keys.iter().find(|k| k.sha256 == digest) {
+                return Err(format!(
+                    "GatewaySettings spec.approvals.operators[{}]: the token in {} is also the API key of agent {}/{}; an agent must never decide approvals, give the operator a different token",
+                    op.name, op.token_env, k.namespace, k.agent
+                ));
+            }
+        }
+        operator_tokens.push((op.name.clone(), token));
+    }
+    let instance = instance_name();
+    let approvals = match client {
+        Some(client) => crate::approvals::Approvals::Cluster { client, instance },
+        None => crate::approvals::Approvals::Local {
+            store: palisade_audit::approvals::ApprovalStore::new(store.clone()),
+            instance,
+        },
+    };
     let mut writer_config = WriterConfig::new(spool_dir(&audit_url, &first));
     writer_config.failure_mode = match settings.audit.failure_mode {
         standalone::FailureMode::Spool => FailureMode::Spool,
@@ -233,13 +281,19 @@ async fn serve(
         http: crate::server::http_client()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
         tokens,
+        approvals,
+        operators: Arc::new(crate::approvals_api::Operators::new(operator_tokens)),
     };
+    // Standalone: nobody else expires approvals, so this process audits
+    // each expiry once (the operator does it in a cluster).
+    let sweeper = tokio::spawn(crate::approvals_api::sweep_expired(state.clone()));
     let router = match read_token {
         Some(token) => crate::server::app_with_audit_query(state, query_store, token),
         None => app(state),
     };
     serve_connections(listener, router, header_timeout, shutdown_signal()).await;
     watcher.abort();
+    sweeper.abort();
     // Every request is done and every handle to the writer is gone: wait
     // until everything accepted is durable.
     audit_task.join().await;

@@ -35,6 +35,36 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// ServiceAccount-token identity, when running in a cluster.
     pub tokens: Option<crate::kubernetes::TokenReviewer>,
+    /// Where held calls are recorded.
+    pub approvals: crate::approvals::Approvals,
+    /// Standalone only: the people who may decide approvals over HTTP.
+    /// Empty in a cluster, where decisions go through Kubernetes RBAC.
+    pub operators: Arc<crate::approvals_api::Operators>,
+}
+
+impl AppState {
+    /// A standalone gateway's state: approvals in the audit database
+    /// `store`, decided by `operators` (name, token) over HTTP.
+    pub fn standalone(
+        config: Current,
+        audit: AuditWriter,
+        metrics: Arc<GatewayMetrics>,
+        store: palisade_audit::Store,
+        operators: Vec<(String, String)>,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            config,
+            audit,
+            metrics,
+            http: http_client()?,
+            tokens: None,
+            approvals: crate::approvals::Approvals::Local {
+                store: palisade_audit::approvals::ApprovalStore::new(store),
+                instance: format!("gateway-{}", std::process::id()),
+            },
+            operators: Arc::new(crate::approvals_api::Operators::new(operators)),
+        })
+    }
 }
 
 /// Who is calling: an agent API key, or (in a cluster) a ServiceAccount
@@ -115,6 +145,12 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/tool-calls", post(tool_calls))
         .route("/v1/chat/completions", post(crate::chat::chat_completions))
+        .route("/v1/approvals", get(crate::approvals_api::list))
+        .route("/v1/approvals/{name}", get(crate::approvals_api::get))
+        .route(
+            "/v1/approvals/{name}/{verb}",
+            post(crate::approvals_api::decide),
+        )
         .route("/openapi.json", get(crate::openapi::serve_document))
         .route("/docs", get(crate::openapi::serve_docs))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -168,6 +204,8 @@ struct ToolCallRequest {
     arguments: Value,
     /// The caller's request id, for correlating audit rows.
     request_id: Option<String>,
+    /// The approved Approval this call uses (after a `202`).
+    approval: Option<String>,
 }
 
 fn empty_object() -> Value {
@@ -220,17 +258,8 @@ async fn decide_tool_call(
 ) -> Result<Response, ApiError> {
     let snapshot = ready(state)?;
     let who = identify(state, &snapshot, headers).await?;
-    if !headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/json"))
-    {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request",
-            "send the body as application/json",
-        ));
-    }
+    require_json(headers)?;
+    crate::limits::check_json_depth(body)?;
     let req: ToolCallRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid tool-call request: {e}; expected {{\"tool\": \"name\", \"arguments\": {{...}}}}")))?;
     if !req.arguments.is_object() {
@@ -246,6 +275,37 @@ async fn decide_tool_call(
         },
         jiff::Timestamp::now(),
     );
+    let digest = argument_digest(&req.arguments);
+    let policy = snapshot
+        .bundle
+        .policy_for(&who.namespace, &who.agent)
+        .map(|(p, _)| p);
+    let shown = policy.map(|p| match p.audit.arguments {
+        ArgumentCapture::Digest => None,
+        ArgumentCapture::Redacted => Some(redact_arguments(&req.arguments, &p.audit.redact_keys)),
+        ArgumentCapture::Full => Some(req.arguments.clone()),
+    });
+
+    // A held call: hold it (202), or use the approval it names.
+    let step = match (decision.effective_outcome(), policy) {
+        (Outcome::RequireApproval, Some(policy)) => Some(
+            crate::approvals_api::step(
+                state,
+                policy,
+                &who,
+                &decision,
+                crate::approvals_api::Call {
+                    tool: &req.tool,
+                    arguments: &req.arguments,
+                    digest: &digest,
+                    request_id: &request_id,
+                    approval: req.approval.as_deref(),
+                },
+            )
+            .await?,
+        ),
+        _ => None,
+    };
 
     let mut event = AuditEvent::from_decision(
         EventKind::ToolCall,
@@ -255,15 +315,10 @@ async fn decide_tool_call(
         &decision,
     );
     event.tool = Some(req.tool.clone());
-    event.argument_digest = Some(argument_digest(&req.arguments));
-    if let Some((policy, _)) = snapshot.bundle.policy_for(&who.namespace, &who.agent) {
-        event.arguments = match policy.audit.arguments {
-            ArgumentCapture::Digest => None,
-            ArgumentCapture::Redacted => {
-                Some(redact_arguments(&req.arguments, &policy.audit.redact_keys))
-            }
-            ArgumentCapture::Full => Some(req.arguments.clone()),
-        };
+    event.argument_digest = Some(digest.clone());
+    event.arguments = shown.flatten();
+    if let Some(step) = &step {
+        step.annotate(&mut event);
     }
     if let Err(e) = state.audit.record(event) {
         tracing::error!(error = %e, request_id, "decision not audited; refusing the request");
@@ -310,6 +365,9 @@ async fn decide_tool_call(
     }
 
     let body = decision_json(&decision, &request_id);
+    if let Some(step) = step {
+        return Ok(step.respond(body, &req.tool, &request_id));
+    }
     Ok(match decision.effective_outcome() {
         Outcome::Allow => (StatusCode::OK, [("x-request-id", request_id.clone())], Json(body)).into_response(),
         Outcome::Deny => ApiError::new(
@@ -328,7 +386,7 @@ async fn decide_tool_call(
         Outcome::RequireApproval => ApiError::new(
             StatusCode::FORBIDDEN,
             decision.reason_code.as_str(),
-            format!("tool {:?} needs a human's approval, and approvals are not enabled on this gateway; the call is refused", req.tool),
+            format!("tool {:?} needs a human's approval, but no policy names agent {:?}; the call is refused", req.tool, who.agent),
         )
         .with_palisade(body)
         .into_response(),

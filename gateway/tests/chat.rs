@@ -8,7 +8,7 @@ use axum::http::Request;
 use palisade_audit::{AuditMetrics, AuditWriter, Filter, Migrations, Store, WriterConfig};
 use palisade_fake_upstreams::{FakeOpenAi, Script};
 use palisade_gateway::metrics::GatewayMetrics;
-use palisade_gateway::server::{AppState, app, http_client};
+use palisade_gateway::server::{AppState, app};
 use palisade_gateway::{snapshot, source};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -98,13 +98,14 @@ stringData: {{intake: {KEY}, openai: sk-upstream, anthropic: sk-ant-upstream}}
     )
     .unwrap();
     Setup {
-        state: AppState {
-            config: current,
+        state: AppState::standalone(
+            current,
             audit,
             metrics,
-            http: http_client().unwrap(),
-            tokens: None,
-        },
+            store.clone(),
+            vec![("oncall".into(), "operator-token".into())],
+        )
+        .unwrap(),
         store,
         local,
         cloud,

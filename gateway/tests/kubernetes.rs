@@ -141,6 +141,11 @@ async fn a_gateway_in_a_cluster_serves_the_operators_configuration_to_service_ac
         metrics,
         http: http_client().unwrap(),
         tokens: Some(TokenReviewer::new(client.clone(), vec![])),
+        approvals: palisade_gateway::approvals::Approvals::Cluster {
+            client: client.clone(),
+            instance: "gateway-test".into(),
+        },
+        operators: Default::default(),
     };
 
     // Not ready until the first configuration arrives; then serving.

@@ -10,7 +10,7 @@ use axum::http::Request;
 use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
 use palisade_fake_upstreams::{FakeOpenAi, Script};
 use palisade_gateway::metrics::GatewayMetrics;
-use palisade_gateway::server::{AppState, app, http_client};
+use palisade_gateway::server::{AppState, app};
 use palisade_gateway::{snapshot, source};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -80,18 +80,19 @@ stringData: {{a: key-a, off: key-off, research: key-research}}
     .await
     .unwrap();
     let (audit, _t) = AuditWriter::start(
-        store,
+        store.clone(),
         WriterConfig::new(d.join("spool")),
         AuditMetrics::unregistered().unwrap(),
     )
     .unwrap();
-    AppState {
-        config: current,
+    AppState::standalone(
+        current,
         audit,
         metrics,
-        http: http_client().unwrap(),
-        tokens: None,
-    }
+        store.clone(),
+        vec![("oncall".into(), "operator-token".into())],
+    )
+    .unwrap()
 }
 
 async fn post(
@@ -145,7 +146,7 @@ async fn every_tool_reason_code_reaches_the_agent_with_its_status() {
             "key-a",
             "send_email",
             json!({}),
-            403,
+            202,
             "tool.approval_required_by_rule",
         ),
         (
@@ -159,7 +160,7 @@ async fn every_tool_reason_code_reaches_the_agent_with_its_status() {
             "key-a",
             "wire_money",
             json!({}),
-            403,
+            202,
             "tool.approval_required_by_grant",
         ),
         ("key-a", "format_disk", json!({}), 403, "tool.default_deny"),

@@ -56,13 +56,14 @@ async fn gateway(name: &str, edit: impl Fn(String) -> String, load: bool) -> Gat
     )
     .unwrap();
     Gateway {
-        state: AppState {
-            config: current,
+        state: AppState::standalone(
+            current,
             audit,
             metrics,
-            http: palisade_gateway::server::http_client().unwrap(),
-            tokens: None,
-        },
+            store.clone(),
+            vec![("oncall".into(), "operator-token".into())],
+        )
+        .unwrap(),
         store,
         config,
     }
@@ -149,10 +150,12 @@ async fn tool_calls_are_allowed_or_denied_with_reason_and_rule_and_audited() {
     )
     .await;
     assert_eq!(
-        status, 403,
-        "approvals are not enabled: a held call is refused, not allowed"
+        status, 202,
+        "a held call is accepted for a human's decision"
     );
-    assert_eq!(body["palisade"]["decision"], "RequireApproval");
+    assert_eq!(body["decision"], "RequireApproval");
+    assert_eq!(body["reasonCodes"][1], "approval.pending");
+    assert_eq!(body["approval"]["phase"], "Pending");
 
     g.state.audit.flush().await.unwrap();
     let rows = g.store.query(&Filter::default()).await.unwrap();

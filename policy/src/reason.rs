@@ -77,6 +77,33 @@ pub enum ReasonCode {
     /// policy's fallback provider served the request.
     #[serde(rename = "routing.fallback")]
     RoutingFallback,
+    /// A human approved exactly this call (same agent, tool and argument digest) and the approval was consumed by it: allowed once.
+    #[serde(rename = "tool.allowed_by_approval")]
+    ToolAllowedByApproval,
+    /// The call needs a human's approval, which is still pending (or was just requested).
+    #[serde(rename = "approval.pending")]
+    ApprovalPending,
+    /// A human approved the held call (audited when the decision is recorded).
+    #[serde(rename = "approval.approved")]
+    ApprovalApproved,
+    /// A human denied the held call; retrying with that approval stays refused.
+    #[serde(rename = "approval.denied")]
+    ApprovalDenied,
+    /// The approval's `expiresAt` passed before it was decided or used.
+    #[serde(rename = "approval.expired")]
+    ApprovalExpired,
+    /// The approved call ran; the approval is now used up (audited once, when consumed).
+    #[serde(rename = "approval.consumed")]
+    ApprovalConsumed,
+    /// The approval was already consumed; a second use is refused, on every gateway replica.
+    #[serde(rename = "approval.replay_refused")]
+    ApprovalReplayRefused,
+    /// The approval was made for a different agent, tool or argument digest than the call naming it.
+    #[serde(rename = "approval.mismatch")]
+    ApprovalMismatch,
+    /// The call names an approval that does not exist in the agent's namespace.
+    #[serde(rename = "approval.not_found")]
+    ApprovalNotFound,
 }
 
 impl ReasonCode {
@@ -104,6 +131,15 @@ impl ReasonCode {
         Self::RoutingAgent,
         Self::RoutingDefault,
         Self::RoutingFallback,
+        Self::ToolAllowedByApproval,
+        Self::ApprovalPending,
+        Self::ApprovalApproved,
+        Self::ApprovalDenied,
+        Self::ApprovalExpired,
+        Self::ApprovalConsumed,
+        Self::ApprovalReplayRefused,
+        Self::ApprovalMismatch,
+        Self::ApprovalNotFound,
     ];
 
     /// The wire form, e.g. `kill_switch.policy`.
@@ -131,6 +167,15 @@ impl ReasonCode {
             Self::RoutingAgent => "routing.agent",
             Self::RoutingDefault => "routing.default",
             Self::RoutingFallback => "routing.fallback",
+            Self::ToolAllowedByApproval => "tool.allowed_by_approval",
+            Self::ApprovalPending => "approval.pending",
+            Self::ApprovalApproved => "approval.approved",
+            Self::ApprovalDenied => "approval.denied",
+            Self::ApprovalExpired => "approval.expired",
+            Self::ApprovalConsumed => "approval.consumed",
+            Self::ApprovalReplayRefused => "approval.replay_refused",
+            Self::ApprovalMismatch => "approval.mismatch",
+            Self::ApprovalNotFound => "approval.not_found",
         }
     }
 

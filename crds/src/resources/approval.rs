@@ -40,8 +40,11 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("!has(oldSelf.decision) || (has(self.reason) == has(oldSelf.reason) && (!has(self.reason) || self.reason == oldSelf.reason))")
         .message("spec.reason cannot change once a decision is made")
         .field_path(".reason"),
-    validation = Rule::new("self.agent == oldSelf.agent && self.tool == oldSelf.tool && self.argumentsDigest == oldSelf.argumentsDigest && self.requestId == oldSelf.requestId && self.policy == oldSelf.policy && self.requestedAt == oldSelf.requestedAt && self.expiresAt == oldSelf.expiresAt")
-        .message("the request an Approval describes cannot change; only spec.decision and spec.reason may be set")
+    validation = Rule::new("!has(oldSelf.decidedBy) || (has(self.decidedBy) && self.decidedBy == oldSelf.decidedBy)")
+        .message("spec.decidedBy is final once recorded")
+        .field_path(".decidedBy"),
+    validation = Rule::new("self.agent == oldSelf.agent && self.tool == oldSelf.tool && self.argumentsDigest == oldSelf.argumentsDigest && self.requestId == oldSelf.requestId && self.policy == oldSelf.policy && self.requestedAt == oldSelf.requestedAt && has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy) && self.expiresAt == oldSelf.expiresAt")
+        .message("the request an Approval describes cannot change; only spec.decision, spec.reason and spec.decidedBy may be set")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalSpec {
@@ -71,6 +74,13 @@ pub struct ApprovalSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub rule: Option<String>,
+    /// The agent's Kubernetes identity
+    /// (`system:serviceaccount:NAMESPACE:NAME`), when it has one. The
+    /// chart's admission policy refuses a decision made by this user: an
+    /// agent never approves its own request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub requested_by: Option<String>,
     /// When the gateway held the call.
     pub requested_at: Time,
     /// Deadline for a decision; afterwards the approval expires.
@@ -82,6 +92,72 @@ pub struct ApprovalSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub reason: Option<String>,
+    /// Who decided. Stamped from the authenticated request's user by the
+    /// chart's MutatingAdmissionPolicy; the ValidatingAdmissionPolicy
+    /// refuses any other value. Final once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub decided_by: Option<String>,
+}
+
+/// Where an approval stands at `now`, from the human's decision, whether it
+/// was consumed, and its deadline. The gateway and the operator both use
+/// this, so neither waits for the other to write a phase: consumed beats
+/// everything, a denial stays a denial, and an approval not used before
+/// `expiresAt` has expired.
+pub fn approval_phase_at(
+    decision: Option<ApprovalDecision>,
+    consumed: bool,
+    expires_at: jiff::Timestamp,
+    now: jiff::Timestamp,
+) -> ApprovalPhase {
+    match decision {
+        _ if consumed => ApprovalPhase::Consumed,
+        Some(ApprovalDecision::Denied) => ApprovalPhase::Denied,
+        _ if now >= expires_at => ApprovalPhase::Expired,
+        Some(ApprovalDecision::Approved) => ApprovalPhase::Approved,
+        None => ApprovalPhase::Pending,
+    }
+}
+
+impl Approval {
+    /// [`approval_phase_at`] for this object.
+    pub fn phase_at(&self, now: jiff::Timestamp) -> ApprovalPhase {
+        let consumed = self
+            .status
+            .as_ref()
+            .is_some_and(|s| s.consumed_at.is_some());
+        approval_phase_at(self.spec.decision, consumed, self.spec.expires_at.0, now)
+    }
+}
+
+impl ApprovalDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "Approved",
+            Self::Denied => "Denied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Approved" => Some(Self::Approved),
+            "Denied" => Some(Self::Denied),
+            _ => None,
+        }
+    }
+}
+
+impl ApprovalPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Approved => "Approved",
+            Self::Denied => "Denied",
+            Self::Expired => "Expired",
+            Self::Consumed => "Consumed",
+        }
+    }
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
