@@ -90,7 +90,7 @@ pub async fn try_acquire(client: &kube::Client, cfg: &LeaseConfig) -> Result<boo
 
 /// Aborts the task when dropped, so stopping the election (or the process
 /// dying) never leaves a compile loop running unled.
-struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+pub(crate) struct AbortOnDrop<T>(pub(crate) Option<tokio::task::JoinHandle<T>>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

@@ -6,6 +6,8 @@
 //! - [`bundle_secret`] (from `palisade-crds`): the compiled object, a Secret;
 //! - [`status`]: pure status computation (conditions that only move on change);
 //! - [`reconcile`]: the watch → compile → apply → status loop;
+//! - [`approvals`]: the Approval lifecycle (phase, decider, expiry, audit,
+//!   garbage collection);
 //! - [`leader`]: Lease-based leader election (one active replica);
 //! - [`metrics`]: `palisade_operator_*` metrics, `/healthz`, `/readyz`.
 //!
@@ -14,6 +16,7 @@
 //! (milliseconds for thousands of policies), and last known good versions
 //! come from the bundle being served.
 
+pub mod approvals;
 pub use palisade_crds::bundle_secret;
 pub mod leader;
 pub mod metrics;

@@ -20,6 +20,17 @@ struct Args {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8081")]
     metrics_listen: String,
+    /// Audit database for approval outcomes: postgres://... (the gateways'
+    /// database) or sqlite://PATH. Without it, outcomes are only logged.
+    #[arg(long, env = "PALISADE_AUDIT_URL")]
+    audit_url: Option<String>,
+    /// Where audit events wait while the database is unreachable.
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("palisade-operator-spool"))]
+    audit_spool_dir: std::path::PathBuf,
+    /// Delete decided, expired and consumed Approvals this long after they
+    /// finished (e.g. 24h, 7d is 168h).
+    #[arg(long, default_value = "24h")]
+    approval_retention: String,
 }
 
 fn config_identity() -> String {
@@ -50,6 +61,44 @@ async fn main() -> ExitCode {
     };
     let mut config = OperatorConfig::new(namespace.clone());
     config.secret_name = args.secret_name;
+    config.approval_retention =
+        match palisade_crds::duration::parse_duration(&args.approval_retention) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("palisade-operator: --approval-retention: {e}; use e.g. 24h");
+                return ExitCode::FAILURE;
+            }
+        };
+    let mut audit_task = None;
+    match &args.audit_url {
+        Some(url) => {
+            let opened = async {
+                let store = palisade_audit::Store::open(url, palisade_audit::Migrations::Apply)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let audit_metrics =
+                    palisade_audit::AuditMetrics::register(&config.metrics.registry)
+                        .map_err(|e| e.to_string())?;
+                palisade_audit::AuditWriter::start(
+                    store,
+                    palisade_audit::WriterConfig::new(&args.audit_spool_dir),
+                    audit_metrics,
+                )
+                .map_err(|e| e.to_string())
+            };
+            match opened.await {
+                Ok((writer, task)) => {
+                    config.audit = Some(writer);
+                    audit_task = Some(task);
+                }
+                Err(e) => {
+                    eprintln!("palisade-operator: audit: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => tracing::warn!("no --audit-url: approval outcomes are logged, not audited"),
+    }
     let metrics = std::sync::Arc::clone(&config.metrics);
     match tokio::net::TcpListener::bind(&args.metrics_listen).await {
         Ok(listener) => {
@@ -93,7 +142,7 @@ async fn main() -> ExitCode {
             palisade_operator::leader::run_while_leader(client, lease, tx, work).await
         }
     };
-    tokio::select! {
+    let code = tokio::select! {
         result = leading => match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -101,6 +150,27 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        _ = shutdown_signal() => ExitCode::SUCCESS,
+    };
+    // Every handle to the audit writer is gone with the loops: wait until
+    // what they recorded is durable.
+    if let Some(task) = audit_task {
+        task.join().await;
+    }
+    code
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
     }
 }

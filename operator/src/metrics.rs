@@ -21,6 +21,8 @@ pub struct OperatorMetrics {
     pub policies: IntGaugeVec,
     pub grants: IntGaugeVec,
     pub leader: IntGauge,
+    pub approvals: IntGaugeVec,
+    pub approval_outcomes: IntCounterVec,
     /// Set once the first reconcile succeeded (or while standing by).
     pub ready: AtomicBool,
 }
@@ -61,6 +63,17 @@ impl OperatorMetrics {
             &["state"],
         )?;
         let leader = IntGauge::new("palisade_operator_leader", "1 while this replica leads")?;
+        let approvals = IntGaugeVec::new(
+            Opts::new("palisade_operator_approvals", "Approvals by phase"),
+            &["phase"],
+        )?;
+        let approval_outcomes = IntCounterVec::new(
+            Opts::new(
+                "palisade_operator_approval_outcomes_total",
+                "Approval outcomes recorded: approved, denied, expired, consumed, collected",
+            ),
+            &["outcome"],
+        )?;
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -69,6 +82,8 @@ impl OperatorMetrics {
             Box::new(policies.clone()),
             Box::new(grants.clone()),
             Box::new(leader.clone()),
+            Box::new(approvals.clone()),
+            Box::new(approval_outcomes.clone()),
         ] {
             registry.register(c)?;
         }
@@ -78,6 +93,8 @@ impl OperatorMetrics {
             errors,
             duration,
             bundle_bytes,
+            approvals,
+            approval_outcomes,
             policies,
             grants,
             leader,

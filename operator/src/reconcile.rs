@@ -43,6 +43,10 @@ pub struct OperatorConfig {
     pub instance: String,
     /// Where to count passes, errors and sizes.
     pub metrics: Arc<crate::metrics::OperatorMetrics>,
+    /// Where approval outcomes are audited.
+    pub audit: Option<palisade_audit::AuditWriter>,
+    /// How long decided, expired and consumed Approvals are kept.
+    pub approval_retention: Duration,
 }
 
 impl OperatorConfig {
@@ -56,6 +60,8 @@ impl OperatorConfig {
             metrics: Arc::new(
                 crate::metrics::OperatorMetrics::new().unwrap_or_else(|_| unreachable_metrics()),
             ),
+            audit: None,
+            approval_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -99,6 +105,10 @@ async fn check_crds(client: &Client) -> Result<(), Error> {
             .list(&lp)
             .await
             .map(|_| ()),
+        Api::<palisade_crds::Approval>::all(client.clone())
+            .list(&lp)
+            .await
+            .map(|_| ()),
     ] {
         match result {
             Err(kube::Error::Api(e)) if e.code == 404 => {
@@ -112,8 +122,30 @@ async fn check_crds(client: &Client) -> Result<(), Error> {
 }
 
 /// Runs until the task is dropped. Fails only when the CRDs are missing.
+/// Two loops: policies and grants into the bundle, and the Approval
+/// lifecycle.
 pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Error> {
     check_crds(&client).await?;
+    let lifecycle = crate::approvals::Lifecycle {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: Some(config.instance.clone()),
+            },
+        ),
+        audit: config.audit.clone(),
+        retention: config.approval_retention,
+        metrics: Arc::clone(&config.metrics),
+    };
+    tokio::select! {
+        result = run_bundle(client, config) => result,
+        () = crate::approvals::run(lifecycle) => Ok(()),
+    }
+}
+
+async fn run_bundle(client: Client, config: OperatorConfig) -> Result<(), Error> {
     let changed = Arc::new(Notify::new());
     let (policies, policy_writer) = reflector::store::<AIPolicy>();
     let (grants, grant_writer) = reflector::store::<ToolGrant>();
@@ -475,17 +507,28 @@ impl Loop {
         reason: &str,
         note: String,
     ) {
-        let mut note = note;
-        note.truncate(1000);
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &object.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "cannot publish event");
-        }
+        publish(&self.recorder, object, type_, reason, note).await;
+    }
+}
+
+/// Publishes an Event about `object` (failures are logged, never fatal).
+pub async fn publish<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    object: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let mut note = note;
+    note.truncate(1000);
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &object.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "cannot publish event");
     }
 }

@@ -395,3 +395,172 @@ async fn metrics_and_readiness_follow_the_reconcile() {
     assert!(metrics.bundle_bytes.get() > 100 && metrics.reconciles.get() >= 1);
     op.abort();
 }
+
+/// An Approval as a gateway creates it.
+fn held(name: &str, expires_in: Duration) -> palisade_crds::Approval {
+    let now = jiff::Timestamp::now();
+    serde_json::from_value(json!({
+        "apiVersion": "palisade.dev/v1alpha1",
+        "kind": "Approval",
+        "metadata": {"name": name, "namespace": "clinic"},
+        "spec": {
+            "agent": "intake", "tool": "send_email", "arguments": {"to": "a@b.c"},
+            "argumentsDigest": format!("sha256:{}", "a".repeat(64)),
+            "requestId": format!("req-{name}"), "policy": "clinic", "policyGeneration": 1,
+            "requestedAt": now.to_string(),
+            "expiresAt": (now + jiff::SignedDuration::try_from(expires_in).unwrap()).to_string(),
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_recorded_expired_audited_and_collected() {
+    let (_sim, client) = cluster().await;
+    install(&client).await;
+    let d = std::env::temp_dir().join(format!("palisade-op-appr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let store = palisade_audit::Store::open(
+        &format!("sqlite://{}", d.join("audit.db").display()),
+        palisade_audit::Migrations::Apply,
+    )
+    .await
+    .unwrap();
+    let (audit, _task) = palisade_audit::AuditWriter::start(
+        store.clone(),
+        palisade_audit::WriterConfig::new(d.join("spool")),
+        palisade_audit::AuditMetrics::unregistered().unwrap(),
+    )
+    .unwrap();
+    let mut config = palisade_operator::OperatorConfig::new("palisade-system");
+    config.audit = Some(audit.clone());
+    config.approval_retention = Duration::from_secs(2);
+    let metrics = std::sync::Arc::clone(&config.metrics);
+    let _op = tokio::spawn(palisade_operator::run(client.clone(), config));
+
+    let api: Api<palisade_crds::Approval> = Api::namespaced(client.clone(), "clinic");
+    api.create(
+        &PostParams::default(),
+        &held("decided", Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    api.create(
+        &PostParams::default(),
+        &held("forgotten", Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
+    let phase = |name: &'static str, want: &'static str| {
+        let api = api.clone();
+        async move {
+            until(&format!("{name} {want}"), async || {
+                let a = api.get_opt(name).await.unwrap()?;
+                let s = a.status?;
+                (s.phase.map(|p| p.as_str()) == Some(want)).then_some(s)
+            })
+            .await
+        }
+    };
+    phase("decided", "Pending").await;
+
+    // A human decides (kube-sim runs no admission: the patch carries what
+    // the chart's MutatingAdmissionPolicy would stamp).
+    api.patch(
+        "decided",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"decision": "Approved", "reason": "ok", "decidedBy": "alice"}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let s = phase("decided", "Approved").await;
+    assert_eq!(s.decided_by.as_deref(), Some("alice"));
+    assert!(s.decided_at.is_some());
+
+    // A gateway consumes it; the operator keeps that and says Consumed.
+    let current = api.get("decided").await.unwrap();
+    api.patch_status(
+        "decided",
+        &PatchParams::default(),
+        &Patch::Merge(json!({
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "status": {"consumedAt": jiff::Timestamp::now().to_string(), "consumedBy": "gw-1"}
+        })),
+    )
+    .await
+    .unwrap();
+    let s = phase("decided", "Consumed").await;
+    assert_eq!(s.decided_by.as_deref(), Some("alice"));
+
+    // Nobody decides the other: it expires at its deadline.
+    let s = phase("forgotten", "Expired").await;
+    assert!(s.decided_by.is_none());
+
+    // Both outcomes are audited with who decided.
+    audit.flush().await.unwrap();
+    let rows = store
+        .query(&palisade_audit::Filter::default())
+        .await
+        .unwrap();
+    let outcomes: Vec<(String, String, Option<String>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.event.approval.clone().unwrap(),
+                r.event.reason_codes[0].clone(),
+                r.event.decided_by.clone(),
+            )
+        })
+        .collect();
+    assert!(
+        outcomes.contains(&(
+            "decided".into(),
+            "approval.approved".into(),
+            Some("alice".into())
+        )),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&("forgotten".into(), "approval.expired".into(), None)),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.len(), 2, "each outcome once: {outcomes:?}");
+
+    // Events say what happened.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "clinic");
+    until("Approved and Expired events", async || {
+        let reasons: Vec<String> = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
+        (reasons.iter().any(|r| r == "Approved") && reasons.iter().any(|r| r == "Expired"))
+            .then_some(())
+    })
+    .await;
+
+    // After the retention both are collected.
+    until("collected", async || {
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        metrics
+            .render()
+            .contains("palisade_operator_approval_outcomes_total{outcome=\"collected\"} 2"),
+        "{}",
+        metrics.render()
+    );
+}

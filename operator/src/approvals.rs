@@ -1,0 +1,392 @@
+//! The Approval lifecycle. Gateways create Approvals and consume them;
+//! humans decide them with `kubectl patch`; this controller keeps the
+//! record:
+//!
+//! - `status.phase` follows the decision, consumption and deadline
+//!   (`Pending` → `Approved` / `Denied` / `Expired` → `Consumed`), requeued
+//!   at `expiresAt` so an undecided approval expires on time;
+//! - the decision is recorded once: who (`spec.decidedBy`, stamped from the
+//!   authenticated user by the chart's admission policy) and when;
+//! - each outcome (approved, denied, expired) is audited through
+//!   `palisade-audit` and announced with an Event; consumption is audited
+//!   by the gateway that consumed it;
+//! - decided, expired and consumed approvals are deleted after the
+//!   retention period.
+//!
+//! Status writes carry the `resourceVersion` read, so a write never
+//! overwrites a gateway's consumption it has not seen.
+
+use crate::reconcile::{MANAGER, publish};
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use palisade_audit::{ApprovalFacts, AuditEvent, AuditWriter};
+use palisade_crds::{Approval, ApprovalPhase, ApprovalStatus};
+use palisade_policy::ReasonCode;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the lifecycle needs.
+#[derive(Clone)]
+pub struct Lifecycle {
+    pub client: Client,
+    pub recorder: Recorder,
+    /// Where outcomes are audited (`--audit-url`); `None` logs a warning
+    /// per outcome instead.
+    pub audit: Option<AuditWriter>,
+    /// How long decided, expired and consumed approvals are kept.
+    pub retention: Duration,
+    pub metrics: Arc<crate::metrics::OperatorMetrics>,
+}
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("audit", &self.audit.is_some())
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// The status an approval should have at `now`, given what it has. Pure:
+/// unit-tested without a server.
+pub fn desired_status(a: &Approval, now: Timestamp) -> ApprovalStatus {
+    let old = a.status.clone().unwrap_or_default();
+    let phase = a.phase_at(now);
+    let decided = a.spec.decision.is_some();
+    ApprovalStatus {
+        observed_generation: a.metadata.generation,
+        phase: Some(phase),
+        decided_by: old.decided_by.clone().or_else(|| a.spec.decided_by.clone()),
+        decided_at: match (&old.decided_at, decided) {
+            (Some(t), _) => Some(t.clone()),
+            (None, true) => Some(Time(now)),
+            (None, false) => None,
+        },
+        consumed_at: old.consumed_at.clone(),
+        consumed_by: old.consumed_by.clone(),
+        conditions: old.conditions.clone(),
+    }
+}
+
+/// When an approval reached its final phase, if it has.
+pub fn finished_at(a: &Approval, now: Timestamp) -> Option<Timestamp> {
+    let status = a.status.as_ref();
+    match a.phase_at(now) {
+        ApprovalPhase::Consumed => status.and_then(|s| s.consumed_at.as_ref()).map(|t| t.0),
+        ApprovalPhase::Denied => Some(
+            status
+                .and_then(|s| s.decided_at.as_ref())
+                .map(|t| t.0)
+                .unwrap_or(a.spec.requested_at.0),
+        ),
+        ApprovalPhase::Expired => Some(a.spec.expires_at.0),
+        ApprovalPhase::Pending | ApprovalPhase::Approved => None,
+    }
+}
+
+fn until(t: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(t.duration_since(now)).unwrap_or_default() + Duration::from_millis(10)
+}
+
+fn outcome(phase: ApprovalPhase) -> Option<(ReasonCode, &'static str)> {
+    match phase {
+        ApprovalPhase::Approved => Some((ReasonCode::ApprovalApproved, "Approved")),
+        ApprovalPhase::Denied => Some((ReasonCode::ApprovalDenied, "Denied")),
+        ApprovalPhase::Expired => Some((ReasonCode::ApprovalExpired, "Expired")),
+        _ => None,
+    }
+}
+
+async fn reconcile(a: Arc<Approval>, cx: Arc<Lifecycle>) -> Result<Action, LifecycleError> {
+    let now = Timestamp::now();
+    let namespace = a.namespace().unwrap_or_default();
+    let name = a.name_any();
+    let api: Api<Approval> = Api::namespaced(cx.client.clone(), &namespace);
+
+    if let Some(done) = finished_at(&a, now) {
+        let collect_at = done
+            .checked_add(jiff::SignedDuration::try_from(cx.retention).unwrap_or_default())
+            .unwrap_or(done);
+        if collect_at <= now {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => cx
+                    .metrics
+                    .approval_outcomes
+                    .with_label_values(&["collected"])
+                    .inc(),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(Action::await_change());
+        }
+    }
+
+    let desired = desired_status(&a, now);
+    let old_phase = a.status.as_ref().and_then(|s| s.phase);
+    if a.status.as_ref() != Some(&desired) {
+        let patch = json!({
+            "metadata": {"resourceVersion": a.resource_version()},
+            "status": serde_json::to_value(&desired).unwrap_or_default(),
+        });
+        match api
+            .patch_status(
+                &name,
+                &PatchParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Someone (a gateway consuming it) wrote first: the watch
+            // brings the new version and we decide again.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                return Ok(Action::requeue(Duration::from_millis(50)));
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
+            Err(e) => return Err(e.into()),
+        }
+        let new_phase = desired.phase.unwrap_or(ApprovalPhase::Pending);
+        if old_phase != Some(new_phase) {
+            announce(&cx, &a, new_phase, &desired).await;
+        }
+    }
+
+    Ok(match finished_at(&a, now) {
+        Some(done) => Action::requeue(until(done, now) + cx.retention),
+        // Pending or Approved: look again when it expires.
+        None => Action::requeue(until(a.spec.expires_at.0, now)),
+    })
+}
+
+/// Audits, counts and announces a phase the operator just recorded.
+async fn announce(cx: &Lifecycle, a: &Approval, phase: ApprovalPhase, status: &ApprovalStatus) {
+    let Some((code, decision)) = outcome(phase) else {
+        return;
+    };
+    let label = code.as_str().trim_start_matches("approval.");
+    cx.metrics
+        .approval_outcomes
+        .with_label_values(&[label])
+        .inc();
+    let namespace = a.namespace().unwrap_or_default();
+    let name = a.name_any();
+    let decided_by = status.decided_by.as_deref();
+    let facts = ApprovalFacts {
+        namespace: &namespace,
+        name: &name,
+        agent: &a.spec.agent,
+        tool: &a.spec.tool,
+        arguments_digest: &a.spec.arguments_digest,
+        request_id: &a.spec.request_id,
+        policy: &a.spec.policy,
+        rule: a.spec.rule.as_deref(),
+        actor: decided_by,
+    };
+    let mut event = AuditEvent::approval_outcome(&facts, decision, code.as_str());
+    event.policy_generation = Some(a.spec.policy_generation);
+    match &cx.audit {
+        Some(audit) => {
+            if let Err(e) = audit.record(event) {
+                tracing::error!(error = %e, approval = %name, "approval outcome not audited");
+            }
+        }
+        None => {
+            tracing::warn!(approval = %name, outcome = label, "approval outcome not audited: start the operator with --audit-url")
+        }
+    }
+    let who = decided_by.unwrap_or("an unrecorded user");
+    let (type_, note) = match phase {
+        ApprovalPhase::Approved => (
+            EventType::Normal,
+            format!(
+                "{} may run {} once; approved by {who}",
+                a.spec.agent, a.spec.tool
+            ),
+        ),
+        ApprovalPhase::Denied => (
+            EventType::Normal,
+            format!(
+                "{} may not run {}; denied by {who}",
+                a.spec.agent, a.spec.tool
+            ),
+        ),
+        _ => (
+            EventType::Warning,
+            format!(
+                "nobody decided before {}; {} may not run {}",
+                a.spec.expires_at.0, a.spec.agent, a.spec.tool
+            ),
+        ),
+    };
+    publish(&cx.recorder, a, type_, decision, note).await;
+    if phase != ApprovalPhase::Expired && status.decided_by.is_none() {
+        publish(
+            &cx.recorder,
+            a,
+            EventType::Warning,
+            "DeciderNotRecorded",
+            "the decision carries no spec.decidedBy: install the chart's admission policies so the deciding user is stamped from the request".into(),
+        )
+        .await;
+    }
+}
+
+fn error_policy(_: Arc<Approval>, e: &LifecycleError, cx: Arc<Lifecycle>) -> Action {
+    tracing::warn!(error = %e, "approval reconcile failed; retrying");
+    cx.metrics.errors.with_label_values(&["approvals"]).inc();
+    Action::requeue(Duration::from_secs(1))
+}
+
+/// Runs the lifecycle controller until dropped.
+pub async fn run(cx: Lifecycle) {
+    let api: Api<Approval> = Api::all(cx.client.clone());
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    let metrics = Arc::clone(&cx.metrics);
+    // Approvals by phase, from the controller's cache.
+    let gauge = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let now = Timestamp::now();
+            let mut counts = [0i64; 5];
+            for a in store.state() {
+                counts[a.phase_at(now) as usize] += 1;
+            }
+            for (phase, n) in [
+                ApprovalPhase::Pending,
+                ApprovalPhase::Approved,
+                ApprovalPhase::Denied,
+                ApprovalPhase::Expired,
+                ApprovalPhase::Consumed,
+            ]
+            .iter()
+            .zip(counts)
+            {
+                metrics
+                    .approvals
+                    .with_label_values(&[phase.as_str()])
+                    .set(n);
+            }
+        }
+    });
+    let _gauge = crate::leader::AbortOnDrop(Some(gauge));
+    controller
+        .run(reconcile, error_policy, Arc::new(cx))
+        .for_each(|_| async {})
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_crds::{ApprovalDecision, ApprovalSpec};
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn approval(decision: Option<ApprovalDecision>) -> Approval {
+        let mut a = Approval::new(
+            "intake-0a1b2c3d4e5f",
+            ApprovalSpec {
+                agent: "intake".into(),
+                tool: "send_email".into(),
+                arguments: json!({}),
+                arguments_digest: format!("sha256:{}", "0".repeat(64)),
+                request_id: "r-1".into(),
+                policy: "clinic".into(),
+                policy_generation: 3,
+                rule: None,
+                requested_by: None,
+                requested_at: Time(t("2026-11-22T10:00:00Z")),
+                expires_at: Time(t("2026-11-22T10:15:00Z")),
+                decision,
+                reason: None,
+                decided_by: decision.map(|_| "alice".to_owned()),
+            },
+        );
+        a.metadata.generation = Some(1);
+        a
+    }
+
+    #[test]
+    fn a_decision_is_recorded_once_with_who_and_when_and_then_kept() {
+        let undecided = approval(None);
+        let s = desired_status(&undecided, t("2026-11-22T10:01:00Z"));
+        assert_eq!(
+            (s.phase, s.decided_by, s.decided_at),
+            (Some(ApprovalPhase::Pending), None, None)
+        );
+
+        let mut decided = approval(Some(ApprovalDecision::Approved));
+        let first = desired_status(&decided, t("2026-11-22T10:02:00Z"));
+        assert_eq!(first.phase, Some(ApprovalPhase::Approved));
+        assert_eq!(first.decided_by.as_deref(), Some("alice"));
+        assert_eq!(first.decided_at, Some(Time(t("2026-11-22T10:02:00Z"))));
+        // Later passes keep the recorded time: no status churn.
+        decided.status = Some(first.clone());
+        assert_eq!(desired_status(&decided, t("2026-11-22T10:05:00Z")), first);
+    }
+
+    #[test]
+    fn deadlines_expire_undecided_and_unused_approvals_and_consumption_wins() {
+        let pending = approval(None);
+        let late = t("2026-11-22T10:15:00Z");
+        assert_eq!(
+            desired_status(&pending, late).phase,
+            Some(ApprovalPhase::Expired)
+        );
+        assert_eq!(finished_at(&pending, late), Some(late));
+
+        let mut approved = approval(Some(ApprovalDecision::Approved));
+        assert_eq!(
+            finished_at(&approved, t("2026-11-22T10:05:00Z")),
+            None,
+            "still usable"
+        );
+        approved.status = Some(ApprovalStatus {
+            consumed_at: Some(Time(t("2026-11-22T10:06:00Z"))),
+            consumed_by: Some("gw-1".into()),
+            ..Default::default()
+        });
+        let s = desired_status(&approved, late);
+        assert_eq!(
+            s.phase,
+            Some(ApprovalPhase::Consumed),
+            "consumed beats expiry"
+        );
+        assert_eq!(
+            s.consumed_by.as_deref(),
+            Some("gw-1"),
+            "the gateway's record is kept"
+        );
+        assert_eq!(
+            finished_at(&approved, late),
+            Some(t("2026-11-22T10:06:00Z"))
+        );
+
+        let denied = approval(Some(ApprovalDecision::Denied));
+        assert_eq!(
+            desired_status(&denied, late).phase,
+            Some(ApprovalPhase::Denied),
+            "a denial stays a denial"
+        );
+    }
+}
