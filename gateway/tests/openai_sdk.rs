@@ -11,37 +11,9 @@ use std::process::{Command, Stdio};
 
 /// A Python with the `openai` package, set up once per target dir.
 fn python_with_openai() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openai-venv");
-    let python = venv.join("bin/python");
-    let has_sdk = |p: &PathBuf| {
-        Command::new(p)
-            .args(["-c", "import openai"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if python.exists() && has_sdk(&python) {
-        return python;
-    }
-    let made = Command::new("python3")
-        .args(["-m", "venv", venv.to_str().unwrap()])
-        .status()
-        .unwrap();
-    assert!(
-        made.success(),
-        "python3 -m venv failed (Debian: apt-get install python3-venv)"
-    );
-    let pip = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "openai>=1.40",
-        ])
-        .status()
-        .unwrap();
-    assert!(pip.success(), "pip install openai failed");
-    assert!(has_sdk(&python));
-    python
+    palisade_fake_upstreams::python::python_with_openai(
+        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openai-venv"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

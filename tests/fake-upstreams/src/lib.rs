@@ -5,6 +5,10 @@
 //! - OpenAI `POST /v1/chat/completions` (JSON, or SSE with `stream: true`);
 //! - Ollama `POST /api/chat` (JSON, or NDJSON with `stream: true`);
 //! - Anthropic `POST /v1/messages` (JSON, or SSE events with `stream: true`).
+//!
+//! [`python`]: the official `openai` Python SDK, as a client for tests.
+
+pub mod python;
 
 use axum::Router;
 use axum::body::{Body, Bytes};

@@ -1,0 +1,380 @@
+//! The end-to-end harness. One [`Harness`] starts what a cluster would run:
+//! the in-memory API server (kube-sim), a throwaway PostgreSQL, fake model
+//! upstreams, the operator binary and two gateway replicas (real processes,
+//! `--kubernetes`, talking to the API server only through its HTTP API),
+//! then lets tests act only as users do: `kubectl apply / patch / get`, and
+//! HTTP to the gateways.
+//!
+//! The binaries are the ones `cargo test --workspace` builds next to this
+//! test (`target/<profile>/palisade-gateway`, `palisade-operator`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use palisade_audit_suite::TestPostgres;
+use palisade_fake_upstreams::{FakeOpenAi, Script};
+use palisade_kube_sim::{KubeSim, UserInfo};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The namespace the chart installs into.
+pub const SYSTEM_NS: &str = "palisade-system";
+/// The intake agent's ServiceAccount token (the example's `intake-agent`).
+pub const INTAKE_TOKEN: &str = "token-intake-agent";
+/// The scheduler agent's ServiceAccount token.
+pub const SCHEDULER_TOKEN: &str = "token-scheduler-agent";
+
+/// A built binary of the workspace, next to the running test.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo test --workspace` (or `cargo build --bins` first)",
+        path.display()
+    );
+    path
+}
+
+/// A gateway replica process.
+#[derive(Debug)]
+pub struct Gateway {
+    pub name: String,
+    pub addr: String,
+    child: Child,
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "gateway {} exited with {status}",
+            self.name
+        );
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Everything a test drives.
+pub struct Harness {
+    pub sim: KubeSim,
+    pub pg: TestPostgres,
+    /// The local model (Ollama's native API).
+    pub local: FakeOpenAi,
+    /// The cloud model (OpenAI's API).
+    pub cloud: FakeOpenAi,
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub audit_url: String,
+    operator: Option<Child>,
+    pub gateways: Vec<Gateway>,
+    pub http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("api", &self.sim.url())
+            .field("audit", &self.audit_url)
+            .field("gateways", &self.gateways)
+            .finish()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(mut op) = self.operator.take() {
+            let _ = op.kill();
+            let _ = op.wait();
+        }
+    }
+}
+
+fn read_listen_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.split("http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no listen address in {line:?}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+impl Harness {
+    /// Starts the API server with the CRDs, the namespaces, the example
+    /// policy (pointed at the fake upstreams) applied with kubectl, the
+    /// operator, and two gateways; returns once both gateways serve it.
+    pub async fn start(name: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = palisade_audit_suite::temp_dir(&format!("e2e-{name}"));
+        let sim = KubeSim::start().await.unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig).unwrap();
+        for (token, sa) in [
+            (INTAKE_TOKEN, "intake-agent"),
+            (SCHEDULER_TOKEN, "scheduler-agent"),
+        ] {
+            sim.add_token(
+                token,
+                UserInfo {
+                    username: format!("system:serviceaccount:clinic:{sa}"),
+                    uid: format!("uid-{sa}"),
+                    groups: vec![
+                        "system:serviceaccounts".into(),
+                        "system:serviceaccounts:clinic".into(),
+                    ],
+                },
+            );
+        }
+        let pg = TestPostgres::start();
+        let audit_url = pg.database("palisade_e2e");
+        let local = FakeOpenAi::start(Script::Text("local answer".into()))
+            .await
+            .unwrap();
+        let cloud = FakeOpenAi::start(Script::Text("cloud answer".into()))
+            .await
+            .unwrap();
+        let mut h = Self {
+            sim,
+            pg,
+            local,
+            cloud,
+            dir,
+            kubeconfig,
+            audit_url,
+            operator: None,
+            gateways: Vec::new(),
+            http: reqwest::Client::new(),
+        };
+        h.kubectl_ok(&[
+            "apply",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/"),
+        ]);
+        // kube-sim speaks JSON only, so built-in objects go through
+        // `apply -f` (kubectl's `create namespace` sends protobuf).
+        h.apply_yaml(
+            "setup",
+            &format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: clinic}}\n---\n\
+                 apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SYSTEM_NS}}}\n---\n\
+                 apiVersion: v1\nkind: Secret\nmetadata: {{name: openai-credentials, namespace: clinic}}\n\
+                 stringData: {{apiKey: sk-e2e}}\n"
+            ),
+        );
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/clinic-assistant.yaml"
+        ))
+        .unwrap()
+        .replace("http://ollama.ollama:11434", &h.local.base_url())
+        .replace("https://api.openai.com", &h.cloud.base_url());
+        let manifest = h.dir.join("clinic-assistant.yaml");
+        std::fs::write(&manifest, example).unwrap();
+        h.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
+        h.start_operator();
+        for name in ["gateway-a", "gateway-b"] {
+            let g = h.start_gateway(name);
+            h.gateways.push(g);
+        }
+        for i in 0..h.gateways.len() {
+            h.wait_ready(i).await;
+        }
+        h
+    }
+
+    fn start_operator(&mut self) {
+        let mut child = Command::new(binary("palisade-operator"))
+            .args([
+                "--namespace",
+                SYSTEM_NS,
+                "--no-leader-election",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--audit-url",
+                &self.audit_url,
+                "--audit-spool-dir",
+                self.dir.join("operator-spool").to_str().unwrap(),
+                "--approval-retention",
+                "1h",
+            ])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("POD_NAME", "palisade-operator-0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the operator exited at start"
+        );
+        self.operator = Some(child);
+    }
+
+    /// Starts a gateway replica named `name` (its pod name).
+    pub fn start_gateway(&self, name: &str) -> Gateway {
+        let mut child = Command::new(binary("palisade-gateway"))
+            .args([
+                "run",
+                "--kubernetes",
+                "--namespace",
+                SYSTEM_NS,
+                "--listen",
+                "127.0.0.1:0",
+                "--audit-url",
+                &self.audit_url,
+            ])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("POD_NAME", name)
+            .env("RUST_LOG", "warn")
+            .current_dir(&self.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let addr = read_listen_line(&mut child);
+        Gateway {
+            name: name.into(),
+            addr,
+            child,
+        }
+    }
+
+    /// Waits until gateway `i` serves a configuration.
+    pub async fn wait_ready(&self, i: usize) {
+        let url = self.gateways[i].url("/readyz");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok(r) = self.http.get(&url).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway {} never became ready", self.gateways[i].name);
+    }
+
+    /// Runs kubectl against the API server.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("kubectl is on the PATH (.ci/run installs it)")
+    }
+
+    /// `kubectl apply -f` of `yaml` (written to a file named `name`).
+    pub fn apply_yaml(&self, name: &str, yaml: &str) -> String {
+        let path = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        self.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])
+    }
+
+    /// Runs kubectl and returns its stdout; fails the test if it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `POST /v1/tool-calls` on gateway `i` as the agent with `token`.
+    pub async fn tool_call(&self, i: usize, token: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.gateways[i].url("/v1/tool-calls"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `GET` on gateway `i` as `token`.
+    pub async fn get(&self, i: usize, token: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.gateways[i].url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Polls `f` every 20 ms for up to `limit`.
+    pub async fn until<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut f: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        let started = Instant::now();
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "timed out after {limit:?} waiting until {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The audit rows in Postgres.
+    pub async fn audit_rows(
+        &self,
+        filter: palisade_audit::Filter,
+    ) -> Vec<palisade_audit::ChainedEvent> {
+        let store =
+            palisade_audit::Store::open(&self.audit_url, palisade_audit::Migrations::VerifyOnly)
+                .await
+                .unwrap();
+        store.query(&filter).await.unwrap()
+    }
+}
+
+/// The error code or reason code of a gateway answer.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .or(body["reasonCode"].as_str())
+        .unwrap_or("")
+}

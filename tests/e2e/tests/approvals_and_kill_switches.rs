@@ -1,0 +1,472 @@
+//! Approvals and kill switches end to end: the operator and two gateway
+//! replicas as real processes against the in-memory API server and a real
+//! PostgreSQL, driven only with kubectl and HTTP.
+//!
+//! kube-sim runs no admission webhooks or policies, so where the chart's
+//! MutatingAdmissionPolicy would stamp `spec.decidedBy` from the
+//! requesting user, the kubectl patch here carries it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use palisade_audit::Filter;
+use palisade_e2e::{Harness, INTAKE_TOKEN, SCHEDULER_TOKEN, code};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn decide(h: &Harness, name: &str, decision: &str, reason: &str, by: &str) {
+    let patch =
+        json!({"spec": {"decision": decision, "reason": reason, "decidedBy": by}}).to_string();
+    h.kubectl_ok(&[
+        "patch",
+        "approval",
+        name,
+        "-n",
+        "clinic",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+}
+
+async fn hold(h: &Harness, gateway: usize, to: &str) -> String {
+    let (status, body) = h
+        .tool_call(
+            gateway,
+            INTAKE_TOKEN,
+            &json!({"tool": "send_email", "arguments": {"to": to, "ssn": "123-45-6789"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    body["approval"]["name"].as_str().unwrap().to_string()
+}
+
+fn using(name: &str, to: &str) -> Value {
+    json!({"tool": "send_email", "arguments": {"to": to, "ssn": "123-45-6789"}, "approval": name})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
+    let mut h = Harness::start("approvals").await;
+
+    // --- Approve: 202 → kubectl get → kubectl patch → once → replay refused.
+    let name = hold(&h, 0, "a@clinic.example").await;
+    let listed = h
+        .until(
+            "the operator marks it Pending",
+            Duration::from_secs(10),
+            async || {
+                let out = h.kubectl_ok(&["get", "approvals", "-n", "clinic"]);
+                out.lines()
+                    .any(|l| l.starts_with(&name) && l.contains("Pending"))
+                    .then_some(out)
+            },
+        )
+        .await;
+    assert!(
+        listed.contains("intake") && listed.contains("send_email"),
+        "{listed}"
+    );
+    // The arguments are redacted as the policy says; the digest is of the real ones.
+    let obj: Value = serde_json::from_str(
+        &h.kubectl_ok(&["get", "approval", &name, "-n", "clinic", "-o", "json"]),
+    )
+    .unwrap();
+    assert_eq!(obj["spec"]["arguments"]["ssn"], "[REDACTED]", "{obj}");
+    assert_eq!(
+        obj["spec"]["requestedBy"],
+        "system:serviceaccount:clinic:intake-agent"
+    );
+    assert_eq!(obj["spec"]["policy"], "clinic-assistant");
+
+    // The agent long-polls on the other replica while a human approves.
+    let poll = {
+        let http = h.http.clone();
+        let url = h.gateways[1].url(&format!("/v1/approvals/{name}?wait=20s"));
+        tokio::spawn(async move {
+            let r = http
+                .get(url)
+                .bearer_auth(INTAKE_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let started = std::time::Instant::now();
+            let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            (body, started)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    decide(
+        &h,
+        &name,
+        "Approved",
+        "the patient asked for it",
+        "alice@clinic.example",
+    );
+    let (polled, _) = poll.await.unwrap();
+    assert_eq!(polled["phase"], "Approved", "{polled}");
+    assert_eq!(polled["decidedBy"], "alice@clinic.example");
+    // Another agent cannot see it, let alone use it.
+    let (status, _) = h
+        .get(0, SCHEDULER_TOKEN, &format!("/v1/approvals/{name}"))
+        .await;
+    assert_eq!(status, 404);
+    // A decision is final (the CRD's rule, enforced by the API server).
+    let changed = h.kubectl(&[
+        "patch",
+        "approval",
+        &name,
+        "-n",
+        "clinic",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"decision":"Denied"}}"#,
+    ]);
+    assert!(!changed.status.success(), "a decision could be changed");
+    assert!(String::from_utf8_lossy(&changed.stderr).contains("final"));
+
+    // Different arguments: refused, approval not used up.
+    let (status, body) = h
+        .tool_call(0, INTAKE_TOKEN, &using(&name, "someone@else.example"))
+        .await;
+    assert_eq!((status, code(&body)), (403, "approval.mismatch"));
+    // The approved call runs once, on replica A...
+    let (status, body) = h
+        .tool_call(0, INTAKE_TOKEN, &using(&name, "a@clinic.example"))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (200, "tool.allowed_by_approval"),
+        "{body}"
+    );
+    // ...and never again, on either replica.
+    for gw in [1, 0] {
+        let (status, body) = h
+            .tool_call(gw, INTAKE_TOKEN, &using(&name, "a@clinic.example"))
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (403, "approval.replay_refused"),
+            "replica {gw}: {body}"
+        );
+    }
+    h.until(
+        "the operator marks it Consumed",
+        Duration::from_secs(10),
+        async || {
+            let out = h.kubectl_ok(&[
+                "get",
+                "approval",
+                &name,
+                "-n",
+                "clinic",
+                "-o",
+                "jsonpath={.status.phase} {.status.consumedBy} {.status.decidedBy}",
+            ]);
+            (out == "Consumed gateway-a alice@clinic.example").then_some(())
+        },
+    )
+    .await;
+
+    // --- Deny.
+    let denied = hold(&h, 1, "b@clinic.example").await;
+    decide(&h, &denied, "Denied", "not today", "bob@clinic.example");
+    let (status, body) = h
+        .tool_call(1, INTAKE_TOKEN, &using(&denied, "b@clinic.example"))
+        .await;
+    assert_eq!((status, code(&body)), (403, "approval.denied"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bob@clinic.example: not today"),
+        "{body}"
+    );
+
+    // --- A gateway restarts while an approval is pending: still works.
+    let pending = hold(&h, 0, "c@clinic.example").await;
+    let a = h.gateways.remove(0);
+    a.stop();
+    decide(&h, &pending, "Approved", "ok", "alice@clinic.example");
+    let restarted = h.start_gateway("gateway-a");
+    h.gateways.insert(0, restarted);
+    h.wait_ready(0).await;
+    let (status, body) = h
+        .tool_call(0, INTAKE_TOKEN, &using(&pending, "c@clinic.example"))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (200, "tool.allowed_by_approval"),
+        "{body}"
+    );
+
+    // --- Expiry: a short TTL, nobody decides.
+    h.kubectl_ok(&[
+        "patch",
+        "aipolicy",
+        "clinic-assistant",
+        "-n",
+        "clinic",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"approvals":{"ttl":"1s"}}}"#,
+    ]);
+    let expiring = h
+        .until("the short TTL is served", Duration::from_secs(10), async || {
+            let (status, body) = h
+                .tool_call(1, INTAKE_TOKEN, &json!({"tool": "send_email", "arguments": {"to": "d@clinic.example"}, "requestId": format!("r-{}", jiff::Timestamp::now().as_millisecond())}))
+                .await;
+            assert_eq!(status, 202);
+            let requested: jiff::Timestamp = body["approval"]["requestedAt"].as_str()?.parse().ok()?;
+            let expires: jiff::Timestamp = body["approval"]["expiresAt"].as_str()?.parse().ok()?;
+            (expires.duration_since(requested) <= jiff::SignedDuration::from_secs(1))
+                .then(|| body["approval"]["name"].as_str().unwrap().to_string())
+        })
+        .await;
+    h.until(
+        "the operator expires it",
+        Duration::from_secs(10),
+        async || {
+            let out = h.kubectl_ok(&[
+                "get",
+                "approval",
+                &expiring,
+                "-n",
+                "clinic",
+                "-o",
+                "jsonpath={.status.phase}",
+            ]);
+            (out == "Expired").then_some(())
+        },
+    )
+    .await;
+    let late = h.kubectl(&[
+        "patch",
+        "approval",
+        &expiring,
+        "-n",
+        "clinic",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"decision":"Approved","decidedBy":"alice"}}"#,
+    ]);
+    // The API server accepts a late decision (CRD rules cannot see the
+    // clock), but the approval stays expired and cannot be used.
+    let _ = late;
+    let (status, body) = h.tool_call(1, INTAKE_TOKEN, &json!({"tool": "send_email", "arguments": {"to": "d@clinic.example"}, "approval": expiring})).await;
+    assert_eq!((status, code(&body)), (403, "approval.expired"));
+
+    // --- Every step is in the audit, in Postgres, with who and when.
+    let outcomes = h
+        .until(
+            "the outcomes are in the audit",
+            Duration::from_secs(10),
+            async || {
+                let rows = h.audit_rows(Filter::default()).await;
+                let of = |approval: &str, code: &str| {
+                    rows.iter()
+                        .find(|r| {
+                            r.event.approval.as_deref() == Some(approval)
+                                && r.event.reason_codes.first().map(String::as_str) == Some(code)
+                        })
+                        .map(|r| r.event.decided_by.clone())
+                };
+                Some([
+                    of(&name, "approval.pending")?,
+                    of(&name, "approval.approved")?,
+                    of(&name, "approval.consumed")?,
+                    of(&name, "tool.allowed_by_approval")?,
+                    of(&name, "approval.replay_refused")?,
+                    of(&denied, "approval.denied")?,
+                    of(&expiring, "approval.expired")?,
+                ])
+            },
+        )
+        .await;
+    assert_eq!(
+        outcomes[1].as_deref(),
+        Some("alice@clinic.example"),
+        "who approved"
+    );
+    assert_eq!(
+        outcomes[2].as_deref(),
+        Some("gateway-a"),
+        "which replica used it"
+    );
+    assert_eq!(
+        outcomes[5].as_deref(),
+        Some("bob@clinic.example"),
+        "who denied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
+    let h = Harness::start("kill").await;
+    let allowed = json!({"tool": "calendar_read", "arguments": {}});
+    for gw in 0..2 {
+        let (status, body) = h.tool_call(gw, INTAKE_TOKEN, &allowed).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let patched = std::time::Instant::now();
+    h.kubectl_ok(&[
+        "patch",
+        "aipolicy",
+        "clinic-assistant",
+        "-n",
+        "clinic",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    for gw in 0..2 {
+        h.until(
+            "the kill switch reaches the replica",
+            Duration::from_secs(5),
+            async || {
+                let (status, body) = h.tool_call(gw, INTAKE_TOKEN, &allowed).await;
+                (status == 403 && code(&body) == "kill_switch.policy").then_some(())
+            },
+        )
+        .await;
+    }
+    let stopped_in = patched.elapsed();
+    assert!(stopped_in < Duration::from_secs(5), "{stopped_in:?}");
+    // Chat is stopped too, with the same reason.
+    let chat = h
+        .http
+        .post(h.gateways[1].url("/v1/chat/completions"))
+        .bearer_auth(INTAKE_TOKEN)
+        .header("content-type", "application/json")
+        .body(
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 403);
+    assert_eq!(chat.headers()["x-palisade-reason"], "kill_switch.policy");
+
+    h.kubectl_ok(&[
+        "patch",
+        "aipolicy",
+        "clinic-assistant",
+        "-n",
+        "clinic",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    for gw in 0..2 {
+        h.until("traffic flows again", Duration::from_secs(5), async || {
+            let (status, _) = h.tool_call(gw, INTAKE_TOKEN, &allowed).await;
+            (status == 200).then_some(())
+        })
+        .await;
+    }
+
+    // The per-agent switch stops one agent, not the other.
+    h.kubectl_ok(&[
+        "patch",
+        "aipolicy",
+        "clinic-assistant",
+        "-n",
+        "clinic",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/agents/0/suspended","value":true}]"#,
+    ]);
+    for gw in 0..2 {
+        h.until(
+            "the agent switch reaches the replica",
+            Duration::from_secs(5),
+            async || {
+                let (status, body) = h.tool_call(gw, INTAKE_TOKEN, &allowed).await;
+                (status == 403 && code(&body) == "kill_switch.agent").then_some(())
+            },
+        )
+        .await;
+        let (status, _) = h.tool_call(gw, SCHEDULER_TOKEN, &allowed).await;
+        assert_eq!(status, 200, "the scheduler agent is not suspended");
+    }
+    let rows = h
+        .until(
+            "kill-switch hits are audited",
+            Duration::from_secs(10),
+            async || {
+                let rows = h
+                    .audit_rows(Filter {
+                        reason: Some("kill_switch.policy".into()),
+                        ..Default::default()
+                    })
+                    .await;
+                (!rows.is_empty()).then_some(rows)
+            },
+        )
+        .await;
+    assert!(
+        rows.iter()
+            .all(|r| r.event.agent == "intake" && r.event.decision == "Deny")
+    );
+    let status = h.kubectl_ok(&[
+        "get",
+        "aipolicy",
+        "clinic-assistant",
+        "-n",
+        "clinic",
+        "-o",
+        "jsonpath={.status.gatewaysApplied}",
+    ]);
+    assert_eq!(
+        status, "2",
+        "both replicas report the revision they applied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_official_openai_sdk_chats_through_a_replica_routed_by_policy() {
+    let h = Harness::start("sdk").await;
+    let venv = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openai-venv");
+    let python = tokio::task::spawn_blocking(move || {
+        palisade_fake_upstreams::python::python_with_openai(&venv)
+    })
+    .await
+    .unwrap();
+    let url = h.gateways[1].url("");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/chat.py"))
+            .env("PALISADE_URL", url)
+            .env("PALISADE_TOKEN", INTAKE_TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        6,
+        "{stdout}"
+    );
+    // The cloud provider got the key from the Secret the policy names, and
+    // never saw the PHI prompt.
+    let cloud = h.cloud.received();
+    assert!(
+        !cloud.is_empty()
+            && cloud
+                .iter()
+                .all(|r| r.authorization.as_deref() == Some("Bearer sk-e2e")),
+        "{cloud:?}"
+    );
+    assert!(
+        cloud
+            .iter()
+            .all(|r| !r.body.to_string().contains("medication"))
+    );
+    assert_eq!(h.local.received().len(), 1);
+}
