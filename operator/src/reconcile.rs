@@ -92,6 +92,7 @@ struct Loop {
     /// The bundle being served: the source of last known good policies.
     previous: Option<PolicyBundle>,
     written_revision: Option<String>,
+    history: History,
 }
 
 async fn check_crds(client: &Client) -> Result<(), Error> {
@@ -215,6 +216,13 @@ async fn run_bundle(client: Client, config: OperatorConfig) -> Result<(), Error>
     let mut state = Loop {
         client,
         written_revision: previous.as_ref().map(|b| b.revision().to_owned()),
+        history: {
+            let mut h = History::default();
+            if let Some(b) = &previous {
+                h.push(b.revision());
+            }
+            h
+        },
         previous,
         config,
         policies,
@@ -261,25 +269,62 @@ async fn run_bundle(client: Client, config: OperatorConfig) -> Result<(), Error>
 /// A gateway report older than this does not count (the pod is gone).
 pub const GATEWAY_FRESHNESS: Duration = Duration::from_secs(90);
 
-fn count_gateways(leases: &Store<Lease>, revision: &str, now: Timestamp) -> i32 {
+/// The revisions this operator wrote, oldest first (bounded), so that a
+/// gateway's report can be placed in time: a gateway that applied revision
+/// N has applied everything revision M ≤ N contained.
+#[derive(Debug, Default)]
+pub struct History {
+    revisions: std::collections::VecDeque<String>,
+    /// Index of `revisions[0]` since the operator started.
+    base: usize,
+}
+
+impl History {
+    const KEEP: usize = 4096;
+
+    pub fn push(&mut self, revision: &str) {
+        if self.revisions.back().map(String::as_str) == Some(revision) {
+            return;
+        }
+        self.revisions.push_back(revision.to_owned());
+        if self.revisions.len() > Self::KEEP {
+            self.revisions.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// Position of `revision`, if this operator knows it.
+    pub fn position(&self, revision: &str) -> Option<usize> {
+        self.revisions
+            .iter()
+            .rposition(|r| r == revision)
+            .map(|i| i + self.base)
+    }
+}
+
+/// Positions of the revisions fresh gateways applied (unknown revisions
+/// are left out: they cannot be placed).
+fn gateway_positions(leases: &Store<Lease>, history: &History, now: Timestamp) -> Vec<usize> {
     let fresh_after = now - jiff::SignedDuration::try_from(GATEWAY_FRESHNESS).unwrap_or_default();
-    let n = leases
+    leases
         .state()
         .iter()
-        .filter(|l| {
-            l.annotations()
-                .get("palisade.dev/applied-revision")
-                .map(String::as_str)
-                == Some(revision)
-        })
         .filter(|l| {
             l.spec
                 .as_ref()
                 .and_then(|s| s.renew_time.as_ref())
                 .is_some_and(|t| t.0 > fresh_after)
         })
-        .count();
-    i32::try_from(n).unwrap_or(i32::MAX)
+        .filter_map(|l| history.position(l.annotations().get("palisade.dev/applied-revision")?))
+        .collect()
+}
+
+/// Gateways that applied `revision` or a later one.
+pub fn applied_since(gateways: &[usize], history: &History, revision: &str) -> i32 {
+    // A revision older than the history (written before a restart) is
+    // contained in every revision the history knows.
+    let since = history.position(revision).unwrap_or(0);
+    i32::try_from(gateways.iter().filter(|&&g| g >= since).count()).unwrap_or(i32::MAX)
 }
 
 fn referenced_secrets(policies: &[AIPolicy]) -> BTreeSet<(String, SecretKeyRef)> {
@@ -398,6 +443,7 @@ impl Loop {
                         "configuration written"
                     );
                     self.written_revision = Some(revision.clone());
+                    self.history.push(&revision);
                 }
                 self.previous = Some(compilation.bundle.clone());
                 Served::Revision(revision)
@@ -406,19 +452,21 @@ impl Loop {
 
         // Gateways that applied the served revision and reported within
         // GATEWAY_FRESHNESS (they renew their report periodically).
-        let applied = match &served {
-            Served::Revision(r) => Some(count_gateways(&self.gateways, r, now)),
-            Served::Failed(_) => None,
-        };
+        let gateways = gateway_positions(&self.gateways, &self.history, now);
+        let by_name: std::collections::HashMap<(String, String), &AIPolicy> = policies
+            .iter()
+            .map(|p| ((p.namespace().unwrap_or_default(), p.name_any()), p))
+            .collect();
         for report in &compilation.policies {
-            let Some(object) = policies.iter().find(|p| {
-                p.name_any() == report.object.name
-                    && p.namespace().as_deref() == Some(report.object.namespace.as_str())
-            }) else {
+            let key = (report.object.namespace.clone(), report.object.name.clone());
+            let Some(object) = by_name.get(&key).copied() else {
                 continue;
             };
             let mut status = policy_status(report, object.status.as_ref(), &served, now);
-            status.gateways_applied = applied;
+            status.gateways_applied = match (&served, &status.served_revision) {
+                (Served::Revision(_), Some(r)) => Some(applied_since(&gateways, &self.history, r)),
+                _ => None,
+            };
             if object.status.as_ref() != Some(&status) {
                 self.events_for_policy(object, report).await;
                 Api::<AIPolicy>::namespaced(self.client.clone(), &report.object.namespace)
@@ -430,11 +478,13 @@ impl Loop {
                     .await?;
             }
         }
+        let grants_by_name: std::collections::HashMap<(String, String), &ToolGrant> = grants
+            .iter()
+            .map(|g| ((g.namespace().unwrap_or_default(), g.name_any()), g))
+            .collect();
         for report in &compilation.grants {
-            let Some(object) = grants.iter().find(|g| {
-                g.name_any() == report.object.name
-                    && g.namespace().as_deref() == Some(report.object.namespace.as_str())
-            }) else {
+            let key = (report.object.namespace.clone(), report.object.name.clone());
+            let Some(object) = grants_by_name.get(&key).copied() else {
                 continue;
             };
             let status = grant_status(report, object.status.as_ref(), now);

@@ -74,6 +74,21 @@ pub fn policy_status(
             conditions, "Accepted", false, "Invalid", message, generation, now,
         )
     };
+    // The revision that first served this generation stays its revision
+    // while the generation is served (every later revision contains it):
+    // another policy's change does not rewrite this status.
+    let kept;
+    let served = match (served, existing) {
+        (Served::Revision(_), Some(old))
+            if old.served_generation.is_some()
+                && old.served_generation == report.served_generation
+                && old.served_revision.is_some() =>
+        {
+            kept = Served::Revision(old.served_revision.clone().unwrap_or_default());
+            &kept
+        }
+        _ => served,
+    };
     let (ready, revision) = match (served, report.served_generation) {
         (Served::Revision(r), Some(g)) if g == generation => (
             condition(
@@ -247,6 +262,49 @@ mod tests {
             ),
             (Some(3), Some(3), Some("abc"), Some(2))
         );
+    }
+
+    #[test]
+    fn another_policys_change_does_not_rewrite_this_status() {
+        let first = policy_status(
+            &report(3, Some(3), false),
+            None,
+            &Served::Revision("rev-1".into()),
+            t("2026-01-01T00:00:00Z"),
+        );
+        // A later bundle (someone else's change) still serves generation 3.
+        let later = policy_status(
+            &report(3, Some(3), false),
+            Some(&first),
+            &Served::Revision("rev-2".into()),
+            t("2026-01-01T00:05:00Z"),
+        );
+        assert_eq!(later, first, "no write for an unrelated change");
+        // Its own new generation moves it.
+        let own = policy_status(
+            &report(4, Some(4), false),
+            Some(&first),
+            &Served::Revision("rev-3".into()),
+            t("2026-01-01T00:06:00Z"),
+        );
+        assert_eq!(own.served_revision.as_deref(), Some("rev-3"));
+    }
+
+    #[test]
+    fn gateways_count_for_the_revision_they_applied_and_every_earlier_one() {
+        use crate::reconcile::{History, applied_since};
+        let mut h = History::default();
+        for r in ["r1", "r2", "r3"] {
+            h.push(r);
+        }
+        let gateways = [h.position("r3").unwrap(), h.position("r2").unwrap()];
+        assert_eq!(applied_since(&gateways, &h, "r1"), 2);
+        assert_eq!(
+            applied_since(&gateways, &h, "r3"),
+            1,
+            "one gateway is behind"
+        );
+        assert_eq!(applied_since(&gateways, &h, "from-before-a-restart"), 2);
     }
 
     #[test]

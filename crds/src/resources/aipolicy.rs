@@ -357,10 +357,12 @@ pub struct AIPolicyStatus {
     /// older than `metadata.generation` when the latest does not compile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_generation: Option<i64>,
-    /// The revision of the compiled configuration that contains it.
+    /// The revision of the compiled configuration that first served this
+    /// generation; every later revision contains it too, so a change to
+    /// another policy does not move it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_revision: Option<String>,
-    /// How many gateway pods have applied that revision.
+    /// How many gateway pods have applied that revision or a later one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateways_applied: Option<i32>,
     /// Number of agents the policy governs.

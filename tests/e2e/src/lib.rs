@@ -86,6 +86,8 @@ pub struct Harness {
     pub kubeconfig: PathBuf,
     pub audit_url: String,
     operator: Option<Child>,
+    /// The operator's `/metrics` address.
+    pub operator_metrics: String,
     pub gateways: Vec<Gateway>,
     pub http: reqwest::Client,
 }
@@ -166,6 +168,7 @@ impl Harness {
             kubeconfig,
             audit_url,
             operator: None,
+            operator_metrics: String::new(),
             gateways: Vec::new(),
             http: reqwest::Client::new(),
         };
@@ -207,13 +210,18 @@ impl Harness {
     }
 
     fn start_operator(&mut self) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        self.operator_metrics = format!("127.0.0.1:{port}");
         let mut child = Command::new(binary("palisade-operator"))
             .args([
                 "--namespace",
                 SYSTEM_NS,
                 "--no-leader-election",
                 "--metrics-listen",
-                "127.0.0.1:0",
+                &self.operator_metrics,
                 "--audit-url",
                 &self.audit_url,
                 "--audit-spool-dir",
@@ -306,6 +314,25 @@ impl Harness {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A JSON merge patch straight to the API server (the request kubectl
+    /// makes), for timing from the moment it is accepted.
+    pub async fn merge_patch(&self, path: &str, patch: &Value) {
+        let r = self
+            .http
+            .patch(format!("{}{path}", self.sim.url()))
+            .bearer_auth(palisade_kube_sim::ADMIN_TOKEN)
+            .header("content-type", "application/merge-patch+json")
+            .body(patch.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "PATCH {path}: {}",
+            r.text().await.unwrap_or_default()
+        );
     }
 
     /// `POST /v1/tool-calls` on gateway `i` as the agent with `token`.
