@@ -304,6 +304,18 @@ impl Harness {
         self.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])
     }
 
+    /// Runs kubectl with `plugins/` (kubectl-palisade) on the PATH.
+    pub fn kubectl_plugin(&self, args: &[&str]) -> Output {
+        let plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins");
+        let path = format!("{plugins}:{}", std::env::var("PATH").unwrap_or_default());
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    }
+
     /// Runs kubectl and returns its stdout; fails the test if it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);

@@ -470,3 +470,54 @@ async fn the_official_openai_sdk_chats_through_a_replica_routed_by_policy() {
     );
     assert_eq!(h.local.received().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_kubectl_plugin_lists_and_decides_approvals() {
+    let h = Harness::start("plugin").await;
+    let name = hold(&h, 0, "e@clinic.example").await;
+    let listed = h
+        .until(
+            "the plugin lists it as pending",
+            Duration::from_secs(10),
+            async || {
+                let out = h.kubectl_plugin(&["palisade", "approvals", "-n", "clinic", "--pending"]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                (out.status.success() && text.contains(&name) && text.contains("Pending"))
+                    .then_some(text)
+            },
+        )
+        .await;
+    assert!(listed.starts_with("NAME"), "{listed}");
+    // A reason needs saying; quotes in it survive.
+    let refused = h.kubectl_plugin(&["palisade", "deny", &name, "-n", "clinic"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--reason"));
+    let out = h.kubectl_plugin(&[
+        "palisade",
+        "deny",
+        &name,
+        "-n",
+        "clinic",
+        "--reason",
+        r#"not "now", sorry"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reason = h.kubectl_ok(&[
+        "get",
+        "approval",
+        &name,
+        "-n",
+        "clinic",
+        "-o",
+        "jsonpath={.spec.decision}|{.spec.reason}",
+    ]);
+    assert_eq!(reason, r#"Denied|not "now", sorry"#);
+    let (status, body) = h
+        .tool_call(1, INTAKE_TOKEN, &using(&name, "e@clinic.example"))
+        .await;
+    assert_eq!((status, code(&body)), (403, "approval.denied"));
+}
