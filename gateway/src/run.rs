@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// (slow clients cannot hold connections forever).
     #[arg(long, default_value = "10s")]
     pub header_read_timeout: String,
+    /// Answer 408 when a request body takes longer than this to arrive.
+    #[arg(long, default_value = "30s")]
+    pub body_read_timeout: String,
 }
 
 fn spool_dir(audit_url: &str, first_config: &Path) -> PathBuf {
@@ -117,11 +120,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("--reload-interval: {e}"))?;
     let header_timeout = palisade_crds::duration::parse_duration(&args.header_read_timeout)
         .map_err(|e| format!("--header-read-timeout: {e}"))?;
+    let body_timeout = palisade_crds::duration::parse_duration(&args.body_read_timeout)
+        .map_err(|e| format!("--body-read-timeout: {e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    rt.block_on(serve(args, interval, header_timeout))
+    rt.block_on(serve(args, interval, header_timeout, body_timeout))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for
@@ -168,6 +173,7 @@ async fn serve(
     args: RunArgs,
     interval: Duration,
     header_timeout: Duration,
+    body_timeout: Duration,
 ) -> Result<ExitCode, String> {
     let metrics = Arc::new(GatewayMetrics::new().map_err(|e| format!("metrics: {e}"))?);
     let current = snapshot::empty();
@@ -283,6 +289,7 @@ async fn serve(
         tokens,
         approvals,
         operators: Arc::new(crate::approvals_api::Operators::new(operator_tokens)),
+        body_timeout,
     };
     // Standalone: nobody else expires approvals, so this process audits
     // each expiry once (the operator does it in a cluster).

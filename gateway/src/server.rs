@@ -40,7 +40,12 @@ pub struct AppState {
     /// Standalone only: the people who may decide approvals over HTTP.
     /// Empty in a cluster, where decisions go through Kubernetes RBAC.
     pub operators: Arc<crate::approvals_api::Operators>,
+    /// How long a client may take to send its request body.
+    pub body_timeout: std::time::Duration,
 }
+
+/// Default for [`AppState::body_timeout`].
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl AppState {
     /// A standalone gateway's state: approvals in the audit database
@@ -63,6 +68,7 @@ impl AppState {
                 instance: format!("gateway-{}", std::process::id()),
             },
             operators: Arc::new(crate::approvals_api::Operators::new(operators)),
+            body_timeout: BODY_TIMEOUT,
         })
     }
 }
@@ -154,6 +160,10 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(crate::openapi::serve_document))
         .route("/docs", get(crate::openapi::serve_docs))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            read_body_in_time,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -173,6 +183,42 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .with_label_values(&[route.as_str(), response.status().as_str()])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Reads the whole body (at most [`BODY_LIMIT`]) within the body timeout:
+/// a client that trickles its body cannot hold a connection and a task
+/// forever (the header timeout covers the headers). `408` when too slow,
+/// `413` when too large.
+async fn read_body_in_time(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            format!(
+                "the request body is larger than {} bytes (or was cut off)",
+                BODY_LIMIT
+            ),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request",
+            format!(
+                "the request body did not arrive within {:?}",
+                state.body_timeout
+            ),
+        )
+        .into_response(),
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

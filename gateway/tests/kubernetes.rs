@@ -146,6 +146,7 @@ async fn a_gateway_in_a_cluster_serves_the_operators_configuration_to_service_ac
             instance: "gateway-test".into(),
         },
         operators: Default::default(),
+        body_timeout: palisade_gateway::server::BODY_TIMEOUT,
     };
 
     // Not ready until the first configuration arrives; then serving.

@@ -304,6 +304,8 @@ fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
             "127.0.0.1:0",
             "--header-read-timeout",
             "1s",
+            "--body-read-timeout",
+            "1s",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -332,6 +334,21 @@ fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
         "a slow client held the connection for {:?}",
+        started.elapsed()
+    );
+    // One that trickles its body is answered 408 and cut off.
+    let mut trickle = std::net::TcpStream::connect(&addr).unwrap();
+    write!(trickle, "POST /v1/tool-calls HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"tool\":").unwrap();
+    trickle
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    let _ = trickle.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
         started.elapsed()
     );
     for i in 0..20 {
@@ -386,9 +403,13 @@ async fn the_openapi_document_lists_exactly_the_routes_the_gateway_serves() {
     assert_eq!(doc["openapi"], "3.0.3");
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
+            // Path parameters get example values (an unknown action is 404).
+            let uri = path
+                .replace("{name}", "demo-000000000000")
+                .replace("{action}", "approve");
             let req = Request::builder()
                 .method(method.to_uppercase().as_str())
-                .uri(path)
+                .uri(uri)
                 .body(Body::empty())
                 .unwrap();
             let status = app(g.state.clone()).oneshot(req).await.unwrap().status();

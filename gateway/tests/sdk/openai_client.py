@@ -65,4 +65,14 @@ try:
 except openai.AuthenticationError as e:
     check("unknown key", e.code == "invalid_api_key", e.body)
 
+# The decision API through the SDK's generic request: a held call is a 2xx
+# (202) with the approval to poll; a denied one is a typed error.
+held = client.post("/tool-calls", body={"tool": "send_email", "arguments": {"to": "x@y.z"}}, cast_to=object)
+check("held tool call is 202 with an approval", held["approval"]["phase"] == "Pending" and held["approval"]["poll"].startswith("/v1/approvals/"), held)
+try:
+    client.post("/tool-calls", body={"tool": "bulk_export", "arguments": {}}, cast_to=object)
+    check("denied tool call", False, "no error")
+except openai.PermissionDeniedError as e:
+    check("denied tool call", e.code == "tool.denied_by_rule", e.body)
+
 print("all checks passed")

@@ -6,6 +6,8 @@ import sys
 
 from openai import OpenAI
 
+import openai
+
 client = OpenAI(base_url=os.environ["PALISADE_URL"] + "/v1", api_key=os.environ["PALISADE_TOKEN"], max_retries=0)
 
 
@@ -15,6 +17,14 @@ def check(name, condition, detail=""):
         sys.exit(1)
     print(f"ok {name}")
 
+
+if len(sys.argv) > 1 and sys.argv[1] == "suspended":
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        check("kill switch", False, "no error")
+    except openai.PermissionDeniedError as e:
+        check("kill switch", e.code == "kill_switch.policy", e.body)
+    sys.exit(0)
 
 raw = client.chat.completions.with_raw_response.create(
     model="llama3.1:8b", messages=[{"role": "user", "content": "Summarise the patient's medication list"}])

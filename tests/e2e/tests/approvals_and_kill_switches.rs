@@ -432,16 +432,19 @@ async fn the_official_openai_sdk_chats_through_a_replica_routed_by_policy() {
     .await
     .unwrap();
     let url = h.gateways[1].url("");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/chat.py"))
-            .env("PALISADE_URL", url)
-            .env("PALISADE_TOKEN", INTAKE_TOKEN)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let run = |args: &'static [&'static str]| {
+        let (python, url) = (python.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(python)
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/chat.py"))
+                .args(args)
+                .env("PALISADE_URL", url)
+                .env("PALISADE_TOKEN", INTAKE_TOKEN)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(&[]).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -469,6 +472,32 @@ async fn the_official_openai_sdk_chats_through_a_replica_routed_by_policy() {
             .all(|r| !r.body.to_string().contains("medication"))
     );
     assert_eq!(h.local.received().len(), 1);
+
+    // A kill switch reaches the SDK as a typed error with the reason code.
+    h.kubectl_ok(&[
+        "patch",
+        "aipolicy",
+        "clinic-assistant",
+        "-n",
+        "clinic",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    let mut last = String::new();
+    for _ in 0..10 {
+        let out = run(&["suspended"]).await.unwrap();
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() && last.contains("ok kill switch") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the SDK never saw the kill switch: {last}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
