@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::watcher;
@@ -110,7 +111,22 @@ fn outcome(phase: ApprovalPhase) -> Option<(ReasonCode, &'static str)> {
     }
 }
 
-async fn reconcile(a: Arc<Approval>, cx: Arc<Lifecycle>) -> Result<Action, LifecycleError> {
+fn typed(o: &DynamicObject) -> Result<Approval, serde_json::Error> {
+    serde_json::to_value(o).and_then(serde_json::from_value)
+}
+
+async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, LifecycleError> {
+    let a = match typed(&o) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(approval = %o.name_any(), error = %e, "skipping a malformed Approval");
+            cx.metrics
+                .errors
+                .with_label_values(&["malformed_object"])
+                .inc();
+            return Ok(Action::await_change());
+        }
+    };
     let now = Timestamp::now();
     let namespace = a.namespace().unwrap_or_default();
     let name = a.name_any();
@@ -247,7 +263,7 @@ async fn announce(cx: &Lifecycle, a: &Approval, phase: ApprovalPhase, status: &A
     }
 }
 
-fn error_policy(_: Arc<Approval>, e: &LifecycleError, cx: Arc<Lifecycle>) -> Action {
+fn error_policy(_: Arc<DynamicObject>, e: &LifecycleError, cx: Arc<Lifecycle>) -> Action {
     tracing::warn!(error = %e, "approval reconcile failed; retrying");
     cx.metrics.errors.with_label_values(&["approvals"]).inc();
     Action::requeue(Duration::from_secs(1))
@@ -255,8 +271,11 @@ fn error_policy(_: Arc<Approval>, e: &LifecycleError, cx: Arc<Lifecycle>) -> Act
 
 /// Runs the lifecycle controller until dropped.
 pub async fn run(cx: Lifecycle) {
-    let api: Api<Approval> = Api::all(cx.client.clone());
-    let controller = Controller::new(api, watcher::Config::default());
+    // Untyped objects, converted one by one in `reconcile`: a malformed
+    // Approval is skipped and never stalls the others (see crate::watch).
+    let resource = ApiResource::erase::<Approval>(&());
+    let api: Api<DynamicObject> = Api::all_with(cx.client.clone(), &resource);
+    let controller = Controller::new_with(api, watcher::Config::default(), resource);
     let store = controller.store();
     let metrics = Arc::clone(&cx.metrics);
     // Approvals by phase, from the controller's cache.
@@ -266,7 +285,7 @@ pub async fn run(cx: Lifecycle) {
             tick.tick().await;
             let now = Timestamp::now();
             let mut counts = [0i64; 5];
-            for a in store.state() {
+            for a in store.state().iter().filter_map(|o| typed(o).ok()) {
                 counts[a.phase_at(now) as usize] += 1;
             }
             for (phase, n) in [

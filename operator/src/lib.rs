@@ -9,6 +9,7 @@
 //! - [`approvals`]: the Approval lifecycle (phase, decider, expiry, audit,
 //!   garbage collection);
 //! - [`leader`]: Lease-based leader election (one active replica);
+//! - [`watch`]: watches that skip a malformed object instead of stalling;
 //! - [`metrics`]: `palisade_operator_*` metrics, `/healthz`, `/readyz`.
 //!
 //! One loop compiles everything because the product is one object per
@@ -22,5 +23,6 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod status;
+pub mod watch;
 
 pub use reconcile::{Error, OperatorConfig, run};

@@ -99,15 +99,15 @@ async fn check_crds(client: &Client) -> Result<(), Error> {
     let lp = ListParams::default().limit(1);
     for result in [
         Api::<AIPolicy>::all(client.clone())
-            .list(&lp)
+            .list_metadata(&lp)
             .await
             .map(|_| ()),
         Api::<ToolGrant>::all(client.clone())
-            .list(&lp)
+            .list_metadata(&lp)
             .await
             .map(|_| ()),
         Api::<palisade_crds::Approval>::all(client.clone())
-            .list(&lp)
+            .list_metadata(&lp)
             .await
             .map(|_| ()),
     ] {
@@ -150,22 +150,24 @@ async fn run_bundle(client: Client, config: OperatorConfig) -> Result<(), Error>
     let changed = Arc::new(Notify::new());
     let (policies, policy_writer) = reflector::store::<AIPolicy>();
     let (grants, grant_writer) = reflector::store::<ToolGrant>();
-    // Objects that do not deserialize are skipped by the watcher's error
-    // handling below and logged; they never stall the watch.
+    // Objects that do not deserialize are skipped one by one (logged and
+    // counted); they never stall the watch.
     let watch_policies = reflector::reflector(
         policy_writer,
-        watcher(
-            Api::<AIPolicy>::all(client.clone()),
+        crate::watch::all::<AIPolicy>(
+            client.clone(),
             watcher::Config::default(),
+            Arc::clone(&config.metrics),
         ),
     )
     .default_backoff()
     .touched_objects();
     let watch_grants = reflector::reflector(
         grant_writer,
-        watcher(
-            Api::<ToolGrant>::all(client.clone()),
+        crate::watch::all::<ToolGrant>(
+            client.clone(),
             watcher::Config::default(),
+            Arc::clone(&config.metrics),
         ),
     )
     .default_backoff()

@@ -564,3 +564,73 @@ async fn approvals_are_recorded_expired_audited_and_collected() {
         metrics.render()
     );
 }
+
+/// A malformed AIPolicy (stored under a looser schema, then the CRD
+/// tightened) is skipped; the good ones are compiled and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_malformed_policy_never_stalls_the_others() {
+    let (_sim, client) = cluster().await;
+    install(&client).await;
+    // Loosen the AIPolicy schema, store a policy whose `tools.default` is a
+    // number, then restore the real schema (the API server does not
+    // re-validate stored objects).
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let real = crds.get("aipolicies.palisade.dev").await.unwrap();
+    let mut loose = real.clone();
+    loose.spec.versions[0].schema = Some(
+        serde_json::from_value(json!({"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}))
+            .unwrap(),
+    );
+    loose.spec.versions[0].additional_printer_columns = None;
+    let loose = crds
+        .replace("aipolicies.palisade.dev", &PostParams::default(), &loose)
+        .await
+        .unwrap();
+    let malformed: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "AIPolicy",
+        "metadata": {"name": "broken", "namespace": "clinic"},
+        "spec": {"agents": [{"name": "other"}], "tools": {"default": 42}}
+    }))
+    .unwrap();
+    let ar = kube::api::ApiResource::erase::<AIPolicy>(&());
+    Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "clinic", &ar)
+        .create(&PostParams::default(), &malformed)
+        .await
+        .unwrap();
+    let mut restored = real.clone();
+    restored.metadata.resource_version = loose.metadata.resource_version.clone();
+    crds.replace("aipolicies.palisade.dev", &PostParams::default(), &restored)
+        .await
+        .unwrap();
+
+    let mut config = palisade_operator::OperatorConfig::new("palisade-system");
+    config.resync = Duration::from_secs(2);
+    let metrics = std::sync::Arc::clone(&config.metrics);
+    let _op = tokio::spawn(palisade_operator::run(client.clone(), config));
+    let b = until("the good policy is served", async || {
+        bundle(&client).await.filter(|b| !b.policies().is_empty())
+    })
+    .await;
+    let names: Vec<&str> = b.policies().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["clinic-assistant"]);
+    assert!(
+        metrics
+            .render()
+            .contains("palisade_operator_reconcile_errors_total{kind=\"malformed_object\"} 1"),
+        "{}",
+        metrics.render()
+    );
+    // And it keeps working: a change to the good policy still lands.
+    Api::<AIPolicy>::namespaced(client.clone(), "clinic")
+        .patch(
+            "clinic-assistant",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .unwrap();
+    until("the change lands", async || {
+        bundle(&client).await.filter(|b| b.policies()[0].suspend)
+    })
+    .await;
+}
