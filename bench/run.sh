@@ -3,7 +3,10 @@
 # OpenAI-compatible upstream and through palisade-gateway (policy on,
 # every decision audited to the embedded SQLite default), at 100, 500 and
 # 1,000 requests/s, then climbing to find the highest rate with p99 < 10 ms.
-# Also: idle and loaded RSS, CPU-seconds per 1,000 requests.
+# Also: idle and loaded RSS, CPU-seconds per 1,000 requests, added
+# time-to-first-token on streamed answers, and the same chat load with the
+# audit going to a local PostgreSQL (a throwaway server this script starts
+# with the machine's initdb / pg_ctl) instead of SQLite.
 #
 #   bash bench/run.sh            # results in bench/out/, summary on stdout
 #
@@ -82,12 +85,58 @@ for rate in 2000 3000 4000 5000 6000 8000; do
 done
 echo "{\"idle_rss_kib\":$IDLE_RSS,\"max_rate_p99_under_10ms\":$MAX}" >> "$RESULTS"
 
+# Streamed answers: time to the first event, direct and through the gateway.
+STREAM='{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
+for rate in 100 500; do
+  d=$(pin 0 "$T/loadgen" --ttft --url "$UP/v1/chat/completions" --rate "$rate" --duration "$DURATION" --body "$STREAM")
+  g=$(pin 0 "$T/loadgen" --ttft --url "$GW/v1/chat/completions" --rate "$rate" --duration "$DURATION" --body "$STREAM" --header "authorization: Bearer bench-key")
+  echo "{\"ttft_rate\":$rate,\"direct\":$d,\"gateway\":$g}" >> "$RESULTS"
+done
+kill "$GWPID"; wait "$GWPID" 2>/dev/null || true
+
+# The audit to a local PostgreSQL.
+INITDB=$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -n1)
+PGBIN=$(dirname "$(readlink -f "$INITDB")")
+PGDIR="$WORK/pg"; mkdir -p "$PGDIR"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown -R postgres "$WORK" && chmod 755 "$WORK"
+PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U palisade --auth=trust -E UTF8 --no-sync >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
+  -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1" start >/dev/null
+pg_cleanup() { as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop >/dev/null 2>&1 || true; cleanup; }
+trap pg_cleanup EXIT
+as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U palisade palisade
+"${TS1[@]}" "$T/palisade-gateway" run --config "$WORK/bench.yaml" --listen 127.0.0.1:0 \
+  --audit-url "postgres://palisade@127.0.0.1:$PGPORT/palisade" > "$WORK/gwpg.out" 2>"$WORK/gwpg.err" & GWPID=$!; PIDS+=($GWPID)
+GW=$(first_line "$WORK/gwpg.out" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/')
+sleep 1
+for rate in 100 500 1000; do
+  d=$(load "$UP/v1/chat/completions" "$rate" "$CHAT")
+  c0=$(cpu)
+  g=$(load "$GW/v1/chat/completions" "$rate" "$CHAT")
+  c1=$(cpu)
+  echo "{\"pg_rate\":$rate,\"direct\":$d,\"gateway\":$g,\"gateway_cpu_s_per_1000\":$(printf '%.4f' "$(echo "($c1 - $c0) / $TICKS / ($rate * $DURATION) * 1000" | bc -l)")}" >> "$RESULTS"
+done
+ROWS=$(as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U palisade -tAc 'SELECT count(*) FROM audit_events' palisade)
+echo "{\"pg_audit_rows\":$ROWS}" >> "$RESULTS"
+
 python3 - "$RESULTS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print(f"{'rate':>6} {'direct p50/p99 ms':>20} {'gateway p50/p99 ms':>20} {'added p50/p99 ms':>18} {'tool-calls p50/p99':>20} {'cpu s/1k':>9} {'rss MiB':>8}")
 for r in rows:
-    if "direct" in r:
+    if "ttft_rate" in r:
+        d, g = r["direct"], r["gateway"]
+        print(f"streamed TTFT at {r['ttft_rate']}/s: direct {d['p50_ms']:.3f}/{d['p99_ms']:.3f} ms, gateway {g['p50_ms']:.3f}/{g['p99_ms']:.3f} ms, "
+              f"added {g['p50_ms']-d['p50_ms']:.3f}/{g['p99_ms']-d['p99_ms']:.3f} ms (p50/p99)")
+    elif "pg_rate" in r:
+        d, g = r["direct"], r["gateway"]
+        print(f"audit to PostgreSQL, {r['pg_rate']}/s: direct {d['p50_ms']:.3f}/{d['p99_ms']:.3f}, gateway {g['p50_ms']:.3f}/{g['p99_ms']:.3f}, "
+              f"added {g['p50_ms']-d['p50_ms']:.3f}/{g['p99_ms']-d['p99_ms']:.3f} ms; cpu {r['gateway_cpu_s_per_1000']:.3f} s/1k; errors {g['errors']}")
+    elif "pg_audit_rows" in r:
+        print(f"audit rows in PostgreSQL: {r['pg_audit_rows']}")
+    elif "direct" in r:
         d, g, t = r["direct"], r["gateway"], r["tool_calls"]
         print(f"{r['rate']:>6} {d['p50_ms']:>9.3f}/{d['p99_ms']:<9.3f} {g['p50_ms']:>9.3f}/{g['p99_ms']:<9.3f} "
               f"{g['p50_ms']-d['p50_ms']:>8.3f}/{g['p99_ms']-d['p99_ms']:<8.3f} {t['p50_ms']:>9.3f}/{t['p99_ms']:<9.3f} "

@@ -1,7 +1,9 @@
 //! `loadgen`: open-loop load at a fixed rate. Requests are scheduled at
 //! `1/rate` intervals whatever the server does, and each latency is
 //! measured from its scheduled send time, so a slow server cannot hide its
-//! queueing (no coordinated omission). Prints one JSON object.
+//! queueing (no coordinated omission). With `--ttft` the latency is the
+//! time to the first server-sent event (`data:`) of a streamed answer,
+//! the rest of the stream still read. Prints one JSON object.
 
 use clap::Parser;
 use serde_json::json;
@@ -25,6 +27,25 @@ struct Args {
     /// `Name: value` headers.
     #[arg(long = "header")]
     headers: Vec<String>,
+    /// Measure time to the first `data:` event instead of the full answer.
+    #[arg(long)]
+    ttft: bool,
+}
+
+/// Reads a streamed answer to its end; returns when its first event came.
+async fn first_event(mut resp: reqwest::Response) -> Option<Instant> {
+    let mut first = None;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if first.is_none() && c.windows(5).any(|w| w == b"data:") {
+                    first = Some(Instant::now());
+                }
+            }
+            Ok(None) => return first,
+            Err(_) => return None,
+        }
+    }
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -76,6 +97,7 @@ async fn main() {
         let latencies = Arc::clone(&latencies);
         let errors = Arc::clone(&errors);
         let url = args.url.clone();
+        let ttft = args.ttft;
         tasks.push(tokio::spawn(async move {
             let r = client
                 .post(&url)
@@ -84,12 +106,15 @@ async fn main() {
                 .body(body.as_str().to_owned())
                 .send()
                 .await;
-            let ok = match r {
-                Ok(resp) => resp.status().is_success() && resp.bytes().await.is_ok(),
-                Err(_) => false,
+            let done = match r {
+                Ok(resp) if resp.status().is_success() && ttft => first_event(resp).await,
+                Ok(resp) if resp.status().is_success() => {
+                    resp.bytes().await.ok().map(|_| Instant::now())
+                }
+                _ => None,
             };
-            let micros = scheduled.elapsed().as_micros() as u64;
-            if ok {
+            if let Some(at) = done {
+                let micros = at.duration_since(scheduled).as_micros() as u64;
                 latencies.lock().await.push(micros);
             } else {
                 errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

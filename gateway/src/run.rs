@@ -152,6 +152,9 @@ async fn serve_connections(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Small writes (an SSE event, a JSON answer) go out at once
+                // instead of waiting for the previous segment's ACK.
+                let _ = stream.set_nodelay(true);
                 let service = hyper::service::service_fn({
                     let app = app.clone();
                     move |request: hyper::Request<hyper::body::Incoming>| app.clone().oneshot(request.map(axum::body::Body::new))

@@ -634,3 +634,55 @@ async fn one_malformed_policy_never_stalls_the_others() {
     })
     .await;
 }
+
+/// Restarting the operator changes nothing that was already correct: no
+/// Secret write, no status write (resourceVersions stay), no new Events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_writes_nothing_that_was_already_correct() {
+    let (_sim, client) = cluster().await;
+    install(&client).await;
+    let op = operator(&client);
+    let policies: Api<AIPolicy> = Api::namespaced(client.clone(), "clinic");
+    until("the policy is Ready", async || {
+        let p = policies.get("clinic-assistant").await.unwrap();
+        (condition(&p, "Ready")?.0 == "True").then_some(())
+    })
+    .await;
+    // Let it settle (a resync pass), then stop it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    op.abort();
+    let versions = async || {
+        let secret = Api::<Secret>::namespaced(client.clone(), "palisade-system")
+            .get("palisade-config")
+            .await
+            .unwrap();
+        let policy = policies.get("clinic-assistant").await.unwrap();
+        let grant = Api::<ToolGrant>::namespaced(client.clone(), "clinic")
+            .get("lab-migration")
+            .await
+            .unwrap();
+        let events =
+            Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), "clinic")
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .len();
+        (
+            secret.metadata.resource_version,
+            policy.metadata.resource_version,
+            grant.metadata.resource_version,
+            events,
+        )
+    };
+    let before = versions().await;
+    let again = operator(&client);
+    // Two resync periods (2 s each in these tests) of the new operator.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(
+        versions().await,
+        before,
+        "the restarted operator rewrote something"
+    );
+    again.abort();
+}

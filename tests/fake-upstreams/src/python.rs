@@ -37,7 +37,12 @@ pub fn python_with(venv: &Path, requirement: &str, module: &str) -> PathBuf {
     // Twice: a download cut short on a busy machine is worth one retry.
     let install = || {
         Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", requirement])
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                requirement,
+            ])
             .status()
             .is_ok_and(|s| s.success())
     };
