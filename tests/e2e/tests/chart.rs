@@ -66,26 +66,31 @@ fn template_documents() -> Vec<Value> {
         .collect()
 }
 
+/// The documents one template rendered to.
+fn template(case: &Value, path: &str) -> Vec<Value> {
+    documents(&serde_json::json!({ "x": case[format!("palisade/templates/{path}")] }))
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
 #[test]
-fn the_approval_guard_rails_render_as_tested_and_follow_their_values() {
+fn the_chart_renders_lints_and_refuses_wrong_values() {
     let out = render();
     let lint = &out["lint"];
+    assert!(lint["errors"].as_array().unwrap().is_empty(), "helm lint: {lint}");
     assert!(
-        lint["errors"].as_array().unwrap().is_empty(),
-        "helm lint: {lint}"
-    );
-    assert!(
-        lint["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["severity"].as_i64() < Some(2)),
+        lint["messages"].as_array().unwrap().iter().all(|m| m["severity"].as_i64() < Some(2)),
         "helm lint warnings: {lint}"
     );
 
-    let default = documents(&out["cases"]["default"]);
+    // --- The approval guard rails, exactly as the CEL tests evaluate them.
+    let admission = template(&out["cases"]["default"], "approval-admission.yaml");
     assert_eq!(
-        kinds(&default),
+        kinds(&admission),
         [
             "ClusterRole",
             "MutatingAdmissionPolicy",
@@ -94,36 +99,107 @@ fn the_approval_guard_rails_render_as_tested_and_follow_their_values() {
             "ValidatingAdmissionPolicyBinding"
         ]
     );
-    // What Helm renders is exactly what the CEL tests evaluated.
     let tested = template_documents();
-    for kind in [
-        "ValidatingAdmissionPolicy",
-        "MutatingAdmissionPolicy",
-        "ClusterRole",
-    ] {
-        let rendered = default.iter().find(|d| d["kind"] == kind).unwrap();
+    for kind in ["ValidatingAdmissionPolicy", "MutatingAdmissionPolicy", "ClusterRole"] {
+        let rendered = admission.iter().find(|d| d["kind"] == kind).unwrap();
         let raw = tested.iter().find(|d| d["kind"] == kind).unwrap();
-        assert_eq!(
-            rendered, raw,
-            "{kind} renders differently from the tested template"
-        );
+        assert_eq!(rendered, raw, "{kind} renders differently from the tested template");
     }
-    let binding = default
-        .iter()
-        .find(|d| d["kind"] == "ValidatingAdmissionPolicyBinding")
-        .unwrap();
+    let binding = admission.iter().find(|d| d["kind"] == "ValidatingAdmissionPolicyBinding").unwrap();
     assert_eq!(binding["spec"]["validationActions"][0], "Deny");
+    assert_eq!(
+        kinds(&template(&out["cases"]["no_mutating_policy"], "approval-admission.yaml")),
+        ["ClusterRole", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    );
+    assert_eq!(kinds(&template(&out["cases"]["no_admission"], "approval-admission.yaml")), ["ClusterRole"]);
 
-    assert_eq!(
-        kinds(&documents(&out["cases"]["no_mutating_policy"])),
-        [
-            "ClusterRole",
-            "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicyBinding"
-        ]
-    );
-    assert_eq!(
-        kinds(&documents(&out["cases"]["no_admission"])),
-        ["ClusterRole"]
-    );
+    // --- Defaults: two operators with leader election, two gateways,
+    // locked-down containers, the audit DSN from a Secret, a PDB, network
+    // policies; nothing optional.
+    let all = documents(&out["cases"]["default"]);
+    let operator = find(&all, "Deployment", "palisade-operator");
+    assert_eq!(operator["spec"]["replicas"], 2);
+    let args = operator["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap();
+    assert!(!args.iter().any(|a| a == "--no-leader-election"));
+    let gateway = find(&all, "Deployment", "palisade-gateway");
+    assert_eq!(gateway["spec"]["replicas"], 2);
+    for d in [operator, gateway] {
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        let c = &pod["containers"][0];
+        let sc = &c["securityContext"];
+        assert_eq!(
+            (&sc["allowPrivilegeEscalation"], &sc["readOnlyRootFilesystem"], &sc["runAsNonRoot"], &sc["seccompProfile"]["type"]),
+            (&Value::Bool(false), &Value::Bool(true), &Value::Bool(true), &Value::from("RuntimeDefault")),
+            "{}",
+            d["metadata"]["name"]
+        );
+        let audit = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "PALISADE_AUDIT_URL").unwrap();
+        assert_eq!(audit["valueFrom"]["secretKeyRef"]["name"], "palisade-audit-dsn");
+    }
+    assert_eq!(gateway["spec"]["template"]["spec"]["serviceAccountName"], "palisade-gateway");
+    find(&all, "PodDisruptionBudget", "palisade-gateway");
+    find(&all, "NetworkPolicy", "palisade-gateway");
+    find(&all, "NetworkPolicy", "palisade-operator");
+    find(&all, "ClusterRoleBinding", "palisade-operator");
+    for absent in ["HorizontalPodAutoscaler", "ServiceMonitor", "ConfigMap", "PersistentVolumeClaim", "StatefulSet"] {
+        assert!(!all.iter().any(|d| d["kind"] == absent), "{absent} rendered by default");
+    }
+    // The gateway never holds the approve verb, and reads only its Secret.
+    let gw_roles: Vec<&Value> = all
+        .iter()
+        .filter(|d| (d["kind"] == "ClusterRole" || d["kind"] == "Role") && d["metadata"]["name"] == "palisade-gateway")
+        .collect();
+    for role in &gw_roles {
+        for rule in role["rules"].as_array().unwrap() {
+            assert!(!rule["verbs"].as_array().unwrap().contains(&Value::from("approve")));
+            if rule["resources"][0] == "secrets" {
+                assert_eq!(rule["resourceNames"][0], "palisade-config");
+            }
+        }
+    }
+
+    // --- Every option on.
+    let all = documents(&out["cases"]["everything"]);
+    let gateway = find(&all, "Deployment", "palisade-gateway");
+    assert!(gateway["spec"]["replicas"].is_null(), "the HPA owns replicas");
+    find(&all, "HorizontalPodAutoscaler", "palisade-gateway");
+    find(&all, "ServiceMonitor", "palisade");
+    let dashboard = find(&all, "ConfigMap", "palisade-dashboard");
+    let json: Value = serde_json::from_str(dashboard["data"]["palisade.json"].as_str().unwrap()).unwrap();
+    let titles: Vec<&str> = json["panels"].as_array().unwrap().iter().map(|p| p["title"].as_str().unwrap()).collect();
+    for wanted in ["Denials by reason", "Approvals pending", "Kill-switch hits", "Audit queue depth and spool bytes"] {
+        assert!(titles.contains(&wanted), "{titles:?}");
+    }
+    find(&all, "Deployment", "palisade-postgres");
+    find(&all, "Deployment", "palisade-ollama");
+    let audit = gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "PALISADE_AUDIT_URL")
+        .unwrap()
+        .clone();
+    assert_eq!(audit["value"], "postgres://palisade:$(PALISADE_POSTGRES_PASSWORD)@palisade-postgres:5432/palisade");
+    let operator = find(&all, "Deployment", "palisade-operator");
+    assert!(operator["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().contains(&Value::from("--no-leader-election")));
+    let bindings: Vec<&str> = all
+        .iter()
+        .filter(|d| d["kind"] == "RoleBinding" && d["metadata"]["name"] == "palisade-operator")
+        .map(|d| d["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(bindings, ["clinic", "billing", "palisade-system"], "per-namespace read access, no ClusterRoleBinding");
+    assert!(!all.iter().any(|d| d["kind"] == "ClusterRoleBinding" && d["metadata"]["name"] == "palisade-operator"));
+
+    // --- Wrong values fail at install with a message naming the field.
+    for (case, needle) in [
+        ("replicas_not_a_number", "/gateway/replicas"),
+        ("misspelt_key", "replicaz"),
+        ("cidr_without_prefix", "/networkPolicy/apiServerCIDR"),
+        ("bad_retention", "/approvals/retention"),
+        ("no_audit_database", "postgres.external.secretName is required"),
+    ] {
+        let message = out["refused"][case].as_str().unwrap_or_else(|| panic!("{case} was accepted"));
+        assert!(message.contains(needle), "{case}: {message}");
+    }
 }
