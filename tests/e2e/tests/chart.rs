@@ -31,8 +31,9 @@ fn render() -> Value {
 fn documents(case: &Value) -> Vec<Value> {
     case.as_object()
         .unwrap()
-        .values()
-        .flat_map(|manifest| {
+        .iter()
+        .filter(|(path, _)| !path.ends_with("NOTES.txt"))
+        .flat_map(|(_, manifest)| {
             serde_yaml::Deserializer::from_str(manifest.as_str().unwrap())
                 .map(|d| serde::Deserialize::deserialize(d).unwrap())
                 .filter(|v: &Value| !v.is_null())
@@ -81,9 +82,16 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 fn the_chart_renders_lints_and_refuses_wrong_values() {
     let out = render();
     let lint = &out["lint"];
-    assert!(lint["errors"].as_array().unwrap().is_empty(), "helm lint: {lint}");
     assert!(
-        lint["messages"].as_array().unwrap().iter().all(|m| m["severity"].as_i64() < Some(2)),
+        lint["errors"].as_array().unwrap().is_empty(),
+        "helm lint: {lint}"
+    );
+    assert!(
+        lint["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["severity"].as_i64() < Some(2)),
         "helm lint warnings: {lint}"
     );
 
@@ -100,18 +108,41 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         ]
     );
     let tested = template_documents();
-    for kind in ["ValidatingAdmissionPolicy", "MutatingAdmissionPolicy", "ClusterRole"] {
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "MutatingAdmissionPolicy",
+        "ClusterRole",
+    ] {
         let rendered = admission.iter().find(|d| d["kind"] == kind).unwrap();
         let raw = tested.iter().find(|d| d["kind"] == kind).unwrap();
-        assert_eq!(rendered, raw, "{kind} renders differently from the tested template");
+        assert_eq!(
+            rendered, raw,
+            "{kind} renders differently from the tested template"
+        );
     }
-    let binding = admission.iter().find(|d| d["kind"] == "ValidatingAdmissionPolicyBinding").unwrap();
+    let binding = admission
+        .iter()
+        .find(|d| d["kind"] == "ValidatingAdmissionPolicyBinding")
+        .unwrap();
     assert_eq!(binding["spec"]["validationActions"][0], "Deny");
     assert_eq!(
-        kinds(&template(&out["cases"]["no_mutating_policy"], "approval-admission.yaml")),
-        ["ClusterRole", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+        kinds(&template(
+            &out["cases"]["no_mutating_policy"],
+            "approval-admission.yaml"
+        )),
+        [
+            "ClusterRole",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
+        ]
     );
-    assert_eq!(kinds(&template(&out["cases"]["no_admission"], "approval-admission.yaml")), ["ClusterRole"]);
+    assert_eq!(
+        kinds(&template(
+            &out["cases"]["no_admission"],
+            "approval-admission.yaml"
+        )),
+        ["ClusterRole"]
+    );
 
     // --- Defaults: two operators with leader election, two gateways,
     // locked-down containers, the audit DSN from a Secret, a PDB, network
@@ -119,7 +150,9 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     let all = documents(&out["cases"]["default"]);
     let operator = find(&all, "Deployment", "palisade-operator");
     assert_eq!(operator["spec"]["replicas"], 2);
-    let args = operator["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap();
+    let args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap();
     assert!(!args.iter().any(|a| a == "--no-leader-election"));
     let gateway = find(&all, "Deployment", "palisade-gateway");
     assert_eq!(gateway["spec"]["replicas"], 2);
@@ -129,46 +162,111 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         let c = &pod["containers"][0];
         let sc = &c["securityContext"];
         assert_eq!(
-            (&sc["allowPrivilegeEscalation"], &sc["readOnlyRootFilesystem"], &sc["runAsNonRoot"], &sc["seccompProfile"]["type"]),
-            (&Value::Bool(false), &Value::Bool(true), &Value::Bool(true), &Value::from("RuntimeDefault")),
+            (
+                &sc["allowPrivilegeEscalation"],
+                &sc["readOnlyRootFilesystem"],
+                &sc["runAsNonRoot"],
+                &sc["seccompProfile"]["type"]
+            ),
+            (
+                &Value::Bool(false),
+                &Value::Bool(true),
+                &Value::Bool(true),
+                &Value::from("RuntimeDefault")
+            ),
             "{}",
             d["metadata"]["name"]
         );
-        let audit = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "PALISADE_AUDIT_URL").unwrap();
-        assert_eq!(audit["valueFrom"]["secretKeyRef"]["name"], "palisade-audit-dsn");
+        let audit = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "PALISADE_AUDIT_URL")
+            .unwrap();
+        assert_eq!(
+            audit["valueFrom"]["secretKeyRef"]["name"],
+            "palisade-audit-dsn"
+        );
     }
-    assert_eq!(gateway["spec"]["template"]["spec"]["serviceAccountName"], "palisade-gateway");
+    assert_eq!(
+        gateway["spec"]["template"]["spec"]["serviceAccountName"],
+        "palisade-gateway"
+    );
     find(&all, "PodDisruptionBudget", "palisade-gateway");
     find(&all, "NetworkPolicy", "palisade-gateway");
     find(&all, "NetworkPolicy", "palisade-operator");
     find(&all, "ClusterRoleBinding", "palisade-operator");
-    for absent in ["HorizontalPodAutoscaler", "ServiceMonitor", "ConfigMap", "PersistentVolumeClaim", "StatefulSet"] {
-        assert!(!all.iter().any(|d| d["kind"] == absent), "{absent} rendered by default");
+    for absent in [
+        "HorizontalPodAutoscaler",
+        "ServiceMonitor",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "StatefulSet",
+    ] {
+        assert!(
+            !all.iter().any(|d| d["kind"] == absent),
+            "{absent} rendered by default"
+        );
     }
     // The gateway never holds the approve verb, and reads only its Secret.
     let gw_roles: Vec<&Value> = all
         .iter()
-        .filter(|d| (d["kind"] == "ClusterRole" || d["kind"] == "Role") && d["metadata"]["name"] == "palisade-gateway")
+        .filter(|d| {
+            (d["kind"] == "ClusterRole" || d["kind"] == "Role")
+                && d["metadata"]["name"] == "palisade-gateway"
+        })
         .collect();
     for role in &gw_roles {
         for rule in role["rules"].as_array().unwrap() {
-            assert!(!rule["verbs"].as_array().unwrap().contains(&Value::from("approve")));
+            assert!(
+                !rule["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&Value::from("approve"))
+            );
             if rule["resources"][0] == "secrets" {
                 assert_eq!(rule["resourceNames"][0], "palisade-config");
             }
         }
     }
 
+    // NOTES.txt tells the user the next commands.
+    let notes = out["cases"]["default"]["palisade/templates/NOTES.txt"]
+        .as_str()
+        .unwrap();
+    for step in [
+        "kubectl apply -f examples/clinic-assistant.yaml",
+        "kubectl get aipolicies -A -w",
+        "kubectl get approvals -n clinic",
+        "palisade-audit-dsn",
+    ] {
+        assert!(notes.contains(step), "NOTES.txt lacks {step:?}:\n{notes}");
+    }
+
     // --- Every option on.
     let all = documents(&out["cases"]["everything"]);
     let gateway = find(&all, "Deployment", "palisade-gateway");
-    assert!(gateway["spec"]["replicas"].is_null(), "the HPA owns replicas");
+    assert!(
+        gateway["spec"]["replicas"].is_null(),
+        "the HPA owns replicas"
+    );
     find(&all, "HorizontalPodAutoscaler", "palisade-gateway");
     find(&all, "ServiceMonitor", "palisade");
     let dashboard = find(&all, "ConfigMap", "palisade-dashboard");
-    let json: Value = serde_json::from_str(dashboard["data"]["palisade.json"].as_str().unwrap()).unwrap();
-    let titles: Vec<&str> = json["panels"].as_array().unwrap().iter().map(|p| p["title"].as_str().unwrap()).collect();
-    for wanted in ["Denials by reason", "Approvals pending", "Kill-switch hits", "Audit queue depth and spool bytes"] {
+    let json: Value =
+        serde_json::from_str(dashboard["data"]["palisade.json"].as_str().unwrap()).unwrap();
+    let titles: Vec<&str> = json["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "Denials by reason",
+        "Approvals pending",
+        "Kill-switch hits",
+        "Audit queue depth and spool bytes",
+    ] {
         assert!(titles.contains(&wanted), "{titles:?}");
     }
     find(&all, "Deployment", "palisade-postgres");
@@ -180,16 +278,32 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         .find(|e| e["name"] == "PALISADE_AUDIT_URL")
         .unwrap()
         .clone();
-    assert_eq!(audit["value"], "postgres://palisade:$(PALISADE_POSTGRES_PASSWORD)@palisade-postgres:5432/palisade");
+    assert_eq!(
+        audit["value"],
+        "postgres://palisade:$(PALISADE_POSTGRES_PASSWORD)@palisade-postgres:5432/palisade"
+    );
     let operator = find(&all, "Deployment", "palisade-operator");
-    assert!(operator["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().contains(&Value::from("--no-leader-election")));
+    assert!(
+        operator["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("--no-leader-election"))
+    );
     let bindings: Vec<&str> = all
         .iter()
         .filter(|d| d["kind"] == "RoleBinding" && d["metadata"]["name"] == "palisade-operator")
         .map(|d| d["metadata"]["namespace"].as_str().unwrap())
         .collect();
-    assert_eq!(bindings, ["clinic", "billing", "palisade-system"], "per-namespace read access, no ClusterRoleBinding");
-    assert!(!all.iter().any(|d| d["kind"] == "ClusterRoleBinding" && d["metadata"]["name"] == "palisade-operator"));
+    assert_eq!(
+        bindings,
+        ["clinic", "billing", "palisade-system"],
+        "per-namespace read access, no ClusterRoleBinding"
+    );
+    assert!(
+        !all.iter()
+            .any(|d| d["kind"] == "ClusterRoleBinding"
+                && d["metadata"]["name"] == "palisade-operator")
+    );
 
     // --- Wrong values fail at install with a message naming the field.
     for (case, needle) in [
@@ -197,9 +311,14 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         ("misspelt_key", "replicaz"),
         ("cidr_without_prefix", "/networkPolicy/apiServerCIDR"),
         ("bad_retention", "/approvals/retention"),
-        ("no_audit_database", "postgres.external.secretName is required"),
+        (
+            "no_audit_database",
+            "postgres.external.secretName is required",
+        ),
     ] {
-        let message = out["refused"][case].as_str().unwrap_or_else(|| panic!("{case} was accepted"));
+        let message = out["refused"][case]
+            .as_str()
+            .unwrap_or_else(|| panic!("{case} was accepted"));
         assert!(message.contains(needle), "{case}: {message}");
     }
 }
