@@ -322,3 +322,116 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         assert!(message.contains(needle), "{case}: {message}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_installs_into_the_api_server_with_the_helm_library() {
+    let sim = palisade_kube_sim::KubeSim::start().await.unwrap();
+    let dir = palisade_audit_suite::temp_dir("helm-install");
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::fs::write(
+        dir.join("ns.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: palisade-system}\n",
+    )
+    .unwrap();
+    kubectl(&["apply", "-f", dir.join("ns.yaml").to_str().unwrap()]);
+
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm-venv");
+    let python =
+        palisade_fake_upstreams::python::python_with(&venv, "helm-python-sdk>=0.2", "helm_python");
+    let kc = kubeconfig.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/chart/install.py"))
+            .arg(&kc)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../charts/palisade"
+            ))
+            .arg("palisade-system")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "helm install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What landed: the CRDs (served: kubectl knows the kinds), the two
+    // Deployments, their ServiceAccounts, RBAC, and the approval guard.
+    let crds = kubectl(&["get", "crd", "-o", "jsonpath={.items[*].metadata.name}"]);
+    for crd in [
+        "aipolicies.palisade.dev",
+        "toolgrants.palisade.dev",
+        "approvals.palisade.dev",
+    ] {
+        assert!(crds.contains(crd), "{crds}");
+    }
+    let deployments = kubectl(&[
+        "get",
+        "deployments",
+        "-n",
+        "palisade-system",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(deployments, "palisade-gateway palisade-operator");
+    let roles = kubectl(&[
+        "get",
+        "clusterroles",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    for role in ["palisade-approver", "palisade-gateway", "palisade-operator"] {
+        assert!(roles.split_whitespace().any(|r| r == role), "{roles}");
+    }
+    let guard = kubectl(&[
+        "get",
+        "validatingadmissionpolicies",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(guard, "palisade-approval-guard");
+    let sa = kubectl(&[
+        "get",
+        "deployment",
+        "palisade-gateway",
+        "-n",
+        "palisade-system",
+        "-o",
+        "jsonpath={.spec.template.spec.serviceAccountName}",
+    ]);
+    assert_eq!(sa, "palisade-gateway");
+    // The installed CRDs take the example.
+    std::fs::write(
+        dir.join("clinic.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: clinic}\n",
+    )
+    .unwrap();
+    kubectl(&["apply", "-f", dir.join("clinic.yaml").to_str().unwrap()]);
+    kubectl(&[
+        "apply",
+        "-f",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/clinic-assistant.yaml"
+        ),
+    ]);
+    assert!(kubectl(&["get", "aipolicies", "-n", "clinic"]).contains("clinic-assistant"));
+}
