@@ -26,6 +26,29 @@ pub const INTAKE_TOKEN: &str = "token-intake-agent";
 /// The scheduler agent's ServiceAccount token.
 pub const SCHEDULER_TOKEN: &str = "token-scheduler-agent";
 
+/// The operator's ServiceAccount user (what the chart runs it as).
+pub const OPERATOR_USER: &str = "system:serviceaccount:palisade-system:palisade-operator";
+/// The gateways' ServiceAccount user.
+pub const GATEWAY_USER: &str = "system:serviceaccount:palisade-system:palisade-gateway";
+
+/// How the harness runs the operator.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Lease-based leader election (the chart's default with 2 replicas).
+    pub leader_election: bool,
+    /// `--approval-retention`.
+    pub approval_retention: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            leader_election: false,
+            approval_retention: "1h",
+        }
+    }
+}
+
 /// A built binary of the workspace, next to the running test.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -130,6 +153,11 @@ impl Harness {
     /// policy (pointed at the fake upstreams) applied with kubectl, the
     /// operator, and two gateways; returns once both gateways serve it.
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, Options::default()).await
+    }
+
+    /// [`Harness::start`] with the operator run as `options` say.
+    pub async fn start_with(name: &str, options: Options) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = palisade_audit_suite::temp_dir(&format!("e2e-{name}"));
         let sim = KubeSim::start().await.unwrap();
@@ -150,6 +178,26 @@ impl Harness {
                     ],
                 },
             );
+        }
+        // The operator and the gateways run with ServiceAccount identities of
+        // their own, so the access log says who asked for what.
+        for (token, user, file) in [
+            (
+                "token-palisade-operator",
+                OPERATOR_USER,
+                "kubeconfig-operator",
+            ),
+            ("token-palisade-gateway", GATEWAY_USER, "kubeconfig-gateway"),
+        ] {
+            sim.add_token(
+                token,
+                UserInfo {
+                    username: user.into(),
+                    uid: format!("uid-{token}"),
+                    groups: vec!["system:serviceaccounts".into()],
+                },
+            );
+            std::fs::write(dir.join(file), sim.kubeconfig_with_token(token)).unwrap();
         }
         let pg = TestPostgres::start();
         let audit_url = pg.database("palisade_e2e");
@@ -198,7 +246,7 @@ impl Harness {
         let manifest = h.dir.join("clinic-assistant.yaml");
         std::fs::write(&manifest, example).unwrap();
         h.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
-        h.start_operator();
+        h.start_operator(&options);
         for name in ["gateway-a", "gateway-b"] {
             let g = h.start_gateway(name);
             h.gateways.push(g);
@@ -209,7 +257,7 @@ impl Harness {
         h
     }
 
-    fn start_operator(&mut self) {
+    fn start_operator(&mut self, options: &Options) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -219,7 +267,6 @@ impl Harness {
             .args([
                 "--namespace",
                 SYSTEM_NS,
-                "--no-leader-election",
                 "--metrics-listen",
                 &self.operator_metrics,
                 "--audit-url",
@@ -227,9 +274,14 @@ impl Harness {
                 "--audit-spool-dir",
                 self.dir.join("operator-spool").to_str().unwrap(),
                 "--approval-retention",
-                "1h",
+                options.approval_retention,
             ])
-            .env("KUBECONFIG", &self.kubeconfig)
+            .args(if options.leader_election {
+                &[][..]
+            } else {
+                &["--no-leader-election"][..]
+            })
+            .env("KUBECONFIG", self.dir.join("kubeconfig-operator"))
             .env("POD_NAME", "palisade-operator-0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -257,7 +309,7 @@ impl Harness {
                 "--audit-url",
                 &self.audit_url,
             ])
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", self.dir.join("kubeconfig-gateway"))
             .env("POD_NAME", name)
             .env("RUST_LOG", "warn")
             .current_dir(&self.dir)

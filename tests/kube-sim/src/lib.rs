@@ -25,7 +25,7 @@ mod validation;
 mod watch;
 
 pub use server::router;
-pub use state::{ADMIN_TOKEN, AccessRule, UserInfo};
+pub use state::{ADMIN_TOKEN, Access, AccessRule, UserInfo};
 
 use serde_json::json;
 use state::State;
@@ -97,6 +97,18 @@ impl KubeSim {
     /// SubjectAccessReview fixture: allow what `rule` describes.
     pub fn allow(&self, rule: AccessRule) {
         self.state.fixtures().rules.push(rule);
+    }
+
+    /// Every resource request so far, with its user, verb, resource,
+    /// namespace and name (what an RBAC rule would be matched against).
+    pub fn access_log(&self) -> Vec<Access> {
+        self.state.fixtures().access_log.clone()
+    }
+
+    /// A kubeconfig for this server that authenticates with `token` (one
+    /// added with [`KubeSim::add_token`]).
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        self.kubeconfig().replace(ADMIN_TOKEN, token)
     }
 
     /// Forgets all watch history (like etcd compaction): watches resuming

@@ -221,6 +221,37 @@ async fn resource(
         )
         .into_response();
     }
+    {
+        let verb = match (method.clone(), name) {
+            (Method::GET, Some(_)) => "get",
+            (Method::GET, None) if params.flag("watch") => "watch",
+            (Method::GET, None) => "list",
+            (Method::POST, _) => "create",
+            (Method::PUT, _) => "update",
+            (Method::PATCH, _) => "patch",
+            (Method::DELETE, Some(_)) => "delete",
+            (Method::DELETE, None) => "deletecollection",
+            _ => "unknown",
+        };
+        let selected = params
+            .get("fieldSelector")
+            .and_then(|f| f.strip_prefix("metadata.name="))
+            .map(String::from);
+        let access = crate::state::Access {
+            user: requester(state, headers)
+                .map(|u| u.username)
+                .unwrap_or_else(|| "anonymous".into()),
+            verb: verb.into(),
+            group: group.into(),
+            resource: match sub {
+                Some(s) => format!("{plural}/{s}"),
+                None => plural.to_string(),
+            },
+            namespace: namespace.map(String::from),
+            name: name.map(String::from).or(selected),
+        };
+        state.fixtures().access_log.push(access);
+    }
     if rt.review {
         if *method != Method::POST || name.is_some() {
             return ApiError::method_not_allowed(format!("{} only supports create", rt.plural))

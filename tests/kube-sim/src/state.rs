@@ -50,6 +50,27 @@ impl AccessRule {
 pub struct Fixtures {
     pub tokens: HashMap<String, UserInfo>,
     pub rules: Vec<AccessRule>,
+    /// Every resource request, with who made it (see [`Access`]).
+    pub access_log: Vec<Access>,
+}
+
+/// One resource request as an authorizer would see it: the attributes an
+/// RBAC rule matches on. The server has no RBAC; tests compare this log
+/// with the RBAC a chart grants.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Access {
+    /// The bearer token's user (`anonymous` without a known token).
+    pub user: String,
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+    /// `deletecollection`.
+    pub verb: String,
+    pub group: String,
+    /// The plural, with `/status` for the subresource.
+    pub resource: String,
+    pub namespace: Option<String>,
+    /// The object's name; for a list or watch, the name its
+    /// `fieldSelector=metadata.name=...` selects, if any.
+    pub name: Option<String>,
 }
 
 #[derive(Debug)]
