@@ -469,3 +469,40 @@ pub fn code(body: &Value) -> &str {
         .or(body["reasonCode"].as_str())
         .unwrap_or("")
 }
+
+/// `charts/palisade` rendered and linted with the real Helm v4 library
+/// (`tests/e2e/chart/render.py`, helm-python-sdk in the virtualenv `venv`):
+/// `{"lint": .., "cases": {case: {template: manifest}}, "refused": ..}`.
+pub fn render_chart(venv: &Path) -> Value {
+    let python =
+        palisade_fake_upstreams::python::python_with(venv, "helm-python-sdk>=0.2", "helm_python");
+    let out = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/chart/render.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../charts/palisade"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every YAML document one rendered case holds (NOTES.txt left out).
+pub fn rendered_documents(case: &Value) -> Vec<Value> {
+    case.as_object()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| !path.ends_with("NOTES.txt"))
+        .flat_map(|(_, manifest)| {
+            serde_yaml::Deserializer::from_str(manifest.as_str().unwrap())
+                .map(|d| serde::Deserialize::deserialize(d).unwrap())
+                .filter(|v: &Value| !v.is_null())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

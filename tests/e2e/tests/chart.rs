@@ -8,38 +8,11 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn render() -> Value {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm-venv");
-    let python =
-        palisade_fake_upstreams::python::python_with(&venv, "helm-python-sdk>=0.2", "helm_python");
-    let out = std::process::Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/chart/render.py"))
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../charts/palisade"
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    palisade_e2e::render_chart(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm-venv"))
 }
 
-/// Every rendered document of a case.
 fn documents(case: &Value) -> Vec<Value> {
-    case.as_object()
-        .unwrap()
-        .iter()
-        .filter(|(path, _)| !path.ends_with("NOTES.txt"))
-        .flat_map(|(_, manifest)| {
-            serde_yaml::Deserializer::from_str(manifest.as_str().unwrap())
-                .map(|d| serde::Deserialize::deserialize(d).unwrap())
-                .filter(|v: &Value| !v.is_null())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    palisade_e2e::rendered_documents(case)
 }
 
 fn kinds(docs: &[Value]) -> Vec<String> {
