@@ -408,3 +408,45 @@ async fn the_chart_installs_into_the_api_server_with_the_helm_library() {
     ]);
     assert!(kubectl(&["get", "aipolicies", "-n", "clinic"]).contains("clinic-assistant"));
 }
+
+/// The kind path cannot run here (no container engine); check what can be:
+/// the cluster config enables what the chart's defaults need, the script
+/// parses, and what it builds exists.
+#[test]
+fn the_kind_config_and_script_fit_the_chart() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let config: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{root}/kind-config.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(config["kind"], "Cluster");
+    // values.yaml stamps decidedBy with a MutatingAdmissionPolicy (v1beta1).
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(format!("{root}/charts/palisade/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(values["approvals"]["admission"]["stampDecider"], true);
+    assert_eq!(config["featureGates"]["MutatingAdmissionPolicy"], true);
+    assert_eq!(
+        config["runtimeConfig"]["admissionregistration.k8s.io/v1beta1"],
+        "true"
+    );
+    let syntax = std::process::Command::new("bash")
+        .args(["-n", &format!("{root}/tests/kind/up.sh")])
+        .status()
+        .unwrap();
+    assert!(syntax.success());
+    let script = std::fs::read_to_string(format!("{root}/tests/kind/up.sh")).unwrap();
+    for bin in ["gateway", "operator"] {
+        assert!(script.contains("deploy/Dockerfile.$bin"));
+        let dockerfile =
+            std::fs::read_to_string(format!("{root}/deploy/Dockerfile.{bin}")).unwrap();
+        assert!(
+            dockerfile.contains(&format!("-p palisade-{bin} --bin palisade-{bin}")),
+            "{bin}"
+        );
+        assert!(
+            dockerfile.contains("USER 65532:65532"),
+            "{bin} runs as root"
+        );
+    }
+}

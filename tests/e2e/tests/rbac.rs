@@ -162,13 +162,17 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
     .await;
 
     // The leader renews its Lease every 5 s (get + update).
-    h.until("the leader renews its Lease", Duration::from_secs(12), async || {
-        h.sim
-            .access_log()
-            .iter()
-            .any(|a| a.user == OPERATOR_USER && a.verb == "update" && a.resource == "leases")
-            .then_some(())
-    })
+    h.until(
+        "the leader renews its Lease",
+        Duration::from_secs(12),
+        async || {
+            h.sim
+                .access_log()
+                .iter()
+                .any(|a| a.user == OPERATOR_USER && a.verb == "update" && a.resource == "leases")
+                .then_some(())
+        },
+    )
     .await;
 
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm-venv");
