@@ -5,7 +5,35 @@ tests/e2e/tests/chart.rs."""
 import json
 import sys
 
+import glob
+import os
+
 import helm_python as helm
+import kubernetes_validate
+import yaml
+
+KUBERNETES = "1.34.0"
+# Kinds whose schemas are not Kubernetes' own (the Prometheus Operator's).
+FOREIGN = {"ServiceMonitor"}
+
+
+def validate(manifests):
+    """Every built-in object against the Kubernetes 1.34 schemas (strict:
+    unknown fields are errors). Returns the problems found."""
+    problems = []
+    for path, text in manifests.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if not doc or doc.get("kind") in FOREIGN:
+                continue
+            try:
+                kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                problems.append(f"{path}: {doc['kind']} {doc['metadata']['name']}: {e.message} at {list(e.path)}")
+            except kubernetes_validate.SchemaNotFoundError as e:
+                problems.append(f"{path}: no Kubernetes schema for {doc['kind']} {doc['apiVersion']}: {e}")
+    return problems
 
 chart_dir = sys.argv[1]
 chart = helm.Chart.load(chart_dir)
@@ -28,9 +56,12 @@ wrong = {
     "bad_retention": {"approvals": {"retention": "one day"}},
     "no_audit_database": {"postgres": {"external": {"secretName": ""}}},
 }
-out = {"lint": helm.lint(chart_dir, strict=True), "cases": {}, "refused": {}}
+out = {"lint": helm.lint(chart_dir, strict=True), "cases": {}, "refused": {}, "invalid": {}}
 for case, values in cases.items():
     out["cases"][case] = chart.render(values, name="palisade", namespace="palisade-system", is_install=True)
+    out["invalid"][case] = validate(out["cases"][case])
+crds = {path: open(path).read() for path in sorted(glob.glob(os.path.join(chart_dir, "crds", "*.yaml")))}
+out["invalid"]["crds"] = validate(crds)
 for case, values in wrong.items():
     try:
         chart.render(values, name="palisade", namespace="palisade-system", is_install=True)

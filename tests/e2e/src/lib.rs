@@ -476,6 +476,27 @@ pub fn code(body: &Value) -> &str {
 pub fn render_chart(venv: &Path) -> Value {
     let python =
         palisade_fake_upstreams::python::python_with(venv, "helm-python-sdk>=0.2", "helm_python");
+    // The Kubernetes API schemas, offline (for validating what renders).
+    let has = Command::new(&python)
+        .args(["-c", "import kubernetes_validate"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has {
+        let pip = venv.join("bin/pip");
+        let ok = Command::new(pip)
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "kubernetes-validate>=1.34",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "pip install kubernetes-validate failed (is PyPI reachable?)"
+        );
+    }
     let out = Command::new(python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/chart/render.py"))
         .arg(concat!(

@@ -68,6 +68,20 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         "helm lint warnings: {lint}"
     );
 
+    // --- Every rendered object (and the CRDs) is valid against the
+    // Kubernetes 1.34 API schemas, strictly (no unknown fields).
+    for (case, problems) in out["invalid"].as_object().unwrap() {
+        assert!(
+            problems.as_array().unwrap().is_empty(),
+            "{case}: {problems:#}"
+        );
+    }
+    assert_eq!(
+        out["invalid"].as_object().unwrap().len(),
+        5,
+        "4 value sets and the CRDs"
+    );
+
     // --- The approval guard rails, exactly as the CEL tests evaluate them.
     let admission = template(&out["cases"]["default"], "approval-admission.yaml");
     assert_eq!(
