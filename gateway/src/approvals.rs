@@ -45,6 +45,38 @@ pub struct Hold {
 }
 
 impl Hold {
+    /// What to record for a call by `agent` (of `policy`'s namespace) that
+    /// `rule` holds: the arguments as the policy lets humans see them, the
+    /// digest of the real ones, the policy's TTL, and the agent's
+    /// ServiceAccount user (so admission can refuse its own decision).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        policy: &palisade_policy::Policy,
+        agent: &str,
+        rule: Option<String>,
+        tool: &str,
+        arguments: &Value,
+        arguments_digest: String,
+        request_id: &str,
+    ) -> Self {
+        Self {
+            namespace: policy.namespace.clone(),
+            agent: agent.to_owned(),
+            tool: tool.to_owned(),
+            arguments: palisade_policy::redact_arguments(arguments, &policy.audit.redact_keys),
+            arguments_digest,
+            request_id: request_id.to_owned(),
+            policy: policy.name.clone(),
+            policy_generation: policy.generation,
+            rule,
+            requested_by: policy
+                .agent(agent)
+                .and_then(|a| a.service_account.as_deref())
+                .map(|sa| format!("system:serviceaccount:{}:{sa}", policy.namespace)),
+            ttl: Duration::from_secs(policy.approvals.ttl_seconds),
+        }
+    }
+
     /// The approval's name: the agent plus a digest of everything that
     /// identifies the request, so holding the same request twice (a client
     /// retry, another replica) finds the same approval.

@@ -115,19 +115,11 @@ pub fn record_outcome(
     actor: Option<&str>,
 ) -> bool {
     let f = view.facts(actor);
-    let outcome = code.as_str().trim_start_matches("approval.");
-    state.metrics.approvals.with_label_values(&[outcome]).inc();
+    count(state, code);
     state
         .audit
         .record(AuditEvent::approval_outcome(&f, decision, code.as_str()))
         .is_ok()
-}
-
-/// The agent's Kubernetes user name, if its policy gives it a
-/// ServiceAccount: recorded so that admission can refuse its own decision.
-fn requested_by(policy: &Policy, agent: &str) -> Option<String> {
-    let sa = policy.agent(agent)?.service_account.as_deref()?;
-    Some(format!("system:serviceaccount:{}:{sa}", policy.namespace))
 }
 
 /// Holds the call, or uses the approval it names.
@@ -139,19 +131,15 @@ pub async fn step(
     call: Call<'_>,
 ) -> Result<Step, ApiError> {
     let Some(name) = call.approval else {
-        let hold = Hold {
-            namespace: who.namespace.clone(),
-            agent: who.agent.clone(),
-            tool: call.tool.to_owned(),
-            arguments: palisade_policy::redact_arguments(call.arguments, &policy.audit.redact_keys),
-            arguments_digest: call.digest.to_owned(),
-            request_id: call.request_id.to_owned(),
-            policy: policy.name.clone(),
-            policy_generation: policy.generation,
-            rule: decision.rule.clone(),
-            requested_by: requested_by(policy, &who.agent),
-            ttl: Duration::from_secs(policy.approvals.ttl_seconds),
-        };
+        let hold = Hold::new(
+            policy,
+            &who.agent,
+            decision.rule.clone(),
+            call.tool,
+            call.arguments,
+            call.digest.to_owned(),
+            call.request_id,
+        );
         let view = state
             .approvals
             .hold(&hold, jiff::Timestamp::now())
@@ -214,12 +202,18 @@ pub async fn step(
     }
 }
 
+/// Counts an approval outcome under its code's name (`approval.denied` →
+/// `denied`).
+fn count(state: &AppState, code: ReasonCode) {
+    let outcome = code.as_str().trim_start_matches("approval.");
+    state.metrics.approvals.with_label_values(&[outcome]).inc();
+}
+
 fn refused(state: &AppState, view: &View, code: ReasonCode) {
     if code == ReasonCode::ApprovalReplayRefused {
         record_outcome(state, view, "Deny", code, None);
     } else {
-        let outcome = code.as_str().trim_start_matches("approval.");
-        state.metrics.approvals.with_label_values(&[outcome]).inc();
+        count(state, code);
     }
 }
 

@@ -145,22 +145,15 @@ fn hold_in_background(
             d.reason_code
         );
     };
-    let hold = crate::approvals::Hold {
-        namespace: who.namespace.clone(),
-        agent: who.agent.clone(),
-        tool: tool.to_owned(),
-        arguments: palisade_policy::redact_arguments(args, &policy.audit.redact_keys),
-        arguments_digest: argument_digest(args),
-        request_id: request_id.to_owned(),
-        policy: policy.name.clone(),
-        policy_generation: policy.generation,
-        rule: d.rule.clone(),
-        requested_by: policy
-            .agent(&who.agent)
-            .and_then(|a| a.service_account.as_deref())
-            .map(|sa| format!("system:serviceaccount:{}:{sa}", policy.namespace)),
-        ttl: std::time::Duration::from_secs(policy.approvals.ttl_seconds),
-    };
+    let hold = crate::approvals::Hold::new(
+        policy,
+        &who.agent,
+        d.rule.clone(),
+        tool,
+        args,
+        argument_digest(args),
+        request_id,
+    );
     let name = hold.name();
     let approvals = state.approvals.clone();
     let metrics = Arc::clone(&state.metrics);
