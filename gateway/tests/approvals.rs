@@ -4,9 +4,11 @@
 //! every outcome is audited and counted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use palisade_audit::{AuditMetrics, AuditWriter, Filter, Migrations, Store, WriterConfig};
+use palisade_audit::{Filter, Store};
 use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::server::{AppState, app};
 use palisade_gateway::{snapshot, source};
@@ -53,22 +55,7 @@ async fn gateway(name: &str, ttl: &str) -> Gateway {
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
     source::load_into(&files, &current, &metrics).unwrap();
-    let url = format!("sqlite://{}", d.join("audit.db").display());
-    let store = Store::open(&url, Migrations::Apply).await.unwrap();
-    let (audit, _task) = AuditWriter::start(
-        store.clone(),
-        WriterConfig::new(d.join("spool")),
-        AuditMetrics::unregistered().unwrap(),
-    )
-    .unwrap();
-    let state = AppState::standalone(
-        current,
-        audit,
-        metrics,
-        store.clone(),
-        vec![("oncall".into(), OPERATOR.into())],
-    )
-    .unwrap();
+    let (state, store) = common::standalone(&d, current, metrics, OPERATOR).await;
     Gateway { state, store }
 }
 
@@ -394,28 +381,11 @@ fn gateway_binary(args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_approvals_cli_decides_for_a_running_gateway_and_expiry_is_audited() {
-    use std::io::BufRead;
     let d = dir("cli");
     let file = config(&d, "2s");
     let file_arg = file.to_str().unwrap().to_owned();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
-        .args(["run", "--config", &file_arg, "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let (mut child, addr) =
+        common::spawn_gateway(&["run", "--config", &file_arg, "--listen", "127.0.0.1:0"]);
     let http = reqwest::Client::new();
     let post = |body: Value| {
         http.post(format!("http://{addr}/v1/tool-calls"))

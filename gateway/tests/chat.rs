@@ -3,9 +3,11 @@
 //! sees them, streamed and not.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::http::Request;
-use palisade_audit::{AuditMetrics, AuditWriter, Filter, Migrations, Store, WriterConfig};
+use palisade_audit::{Filter, Store};
 use palisade_fake_upstreams::{FakeOpenAi, Script};
 use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::server::{AppState, app};
@@ -85,27 +87,9 @@ stringData: {{intake: {KEY}, openai: sk-upstream, anthropic: sk-ant-upstream}}
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
     source::load_into(&[path], &current, &metrics).unwrap();
-    let store = Store::open(
-        &format!("sqlite://{}", d.join("audit.db").display()),
-        Migrations::Apply,
-    )
-    .await
-    .unwrap();
-    let (audit, _t) = AuditWriter::start(
-        store.clone(),
-        WriterConfig::new(d.join("spool")),
-        AuditMetrics::unregistered().unwrap(),
-    )
-    .unwrap();
+    let (state, store) = common::standalone(&d, current, metrics, "operator-token").await;
     Setup {
-        state: AppState::standalone(
-            current,
-            audit,
-            metrics,
-            store.clone(),
-            vec![("oncall".into(), "operator-token".into())],
-        )
-        .unwrap(),
+        state,
         store,
         local,
         cloud,

@@ -4,13 +4,14 @@
 //! second; the applied revision is reported in the gateway's Lease.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::http::Request;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
 use palisade_gateway::kubernetes::{ClusterSource, TokenReviewer, watch};
 use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::server::{AppState, app, http_client};
@@ -123,18 +124,7 @@ async fn a_gateway_in_a_cluster_serves_the_operators_configuration_to_service_ac
         current.clone(),
         Arc::clone(&metrics),
     );
-    let store = Store::open(
-        &format!("sqlite://{}", dir.join("a.db").display()),
-        Migrations::Apply,
-    )
-    .await
-    .unwrap();
-    let (audit, _t) = AuditWriter::start(
-        store,
-        WriterConfig::new(dir.join("spool")),
-        AuditMetrics::unregistered().unwrap(),
-    )
-    .unwrap();
+    let (_store, audit) = common::audit_in(&dir).await;
     let state = AppState {
         config: current.clone(),
         audit,

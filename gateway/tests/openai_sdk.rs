@@ -3,11 +3,12 @@
 //! installed into a virtualenv under `target/` on first use (PyPI).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use palisade_fake_upstreams::{FakeOpenAi, Script};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// A Python with the `openai` package, set up once per target dir.
 fn python_with_openai() -> PathBuf {
@@ -68,31 +69,14 @@ stringData: {{app: sdk-key}}
     let python = tokio::task::spawn_blocking(python_with_openai)
         .await
         .unwrap();
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(gateway.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = format!(
-        "http://{}",
-        line.split("http://")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-    );
+    let (mut gateway, addr) = common::spawn_gateway(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let url = format!("http://{addr}");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_client.py");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)

@@ -5,9 +5,10 @@
 //! by the policy crate's tests.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::http::Request;
-use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
 use palisade_fake_upstreams::{FakeOpenAi, Script};
 use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::server::{AppState, app};
@@ -73,26 +74,9 @@ stringData: {{a: key-a, off: key-off, research: key-research}}
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
     source::load_into(&[path], &current, &metrics).unwrap();
-    let store = Store::open(
-        &format!("sqlite://{}", d.join("a.db").display()),
-        Migrations::Apply,
-    )
-    .await
-    .unwrap();
-    let (audit, _t) = AuditWriter::start(
-        store.clone(),
-        WriterConfig::new(d.join("spool")),
-        AuditMetrics::unregistered().unwrap(),
-    )
-    .unwrap();
-    AppState::standalone(
-        current,
-        audit,
-        metrics,
-        store.clone(),
-        vec![("oncall".into(), "operator-token".into())],
-    )
-    .unwrap()
+    common::standalone(&d, current, metrics, "operator-token")
+        .await
+        .0
 }
 
 async fn post(

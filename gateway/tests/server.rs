@@ -2,9 +2,11 @@
 //! for start-up, reload and shutdown, through the real binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use palisade_audit::{AuditMetrics, AuditWriter, Filter, Migrations, Store, WriterConfig};
+use palisade_audit::{Filter, Store};
 use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::server::{AppState, app};
 use palisade_gateway::{snapshot, source};
@@ -47,23 +49,9 @@ async fn gateway(name: &str, edit: impl Fn(String) -> String, load: bool) -> Gat
     if load {
         source::load_into(&config, &current, &metrics).unwrap();
     }
-    let url = format!("sqlite://{}", d.join("audit.db").display());
-    let store = Store::open(&url, Migrations::Apply).await.unwrap();
-    let (audit, _task) = AuditWriter::start(
-        store.clone(),
-        WriterConfig::new(d.join("spool")),
-        AuditMetrics::unregistered().unwrap(),
-    )
-    .unwrap();
+    let (state, store) = common::standalone(&d, current, metrics, "operator-token").await;
     Gateway {
-        state: AppState::standalone(
-            current,
-            audit,
-            metrics,
-            store.clone(),
-            vec![("oncall".into(), "operator-token".into())],
-        )
-        .unwrap(),
+        state,
         store,
         config,
     }
@@ -292,37 +280,20 @@ async fn a_changed_file_is_swapped_in_and_an_invalid_edit_keeps_the_previous_con
 
 #[test]
 fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let d = dir("binary");
     let config = quickstart(&d, |t| t);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--header-read-timeout",
-            "1s",
-            "--body-read-timeout",
-            "1s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let (mut child, addr) = common::spawn_gateway(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--header-read-timeout",
+        "1s",
+        "--body-read-timeout",
+        "1s",
+    ]);
     // A client that never finishes its headers is cut off.
     let mut slow = std::net::TcpStream::connect(&addr).unwrap();
     write!(slow, "POST /v1/tool-calls HTTP/1.1\r\nhost: x\r\n").unwrap();
