@@ -368,6 +368,34 @@ impl Harness {
             .unwrap()
     }
 
+    /// `kubectl patch aipolicy clinic-assistant -n clinic --type=TYPE -p PATCH`
+    /// (the example policy), as an operator would type it.
+    pub fn patch_policy(&self, patch_type: &str, patch: &str) -> String {
+        self.kubectl_ok(&[
+            "patch",
+            "aipolicy",
+            "clinic-assistant",
+            "-n",
+            "clinic",
+            &format!("--type={patch_type}"),
+            "-p",
+            patch,
+        ])
+    }
+
+    /// `kubectl get aipolicy clinic-assistant -n clinic -o jsonpath=EXPR`.
+    pub fn policy_field(&self, jsonpath: &str) -> String {
+        self.kubectl_ok(&[
+            "get",
+            "aipolicy",
+            "clinic-assistant",
+            "-n",
+            "clinic",
+            "-o",
+            &format!("jsonpath={jsonpath}"),
+        ])
+    }
+
     /// Runs kubectl and returns its stdout; fails the test if it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
@@ -410,9 +438,7 @@ impl Harness {
             .send()
             .await
             .unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        status_and_json(r).await
     }
 
     /// `GET` on gateway `i` as `token`.
@@ -424,9 +450,7 @@ impl Harness {
             .send()
             .await
             .unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        status_and_json(r).await
     }
 
     /// Polls `f` every 20 ms for up to `limit`.
@@ -460,6 +484,13 @@ impl Harness {
                 .unwrap();
         store.query(&filter).await.unwrap()
     }
+}
+
+/// An answer's status and JSON body (`null` when it is not JSON).
+async fn status_and_json(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// The error code or reason code of a gateway answer.

@@ -199,16 +199,7 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
     );
 
     // --- Expiry: a short TTL, nobody decides.
-    h.kubectl_ok(&[
-        "patch",
-        "aipolicy",
-        "clinic-assistant",
-        "-n",
-        "clinic",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"approvals":{"ttl":"1s"}}}"#,
-    ]);
+    h.patch_policy("merge", r#"{"spec":{"approvals":{"ttl":"1s"}}}"#);
     let expiring = h
         .until("the short TTL is served", Duration::from_secs(10), async || {
             let (status, body) = h
@@ -307,16 +298,7 @@ async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
         assert_eq!(status, 200, "{body}");
     }
     let patched = std::time::Instant::now();
-    h.kubectl_ok(&[
-        "patch",
-        "aipolicy",
-        "clinic-assistant",
-        "-n",
-        "clinic",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"suspend":true}}"#,
-    ]);
+    h.patch_policy("merge", r#"{"spec":{"suspend":true}}"#);
     for gw in 0..2 {
         h.until(
             "the kill switch reaches the replica",
@@ -346,16 +328,7 @@ async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
     assert_eq!(chat.status(), 403);
     assert_eq!(chat.headers()["x-palisade-reason"], "kill_switch.policy");
 
-    h.kubectl_ok(&[
-        "patch",
-        "aipolicy",
-        "clinic-assistant",
-        "-n",
-        "clinic",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"suspend":false}}"#,
-    ]);
+    h.patch_policy("merge", r#"{"spec":{"suspend":false}}"#);
     for gw in 0..2 {
         h.until("traffic flows again", Duration::from_secs(5), async || {
             let (status, _) = h.tool_call(gw, INTAKE_TOKEN, &allowed).await;
@@ -365,16 +338,10 @@ async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
     }
 
     // The per-agent switch stops one agent, not the other.
-    h.kubectl_ok(&[
-        "patch",
-        "aipolicy",
-        "clinic-assistant",
-        "-n",
-        "clinic",
-        "--type=json",
-        "-p",
+    h.patch_policy(
+        "json",
         r#"[{"op":"add","path":"/spec/agents/0/suspended","value":true}]"#,
-    ]);
+    );
     for gw in 0..2 {
         h.until(
             "the agent switch reaches the replica",
@@ -407,15 +374,7 @@ async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
         rows.iter()
             .all(|r| r.event.agent == "intake" && r.event.decision == "Deny")
     );
-    let status = h.kubectl_ok(&[
-        "get",
-        "aipolicy",
-        "clinic-assistant",
-        "-n",
-        "clinic",
-        "-o",
-        "jsonpath={.status.gatewaysApplied}",
-    ]);
+    let status = h.policy_field("{.status.gatewaysApplied}");
     assert_eq!(
         status, "2",
         "both replicas report the revision they applied"
@@ -474,16 +433,7 @@ async fn the_official_openai_sdk_chats_through_a_replica_routed_by_policy() {
     assert_eq!(h.local.received().len(), 1);
 
     // A kill switch reaches the SDK as a typed error with the reason code.
-    h.kubectl_ok(&[
-        "patch",
-        "aipolicy",
-        "clinic-assistant",
-        "-n",
-        "clinic",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"suspend":true}}"#,
-    ]);
+    h.patch_policy("merge", r#"{"spec":{"suspend":true}}"#);
     let mut last = String::new();
     for _ in 0..10 {
         let out = run(&["suspended"]).await.unwrap();

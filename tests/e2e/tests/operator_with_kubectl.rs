@@ -24,29 +24,13 @@ async fn apply_watch_status_and_an_invalid_edit_through_kubectl() {
         )
         .await;
     assert!(table.starts_with("NAME"), "{table}");
-    let served = h.kubectl_ok(&[
-        "get",
-        "aipolicy",
-        "clinic-assistant",
-        "-n",
-        "clinic",
-        "-o",
-        "jsonpath={.status.servedGeneration}",
-    ]);
+    let served = h.policy_field("{.status.servedGeneration}");
     assert_eq!(served, "1");
     h.until(
         "both gateways report it",
         Duration::from_secs(10),
         async || {
-            let n = h.kubectl_ok(&[
-                "get",
-                "aipolicy",
-                "clinic-assistant",
-                "-n",
-                "clinic",
-                "-o",
-                "jsonpath={.status.gatewaysApplied}",
-            ]);
+            let n = h.policy_field("{.status.gatewaysApplied}");
             (n == "2").then_some(())
         },
     )
@@ -74,10 +58,7 @@ async fn apply_watch_status_and_an_invalid_edit_through_kubectl() {
     );
     let message = h
         .until("Accepted=False with the diagnostic", Duration::from_secs(10), async || {
-            let out = h.kubectl_ok(&[
-                "get", "aipolicy", "clinic-assistant", "-n", "clinic", "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Accepted\")].status}|{.status.conditions[?(@.type==\"Accepted\")].message}",
-            ]);
+            let out = h.policy_field("{.status.conditions[?(@.type==\"Accepted\")].status}|{.status.conditions[?(@.type==\"Accepted\")].message}");
             out.strip_prefix("False|").map(String::from)
         })
         .await;

@@ -130,16 +130,7 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
     let (status, _) = h.tool_call(1, INTAKE_TOKEN, &using).await;
     assert_eq!(status, 403);
     // A kill switch flip (the operator rewrites the Secret, gateways apply).
-    h.kubectl_ok(&[
-        "patch",
-        "aipolicy",
-        "clinic-assistant",
-        "-n",
-        "clinic",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"suspend":true}}"#,
-    ]);
+    h.patch_policy("merge", r#"{"spec":{"suspend":true}}"#);
     h.until(
         "the kill switch lands",
         Duration::from_secs(5),
