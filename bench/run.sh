@@ -56,6 +56,8 @@ GW=$(first_line "$WORK/gw.out" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/')
 sleep 1
 rss() { awk '/VmRSS/ {print $2}' "/proc/$GWPID/status"; }
 cpu() { awk '{print $14 + $15}' "/proc/$GWPID/stat"; }
+# CPU-seconds per 1,000 requests between two cpu() readings at a rate.
+per_1000() { printf '%.4f' "$(echo "($2 - $1) / $TICKS / ($3 * $DURATION) * 1000" | bc -l)"; }
 TICKS=$(getconf CLK_TCK)
 IDLE_RSS=$(rss)
 
@@ -72,7 +74,7 @@ for rate in 100 500 1000; do
   c1=$(cpu)
   t=$(load "$GW/v1/tool-calls" "$rate" "$TOOL")
   loaded_rss=$(rss)
-  echo "{\"rate\":$rate,\"direct\":$d,\"gateway\":$g,\"tool_calls\":$t,\"gateway_cpu_s_per_1000\":$(printf '%.4f' "$(echo "($c1 - $c0) / $TICKS / ($rate * $DURATION) * 1000" | bc -l)"),\"rss_kib\":$loaded_rss}" >> "$RESULTS"
+  echo "{\"rate\":$rate,\"direct\":$d,\"gateway\":$g,\"tool_calls\":$t,\"gateway_cpu_s_per_1000\":$(per_1000 "$c0" "$c1" "$rate"),\"rss_kib\":$loaded_rss}" >> "$RESULTS"
 done
 # Streamed answers: time to the first event, direct and through the gateway
 # (before the saturation steps, whose audit backlog would still be draining).
@@ -117,7 +119,7 @@ for rate in 100 500 1000; do
   c0=$(cpu)
   g=$(load "$GW/v1/chat/completions" "$rate" "$CHAT")
   c1=$(cpu)
-  echo "{\"pg_rate\":$rate,\"direct\":$d,\"gateway\":$g,\"gateway_cpu_s_per_1000\":$(printf '%.4f' "$(echo "($c1 - $c0) / $TICKS / ($rate * $DURATION) * 1000" | bc -l)")}" >> "$RESULTS"
+  echo "{\"pg_rate\":$rate,\"direct\":$d,\"gateway\":$g,\"gateway_cpu_s_per_1000\":$(per_1000 "$c0" "$c1" "$rate")}" >> "$RESULTS"
 done
 ROWS=$(as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U palisade -tAc 'SELECT count(*) FROM audit_events' palisade)
 echo "{\"pg_audit_rows\":$ROWS}" >> "$RESULTS"
