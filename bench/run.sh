@@ -1,39 +1,104 @@
 #!/usr/bin/env bash
-# Gateway overhead on loopback: the same open-loop load straight to a fake
-# OpenAI-compatible upstream and through palisade-gateway (policy on,
-# every decision audited to the embedded SQLite default), at 100, 500 and
-# 1,000 requests/s, then climbing to find the highest rate with p99 < 10 ms.
-# Also: idle and loaded RSS, CPU-seconds per 1,000 requests, added
-# time-to-first-token on streamed answers, and the same chat load with the
-# audit going to a local PostgreSQL (a throwaway server this script starts
-# with the machine's initdb / pg_ctl) instead of SQLite.
+# Palisade side by side with what users would otherwise run, in one run:
 #
-#   bash bench/run.sh            # results in bench/out/, summary on stdout
+#   direct        the fake OpenAI-compatible upstream itself (the limit)
+#   nginx         Debian's nginx, one worker, upstream keepalive
+#   palisade      palisade-gateway, policy on, audit to a local PostgreSQL
+#   palisade-off  palisade-gateway, policy on, --no-audit
+#   litellm       the LiteLLM proxy (PyPI litellm[proxy]), one worker, no DB
 #
-# Pinning: the gateway runs on CPU 1; the upstream and the load generator
-# share CPU 0 (a 2-core machine). Cleans up every process it starts.
+#   bash bench/run.sh          # ~15 minutes; bench/out/results.jsonl + report
+#   TARGETS="direct palisade" DURATION=5 bash bench/run.sh   # a subset
+#
+# Load: oha (crates.io; open loop `-q` with --latency-correction) for the
+# plain answers; bench's own `loadgen --ttft` for time to first token (oha
+# times whole responses only). The upstream (`fake-openai --bench`) answers
+# at once, after 20 ms for the model `slow-20ms`, and streams 64 chunks
+# 20 ms apart. Pinning on this 2-core machine: each proxy on CPU 1 alone;
+# the load generator, the upstream and PostgreSQL on CPU 0 — the same CPU-0
+# work in every run, so a rate the direct run sustains is not limited by
+# CPU 0 in the others. A rate counts only where direct reached 99% of it.
+#
+# Installs what is missing (nginx from Debian, oha with cargo, LiteLLM in a
+# venv under target/) and stops every process it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 DURATION=${DURATION:-10}
-cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams -p palisade-bench
-T=target/release
+TARGETS=${TARGETS:-direct nginx palisade palisade-off litellm}
+LADDER=${LADDER:-25 50 100 200 400 700 1000 1500 2000 3000 4000 5000 6000 7000 8000 10000 12000 14000 16000 20000 24000 28000 32000}
 OUT=bench/out
-mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+TOOLS=$ROOT/target/bench-tools
+mkdir -p "$OUT" "$TOOLS"
+
+# --- what the run needs -----------------------------------------------------
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+need_deb() { # command package
+  command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || {
+    as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$2" >/dev/null; }
+}
+need_deb taskset util-linux
+need_deb bc bc
+[[ " $TARGETS " == *" nginx "* ]] && need_deb nginx nginx-light
+if [[ " $TARGETS " == *" palisade "* ]] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need_deb initdb postgresql
+fi
+OHA=$(command -v oha || echo "$TOOLS/bin/oha")
+[ -x "$OHA" ] || cargo install -q --locked --root "$TOOLS" oha@1.16.0 --no-default-features --features rustls
+if [[ " $TARGETS " == *" litellm "* ]]; then
+  VENV=$ROOT/target/bench-venv/litellm
+  [ -x "$VENV/bin/litellm" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q 'litellm[proxy]'; }
+fi
+cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams -p palisade-bench
+T=$ROOT/target/release
+
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+PG_STOP=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ ${#PG_STOP[@]} -eq 0 ] || "${PG_STOP[@]}" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
-first_line() { for _ in $(seq 100); do [ -s "$1" ] && { head -n1 "$1"; return; }; sleep 0.05; done; echo "no output in $1" >&2; exit 1; }
-# Background processes are started with taskset directly (it execs), so $!
-# is the process itself: its /proc entry is measured and it is killed.
-TS0=(); TS1=()
-if command -v taskset >/dev/null; then TS0=(taskset -c 0); TS1=(taskset -c 1); fi
-pin() { if command -v taskset >/dev/null; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# Foreground commands are pinned with pin; background ones with taskset
+# itself (it execs), so that $! is the process to measure and stop.
+pin() { taskset -c "$1" "${@:2}"; }
+first_line() { for _ in $(seq 400); do [ -s "$1" ] && { head -n1 "$1"; return; }; sleep 0.05; done; echo "no output in $1" >&2; cat "${2:-/dev/null}" >&2; exit 1; }
+wait_http() { for _ in $(seq 600); do curl -s -o /dev/null "$1" && return; sleep 0.1; done; echo "$1 never answered" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A process and its descendants: summed RSS (KiB) and CPU ticks.
+tree() { local p; for p in "$@"; do echo "$p"; tree $(pgrep -P "$p" || true); done; }
+rss_kib() { local t=0 p; for p in $(tree "$@"); do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
+cpu_ticks() { local t=0 p; for p in $(tree "$@"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+TICKS=$(getconf CLK_TCK)
+cpu_s() { printf '%.4f' "$(echo "($2 - $1) / $TICKS" | bc -l)"; } # ticks0 ticks1 -> seconds
 
-"${TS0[@]}" "$T/fake-openai" --port 0 > "$WORK/up.out" & PIDS+=($!)
+# --- the upstream and PostgreSQL (CPU 0) ------------------------------------
+taskset -c 0 "$T/fake-openai" --bench --stream-chunks 64 --chunk-interval-ms 20 --port 0 > "$WORK/up.out" & PIDS+=($!)
 UP=$(first_line "$WORK/up.out")
-cat > "$WORK/bench.yaml" <<YAML
+
+PG_URL=
+if [[ " $TARGETS " == *" palisade "* ]]; then
+  INITDB=$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -n1)
+  PGBIN=$(dirname "$(readlink -f "$INITDB")")
+  PGDIR=$WORK/pg; mkdir -p "$PGDIR"
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  [ "$(id -u)" = 0 ] && chown -R postgres "$WORK" && chmod 755 "$WORK"
+  PGPORT=$(free_port)
+  as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U palisade --auth=trust -E UTF8 --no-sync >/dev/null
+  as_pg taskset -c 0 "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
+    -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1" start >/dev/null
+  PG_STOP=(as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop)
+  as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U palisade palisade
+  PG_URL="postgres://palisade@127.0.0.1:$PGPORT/palisade"
+fi
+
+# --- the targets (CPU 1) ----------------------------------------------------
+cat > "$WORK/policy.yaml" <<YAML
 apiVersion: palisade.dev/v1alpha1
 kind: AIPolicy
 metadata: {name: bench}
@@ -51,102 +116,136 @@ kind: Secret
 metadata: {name: k}
 stringData: {load: bench-key}
 YAML
-"${TS1[@]}" "$T/palisade-gateway" run --config "$WORK/bench.yaml" --listen 127.0.0.1:0 > "$WORK/gw.out" 2>"$WORK/gw.err" & GWPID=$!; PIDS+=($GWPID)
-GW=$(first_line "$WORK/gw.out" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/')
-sleep 1
-rss() { awk '/VmRSS/ {print $2}' "/proc/$GWPID/status"; }
-cpu() { awk '{print $14 + $15}' "/proc/$GWPID/stat"; }
-# CPU-seconds per 1,000 requests between two cpu() readings at a rate.
-per_1000() { printf '%.4f' "$(echo "($2 - $1) / $TICKS / ($3 * $DURATION) * 1000" | bc -l)"; }
-TICKS=$(getconf CLK_TCK)
-IDLE_RSS=$(rss)
+KEY=bench-key
+
+start_target() { # name -> sets URL, TPIDS
+  local name=$1 port
+  TPIDS=()
+  case $name in
+    direct) URL=$UP; TPIDS=("${PIDS[0]}") ;;
+    nginx)
+      port=$(free_port); mkdir -p "$WORK/nginx/logs"
+      cat > "$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+worker_cpu_affinity 10;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  upstream up { server ${UP#http://}; keepalive 256; }
+  server {
+    listen 127.0.0.1:$port reuseport backlog=4096;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+      taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx.err" & TPIDS=($!)
+      URL=http://127.0.0.1:$port ;;
+    palisade|palisade-off)
+      local audit=(--no-audit)
+      [ "$name" = palisade ] && audit=(--audit-url "$PG_URL")
+      taskset -c 1 "$T/palisade-gateway" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 "${audit[@]}" \
+        > "$WORK/$name.out" 2>"$WORK/$name.err" & TPIDS=($!)
+      URL=$(first_line "$WORK/$name.out" "$WORK/$name.err" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/') ;;
+    litellm)
+      port=$(free_port)
+      cat > "$WORK/litellm.yaml" <<LITELLM
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params: {model: openai/gpt-4o-mini, api_base: "$UP/v1", api_key: sk-upstream}
+  - model_name: slow-20ms
+    litellm_params: {model: openai/slow-20ms, api_base: "$UP/v1", api_key: sk-upstream}
+litellm_settings: {telemetry: false, set_verbose: false, json_logs: false}
+general_settings: {master_key: $KEY}
+LITELLM
+      LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR LITELLM_TELEMETRY=False \
+        taskset -c 1 "$VENV/bin/litellm" --config "$WORK/litellm.yaml" \
+        --host 127.0.0.1 --port "$port" --num_workers 1 > "$WORK/litellm.log" 2>&1 & TPIDS=($!)
+      URL=http://127.0.0.1:$port ;;
+  esac
+  wait_http "$URL/"
+}
+stop_target() { [ "$1" = direct ] || { kill "${TPIDS[@]}" 2>/dev/null || true; wait "${TPIDS[@]}" 2>/dev/null || true; }; }
 
 CHAT='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
-TOOL='{"tool":"search_web","arguments":{"q":"opening hours"}}'
-load() { pin 0 "$T/loadgen" --url "$1" --rate "$2" --duration "$DURATION" --body "$3" --header "authorization: Bearer bench-key"; }
-
-RESULTS="$OUT/results.jsonl"
-: > "$RESULTS"
-for rate in 100 500 1000; do
-  d=$(load "$UP/v1/chat/completions" "$rate" "$CHAT")
-  c0=$(cpu)
-  g=$(load "$GW/v1/chat/completions" "$rate" "$CHAT")
-  c1=$(cpu)
-  t=$(load "$GW/v1/tool-calls" "$rate" "$TOOL")
-  loaded_rss=$(rss)
-  echo "{\"rate\":$rate,\"direct\":$d,\"gateway\":$g,\"tool_calls\":$t,\"gateway_cpu_s_per_1000\":$(per_1000 "$c0" "$c1" "$rate"),\"rss_kib\":$loaded_rss}" >> "$RESULTS"
-done
-# Streamed answers: time to the first event, direct and through the gateway
-# (before the saturation steps, whose audit backlog would still be draining).
+SLOW='{"model":"slow-20ms","messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
 STREAM='{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
-for rate in 100 500; do
-  d=$(pin 0 "$T/loadgen" --ttft --url "$UP/v1/chat/completions" --rate "$rate" --duration "$DURATION" --body "$STREAM")
-  g=$(pin 0 "$T/loadgen" --ttft --url "$GW/v1/chat/completions" --rate "$rate" --duration "$DURATION" --body "$STREAM" --header "authorization: Bearer bench-key")
-  echo "{\"ttft_rate\":$rate,\"direct\":$d,\"gateway\":$g}" >> "$RESULTS"
-done
-MAX=0
-for rate in 2000 3000 4000 5000 6000 8000; do
-  g=$(load "$GW/v1/chat/completions" "$rate" "$CHAT")
-  echo "{\"saturation_rate\":$rate,\"gateway\":$g}" >> "$RESULTS"
-  p99=$(echo "$g" | sed -E 's/.*"p99_ms":([0-9.]+).*/\1/')
-  ok=$(echo "$g" | sed -E 's/.*"errors":([0-9]+).*/\1/')
-  if [ "$ok" != "0" ] || [ "$(echo "$p99 >= 10" | bc -l)" = 1 ]; then break; fi
-  MAX=$rate
-done
-echo "{\"idle_rss_kib\":$IDLE_RSS,\"max_rate_p99_under_10ms\":$MAX}" >> "$RESULTS"
+TOOL='{"tool":"search_web","arguments":{"q":"opening hours"}}'
 
-kill "$GWPID"; wait "$GWPID" 2>/dev/null || true
+# oha, summarised to one JSON object: offered rate, achieved (successful
+# answers per second), p50/p99 ms, errors.
+oha_run() { # url body seconds rate|cN -> json
+  local rate_args=(-q "$4" --latency-correction -c 128) offered=$4
+  [[ "$4" == c* ]] && { rate_args=(-c "${4#c}"); offered=0; } # closed loop, N connections
+  pin 0 "$OHA" --no-tui --output-format json -z "${3}s" "${rate_args[@]}" -m POST \
+    -H "authorization: Bearer $KEY" -H 'content-type: application/json' -d "$2" "$1" \
+    | python3 "$ROOT/bench/oha_summary.py" "$offered" "$3"
+}
+record() { echo "$1" >> "$RESULTS"; }
 
-# The audit to a local PostgreSQL.
-INITDB=$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -n1)
-PGBIN=$(dirname "$(readlink -f "$INITDB")")
-PGDIR="$WORK/pg"; mkdir -p "$PGDIR"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown -R postgres "$WORK" && chmod 755 "$WORK"
-PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U palisade --auth=trust -E UTF8 --no-sync >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
-  -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1" start >/dev/null
-pg_cleanup() { as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop >/dev/null 2>&1 || true; cleanup; }
-trap pg_cleanup EXIT
-as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U palisade palisade
-"${TS1[@]}" "$T/palisade-gateway" run --config "$WORK/bench.yaml" --listen 127.0.0.1:0 \
-  --audit-url "postgres://palisade@127.0.0.1:$PGPORT/palisade" > "$WORK/gwpg.out" 2>"$WORK/gwpg.err" & GWPID=$!; PIDS+=($GWPID)
-GW=$(first_line "$WORK/gwpg.out" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/')
-sleep 1
-for rate in 100 500 1000; do
-  d=$(load "$UP/v1/chat/completions" "$rate" "$CHAT")
-  c0=$(cpu)
-  g=$(load "$GW/v1/chat/completions" "$rate" "$CHAT")
-  c1=$(cpu)
-  echo "{\"pg_rate\":$rate,\"direct\":$d,\"gateway\":$g,\"gateway_cpu_s_per_1000\":$(per_1000 "$c0" "$c1" "$rate")}" >> "$RESULTS"
+: > "$RESULTS"
+record "{\"machine\":{\"cpus\":$(nproc),\"cpu\":\"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\",\"kernel\":\"$(uname -r)\",\"oha\":\"$("$OHA" --version | awk '{print $2}')\",\"nginx\":\"$( (nginx -v 2>&1 || true) | sed 's/.*nginx\///')\",\"litellm\":\"$( [ -n "${VENV:-}" ] && "$VENV/bin/pip" show litellm 2>/dev/null | awk '/^Version/ {print $2}')\",\"duration_s\":$DURATION}}"
+
+DIRECT_MAX=${DIRECT_MAX:-1000000}
+for name in $TARGETS; do
+  echo "== $name" >&2
+  start_target "$name"
+  sleep 2
+  idle=$(rss_kib "${TPIDS[@]}")
+  # Warm up connections and caches.
+  oha_run "$URL/v1/chat/completions" "$CHAT" 2 100 >/dev/null
+  c1=$(oha_run "$URL/v1/chat/completions" "$CHAT" 5 c1)
+  record "{\"target\":\"$name\",\"step\":\"c1\",\"result\":$c1}"
+  best=0
+  for rate in 100 500 1000; do
+    t0=$(cpu_ticks "${TPIDS[@]}")
+    r=$(oha_run "$URL/v1/chat/completions" "$CHAT" "$DURATION" "$rate")
+    t1=$(cpu_ticks "${TPIDS[@]}")
+    record "{\"target\":\"$name\",\"step\":\"rate\",\"rate\":$rate,\"result\":$r,\"cpu_s\":$(cpu_s "$t0" "$t1"),\"rss_kib\":$(rss_kib "${TPIDS[@]}")}"
+    python3 "$ROOT/bench/oha_summary.py" --ok "$r" && best=$rate
+  done
+  for rate in 100 1000; do
+    r=$(oha_run "$URL/v1/chat/completions" "$SLOW" "$DURATION" "$rate")
+    record "{\"target\":\"$name\",\"step\":\"slow\",\"rate\":$rate,\"result\":$r}"
+  done
+  if [ "$name" = palisade ] || [ "$name" = palisade-off ]; then
+    r=$(oha_run "$URL/v1/tool-calls" "$TOOL" "$DURATION" 1000)
+    record "{\"target\":\"$name\",\"step\":\"tool_calls\",\"rate\":1000,\"result\":$r}"
+  fi
+  r=$(pin 0 "$T/loadgen" --ttft --url "$URL/v1/chat/completions" --rate 50 --duration "$DURATION" \
+      --body "$STREAM" --header "authorization: Bearer $KEY")
+  record "{\"target\":\"$name\",\"step\":\"ttft\",\"rate\":50,\"result\":$r}"
+  # Peak throughput: closed loop, 64 connections, as fast as it answers.
+  t0=$(cpu_ticks "${TPIDS[@]}")
+  r=$(oha_run "$URL/v1/chat/completions" "$CHAT" 5 c64)
+  t1=$(cpu_ticks "${TPIDS[@]}")
+  record "{\"target\":\"$name\",\"step\":\"peak\",\"result\":$r,\"cpu_s\":$(cpu_s "$t0" "$t1")}"
+  # The highest rate with p99 < 10 ms, climbing from the last rate passed;
+  # 5 s per step, stopping at the first miss or where direct stopped.
+  max=$best
+  for rate in $LADDER; do
+    [ "$rate" -gt "$best" ] && [ "$rate" -le "$DIRECT_MAX" ] || continue
+    sleep 1
+    t0=$(cpu_ticks "${TPIDS[@]}")
+    r=$(oha_run "$URL/v1/chat/completions" "$CHAT" 5 "$rate")
+    t1=$(cpu_ticks "${TPIDS[@]}")
+    record "{\"target\":\"$name\",\"step\":\"ladder\",\"rate\":$rate,\"result\":$r,\"cpu_s\":$(cpu_s "$t0" "$t1"),\"rss_kib\":$(rss_kib "${TPIDS[@]}")}"
+    python3 "$ROOT/bench/oha_summary.py" --ok "$r" || break
+    max=$rate
+  done
+  [ "$name" = direct ] && DIRECT_MAX=$max
+  record "{\"target\":\"$name\",\"step\":\"summary\",\"idle_rss_kib\":$idle,\"max_rate_p99_under_10ms\":$max}"
+  stop_target "$name"
 done
-ROWS=$(as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U palisade -tAc 'SELECT count(*) FROM audit_events' palisade)
-echo "{\"pg_audit_rows\":$ROWS}" >> "$RESULTS"
-
-python3 - "$RESULTS" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'rate':>6} {'direct p50/p99 ms':>20} {'gateway p50/p99 ms':>20} {'added p50/p99 ms':>18} {'tool-calls p50/p99':>20} {'cpu s/1k':>9} {'rss MiB':>8}")
-for r in rows:
-    if "ttft_rate" in r:
-        d, g = r["direct"], r["gateway"]
-        print(f"streamed TTFT at {r['ttft_rate']}/s: direct {d['p50_ms']:.3f}/{d['p99_ms']:.3f} ms, gateway {g['p50_ms']:.3f}/{g['p99_ms']:.3f} ms, "
-              f"added {g['p50_ms']-d['p50_ms']:.3f}/{g['p99_ms']-d['p99_ms']:.3f} ms (p50/p99)")
-    elif "pg_rate" in r:
-        d, g = r["direct"], r["gateway"]
-        print(f"audit to PostgreSQL, {r['pg_rate']}/s: direct {d['p50_ms']:.3f}/{d['p99_ms']:.3f}, gateway {g['p50_ms']:.3f}/{g['p99_ms']:.3f}, "
-              f"added {g['p50_ms']-d['p50_ms']:.3f}/{g['p99_ms']-d['p99_ms']:.3f} ms; cpu {r['gateway_cpu_s_per_1000']:.3f} s/1k; errors {g['errors']}")
-    elif "pg_audit_rows" in r:
-        print(f"audit rows in PostgreSQL: {r['pg_audit_rows']}")
-    elif "direct" in r:
-        d, g, t = r["direct"], r["gateway"], r["tool_calls"]
-        print(f"{r['rate']:>6} {d['p50_ms']:>9.3f}/{d['p99_ms']:<9.3f} {g['p50_ms']:>9.3f}/{g['p99_ms']:<9.3f} "
-              f"{g['p50_ms']-d['p50_ms']:>8.3f}/{g['p99_ms']-d['p99_ms']:<8.3f} {t['p50_ms']:>9.3f}/{t['p99_ms']:<9.3f} "
-              f"{r['gateway_cpu_s_per_1000']:>9.3f} {r['rss_kib']/1024:>8.1f}")
-    elif "saturation_rate" in r:
-        g = r["gateway"]
-        print(f"saturation {r['saturation_rate']}/s: achieved {g['achieved_rate']:.0f}/s p99 {g['p99_ms']:.2f} ms errors {g['errors']}")
-    else:
-        print(f"idle RSS {r['idle_rss_kib']/1024:.1f} MiB; highest tested rate with p99 < 10 ms: {r['max_rate_p99_under_10ms']}/s")
-PY
+if [ -n "$PG_URL" ]; then
+  rows=$(as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U palisade -tAc 'SELECT count(*) FROM audit_events' palisade)
+  record "{\"pg_audit_rows\":$rows}"
+fi
+python3 bench/report.py "$RESULTS"

@@ -16,6 +16,8 @@ pub struct AuditMetrics {
     pub failed: IntCounter,
     /// Events refused at `record` (queue full, fail-closed, spool full).
     pub refused: IntCounter,
+    /// Events dropped on purpose: the writer was started with `discard`.
+    pub discarded: IntCounter,
     /// Bytes in the spool.
     pub spool_bytes: IntGauge,
     /// 1 while the database is unreachable.
@@ -34,6 +36,7 @@ impl AuditMetrics {
         registry.register(Box::new(m.drained.clone()))?;
         registry.register(Box::new(m.failed.clone()))?;
         registry.register(Box::new(m.refused.clone()))?;
+        registry.register(Box::new(m.discarded.clone()))?;
         registry.register(Box::new(m.spool_bytes.clone()))?;
         registry.register(Box::new(m.database_down.clone()))?;
         registry.register(Box::new(m.batch_seconds.clone()))?;
@@ -66,6 +69,10 @@ impl AuditMetrics {
             refused: IntCounter::new(
                 "palisade_audit_refused_total",
                 "Audit events refused when offered (queue full, fail-closed, spool full)",
+            )?,
+            discarded: IntCounter::new(
+                "palisade_audit_discarded_total",
+                "Audit events dropped on purpose because auditing is off (palisade-gateway run --no-audit)",
             )?,
             spool_bytes: IntGauge::new("palisade_audit_spool_bytes", "Bytes in the audit spool")?,
             database_down: IntGauge::new(

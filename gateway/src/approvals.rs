@@ -241,12 +241,12 @@ pub enum Approvals {
     /// `Approval` resources, through the Kubernetes API.
     Cluster {
         client: kube::Client,
-        instance: String,
+        instance: std::sync::Arc<str>,
     },
     /// The audit database's `approvals` table.
     Local {
         store: ApprovalStore,
-        instance: String,
+        instance: std::sync::Arc<str>,
     },
 }
 
@@ -421,7 +421,7 @@ impl Approvals {
                 let mut status = current.status.clone().unwrap_or_default();
                 status.phase = Some(ApprovalPhase::Consumed);
                 status.consumed_at = Some(Time(now));
-                status.consumed_by = Some(instance.clone());
+                status.consumed_by = Some(instance.to_string());
                 // The resourceVersion makes this a compare-and-set: if any
                 // other writer got in between, the API server says 409.
                 let patch = json!({

@@ -460,6 +460,12 @@ fn gate_stream(
                 out.extend_from_slice(&event);
                 continue;
             };
+            // Nothing to gate: pass the event on byte for byte (most
+            // events of a streamed answer; no re-serialization).
+            if gate.pending.is_empty() && find(data.as_bytes(), b"\"tool_calls\"").is_none() {
+                out.extend_from_slice(&event);
+                continue;
+            }
             if data == "[DONE]" {
                 flush(&state, &snapshot, &who, &request_id, &mut gate.pending, &gate.template, &mut out, None);
                 out.extend_from_slice(&event);

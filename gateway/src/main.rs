@@ -6,6 +6,11 @@ use palisade_policy::{ChatRequest, ToolCall};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// mimalloc instead of the system allocator: glibc's malloc/free were ~14% of
+// the gateway's CPU under load (bench/profile.sh, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "palisade-gateway",

@@ -42,6 +42,12 @@ pub struct RunArgs {
     /// required with --kubernetes).
     #[arg(long, env = "PALISADE_AUDIT_URL")]
     pub audit_url: Option<String>,
+    /// Record no decisions: every audit event is dropped and counted in
+    /// palisade_audit_discarded_total. Standalone only, for trying the
+    /// gateway out and measuring what the audit costs; approvals are still
+    /// kept in the audit database.
+    #[arg(long, conflicts_with = "kubernetes")]
+    pub no_audit: bool,
     /// How often to check the config files for changes.
     #[arg(long, default_value = "1s")]
     pub reload_interval: String,
@@ -259,7 +265,7 @@ async fn serve(
         }
         operator_tokens.push((op.name.clone(), token));
     }
-    let instance = instance_name();
+    let instance: std::sync::Arc<str> = instance_name().into();
     let approvals = match client {
         Some(client) => crate::approvals::Approvals::Cluster { client, instance },
         None => crate::approvals::Approvals::Local {
@@ -268,6 +274,10 @@ async fn serve(
         },
     };
     let mut writer_config = WriterConfig::new(spool_dir(&audit_url, &first));
+    writer_config.discard = args.no_audit;
+    if args.no_audit {
+        tracing::warn!("--no-audit: decisions are NOT recorded; never run a shared gateway like this");
+    }
     writer_config.failure_mode = match settings.audit.failure_mode {
         standalone::FailureMode::Spool => FailureMode::Spool,
         standalone::FailureMode::FailClosed => FailureMode::FailClosed,
@@ -281,9 +291,13 @@ async fn serve(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!(
         "palisade-gateway listening on http://{addr} (configuration revision {revision}, audit {})",
-        palisade_audit::store::redact_url(&audit_url)
+        if args.no_audit {
+            "OFF (--no-audit)".to_string()
+        } else {
+            palisade_audit::store::redact_url(&audit_url)
+        }
     );
-    let state = AppState {
+    let state = AppState::from(crate::server::StateParts {
         config: current,
         audit,
         metrics,
@@ -293,7 +307,7 @@ async fn serve(
         approvals,
         operators: Arc::new(crate::approvals_api::Operators::new(operator_tokens)),
         body_timeout,
-    };
+    });
     // Standalone: nobody else expires approvals, so this process audits
     // each expiry once (the operator does it in a cluster).
     let sweeper = tokio::spawn(crate::approvals_api::sweep_expired(state.clone()));

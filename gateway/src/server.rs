@@ -25,9 +25,27 @@ use std::time::Instant;
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 1 << 20;
 
-/// What every handler shares.
+/// What every handler shares; cloning it (axum does, per request and
+/// layer) copies one pointer.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<StateParts>);
+
+impl From<StateParts> for AppState {
+    fn from(parts: StateParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateParts;
+    fn deref(&self) -> &StateParts {
+        &self.0
+    }
+}
+
+/// The parts of an [`AppState`].
+#[derive(Debug)]
+pub struct StateParts {
     pub config: Current,
     pub audit: AuditWriter,
     pub metrics: Arc<GatewayMetrics>,
@@ -57,7 +75,7 @@ impl AppState {
         store: palisade_audit::Store,
         operators: Vec<(String, String)>,
     ) -> Result<Self, reqwest::Error> {
-        Ok(Self {
+        Ok(Self::from(StateParts {
             config,
             audit,
             metrics,
@@ -65,11 +83,11 @@ impl AppState {
             tokens: None,
             approvals: crate::approvals::Approvals::Local {
                 store: palisade_audit::approvals::ApprovalStore::new(store),
-                instance: format!("gateway-{}", std::process::id()),
+                instance: format!("gateway-{}", std::process::id()).into(),
             },
             operators: Arc::new(crate::approvals_api::Operators::new(operators)),
             body_timeout: BODY_TIMEOUT,
-        })
+        }))
     }
 }
 

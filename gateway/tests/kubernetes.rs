@@ -125,7 +125,7 @@ async fn a_gateway_in_a_cluster_serves_the_operators_configuration_to_service_ac
         Arc::clone(&metrics),
     );
     let (_store, audit) = common::audit_in(&dir).await;
-    let state = AppState {
+    let state = AppState::from(palisade_gateway::server::StateParts {
         config: current.clone(),
         audit,
         metrics,
@@ -137,7 +137,7 @@ async fn a_gateway_in_a_cluster_serves_the_operators_configuration_to_service_ac
         },
         operators: Default::default(),
         body_timeout: palisade_gateway::server::BODY_TIMEOUT,
-    };
+    });
 
     // Not ready until the first configuration arrives; then serving.
     for _ in 0..200 {

@@ -283,7 +283,7 @@ fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
     use std::io::{Read, Write};
     let d = dir("binary");
     let config = quickstart(&d, |t| t);
-    let (mut child, addr) = common::spawn_gateway(&[
+    let (child, addr) = common::spawn_gateway(&[
         "run",
         "--config",
         config.to_str().unwrap(),
@@ -323,13 +323,38 @@ fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
         started.elapsed()
     );
     for i in 0..20 {
-        let body = format!("{{\"tool\":\"search_web\",\"requestId\":\"bin-{i}\"}}");
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(s, "POST /v1/tool-calls HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
+        let resp = tool_call_over_tcp(&addr, &format!("bin-{i}"));
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     }
+    assert_eq!(
+        audited_rows_after_sigterm(child, &config),
+        20,
+        "every decision made before SIGTERM is in the audit"
+    );
+}
+
+/// One `/v1/tool-calls` request for `search_web` on its own connection;
+/// the raw HTTP answer.
+fn tool_call_over_tcp(addr: &str, request_id: &str) -> String {
+    use std::io::{Read, Write};
+    let body = format!("{{\"tool\":\"search_web\",\"requestId\":\"{request_id}\"}}");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "{}", http_request("POST", "/v1/tool-calls", &body)).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+fn http_request(method: &str, path: &str, body: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Stops the gateway with SIGTERM (it drains its audit queue) and counts
+/// the rows `palisade-gateway audit query` then finds.
+fn audited_rows_after_sigterm(mut child: std::process::Child, config: &std::path::Path) -> usize {
     let pid = child.id().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -350,11 +375,42 @@ fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).lines().count(),
-        20,
-        "every decision made before SIGTERM is in the audit"
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn no_audit_records_nothing_counts_what_it_dropped_and_is_refused_in_a_cluster() {
+    use std::io::{Read, Write};
+    let d = dir("no-audit");
+    let config = quickstart(&d, |t| t);
+    let args = ["run", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let (child, addr) = common::spawn_gateway(&[&args[..], &["--no-audit"]].concat());
+    for i in 0..3 {
+        let resp = tool_call_over_tcp(&addr, &format!("off-{i}"));
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    }
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(s, "{}", http_request("GET", "/metrics", "")).unwrap();
+    let mut metrics = String::new();
+    s.read_to_string(&mut metrics).unwrap();
+    assert!(
+        metrics.contains("palisade_audit_discarded_total 3"),
+        "the dropped decisions are counted: {metrics}"
     );
+    assert_eq!(audited_rows_after_sigterm(child, &config), 0);
+    // The same gateway with the audit on records what it decides.
+    let (child, addr) = common::spawn_gateway(&args);
+    assert!(tool_call_over_tcp(&addr, "on-0").starts_with("HTTP/1.1 200"));
+    assert_eq!(audited_rows_after_sigterm(child, &config), 1);
+    // A gateway in a cluster always audits.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .args(["run", "--kubernetes", "--no-audit"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--no-audit") && err.contains("--kubernetes"), "{err}");
 }
 
 #[tokio::test]

@@ -32,6 +32,10 @@ pub enum Script {
     Status(u16),
     /// Wait this long before answering (to trip timeouts).
     Slow(Duration),
+    /// For benchmarks: answer `ok` at once, except that a model named
+    /// `slow-<N>ms` answers after N ms; a streamed answer sends its role
+    /// chunk at once, then `chunks` content chunks `interval` apart.
+    Bench { chunks: usize, interval: Duration },
 }
 
 /// A request the fake received.
@@ -82,6 +86,11 @@ impl FakeOpenAi {
             .route("/v1/messages", post(anthropic_messages))
             .with_state(Arc::clone(&inner));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        // Small SSE events go out at once, as from a real provider's edge.
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -182,6 +191,39 @@ fn stream_response(content_type: &'static str, events: Vec<String>) -> Response 
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// [`Script::Bench`]: an instant or `slow-<N>ms` answer, or a paced stream.
+async fn bench_answer(body: &Value, chunks: usize, interval: Duration) -> Response {
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    let delay = model
+        .strip_prefix("slow-")
+        .and_then(|m| m.strip_suffix("ms"))
+        .and_then(|m| m.parse::<u64>().ok());
+    if let Some(ms) = delay {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if body["stream"].as_bool() != Some(true) {
+        let message = json!({"role": "assistant", "content": "ok"});
+        return axum::Json(completion(&model, message, "stop")).into_response();
+    }
+    let mut events = vec![chunk(&model, json!({"role": "assistant", "content": ""}), None)];
+    events.extend((0..chunks).map(|i| chunk(&model, json!({"content": format!("w{i} ")}), None)));
+    events.push(chunk(&model, json!({}), Some("stop")));
+    events.push("data: [DONE]\n\n".into());
+    let stream = futures_util::StreamExt::then(
+        futures_util::stream::iter(events.into_iter().enumerate()),
+        move |(i, event)| async move {
+            if (1..=chunks).contains(&i) {
+                tokio::time::sleep(interval).await;
+            }
+            Ok::<_, std::convert::Infallible>(Bytes::from(event))
+        },
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 /// Plays `Status` and `Slow`; `None` means: answer normally.
 async fn play_failures(script: &Script) -> Option<Response> {
     match script {
@@ -213,6 +255,9 @@ async fn completions(
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let script = receive(&inner, "openai", &headers, &body);
+    if let Script::Bench { chunks, interval } = script {
+        return bench_answer(&body, chunks, interval).await;
+    }
     if let Some(r) = play_failures(&script).await {
         return r;
     }

@@ -1,6 +1,10 @@
 //! `fake-openai --port N [--delay-ms D]`: an OpenAI-compatible upstream for
 //! load tests (answers every chat completion with "ok", optionally after a
 //! delay; streams when asked). Prints its URL and serves until killed.
+//!
+//! `fake-openai --bench [--stream-chunks 64] [--chunk-interval-ms 20]`: the
+//! peer benchmarks' upstream: instant answers, `slow-<N>ms` models answer
+//! after N ms, streams send 64 content chunks 20 ms apart.
 
 use palisade_fake_upstreams::{FakeOpenAi, Script};
 use std::time::Duration;
@@ -17,7 +21,18 @@ async fn main() {
     let delay = arg("--delay-ms")
         .and_then(|d| d.parse().ok())
         .unwrap_or(0u64);
-    let script = if delay > 0 {
+    let script = if args.iter().any(|a| a == "--bench") {
+        Script::Bench {
+            chunks: arg("--stream-chunks")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(64),
+            interval: Duration::from_millis(
+                arg("--chunk-interval-ms")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(20),
+            ),
+        }
+    } else if delay > 0 {
         Script::Slow(Duration::from_millis(delay))
     } else {
         Script::Text("ok".into())

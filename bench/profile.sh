@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Where palisade-gateway spends its CPU under load: perf (software clock
+# sampling, which works inside VMs without hardware counters) on the
+# gateway, pinned to CPU 1, while oha sends non-streamed chat completions at
+# RATE req/s (default 4,000) for DURATION seconds (default 10) from CPU 0. Prints
+# CPU-seconds per 1,000 requests and the hottest symbols; keeps perf.data
+# in bench/out/profile/ for `perf report -i`.
+#
+#   bash bench/profile.sh                 # audit off (the proxy path alone)
+#   AUDIT="--audit-url sqlite:///tmp/a.db" bash bench/profile.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=${RATE:-4000}
+DURATION=${DURATION:-10}
+AUDIT=${AUDIT:---no-audit}
+OUT=bench/out/profile
+mkdir -p "$OUT"
+command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }
+OHA=$(command -v oha || echo target/bench-tools/bin/oha)
+[ -x "$OHA" ] || cargo install -q --locked --root target/bench-tools oha@1.16.0 --no-default-features --features rustls
+cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams
+T=target/release
+WORK=$(mktemp -d)
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+first_line() { for _ in $(seq 200); do [ -s "$1" ] && { head -n1 "$1"; return; }; sleep 0.05; done; exit 1; }
+
+taskset -c 0 "$T/fake-openai" --bench --port 0 > "$WORK/up.out" & PIDS+=($!)
+UP=$(first_line "$WORK/up.out")
+cat > "$WORK/policy.yaml" <<YAML
+apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {name: bench}
+spec:
+  agents: [{name: load, apiKeySecretRef: {name: k, key: load}}]
+  providers: [{name: up, type: openai, baseUrl: "$UP"}]
+  routing:
+    defaultProvider: up
+    rules: [{name: phi, keywords: [patient, diagnosis, prescription], provider: up}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: k}
+stringData: {load: bench-key}
+YAML
+# shellcheck disable=SC2086
+taskset -c 1 "$T/palisade-gateway" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 $AUDIT > "$WORK/gw.out" 2>/dev/null & GW_PID=$!; PIDS+=($GW_PID)
+GW=$(first_line "$WORK/gw.out" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/')
+CHAT='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
+load() { taskset -c 0 "$OHA" --no-tui --output-format json -z "$1" -q "$RATE" --latency-correction -c 128 -m POST \
+  -H 'authorization: Bearer bench-key' -H 'content-type: application/json' -d "$CHAT" "$GW/v1/chat/completions"; }
+load 3s > /dev/null # warm up
+ticks() { awk '{print $14 + $15}' "/proc/$GW_PID/stat"; }
+t0=$(ticks)
+perf record -q -F 2000 -e cpu-clock -g -p "$GW_PID" -o "$OUT/perf.data" -- sleep "$DURATION" 2>/dev/null &
+PERF=$!
+summary=$(load "${DURATION}s" | python3 bench/oha_summary.py "$RATE" "$DURATION")
+wait "$PERF" || true
+t1=$(ticks)
+echo "load: $summary"
+python3 - "$summary" "$t0" "$t1" "$(getconf CLK_TCK)" "$DURATION" <<'PY'
+import json, sys
+s = json.loads(sys.argv[1]); t0, t1, hz, secs = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+n = s["achieved"] * secs
+print(f"gateway CPU: {(t1 - t0) / hz:.2f} s for {n:.0f} requests = {(t1 - t0) / hz / n * 1e6:.1f} µs per request")
+PY
+echo "by object:"
+perf report -i "$OUT/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep '%' | head -5
+echo "hottest symbols (self):"
+perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep '%' | cut -c1-150 | head -"${TOP:-30}"
