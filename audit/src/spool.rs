@@ -44,7 +44,14 @@ pub struct Spool {
     own: PathBuf,
     file: Option<File>,
     max_bytes: u64,
+    /// When the directory was last found empty. This writer's own appends
+    /// forget it; files another process leaves are noticed within
+    /// [`RECHECK`]. Spares a directory listing per batch.
+    seen_empty: Option<std::time::Instant>,
 }
+
+/// How long an empty spool directory is believed to stay empty.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn checksum(payload: &[u8]) -> [u8; 8] {
     let d = Sha256::digest(payload);
@@ -62,6 +69,7 @@ impl Spool {
             own: dir.join(format!("spool-{writer}.log")),
             file: None,
             max_bytes,
+            seen_empty: None,
         })
     }
 
@@ -98,14 +106,21 @@ impl Spool {
         files
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.files()
+    pub fn is_empty(&mut self) -> bool {
+        if self.seen_empty.is_some_and(|t| t.elapsed() < RECHECK) {
+            return true;
+        }
+        let empty = self
+            .files()
             .iter()
-            .all(|p| fs::metadata(p).map(|m| m.len() == 0).unwrap_or(true))
+            .all(|p| fs::metadata(p).map(|m| m.len() == 0).unwrap_or(true));
+        self.seen_empty = empty.then(std::time::Instant::now);
+        empty
     }
 
     /// Appends events and fsyncs: when this returns Ok they survive a crash.
     pub fn append(&mut self, events: &[ChainedEvent]) -> Result<(), SpoolError> {
+        self.seen_empty = None;
         let io_err = |source| SpoolError::Io {
             path: self.own.display().to_string(),
             source,
@@ -236,6 +251,24 @@ mod tests {
         let read = Spool::read(&s.files()[0]).unwrap();
         assert_eq!(read.events, evs);
         assert!(read.warning.is_none());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn own_appends_count_at_once_and_files_left_by_others_within_the_recheck() {
+        let dir = tmp("empty");
+        let mut s = Spool::open(&dir, "w", 1 << 20).unwrap();
+        assert!(s.is_empty());
+        s.append(&events(1)).unwrap();
+        assert!(!s.is_empty(), "this writer's own append is seen at once");
+        let own = s.files()[0].clone();
+        s.remove(&own).unwrap();
+        assert!(s.is_empty());
+        // Another writer's file (a crashed gateway sharing the directory).
+        let mut other = Spool::open(&dir, "other", 1 << 20).unwrap();
+        other.append(&events(1)).unwrap();
+        std::thread::sleep(RECHECK);
+        assert!(!s.is_empty(), "a file left by another writer is noticed");
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -38,6 +38,11 @@ pub struct WriterConfig {
     pub spool_max_bytes: u64,
     /// How often to retry an unreachable database.
     pub retry_interval: Duration,
+    /// How long the first event of a batch waits for others to join it
+    /// (unless the batch fills or someone is waiting in `flush`). Under
+    /// load this turns one database round trip per event into one per
+    /// batch: at most 1/linger writes per second.
+    pub linger: Duration,
     /// Accept every event and drop it (counted in `discarded`): auditing
     /// off, for trying the gateway out and measuring what the audit costs.
     pub discard: bool,
@@ -52,6 +57,7 @@ impl WriterConfig {
             batch_max: 1000,
             spool_max_bytes: 1 << 30,
             retry_interval: Duration::from_secs(1),
+            linger: Duration::from_millis(5),
             discard: false,
         }
     }
@@ -236,10 +242,20 @@ impl Task {
                 Msg::Flush(w) => waiters.push(w),
             };
             push(first, &mut events, &mut waiters);
+            let deadline = tokio::time::Instant::now() + self.config.linger;
             while events.len() < self.config.batch_max {
                 match rx.try_recv() {
                     Ok(m) => push(m, &mut events, &mut waiters),
-                    Err(_) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    // Nothing queued: linger for more, unless a flush is
+                    // waiting for this batch.
+                    Err(mpsc::error::TryRecvError::Empty) if waiters.is_empty() => {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(m)) => push(m, &mut events, &mut waiters),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
                 }
             }
             let n = events.len() as i64;

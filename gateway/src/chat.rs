@@ -206,6 +206,35 @@ fn gate_completion(
     }
 }
 
+/// The `palisade` object of a non-streamed answer: where it went and why.
+fn palisade_object(route: &Route, request_id: &str) -> Value {
+    json!({
+        "provider": route.provider,
+        "model": route.model,
+        "reasonCodes": route.reasons,
+        "rule": route.rule,
+        "requestId": request_id,
+    })
+}
+
+/// `object` (a JSON object's bytes) with `"palisade": palisade` added as
+/// its first member.
+fn with_palisade(object: &[u8], palisade: &Value) -> Vec<u8> {
+    let open = object.iter().position(|&b| b == b'{').map_or(0, |i| i + 1);
+    let (head, rest) = object.split_at(open);
+    let empty = rest.trim_ascii_start().first() == Some(&b'}');
+    let mut out = Vec::with_capacity(object.len() + 256);
+    out.extend_from_slice(head);
+    out.extend_from_slice(b"\"palisade\":");
+    // A Value always serializes.
+    let _ = serde_json::to_writer(&mut out, palisade);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 fn route_headers(response: &mut Response, route: &Route, request_id: &str) {
     let h = response.headers_mut();
     let reasons: Vec<&str> = route.reasons.iter().map(|r| r.as_str()).collect();
@@ -358,15 +387,18 @@ async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
             return Ok(response);
         }
         Answer::Completion(c) => c,
+        Answer::Verbatim(body) => {
+            let mut response = Response::new(Body::from(with_palisade(&body, &palisade_object(&attempt, &request_id))));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            route_headers(&mut response, &attempt, &request_id);
+            return Ok(response);
+        }
     };
     gate_completion(&state, &snapshot, &who, &request_id, &mut completion);
-    completion["palisade"] = json!({
-        "provider": attempt.provider,
-        "model": attempt.model,
-        "reasonCodes": attempt.reasons,
-        "rule": attempt.rule,
-        "requestId": request_id,
-    });
+    completion["palisade"] = palisade_object(&attempt, &request_id);
     let mut response = axum::Json(completion).into_response();
     route_headers(&mut response, &attempt, &request_id);
     Ok(response)
@@ -559,5 +591,24 @@ fn flush(
     }
     if !withheld.is_empty() {
         emit(json!({"content": withheld.join("\n")}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_palisade_object_becomes_the_first_member_of_any_object() {
+        let p = json!({"requestId": "r1"});
+        for (input, expected) in [
+            (r#"{"id":"x","choices":[]}"#, json!({"palisade": p, "id": "x", "choices": []})),
+            ("  {  }  ", json!({"palisade": p})),
+            ("{\n \"a\": 1\n}", json!({"palisade": p, "a": 1})),
+        ] {
+            let out: Value = serde_json::from_slice(&with_palisade(input.as_bytes(), &p)).unwrap();
+            assert_eq!(out, expected, "{input}");
+        }
     }
 }

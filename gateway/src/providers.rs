@@ -48,6 +48,10 @@ impl UpstreamError {
 /// A provider's answer in OpenAI's shape.
 pub enum Answer {
     Completion(Value),
+    /// An OpenAI-shaped completion object with nothing to gate (no tool
+    /// calls), as the provider sent it: passed on without parsing it into
+    /// a tree and writing it out again.
+    Verbatim(Bytes),
     /// OpenAI SSE bytes (`data: {...}\n\n` ... `data: [DONE]\n\n`).
     Stream(BoxStream<'static, Result<Bytes, std::io::Error>>),
 }
@@ -56,6 +60,7 @@ impl std::fmt::Debug for Answer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Completion(v) => f.debug_tuple("Completion").field(v).finish(),
+            Self::Verbatim(b) => f.debug_tuple("Verbatim").field(b).finish(),
             Self::Stream(_) => f.write_str("Stream(..)"),
         }
     }
@@ -69,18 +74,41 @@ fn url(base: &str, path: &str) -> String {
     }
 }
 
+/// The client's request as sent on to an OpenAI-compatible provider: the
+/// same object with `model` set to the routed model, serialized straight
+/// from the borrowed request (no copy of it).
+struct WithModel<'a>(&'a Value, &'a str);
+
+impl serde::Serialize for WithModel<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(fields) = self.0.as_object() else {
+            return self.0.serialize(s);
+        };
+        let others = fields.iter().filter(|(k, _)| k.as_str() != "model");
+        let mut map = s.serialize_map(Some(others.clone().count() + 1))?;
+        map.serialize_entry("model", self.1)?;
+        for (k, v) in others {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
 async fn post(
     http: &reqwest::Client,
     provider: &Provider,
     path: &str,
-    body: &Value,
+    body: &impl serde::Serialize,
     headers: &[(&str, String)],
 ) -> Result<reqwest::Response, UpstreamError> {
+    let body = serde_json::to_vec(body)
+        .map_err(|e| UpstreamError::Invalid(format!("cannot encode the request: {e}")))?;
     let mut rb = http
         .post(url(&provider.base_url, path))
         .timeout(Duration::from_millis(provider.timeout_ms))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(body.to_string());
+        .body(body);
     for (k, v) in headers {
         rb = rb.header(*k, v);
     }
@@ -99,15 +127,33 @@ async fn post(
     }
 }
 
-async fn json_body(r: reqwest::Response) -> Result<Value, UpstreamError> {
-    let bytes = r.bytes().await.map_err(|e| {
+async fn body_bytes(r: reqwest::Response) -> Result<Bytes, UpstreamError> {
+    r.bytes().await.map_err(|e| {
         if e.is_timeout() {
             UpstreamError::Timeout
         } else {
             UpstreamError::Connect(e.to_string())
         }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Invalid(format!("not JSON: {e}")))
+    })
+}
+
+fn parse(bytes: &[u8]) -> Result<Value, UpstreamError> {
+    serde_json::from_slice(bytes).map_err(|e| UpstreamError::Invalid(format!("not JSON: {e}")))
+}
+
+async fn json_body(r: reqwest::Response) -> Result<Value, UpstreamError> {
+    parse(&body_bytes(r).await?)
+}
+
+/// An OpenAI completion that can be passed on verbatim: a well-formed JSON
+/// object that mentions no tool calls (nothing to gate) and no `palisade`
+/// key (which the gateway adds).
+fn verbatim(bytes: &[u8]) -> bool {
+    let mentions = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    bytes.trim_ascii_start().first() == Some(&b'{')
+        && !mentions(b"\"tool_calls\"")
+        && !mentions(b"\"palisade\"")
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 /// `Authorization: Bearer <key>` when the provider has credentials.
@@ -129,16 +175,20 @@ pub async fn call(
     let stream = request["stream"].as_bool().unwrap_or(false);
     match provider.kind {
         ProviderKind::OpenAi => {
-            let mut body = request.clone();
-            body["model"] = json!(model);
             let auth = bearer(provider);
+            let body = WithModel(request, model);
             let r = post(http, provider, "/v1/chat/completions", &body, &auth).await?;
             if stream {
                 Ok(Answer::Stream(
                     r.bytes_stream().map_err(std::io::Error::other).boxed(),
                 ))
             } else {
-                Ok(Answer::Completion(json_body(r).await?))
+                let bytes = body_bytes(r).await?;
+                if verbatim(&bytes) {
+                    Ok(Answer::Verbatim(bytes))
+                } else {
+                    Ok(Answer::Completion(parse(&bytes)?))
+                }
             }
         }
         ProviderKind::Ollama => {
@@ -520,6 +570,19 @@ mod anthropic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_well_formed_objects_without_tool_calls_pass_verbatim() {
+        let plain = br#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#;
+        assert!(verbatim(plain));
+        assert!(verbatim(b"  {}"));
+        let calls = br#"{"choices":[{"message":{"tool_calls":[{"id":"1"}]}}]}"#;
+        assert!(!verbatim(calls), "tool calls must be gated");
+        assert!(!verbatim(br#"{"palisade":1}"#), "the gateway's own key is not taken over");
+        assert!(!verbatim(br#"{"id":"c","#), "not JSON");
+        assert!(!verbatim(b"[1]"), "not an object");
+        assert!(!verbatim(br#"{"a":1} trailing"#));
+    }
 
     #[test]
     fn anthropic_requests_take_system_tools_and_tool_results_apart() {
