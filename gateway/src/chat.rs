@@ -388,7 +388,10 @@ async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
         }
         Answer::Completion(c) => c,
         Answer::Verbatim(body) => {
-            let mut response = Response::new(Body::from(with_palisade(&body, &palisade_object(&attempt, &request_id))));
+            let mut response = Response::new(Body::from(with_palisade(
+                &body,
+                &palisade_object(&attempt, &request_id),
+            )));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -603,7 +606,10 @@ mod tests {
     fn the_palisade_object_becomes_the_first_member_of_any_object() {
         let p = json!({"requestId": "r1"});
         for (input, expected) in [
-            (r#"{"id":"x","choices":[]}"#, json!({"palisade": p, "id": "x", "choices": []})),
+            (
+                r#"{"id":"x","choices":[]}"#,
+                json!({"palisade": p, "id": "x", "choices": []}),
+            ),
             ("  {  }  ", json!({"palisade": p})),
             ("{\n \"a\": 1\n}", json!({"palisade": p, "a": 1})),
         ] {

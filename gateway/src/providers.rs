@@ -578,7 +578,10 @@ mod tests {
         assert!(verbatim(b"  {}"));
         let calls = br#"{"choices":[{"message":{"tool_calls":[{"id":"1"}]}}]}"#;
         assert!(!verbatim(calls), "tool calls must be gated");
-        assert!(!verbatim(br#"{"palisade":1}"#), "the gateway's own key is not taken over");
+        assert!(
+            !verbatim(br#"{"palisade":1}"#),
+            "the gateway's own key is not taken over"
+        );
         assert!(!verbatim(br#"{"id":"c","#), "not JSON");
         assert!(!verbatim(b"[1]"), "not an object");
         assert!(!verbatim(br#"{"a":1} trailing"#));

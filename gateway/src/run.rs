@@ -276,7 +276,9 @@ async fn serve(
     let mut writer_config = WriterConfig::new(spool_dir(&audit_url, &first));
     writer_config.discard = args.no_audit;
     if args.no_audit {
-        tracing::warn!("--no-audit: decisions are NOT recorded; never run a shared gateway like this");
+        tracing::warn!(
+            "--no-audit: decisions are NOT recorded; never run a shared gateway like this"
+        );
     }
     writer_config.failure_mode = match settings.audit.failure_mode {
         standalone::FailureMode::Spool => FailureMode::Spool,

@@ -375,7 +375,11 @@ fn audited_rows_after_sigterm(mut child: std::process::Child, config: &std::path
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
@@ -384,7 +388,13 @@ fn no_audit_records_nothing_counts_what_it_dropped_and_is_refused_in_a_cluster()
     use std::io::{Read, Write};
     let d = dir("no-audit");
     let config = quickstart(&d, |t| t);
-    let args = ["run", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let args = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
     let (child, addr) = common::spawn_gateway(&[&args[..], &["--no-audit"]].concat());
     for i in 0..3 {
         let resp = tool_call_over_tcp(&addr, &format!("off-{i}"));
@@ -410,7 +420,10 @@ fn no_audit_records_nothing_counts_what_it_dropped_and_is_refused_in_a_cluster()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--no-audit") && err.contains("--kubernetes"), "{err}");
+    assert!(
+        err.contains("--no-audit") && err.contains("--kubernetes"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

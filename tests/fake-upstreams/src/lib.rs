@@ -205,7 +205,11 @@ async fn bench_answer(body: &Value, chunks: usize, interval: Duration) -> Respon
         let message = json!({"role": "assistant", "content": "ok"});
         return axum::Json(completion(&model, message, "stop")).into_response();
     }
-    let mut events = vec![chunk(&model, json!({"role": "assistant", "content": ""}), None)];
+    let mut events = vec![chunk(
+        &model,
+        json!({"role": "assistant", "content": ""}),
+        None,
+    )];
     events.extend((0..chunks).map(|i| chunk(&model, json!({"content": format!("w{i} ")}), None)));
     events.push(chunk(&model, json!({}), Some("stop")));
     events.push("data: [DONE]\n\n".into());
