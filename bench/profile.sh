@@ -10,39 +10,24 @@
 #   AUDIT="--audit-url sqlite:///tmp/a.db" bash bench/profile.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 RATE=${RATE:-4000}
 DURATION=${DURATION:-10}
 AUDIT=${AUDIT:---no-audit}
 OUT=bench/out/profile
 mkdir -p "$OUT"
 command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }
-OHA=$(command -v oha || echo target/bench-tools/bin/oha)
-[ -x "$OHA" ] || cargo install -q --locked --root target/bench-tools oha@1.16.0 --no-default-features --features rustls
+ensure_oha
 cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams
 T=target/release
 WORK=$(mktemp -d)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-first_line() { for _ in $(seq 200); do [ -s "$1" ] && { head -n1 "$1"; return; }; sleep 0.05; done; exit 1; }
 
 taskset -c 0 "$T/fake-openai" --bench --port 0 > "$WORK/up.out" & PIDS+=($!)
 UP=$(first_line "$WORK/up.out")
-cat > "$WORK/policy.yaml" <<YAML
-apiVersion: palisade.dev/v1alpha1
-kind: AIPolicy
-metadata: {name: bench}
-spec:
-  agents: [{name: load, apiKeySecretRef: {name: k, key: load}}]
-  providers: [{name: up, type: openai, baseUrl: "$UP"}]
-  routing:
-    defaultProvider: up
-    rules: [{name: phi, keywords: [patient, diagnosis, prescription], provider: up}]
----
-apiVersion: v1
-kind: Secret
-metadata: {name: k}
-stringData: {load: bench-key}
-YAML
+write_policy "$WORK/policy.yaml" "$UP"
 # shellcheck disable=SC2086
 taskset -c 1 "$T/palisade-gateway" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 $AUDIT > "$WORK/gw.out" 2>/dev/null & GW_PID=$!; PIDS+=($GW_PID)
 GW=$(first_line "$WORK/gw.out" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/')

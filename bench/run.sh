@@ -24,6 +24,8 @@
 # venv under target/) and stops every process it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 ROOT=$PWD
 DURATION=${DURATION:-10}
 TARGETS=${TARGETS:-direct nginx palisade palisade-off litellm}
@@ -45,8 +47,7 @@ need_deb bc bc
 if [[ " $TARGETS " == *" palisade "* ]] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_deb initdb postgresql
 fi
-OHA=$(command -v oha || echo "$TOOLS/bin/oha")
-[ -x "$OHA" ] || cargo install -q --locked --root "$TOOLS" oha@1.16.0 --no-default-features --features rustls
+ensure_oha
 if [[ " $TARGETS " == *" litellm "* ]]; then
   VENV=$ROOT/target/bench-venv/litellm
   [ -x "$VENV/bin/litellm" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q 'litellm[proxy]'; }
@@ -68,7 +69,6 @@ trap cleanup EXIT
 # Foreground commands are pinned with pin; background ones with taskset
 # itself (it execs), so that $! is the process to measure and stop.
 pin() { taskset -c "$1" "${@:2}"; }
-first_line() { for _ in $(seq 400); do [ -s "$1" ] && { head -n1 "$1"; return; }; sleep 0.05; done; echo "no output in $1" >&2; cat "${2:-/dev/null}" >&2; exit 1; }
 wait_http() { for _ in $(seq 600); do curl -s -o /dev/null "$1" && return; sleep 0.1; done; echo "$1 never answered" >&2; exit 1; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # A process and its descendants: summed RSS (KiB) and CPU ticks.
@@ -99,24 +99,7 @@ if [[ " $TARGETS " == *" palisade "* ]]; then
 fi
 
 # --- the targets (CPU 1) ----------------------------------------------------
-cat > "$WORK/policy.yaml" <<YAML
-apiVersion: palisade.dev/v1alpha1
-kind: AIPolicy
-metadata: {name: bench}
-spec:
-  agents: [{name: load, apiKeySecretRef: {name: k, key: load}}]
-  providers: [{name: up, type: openai, baseUrl: "$UP"}]
-  routing:
-    defaultProvider: up
-    rules: [{name: phi, keywords: [patient, diagnosis, prescription], provider: up}]
-  tools:
-    rules: [{tools: [search_*], action: Allow}]
----
-apiVersion: v1
-kind: Secret
-metadata: {name: k}
-stringData: {load: bench-key}
-YAML
+write_policy "$WORK/policy.yaml" "$UP"
 KEY=bench-key
 
 start_target() { # name -> sets URL, TPIDS

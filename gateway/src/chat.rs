@@ -235,6 +235,16 @@ fn with_palisade(object: &[u8], palisade: &Value) -> Vec<u8> {
     out
 }
 
+/// A response with `body` of `content_type` and the route headers.
+fn routed(body: Body, content_type: &'static str, route: &Route, request_id: &str) -> Response {
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    route_headers(&mut response, route, request_id);
+    response
+}
+
 fn route_headers(response: &mut Response, route: &Route, request_id: &str) {
     let h = response.headers_mut();
     let reasons: Vec<&str> = route.reasons.iter().map(|r| r.as_str()).collect();
@@ -378,26 +388,22 @@ async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
                 request_id.clone(),
                 body,
             );
-            let mut response = Response::new(Body::from_stream(gated));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            route_headers(&mut response, &attempt, &request_id);
-            return Ok(response);
+            return Ok(routed(
+                Body::from_stream(gated),
+                "text/event-stream",
+                &attempt,
+                &request_id,
+            ));
         }
         Answer::Completion(c) => c,
         Answer::Verbatim(body) => {
-            let mut response = Response::new(Body::from(with_palisade(
-                &body,
-                &palisade_object(&attempt, &request_id),
-            )));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            route_headers(&mut response, &attempt, &request_id);
-            return Ok(response);
+            let body = with_palisade(&body, &palisade_object(&attempt, &request_id));
+            return Ok(routed(
+                Body::from(body),
+                "application/json",
+                &attempt,
+                &request_id,
+            ));
         }
     };
     gate_completion(&state, &snapshot, &who, &request_id, &mut completion);
