@@ -5,7 +5,8 @@
 use crate::error::AuditError;
 use crate::event::{AuditEvent, ChainedEvent, EventKind, GENESIS, chain_hash};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -221,6 +222,22 @@ impl Store {
     /// replay (spool drain after a crash) never duplicates. Returns how
     /// many rows were new.
     pub async fn insert(&self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
+        let mut conn = self.pool.acquire().await?;
+        Self::insert_on(&mut conn, events).await
+    }
+
+    /// A connection of its own, for a caller that writes in a loop (the
+    /// writer): each batch is then one round trip, without the pool's
+    /// liveness check before it.
+    pub async fn dedicated(&self) -> Result<PoolConnection<Any>, AuditError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// [`Store::insert`] on a given connection.
+    pub async fn insert_on(
+        conn: &mut AnyConnection,
+        events: &[ChainedEvent],
+    ) -> Result<u64, AuditError> {
         let mut inserted = 0;
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
             let mut sql = format!("INSERT INTO audit_events ({}) VALUES ", COLUMNS.join(", "));
@@ -275,7 +292,7 @@ impl Store {
                     .bind(c.prev_hash.clone())
                     .bind(c.hash.clone());
             }
-            inserted += q.execute(&self.pool).await?.rows_affected();
+            inserted += q.execute(&mut *conn).await?.rows_affected();
         }
         Ok(inserted)
     }

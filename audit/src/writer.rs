@@ -9,6 +9,8 @@ use crate::event::{AuditEvent, Chain, ChainedEvent};
 use crate::metrics::AuditMetrics;
 use crate::spool::Spool;
 use crate::store::Store;
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -57,7 +59,7 @@ impl WriterConfig {
             batch_max: 1000,
             spool_max_bytes: 1 << 30,
             retry_interval: Duration::from_secs(1),
-            linger: Duration::from_millis(5),
+            linger: Duration::from_millis(25),
             discard: false,
         }
     }
@@ -132,6 +134,7 @@ impl AuditWriter {
             shared: Arc::clone(&shared),
             config,
             db_down_since: None,
+            conn: None,
         };
         let handle = tokio::spawn(task.run(rx));
         Ok((
@@ -217,6 +220,10 @@ struct Task {
     shared: Arc<Shared>,
     config: WriterConfig,
     db_down_since: Option<Instant>,
+    /// The writer's own connection, kept between batches (one round trip
+    /// per batch); dropped and closed after an error, reopened on the
+    /// next batch.
+    conn: Option<PoolConnection<Any>>,
 }
 
 impl Task {
@@ -280,6 +287,35 @@ impl Task {
             .set(i64::from(state != HEALTHY));
     }
 
+    /// Inserts on the writer's connection, opening it if needed. A kept
+    /// connection that fails (the database restarted since the last
+    /// batch, say) is replaced and the batch tried once more on a fresh
+    /// one; inserts are idempotent, so the retry cannot duplicate.
+    async fn insert(&mut self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
+        let kept = self.conn.is_some();
+        let first = self.insert_once(events).await;
+        match first {
+            Err(_) if kept => self.insert_once(events).await,
+            other => other,
+        }
+    }
+
+    async fn insert_once(&mut self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(self.store.dedicated().await?),
+        };
+        let result = Store::insert_on(conn, events).await;
+        if result.is_err()
+            && let Some(mut broken) = self.conn.take()
+        {
+            // Not back into the pool: it may be half-way through a
+            // statement or cut off.
+            broken.close_on_drop();
+        }
+        result
+    }
+
     /// Makes a batch durable: the database if it answers and nothing is
     /// waiting in the spool (order), the spool otherwise.
     async fn persist(&mut self, events: Vec<ChainedEvent>) -> Result<(), String> {
@@ -288,7 +324,7 @@ impl Task {
         }
         let started = Instant::now();
         if self.spool.is_empty() {
-            match self.store.insert(&events).await {
+            match self.insert(&events).await {
                 Ok(_) => {
                     self.shared.metrics.written.inc_by(events.len() as u64);
                     self.shared
@@ -347,7 +383,7 @@ impl Task {
                 tracing::warn!("{w}");
             }
             for chunk in contents.events.chunks(self.config.batch_max.max(1)) {
-                if let Err(e) = self.store.insert(chunk).await {
+                if let Err(e) = self.insert(chunk).await {
                     tracing::debug!(error = %e, "audit database still unreachable");
                     self.set_state(if self.shared.state.load(Ordering::Acquire) == SPOOL_FULL {
                         SPOOL_FULL

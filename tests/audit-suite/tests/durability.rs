@@ -100,6 +100,42 @@ async fn killing_postgres_mid_stream_loses_and_duplicates_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_between_batches_is_bridged_without_the_spool() {
+    // The writer keeps one connection between batches; after a restart
+    // that connection is dead. The next batch must go to the database on
+    // a fresh connection, not to the spool, and nothing is written twice.
+    let pg = TestPostgres::start();
+    let url = pg.database("restart");
+    let store = Store::open(&url, Migrations::Apply).await.unwrap();
+    let metrics = AuditMetrics::unregistered().unwrap();
+    let (writer, task) = AuditWriter::start(
+        store.clone(),
+        config(&temp_dir("spool-restart")),
+        metrics.clone(),
+    )
+    .unwrap();
+    let event = |i: usize| AuditEvent::new(EventKind::Chat, &format!("r{i}"), "ns", "a", "Allow");
+    for i in 0..50 {
+        writer.record(event(i)).unwrap();
+    }
+    writer.flush().await.unwrap();
+    pg.kill();
+    pg.restart();
+    for i in 50..100 {
+        writer.record(event(i)).unwrap();
+    }
+    writer.flush().await.unwrap();
+    assert_eq!(metrics.spooled.get(), 0, "nothing went to the spool");
+    assert_eq!(metrics.written.get(), 100);
+    assert!(!writer.database_down());
+    drop(writer);
+    task.join().await;
+    let fresh = Store::connect(&url).await.unwrap();
+    assert_eq!(ids_in(&fresh).await.0, 100, "each event exactly once");
+    assert_eq!(fresh.verify().await.unwrap().broken, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_killed_with_sigkill_mid_spool_loses_no_acknowledged_event() {
     let pg = TestPostgres::start();
     let url = pg.database("sigkill");
