@@ -36,3 +36,51 @@ metadata: {name: k}
 stringData: {load: bench-key}
 YAML
 }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# A throwaway PostgreSQL in DIR on CPU PG_CPU (default 0; run as the postgres user when
+# root). Sets PG_URL, PGBIN, PGPORT, as_pg and PG_STOP (the command that
+# stops it; the caller's cleanup runs it).
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+start_postgres() { # DIR
+  local initdb dir=$1
+  initdb=$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -n1)
+  PGBIN=$(dirname "$(readlink -f "$initdb")")
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown -R postgres "$(dirname "$dir")" && chmod 755 "$(dirname "$dir")"
+  PGPORT=$(free_port)
+  as_pg "$PGBIN/initdb" -D "$dir/data" -U palisade --auth=trust -E UTF8 --no-sync >/dev/null
+  as_pg taskset -c "${PG_CPU:-0}" "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+    -o "-p $PGPORT -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+  PG_STOP=(as_pg "$PGBIN/pg_ctl" -D "$dir/data" -m immediate stop)
+  as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U palisade palisade
+  PG_URL="postgres://palisade@127.0.0.1:$PGPORT/palisade"
+}
+
+# nginx as the plain reverse proxy: one worker on CPU TARGET_CPU, upstream
+# keepalive, no buffering, no access log.
+write_nginx_conf() { # DIR PORT UPSTREAM_URL
+  mkdir -p "$1/logs"
+  cat > "$1/nginx.conf" <<NGINX
+worker_processes 1;
+worker_cpu_affinity $( [ "${TARGET_CPU:-1}" = 0 ] && echo 01 || echo 10 );
+daemon off;
+pid $1/nginx.pid;
+error_log $1/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  upstream up { server ${3#http://}; keepalive 256; }
+  server {
+    listen 127.0.0.1:$2 reuseport backlog=4096;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+}

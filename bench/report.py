@@ -68,7 +68,8 @@ if machine:
     out.append(
         f"Machine: {machine.get('cpus')} vCPU ({machine.get('cpu')}), kernel {machine.get('kernel')}; "
         f"oha {machine.get('oha')}, nginx {machine.get('nginx')}, LiteLLM {machine.get('litellm') or '—'}; "
-        f"{machine.get('duration_s')} s per rate step, 5 s per ladder step."
+        f"{machine.get('duration_s')} s per rate step, 5 s per ladder step; "
+        f"layout {machine.get('layout', 'split')} (bench/run.sh: LAYOUT)."
     )
     out.append("")
 
