@@ -8,7 +8,7 @@ use crate::error::AuditError;
 use crate::event::{AuditEvent, Chain, ChainedEvent};
 use crate::metrics::AuditMetrics;
 use crate::spool::Spool;
-use crate::store::Store;
+use crate::store::{Backend, Store};
 use sqlx::Any;
 use sqlx::pool::PoolConnection;
 use std::path::PathBuf;
@@ -220,9 +220,9 @@ struct Task {
     shared: Arc<Shared>,
     config: WriterConfig,
     db_down_since: Option<Instant>,
-    /// The writer's own connection, kept between batches (one round trip
-    /// per batch); dropped and closed after an error, reopened on the
-    /// next batch.
+    /// The writer's own PostgreSQL connection, kept between batches (one
+    /// round trip per batch); closed after an error, reopened on the next
+    /// batch. SQLite's connection goes back to the pool after each batch.
     conn: Option<PoolConnection<Any>>,
 }
 
@@ -312,6 +312,10 @@ impl Task {
             // Not back into the pool: it may be half-way through a
             // statement or cut off.
             broken.close_on_drop();
+        } else if self.store.backend() != Backend::Postgres {
+            // SQLite's pool has a single connection, which queries and
+            // approvals need too; and it has no round trip to save.
+            self.conn = None;
         }
         result
     }
