@@ -114,7 +114,11 @@ for t in targets:
     out.append(f"| {names[t]} | " + " | ".join(cells) + " |")
 out.append("")
 
-out.append("Cost and capacity (the proxy alone on one core):")
+out.append(
+    "Cost and capacity (the proxy alone on one core):"
+    if machine.get("layout", "split") == "split"
+    else "Cost and capacity (the proxy on the load generator's core):"
+)
 out.append("")
 out.append("| target | max req/s with p99 < 10 ms | peak req/s (64 connections, closed loop) | CPU-s per 1,000 req (at 1,000 req/s) | RSS idle MiB | RSS after load MiB |")
 out.append("|---|---|---|---|---|---|")
