@@ -17,12 +17,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
 . bench/common.sh
 RATE=${RATE:-1000}
-case ${LAYOUT:-split} in
-  split) TARGET_CPU=1 PG_CPU=0 ;;
-  shared) TARGET_CPU=0 PG_CPU=1 ;;
-  *) echo "LAYOUT must be split or shared" >&2; exit 2 ;;
-esac
-export TARGET_CPU PG_CPU
+set_layout
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 STEP=${SECONDS_PER_STEP:-15}
 ROUNDS=${ROUNDS:-5}
@@ -79,7 +74,7 @@ ticks() { local t=0 p; for p in $1 $(pgrep -P "$1" || true); do t=$((t + $(awk '
 sleep 1
 for v in "${VARIANTS[@]}"; do load "${URLS[$v]}" 3 > /dev/null; done # warm up
 mkdir -p bench/out
-RESULTS=bench/out/ab-${LAYOUT:-split}.jsonl
+RESULTS=bench/out/ab-$LAYOUT.jsonl
 : > "$RESULTS"
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do

@@ -84,3 +84,15 @@ http {
 }
 NGINX
 }
+
+# LAYOUT (split, the default, or shared; see bench/run.sh) -> TARGET_CPU,
+# PG_CPU, exported for start_postgres and write_nginx_conf.
+set_layout() {
+  LAYOUT=${LAYOUT:-split}
+  case $LAYOUT in
+    split) TARGET_CPU=1 PG_CPU=0 ;;
+    shared) TARGET_CPU=0 PG_CPU=1 ;;
+    *) echo "LAYOUT must be split or shared, not '$LAYOUT'" >&2; exit 2 ;;
+  esac
+  export LAYOUT TARGET_CPU PG_CPU
+}

@@ -37,13 +37,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 DURATION=${DURATION:-10}
 TARGETS=${TARGETS:-direct nginx palisade palisade-off litellm}
-LAYOUT=${LAYOUT:-split}
-case $LAYOUT in
-  split) TARGET_CPU=1 PG_CPU=0 ;;
-  shared) TARGET_CPU=0 PG_CPU=1 ;;
-  *) echo "LAYOUT must be split or shared, not '$LAYOUT'" >&2; exit 2 ;;
-esac
-export TARGET_CPU PG_CPU
+set_layout
 LADDER=${LADDER:-25 50 100 200 400 700 1000 1500 2000 3000 4000 5000 6000 7000 8000 10000 12000 14000 16000 20000 24000 28000 32000}
 OUT=bench/out
 RESULTS=$OUT/results.jsonl

@@ -233,6 +233,14 @@ impl Store {
         Ok(self.pool.acquire().await?)
     }
 
+    /// Whether a [`Store::dedicated`] connection may be kept between uses:
+    /// not with SQLite, whose pool (see [`Store::connect`]) has a single
+    /// connection that queries and approvals need too, and which has no
+    /// round trip to save.
+    pub fn can_keep_connection(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
     /// [`Store::insert`] on a given connection.
     pub async fn insert_on(
         conn: &mut AnyConnection,

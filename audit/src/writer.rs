@@ -8,7 +8,7 @@ use crate::error::AuditError;
 use crate::event::{AuditEvent, Chain, ChainedEvent};
 use crate::metrics::AuditMetrics;
 use crate::spool::Spool;
-use crate::store::{Backend, Store};
+use crate::store::Store;
 use sqlx::Any;
 use sqlx::pool::PoolConnection;
 use std::path::PathBuf;
@@ -312,9 +312,7 @@ impl Task {
             // Not back into the pool: it may be half-way through a
             // statement or cut off.
             broken.close_on_drop();
-        } else if self.store.backend() != Backend::Postgres {
-            // SQLite's pool has a single connection, which queries and
-            // approvals need too; and it has no round trip to save.
+        } else if !self.store.can_keep_connection() {
             self.conn = None;
         }
         result
