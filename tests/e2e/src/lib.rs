@@ -501,33 +501,20 @@ pub fn code(body: &Value) -> &str {
         .unwrap_or("")
 }
 
+/// What the Helm suites import: the Helm v4 library and the Kubernetes
+/// API schemas.
+pub const HELM_PACKAGES: &[(&str, &str)] = &[
+    ("helm-python-sdk>=0.2", "helm_python"),
+    ("kubernetes-validate>=1.34", "kubernetes_validate"),
+];
+
 /// `charts/palisade` rendered and linted with the real Helm v4 library
 /// (`tests/e2e/chart/render.py`, helm-python-sdk in the virtualenv `venv`):
 /// `{"lint": .., "cases": {case: {template: manifest}}, "refused": ..}`.
 pub fn render_chart(venv: &Path) -> Value {
-    let python =
-        palisade_fake_upstreams::python::python_with(venv, "helm-python-sdk>=0.2", "helm_python");
-    // The Kubernetes API schemas, offline (for validating what renders).
-    let has = Command::new(&python)
-        .args(["-c", "import kubernetes_validate"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has {
-        let pip = venv.join("bin/pip");
-        let ok = Command::new(pip)
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "kubernetes-validate>=1.34",
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "pip install kubernetes-validate failed (is PyPI reachable?)"
-        );
-    }
+    // The Kubernetes API schemas come with kubernetes-validate, offline
+    // (for validating what renders).
+    let python = palisade_fake_upstreams::python::python_with(venv, HELM_PACKAGES);
     let out = Command::new(python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/chart/render.py"))
         .arg(concat!(

@@ -337,8 +337,7 @@ async fn the_chart_installs_into_the_api_server_with_the_helm_library() {
     kubectl(&["apply", "-f", dir.join("ns.yaml").to_str().unwrap()]);
 
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm-venv");
-    let python =
-        palisade_fake_upstreams::python::python_with(&venv, "helm-python-sdk>=0.2", "helm_python");
+    let python = palisade_fake_upstreams::python::python_with(&venv, palisade_e2e::HELM_PACKAGES);
     let kc = kubeconfig.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
