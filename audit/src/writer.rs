@@ -43,7 +43,8 @@ pub struct WriterConfig {
     /// How long the first event of a batch waits for others to join it
     /// (unless the batch fills or someone is waiting in `flush`). Under
     /// load this turns one database round trip per event into one per
-    /// batch: at most 1/linger writes per second.
+    /// batch: at most 1/linger writes per second. The writer sleeps
+    /// through it: events queued meanwhile cost their senders no wake-up.
     pub linger: Duration,
     /// Accept every event and drop it (counted in `discarded`): auditing
     /// off, for trying the gateway out and measuring what the audit costs.
@@ -80,6 +81,10 @@ struct Shared {
     failure_mode: FailureMode,
     discard: bool,
     metrics: AuditMetrics,
+    /// Ends the writer's linger early: a full batch is queued, or a flush
+    /// is waiting. (Events do not wake a lingering writer one by one.)
+    wake: tokio::sync::Notify,
+    batch_max: usize,
 }
 
 /// A handle to the writer; cheap to clone.
@@ -126,6 +131,8 @@ impl AuditWriter {
             failure_mode: config.failure_mode,
             discard: config.discard,
             metrics,
+            wake: tokio::sync::Notify::new(),
+            batch_max: config.batch_max.max(1),
         });
         let task = Task {
             store,
@@ -176,6 +183,11 @@ impl AuditWriter {
         match self.tx.try_send(Msg::Event(Box::new(event))) {
             Ok(()) => {
                 self.shared.metrics.queue_depth.inc();
+                // Queued, plus the one the lingering writer holds.
+                let queued = self.tx.max_capacity() - self.tx.capacity();
+                if queued + 1 >= self.shared.batch_max {
+                    self.shared.wake.notify_one();
+                }
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -194,6 +206,7 @@ impl AuditWriter {
             .send(Msg::Flush(tx))
             .await
             .map_err(|_| AuditError::Stopped)?;
+        self.shared.wake.notify_one();
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(AuditError::NotDurable),
@@ -249,20 +262,20 @@ impl Task {
                 Msg::Flush(w) => waiters.push(w),
             };
             push(first, &mut events, &mut waiters);
-            let deadline = tokio::time::Instant::now() + self.config.linger;
+            // Linger for more, unless a flush is waiting for this batch.
+            // The queue is not watched meanwhile (one wake-up per batch,
+            // not one per event): a sender wakes the writer early when a
+            // full batch is queued or a flush is waiting.
+            if waiters.is_empty() && self.config.batch_max > 1 {
+                tokio::select! {
+                    _ = self.shared.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.linger) => {}
+                }
+            }
             while events.len() < self.config.batch_max {
                 match rx.try_recv() {
                     Ok(m) => push(m, &mut events, &mut waiters),
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                    // Nothing queued: linger for more, unless a flush is
-                    // waiting for this batch.
-                    Err(mpsc::error::TryRecvError::Empty) if waiters.is_empty() => {
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(m)) => push(m, &mut events, &mut waiters),
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
-                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(_) => break,
                 }
             }
             let n = events.len() as i64;

@@ -335,6 +335,10 @@ async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
         .with_palisade(json!({"reasonCode": d.reason_code.as_str(), "rule": d.rule, "policy": d.policy, "requestId": request_id})));
     };
 
+    let upstreams = providers::Upstream {
+        http: &state.http,
+        endpoints: &snapshot.endpoints,
+    };
     let mut attempt = route.clone();
     let outcome = loop {
         let Some(provider) = policy.provider(&attempt.provider) else {
@@ -343,7 +347,7 @@ async fn handle(state: AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
                 attempt.provider
             )));
         };
-        match providers::call(&state.http, provider, &attempt.model, &request).await {
+        match providers::call(&upstreams, provider, &attempt.model, &request).await {
             Ok(r) => break Ok(r),
             Err(e) if e.retryable() => match attempt.fallback_route() {
                 Some(f) => {

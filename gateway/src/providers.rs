@@ -10,8 +10,10 @@ use axum::body::Bytes;
 use axum::http::header;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
-use palisade_policy::{Provider, ProviderKind};
+use palisade_policy::{PolicyBundle, Provider, ProviderKind};
+use reqwest::Url;
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Anthropic's API version header.
@@ -74,6 +76,51 @@ fn url(base: &str, path: &str) -> String {
     }
 }
 
+/// The chat endpoint of `provider`: its base URL and its API's path.
+fn endpoint(provider: &Provider) -> String {
+    let path = match provider.kind {
+        ProviderKind::OpenAi => "/v1/chat/completions",
+        ProviderKind::Ollama => "/api/chat",
+        ProviderKind::Anthropic => "/v1/messages",
+    };
+    url(&provider.base_url, path)
+}
+
+/// Every provider's chat endpoint, parsed once per configuration: parsing
+/// a URL per request (host name normalisation included) was ~2% of the
+/// gateway's CPU. Part of the [`crate::snapshot::Snapshot`].
+#[derive(Debug, Default)]
+pub struct Endpoints(HashMap<String, Url>);
+
+impl Endpoints {
+    pub fn of(bundle: &PolicyBundle) -> Self {
+        let parsed = bundle
+            .policies()
+            .iter()
+            .flat_map(|p| &p.providers)
+            .map(endpoint)
+            .filter_map(|e| Url::parse(&e).ok().map(|u| (e, u)))
+            .collect();
+        Self(parsed)
+    }
+
+    /// `provider`'s endpoint; one the configuration did not parse (it
+    /// cannot happen: the compiler checks base URLs) is parsed here, and
+    /// an unparsable one is a connect error naming it.
+    fn get(&self, provider: &Provider) -> Result<Url, UpstreamError> {
+        let e = endpoint(provider);
+        match self.0.get(&e) {
+            Some(u) => Ok(u.clone()),
+            None => Url::parse(&e).map_err(|err| {
+                UpstreamError::Connect(format!(
+                    "provider {}: base URL {e} is not a URL: {err}",
+                    provider.name
+                ))
+            }),
+        }
+    }
+}
+
 /// The client's request as sent on to an OpenAI-compatible provider: the
 /// same object with `model` set to the routed model, serialized straight
 /// from the borrowed request (no copy of it).
@@ -96,16 +143,16 @@ impl serde::Serialize for WithModel<'_> {
 }
 
 async fn post(
-    http: &reqwest::Client,
+    upstream: &Upstream<'_>,
     provider: &Provider,
-    path: &str,
     body: &impl serde::Serialize,
     headers: &[(&str, String)],
 ) -> Result<reqwest::Response, UpstreamError> {
     let body = serde_json::to_vec(body)
         .map_err(|e| UpstreamError::Invalid(format!("cannot encode the request: {e}")))?;
-    let mut rb = http
-        .post(url(&provider.base_url, path))
+    let mut rb = upstream
+        .http
+        .post(upstream.endpoints.get(provider)?)
         .timeout(Duration::from_millis(provider.timeout_ms))
         .header(header::CONTENT_TYPE, "application/json")
         .body(body);
@@ -165,9 +212,17 @@ fn bearer(provider: &Provider) -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// How to reach the providers: the shared HTTP client (its connection
+/// pools) and the configuration's parsed endpoints.
+#[derive(Debug)]
+pub struct Upstream<'a> {
+    pub http: &'a reqwest::Client,
+    pub endpoints: &'a Endpoints,
+}
+
 /// Sends an OpenAI-shaped chat request to `provider` asking for `model`.
 pub async fn call(
-    http: &reqwest::Client,
+    upstream: &Upstream<'_>,
     provider: &Provider,
     model: &str,
     request: &Value,
@@ -177,7 +232,7 @@ pub async fn call(
         ProviderKind::OpenAi => {
             let auth = bearer(provider);
             let body = WithModel(request, model);
-            let r = post(http, provider, "/v1/chat/completions", &body, &auth).await?;
+            let r = post(upstream, provider, &body, &auth).await?;
             if stream {
                 Ok(Answer::Stream(
                     r.bytes_stream().map_err(std::io::Error::other).boxed(),
@@ -194,7 +249,7 @@ pub async fn call(
         ProviderKind::Ollama => {
             let body = ollama::request(request, model);
             let auth = bearer(provider);
-            let r = post(http, provider, "/api/chat", &body, &auth).await?;
+            let r = post(upstream, provider, &body, &auth).await?;
             if stream {
                 Ok(Answer::Stream(ollama::stream(
                     r.bytes_stream(),
@@ -213,7 +268,7 @@ pub async fn call(
             if let Some(k) = &provider.api_key {
                 headers.push(("x-api-key", k.expose().to_owned()));
             }
-            let r = post(http, provider, "/v1/messages", &body, &headers).await?;
+            let r = post(upstream, provider, &body, &headers).await?;
             if stream {
                 Ok(Answer::Stream(anthropic::stream(
                     r.bytes_stream(),
@@ -641,6 +696,61 @@ mod tests {
             json!({"a": 1})
         );
         assert_eq!(body["stream"], true);
+    }
+
+    #[test]
+    fn endpoints_are_parsed_once_per_configuration_and_bad_ones_named() {
+        let yaml = r#"
+apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {name: p}
+spec:
+  agents: [{name: a, serviceAccount: a}]
+  providers:
+    - {name: vllm, type: openai, baseUrl: "http://vllm:8000/v1/"}
+    - {name: local, type: ollama, baseUrl: "http://ollama:11434"}
+    - {name: claude, type: anthropic, baseUrl: "https://api.anthropic.com"}
+  routing: {defaultProvider: vllm}
+"#;
+        let sources = [palisade_crds::standalone::Source {
+            name: "p.yaml",
+            text: yaml,
+        }];
+        let (_, compiled, _) =
+            palisade_crds::standalone::load(&sources, &|_| None, jiff::Timestamp::now()).unwrap();
+        let bundle = compiled.bundle;
+        let endpoints = Endpoints::of(&bundle);
+        let providers = &bundle.policies()[0].providers;
+        let got: Vec<String> = providers
+            .iter()
+            .map(|p| endpoints.get(p).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "http://vllm:8000/v1/chat/completions",
+                "http://ollama:11434/api/chat",
+                "https://api.anthropic.com/v1/messages"
+            ]
+        );
+        assert_eq!(endpoints.0.len(), 3, "all parsed up front");
+
+        // A provider the configuration did not hold: parsed on the spot,
+        // or refused naming the provider and its URL.
+        let mut stray = providers[0].clone();
+        stray.base_url = "http://other:9".into();
+        assert_eq!(
+            endpoints.get(&stray).unwrap().as_str(),
+            "http://other:9/v1/chat/completions"
+        );
+        stray.base_url = "not a url".into();
+        let Err(UpstreamError::Connect(message)) = endpoints.get(&stray) else {
+            panic!("a bad base URL is a connect error");
+        };
+        assert!(
+            message.contains("provider vllm") && message.contains("not a url"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub struct RunArgs {
     /// Answer 408 when a request body takes longer than this to arrive.
     #[arg(long, default_value = "30s")]
     pub body_read_timeout: String,
+    /// Threads serving requests (default: the CPUs this process may use,
+    /// its cgroup's CPU quota included). With 1, a single-threaded
+    /// runtime: no work is handed between threads.
+    #[arg(long, env = "PALISADE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 }
 
 fn spool_dir(audit_url: &str, first_config: &Path) -> PathBuf {
@@ -128,10 +133,22 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("--header-read-timeout: {e}"))?;
     let body_timeout = palisade_crds::duration::parse_duration(&args.body_read_timeout)
         .map_err(|e| format!("--body-read-timeout: {e}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let threads = args.worker_threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = builder
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    tracing::debug!(threads, "runtime started");
     rt.block_on(serve(args, interval, header_timeout, body_timeout))
 }
 

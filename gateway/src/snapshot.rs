@@ -1,8 +1,10 @@
 //! The configuration a gateway serves: the compiled bundle plus what the
-//! hot path derives from it (the API-key index), swapped atomically. A
+//! hot path derives from it (the API-key index, the providers' parsed
+//! endpoints), swapped atomically. A
 //! request loads one `Arc<Snapshot>` and uses it throughout, so it sees the
 //! old or the new configuration, never a mix; loading takes no lock.
 
+use crate::providers::Endpoints;
 use arc_swap::ArcSwapOption;
 use palisade_policy::PolicyBundle;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ pub struct KeyEntry {
 pub struct Snapshot {
     pub bundle: PolicyBundle,
     pub keys: Vec<KeyEntry>,
+    pub endpoints: Endpoints,
     pub loaded_at: jiff::Timestamp,
 }
 
@@ -50,6 +53,7 @@ impl Snapshot {
             })
             .collect();
         Self {
+            endpoints: Endpoints::of(&bundle),
             bundle,
             keys,
             loaded_at: jiff::Timestamp::now(),

@@ -383,18 +383,68 @@ fn audited_rows_after_sigterm(mut child: std::process::Child, config: &std::path
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-#[test]
-fn no_audit_records_nothing_counts_what_it_dropped_and_is_refused_in_a_cluster() {
-    use std::io::{Read, Write};
-    let d = dir("no-audit");
-    let config = quickstart(&d, |t| t);
-    let args = [
+/// `palisade-gateway run` on `config`, listening on a free port.
+fn run_args(config: &std::path::Path) -> [&str; 5] {
+    [
         "run",
         "--config",
         config.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
-    ];
+    ]
+}
+
+/// The runtime's threads named `tokio-rt-worker` in process `pid`.
+fn worker_threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).unwrap_or_default().trim() == "tokio-rt-worker"
+        })
+        .count()
+}
+
+#[test]
+fn worker_threads_sets_the_serving_threads_and_refuses_zero() {
+    let config = quickstart(&dir("threads"), |t| t);
+    let args = run_args(&config);
+    // One thread: a single-threaded runtime (no worker pool); three: three
+    // workers. Either way the gateway serves and drains its audit.
+    for (threads, workers) in [("1", 0), ("3", 3)] {
+        let (child, addr) =
+            common::spawn_gateway(&[&args[..], &["--worker-threads", threads]].concat());
+        assert_eq!(
+            worker_threads_of(child.id()),
+            workers,
+            "--worker-threads {threads}"
+        );
+        for i in 0..5 {
+            let resp = tool_call_over_tcp(&addr, &format!("t{threads}-{i}"));
+            assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        }
+        assert_eq!(
+            audited_rows_after_sigterm(child, &config),
+            if threads == "1" { 5 } else { 10 }
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .args([&args[..], &["--worker-threads", "0"]].concat())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--worker-threads") && err.contains("0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_audit_records_nothing_counts_what_it_dropped_and_is_refused_in_a_cluster() {
+    use std::io::{Read, Write};
+    let config = quickstart(&dir("no-audit"), |t| t);
+    let args = run_args(&config);
     let (child, addr) = common::spawn_gateway(&[&args[..], &["--no-audit"]].concat());
     for i in 0..3 {
         let resp = tool_call_over_tcp(&addr, &format!("off-{i}"));

@@ -9,6 +9,7 @@ use palisade_audit::{
 };
 use palisade_audit_suite::{Backends, temp_dir};
 use sqlx::Row;
+use std::time::Duration;
 
 fn event(
     request: &str,
@@ -387,4 +388,53 @@ fn database_urls_are_printed_without_their_password() {
         redact_url("sqlite:///var/lib/palisade/audit.db"),
         "sqlite:///var/lib/palisade/audit.db"
     );
+}
+
+/// The writer sleeps through its linger (events do not wake it one by
+/// one), yet a full batch or a waiting flush never waits for the linger
+/// to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
+    let backends = Backends::start();
+    for (backend, url) in backends.urls("linger") {
+        let store = Store::open(&url, Migrations::Apply).await.unwrap();
+        let mut config = WriterConfig::new(temp_dir("spool-linger"));
+        config.linger = Duration::from_secs(60);
+        config.batch_max = 10;
+        let (w, task) =
+            AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap())
+                .unwrap();
+        let count = async || -> i64 {
+            sqlx::query("SELECT COUNT(*) AS n FROM audit_events")
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+                .get("n")
+        };
+        w.record(event("r0", "a", "Allow", "x", None)).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(count().await, 0, "{backend}: the first event lingers");
+
+        for i in 1..10 {
+            w.record(event(&format!("r{i}"), "a", "Allow", "x", None))
+                .unwrap();
+        }
+        let full = tokio::time::Instant::now();
+        while count().await < 10 {
+            assert!(
+                full.elapsed() < Duration::from_secs(10),
+                "{backend}: a full batch waited for the linger"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        w.record(event("r10", "a", "Allow", "x", None)).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), w.flush())
+            .await
+            .unwrap_or_else(|_| panic!("{backend}: a flush waited for the linger"))
+            .unwrap();
+        assert_eq!(count().await, 11, "{backend}");
+        drop(w);
+        task.join().await;
+    }
 }
