@@ -5,7 +5,8 @@
 //!   metrics), every decision audited before it is answered;
 //! - [`chat`]: `/v1/chat/completions`, routed by policy, with tool calls
 //!   proposed by the model decided before the client sees them;
-//! - [`providers`]: OpenAI-compatible, Ollama and Anthropic upstreams;
+//! - [`providers`]: OpenAI-compatible, Ollama and Anthropic upstreams,
+//!   reached through [`upstream`] (pooled HTTP client, no redirects);
 //! - [`snapshot`] / [`source`] / [`kubernetes`]: the configuration,
 //!   swapped atomically, from files (reloaded on change) or from the
 //!   operator's Secret (watched through the API); ServiceAccount identity;
@@ -37,3 +38,4 @@ pub mod run;
 pub mod server;
 pub mod snapshot;
 pub mod source;
+pub mod upstream;

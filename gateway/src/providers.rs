@@ -6,12 +6,12 @@
 //! - `ollama`: Ollama's native `/api/chat` (NDJSON streaming), translated.
 //! - `anthropic`: the Messages API (SSE), translated.
 
+use crate::upstream::{CallError, HttpClient};
 use axum::body::Bytes;
-use axum::http::header;
+use axum::http::Uri;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use palisade_policy::{PolicyBundle, Provider, ProviderKind};
-use reqwest::Url;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -90,7 +90,7 @@ fn endpoint(provider: &Provider) -> String {
 /// a URL per request (host name normalisation included) was ~2% of the
 /// gateway's CPU. Part of the [`crate::snapshot::Snapshot`].
 #[derive(Debug, Default)]
-pub struct Endpoints(HashMap<String, Url>);
+pub struct Endpoints(HashMap<String, Uri>);
 
 impl Endpoints {
     pub fn of(bundle: &PolicyBundle) -> Self {
@@ -99,7 +99,7 @@ impl Endpoints {
             .iter()
             .flat_map(|p| &p.providers)
             .map(endpoint)
-            .filter_map(|e| Url::parse(&e).ok().map(|u| (e, u)))
+            .filter_map(|e| e.parse::<Uri>().ok().map(|u| (e, u)))
             .collect();
         Self(parsed)
     }
@@ -107,11 +107,11 @@ impl Endpoints {
     /// `provider`'s endpoint; one the configuration did not parse (it
     /// cannot happen: the compiler checks base URLs) is parsed here, and
     /// an unparsable one is a connect error naming it.
-    fn get(&self, provider: &Provider) -> Result<Url, UpstreamError> {
+    fn get(&self, provider: &Provider) -> Result<Uri, UpstreamError> {
         let e = endpoint(provider);
         match self.0.get(&e) {
             Some(u) => Ok(u.clone()),
-            None => Url::parse(&e).map_err(|err| {
+            None => e.parse::<Uri>().map_err(|err| {
                 UpstreamError::Connect(format!(
                     "provider {}: base URL {e} is not a URL: {err}",
                     provider.name
@@ -147,48 +147,47 @@ async fn post(
     provider: &Provider,
     body: &impl serde::Serialize,
     headers: &[(&str, String)],
-) -> Result<reqwest::Response, UpstreamError> {
+) -> Result<crate::upstream::Answer, UpstreamError> {
     let body = serde_json::to_vec(body)
         .map_err(|e| UpstreamError::Invalid(format!("cannot encode the request: {e}")))?;
-    let mut rb = upstream
-        .http
-        .post(upstream.endpoints.get(provider)?)
-        .timeout(Duration::from_millis(provider.timeout_ms))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body);
-    for (k, v) in headers {
-        rb = rb.header(*k, v);
-    }
-    match rb.send().await {
-        Ok(r) if r.status().is_server_error() => Err(UpstreamError::Server(r.status().as_u16())),
-        Ok(r) if !r.status().is_success() => {
-            let s = r.status().as_u16();
-            Err(UpstreamError::Client(
-                s,
-                r.bytes().await.unwrap_or_default(),
-            ))
-        }
-        Ok(r) => Ok(r),
-        Err(e) if e.is_timeout() => Err(UpstreamError::Timeout),
-        Err(e) => Err(UpstreamError::Connect(e.to_string())),
+    let uri = upstream.endpoints.get(provider)?;
+    let timeout = Duration::from_millis(provider.timeout_ms);
+    let r = upstream.http.post_json(uri, headers, body, timeout).await?;
+    let s = r.status;
+    if s.is_server_error() {
+        Err(UpstreamError::Server(s.as_u16()))
+    } else if s.is_redirection() {
+        Err(UpstreamError::Invalid(format!(
+            "HTTP {s} (redirects are not followed: set the provider's baseUrl to where it points)"
+        )))
+    } else if !s.is_success() {
+        Err(UpstreamError::Client(
+            s.as_u16(),
+            r.bytes().await.unwrap_or_default(),
+        ))
+    } else {
+        Ok(r)
     }
 }
 
-async fn body_bytes(r: reqwest::Response) -> Result<Bytes, UpstreamError> {
-    r.bytes().await.map_err(|e| {
-        if e.is_timeout() {
-            UpstreamError::Timeout
-        } else {
-            UpstreamError::Connect(e.to_string())
+impl From<CallError> for UpstreamError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => Self::Timeout,
+            CallError::Connect(why) => Self::Connect(why),
         }
-    })
+    }
+}
+
+async fn body_bytes(r: crate::upstream::Answer) -> Result<Bytes, UpstreamError> {
+    Ok(r.bytes().await?)
 }
 
 fn parse(bytes: &[u8]) -> Result<Value, UpstreamError> {
     serde_json::from_slice(bytes).map_err(|e| UpstreamError::Invalid(format!("not JSON: {e}")))
 }
 
-async fn json_body(r: reqwest::Response) -> Result<Value, UpstreamError> {
+async fn json_body(r: crate::upstream::Answer) -> Result<Value, UpstreamError> {
     parse(&body_bytes(r).await?)
 }
 
@@ -216,7 +215,7 @@ fn bearer(provider: &Provider) -> Vec<(&'static str, String)> {
 /// pools) and the configuration's parsed endpoints.
 #[derive(Debug)]
 pub struct Upstream<'a> {
-    pub http: &'a reqwest::Client,
+    pub http: &'a HttpClient,
     pub endpoints: &'a Endpoints,
 }
 
@@ -234,9 +233,7 @@ pub async fn call(
             let body = WithModel(request, model);
             let r = post(upstream, provider, &body, &auth).await?;
             if stream {
-                Ok(Answer::Stream(
-                    r.bytes_stream().map_err(std::io::Error::other).boxed(),
-                ))
+                Ok(Answer::Stream(r.bytes_stream()))
             } else {
                 let bytes = body_bytes(r).await?;
                 if verbatim(&bytes) {
@@ -302,11 +299,10 @@ fn done() -> Bytes {
 
 /// Splits a byte stream into lines, statefully.
 fn lines(
-    upstream: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    upstream: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
 ) -> BoxStream<'static, Result<String, std::io::Error>> {
     let mut buf: Vec<u8> = Vec::new();
     upstream
-        .map_err(std::io::Error::other)
         .map_ok(move |bytes| {
             buf.extend_from_slice(&bytes);
             let mut out = Vec::new();
@@ -427,7 +423,7 @@ mod ollama {
 
     /// NDJSON stream → OpenAI SSE.
     pub fn stream(
-        upstream: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+        upstream: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
         model: String,
     ) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
         let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
@@ -570,7 +566,7 @@ mod anthropic {
 
     /// Messages SSE → OpenAI SSE.
     pub fn stream(
-        upstream: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+        upstream: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
         model: String,
     ) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
         let mut id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
@@ -740,7 +736,7 @@ spec:
         let mut stray = providers[0].clone();
         stray.base_url = "http://other:9".into();
         assert_eq!(
-            endpoints.get(&stray).unwrap().as_str(),
+            endpoints.get(&stray).unwrap().to_string(),
             "http://other:9/v1/chat/completions"
         );
         stray.base_url = "not a url".into();

@@ -320,8 +320,7 @@ async fn serve(
         config: current,
         audit,
         metrics,
-        http: crate::server::http_client()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+        http: crate::upstream::HttpClient::new(),
         tokens,
         approvals,
         operators: Arc::new(crate::approvals_api::Operators::new(operator_tokens)),

@@ -50,7 +50,7 @@ pub struct StateParts {
     pub audit: AuditWriter,
     pub metrics: Arc<GatewayMetrics>,
     /// One pooled client for every provider (per-request timeouts).
-    pub http: reqwest::Client,
+    pub http: crate::upstream::HttpClient,
     /// ServiceAccount-token identity, when running in a cluster.
     pub tokens: Option<crate::kubernetes::TokenReviewer>,
     /// Where held calls are recorded.
@@ -74,12 +74,12 @@ impl AppState {
         metrics: Arc<GatewayMetrics>,
         store: palisade_audit::Store,
         operators: Vec<(String, String)>,
-    ) -> Result<Self, reqwest::Error> {
-        Ok(Self::from(StateParts {
+    ) -> Self {
+        Self::from(StateParts {
             config,
             audit,
             metrics,
-            http: http_client()?,
+            http: crate::upstream::HttpClient::new(),
             tokens: None,
             approvals: crate::approvals::Approvals::Local {
                 store: palisade_audit::approvals::ApprovalStore::new(store),
@@ -87,7 +87,7 @@ impl AppState {
             },
             operators: Arc::new(crate::approvals_api::Operators::new(operators)),
             body_timeout: BODY_TIMEOUT,
-        }))
+        })
     }
 }
 
@@ -114,16 +114,6 @@ pub async fn identify(
             reviewer.identify(snapshot, token).await.ok_or(unknown)
         }
     }
-}
-
-/// The HTTP client the gateway calls providers with.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    // rustls with the ring provider; installing it twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()
 }
 
 /// Refuses bodies that are not declared as JSON.

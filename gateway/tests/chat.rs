@@ -189,6 +189,106 @@ async fn a_phi_keyword_routes_to_the_local_model_and_the_prompt_is_audited_as_a_
     assert!(row.event.prompt_text.is_none());
 }
 
+/// Rewrites the policy file of setup `name` with `edit` and loads it.
+fn edit_policy(s: &Setup, name: &str, edit: impl Fn(String) -> String) {
+    let path = std::env::temp_dir().join(format!(
+        "palisade-chat-{name}-{}/policy.yaml",
+        std::process::id()
+    ));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
+    source::load_into(&[path], &s.state.config, &s.state.metrics).unwrap();
+}
+
+#[tokio::test]
+async fn provider_failures_are_answered_with_their_own_reason_codes() {
+    let s = setup("failures", "").await;
+    let cloud = "      credentialsSecretRef: {name: keys, key: openai}\n";
+    edit_policy(&s, "failures", |t| {
+        t.replacen(cloud, &format!("{cloud}      timeout: 500ms\n"), 1)
+    });
+    let hello = json!({"model": "gpt-4o", "messages": user("hello there")});
+
+    // Too slow: 504 once the provider's timeout has passed, not later.
+    s.cloud
+        .set_script(Script::Slow(std::time::Duration::from_secs(3)));
+    let started = std::time::Instant::now();
+    let (status, _, body) = chat(&s, hello.clone()).await;
+    assert_eq!((status, code_of(&body)), (504, "upstream.timeout".into()));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The client's own mistake: the provider's status and message.
+    s.cloud.set_script(Script::Status(400));
+    let (status, _, body) = chat(&s, hello.clone()).await;
+    assert_eq!((status, code_of(&body)), (400, "upstream.rejected".into()));
+    assert_eq!(json_of(&body)["error"]["message"], "scripted failure");
+
+    // A redirect is not followed (the credentials would go along).
+    let elsewhere = format!("{}/v1/chat/completions", s.local.base_url());
+    s.cloud.set_script(Script::Redirect(elsewhere));
+    let (status, _, body) = chat(&s, hello.clone()).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (502, "upstream.invalid_response".into())
+    );
+    assert!(s.local.received().is_empty(), "the redirect was followed");
+
+    // A stream that outlasts the timeout is cut off at it.
+    s.cloud.set_script(Script::Bench {
+        chunks: 100,
+        interval: std::time::Duration::from_millis(50),
+    });
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(Body::from(
+            json!({"model": "gpt-4o", "messages": user("hello"), "stream": true}).to_string(),
+        ))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = app(s.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let streamed = axum::body::to_bytes(resp.into_body(), 1 << 22).await;
+    assert!(
+        streamed
+            .as_ref()
+            .map_or(true, |b| !String::from_utf8_lossy(b).contains("[DONE]")),
+        "a stream past the timeout ran to its end"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Nobody listening: 502 unreachable.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cloud_url = s.cloud.base_url();
+    edit_policy(&s, "failures", |t| {
+        t.replacen(&cloud_url, &format!("http://127.0.0.1:{port}"), 1)
+    });
+    let (status, _, body) = chat(&s, hello).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (502, "upstream.unreachable".into())
+    );
+}
+
+fn code_of(body: &[u8]) -> String {
+    json_of(body)["error"]["code"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
 #[tokio::test]
 async fn a_failing_provider_falls_back_only_when_the_policy_names_a_fallback() {
     let s = setup("nofallback", "").await;
@@ -203,24 +303,12 @@ async fn a_failing_provider_falls_back_only_when_the_policy_names_a_fallback() {
 
     let s = setup("fallback2", "").await;
     // The same policy with a fallback provider.
-    let text = std::fs::read_to_string(std::env::temp_dir().join(format!(
-        "palisade-chat-fallback2-{}/policy.yaml",
-        std::process::id()
-    )))
-    .unwrap();
-    let path = std::env::temp_dir().join(format!(
-        "palisade-chat-fallback2-{}/policy.yaml",
-        std::process::id()
-    ));
-    std::fs::write(
-        &path,
-        text.replace(
+    edit_policy(&s, "fallback2", |t| {
+        t.replace(
             "    defaultProvider: cloud\n",
             "    defaultProvider: cloud\n    fallbackProvider: local\n",
-        ),
-    )
-    .unwrap();
-    source::load_into(&[path], &s.state.config, &s.state.metrics).unwrap();
+        )
+    });
     s.cloud.set_script(Script::Status(500));
     let (status, headers, body) = chat(
         &s,

@@ -14,7 +14,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use palisade_gateway::kubernetes::{ClusterSource, TokenReviewer, watch};
 use palisade_gateway::metrics::GatewayMetrics;
-use palisade_gateway::server::{AppState, app, http_client};
+use palisade_gateway::server::{AppState, app};
 use palisade_gateway::snapshot;
 use palisade_kube_sim::{KubeSim, UserInfo};
 use serde_json::{Value, json};
@@ -129,7 +129,7 @@ async fn a_gateway_in_a_cluster_serves_the_operators_configuration_to_service_ac
         config: current.clone(),
         audit,
         metrics,
-        http: http_client().unwrap(),
+        http: palisade_gateway::upstream::HttpClient::new(),
         tokens: Some(TokenReviewer::new(client.clone(), vec![])),
         approvals: palisade_gateway::approvals::Approvals::Cluster {
             client: client.clone(),
@@ -164,16 +164,26 @@ async fn a_gateway_in_a_cluster_serves_the_operators_configuration_to_service_ac
     let (status, _) = call(&state, "forged-token", "sql_query").await;
     assert_eq!(status, 401);
 
-    // The applied revision is reported in the gateway's Lease.
+    // The applied revision is reported in the gateway's Lease (written
+    // just after the configuration is swapped in).
     let revision = current.load_full().unwrap().revision().to_owned();
-    let lease = Api::<Lease>::namespaced(client.clone(), "palisade-system")
-        .get("palisade-gateway-gw-0")
-        .await
-        .unwrap();
-    assert_eq!(
-        lease.metadata.annotations.unwrap()["palisade.dev/applied-revision"],
-        revision
-    );
+    let leases = Api::<Lease>::namespaced(client.clone(), "palisade-system");
+    let reported = async || {
+        let lease = leases.get_opt("palisade-gateway-gw-0").await.unwrap()?;
+        lease
+            .metadata
+            .annotations?
+            .remove("palisade.dev/applied-revision")
+    };
+    let waiting = Instant::now();
+    let mut applied = reported().await;
+    while applied.as_deref() != Some(revision.as_str())
+        && waiting.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        applied = reported().await;
+    }
+    assert_eq!(applied, Some(revision));
 
     // A kill switch is one patch away.
     let policies: Api<palisade_crds::AIPolicy> = Api::namespaced(client.clone(), "clinic");

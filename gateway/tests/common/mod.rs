@@ -41,8 +41,7 @@ pub async fn standalone(
         metrics,
         store.clone(),
         vec![("oncall".into(), operator_token.into())],
-    )
-    .unwrap();
+    );
     (state, store)
 }
 

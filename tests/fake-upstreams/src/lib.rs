@@ -32,6 +32,8 @@ pub enum Script {
     Status(u16),
     /// Wait this long before answering (to trip timeouts).
     Slow(Duration),
+    /// `307 Temporary Redirect` to this URL.
+    Redirect(String),
     /// For benchmarks: answer `ok` at once, except that a model named
     /// `slow-<N>ms` answers after N ms; a streamed answer sends its role
     /// chunk at once, then `chunks` content chunks `interval` apart.
@@ -228,7 +230,7 @@ async fn bench_answer(body: &Value, chunks: usize, interval: Duration) -> Respon
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// Plays `Status` and `Slow`; `None` means: answer normally.
+/// Plays `Status`, `Slow` and `Redirect`; `None` means: answer normally.
 async fn play_failures(script: &Script) -> Option<Response> {
     match script {
         Script::Status(code) => {
@@ -239,6 +241,13 @@ async fn play_failures(script: &Script) -> Option<Response> {
             tokio::time::sleep(*d).await;
             None
         }
+        Script::Redirect(to) => Some(
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, to.clone())],
+            )
+                .into_response(),
+        ),
         _ => None,
     }
 }
