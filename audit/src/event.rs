@@ -197,7 +197,13 @@ pub fn chain_hash(event: &AuditEvent, writer: &str, seq: i64, prev_hash: &str) -
     // BTreeMap-backed value, so this is canonical for a given event.
     h.update(serde_json::to_vec(event).unwrap_or_default());
     let digest = h.finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest.iter() {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
 }
 
 /// Assigns chain positions to events in order.
@@ -261,6 +267,21 @@ mod tests {
         let mut edited = b.event.clone();
         edited.decision = "Allow".into();
         assert_ne!(chain_hash(&edited, "w1", 2, &a.hash), b.hash);
+    }
+
+    #[test]
+    fn the_chain_hash_is_the_lowercase_hex_sha256_of_its_documented_input() {
+        // Rows written by earlier releases must still verify: the input
+        // and the encoding never change.
+        let event = AuditEvent::new(EventKind::Chat, "r", "n", "a", "Allow");
+        let mut input = b"prev\nw1\n7\n".to_vec();
+        input.extend(serde_json::to_vec(&event).unwrap());
+        let expected: String = Sha256::digest(&input)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(chain_hash(&event, "w1", 7, "prev"), expected);
+        assert_eq!(expected.len(), 64);
     }
 
     #[test]
