@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use palisade_policy::Decision;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::io::Write as _;
 
 /// What was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +185,20 @@ pub struct ChainedEvent {
 /// The previous hash of a writer's first row.
 pub const GENESIS: &str = "genesis";
 
+/// `io::Write` into a running hash.
+struct HashSink<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The chain hash of one row.
 pub fn chain_hash(event: &AuditEvent, writer: &str, seq: i64, prev_hash: &str) -> String {
     let mut h = Sha256::new();
@@ -191,11 +206,13 @@ pub fn chain_hash(event: &AuditEvent, writer: &str, seq: i64, prev_hash: &str) -
     h.update(b"\n");
     h.update(writer.as_bytes());
     h.update(b"\n");
-    h.update(seq.to_string().as_bytes());
-    h.update(b"\n");
+    // Written straight into the hash: no buffers. Neither can fail (the
+    // sink cannot, and an event has only string map keys).
+    let mut sink = HashSink(&mut h);
+    let _ = writeln!(sink, "{seq}");
     // Struct fields serialize in declaration order, and `arguments` is a
     // BTreeMap-backed value, so this is canonical for a given event.
-    h.update(serde_json::to_vec(event).unwrap_or_default());
+    let _ = serde_json::to_writer(&mut sink, event);
     let digest = h.finalize();
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(2 * digest.len());

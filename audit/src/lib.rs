@@ -24,5 +24,5 @@ pub mod writer;
 pub use error::AuditError;
 pub use event::{ApprovalFacts, AuditEvent, ChainedEvent, EventKind};
 pub use metrics::AuditMetrics;
-pub use store::{Backend, Filter, Migrations, Store, VerifyReport};
+pub use store::{Backend, Filter, Migrations, Store, VerifyReport, WriterConnection};
 pub use writer::{AuditWriter, FailureMode, WriterConfig, WriterTask};

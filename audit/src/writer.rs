@@ -8,9 +8,7 @@ use crate::error::AuditError;
 use crate::event::{AuditEvent, Chain, ChainedEvent};
 use crate::metrics::AuditMetrics;
 use crate::spool::Spool;
-use crate::store::Store;
-use sqlx::Any;
-use sqlx::pool::PoolConnection;
+use crate::store::{Store, WriterConnection};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -236,7 +234,7 @@ struct Task {
     /// The writer's own PostgreSQL connection, kept between batches (one
     /// round trip per batch); closed after an error, reopened on the next
     /// batch. SQLite's connection goes back to the pool after each batch.
-    conn: Option<PoolConnection<Any>>,
+    conn: Option<WriterConnection>,
 }
 
 impl Task {
@@ -316,15 +314,13 @@ impl Task {
     async fn insert_once(&mut self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
         let conn = match &mut self.conn {
             Some(c) => c,
-            None => self.conn.insert(self.store.dedicated().await?),
+            None => self.conn.insert(self.store.writer_connection().await?),
         };
-        let result = Store::insert_on(conn, events).await;
+        let result = Store::insert_with(conn, events).await;
         if result.is_err()
-            && let Some(mut broken) = self.conn.take()
+            && let Some(broken) = self.conn.take()
         {
-            // Not back into the pool: it may be half-way through a
-            // statement or cut off.
-            broken.close_on_drop();
+            broken.discard();
         } else if !self.store.can_keep_connection() {
             self.conn = None;
         }

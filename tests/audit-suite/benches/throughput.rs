@@ -38,9 +38,11 @@ async fn main() {
         let store = Store::open(&url, Migrations::Apply).await.unwrap();
         let mut chain = Chain::new("bench");
         let rows: Vec<_> = (0..total).map(|i| chain.link(event(i))).collect();
+        // On one connection, as the writer does.
+        let mut conn = store.writer_connection().await.unwrap();
         let t = Instant::now();
         for chunk in rows.chunks(batch) {
-            store.insert(chunk).await.unwrap();
+            Store::insert_with(&mut conn, chunk).await.unwrap();
         }
         let secs = t.elapsed().as_secs_f64();
         println!(

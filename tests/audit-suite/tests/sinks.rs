@@ -228,6 +228,45 @@ async fn inserts_are_idempotent_on_the_event_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_reads_back_as_written_and_verifies() {
+    // Each column set and each optional one empty, with text a naive
+    // encoder would mangle: quotes, braces and commas (PostgreSQL array
+    // syntax), newlines, NUL-free unicode, an empty string.
+    let mut full = AuditEvent::new(EventKind::Chat, "req-\"1\"", "clinic", "in{take}", "Allow");
+    full.policy = Some("clinic, assistant".into());
+    full.policy_generation = Some(i64::MAX);
+    full.rule = Some(String::new());
+    full.enforced = false;
+    full.reason_codes = vec!["routing.keyword".into(), "tool.held_for_approval".into()];
+    full.tool = Some("sql_query".into());
+    full.argument_digest = Some(format!("sha256:{}", "b".repeat(64)));
+    full.arguments =
+        Some(serde_json::json!({"q": "SELECT 'x' -- \\ {1,2}", "n": [1, null, {"ü": true}]}));
+    full.provider = Some("openai".into());
+    full.model = Some("gpt-4o-mini".into());
+    full.prompt_sha256 = Some("c".repeat(64));
+    full.prompt_chars = Some(0);
+    full.prompt_text = Some("line one\nline \"two\"\t{NULL}, ☃".into());
+    full.upstream_status = Some(502);
+    full.latency_us = Some(-1);
+    full.approval = Some("intake-sql-query-7f3a".into());
+    full.decided_by = Some("alice@example.com".into());
+    let mut empty = AuditEvent::new(EventKind::ToolCall, "req-2", "clinic", "intake", "Deny");
+    empty.reason_codes = Vec::new();
+    let backends = Backends::start();
+    for (backend, url) in backends.urls("roundtrip") {
+        let store = Store::open(&url, Migrations::Apply).await.unwrap();
+        let mut chain = palisade_audit::event::Chain::new("w-roundtrip");
+        let rows = vec![chain.link(full.clone()), chain.link(empty.clone())];
+        assert_eq!(store.insert(&rows).await.unwrap(), 2, "{backend}");
+        let back = store.query(&Filter::default()).await.unwrap();
+        assert_eq!(back, rows, "{backend}");
+        let report = store.verify().await.unwrap();
+        assert_eq!((report.rows, report.broken), (2, None), "{backend}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_finds_the_first_edited_deleted_or_reordered_row() {
     let backends = Backends::start();
     for (backend, url) in backends.urls("tamper") {
