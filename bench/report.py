@@ -88,7 +88,8 @@ out.append("")
 
 paired = {t: [r for r in by[t] if r["step"] == "paired"] for t in targets}
 if any(paired.values()):
-    out.append("The 1,000 req/s step repeated, alternating direct and the proxy (3 rounds); added = proxy − direct of the same round:")
+    n = max(len(v) for v in paired.values())
+    out.append(f"The 1,000 req/s step repeated, alternating direct and the proxy ({n} rounds); added = proxy − direct of the same round:")
     out.append("")
     out.append("| target | added p50 per round (ms) | added p99 per round (ms) | median added p50 / p99 (ms) |")
     out.append("|---|---|---|---|")

@@ -10,6 +10,7 @@
 #   bash bench/run.sh          # ~25 minutes; bench/out/results.jsonl + report
 #   TARGETS="direct palisade" DURATION=5 bash bench/run.sh   # a subset
 #   LAYOUT=shared bash bench/run.sh                           # see below
+#   PAIRED_ROUNDS=9 bash bench/run.sh                         # more 1,000 req/s rounds (default 5)
 #
 # Load: oha (crates.io; open loop `-q` with --latency-correction, 32
 # connections at fixed rates, 128 on the ladder) for the
@@ -175,11 +176,12 @@ for name in $TARGETS; do
     record "{\"target\":\"$name\",\"step\":\"rate\",\"rate\":$rate,\"result\":$r,\"cpu_s\":$(cpu_s "$t0" "$t1"),\"rss_kib\":$(rss_kib "${TPIDS[@]}")}"
     python3 "$ROOT/bench/oha_summary.py" --ok "$r" && best=$rate
   done
-  # The 1,000 req/s step again, alternating with direct, three rounds:
-  # one 10 s step's p99 moves by ±0.3 ms between runs on a small VM; the
-  # targets are judged on the median of these paired differences.
+  # The 1,000 req/s step again, alternating with direct, PAIRED_ROUNDS
+  # times (default 5): one 10 s step's p99 moves by ±0.3 ms between runs
+  # on a small VM; the targets are judged on the median of these paired
+  # differences.
   if [ "$name" != direct ] && [ "$name" != litellm ]; then
-    for round in 1 2 3; do
+    for round in $(seq "${PAIRED_ROUNDS:-5}"); do
       d=$(oha_run "$UP/v1/chat/completions" "$CHAT" "$DURATION" 1000)
       r=$(oha_run "$URL/v1/chat/completions" "$CHAT" "$DURATION" 1000)
       record "{\"target\":\"$name\",\"step\":\"paired\",\"rate\":1000,\"round\":$round,\"direct\":$d,\"result\":$r}"

@@ -16,7 +16,7 @@ use crate::providers::{self, Answer, UpstreamError};
 use crate::server::AppState;
 use crate::snapshot::Snapshot;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use palisade_audit::{AuditEvent, EventKind};
@@ -246,16 +246,22 @@ fn routed(body: Body, content_type: &'static str, route: &Route, request_id: &st
 }
 
 fn route_headers(response: &mut Response, route: &Route, request_id: &str) {
+    // Names built once (a `&'static str` key is copied into a new name
+    // on every insert).
+    static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    static PROVIDER: HeaderName = HeaderName::from_static("x-palisade-provider");
+    static MODEL: HeaderName = HeaderName::from_static("x-palisade-model");
+    static REASONS: HeaderName = HeaderName::from_static("x-palisade-reasons");
     let h = response.headers_mut();
     let reasons: Vec<&str> = route.reasons.iter().map(|r| r.as_str()).collect();
     for (name, value) in [
-        ("x-request-id", request_id.to_string()),
-        ("x-palisade-provider", route.provider.clone()),
-        ("x-palisade-model", route.model.clone()),
-        ("x-palisade-reasons", reasons.join(",")),
+        (&REQUEST_ID, request_id),
+        (&PROVIDER, route.provider.as_str()),
+        (&MODEL, route.model.as_str()),
+        (&REASONS, reasons.join(",").as_str()),
     ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name.clone(), v);
         }
     }
 }
