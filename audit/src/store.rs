@@ -250,7 +250,13 @@ impl Store {
     /// many rows were new.
     pub async fn insert(&self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
         let mut conn = self.writer_connection().await?;
-        Self::insert_with(&mut conn, events).await
+        let inserted = Self::insert_with(&mut conn, events).await;
+        if inserted.is_ok() {
+            conn.close().await;
+        } else {
+            conn.discard();
+        }
+        inserted
     }
 
     /// A connection for a caller that writes in a loop (the writer).
@@ -420,6 +426,18 @@ pub enum WriterConnection {
 }
 
 impl WriterConnection {
+    /// Ends the session politely (PostgreSQL: a Terminate message, so the
+    /// server does not log an unexpected EOF); a pooled connection goes
+    /// back to the pool.
+    pub async fn close(self) {
+        match self {
+            WriterConnection::Postgres(c) => {
+                let _ = c.close().await;
+            }
+            WriterConnection::Pooled(c) => drop(c),
+        }
+    }
+
     /// Closes the connection without waiting for the server: after an
     /// error it may be half-way through a statement or cut off, so it
     /// must not go back into the pool.

@@ -288,6 +288,9 @@ impl Task {
         if !self.spool.is_empty() {
             self.drain_spool().await;
         }
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
     }
 
     fn set_state(&self, state: u8) {
