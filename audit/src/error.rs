@@ -38,4 +38,8 @@ pub enum AuditError {
     NotDurable,
     #[error("the audit writer has stopped")]
     Stopped,
+    #[error(
+        "the audit database did not answer within {0:?}; events are kept in the spool until it does"
+    )]
+    Timeout(std::time::Duration),
 }

@@ -223,6 +223,71 @@ pub fn chain_hash(event: &AuditEvent, writer: &str, seq: i64, prev_hash: &str) -
     hex
 }
 
+/// PostgreSQL's `text` cannot hold NUL, and a client can put one in
+/// (a model name, a prompt): such a row would be refused, and with it
+/// the whole batch, again and again from the spool.
+fn scrub(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+    }
+}
+
+impl AuditEvent {
+    /// Replaces NUL characters with U+FFFD in every text field, before the
+    /// event is hashed, so the row is stored, and verifies, as hashed.
+    /// (`arguments` is stored as JSON text, where NUL is escaped.)
+    fn scrub_nul(&mut self) {
+        // Destructured, so a new text field cannot be forgotten here.
+        let AuditEvent {
+            id,
+            time: _,
+            kind: _,
+            request_id,
+            namespace,
+            agent,
+            policy,
+            policy_generation: _,
+            rule,
+            decision,
+            enforced: _,
+            reason_codes,
+            tool,
+            argument_digest,
+            arguments: _,
+            provider,
+            model,
+            prompt_sha256,
+            prompt_chars: _,
+            prompt_text,
+            upstream_status: _,
+            latency_us: _,
+            approval,
+            decided_by,
+        } = self;
+        for field in [id, request_id, namespace, agent, decision] {
+            scrub(field);
+        }
+        for field in [
+            policy,
+            rule,
+            tool,
+            argument_digest,
+            provider,
+            model,
+            prompt_sha256,
+            prompt_text,
+            approval,
+            decided_by,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            scrub(field);
+        }
+        reason_codes.iter_mut().for_each(scrub);
+    }
+}
+
 /// Assigns chain positions to events in order.
 #[derive(Debug, Clone)]
 pub struct Chain {
@@ -244,7 +309,8 @@ impl Chain {
         &self.writer
     }
 
-    pub fn link(&mut self, event: AuditEvent) -> ChainedEvent {
+    pub fn link(&mut self, mut event: AuditEvent) -> ChainedEvent {
+        event.scrub_nul();
         self.seq += 1;
         let hash = chain_hash(&event, &self.writer, self.seq, &self.prev);
         ChainedEvent {

@@ -47,6 +47,11 @@ pub struct WriterConfig {
     /// Accept every event and drop it (counted in `discarded`): auditing
     /// off, for trying the gateway out and measuring what the audit costs.
     pub discard: bool,
+    /// How long connecting, or writing one batch, may take before the
+    /// database counts as unreachable (the batch then goes to the spool).
+    /// Without it a server that stops answering, rather than refusing,
+    /// would hold the writer, and every `flush`, for minutes.
+    pub database_timeout: Duration,
 }
 
 impl WriterConfig {
@@ -60,6 +65,7 @@ impl WriterConfig {
             retry_interval: Duration::from_secs(1),
             linger: Duration::from_millis(25),
             discard: false,
+            database_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -240,16 +246,21 @@ struct Task {
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         self.drain_spool().await;
+        let mut next_drain = Instant::now() + self.config.retry_interval;
         loop {
+            // While events wait in the spool (and new ones join them, to
+            // keep the order), the database is tried every retry interval,
+            // whether or not traffic keeps coming.
+            if !self.spool.is_empty() && Instant::now() >= next_drain {
+                self.drain_spool().await;
+                next_drain = Instant::now() + self.config.retry_interval;
+            }
             let first = if self.spool.is_empty() {
                 rx.recv().await
             } else {
-                match tokio::time::timeout(self.config.retry_interval, rx.recv()).await {
+                match tokio::time::timeout_at(next_drain.into(), rx.recv()).await {
                     Ok(m) => m,
-                    Err(_) => {
-                        self.drain_spool().await;
-                        continue;
-                    }
+                    Err(_) => continue,
                 }
             };
             let Some(first) = first else { break };
@@ -260,11 +271,15 @@ impl Task {
                 Msg::Flush(w) => waiters.push(w),
             };
             push(first, &mut events, &mut waiters);
-            // Linger for more, unless a flush is waiting for this batch.
-            // The queue is not watched meanwhile (one wake-up per batch,
-            // not one per event): a sender wakes the writer early when a
-            // full batch is queued or a flush is waiting.
-            if waiters.is_empty() && self.config.batch_max > 1 {
+            // Linger for more, unless a flush is waiting for this batch,
+            // a full batch is already queued, or every sender is gone
+            // (shutdown). The queue is not watched meanwhile (one wake-up
+            // per batch, not one per event): a sender wakes the writer
+            // early when a full batch is queued or a flush is waiting.
+            if waiters.is_empty()
+                && rx.len() + 1 < self.config.batch_max
+                && !rx.is_closed()
+            {
                 tokio::select! {
                     _ = self.shared.wake.notified() => {}
                     _ = tokio::time::sleep(self.config.linger) => {}
@@ -308,18 +323,30 @@ impl Task {
     async fn insert(&mut self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
         let kept = self.conn.is_some();
         let first = self.insert_once(events).await;
+        // A kept connection that failed may just have gone stale (the
+        // database restarted since): one more try on a fresh one. A timeout
+        // is not retried: the server is there but not answering.
         match first {
+            Err(AuditError::Timeout(_)) => first,
             Err(_) if kept => self.insert_once(events).await,
             other => other,
         }
     }
 
     async fn insert_once(&mut self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
+        let limit = self.config.database_timeout;
         let conn = match &mut self.conn {
             Some(c) => c,
-            None => self.conn.insert(self.store.writer_connection().await?),
+            None => {
+                let opened = tokio::time::timeout(limit, self.store.writer_connection())
+                    .await
+                    .map_err(|_| AuditError::Timeout(limit))??;
+                self.conn.insert(opened)
+            }
         };
-        let result = Store::insert_with(conn, events).await;
+        let result = tokio::time::timeout(limit, Store::insert_with(conn, events))
+            .await
+            .unwrap_or(Err(AuditError::Timeout(limit)));
         if result.is_err()
             && let Some(broken) = self.conn.take()
         {

@@ -214,6 +214,46 @@ impl TestPostgres {
     pub fn restart(&self) {
         self.start_server();
     }
+
+    /// Freezes the server and its backends (SIGSTOP): connections are
+    /// still accepted by the kernel and writes still land in the socket
+    /// buffers, but nothing answers, like a database host that hangs.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Undoes [`TestPostgres::freeze`].
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid_file = Path::new(&self.data()).join("postmaster.pid");
+        let postmaster = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let mut pids = vec![postmaster.clone()];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .args(&pids)
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{sig}: {e}"));
+        assert!(status.success(), "kill -{sig} {pids:?} failed");
+    }
 }
 
 impl Drop for TestPostgres {

@@ -437,3 +437,150 @@ fn tracing_subscriber_like(
         .with_ansi(false)
         .finish()
 }
+
+fn numbered(i: usize) -> AuditEvent {
+    AuditEvent::new(
+        EventKind::ToolCall,
+        &format!("req-{i}"),
+        "ns",
+        "agent",
+        "Allow",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_sent_by_a_client_is_stored_as_a_replacement_character_not_a_stuck_batch() {
+    // PostgreSQL's text cannot hold NUL; one such row used to fail its
+    // batch and then the spool drain, forever.
+    let backends = Backends::start();
+    for (backend, url) in backends.urls("nul") {
+        let store = Store::open(&url, Migrations::Apply).await.unwrap();
+        let metrics = AuditMetrics::unregistered().unwrap();
+        let spool = temp_dir("spool-nul");
+        let (writer, task) =
+            AuditWriter::start(store.clone(), config(&spool), metrics.clone()).unwrap();
+        let mut e = AuditEvent::new(EventKind::Chat, "req-nul", "ns", "agent", "Allow");
+        e.model = Some("gpt\0-4o".into());
+        e.prompt_text = Some("before\0after".into());
+        e.reason_codes = vec!["routing.\0default".into()];
+        writer.record(e).unwrap();
+        writer.record(numbered(1)).unwrap();
+        writer.flush().await.unwrap();
+        assert!(!writer.database_down(), "{backend}");
+        assert_eq!(
+            metrics.spooled.get(),
+            0,
+            "{backend}: nothing went to the spool"
+        );
+        let rows = store.query(&Default::default()).await.unwrap();
+        assert_eq!(rows.len(), 2, "{backend}");
+        assert_eq!(rows[0].event.model.as_deref(), Some("gpt\u{FFFD}-4o"));
+        assert_eq!(
+            rows[0].event.prompt_text.as_deref(),
+            Some("before\u{FFFD}after")
+        );
+        assert_eq!(store.verify().await.unwrap().broken, None, "{backend}");
+        drop(writer);
+        task.join().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spool_drains_while_traffic_keeps_coming() {
+    // Events arrive more often than the retry interval, before, during
+    // and after the outage: the spool must still be retried, not only
+    // when the queue goes quiet.
+    let pg = std::sync::Arc::new(TestPostgres::start());
+    let url = pg.database("steady");
+    let store = Store::open(&url, Migrations::Apply).await.unwrap();
+    let metrics = AuditMetrics::unregistered().unwrap();
+    let spool = temp_dir("spool-steady");
+    let (writer, task) =
+        AuditWriter::start(store.clone(), config(&spool), metrics.clone()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // One event every 20 ms (the retry interval is 100 ms).
+    let traffic = tokio::spawn({
+        let (writer, stop) = (writer.clone(), stop.clone());
+        async move {
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                writer.record(numbered(sent)).unwrap();
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sent
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let p = pg.clone();
+    tokio::task::spawn_blocking(move || p.kill()).await.unwrap();
+    eventually("the outage goes to the spool", async || {
+        writer.database_down()
+    })
+    .await;
+    let p = pg.clone();
+    tokio::task::spawn_blocking(move || p.restart())
+        .await
+        .unwrap();
+    let mut drained = false;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !writer.database_down() {
+            drained = true;
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = traffic.await.unwrap();
+    assert!(
+        drained,
+        "the spool was not drained while events kept coming"
+    );
+    writer.flush().await.unwrap();
+    let fresh = Store::connect(&url).await.unwrap();
+    assert_eq!(
+        ids_in(&fresh).await.0,
+        sent as i64,
+        "each event exactly once"
+    );
+    assert_eq!(fresh.verify().await.unwrap().broken, None);
+    drop(writer);
+    task.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_costs_a_timeout_not_a_hang() {
+    let pg = TestPostgres::start();
+    let url = pg.database("frozen");
+    let store = Store::open(&url, Migrations::Apply).await.unwrap();
+    let metrics = AuditMetrics::unregistered().unwrap();
+    let spool = temp_dir("spool-frozen");
+    let mut c = config(&spool);
+    c.database_timeout = Duration::from_millis(500);
+    let (writer, task) = AuditWriter::start(store.clone(), c, metrics.clone()).unwrap();
+    writer.record(numbered(0)).unwrap();
+    writer.flush().await.unwrap();
+    pg.freeze();
+    for i in 1..=10 {
+        writer.record(numbered(i)).unwrap();
+    }
+    // The kept connection's INSERT hangs, then reconnecting does: each
+    // is cut at the timeout and the batch is spooled.
+    let flushed = tokio::time::timeout(Duration::from_secs(5), writer.flush()).await;
+    pg.thaw();
+    assert!(
+        matches!(flushed, Ok(Ok(()))),
+        "flush should end once the batch is spooled: {flushed:?}"
+    );
+    assert!(writer.database_down());
+    assert!(metrics.spooled.get() >= 10);
+    let fresh = Store::connect(&url).await.unwrap();
+    eventually("the spool is drained after the thaw", async || {
+        !writer.database_down()
+    })
+    .await;
+    assert_eq!(ids_in(&fresh).await.0, 11, "each event exactly once");
+    assert_eq!(fresh.verify().await.unwrap().broken, None);
+    drop(writer);
+    task.join().await;
+}

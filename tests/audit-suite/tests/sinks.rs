@@ -473,7 +473,17 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
             .unwrap_or_else(|_| panic!("{backend}: a flush waited for the linger"))
             .unwrap();
         assert_eq!(count().await, 11, "{backend}");
+
+        // Full batches already queued do not linger either (at shutdown a
+        // full queue would otherwise take one linger per batch).
+        for i in 11..41 {
+            w.record(event(&format!("r{i}"), "a", "Allow", "x", None))
+                .unwrap();
+        }
         drop(w);
-        task.join().await;
+        tokio::time::timeout(Duration::from_secs(10), task.join())
+            .await
+            .unwrap_or_else(|_| panic!("{backend}: queued full batches waited for the linger"));
+        assert_eq!(count().await, 41, "{backend}");
     }
 }
