@@ -578,7 +578,21 @@ fn compile_providers(
                 .strip_prefix(s)
                 .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
         });
-        if !url_ok {
+        // user:password@ in the authority: never sent (Host carries the
+        // host only) and never echoed (it is a credential).
+        let has_userinfo = p
+            .base_url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .is_some_and(|authority| authority.contains('@'));
+        if has_userinfo {
+            d.push(
+                format!("{field}.baseUrl"),
+                "holds credentials (user:password@host); they are not sent to the provider, and a URL is no place for a secret".to_owned(),
+                "remove them from the URL and put the key in a Secret named by credentialsSecretRef",
+            );
+            ok = false;
+        } else if !url_ok {
             d.push(
                 format!("{field}.baseUrl"),
                 format!("{:?} is not an http(s) URL", p.base_url),

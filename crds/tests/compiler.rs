@@ -214,6 +214,41 @@ fn a_missing_secret_is_a_diagnostic_with_the_kubectl_command_to_fix_it() {
 }
 
 #[test]
+fn credentials_in_a_base_url_are_refused_without_being_echoed() {
+    let p = policy(
+        "p",
+        1,
+        T0,
+        &["intake"],
+        json!({"providers": [
+            {"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434"},
+            {"name": "cloud", "type": "openai", "baseUrl": "https://bob:s3cr3t-key@llm.example.com/v1"}
+        ]}),
+    );
+    let d = only_diagnostic(&run(&[p], &[], None));
+    assert!(
+        d.contains("spec.providers[1].baseUrl: holds credentials (user:password@host)"),
+        "{d}"
+    );
+    assert!(d.contains("credentialsSecretRef"), "{d}");
+    assert!(!d.contains("s3cr3t-key"), "the password is echoed: {d}");
+    // An @ in the path is not userinfo.
+    let fine = policy(
+        "q",
+        1,
+        T0,
+        &["intake"],
+        json!({"providers": [
+            {"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434/team@x"},
+            {"name": "cloud", "type": "openai", "baseUrl": "https://api.openai.com",
+             "credentialsSecretRef": {"name": "openai", "key": "apiKey"}}
+        ]}),
+    );
+    let c = run(&[fine], &[], None);
+    assert_eq!(c.errors().count(), 0, "{:?}", c.errors().collect::<Vec<_>>());
+}
+
+#[test]
 fn a_duplicate_agent_stays_with_the_older_policy() {
     let older = policy("older", 1, T0, &["intake"], json!({}));
     let newer = policy("newer", 1, T1, &["intake", "billing"], json!({}));

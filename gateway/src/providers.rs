@@ -175,6 +175,7 @@ impl From<CallError> for UpstreamError {
         match e {
             CallError::Timeout => Self::Timeout,
             CallError::Connect(why) => Self::Connect(why),
+            CallError::TooLarge => Self::Invalid(e.to_string()),
         }
     }
 }

@@ -29,7 +29,15 @@ pub enum CallError {
     /// Connecting, the TLS handshake, or the exchange itself failed.
     #[error("{0}")]
     Connect(String),
+    /// A whole (not streamed) answer was larger than [`MAX_ANSWER_BYTES`].
+    #[error("the answer is larger than {} MiB", MAX_ANSWER_BYTES >> 20)]
+    TooLarge,
 }
+
+/// The most a non-streamed answer may hold: a chat completion is
+/// kilobytes; this only stops a broken or hostile server from filling the
+/// gateway's memory before the timeout.
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
 
 /// One pooled client for every provider; cheap to clone.
 #[derive(Debug, Clone)]
@@ -47,7 +55,9 @@ pub struct Answer {
 }
 
 impl HttpClient {
-    /// Idle connections are kept 90 s; connecting gives up after 10 s.
+    /// Idle connections are kept 90 s; connecting gives up after 10 s; TCP
+    /// keepalive (15 s, then every 15 s, 3 probes) finds connections a NAT
+    /// or load balancer dropped silently.
     /// Without system root certificates (no `ca-certificates` in the
     /// image) plain-HTTP providers still work and HTTPS ones fail their
     /// handshake, which the log says at start-up.
@@ -67,6 +77,9 @@ impl HttpClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_keepalive(Some(Duration::from_secs(15)));
+        http.set_keepalive_interval(Some(Duration::from_secs(15)));
+        http.set_keepalive_retries(Some(3));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -107,7 +120,7 @@ impl HttpClient {
         }
         match tokio::time::timeout_at(deadline, self.inner.request(request)).await {
             Err(_) => Err(CallError::Timeout),
-            Ok(Err(e)) => Err(CallError::Connect(describe(&e))),
+            Ok(Err(e)) => Err(failure(&e)),
             Ok(Ok(response)) => Ok(Answer {
                 status: response.status(),
                 body: response.into_body(),
@@ -121,6 +134,21 @@ impl Default for HttpClient {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A timed-out connect (the connector's own 10 s) is a timeout, like the
+/// deadline; anything else is a connection failure.
+fn failure(e: &(dyn std::error::Error + 'static)) -> CallError {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return CallError::Timeout;
+        }
+        cause = c.source();
+    }
+    CallError::Connect(describe(e))
 }
 
 /// An error and its causes, as one line (hyper's own message is terse:
@@ -139,9 +167,11 @@ fn describe(e: &dyn std::error::Error) -> String {
 impl Answer {
     /// The whole body.
     pub async fn bytes(self) -> Result<Bytes, CallError> {
-        match tokio::time::timeout_at(self.deadline, self.body.collect()).await {
+        let limited = http_body_util::Limited::new(self.body, MAX_ANSWER_BYTES);
+        match tokio::time::timeout_at(self.deadline, limited.collect()).await {
             Err(_) => Err(CallError::Timeout),
-            Ok(Err(e)) => Err(CallError::Connect(describe(&e))),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(CallError::TooLarge),
+            Ok(Err(e)) => Err(failure(&*e)),
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
         }
     }
@@ -185,6 +215,37 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn a_timed_out_connect_is_a_timeout_and_other_failures_are_connect_errors() {
+        #[derive(Debug)]
+        struct Wrapped(std::io::Error);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let timed_out = Wrapped(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timeout",
+        ));
+        assert!(matches!(failure(&timed_out), CallError::Timeout));
+        let refused = Wrapped(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
+        match failure(&refused) {
+            CallError::Connect(why) => {
+                assert_eq!(why, "client error (Connect): connection refused")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[tokio::test]
     async fn https_endpoints_are_spoken_to_over_tls_and_http_ones_in_the_clear() {

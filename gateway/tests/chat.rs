@@ -237,6 +237,23 @@ async fn provider_failures_are_answered_with_their_own_reason_codes() {
     );
     assert!(s.local.received().is_empty(), "the redirect was followed");
 
+    // An answer too large to hold is refused, not buffered (with time
+    // for the fake to send 32 MiB).
+    edit_policy(&s, "failures", |t| {
+        t.replacen("timeout: 500ms", "timeout: 60s", 1)
+    });
+    s.cloud.set_script(Script::Text(
+        "x".repeat(palisade_gateway::upstream::MAX_ANSWER_BYTES),
+    ));
+    let (status, _, body) = chat(&s, hello.clone()).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (502, "upstream.invalid_response".into())
+    );
+    edit_policy(&s, "failures", |t| {
+        t.replacen("timeout: 60s", "timeout: 500ms", 1)
+    });
+
     // A stream that outlasts the timeout is cut off at it.
     s.cloud.set_script(Script::Bench {
         chunks: 100,
