@@ -276,10 +276,7 @@ impl Task {
             // (shutdown). The queue is not watched meanwhile (one wake-up
             // per batch, not one per event): a sender wakes the writer
             // early when a full batch is queued or a flush is waiting.
-            if waiters.is_empty()
-                && rx.len() + 1 < self.config.batch_max
-                && !rx.is_closed()
-            {
+            if waiters.is_empty() && rx.len() + 1 < self.config.batch_max && !rx.is_closed() {
                 tokio::select! {
                     _ = self.shared.wake.notified() => {}
                     _ = tokio::time::sleep(self.config.linger) => {}

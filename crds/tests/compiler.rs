@@ -245,7 +245,12 @@ fn credentials_in_a_base_url_are_refused_without_being_echoed() {
         ]}),
     );
     let c = run(&[fine], &[], None);
-    assert_eq!(c.errors().count(), 0, "{:?}", c.errors().collect::<Vec<_>>());
+    assert_eq!(
+        c.errors().count(),
+        0,
+        "{:?}",
+        c.errors().collect::<Vec<_>>()
+    );
 }
 
 #[test]
