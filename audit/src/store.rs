@@ -469,6 +469,7 @@ async fn insert_postgres(
         let col = |f: fn(&ChainedEvent) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
         let opt = |f: fn(&ChainedEvent) -> Option<&str>| chunk.iter().map(f).collect::<Vec<_>>();
         let int = |f: fn(&ChainedEvent) -> Option<i64>| chunk.iter().map(f).collect::<Vec<_>>();
+        let num = |f: fn(&ChainedEvent) -> i64| chunk.iter().map(f).collect::<Vec<_>>();
         // The few values that are not stored as they are held.
         let times: Vec<String> = chunk.iter().map(|c| c.event.time.to_string()).collect();
         let reasons: Vec<String> = chunk
@@ -483,14 +484,9 @@ async fn insert_postgres(
         let q = sqlx::query(sqlx::AssertSqlSafe(POSTGRES_INSERT.as_str()))
             .bind(col(|c| &c.event.id))
             .bind(col(|c| &c.writer))
-            .bind(chunk.iter().map(|c| c.seq).collect::<Vec<_>>())
+            .bind(num(|c| c.seq))
             .bind(&times)
-            .bind(
-                chunk
-                    .iter()
-                    .map(|c| c.event.time.as_millisecond())
-                    .collect::<Vec<_>>(),
-            )
+            .bind(num(|c| c.event.time.as_millisecond()))
             .bind(col(|c| c.event.kind.as_str()))
             .bind(col(|c| &c.event.request_id))
             .bind(col(|c| &c.event.namespace))
@@ -499,12 +495,7 @@ async fn insert_postgres(
             .bind(int(|c| c.event.policy_generation))
             .bind(opt(|c| c.event.rule.as_deref()))
             .bind(col(|c| &c.event.decision))
-            .bind(
-                chunk
-                    .iter()
-                    .map(|c| i64::from(c.event.enforced))
-                    .collect::<Vec<_>>(),
-            )
+            .bind(num(|c| i64::from(c.event.enforced)))
             .bind(&reasons)
             .bind(opt(|c| c.event.tool.as_deref()))
             .bind(opt(|c| c.event.argument_digest.as_deref()))

@@ -22,6 +22,16 @@ fn config(spool: &std::path::Path) -> WriterConfig {
     c
 }
 
+fn numbered(i: usize) -> AuditEvent {
+    AuditEvent::new(
+        EventKind::ToolCall,
+        &format!("req-{i}"),
+        "ns",
+        "agent",
+        "Allow",
+    )
+}
+
 async fn ids_in(store: &Store) -> (i64, HashSet<String>) {
     let rows = sqlx::query("SELECT id FROM audit_events")
         .fetch_all(store.pool())
@@ -58,13 +68,7 @@ async fn killing_postgres_mid_stream_loses_and_duplicates_nothing() {
         if i == 7_000 {
             pg.restart();
         }
-        let e = AuditEvent::new(
-            EventKind::ToolCall,
-            &format!("req-{i}"),
-            "ns",
-            "agent",
-            "Allow",
-        );
+        let e = numbered(i);
         sent.push(e.id.clone());
         loop {
             match writer.record(e.clone()) {
@@ -436,16 +440,6 @@ fn tracing_subscriber_like(
         .with_writer(move || Writer(buf.clone()))
         .with_ansi(false)
         .finish()
-}
-
-fn numbered(i: usize) -> AuditEvent {
-    AuditEvent::new(
-        EventKind::ToolCall,
-        &format!("req-{i}"),
-        "ns",
-        "agent",
-        "Allow",
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
