@@ -27,7 +27,11 @@
 #                    hardware). No cross-CPU wake-up on the request path:
 #                    on VMs where waking an idle vCPU is slow (see
 #                    docs/benchmarks.md) that is the proxies' own cost.
-# A rate counts only where direct reached 99% of it.
+# A rate counts only where direct reached 99% of it. The targets are
+# judged on paired rounds (PAIRED_ROUNDS, alternating direct and the proxy
+# for the 1,000 req/s tail and for time to first token) and on peaks
+# measured with the proxies up side by side, visited in turn: single steps
+# minutes apart move more on a small VM than the targets allow.
 #
 # Installs what is missing (nginx from Debian, oha with cargo, LiteLLM in a
 # venv under target/) and stops every process it starts.
