@@ -87,8 +87,7 @@ for t in targets:
     out.append(f"| {names[t]} | " + " | ".join(cells) + " |")
 out.append("")
 
-def med(xs):
-    return statistics.median(xs)
+med = statistics.median
 
 
 def paired_rounds(kind):

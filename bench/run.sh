@@ -246,19 +246,21 @@ done
 # ratio compares steps seconds apart, not minutes (this VM's speed drifts
 # by a third within the hour). Judged on the median ratio over the rounds.
 declare -A PEAK_URL PEAK_PIDS
+SIDE_BY_SIDE=()
 for name in nginx palisade palisade-off; do
-  [[ " $TARGETS " == *" $name "* ]] || continue
+  if [[ " $TARGETS " == *" $name "* ]]; then SIDE_BY_SIDE+=("$name"); fi
+done
+for name in "${SIDE_BY_SIDE[@]}"; do
   start_target "$name"
   PEAK_URL[$name]=$URL
   PEAK_PIDS[$name]="${TPIDS[*]}"
   PIDS+=("${TPIDS[@]}")
 done
-if [ ${#PEAK_URL[@]} -ge 2 ]; then
+if [ ${#SIDE_BY_SIDE[@]} -ge 2 ]; then
   echo "== peak, side by side" >&2
-  for name in "${!PEAK_URL[@]}"; do oha_run "${PEAK_URL[$name]}/v1/chat/completions" "$CHAT" 2 c64 >/dev/null; done # warm up
+  for name in "${SIDE_BY_SIDE[@]}"; do oha_run "${PEAK_URL[$name]}/v1/chat/completions" "$CHAT" 2 c64 >/dev/null; done # warm up
   for round in $(seq "${PAIRED_ROUNDS:-5}"); do
-    for name in nginx palisade palisade-off; do
-      [ -n "${PEAK_URL[$name]:-}" ] || continue
+    for name in "${SIDE_BY_SIDE[@]}"; do
       sleep 1
       # shellcheck disable=SC2086 # a list of pids
       t0=$(cpu_ticks ${PEAK_PIDS[$name]})
