@@ -24,19 +24,8 @@ ROUNDS=${ROUNDS:-5}
 ensure_oha
 cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams
 T=target/release
-WORK=$(mktemp -d)
-PIDS=()
-PG_STOP=()
-cleanup() {
-  kill "${PIDS[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  [ ${#PG_STOP[@]} -eq 0 ] || "${PG_STOP[@]}" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-taskset -c 0 "$T/fake-openai" --bench --port 0 > "$WORK/up.out" & PIDS+=($!)
-UP=$(first_line "$WORK/up.out")
+start_scratch
+start_upstream
 start_postgres "$WORK/pg"
 write_policy "$WORK/policy.yaml" "$UP"
 

@@ -1,4 +1,4 @@
-# Shared by bench/run.sh and bench/profile.sh (sourced from the repository
+# Shared by the bench scripts (sourced from the repository
 # root): the load tool, waiting for a started process, the bench policy.
 
 # oha from PATH, else installed once into target/bench-tools.
@@ -41,7 +41,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # A throwaway PostgreSQL in DIR on CPU PG_CPU (default 0; run as the postgres user when
 # root). Sets PG_URL, PGBIN, PGPORT, as_pg and PG_STOP (the command that
-# stops it; the caller's cleanup runs it).
+# stops it; stop_scratch runs it).
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 start_postgres() { # DIR
   local initdb dir=$1
@@ -95,4 +95,26 @@ set_layout() {
     *) echo "LAYOUT must be split or shared, not '$LAYOUT'" >&2; exit 2 ;;
   esac
   export LAYOUT TARGET_CPU PG_CPU
+}
+
+# A scratch directory, and the processes the script starts, stopped on
+# exit: background pids go to PIDS, PostgreSQL's stop command to PG_STOP.
+start_scratch() {
+  WORK=$(mktemp -d)
+  PIDS=()
+  PG_STOP=()
+  trap stop_scratch EXIT
+}
+stop_scratch() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ ${#PG_STOP[@]} -eq 0 ] || "${PG_STOP[@]}" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+
+# The bench upstream (`fake-openai --bench`, extra arguments appended) on
+# CPU 0; sets UP to its URL.
+start_upstream() {
+  taskset -c 0 "$T/fake-openai" --bench --port 0 "$@" > "$WORK/up.out" & PIDS+=($!)
+  UP=$(first_line "$WORK/up.out")
 }

@@ -21,12 +21,8 @@ command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninterac
 ensure_oha
 cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams
 T=target/release
-WORK=$(mktemp -d)
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-taskset -c 0 "$T/fake-openai" --bench --port 0 > "$WORK/up.out" & PIDS+=($!)
-UP=$(first_line "$WORK/up.out")
+start_scratch
+start_upstream
 write_policy "$WORK/policy.yaml" "$UP"
 # shellcheck disable=SC2086
 taskset -c 1 "$T/palisade-gateway" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 $AUDIT > "$WORK/gw.out" 2>/dev/null & GW_PID=$!; PIDS+=($GW_PID)

@@ -69,16 +69,7 @@ fi
 cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams -p palisade-bench
 T=$ROOT/target/release
 
-WORK=$(mktemp -d)
-PIDS=()
-PG_STOP=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ ${#PG_STOP[@]} -eq 0 ] || "${PG_STOP[@]}" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+start_scratch
 
 # Foreground commands are pinned with pin; background ones with taskset
 # itself (it execs), so that $! is the process to measure and stop.
@@ -92,8 +83,7 @@ TICKS=$(getconf CLK_TCK)
 cpu_s() { printf '%.4f' "$(echo "($2 - $1) / $TICKS" | bc -l)"; } # ticks0 ticks1 -> seconds
 
 # --- the upstream and PostgreSQL (CPU 0) ------------------------------------
-taskset -c 0 "$T/fake-openai" --bench --stream-chunks 64 --chunk-interval-ms 20 --port 0 > "$WORK/up.out" & PIDS+=($!)
-UP=$(first_line "$WORK/up.out")
+start_upstream --stream-chunks 64 --chunk-interval-ms 20
 
 PG_URL=
 if [[ " $TARGETS " == *" palisade "* ]]; then

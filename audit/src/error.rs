@@ -36,6 +36,8 @@ pub enum AuditError {
         "the audit database is unreachable and the failure mode is failClosed; the event could not be made durable"
     )]
     NotDurable,
+    #[error("cannot start the audit writer's thread: {0}")]
+    WriterThread(#[source] std::io::Error),
     #[error("the audit writer has stopped")]
     Stopped,
     #[error(

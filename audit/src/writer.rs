@@ -3,6 +3,13 @@
 //! multi-row batches, spools them (fsync'd) while the database is down,
 //! drains the spool exactly once when it is back, and drains the queue on
 //! shutdown.
+//!
+//! The task runs on its own thread (with its own single-threaded
+//! runtime), not on the caller's runtime: chaining and encoding a batch,
+//! and fsyncing the spool while the database is down, are stretches of
+//! CPU or blocking I/O that would otherwise hold up every request queued
+//! behind them on the same worker. On its own thread the kernel preempts
+//! it for a request that arrives meanwhile, or runs it on another core.
 
 use crate::error::AuditError;
 use crate::event::{AuditEvent, Chain, ChainedEvent};
@@ -102,10 +109,11 @@ pub struct AuditWriter {
 /// Joins the writer task; finishes once every handle is dropped and the
 /// queue is drained.
 #[derive(Debug)]
-pub struct WriterTask(tokio::task::JoinHandle<()>);
+pub struct WriterTask(oneshot::Receiver<()>);
 
 impl WriterTask {
-    /// Waits until everything accepted is durable and the task has ended.
+    /// Waits until everything accepted is durable and the task has ended
+    /// (or its thread has died: the receiver then sees the sender dropped).
     pub async fn join(self) {
         let _ = self.0.await;
     }
@@ -147,14 +155,25 @@ impl AuditWriter {
             db_down_since: None,
             conn: None,
         };
-        let handle = tokio::spawn(task.run(rx));
+        let (done_tx, done_rx) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(AuditError::WriterThread)?;
+        std::thread::Builder::new()
+            .name("palisade-audit".into())
+            .spawn(move || {
+                runtime.block_on(task.run(rx));
+                let _ = done_tx.send(());
+            })
+            .map_err(AuditError::WriterThread)?;
         Ok((
             Self {
                 tx,
                 shared,
                 writer_id,
             },
-            WriterTask(handle),
+            WriterTask(done_rx),
         ))
     }
 
@@ -305,6 +324,16 @@ impl Task {
         }
     }
 
+    /// The database did not answer a retry: down, unless the spool is
+    /// (also) full, which stays the stronger refusal.
+    fn mark_down(&self) {
+        self.set_state(if self.shared.state.load(Ordering::Acquire) == SPOOL_FULL {
+            SPOOL_FULL
+        } else {
+            DB_DOWN
+        });
+    }
+
     fn set_state(&self, state: u8) {
         self.shared.state.store(state, Ordering::Release);
         self.shared
@@ -330,17 +359,21 @@ impl Task {
         }
     }
 
+    /// The writer's connection, opened if there is none.
+    async fn connection(&mut self) -> Result<&mut WriterConnection, AuditError> {
+        let limit = self.config.database_timeout;
+        let conn = match self.conn.take() {
+            Some(kept) => kept,
+            None => tokio::time::timeout(limit, self.store.writer_connection())
+                .await
+                .map_err(|_| AuditError::Timeout(limit))??,
+        };
+        Ok(self.conn.insert(conn))
+    }
+
     async fn insert_once(&mut self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
         let limit = self.config.database_timeout;
-        let conn = match &mut self.conn {
-            Some(c) => c,
-            None => {
-                let opened = tokio::time::timeout(limit, self.store.writer_connection())
-                    .await
-                    .map_err(|_| AuditError::Timeout(limit))??;
-                self.conn.insert(opened)
-            }
-        };
+        let conn = self.connection().await?;
         let result = tokio::time::timeout(limit, Store::insert_with(conn, events))
             .await
             .unwrap_or(Err(AuditError::Timeout(limit)));
@@ -409,7 +442,21 @@ impl Task {
     /// it. Inserts are idempotent on the event id, so a crash between the
     /// insert and the delete replays harmlessly.
     async fn drain_spool(&mut self) {
-        for path in self.spool.files() {
+        let files = self.spool.files();
+        // Reading a spool file costs time in proportion to its size (a
+        // long outage spools hundreds of megabytes): first make sure the
+        // database answers at all.
+        if !files.is_empty()
+            && let Err(e) = self.connection().await
+        {
+            tracing::debug!(error = %e, "audit database still unreachable");
+            self.mark_down();
+            return;
+        }
+        if !self.store.can_keep_connection() {
+            self.conn = None;
+        }
+        for path in files {
             let contents = match Spool::read(&path) {
                 Ok(c) => c,
                 Err(e) => {
@@ -423,11 +470,7 @@ impl Task {
             for chunk in contents.events.chunks(self.config.batch_max.max(1)) {
                 if let Err(e) = self.insert(chunk).await {
                     tracing::debug!(error = %e, "audit database still unreachable");
-                    self.set_state(if self.shared.state.load(Ordering::Acquire) == SPOOL_FULL {
-                        SPOOL_FULL
-                    } else {
-                        DB_DOWN
-                    });
+                    self.mark_down();
                     return;
                 }
             }

@@ -487,3 +487,48 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
         assert_eq!(count().await, 41, "{backend}");
     }
 }
+
+/// The writer has its own thread: events recorded on a single-threaded
+/// runtime (the gateway's, pinned to one core) are written to PostgreSQL
+/// while that runtime is busy and never yields — and, the other way
+/// round, the writer's batches and spool fsyncs never stall the requests
+/// queued on that runtime. (SQLite is left out: its one pooled
+/// connection is shared with the queries on the caller's runtime, and
+/// goes back to the pool on that runtime.)
+#[tokio::test(flavor = "current_thread")]
+async fn events_are_written_while_the_recording_runtime_is_busy() {
+    let backends = Backends::start();
+    for (backend, url) in backends
+        .urls("busy")
+        .into_iter()
+        .filter(|(b, _)| *b == "postgres")
+    {
+        let store = Store::open(&url, Migrations::Apply).await.unwrap();
+        let metrics = AuditMetrics::unregistered().unwrap();
+        let mut config = WriterConfig::new(temp_dir("spool-busy"));
+        config.linger = Duration::from_millis(5);
+        let (w, task) = AuditWriter::start(store.clone(), config, metrics.clone()).unwrap();
+        for i in 0..20 {
+            w.record(event(&format!("busy-{i}"), "a", "Allow", "x", None))
+                .unwrap();
+        }
+        // Hold this runtime's only thread without yielding.
+        let started = std::time::Instant::now();
+        while metrics.written.get() < 20 && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            metrics.written.get(),
+            20,
+            "{backend}: the writer waited for the recording runtime to yield"
+        );
+        drop(w);
+        task.join().await;
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_events")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(n, 20, "{backend}");
+    }
+}
