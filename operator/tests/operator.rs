@@ -499,22 +499,29 @@ async fn approvals_are_recorded_expired_audited_and_collected() {
     let s = phase("forgotten", "Expired").await;
     assert!(s.decided_by.is_none());
 
-    // Both outcomes are audited with who decided.
-    audit.flush().await.unwrap();
-    let rows = store
-        .query(&palisade_audit::Filter::default())
-        .await
-        .unwrap();
-    let outcomes: Vec<(String, String, Option<String>)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.event.approval.clone().unwrap(),
-                r.event.reason_codes[0].clone(),
-                r.event.decided_by.clone(),
-            )
-        })
-        .collect();
+    // Both outcomes are audited with who decided. The operator records an
+    // outcome right after its status patch succeeds, so the watch above
+    // may show the phase a moment before the event is handed to the
+    // writer: flush and look again until both are there.
+    let outcomes = until("both outcomes are audited", async || {
+        audit.flush().await.unwrap();
+        let rows = store
+            .query(&palisade_audit::Filter::default())
+            .await
+            .unwrap();
+        let outcomes: Vec<(String, String, Option<String>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.event.approval.clone().unwrap(),
+                    r.event.reason_codes[0].clone(),
+                    r.event.decided_by.clone(),
+                )
+            })
+            .collect();
+        (outcomes.len() >= 2).then_some(outcomes)
+    })
+    .await;
     assert!(
         outcomes.contains(&(
             "decided".into(),
