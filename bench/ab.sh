@@ -52,23 +52,17 @@ if [ -n "${GW_OLD:-}" ]; then
   VARIANTS+=(pg-old)
 fi
 
-CHAT='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
-load() { # url seconds
-  taskset -c 0 "$OHA" --no-tui --output-format json -z "${2}s" -q "$RATE" --latency-correction -c 32 -m POST \
-    -H 'authorization: Bearer bench-key' -H 'content-type: application/json' -d "$CHAT" "$1/v1/chat/completions" \
-    | python3 bench/oha_summary.py "$RATE" "$2"
-}
 # CPU ticks of a process and its children (nginx's worker).
 ticks() { local t=0 p; for p in $1 $(pgrep -P "$1" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 sleep 1
-for v in "${VARIANTS[@]}"; do load "${URLS[$v]}" 3 > /dev/null; done # warm up
+for v in "${VARIANTS[@]}"; do load_at_rate "${URLS[$v]}" 3 > /dev/null; done # warm up
 mkdir -p bench/out
 RESULTS=bench/out/ab-$LAYOUT.jsonl
 : > "$RESULTS"
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
     t0=$(ticks "${GWPID[$v]}")
-    r=$(load "${URLS[$v]}" "$STEP")
+    r=$(load_at_rate "${URLS[$v]}" "$STEP")
     t1=$(ticks "${GWPID[$v]}")
     line="{\"round\":$round,\"variant\":\"$v\",\"cpu_ticks\":$((t1 - t0)),\"result\":$r}"
     echo "$line"

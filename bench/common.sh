@@ -118,3 +118,12 @@ start_upstream() {
   taskset -c 0 "$T/fake-openai" --bench --port 0 "$@" > "$WORK/up.out" & PIDS+=($!)
   UP=$(first_line "$WORK/up.out")
 }
+
+# RATE chat completions per second, open loop, for SECONDS, at URL (from
+# CPU 0, 32 connections); prints oha_summary.py's one-line JSON.
+load_at_rate() { # URL SECONDS
+  local chat='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
+  taskset -c 0 "$OHA" --no-tui --output-format json -z "${2}s" -q "$RATE" --latency-correction -c 32 -m POST \
+    -H 'authorization: Bearer bench-key' -H 'content-type: application/json' -d "$chat" "$1/v1/chat/completions" \
+    | python3 bench/oha_summary.py "$RATE" "$2"
+}

@@ -45,23 +45,17 @@ if [ -n "${GW_OLD:-}" ]; then
   VARIANTS+=(old)
 fi
 
-CHAT='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
-load() { # url seconds
-  taskset -c 0 "$OHA" --no-tui --output-format json -z "${2}s" -q "$RATE" --latency-correction -c 32 -m POST \
-    -H 'authorization: Bearer bench-key' -H 'content-type: application/json' -d "$CHAT" "$1/v1/chat/completions" \
-    | python3 bench/oha_summary.py "$RATE" "$2"
-}
 audit_metrics() { curl -s "$1/metrics" | grep -E '^palisade_audit_(written|spooled|drained|refused|failed)_total|^palisade_audit_(database_down|spool_bytes) ' | tr '\n' ' '; }
 
 sleep 1
-for v in "${VARIANTS[@]}"; do load "${URLS[$v]}" 2 > /dev/null; done # warm up
+for v in "${VARIANTS[@]}"; do load_at_rate "${URLS[$v]}" 2 > /dev/null; done # warm up
 mkdir -p bench/out
 RESULTS=bench/out/outage.jsonl
 : > "$RESULTS"
 steps() { # phase
   for round in $(seq "$ROUNDS"); do
     for v in "${VARIANTS[@]}"; do
-      line="{\"phase\":\"$1\",\"round\":$round,\"variant\":\"$v\",\"result\":$(load "${URLS[$v]}" "$STEP")}"
+      line="{\"phase\":\"$1\",\"round\":$round,\"variant\":\"$v\",\"result\":$(load_at_rate "${URLS[$v]}" "$STEP")}"
       echo "$line"
       echo "$line" >> "$RESULTS"
     done

@@ -453,6 +453,8 @@ impl Task {
             self.mark_down();
             return;
         }
+        // SQLite's one pooled connection is not held while a file is read
+        // (`insert` takes it again per chunk).
         if !self.store.can_keep_connection() {
             self.conn = None;
         }

@@ -7,7 +7,7 @@ use palisade_audit::{
     AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, Filter, Migrations, Store,
     WriterConfig,
 };
-use palisade_audit_suite::{Backends, temp_dir};
+use palisade_audit_suite::{Backends, TestPostgres, temp_dir};
 use sqlx::Row;
 use std::time::Duration;
 
@@ -24,6 +24,14 @@ fn event(
     e.policy = Some("clinic-assistant".into());
     e.policy_generation = Some(3);
     e
+}
+
+async fn row_count(store: &Store) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM audit_events")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get("n")
 }
 
 async fn writer(store: Store) -> (AuditWriter, palisade_audit::WriterTask, std::path::PathBuf) {
@@ -218,12 +226,7 @@ async fn inserts_are_idempotent_on_the_event_id() {
             .collect();
         assert_eq!(store.insert(&rows).await.unwrap(), 250, "{backend}");
         assert_eq!(store.insert(&rows).await.unwrap(), 0, "{backend}");
-        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_events")
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-            .get("n");
-        assert_eq!(count, 250, "{backend}");
+        assert_eq!(row_count(&store).await, 250, "{backend}");
     }
 }
 
@@ -443,13 +446,7 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
         let (w, task) =
             AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap())
                 .unwrap();
-        let count = async || -> i64 {
-            sqlx::query("SELECT COUNT(*) AS n FROM audit_events")
-                .fetch_one(store.pool())
-                .await
-                .unwrap()
-                .get("n")
-        };
+        let count = async || row_count(&store).await;
         w.record(event("r0", "a", "Allow", "x", None)).unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(count().await, 0, "{backend}: the first event lingers");
@@ -497,38 +494,29 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
 /// goes back to the pool on that runtime.)
 #[tokio::test(flavor = "current_thread")]
 async fn events_are_written_while_the_recording_runtime_is_busy() {
-    let backends = Backends::start();
-    for (backend, url) in backends
-        .urls("busy")
-        .into_iter()
-        .filter(|(b, _)| *b == "postgres")
-    {
-        let store = Store::open(&url, Migrations::Apply).await.unwrap();
-        let metrics = AuditMetrics::unregistered().unwrap();
-        let mut config = WriterConfig::new(temp_dir("spool-busy"));
-        config.linger = Duration::from_millis(5);
-        let (w, task) = AuditWriter::start(store.clone(), config, metrics.clone()).unwrap();
-        for i in 0..20 {
-            w.record(event(&format!("busy-{i}"), "a", "Allow", "x", None))
-                .unwrap();
-        }
-        // Hold this runtime's only thread without yielding.
-        let started = std::time::Instant::now();
-        while metrics.written.get() < 20 && started.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(
-            metrics.written.get(),
-            20,
-            "{backend}: the writer waited for the recording runtime to yield"
-        );
-        drop(w);
-        task.join().await;
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_events")
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-            .get("n");
-        assert_eq!(n, 20, "{backend}");
+    let postgres = TestPostgres::start();
+    let store = Store::open(&postgres.database("busy"), Migrations::Apply)
+        .await
+        .unwrap();
+    let metrics = AuditMetrics::unregistered().unwrap();
+    let mut config = WriterConfig::new(temp_dir("spool-busy"));
+    config.linger = Duration::from_millis(5);
+    let (w, task) = AuditWriter::start(store.clone(), config, metrics.clone()).unwrap();
+    for i in 0..20 {
+        w.record(event(&format!("busy-{i}"), "a", "Allow", "x", None))
+            .unwrap();
     }
+    // Hold this runtime's only thread without yielding.
+    let started = std::time::Instant::now();
+    while metrics.written.get() < 20 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        metrics.written.get(),
+        20,
+        "the writer waited for the recording runtime to yield"
+    );
+    drop(w);
+    task.join().await;
+    assert_eq!(row_count(&store).await, 20);
 }
