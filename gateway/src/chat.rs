@@ -489,134 +489,283 @@ fn gate_stream(
     request_id: String,
     upstream: futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    struct Gate {
-        buf: Vec<u8>,
-        pending: Vec<Value>,
-        template: Value,
-    }
-    let mut gate = Gate {
-        buf: Vec::new(),
-        pending: Vec::new(),
-        template: json!({}),
-    };
+    let mut gate = SseGate::default();
     upstream.map(move |chunk| {
-        let chunk = chunk?;
-        gate.buf.extend_from_slice(&chunk);
-        let mut out = Vec::new();
-        while let Some(end) = find(&gate.buf, b"\n\n") {
-            let event: Vec<u8> = gate.buf.drain(..end + 2).collect();
-            let text = String::from_utf8_lossy(&event);
-            let data = text.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim);
-            let Some(data) = data else {
-                out.extend_from_slice(&event);
-                continue;
-            };
-            // Nothing to gate: pass the event on byte for byte (most
-            // events of a streamed answer; no re-serialization).
-            if gate.pending.is_empty() && find(data.as_bytes(), b"\"tool_calls\"").is_none() {
-                out.extend_from_slice(&event);
-                continue;
-            }
-            if data == "[DONE]" {
-                flush(&state, &snapshot, &who, &request_id, &mut gate.pending, &gate.template, &mut out, None);
-                out.extend_from_slice(&event);
-                continue;
-            }
-            let Ok(mut parsed) = serde_json::from_str::<Value>(data) else {
-                out.extend_from_slice(&event);
-                continue;
-            };
-            gate.template = json!({"id": parsed["id"], "object": parsed["object"], "created": parsed["created"], "model": parsed["model"]});
-            let delta_calls = parsed["choices"][0]["delta"]["tool_calls"].as_array().cloned();
-            if let Some(calls) = delta_calls {
-                for c in calls {
-                    let i = c["index"].as_u64().unwrap_or(0) as usize;
-                    while gate.pending.len() <= i {
-                        gate.pending.push(json!({"type": "function", "function": {"name": "", "arguments": ""}}));
-                    }
-                    let p = &mut gate.pending[i];
-                    if let Some(id) = c["id"].as_str() {
-                        p["id"] = json!(id);
-                    }
-                    if let Some(n) = c["function"]["name"].as_str() {
-                        p["function"]["name"] = json!(n);
-                    }
-                    if let Some(a) = c["function"]["arguments"].as_str() {
-                        let joined = format!("{}{a}", p["function"]["arguments"].as_str().unwrap_or(""));
-                        p["function"]["arguments"] = json!(joined);
-                    }
-                }
-                if let Some(d) = parsed["choices"][0]["delta"].as_object_mut() {
-                    d.remove("tool_calls");
-                }
-                // Forward whatever else the chunk carried (text, finish).
-                let has_more = parsed["choices"][0]["delta"].as_object().is_some_and(|d| !d.is_empty())
-                    || !parsed["choices"][0]["finish_reason"].is_null();
-                if !has_more {
-                    continue;
-                }
-            }
-            let finish = parsed["choices"][0]["finish_reason"].as_str().map(String::from);
-            if finish.is_some() && !gate.pending.is_empty() {
-                let mut finish_reason = finish.clone();
-                flush(&state, &snapshot, &who, &request_id, &mut gate.pending, &gate.template, &mut out, Some(&mut finish_reason));
-                parsed["choices"][0]["finish_reason"] = json!(finish_reason);
-            }
-            out.extend_from_slice(format!("data: {parsed}\n\n").as_bytes());
-        }
-        Ok(Bytes::from(out))
+        let mut decide = |calls| gate_tool_calls(&state, &snapshot, &who, &request_id, calls);
+        Ok(gate.push(chunk?, &mut decide))
     })
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Decides a complete set of tool calls: `(allowed, explanations of the
+/// withheld ones)`.
+type Decide<'a> = dyn FnMut(Vec<Value>) -> (Vec<Value>, Vec<String>) + 'a;
+
+/// The state of one gated SSE stream: the bytes of an event not complete
+/// yet, and the tool calls being assembled from their fragments.
+#[derive(Debug, Default)]
+struct SseGate {
+    buf: Vec<u8>,
+    pending: Vec<Value>,
+    /// `id`, `object`, `created`, `model` of the stream's chunks, for the
+    /// chunks the gate writes itself.
+    template: Value,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn flush(
-    state: &AppState,
-    snapshot: &Snapshot,
-    who: &Identity,
-    request_id: &str,
-    pending: &mut Vec<Value>,
-    template: &Value,
-    out: &mut Vec<u8>,
-    finish_reason: Option<&mut Option<String>>,
-) {
-    if pending.is_empty() {
-        return;
+impl SseGate {
+    /// The bytes to send on for `chunk` (possibly none while a tool call
+    /// is being assembled).
+    fn push(&mut self, chunk: Bytes, decide: &mut Decide<'_>) -> Bytes {
+        // Whole events with nothing to gate, as providers send most of a
+        // streamed answer (an event a chunk): passed on as they came, the
+        // same bytes, no copy. What the loop below does with them too.
+        if self.buf.is_empty()
+            && self.pending.is_empty()
+            && chunk.ends_with(b"\n\n")
+            && find(&chunk, b"\"tool_calls\"").is_none()
+        {
+            return chunk;
+        }
+        self.buf.extend_from_slice(&chunk);
+        let mut out = Vec::new();
+        while let Some(end) = find(&self.buf, b"\n\n") {
+            let event: Vec<u8> = self.buf.drain(..end + 2).collect();
+            self.event(&event, &mut out, decide);
+        }
+        Bytes::from(out)
     }
-    let calls = std::mem::take(pending);
-    let (allowed, withheld) = gate_tool_calls(state, snapshot, who, request_id, calls);
-    let mut emit = |delta: Value| {
-        let mut c = template.clone();
-        c["choices"] = json!([{"index": 0, "delta": delta, "finish_reason": null}]);
-        out.extend_from_slice(format!("data: {c}\n\n").as_bytes());
-    };
-    if !allowed.is_empty() {
-        let indexed: Vec<Value> = allowed
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut c)| {
-                c["index"] = json!(i);
-                c
-            })
-            .collect();
-        emit(json!({"tool_calls": indexed}));
-    } else if let Some(f) = finish_reason
-        && f.as_deref() == Some("tool_calls")
-    {
-        *f = Some("stop".into());
+
+    /// One complete event (`\n\n` included): passed on, held, or
+    /// rewritten into `out`.
+    fn event(&mut self, event: &[u8], out: &mut Vec<u8>, decide: &mut Decide<'_>) {
+        let text = String::from_utf8_lossy(event);
+        let data = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data:"))
+            .map(str::trim);
+        let Some(data) = data else {
+            out.extend_from_slice(event);
+            return;
+        };
+        // Nothing to gate: pass the event on byte for byte (no
+        // re-serialization).
+        if self.pending.is_empty() && find(data.as_bytes(), b"\"tool_calls\"").is_none() {
+            out.extend_from_slice(event);
+            return;
+        }
+        if data == "[DONE]" {
+            self.flush(out, None, decide);
+            out.extend_from_slice(event);
+            return;
+        }
+        let Ok(mut parsed) = serde_json::from_str::<Value>(data) else {
+            out.extend_from_slice(event);
+            return;
+        };
+        self.template = json!({"id": parsed["id"], "object": parsed["object"], "created": parsed["created"], "model": parsed["model"]});
+        let delta_calls = parsed["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .cloned();
+        if let Some(calls) = delta_calls {
+            for c in calls {
+                let i = c["index"].as_u64().unwrap_or(0) as usize;
+                while self.pending.len() <= i {
+                    self.pending.push(
+                        json!({"type": "function", "function": {"name": "", "arguments": ""}}),
+                    );
+                }
+                let p = &mut self.pending[i];
+                if let Some(id) = c["id"].as_str() {
+                    p["id"] = json!(id);
+                }
+                if let Some(n) = c["function"]["name"].as_str() {
+                    p["function"]["name"] = json!(n);
+                }
+                if let Some(a) = c["function"]["arguments"].as_str() {
+                    let joined =
+                        format!("{}{a}", p["function"]["arguments"].as_str().unwrap_or(""));
+                    p["function"]["arguments"] = json!(joined);
+                }
+            }
+            if let Some(d) = parsed["choices"][0]["delta"].as_object_mut() {
+                d.remove("tool_calls");
+            }
+            // Forward whatever else the chunk carried (text, finish).
+            let has_more = parsed["choices"][0]["delta"]
+                .as_object()
+                .is_some_and(|d| !d.is_empty())
+                || !parsed["choices"][0]["finish_reason"].is_null();
+            if !has_more {
+                return;
+            }
+        }
+        let finish = parsed["choices"][0]["finish_reason"]
+            .as_str()
+            .map(String::from);
+        if finish.is_some() && !self.pending.is_empty() {
+            let mut finish_reason = finish.clone();
+            self.flush(out, Some(&mut finish_reason), decide);
+            parsed["choices"][0]["finish_reason"] = json!(finish_reason);
+        }
+        out.extend_from_slice(format!("data: {parsed}\n\n").as_bytes());
     }
-    if !withheld.is_empty() {
-        emit(json!({"content": withheld.join("\n")}));
+
+    /// Decides the assembled tool calls and writes the allowed ones and
+    /// the explanations of the others; a `tool_calls` finish becomes
+    /// `stop` when none was allowed.
+    fn flush(
+        &mut self,
+        out: &mut Vec<u8>,
+        finish_reason: Option<&mut Option<String>>,
+        decide: &mut Decide<'_>,
+    ) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (allowed, withheld) = decide(std::mem::take(&mut self.pending));
+        let template = &self.template;
+        let mut emit = |delta: Value| {
+            let mut c = template.clone();
+            c["choices"] = json!([{"index": 0, "delta": delta, "finish_reason": null}]);
+            out.extend_from_slice(format!("data: {c}\n\n").as_bytes());
+        };
+        if !allowed.is_empty() {
+            emit(json!({"tool_calls": providers::indexed(allowed)}));
+        } else if let Some(f) = finish_reason
+            && f.as_deref() == Some("tool_calls")
+        {
+            *f = Some("stop".into());
+        }
+        if !withheld.is_empty() {
+            emit(json!({"content": withheld.join("\n")}));
+        }
     }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(haystack, needle)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// An OpenAI stream: text, then two tool calls in fragments (one to
+    /// allow, one to block), the finish, `[DONE]`; one event per element.
+    fn tool_call_stream() -> Vec<String> {
+        let chunk = |delta: Value, finish: Value| {
+            let c = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            format!("data: {c}\n\n")
+        };
+        let call = |i: u64, id: Option<&str>, name: Option<&str>, args: &str| {
+            let mut c = json!({"index": i, "function": {"arguments": args}});
+            if let (Some(id), Some(name)) = (id, name) {
+                c["id"] = json!(id);
+                c["type"] = json!("function");
+                c["function"]["name"] = json!(name);
+            }
+            chunk(json!({"tool_calls": [c]}), Value::Null)
+        };
+        vec![
+            chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            chunk(json!({"content": "Let me look. "}), Value::Null),
+            call(0, Some("call_0"), Some("search_web"), "{\"q\": \"opening"),
+            call(0, None, None, " hours\"}"),
+            call(1, Some("call_1"), Some("delete_all"), "{}"),
+            chunk(json!({}), json!("tool_calls")),
+            "data: [DONE]\n\n".into(),
+        ]
+    }
+
+    /// Runs `chunks` through a gate that allows `search_*` tools.
+    fn gated(chunks: impl IntoIterator<Item = Vec<u8>>) -> String {
+        let mut decide = |calls: Vec<Value>| {
+            let (allowed, blocked): (Vec<Value>, Vec<Value>) = calls.into_iter().partition(|c| {
+                c["function"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("search_"))
+            });
+            let why = blocked
+                .iter()
+                .map(|c| format!("{} was blocked", c["function"]["name"]))
+                .collect();
+            (allowed, why)
+        };
+        let mut gate = SseGate::default();
+        let out: Vec<u8> = chunks
+            .into_iter()
+            .flat_map(|c| gate.push(Bytes::from(c), &mut decide).to_vec())
+            .collect();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn sse_data(stream: &str) -> Vec<Value> {
+        stream
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap_or(json!(d)))
+            .collect()
+    }
+
+    #[test]
+    fn streamed_tool_calls_are_gated_however_the_provider_splits_its_events() {
+        let events = tool_call_stream();
+        let whole = events.concat();
+        let expected = gated([whole.clone().into_bytes()]);
+        let out = sse_data(&expected);
+        // Text passes through; the allowed call is reassembled from its
+        // fragments; the blocked one is replaced by its explanation.
+        assert_eq!(out[1]["choices"][0]["delta"]["content"], "Let me look. ");
+        let calls: Vec<&Value> = out
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"]["tool_calls"].as_array())
+            .flatten()
+            .collect();
+        assert_eq!(calls.len(), 1, "{expected}");
+        assert_eq!(calls[0]["function"]["name"], "search_web");
+        assert_eq!(
+            calls[0]["function"]["arguments"],
+            "{\"q\": \"opening hours\"}"
+        );
+        assert!(
+            expected.contains("\\\"delete_all\\\" was blocked"),
+            "{expected}"
+        );
+        assert_eq!(
+            out[out.len() - 2]["choices"][0]["finish_reason"],
+            "tool_calls"
+        );
+        assert_eq!(out.last().unwrap(), &json!("[DONE]"));
+
+        // An event a chunk, as providers send them: the same output.
+        assert_eq!(
+            gated(events.iter().map(|e| e.clone().into_bytes())),
+            expected
+        );
+        // Split anywhere (mid-event, mid-`"tool_calls"`, between the two
+        // newlines): the same output.
+        let bytes = whole.as_bytes();
+        for at in 1..bytes.len() {
+            let (a, b) = bytes.split_at(at);
+            assert_eq!(gated([a.to_vec(), b.to_vec()]), expected, "split at {at}");
+        }
+        assert_eq!(
+            gated(bytes.iter().map(|b| vec![*b])),
+            expected,
+            "byte by byte"
+        );
+    }
+
+    #[test]
+    fn events_without_tool_calls_pass_through_unchanged() {
+        let text: String = tool_call_stream()
+            .into_iter()
+            .filter(|e| !e.contains("tool_calls"))
+            .collect();
+        assert_eq!(gated([text.clone().into_bytes()]), text);
+        assert_eq!(gated(text.as_bytes().chunks(7).map(<[u8]>::to_vec)), text);
+    }
 
     #[test]
     fn the_palisade_object_becomes_the_first_member_of_any_object() {

@@ -196,7 +196,7 @@ async fn json_body(r: crate::upstream::Answer) -> Result<Value, UpstreamError> {
 /// object that mentions no tool calls (nothing to gate) and no `palisade`
 /// key (which the gateway adds).
 fn verbatim(bytes: &[u8]) -> bool {
-    let mentions = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    let mentions = |needle: &[u8]| memchr::memmem::find(bytes, needle).is_some();
     bytes.trim_ascii_start().first() == Some(&b'{')
         && !mentions(b"\"tool_calls\"")
         && !mentions(b"\"palisade\"")
@@ -234,7 +234,7 @@ pub async fn call(
             let body = WithModel(request, model);
             let r = post(upstream, provider, &body, &auth).await?;
             if stream {
-                Ok(Answer::Stream(r.bytes_stream()))
+                Ok(Answer::Stream(r.bytes_stream().boxed()))
             } else {
                 let bytes = body_bytes(r).await?;
                 if verbatim(&bytes) {
@@ -292,6 +292,19 @@ fn chunk(id: &str, model: &str, delta: Value, finish: Option<&str>) -> Bytes {
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
     });
     Bytes::from(format!("data: {c}\n\n"))
+}
+
+/// Tool calls as the deltas of a streamed chunk carry them: each with
+/// its position as `index`.
+pub fn indexed(calls: Vec<Value>) -> Vec<Value> {
+    calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            c["index"] = json!(i);
+            c
+        })
+        .collect()
 }
 
 fn done() -> Bytes {
@@ -450,15 +463,12 @@ mod ollama {
                 }
                 if let Some(calls) = tool_calls(&r["message"]) {
                     saw_tools = true;
-                    let indexed: Vec<Value> = calls
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, mut c)| {
-                            c["index"] = json!(i);
-                            c
-                        })
-                        .collect();
-                    out.push(chunk(&id, &model, json!({"tool_calls": indexed}), None));
+                    out.push(chunk(
+                        &id,
+                        &model,
+                        json!({"tool_calls": indexed(calls)}),
+                        None,
+                    ));
                 }
                 if r["done"].as_bool() == Some(true) {
                     out.push(chunk(&id, &model, json!({}), Some(finish(&r, saw_tools))));

@@ -8,17 +8,19 @@
 //! body, streams included.
 
 use axum::body::Bytes;
-use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
+use futures_util::Stream;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// Why a call failed before an answer was complete.
 #[derive(Debug, thiserror::Error)]
@@ -178,35 +180,58 @@ impl Answer {
 
     /// The body as it arrives; past the deadline the stream ends with a
     /// `TimedOut` error.
-    pub fn bytes_stream(self) -> BoxStream<'static, std::io::Result<Bytes>> {
-        let state = (self.body, Box::pin(tokio::time::sleep_until(self.deadline)));
-        futures_util::stream::unfold(Some(state), |state| async move {
-            let (mut body, mut sleep) = state?;
-            loop {
-                tokio::select! {
-                    frame = body.frame() => match frame {
-                        None => return None,
-                        Some(Err(e)) => {
-                            return Some((Err(std::io::Error::other(describe(&e))), None));
-                        }
-                        Some(Ok(frame)) => {
-                            // Trailers carry no data.
-                            if let Ok(data) = frame.into_data() {
-                                return Some((Ok(data), Some((body, sleep))));
-                            }
-                        }
-                    },
-                    _ = &mut sleep => {
-                        let e = std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "the provider did not finish its answer within the timeout",
-                        );
-                        return Some((Err(e), None));
+    pub fn bytes_stream(self) -> BodyStream {
+        BodyStream {
+            body: Some(self.body),
+            deadline: Box::pin(tokio::time::sleep_until(self.deadline)),
+        }
+    }
+}
+
+/// A streamed answer's body as `Bytes`, ending at the call's deadline.
+/// Polled once per chunk forwarded, so it is a plain state machine: no
+/// future built per chunk, no `select!`.
+#[derive(Debug)]
+pub struct BodyStream {
+    /// `None` once the body ended, failed or ran out of time.
+    body: Option<Incoming>,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Stream for BodyStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.body = None;
+            let e = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the provider did not finish its answer within the timeout",
+            );
+            return Poll::Ready(Some(Err(e)));
+        }
+        loop {
+            match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                None => {
+                    this.body = None;
+                    return Poll::Ready(None);
+                }
+                Some(Err(e)) => {
+                    this.body = None;
+                    return Poll::Ready(Some(Err(std::io::Error::other(describe(&e)))));
+                }
+                Some(Ok(frame)) => {
+                    // Trailers carry no data.
+                    if let Ok(data) = frame.into_data() {
+                        return Poll::Ready(Some(Ok(data)));
                     }
                 }
             }
-        })
-        .boxed()
+        }
     }
 }
 
