@@ -50,6 +50,8 @@ pub struct WriterConfig {
     /// load this turns one database round trip per event into one per
     /// batch: at most 1/linger writes per second. The writer sleeps
     /// through it: events queued meanwhile cost their senders no wake-up.
+    /// Under steady traffic it also looks at the queue once a linger
+    /// between batches instead of being woken by each batch's first event.
     pub linger: Duration,
     /// Accept every event and drop it (counted in `discarded`): auditing
     /// off, for trying the gateway out and measuring what the audit costs.
@@ -101,9 +103,27 @@ struct Shared {
 /// A handle to the writer; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditWriter {
-    tx: mpsc::Sender<Msg>,
+    tx: Arc<Sender>,
     shared: Arc<Shared>,
     writer_id: Arc<str>,
+}
+
+/// The queue's sending side, shared by every handle. When the last handle
+/// goes, the writer is told at once: between batches it may be sleeping
+/// rather than watching the queue.
+#[derive(Debug)]
+struct Sender {
+    /// `None` only while being dropped.
+    tx: Option<mpsc::Sender<Msg>>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        // Closed first, so the writer finds the queue closed when it wakes.
+        self.tx = None;
+        self.shared.wake.notify_one();
+    }
 }
 
 /// Joins the writer task; finishes once every handle is dropped and the
@@ -169,7 +189,10 @@ impl AuditWriter {
             .map_err(AuditError::WriterThread)?;
         Ok((
             Self {
-                tx,
+                tx: Arc::new(Sender {
+                    tx: Some(tx),
+                    shared: Arc::clone(&shared),
+                }),
                 shared,
                 writer_id,
             },
@@ -203,11 +226,14 @@ impl AuditWriter {
             }
             _ => {}
         }
-        match self.tx.try_send(Msg::Event(Box::new(event))) {
+        let Some(tx) = &self.tx.tx else {
+            return Err(AuditError::Stopped);
+        };
+        match tx.try_send(Msg::Event(Box::new(event))) {
             Ok(()) => {
                 self.shared.metrics.queue_depth.inc();
                 // Queued, plus the one the lingering writer holds.
-                let queued = self.tx.max_capacity() - self.tx.capacity();
+                let queued = tx.max_capacity() - tx.capacity();
                 if queued + 1 >= self.shared.batch_max {
                     self.shared.wake.notify_one();
                 }
@@ -224,8 +250,11 @@ impl AuditWriter {
     /// Waits until every event accepted before this call is durable (in
     /// the database or the spool).
     pub async fn flush(&self) -> Result<(), AuditError> {
+        let Some(queue) = &self.tx.tx else {
+            return Err(AuditError::Stopped);
+        };
         let (tx, rx) = oneshot::channel();
-        self.tx
+        queue
             .send(Msg::Flush(tx))
             .await
             .map_err(|_| AuditError::Stopped)?;
@@ -266,6 +295,9 @@ impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         self.drain_spool().await;
         let mut next_drain = Instant::now() + self.config.retry_interval;
+        // A batch was written lately: look at the queue again after a
+        // linger instead of waiting to be woken by the next event.
+        let mut busy = false;
         loop {
             // While events wait in the spool (and new ones join them, to
             // keep the order), the database is tried every retry interval,
@@ -274,13 +306,39 @@ impl Task {
                 self.drain_spool().await;
                 next_drain = Instant::now() + self.config.retry_interval;
             }
-            let first = if self.spool.is_empty() {
-                rx.recv().await
-            } else {
+            // Whether the first event has already waited a linger.
+            let mut lingered = false;
+            let first = if !self.spool.is_empty() {
                 match tokio::time::timeout_at(next_drain.into(), rx.recv()).await {
                     Ok(m) => m,
                     Err(_) => continue,
                 }
+            } else if busy {
+                // Under steady traffic the writer is not waiting on the
+                // queue, so recording an event never wakes this thread (a
+                // wake-up is a syscall and a context switch on the
+                // request's path); it looks once a linger. A full batch, a
+                // flush or the last handle going still wake it at once.
+                // Quiet for a whole linger: back to waiting for an event.
+                if !rx.is_closed() {
+                    tokio::select! {
+                        _ = self.shared.wake.notified() => {}
+                        _ = tokio::time::sleep(self.config.linger) => {}
+                    }
+                }
+                match rx.try_recv() {
+                    Ok(m) => {
+                        lingered = true;
+                        Some(m)
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        busy = false;
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                }
+            } else {
+                rx.recv().await
             };
             let Some(first) = first else { break };
             let mut events = Vec::new();
@@ -295,7 +353,11 @@ impl Task {
             // (shutdown). The queue is not watched meanwhile (one wake-up
             // per batch, not one per event): a sender wakes the writer
             // early when a full batch is queued or a flush is waiting.
-            if waiters.is_empty() && rx.len() + 1 < self.config.batch_max && !rx.is_closed() {
+            if !lingered
+                && waiters.is_empty()
+                && rx.len() + 1 < self.config.batch_max
+                && !rx.is_closed()
+            {
                 tokio::select! {
                     _ = self.shared.wake.notified() => {}
                     _ = tokio::time::sleep(self.config.linger) => {}
@@ -308,6 +370,7 @@ impl Task {
                 }
             }
             let n = events.len() as i64;
+            busy = true;
             let result = self.persist(events).await;
             self.shared.metrics.queue_depth.sub(n);
             for w in waiters {

@@ -39,6 +39,10 @@ struct Args {
     /// Measure time to the first `data:` event instead of the full answer.
     #[arg(long)]
     ttft: bool,
+    /// Also write every request as a JSON line to this file: when it was
+    /// scheduled and sent (ms from the start) and its latency from each.
+    #[arg(long)]
+    samples: Option<std::path::PathBuf>,
 }
 
 /// Reads a streamed answer to its end; returns when its first event came.
@@ -126,10 +130,12 @@ async fn main() {
             if let Some(at) = done {
                 let micros = |from: Instant| at.duration_since(from).as_micros() as u64;
                 let late = sent.duration_since(scheduled).as_micros() as u64;
-                latencies
-                    .lock()
-                    .await
-                    .push((micros(scheduled), micros(sent), late));
+                latencies.lock().await.push((
+                    micros(scheduled),
+                    micros(sent),
+                    late,
+                    scheduled.duration_since(start).as_micros() as u64,
+                ));
             } else {
                 errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -140,7 +146,23 @@ async fn main() {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let all = latencies.lock().await.clone();
-    let sorted = |f: fn(&(u64, u64, u64)) -> u64| {
+    if let Some(path) = &args.samples {
+        let lines: String = all
+            .iter()
+            .map(|(l, s, late, at)| {
+                format!(
+                    "{}\n",
+                    json!({"scheduled_ms": *at as f64 / 1000.0, "late_ms": *late as f64 / 1000.0,
+                           "ms": *l as f64 / 1000.0, "sent_ms": *s as f64 / 1000.0})
+                )
+            })
+            .collect();
+        if let Err(e) = std::fs::write(path, lines) {
+            eprintln!("loadgen: {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+    let sorted = |f: fn(&(u64, u64, u64, u64)) -> u64| {
         let mut v: Vec<u64> = all.iter().map(f).collect();
         v.sort_unstable();
         v

@@ -485,6 +485,62 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
     }
 }
 
+/// Between batches under steady traffic the writer looks at the queue once
+/// a linger instead of being woken by each first event; after a quiet
+/// linger it waits for the next event again. Either way an event is
+/// written about a linger after it is recorded, without a flush, and the
+/// last handle going ends the writer at once even mid-linger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_written_a_linger_after_they_are_recorded_busy_or_not() {
+    let backends = Backends::start();
+    for (backend, url) in backends.urls("cadence") {
+        let store = Store::open(&url, Migrations::Apply).await.unwrap();
+        let mut config = WriterConfig::new(temp_dir("spool-cadence"));
+        config.linger = Duration::from_millis(200);
+        let (w, task) =
+            AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap())
+                .unwrap();
+        let written_within = async |n: i64, what: &str| {
+            let recorded = tokio::time::Instant::now();
+            while row_count(&store).await < n {
+                assert!(
+                    recorded.elapsed() < Duration::from_secs(5),
+                    "{backend}: {what} was not written without a flush"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        w.record(event("r0", "a", "Allow", "x", None)).unwrap();
+        written_within(1, "the first event").await;
+        // Recorded while the writer is between looks at the queue.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        w.record(event("r1", "a", "Allow", "x", None)).unwrap();
+        written_within(2, "an event under steady traffic").await;
+        // Quiet for several lingers: the writer waits for an event again.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        w.record(event("r2", "a", "Allow", "x", None)).unwrap();
+        written_within(3, "an event after a quiet spell").await;
+
+        let mut config = WriterConfig::new(temp_dir("spool-cadence-stop"));
+        config.linger = Duration::from_secs(60);
+        let (w2, task2) =
+            AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap())
+                .unwrap();
+        w2.record_durable(event("r3", "a", "Allow", "x", None))
+            .await
+            .unwrap();
+        // The writer is now between looks at the queue, a minute apart.
+        w2.record(event("r4", "a", "Allow", "x", None)).unwrap();
+        drop(w2);
+        tokio::time::timeout(Duration::from_secs(10), task2.join())
+            .await
+            .unwrap_or_else(|_| panic!("{backend}: the writer waited out its linger at shutdown"));
+        assert_eq!(row_count(&store).await, 5, "{backend}");
+        drop(w);
+        task.join().await;
+    }
+}
+
 /// The writer has its own thread: events recorded on a single-threaded
 /// runtime (the gateway's, pinned to one core) are written to PostgreSQL
 /// while that runtime is busy and never yields — and, the other way
