@@ -104,13 +104,12 @@ struct Shared {
 #[derive(Debug, Clone)]
 pub struct AuditWriter {
     tx: Arc<Sender>,
-    shared: Arc<Shared>,
     writer_id: Arc<str>,
 }
 
-/// The queue's sending side, shared by every handle. When the last handle
-/// goes, the writer is told at once: between batches it may be sleeping
-/// rather than watching the queue.
+/// The queue's sending side and the state shared with the writer, held by
+/// every handle. When the last handle goes, the writer is told at once:
+/// between batches it may be sleeping rather than watching the queue.
 #[derive(Debug)]
 struct Sender {
     /// `None` only while being dropped.
@@ -191,9 +190,8 @@ impl AuditWriter {
             Self {
                 tx: Arc::new(Sender {
                     tx: Some(tx),
-                    shared: Arc::clone(&shared),
+                    shared,
                 }),
-                shared,
                 writer_id,
             },
             WriterTask(done_rx),
@@ -208,20 +206,20 @@ impl AuditWriter {
     /// Offers an event without waiting. `Err` means it was not accepted and
     /// will not be recorded: the caller should refuse its request.
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        if self.shared.discard {
-            self.shared.metrics.discarded.inc();
+        if self.tx.shared.discard {
+            self.tx.shared.metrics.discarded.inc();
             return Ok(());
         }
-        match self.shared.state.load(Ordering::Acquire) {
+        match self.tx.shared.state.load(Ordering::Acquire) {
             SPOOL_FULL => {
-                self.shared.metrics.refused.inc();
+                self.tx.shared.metrics.refused.inc();
                 return Err(AuditError::Spool(crate::spool::SpoolError::Full {
                     used: 0,
                     max: 0,
                 }));
             }
-            DB_DOWN if self.shared.failure_mode == FailureMode::FailClosed => {
-                self.shared.metrics.refused.inc();
+            DB_DOWN if self.tx.shared.failure_mode == FailureMode::FailClosed => {
+                self.tx.shared.metrics.refused.inc();
                 return Err(AuditError::NotDurable);
             }
             _ => {}
@@ -231,16 +229,16 @@ impl AuditWriter {
         };
         match tx.try_send(Msg::Event(Box::new(event))) {
             Ok(()) => {
-                self.shared.metrics.queue_depth.inc();
+                self.tx.shared.metrics.queue_depth.inc();
                 // Queued, plus the one the lingering writer holds.
                 let queued = tx.max_capacity() - tx.capacity();
-                if queued + 1 >= self.shared.batch_max {
-                    self.shared.wake.notify_one();
+                if queued + 1 >= self.tx.shared.batch_max {
+                    self.tx.shared.wake.notify_one();
                 }
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.metrics.refused.inc();
+                self.tx.shared.metrics.refused.inc();
                 Err(AuditError::QueueFull)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(AuditError::Stopped),
@@ -258,7 +256,7 @@ impl AuditWriter {
             .send(Msg::Flush(tx))
             .await
             .map_err(|_| AuditError::Stopped)?;
-        self.shared.wake.notify_one();
+        self.tx.shared.wake.notify_one();
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(AuditError::NotDurable),
@@ -274,7 +272,7 @@ impl AuditWriter {
 
     /// Whether the database is currently unreachable.
     pub fn database_down(&self) -> bool {
-        self.shared.state.load(Ordering::Acquire) != HEALTHY
+        self.tx.shared.state.load(Ordering::Acquire) != HEALTHY
     }
 }
 
