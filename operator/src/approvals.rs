@@ -8,8 +8,9 @@
 //! - the decision is recorded once: who (`spec.decidedBy`, stamped from the
 //!   authenticated user by the chart's admission policy) and when;
 //! - each outcome (approved, denied, expired) is audited through
-//!   `palisade-audit` and announced with an Event; consumption is audited
-//!   by the gateway that consumed it;
+//!   `palisade-audit` before the status write that records it, and
+//!   announced with an Event after; consumption is audited by the gateway
+//!   that consumed it;
 //! - decided, expired and consumed approvals are deleted after the
 //!   retention period.
 //!
@@ -27,10 +28,11 @@ use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use palisade_audit::{ApprovalFacts, AuditEvent, AuditWriter};
-use palisade_crds::{Approval, ApprovalPhase, ApprovalStatus};
+use palisade_crds::{Approval, ApprovalDecision, ApprovalPhase, ApprovalStatus};
 use palisade_policy::ReasonCode;
 use serde_json::json;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the lifecycle needs.
@@ -44,6 +46,10 @@ pub struct Lifecycle {
     /// How long decided, expired and consumed approvals are kept.
     pub retention: Duration,
     pub metrics: Arc<crate::metrics::OperatorMetrics>,
+    /// Outcomes audited whose status write has not landed yet, by
+    /// approval uid: when the write loses a race (409) and the approval
+    /// comes round again, the outcome is not audited a second time.
+    pub audited: Arc<Mutex<HashSet<(String, &'static str)>>>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -59,6 +65,11 @@ impl std::fmt::Debug for Lifecycle {
 pub enum LifecycleError {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The outcome could not be made durable (the database down and the
+    /// spool full or unwritable): the status keeps its old phase and the
+    /// approval is tried again.
+    #[error("approval outcome not audited: {0}")]
+    Audit(#[from] palisade_audit::AuditError),
 }
 
 /// The status an approval should have at `now`, given what it has. Pure:
@@ -151,8 +162,17 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
     }
 
     let desired = desired_status(&a, now);
-    let old_phase = a.status.as_ref().and_then(|s| s.phase);
     if a.status.as_ref() != Some(&desired) {
+        // The outcomes this write is the first to record are audited
+        // first, durably: a status that shows a decision or an expiry
+        // always has its audit row. Should the operator stop in between,
+        // the next pass finds the old status and audits them again (at
+        // least once, never none).
+        let outcomes = newly_recorded(a.status.as_ref(), &desired, &a);
+        let uid = a.uid().unwrap_or_default();
+        for &(code, decision) in &outcomes {
+            audit_outcome(&cx, &a, &uid, code, decision, &desired).await?;
+        }
         let patch = json!({
             "metadata": {"resourceVersion": a.resource_version()},
             "status": serde_json::to_value(&desired).unwrap_or_default(),
@@ -170,16 +190,20 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
         {
             Ok(_) => {}
             // Someone (a gateway consuming it) wrote first: the watch
-            // brings the new version and we decide again.
+            // brings the new version and we decide again (what was audited
+            // is remembered, not audited twice).
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 return Ok(Action::requeue(Duration::from_millis(50)));
             }
-            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                cx.forget(&uid, &outcomes);
+                return Ok(Action::await_change());
+            }
             Err(e) => return Err(e.into()),
         }
-        let new_phase = desired.phase.unwrap_or(ApprovalPhase::Pending);
-        if old_phase != Some(new_phase) {
-            announce(&cx, &a, new_phase, &desired).await;
+        cx.forget(&uid, &outcomes);
+        for &(code, decision) in &outcomes {
+            announce(&cx, &a, code, decision, &desired).await;
         }
     }
 
@@ -190,19 +214,78 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
     })
 }
 
-/// Audits, counts and announces a phase the operator just recorded.
-async fn announce(cx: &Lifecycle, a: &Approval, phase: ApprovalPhase, status: &ApprovalStatus) {
-    let Some((code, decision)) = outcome(phase) else {
-        return;
-    };
-    let label = code.as_str().trim_start_matches("approval.");
-    cx.metrics
-        .approval_outcomes
-        .with_label_values(&[label])
-        .inc();
-    let namespace = a.namespace().unwrap_or_default();
+impl Lifecycle {
+    /// Drops what [`audit_outcome`] remembered once the status write
+    /// that records those outcomes has landed (or the approval is gone).
+    fn forget(&self, uid: &str, outcomes: &[(ReasonCode, &'static str)]) {
+        if outcomes.is_empty() {
+            return;
+        }
+        let mut audited = self.audited.lock().unwrap_or_else(|p| p.into_inner());
+        for &(_, decision) in outcomes {
+            audited.remove(&(uid.to_owned(), decision));
+        }
+    }
+}
+
+/// The outcomes `desired` records that `old` did not: a decision (its
+/// first `decidedAt`) and an expiry, in that order. An approval approved,
+/// or approved and used, while the operator was away still has its
+/// decision audited.
+pub fn newly_recorded(
+    old: Option<&ApprovalStatus>,
+    desired: &ApprovalStatus,
+    a: &Approval,
+) -> Vec<(ReasonCode, &'static str)> {
+    let mut outcomes = Vec::new();
+    let was_decided = old.is_some_and(|s| s.decided_at.is_some());
+    if !was_decided && desired.decided_at.is_some() {
+        outcomes.extend(a.spec.decision.and_then(|d| {
+            outcome(match d {
+                ApprovalDecision::Approved => ApprovalPhase::Approved,
+                ApprovalDecision::Denied => ApprovalPhase::Denied,
+            })
+        }));
+    }
+    let was_expired = old.and_then(|s| s.phase) == Some(ApprovalPhase::Expired);
+    if !was_expired && desired.phase == Some(ApprovalPhase::Expired) {
+        outcomes.extend(outcome(ApprovalPhase::Expired));
+    }
+    outcomes
+}
+
+/// Audits one outcome and waits until it is durable (in the database or
+/// the spool), unless it was audited already for a status write that
+/// lost a race.
+async fn audit_outcome(
+    cx: &Lifecycle,
+    a: &Approval,
+    uid: &str,
+    code: ReasonCode,
+    decision: &'static str,
+    status: &ApprovalStatus,
+) -> Result<(), LifecycleError> {
     let name = a.name_any();
-    let decided_by = status.decided_by.as_deref();
+    let Some(audit) = &cx.audit else {
+        tracing::warn!(approval = %name, outcome = decision, "approval outcome not audited: start the operator with --audit-url");
+        return Ok(());
+    };
+    let key = (uid.to_owned(), decision);
+    if cx
+        .audited
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&key)
+    {
+        return Ok(());
+    }
+    let namespace = a.namespace().unwrap_or_default();
+    // Who decided: an expiry has no decider.
+    let actor = if code == ReasonCode::ApprovalExpired {
+        None
+    } else {
+        status.decided_by.as_deref()
+    };
     let facts = ApprovalFacts {
         namespace: &namespace,
         name: &name,
@@ -212,34 +295,57 @@ async fn announce(cx: &Lifecycle, a: &Approval, phase: ApprovalPhase, status: &A
         request_id: &a.spec.request_id,
         policy: &a.spec.policy,
         rule: a.spec.rule.as_deref(),
-        actor: decided_by,
+        actor,
     };
     let mut event = AuditEvent::approval_outcome(&facts, decision, code.as_str());
     event.policy_generation = Some(a.spec.policy_generation);
-    match &cx.audit {
-        Some(audit) => {
-            if let Err(e) = audit.record(event) {
-                tracing::error!(error = %e, approval = %name, "approval outcome not audited");
-            }
-        }
-        None => {
-            tracing::warn!(approval = %name, outcome = label, "approval outcome not audited: start the operator with --audit-url")
-        }
+    if let Err(e) = audit.record_durable(event).await {
+        tracing::error!(error = %e, approval = %name, outcome = decision, "approval outcome not audited; its status waits and it is tried again");
+        return Err(e.into());
     }
+    cx.audited
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key);
+    Ok(())
+}
+
+/// Counts and announces (with an Event) an outcome the operator just
+/// recorded.
+async fn announce(
+    cx: &Lifecycle,
+    a: &Approval,
+    code: ReasonCode,
+    decision: &'static str,
+    status: &ApprovalStatus,
+) {
+    let label = code.as_str().trim_start_matches("approval.");
+    cx.metrics
+        .approval_outcomes
+        .with_label_values(&[label])
+        .inc();
+    let decided_by = status.decided_by.as_deref();
     let who = decided_by.unwrap_or("an unrecorded user");
-    let (type_, note) = match phase {
-        ApprovalPhase::Approved => (
+    let (type_, note) = match code {
+        ReasonCode::ApprovalApproved => (
             EventType::Normal,
             format!(
                 "{} may run {} once; approved by {who}",
                 a.spec.agent, a.spec.tool
             ),
         ),
-        ApprovalPhase::Denied => (
+        ReasonCode::ApprovalDenied => (
             EventType::Normal,
             format!(
                 "{} may not run {}; denied by {who}",
                 a.spec.agent, a.spec.tool
+            ),
+        ),
+        _ if a.spec.decision.is_some() => (
+            EventType::Warning,
+            format!(
+                "approved but not used before {}; {} may not run {}",
+                a.spec.expires_at.0, a.spec.agent, a.spec.tool
             ),
         ),
         _ => (
@@ -251,7 +357,7 @@ async fn announce(cx: &Lifecycle, a: &Approval, phase: ApprovalPhase, status: &A
         ),
     };
     publish(&cx.recorder, a, type_, decision, note).await;
-    if phase != ApprovalPhase::Expired && status.decided_by.is_none() {
+    if code != ReasonCode::ApprovalExpired && decided_by.is_none() {
         publish(
             &cx.recorder,
             a,
@@ -315,7 +421,7 @@ pub async fn run(cx: Lifecycle) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_crds::{ApprovalDecision, ApprovalSpec};
+    use palisade_crds::ApprovalSpec;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap_or(Timestamp::UNIX_EPOCH)
@@ -406,6 +512,61 @@ mod tests {
             desired_status(&denied, late).phase,
             Some(ApprovalPhase::Denied),
             "a denial stays a denial"
+        );
+    }
+
+    /// What each status write records for the first time, and so audits
+    /// before it is written.
+    #[test]
+    fn outcomes_are_audited_when_the_status_first_records_them_even_after_an_absence() {
+        let codes = |a: &Approval, at: &str| {
+            let desired = desired_status(a, t(at));
+            newly_recorded(a.status.as_ref(), &desired, a)
+                .into_iter()
+                .map(|(code, _)| code)
+                .collect::<Vec<_>>()
+        };
+        let during = "2026-11-22T10:05:00Z";
+        let after = "2026-11-22T10:20:00Z";
+
+        assert_eq!(codes(&approval(None), during), vec![]);
+        assert_eq!(
+            codes(&approval(None), after),
+            vec![ReasonCode::ApprovalExpired]
+        );
+        assert_eq!(
+            codes(&approval(Some(ApprovalDecision::Denied)), during),
+            vec![ReasonCode::ApprovalDenied]
+        );
+
+        // Recorded once: later passes (and the consumption) add nothing.
+        let mut approved = approval(Some(ApprovalDecision::Approved));
+        assert_eq!(codes(&approved, during), vec![ReasonCode::ApprovalApproved]);
+        approved.status = Some(desired_status(&approved, t(during)));
+        assert_eq!(codes(&approved, during), vec![]);
+        let mut used = approved.clone();
+        if let Some(s) = used.status.as_mut() {
+            s.phase = Some(ApprovalPhase::Consumed);
+            s.consumed_at = Some(Time(t(during)));
+        }
+        assert_eq!(codes(&used, after), vec![]);
+        // Approved but not used in time: the expiry is an outcome too.
+        assert_eq!(codes(&approved, after), vec![ReasonCode::ApprovalExpired]);
+
+        // Approved and used while the operator was away: the gateway wrote
+        // the status (Consumed, no decidedAt), the approval is still audited.
+        let mut away = approval(Some(ApprovalDecision::Approved));
+        away.status = Some(ApprovalStatus {
+            phase: Some(ApprovalPhase::Consumed),
+            consumed_at: Some(Time(t(during))),
+            consumed_by: Some("gw-1".into()),
+            ..Default::default()
+        });
+        assert_eq!(codes(&away, after), vec![ReasonCode::ApprovalApproved]);
+        // Approved while away and never used: both.
+        assert_eq!(
+            codes(&approval(Some(ApprovalDecision::Approved)), after),
+            vec![ReasonCode::ApprovalApproved, ReasonCode::ApprovalExpired]
         );
     }
 }

@@ -139,6 +139,7 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Error> {
         audit: config.audit.clone(),
         retention: config.approval_retention,
         metrics: Arc::clone(&config.metrics),
+        audited: Default::default(),
     };
     tokio::select! {
         result = run_bundle(client, config) => result,

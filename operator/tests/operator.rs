@@ -396,6 +396,104 @@ async fn metrics_and_readiness_follow_the_reconcile() {
     op.abort();
 }
 
+/// An SQLite audit store in a fresh directory, and a writer to it.
+async fn audit_writer(
+    name: &str,
+) -> (
+    palisade_audit::Store,
+    palisade_audit::AuditWriter,
+    palisade_audit::WriterTask,
+) {
+    let d = std::env::temp_dir().join(format!("palisade-op-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let store = palisade_audit::Store::open(
+        &format!("sqlite://{}", d.join("audit.db").display()),
+        palisade_audit::Migrations::Apply,
+    )
+    .await
+    .unwrap();
+    let (audit, task) = palisade_audit::AuditWriter::start(
+        store.clone(),
+        palisade_audit::WriterConfig::new(d.join("spool")),
+        palisade_audit::AuditMetrics::unregistered().unwrap(),
+    )
+    .unwrap();
+    (store, audit, task)
+}
+
+/// Approvals decided while the operator was not running (a restart, an
+/// upgrade): one approved and already used by a gateway, one approved and
+/// left to expire. Each decision is audited with who made it, and the
+/// expiry too, when the operator comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_made_while_the_operator_was_away_are_audited_when_it_returns() {
+    let (_sim, client) = cluster().await;
+    install(&client).await;
+    let api: Api<palisade_crds::Approval> = Api::namespaced(client.clone(), "clinic");
+    for (name, expires_in) in [("used", 60), ("lapsed", 1)] {
+        api.create(
+            &PostParams::default(),
+            &held(name, Duration::from_secs(expires_in)),
+        )
+        .await
+        .unwrap();
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"decision": "Approved", "decidedBy": "bob"}})),
+        )
+        .await
+        .unwrap();
+    }
+    // A gateway used one (it writes only the consumption).
+    api.patch_status(
+        "used",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {
+            "phase": "Consumed", "consumedAt": jiff::Timestamp::now().to_string(), "consumedBy": "gw-1"
+        }})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let (store, audit, _task) = audit_writer("away").await;
+    let mut config = palisade_operator::OperatorConfig::new("palisade-system");
+    config.audit = Some(audit.clone());
+    let _op = tokio::spawn(palisade_operator::run(client.clone(), config));
+    for name in ["used", "lapsed"] {
+        until(&format!("{name}'s decision recorded"), async || {
+            api.get(name).await.unwrap().status?.decided_at.map(|_| ())
+        })
+        .await;
+    }
+    // The status is written after the audit is durable: no flush needed.
+    let mut outcomes: Vec<(String, String, Option<String>)> = store
+        .query(&palisade_audit::Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.event.approval.unwrap_or_default(),
+                r.event.reason_codes[0].clone(),
+                r.event.decided_by,
+            )
+        })
+        .collect();
+    outcomes.sort();
+    let bob = || Some("bob".to_owned());
+    assert_eq!(
+        outcomes,
+        vec![
+            ("lapsed".into(), "approval.approved".into(), bob()),
+            ("lapsed".into(), "approval.expired".into(), None),
+            ("used".into(), "approval.approved".into(), bob()),
+        ]
+    );
+}
+
 /// An Approval as a gateway creates it.
 fn held(name: &str, expires_in: Duration) -> palisade_crds::Approval {
     let now = jiff::Timestamp::now();
@@ -418,21 +516,7 @@ fn held(name: &str, expires_in: Duration) -> palisade_crds::Approval {
 async fn approvals_are_recorded_expired_audited_and_collected() {
     let (_sim, client) = cluster().await;
     install(&client).await;
-    let d = std::env::temp_dir().join(format!("palisade-op-appr-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    let store = palisade_audit::Store::open(
-        &format!("sqlite://{}", d.join("audit.db").display()),
-        palisade_audit::Migrations::Apply,
-    )
-    .await
-    .unwrap();
-    let (audit, _task) = palisade_audit::AuditWriter::start(
-        store.clone(),
-        palisade_audit::WriterConfig::new(d.join("spool")),
-        palisade_audit::AuditMetrics::unregistered().unwrap(),
-    )
-    .unwrap();
+    let (store, audit, _task) = audit_writer("appr").await;
     let mut config = palisade_operator::OperatorConfig::new("palisade-system");
     config.audit = Some(audit.clone());
     config.approval_retention = Duration::from_secs(2);
@@ -499,12 +583,9 @@ async fn approvals_are_recorded_expired_audited_and_collected() {
     let s = phase("forgotten", "Expired").await;
     assert!(s.decided_by.is_none());
 
-    // Both outcomes are audited with who decided. The operator records an
-    // outcome right after its status patch succeeds, so the watch above
-    // may show the phase a moment before the event is handed to the
-    // writer: flush and look again until both are there.
+    // Both outcomes are audited with who decided (durably, before the
+    // status above said so).
     let outcomes = until("both outcomes are audited", async || {
-        audit.flush().await.unwrap();
         let rows = store
             .query(&palisade_audit::Filter::default())
             .await
