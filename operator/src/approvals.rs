@@ -46,10 +46,13 @@ pub struct Lifecycle {
     /// How long decided, expired and consumed approvals are kept.
     pub retention: Duration,
     pub metrics: Arc<crate::metrics::OperatorMetrics>,
-    /// Outcomes audited whose status write has not landed yet, by
-    /// approval uid: when the write loses a race (409) and the approval
-    /// comes round again, the outcome is not audited a second time.
-    pub audited: Arc<Mutex<HashSet<(String, &'static str)>>>,
+    /// Outcomes audited whose recording status has not been seen yet, by
+    /// approval uid: when the write loses a race (409), or a pass runs on
+    /// a copy older than the write, the outcome is not audited again.
+    /// (An expiry audited on a copy from just before a gateway consumed
+    /// the approval at its deadline stays in the audit beside the
+    /// consumption: outcomes are audited before they are written.)
+    pub audited: Arc<Mutex<Audited>>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -162,14 +165,19 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
     }
 
     let desired = desired_status(&a, now);
+    let uid = a.uid().unwrap_or_default();
+    let outcomes = newly_recorded(a.status.as_ref(), &desired, &a);
+    // Outcomes audited for an earlier pass are remembered until a version
+    // whose status records them is seen (a pass on a stale copy, or after
+    // a 409, does not audit them again); what this version no longer needs
+    // to record is dropped.
+    cx.keep_only(&uid, &outcomes);
     if a.status.as_ref() != Some(&desired) {
         // The outcomes this write is the first to record are audited
         // first, durably: a status that shows a decision or an expiry
         // always has its audit row. Should the operator stop in between,
         // the next pass finds the old status and audits them again (at
         // least once, never none).
-        let outcomes = newly_recorded(a.status.as_ref(), &desired, &a);
-        let uid = a.uid().unwrap_or_default();
         for &(code, decision) in &outcomes {
             audit_outcome(&cx, &a, &uid, code, decision, &desired).await?;
         }
@@ -196,12 +204,11 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
                 return Ok(Action::requeue(Duration::from_millis(50)));
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {
-                cx.forget(&uid, &outcomes);
+                cx.keep_only(&uid, &[]);
                 return Ok(Action::await_change());
             }
             Err(e) => return Err(e.into()),
         }
-        cx.forget(&uid, &outcomes);
         for &(code, decision) in &outcomes {
             announce(&cx, &a, code, decision, &desired).await;
         }
@@ -214,18 +221,22 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
     })
 }
 
+/// Outcomes audited, by approval uid and decision.
+type Audited = HashSet<(String, &'static str)>;
+
 impl Lifecycle {
-    /// Drops what [`audit_outcome`] remembered once the status write
-    /// that records those outcomes has landed (or the approval is gone).
-    fn forget(&self, uid: &str, outcomes: &[(ReasonCode, &'static str)]) {
-        if outcomes.is_empty() {
-            return;
-        }
-        let mut audited = self.audited.lock().unwrap_or_else(|p| p.into_inner());
-        for &(_, decision) in outcomes {
-            audited.remove(&(uid.to_owned(), decision));
-        }
+    /// Forgets the outcomes remembered for `uid` other than `outcomes`.
+    fn keep_only(&self, uid: &str, outcomes: &[(ReasonCode, &'static str)]) {
+        keep_only(
+            &mut self.audited.lock().unwrap_or_else(|p| p.into_inner()),
+            uid,
+            outcomes,
+        );
     }
+}
+
+fn keep_only(audited: &mut Audited, uid: &str, outcomes: &[(ReasonCode, &'static str)]) {
+    audited.retain(|(u, d)| u != uid || outcomes.iter().any(|(_, o)| o == d));
 }
 
 /// The outcomes `desired` records that `old` did not: a decision (its
@@ -326,7 +337,17 @@ async fn announce(
         .inc();
     let decided_by = status.decided_by.as_deref();
     let who = decided_by.unwrap_or("an unrecorded user");
+    let expired = status.phase == Some(ApprovalPhase::Expired);
     let (type_, note) = match code {
+        // Approved too late, or while the operator was away and then left
+        // unused: either way it cannot be used any more.
+        ReasonCode::ApprovalApproved if expired => (
+            EventType::Warning,
+            format!(
+                "approved by {who}, but it expired unused at {}; {} may not run {}",
+                a.spec.expires_at.0, a.spec.agent, a.spec.tool
+            ),
+        ),
         ReasonCode::ApprovalApproved => (
             EventType::Normal,
             format!(
@@ -568,5 +589,22 @@ mod tests {
             codes(&approval(Some(ApprovalDecision::Approved)), after),
             vec![ReasonCode::ApprovalApproved, ReasonCode::ApprovalExpired]
         );
+    }
+
+    #[test]
+    fn an_audited_outcome_is_remembered_until_a_status_records_it() {
+        let approved = outcome(ApprovalPhase::Approved)
+            .into_iter()
+            .collect::<Vec<_>>();
+        let mut audited = Audited::new();
+        audited.insert(("uid-1".into(), "Approved"));
+        audited.insert(("uid-2".into(), "Expired"));
+        // A pass on a stale copy (or after a 409) still has it to record.
+        keep_only(&mut audited, "uid-1", &approved);
+        assert!(audited.contains(&("uid-1".into(), "Approved")));
+        // The status now records it: forgotten; other approvals untouched.
+        keep_only(&mut audited, "uid-1", &[]);
+        assert!(!audited.contains(&("uid-1".into(), "Approved")));
+        assert!(audited.contains(&("uid-2".into(), "Expired")));
     }
 }
