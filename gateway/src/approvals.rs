@@ -478,7 +478,8 @@ fn status_json(status: &ApprovalStatus) -> Value {
 }
 
 /// Records a standalone human decision (once, before expiry) and audits
-/// it: shared by the HTTP endpoint and the `approvals` CLI.
+/// it, returning once the audit row is durable: shared by the HTTP
+/// endpoint and the `approvals` CLI.
 pub async fn decide_and_audit(
     store: &ApprovalStore,
     audit: &palisade_audit::AuditWriter,
@@ -502,10 +503,14 @@ pub async fn decide_and_audit(
     } else {
         ReasonCode::ApprovalDenied
     };
-    audit.record(palisade_audit::AuditEvent::approval_outcome(
-        &view.facts(Some(decided_by)),
-        decision,
-        code.as_str(),
-    ))?;
+    // Durable before the caller is told: a decision confirmed to a human
+    // is in the audit.
+    audit
+        .record_durable(palisade_audit::AuditEvent::approval_outcome(
+            &view.facts(Some(decided_by)),
+            decision,
+            code.as_str(),
+        ))
+        .await?;
     Ok(Ok(view))
 }

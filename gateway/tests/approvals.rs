@@ -191,6 +191,21 @@ async fn approve_once_then_replay_and_mismatch_are_refused_and_every_step_is_aud
     .await;
     assert_eq!(status, 200, "{decided}");
     assert_eq!(decided["decidedBy"], "operator:oncall");
+    // A 200 means the decision's audit row is durable: there without a
+    // flush.
+    let approved = g
+        .store
+        .query(&Filter {
+            reason: Some("approval.approved".into()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(approved.len(), 1, "{approved:?}");
+    assert_eq!(
+        approved[0].event.decided_by.as_deref(),
+        Some("operator:oncall")
+    );
     let ((status, polled), waited) = poll.await.unwrap();
     assert_eq!(
         (status.as_u16(), polled["phase"].as_str()),
