@@ -167,10 +167,6 @@ async fn decide(args: DecideArgs, decision: &str) -> Result<ExitCode, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    audit
-        .flush()
-        .await
-        .map_err(|e| format!("the decision was recorded but its audit row may not be: {e}"))?;
     drop(audit);
     task.join().await;
     let _ = std::fs::remove_dir(&spool);

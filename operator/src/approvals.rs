@@ -310,10 +310,8 @@ async fn audit_outcome(
     };
     let mut event = AuditEvent::approval_outcome(&facts, decision, code.as_str());
     event.policy_generation = Some(a.spec.policy_generation);
-    if let Err(e) = audit.record_durable(event).await {
-        tracing::error!(error = %e, approval = %name, outcome = decision, "approval outcome not audited; its status waits and it is tried again");
-        return Err(e.into());
-    }
+    // On failure the reconcile fails (logged and retried by error_policy).
+    audit.record_durable(event).await?;
     cx.audited
         .lock()
         .unwrap_or_else(|p| p.into_inner())
