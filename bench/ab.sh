@@ -12,20 +12,28 @@
 #   GW_OLD=/tmp/palisade-gateway.old bash bench/ab.sh  # also an older build, audit to PostgreSQL
 #   RATE=1000 SECONDS_PER_STEP=15 ROUNDS=6 bash bench/ab.sh
 #   LAYOUT=shared bash bench/ab.sh    # targets on the load's core, PostgreSQL on CPU 1 (as bench/run.sh)
+#   KIND=ttft LAYOUT=shared bash bench/ab.sh   # time to first token instead (bench/run.sh's TTFT step:
+#                                              # 50 streams/s of 64 chunks each, `loadgen --ttft`),
+#                                              # judged from each request's send
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
 . bench/common.sh
-RATE=${RATE:-1000}
+KIND=${KIND:-rate}
+case $KIND in
+  rate) RATE=${RATE:-1000} UPSTREAM_ARGS=() ;;
+  ttft) RATE=${RATE:-50} UPSTREAM_ARGS=(--stream-chunks 64 --chunk-interval-ms 20) ;;
+  *) echo "KIND must be rate or ttft, not '$KIND'" >&2; exit 2 ;;
+esac
 set_layout
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
-STEP=${SECONDS_PER_STEP:-15}
+SECS=${SECONDS_PER_STEP:-15}
 ROUNDS=${ROUNDS:-5}
 ensure_oha
-cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams
+cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams -p palisade-bench
 T=target/release
 start_scratch
-start_upstream
+start_upstream "${UPSTREAM_ARGS[@]}"
 start_postgres "$WORK/pg"
 write_policy "$WORK/policy.yaml" "$UP"
 
@@ -55,37 +63,49 @@ fi
 # CPU ticks of a process and its children (nginx's worker).
 ticks() { local t=0 p; for p in $1 $(pgrep -P "$1" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 sleep 1
-for v in "${VARIANTS[@]}"; do load_at_rate "${URLS[$v]}" 3 > /dev/null; done # warm up
+step() { # URL SECONDS
+  if [ "$KIND" = ttft ]; then
+    taskset -c 0 "$T/loadgen" --ttft --url "$1/v1/chat/completions" --rate "$RATE" --duration "$2" \
+      --body '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}' \
+      --header 'authorization: Bearer bench-key'
+  else
+    load_at_rate "$1" "$2"
+  fi
+}
+for v in "${VARIANTS[@]}"; do step "${URLS[$v]}" 3 > /dev/null; done # warm up
 mkdir -p bench/out
-RESULTS=bench/out/ab-$LAYOUT.jsonl
+RESULTS=bench/out/ab-$LAYOUT-$KIND.jsonl
 : > "$RESULTS"
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
     t0=$(ticks "${GWPID[$v]}")
-    r=$(load_at_rate "${URLS[$v]}" "$STEP")
+    r=$(step "${URLS[$v]}" "$SECS")
     t1=$(ticks "${GWPID[$v]}")
     line="{\"round\":$round,\"variant\":\"$v\",\"cpu_ticks\":$((t1 - t0)),\"result\":$r}"
     echo "$line"
     echo "$line" >> "$RESULTS"
   done
 done
-python3 - "$RESULTS" "$RATE" "$STEP" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$RESULTS" "$RATE" "$SECS" "$(getconf CLK_TCK)" "$KIND" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rate, step, hz = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+# Time to first token is judged from each request's send (loadgen's
+# own timer jitter left out), as bench/report.py does.
+k50, k99 = ("sent_p50_ms", "sent_p99_ms") if sys.argv[5] == "ttft" else ("p50_ms", "p99_ms")
 by = {}
 for r in rows:
     by.setdefault(r["variant"], []).append(r)
 direct = by.get("direct", [])
 print(f"\nmedians over {len(direct)} rounds at {rate:.0f} req/s, {step:.0f} s steps (added = variant - direct in the same round):")
 for v, rs in by.items():
-    p50 = statistics.median(r["result"]["p50_ms"] for r in rs)
-    p99 = statistics.median(r["result"]["p99_ms"] for r in rs)
+    p50 = statistics.median(r["result"][k50] for r in rs)
+    p99 = statistics.median(r["result"][k99] for r in rs)
     cpu = statistics.median(r["cpu_ticks"] / hz / (rate * step) * 1e6 for r in rs)
     added = ""
     if v != "direct" and direct:
-        d99 = statistics.median(r["result"]["p99_ms"] - d["result"]["p99_ms"] for r, d in zip(rs, direct))
-        d50 = statistics.median(r["result"]["p50_ms"] - d["result"]["p50_ms"] for r, d in zip(rs, direct))
+        d99 = statistics.median(r["result"][k99] - d["result"][k99] for r, d in zip(rs, direct))
+        d50 = statistics.median(r["result"][k50] - d["result"][k50] for r, d in zip(rs, direct))
         added = f"  added p50 {d50:.3f} p99 {d99:.3f} ms"
     print(f"  {v:8s} p50 {p50:.3f} p99 {p99:.3f} ms  cpu {cpu:.0f} µs/req{added}")
 PY

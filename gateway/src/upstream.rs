@@ -1,6 +1,9 @@
-//! The HTTP client the gateway calls providers with: hyper's pooled client
-//! over rustls (HTTP/1.1, or HTTP/2 where the provider offers it by ALPN),
-//! trusting the system's root certificates. It does what a proxy needs
+//! The HTTP client the gateway calls providers with. `https://` providers
+//! go through hyper's pooled client over rustls (HTTP/1.1, or HTTP/2 where
+//! the provider offers it by ALPN), trusting the system's root
+//! certificates; `http://` ones (a local Ollama, a server in the cluster)
+//! through the gateway's own pool, which drives each connection inside the
+//! request using it ([`pool`]). It does what a proxy needs
 //! and nothing a browser does: redirects are not followed (a provider that
 //! answers 3xx is answering something else than its API, and following it
 //! would carry the credentials along), no proxy discovery, no cookies.
@@ -18,9 +21,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
+
+mod pool;
 
 /// Why a call failed before an answer was complete.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +50,11 @@ pub const MAX_ANSWER_BYTES: usize = 32 << 20;
 /// One pooled client for every provider; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
+    /// `https://` providers.
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `http://` providers: the connector's settings, the gateway's pool.
+    connector: HttpConnector,
+    plain: Arc<pool::Pool>,
 }
 
 /// An answer whose headers arrived; its body is read within the same
@@ -52,8 +62,46 @@ pub struct HttpClient {
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
-    body: Incoming,
+    body: AnswerBody,
     deadline: Instant,
+}
+
+/// An answer's body; for an `http://` provider it also drives the
+/// connection it arrives on.
+#[derive(Debug)]
+struct AnswerBody {
+    incoming: Incoming,
+    lease: Option<pool::Lease>,
+}
+
+impl hyper::body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(lease) = this.lease.as_mut() {
+            lease.drive(cx);
+        }
+        let frame = Pin::new(&mut this.incoming).poll_frame(cx);
+        if let Poll::Ready(None) = frame
+            && let Some(lease) = this.lease.take()
+        {
+            lease.release();
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.incoming.size_hint()
+    }
 }
 
 impl HttpClient {
@@ -86,13 +134,17 @@ impl HttpClient {
             .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
-            .wrap_connector(http);
+            .wrap_connector(http.clone());
         let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(pool::IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https);
-        Self { inner }
+        Self {
+            inner,
+            connector: http,
+            plain: Arc::default(),
+        }
     }
 
     /// POSTs `body` as JSON with `headers` to `uri`; `timeout` covers the
@@ -120,12 +172,28 @@ impl HttpClient {
                 .map_err(|e| CallError::Connect(format!("header {name}: {e}")))?;
             h.insert(name, value);
         }
-        match tokio::time::timeout_at(deadline, self.inner.request(request)).await {
+        let answer = async {
+            if request.uri().scheme() == Some(&hyper::http::uri::Scheme::HTTP) {
+                let (response, lease) = self
+                    .plain
+                    .send(&self.connector, request)
+                    .await
+                    .map_err(|e| failure(&*e))?;
+                Ok((response, Some(lease)))
+            } else {
+                let response = self.inner.request(request).await.map_err(|e| failure(&e))?;
+                Ok((response, None))
+            }
+        };
+        match tokio::time::timeout_at(deadline, answer).await {
             Err(_) => Err(CallError::Timeout),
-            Ok(Err(e)) => Err(failure(&e)),
-            Ok(Ok(response)) => Ok(Answer {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok((response, lease))) => Ok(Answer {
                 status: response.status(),
-                body: response.into_body(),
+                body: AnswerBody {
+                    incoming: response.into_body(),
+                    lease,
+                },
                 deadline,
             }),
         }
@@ -194,7 +262,7 @@ impl Answer {
 #[derive(Debug)]
 pub struct BodyStream {
     /// `None` once the body ended, failed or ran out of time.
-    body: Option<Incoming>,
+    body: Option<AnswerBody>,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -301,5 +369,163 @@ mod tests {
             Err(CallError::Connect(why)) => assert!(!why.is_empty()),
             other => panic!("https:// must be TLS, got {other:?}"),
         }
+    }
+
+    /// A plain-HTTP server that answers every request with `answer`,
+    /// keeping each request's head; with `close`, it ends the connection
+    /// after each answer without saying so (as a provider's idle timeout
+    /// does).
+    struct Raw {
+        url: String,
+        accepted: Arc<std::sync::atomic::AtomicUsize>,
+        ended: Arc<std::sync::atomic::AtomicUsize>,
+        heads: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    async fn raw_server(answer: &'static [u8], close: bool) -> Raw {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let raw = Raw {
+            url: format!(
+                "http://{}/v1/chat/completions",
+                listener.local_addr().unwrap()
+            ),
+            accepted: Arc::default(),
+            ended: Arc::default(),
+            heads: Arc::default(),
+        };
+        let (accepted, ended, heads) = (raw.accepted.clone(), raw.ended.clone(), raw.heads.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                accepted.fetch_add(1, SeqCst);
+                let (ended, heads) = (ended.clone(), heads.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") else {
+                            let mut more = [0u8; 4096];
+                            match s.read(&mut more).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => buf.extend_from_slice(&more[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end + 2]).to_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |n| n.trim().parse().unwrap());
+                        while buf.len() < end + 4 + length {
+                            let mut more = [0u8; 4096];
+                            let n = s.read(&mut more).await.unwrap();
+                            buf.extend_from_slice(&more[..n]);
+                        }
+                        buf.drain(..end + 4 + length);
+                        heads.lock().unwrap().push(head);
+                        s.write_all(answer).await.unwrap();
+                        if close {
+                            return;
+                        }
+                    }
+                    ended.fetch_add(1, SeqCst);
+                });
+            }
+        });
+        raw
+    }
+
+    const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+        6\r\ndata: \r\n3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n";
+
+    async fn post(client: &HttpClient, url: &str) -> Answer {
+        let uri: Uri = url.parse().unwrap();
+        client
+            .post_json(uri, &[], b"{\"a\":1}".to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap()
+    }
+
+    async fn read_stream(answer: Answer) -> Vec<u8> {
+        use futures_util::TryStreamExt;
+        let chunks: Vec<Bytes> = answer.bytes_stream().try_collect().await.unwrap();
+        chunks.concat()
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_connection_serves_request_after_request_once_each_answer_is_read() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let server = raw_server(CHUNKED, false).await;
+        let client = HttpClient::new();
+        for _ in 0..3 {
+            let answer = post(&client, &server.url).await;
+            assert_eq!(answer.bytes().await.unwrap(), "data: onetwo");
+            assert_eq!(
+                read_stream(post(&client, &server.url).await).await,
+                b"data: onetwo"
+            );
+        }
+        assert_eq!(
+            server.accepted.load(SeqCst),
+            1,
+            "one connection for six requests"
+        );
+        // The request as an origin server expects it: path in the request
+        // line, authority in Host, the body's length.
+        let heads = server.heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 6);
+        let authority = server.url.split('/').nth(2).unwrap();
+        for head in heads {
+            assert!(
+                head.starts_with("post /v1/chat/completions http/1.1\r\n"),
+                "{head}"
+            );
+            assert!(
+                head.contains(&format!("\r\nhost: {authority}\r\n")),
+                "{head}"
+            );
+            assert!(head.contains("\r\ncontent-length: 7\r\n"), "{head}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_dropped_before_its_end_closes_its_connection() {
+        use futures_util::StreamExt;
+        use std::sync::atomic::Ordering::SeqCst;
+        let server = raw_server(CHUNKED, false).await;
+        let client = HttpClient::new();
+        let mut stream = post(&client, &server.url).await.bytes_stream();
+        assert_eq!(stream.next().await.unwrap().unwrap(), "data: ");
+        drop(stream);
+        // The provider sees the connection end, and the next request gets
+        // a new one: a half-read answer's remainder must never be taken
+        // for the next answer.
+        for _ in 0..100 {
+            if server.ended.load(SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(server.ended.load(SeqCst), 1);
+        assert_eq!(
+            read_stream(post(&client, &server.url).await).await,
+            b"data: onetwo"
+        );
+        assert_eq!(server.accepted.load(SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_provider_closed_while_idle_is_not_used_again() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let server = raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}", true).await;
+        let client = HttpClient::new();
+        for _ in 0..3 {
+            assert_eq!(
+                post(&client, &server.url).await.bytes().await.unwrap(),
+                "{}"
+            );
+            // Idle for a moment: the provider's close arrives.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(server.accepted.load(SeqCst), 3);
     }
 }
