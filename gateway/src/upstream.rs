@@ -373,8 +373,8 @@ mod tests {
 
     /// A plain-HTTP server that answers every request with `answer`,
     /// keeping each request's head; with `close`, it ends the connection
-    /// after each answer without saying so (as a provider's idle timeout
-    /// does).
+    /// 20 ms after each answer without saying so (as a provider's idle
+    /// timeout does).
     struct Raw {
         url: String,
         accepted: Arc<std::sync::atomic::AtomicUsize>,
@@ -424,6 +424,8 @@ mod tests {
                         heads.lock().unwrap().push(head);
                         s.write_all(answer).await.unwrap();
                         if close {
+                            // A moment later, as an idle timeout would.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
                             return;
                         }
                     }
@@ -527,5 +529,43 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(server.accepted.load(SeqCst), 3);
+        // With no request to come, the sweep closes the half-closed socket.
+        assert_eq!(client.plain.idle(), 1);
+        client.plain.sweep();
+        assert_eq!(client.plain.idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_keeps_open_connections_and_the_host_header_never_carries_credentials() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let server = raw_server(CHUNKED, false).await;
+        let client = HttpClient::new();
+        let with_credentials = server.url.replace("http://", "http://user:secret@");
+        assert_eq!(
+            read_stream(post(&client, &with_credentials).await).await,
+            b"data: onetwo"
+        );
+        client.plain.sweep();
+        assert_eq!(
+            client.plain.idle(),
+            1,
+            "an open connection survives the sweep"
+        );
+        assert_eq!(
+            read_stream(post(&client, &server.url).await).await,
+            b"data: onetwo"
+        );
+        assert_eq!(
+            server.accepted.load(SeqCst),
+            1,
+            "and serves the next request"
+        );
+        let authority = server.url.split('/').nth(2).unwrap();
+        let first = server.heads.lock().unwrap()[0].clone();
+        assert!(
+            first.contains(&format!("\r\nhost: {authority}\r\n")),
+            "{first}"
+        );
+        assert!(!first.contains("secret"), "{first}");
     }
 }

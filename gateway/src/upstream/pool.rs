@@ -11,12 +11,15 @@
 //! in one wake-up, and chunks that arrive together leave together.
 //!
 //! A connection goes back to the pool only once its answer was read to the
-//! end; one dropped part-way (the client went away, the deadline passed)
-//! is closed. Idle connections are not polled, so one the provider closed
-//! is found out when it is next taken (it is then dropped and the next one,
-//! or a new one, is used); if the provider closes it just as a request is
-//! being handed to it, the request is sent again on a new connection,
-//! which is safe because nothing of it was written.
+//! end; one dropped part-way (the client went away, the deadline passed,
+//! an error status whose body was not read) is closed. A connection is
+//! looked at once when it is taken: one the provider has closed is dropped
+//! and the next one, or a new one, is used. A sweep every few seconds drops
+//! those the provider closed and those idle too long, so an idle gateway
+//! holds no half-closed sockets. If the provider's close arrives only after
+//! the request was written, the request fails as a connection error (like
+//! hyper's own pool, a POST is not sent twice); it is sent again on a new
+//! connection only when the pooled one refused it before writing anything.
 
 use axum::body::Bytes;
 use http_body_util::Full;
@@ -68,10 +71,16 @@ impl Conn {
     }
 }
 
+/// How often unused connections are looked at (see [`Pool::sweep`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Unused connections by provider address (`host:port`), newest last.
 #[derive(Default)]
 pub(super) struct Pool {
     idle: Mutex<HashMap<String, Vec<(Conn, Instant)>>>,
+    /// Whether the sweeping task was started (on the first `put`, which
+    /// always runs inside the gateway's runtime).
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -84,23 +93,75 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// The most recently used connection to `key` that has not been idle
-    /// too long (the warmest); older ones past the timeout are dropped.
+    /// The most recently used connection to `key` (the warmest), unless it
+    /// has been idle too long: then so have the others, and they are all
+    /// closed (after the lock is let go).
     fn take(&self, key: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let conns = idle.get_mut(key)?;
-        let now = Instant::now();
-        conns.retain(|(_, since)| now.duration_since(*since) < IDLE_TIMEOUT);
-        conns.pop().map(|(conn, _)| conn)
+        let (conn, since) = conns.pop()?;
+        if since.elapsed() < IDLE_TIMEOUT {
+            return Some(conn);
+        }
+        // This one is the newest: every other is older still.
+        let expired = std::mem::take(conns);
+        drop(idle);
+        drop((conn, expired));
+        None
     }
 
-    fn put(&self, key: String, conn: Conn) {
+    fn put(self: &Arc<Self>, key: String, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let conns = idle.entry(key).or_default();
-        if conns.len() >= MAX_IDLE_PER_HOST {
-            conns.remove(0);
-        }
+        let oldest = (conns.len() >= MAX_IDLE_PER_HOST).then(|| conns.remove(0));
         conns.push((conn, Instant::now()));
+        drop(idle);
+        drop(oldest);
+        if !self
+            .sweeping
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            let pool = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(SWEEP_EVERY);
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    let Some(pool) = pool.upgrade() else { return };
+                    pool.sweep();
+                }
+            });
+        }
+    }
+
+    /// Drops the connections the provider closed and those idle longer
+    /// than [`IDLE_TIMEOUT`], and forgets addresses with none left.
+    pub(super) fn sweep(&self) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut closed = Vec::new();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        for conns in idle.values_mut() {
+            for (mut conn, since) in std::mem::take(conns) {
+                // Polled with a waker that wakes nobody: the socket's end,
+                // if it came, is read now; readiness is looked at again
+                // with the request's own waker when the connection is taken.
+                if since.elapsed() < IDLE_TIMEOUT && conn.ready(&mut cx) {
+                    conns.push((conn, since));
+                } else {
+                    closed.push(conn);
+                }
+            }
+        }
+        idle.retain(|_, conns| !conns.is_empty());
+        drop(idle);
+        drop(closed);
+    }
+
+    /// How many unused connections are kept, to every address.
+    #[cfg(test)]
+    pub(super) fn idle(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.values().map(Vec::len).sum()
     }
 
     /// An idle connection to `key` that is still open, if there is one.
@@ -125,19 +186,19 @@ impl Pool {
     ) -> Result<(Response<Incoming>, Lease), Box<dyn std::error::Error + Send + Sync>> {
         let uri = request.uri().clone();
         let authority = uri.authority().ok_or("the provider's URL has no host")?;
-        let key = match authority.port_u16() {
-            Some(_) => authority.to_string(),
-            None => format!("{}:80", authority.host()),
-        };
+        // Host and port only: never user information from the URL.
+        let port = authority.port_u16().unwrap_or(80);
+        let key = format!("{}:{port}", authority.host());
         // HTTP/1.1 to an origin server: the path in the request line and
-        // the authority in Host (as hyper's pooled client sends them).
-        let host = match authority.port_u16() {
-            Some(80) => authority.host().to_owned(),
-            _ => authority.to_string(),
+        // the host (and a port other than 80) in Host, as hyper's pooled
+        // client sends them.
+        let host = match port {
+            80 => authority.host(),
+            _ => &key,
         };
         request
             .headers_mut()
-            .insert(header::HOST, HeaderValue::from_str(&host)?);
+            .insert(header::HOST, HeaderValue::from_str(host)?);
         *request.uri_mut() = uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
