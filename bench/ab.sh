@@ -5,7 +5,8 @@
 # the load (oha, CPU 0) visits them in turn, ROUNDS times. Alternating
 # short steps cancels this machine's drift, which a single 10 s step per
 # target does not (its p99 moves by ±0.3 ms from one step to the next).
-# Prints each step (kept in bench/out/ab-LAYOUT.jsonl) and, per variant,
+# Prints each step (kept in bench/out/ab-LAYOUT-KIND.jsonl, or RESULTS=FILE,
+# e.g. under bench/results/ for a run to keep) and, per variant,
 # the median p50/p99 and CPU per request over the rounds.
 #
 #   bash bench/ab.sh                                   # direct, nginx, audit off, audit to PostgreSQL
@@ -73,8 +74,8 @@ step() { # URL SECONDS
   fi
 }
 for v in "${VARIANTS[@]}"; do step "${URLS[$v]}" 3 > /dev/null; done # warm up
-mkdir -p bench/out
-RESULTS=bench/out/ab-$LAYOUT-$KIND.jsonl
+RESULTS=${RESULTS:-bench/out/ab-$LAYOUT-$KIND.jsonl}
+mkdir -p "$(dirname "$RESULTS")"
 : > "$RESULTS"
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do

@@ -5,7 +5,8 @@
 # stopped (events go to the spool), ROUNDS alternating steps of
 # SECONDS_PER_STEP each; then PostgreSQL is started again and the script
 # waits until every gateway has drained its spool. Prints each step (kept
-# in bench/out/outage.jsonl), the median p50/p99 per gateway and phase,
+# in bench/out/outage.jsonl, or RESULTS=FILE, e.g. under bench/results/
+# for a run to keep), the median p50/p99 per gateway and phase,
 # and the audit counters after the drain. Targets pinned as LAYOUT says
 # (see bench/run.sh; default shared).
 #
@@ -49,8 +50,8 @@ audit_metrics() { curl -s "$1/metrics" | grep -E '^palisade_audit_(written|spool
 
 sleep 1
 for v in "${VARIANTS[@]}"; do load_at_rate "${URLS[$v]}" 2 > /dev/null; done # warm up
-mkdir -p bench/out
-RESULTS=bench/out/outage.jsonl
+RESULTS=${RESULTS:-bench/out/outage.jsonl}
+mkdir -p "$(dirname "$RESULTS")"
 : > "$RESULTS"
 steps() { # phase
   for round in $(seq "$ROUNDS"); do

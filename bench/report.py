@@ -1,5 +1,6 @@
 """Turns bench/out/results.jsonl (written by bench/run.sh) into the
-Markdown tables of docs/benchmarks.md, and checks the targets.
+Markdown tables of docs/benchmarks.md (and of bench/results/DIARY.md),
+and checks the targets.
 
     python3 bench/report.py bench/out/results.jsonl
 """

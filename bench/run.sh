@@ -8,6 +8,7 @@
 #   litellm       the LiteLLM proxy (PyPI litellm[proxy]), one worker, no DB
 #
 #   bash bench/run.sh          # ~25 minutes; bench/out/results.jsonl + report
+#   RESULTS=bench/results/bench-results-DATE-LAYOUT.jsonl bash bench/run.sh  # a run to keep
 #   TARGETS="direct palisade" DURATION=5 bash bench/run.sh   # a subset
 #   LAYOUT=shared bash bench/run.sh                           # see below
 #   PAIRED_ROUNDS=9 bash bench/run.sh                         # more paired rounds (default 5)
@@ -26,7 +27,8 @@
 #                    PostgreSQL alone on CPU 1 (a database on other
 #                    hardware). No cross-CPU wake-up on the request path:
 #                    on VMs where waking an idle vCPU is slow (see
-#                    docs/benchmarks.md) that is the proxies' own cost.
+#                    bench/results/DIARY.md, 2026-12-02) that is the
+#                    proxies' own cost.
 # A rate counts only where direct reached 99% of it. The targets are
 # judged on paired rounds (PAIRED_ROUNDS, alternating direct and the proxy
 # for the 1,000 req/s tail and for time to first token) and on peaks
@@ -45,9 +47,9 @@ TARGETS=${TARGETS:-direct nginx palisade palisade-off litellm}
 set_layout
 LADDER=${LADDER:-25 50 100 200 400 700 1000 1500 2000 3000 4000 5000 6000 7000 8000 10000 12000 14000 16000 20000 24000 28000 32000}
 OUT=bench/out
-RESULTS=$OUT/results.jsonl
+RESULTS=${RESULTS:-$OUT/results.jsonl}
 TOOLS=$ROOT/target/bench-tools
-mkdir -p "$OUT" "$TOOLS"
+mkdir -p "$OUT" "$TOOLS" "$(dirname "$RESULTS")"
 
 # --- what the run needs -----------------------------------------------------
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

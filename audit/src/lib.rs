@@ -9,13 +9,11 @@
 //! - [`spool`]: the append-only, fsync'd, checksummed spool files;
 //! - [`approvals`]: the standalone gateway's approvals table (held tool
 //!   calls, decided and consumed once, compare-and-set);
-//! - [`http`]: the authenticated query endpoint the gateway serves;
 //! - [`metrics`]: `palisade_audit_*` Prometheus metrics.
 
 pub mod approvals;
 pub mod error;
 pub mod event;
-pub mod http;
 pub mod metrics;
 pub mod spool;
 pub mod store;

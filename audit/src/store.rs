@@ -240,11 +240,6 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the database answers.
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").fetch_one(&self.pool).await.is_ok()
-    }
-
     /// Inserts events; rows whose id is already there are skipped, so a
     /// replay (spool drain after a crash) never duplicates. Returns how
     /// many rows were new.

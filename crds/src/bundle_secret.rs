@@ -1,7 +1,9 @@
 //! The contract between the operator and the gateways: the Secret (it
 //! carries provider credentials) holding the compiled bundle as gzip'd JSON,
 //! with its revision in an annotation. The operator encodes, gateways decode.
+//! What the gateways report back is in [`crate::gateway_report`].
 
+use crate::labels;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -11,6 +13,9 @@ use palisade_policy::PolicyBundle;
 use serde_json::json;
 use std::io::{Read, Write};
 
+/// The Secret's name unless the installation says otherwise (the
+/// operator's and the gateway's `--secret-name`).
+pub const DEFAULT_SECRET_NAME: &str = "palisade-config";
 /// Key of the bundle in the Secret's data.
 pub const BUNDLE_KEY: &str = "bundle.json.gz";
 /// Annotation with the bundle's revision.
@@ -54,7 +59,7 @@ pub fn encode(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "palisade-operator", "app.kubernetes.io/part-of": "palisade"},
+            "labels": {labels::MANAGED_BY: labels::OPERATOR, labels::PART_OF: labels::PALISADE},
             "annotations": {REVISION_ANNOTATION: bundle.revision()},
         },
         "type": "Opaque",
@@ -84,11 +89,14 @@ mod tests {
     #[test]
     fn a_bundle_round_trips_through_its_secret() {
         let bundle = PolicyBundle::empty();
-        let secret = encode(&bundle, "palisade-system", "palisade-config").unwrap();
+        let secret = encode(&bundle, "palisade-system", DEFAULT_SECRET_NAME).unwrap();
         assert_eq!(
             secret.metadata.annotations.as_ref().unwrap()[REVISION_ANNOTATION],
             bundle.revision()
         );
         assert_eq!(decode(&secret).unwrap().revision(), bundle.revision());
+        let labels = secret.metadata.labels.unwrap();
+        assert_eq!(labels[crate::labels::MANAGED_BY], "palisade-operator");
+        assert_eq!(labels[crate::labels::PART_OF], "palisade");
     }
 }

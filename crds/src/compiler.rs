@@ -6,24 +6,34 @@
 //! generation does not compile keeps serving its last good generation from
 //! the previous bundle; one that never compiled denies its agents
 //! (`policy.invalid`). When two policies name the same agent in one
-//! namespace, the older policy keeps it.
+//! namespace, or give an agent the same API key in any namespace, the
+//! older policy keeps it and the newer one is refused.
 
 use crate::diagnostic::{Diagnostic, ObjectRef};
 use crate::duration::parse_duration;
+use crate::namespaces::is_dns_label;
 use crate::resources::{
-    AIPolicy, AgentSpec, ArgumentCapture, Enforcement, GrantAction, GrantState, PromptCapture,
-    ProviderSpec, ProviderType, SecretKeyRef, ToolAction, ToolGrant,
+    AIPolicy, AgentSpec, ArgumentCapture, Enforcement, GrantState, PromptCapture, ProviderSpec,
+    ProviderType, SecretKeyRef, ToolGrant,
 };
 use jiff::Timestamp;
 use palisade_policy as policy;
 use palisade_policy::{
-    Agent, ApprovalSettings, AuditSettings, BundleError, Condition, Grant, InvalidPolicy,
-    NameGlobs, Outcome, Policy, PolicyBundle, Provider, RouteRule, Routing, SecretString, ToolRule,
-    ToolRules,
+    Agent, ApprovalSettings, AuditSettings, BundleError, Condition, ConditionError, InvalidPolicy,
+    NameGlobs, Policy, PolicyBundle, Provider, SecretString,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
+
+mod claims;
+mod providers;
+mod routing;
+mod tools;
+use claims::{Claims, claim_agents};
+use providers::compile_providers;
+use routing::compile_routing;
+use tools::{compile_grant, compile_tools};
 
 /// Upstream timeout when a provider sets none.
 pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -143,23 +153,20 @@ pub enum CompileError {
 
 /// Compiles every policy and grant; see the module docs for the rules.
 pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
+    // Oldest first, across namespaces: what two policies both claim (an
+    // agent name in one namespace, an API key anywhere) stays with the
+    // older. Reports keep the order by namespace, then age.
+    let created = |p: &AIPolicy| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let name = |p: &AIPolicy| p.metadata.name.clone().unwrap_or_default();
     let mut order: Vec<&AIPolicy> = input.policies.iter().collect();
-    order.sort_by(|a, b| {
-        let key = |p: &AIPolicy| {
-            (
-                namespace_of(&p.metadata),
-                p.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                p.metadata.name.clone().unwrap_or_default(),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
+    order.sort_by_key(|p| (created(p), namespace_of(&p.metadata), name(p)));
 
-    let mut claimed: HashMap<(String, String), String> = HashMap::new();
+    let mut claimed = Claims::default();
     let mut compiled = Vec::new();
     let mut invalid = Vec::new();
     let mut reports = Vec::new();
     for p in order {
+        let report_order = (namespace_of(&p.metadata), created(p), name(p));
         let object = object_ref("AIPolicy", &p.metadata);
         let generation = p.metadata.generation.unwrap_or(0);
         let mut diagnostics = Vec::new();
@@ -185,23 +192,12 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
                 .ok()
                 .map(|()| previous)
         });
-        let agents = p.spec.agents.len();
-        match chosen {
+        let served_generation = match chosen {
             Some(policy) => {
-                for agent in &policy.agents {
-                    claimed.insert(
-                        (policy.namespace.clone(), agent.name.clone()),
-                        policy.name.clone(),
-                    );
-                }
-                reports.push(PolicyReport {
-                    object,
-                    generation,
-                    diagnostics,
-                    served_generation: Some(policy.generation),
-                    agents,
-                });
+                claimed.record(&policy);
+                let served = policy.generation;
                 compiled.push(policy);
+                Some(served)
             }
             None => {
                 invalid.push(InvalidPolicy {
@@ -210,16 +206,23 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
                     generation,
                     agents: p.spec.agents.iter().map(|a| a.name.clone()).collect(),
                 });
-                reports.push(PolicyReport {
-                    object,
-                    generation,
-                    diagnostics,
-                    served_generation: None,
-                    agents,
-                });
+                None
             }
-        }
+        };
+        reports.push((
+            report_order,
+            PolicyReport {
+                object,
+                generation,
+                diagnostics,
+                served_generation,
+                agents: p.spec.agents.len(),
+            },
+        ));
     }
+
+    reports.sort_by(|(a, _), (b, _)| a.cmp(b));
+    let reports: Vec<PolicyReport> = reports.into_iter().map(|(_, r)| r).collect();
 
     let mut grants = Vec::new();
     let mut grant_reports = Vec::new();
@@ -278,32 +281,6 @@ fn object_ref(
     )
 }
 
-fn claim_agents(
-    policy: &Policy,
-    object: &ObjectRef,
-    claimed: &HashMap<(String, String), String>,
-) -> Result<(), Vec<Diagnostic>> {
-    let conflicts: Vec<Diagnostic> = policy
-        .agents
-        .iter()
-        .enumerate()
-        .filter_map(|(i, agent)| {
-            let owner = claimed.get(&(policy.namespace.clone(), agent.name.clone()))?;
-            Some(Diagnostic::new(
-                object,
-                format!("spec.agents[{i}].name"),
-                format!("agent {:?} is already governed by AIPolicy {owner:?} in this namespace", agent.name),
-                format!("remove it from one of the two policies (an agent has exactly one policy); {owner:?} is older and keeps it"),
-            ))
-        })
-        .collect();
-    if conflicts.is_empty() {
-        Ok(())
-    } else {
-        Err(conflicts)
-    }
-}
-
 /// Collects diagnostics for one object.
 struct Diags<'a> {
     object: &'a ObjectRef,
@@ -342,11 +319,15 @@ impl Diags<'_> {
         match Condition::compile(source) {
             Ok(c) => Some(Some(c)),
             Err(e) => {
-                self.push(
-                    field,
-                    e.to_string(),
-                    "write a CEL expression over args, tool and agent that returns a bool, e.g. has(args.amount) && args.amount <= 100",
-                );
+                let fix = match e {
+                    ConditionError::Cost(_) => {
+                        "keep the cost linear in the arguments: no loop (all, exists, map, filter) over args inside another, no whole argument scanned or concatenated inside a loop, no pattern or replacement taken from args, no replace of a replace"
+                    }
+                    _ => {
+                        "write a CEL expression over args, tool and agent that returns a bool, e.g. has(args.amount) && args.amount <= 100"
+                    }
+                };
+                self.push(field, e.to_string(), fix);
                 None
             }
         }
@@ -399,15 +380,6 @@ impl Diags<'_> {
             _ => Err(self.list),
         }
     }
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 fn compile_policy(
@@ -530,6 +502,21 @@ fn compile_agents(
                 }
             },
         };
+        if let Some(key) = &api_key_sha256
+            && let Some(twin) = out
+                .iter()
+                .find(|b: &&Agent| b.api_key_sha256.as_ref() == Some(key))
+        {
+            d.push(
+                format!("{field}.apiKeySecretRef"),
+                format!(
+                    "agent {:?} has the same API key as agent {:?} of this policy; a key identifies exactly one agent",
+                    a.name, twin.name
+                ),
+                "give every agent a key of its own",
+            );
+            ok = false;
+        }
         out.push(Agent {
             name: a.name.clone(),
             service_account: a.service_account.clone(),
@@ -538,338 +525,4 @@ fn compile_agents(
         });
     }
     ok.then_some(out)
-}
-
-fn compile_providers(
-    d: &mut Diags<'_>,
-    providers: &[ProviderSpec],
-    secrets: &Secrets,
-) -> Option<Vec<Provider>> {
-    let mut out = Vec::with_capacity(providers.len());
-    let mut ok = true;
-    if providers.is_empty() {
-        d.push(
-            "spec.providers",
-            "the policy defines no provider",
-            "add at least one provider (e.g. type: ollama)",
-        );
-        return None;
-    }
-    for (i, p) in providers.iter().enumerate() {
-        let field = format!("spec.providers[{i}]");
-        if !is_dns_label(&p.name) {
-            d.push(
-                format!("{field}.name"),
-                format!("{:?} is not a valid provider name", p.name),
-                "use lower-case letters, digits and '-', at most 63 characters",
-            );
-            ok = false;
-        }
-        if providers[..i].iter().any(|q| q.name == p.name) {
-            d.push(
-                format!("{field}.name"),
-                format!("provider {:?} is defined twice", p.name),
-                "rename or remove one",
-            );
-            ok = false;
-        }
-        let url_ok = ["http://", "https://"].iter().any(|s| {
-            p.base_url
-                .strip_prefix(s)
-                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
-        });
-        // user:password@ in the authority: never sent (Host carries the
-        // host only) and never echoed (it is a credential).
-        let has_userinfo = p
-            .base_url
-            .split_once("://")
-            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
-            .is_some_and(|authority| authority.contains('@'));
-        if has_userinfo {
-            d.push(
-                format!("{field}.baseUrl"),
-                "holds credentials (user:password@host); they are not sent to the provider, and a URL is no place for a secret".to_owned(),
-                "remove them from the URL and put the key in a Secret named by credentialsSecretRef",
-            );
-            ok = false;
-        } else if !url_ok {
-            d.push(
-                format!("{field}.baseUrl"),
-                format!("{:?} is not an http(s) URL", p.base_url),
-                "write e.g. http://ollama.ollama:11434 or https://api.openai.com",
-            );
-            ok = false;
-        }
-        let api_key = match &p.credentials_secret_ref {
-            None => None,
-            Some(r) => match d.secret(&format!("{field}.credentialsSecretRef"), secrets, r) {
-                Some(v) => Some(SecretString::new(v)),
-                None => {
-                    ok = false;
-                    None
-                }
-            },
-        };
-        let timeout = match p.timeout.as_deref().map(parse_duration) {
-            None => DEFAULT_PROVIDER_TIMEOUT,
-            Some(Ok(t)) if !t.is_zero() => t,
-            Some(Ok(_)) => {
-                d.push(
-                    format!("{field}.timeout"),
-                    "a timeout of zero fails every request",
-                    "use e.g. 30s",
-                );
-                ok = false;
-                DEFAULT_PROVIDER_TIMEOUT
-            }
-            Some(Err(message)) => {
-                d.push(format!("{field}.timeout"), message, "use e.g. 30s");
-                ok = false;
-                DEFAULT_PROVIDER_TIMEOUT
-            }
-        };
-        out.push(Provider {
-            name: p.name.clone(),
-            kind: match p.kind {
-                ProviderType::Ollama => policy::ProviderKind::Ollama,
-                ProviderType::OpenAi => policy::ProviderKind::OpenAi,
-                ProviderType::Anthropic => policy::ProviderKind::Anthropic,
-            },
-            base_url: p.base_url.trim_end_matches('/').to_owned(),
-            api_key,
-            default_model: p.default_model.clone(),
-            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        });
-    }
-    ok.then_some(out)
-}
-
-fn unknown_provider(d: &mut Diags<'_>, field: &str, name: &str, known: &[&str]) -> bool {
-    if known.contains(&name) {
-        return true;
-    }
-    d.push(
-        field,
-        format!("names provider {name:?}, which spec.providers does not define"),
-        format!("name one of: {}", known.join(", ")),
-    );
-    false
-}
-
-fn compile_routing(d: &mut Diags<'_>, p: &AIPolicy, providers: &[&str]) -> Option<Routing> {
-    let spec = &p.spec.routing;
-    let mut ok = unknown_provider(
-        d,
-        "spec.routing.defaultProvider",
-        &spec.default_provider,
-        providers,
-    );
-    if let Some(f) = &spec.fallback_provider {
-        ok &= unknown_provider(d, "spec.routing.fallbackProvider", f, providers);
-    }
-    let mut rules = Vec::with_capacity(spec.rules.len());
-    for (i, r) in spec.rules.iter().enumerate() {
-        let field = format!("spec.routing.rules[{i}]");
-        ok &= unknown_provider(d, &format!("{field}.provider"), &r.provider, providers);
-        let earlier = spec.rules[..i].iter().map(|q| q.name.as_deref());
-        ok &= d.unique_rule_name(&field, r.name.as_deref(), earlier);
-        if r.keywords.is_empty()
-            && r.patterns.is_empty()
-            && r.max_prompt_chars.is_none()
-            && r.min_prompt_chars.is_none()
-            && r.models.is_none()
-            && r.agents.is_none()
-        {
-            d.push(
-                field.clone(),
-                "the rule has no criterion, so it would match every request",
-                "add keywords, patterns, maxPromptChars, minPromptChars, models or agents (or use spec.routing.defaultProvider)",
-            );
-            ok = false;
-        }
-        for (j, k) in r.keywords.iter().enumerate() {
-            if k.trim().is_empty() {
-                d.push(
-                    format!("{field}.keywords[{j}]"),
-                    "an empty keyword matches every prompt",
-                    "remove it",
-                );
-                ok = false;
-            }
-        }
-        for (j, pattern) in r.patterns.iter().enumerate() {
-            if let Err(message) = policy::check_pattern(pattern) {
-                d.push(
-                    format!("{field}.patterns[{j}]"),
-                    format!(
-                        "invalid regular expression: {}",
-                        message.lines().last().unwrap_or(&message)
-                    ),
-                    "fix the expression (Rust regex syntax: no look-around or back-references)",
-                );
-                ok = false;
-            }
-        }
-        if let (Some(min), Some(max)) = (r.min_prompt_chars, r.max_prompt_chars)
-            && min > max
-        {
-            d.push(
-                format!("{field}.minPromptChars"),
-                format!("{min} is more than maxPromptChars {max}"),
-                "swap or fix the bounds",
-            );
-            ok = false;
-        }
-        let models = r
-            .models
-            .as_ref()
-            .map(|m| d.globs(&format!("{field}.models"), m));
-        let agents = r
-            .agents
-            .as_ref()
-            .map(|a| d.globs(&format!("{field}.agents"), a));
-        rules.push(RouteRule {
-            rule: r.name.clone().unwrap_or(field),
-            keywords: r.keywords.clone(),
-            patterns: r.patterns.clone(),
-            max_prompt_chars: r.max_prompt_chars,
-            min_prompt_chars: r.min_prompt_chars,
-            models: match models {
-                Some(None) => {
-                    ok = false;
-                    None
-                }
-                Some(g) => g,
-                None => None,
-            },
-            agents: match agents {
-                Some(None) => {
-                    ok = false;
-                    None
-                }
-                Some(g) => g,
-                None => None,
-            },
-            provider: r.provider.clone(),
-            model: r.model.clone(),
-        });
-    }
-    if !ok {
-        return None;
-    }
-    match Routing::new(
-        rules,
-        spec.default_provider.clone(),
-        spec.fallback_provider.clone(),
-    ) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            d.push(
-                "spec.routing.rules",
-                e.to_string(),
-                "use fewer or simpler patterns",
-            );
-            None
-        }
-    }
-}
-
-fn outcome(action: ToolAction) -> Outcome {
-    match action {
-        ToolAction::Allow => Outcome::Allow,
-        ToolAction::Deny => Outcome::Deny,
-        ToolAction::RequireApproval => Outcome::RequireApproval,
-    }
-}
-
-fn compile_tools(d: &mut Diags<'_>, p: &AIPolicy) -> Option<ToolRules> {
-    let spec = &p.spec.tools;
-    let mut ok = true;
-    let mut rules = Vec::with_capacity(spec.rules.len());
-    for (i, r) in spec.rules.iter().enumerate() {
-        let field = format!("spec.tools.rules[{i}]");
-        if r.tools.is_empty() {
-            d.push(
-                format!("{field}.tools"),
-                "the rule names no tool",
-                "list tool names or globs, e.g. [sql_query]",
-            );
-            ok = false;
-        }
-        let earlier = spec.rules[..i].iter().map(|q| q.name.as_deref());
-        ok &= d.unique_rule_name(&field, r.name.as_deref(), earlier);
-        ok &= d.globs(&format!("{field}.tools"), &r.tools).is_some();
-        let when = d.condition(&format!("{field}.when"), r.when.as_deref());
-        rules.push(ToolRule {
-            rule: r.name.clone().unwrap_or(field),
-            tools: r.tools.clone(),
-            action: outcome(r.action),
-            when: when.unwrap_or_else(|| {
-                ok = false;
-                None
-            }),
-        });
-    }
-    if !ok {
-        return None;
-    }
-    match ToolRules::new(outcome(spec.default), rules) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            d.push(
-                format!("spec.tools.rules[{}].tools", e.rule),
-                e.to_string(),
-                "fix the glob",
-            );
-            None
-        }
-    }
-}
-
-fn compile_grant(g: &ToolGrant, object: &ObjectRef) -> Result<Grant, Vec<Diagnostic>> {
-    let mut d = Diags {
-        object,
-        list: Vec::new(),
-    };
-    let spec = &g.spec;
-    if spec.agents.is_empty() {
-        d.push(
-            "spec.agents",
-            "the grant names no agent",
-            "list the agent names it is for",
-        );
-    }
-    if spec.tools.is_empty() {
-        d.push(
-            "spec.tools",
-            "the grant names no tool",
-            "list tool names or globs",
-        );
-    }
-    if spec.reason.trim().is_empty() {
-        d.push(
-            "spec.reason",
-            "every exception needs a reason",
-            "say why (ticket, incident, approver)",
-        );
-    }
-    let agents = d.globs("spec.agents", &spec.agents);
-    let tools = d.globs("spec.tools", &spec.tools);
-    let when = d.condition("spec.when", spec.when.as_deref());
-    let grant = (|| {
-        Some(Grant {
-            namespace: object.namespace.clone(),
-            name: object.name.clone(),
-            agents: agents?,
-            tools: tools?,
-            action: match spec.action {
-                GrantAction::Allow => Outcome::Allow,
-                GrantAction::RequireApproval => Outcome::RequireApproval,
-            },
-            when: when?,
-            expires_at: spec.expires_at.0,
-            reason: spec.reason.clone(),
-        })
-    })();
-    d.finish(grant)
 }

@@ -9,13 +9,19 @@
 //! - [`standalone`]: the YAML file loader for running without Kubernetes;
 //! - [`manifests`]: the generated CRD manifests (`crdgen` writes them);
 //! - [`bundle_secret`]: the Secret that carries a compiled bundle from the
-//!   operator to the gateways.
+//!   operator to the gateways, and [`gateway_report`]: the Lease in which
+//!   each gateway reports the revision it applied; [`labels`]: the label
+//!   keys and values both sides write and select on; [`namespaces`]:
+//!   namespace names and the `--watch-namespaces` list.
 
 pub mod bundle_secret;
 pub mod compiler;
 pub mod diagnostic;
 pub mod duration;
+pub mod gateway_report;
+pub mod labels;
 pub mod manifests;
+pub mod namespaces;
 pub mod resources;
 pub mod standalone;
 pub use compiler::{

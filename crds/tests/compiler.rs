@@ -157,6 +157,28 @@ fn a_bad_regex_is_a_diagnostic_naming_the_pattern() {
 }
 
 #[test]
+fn a_routing_pattern_too_costly_to_match_is_a_diagnostic_naming_the_pattern() {
+    // Valid, and within the old 16 MiB limit, but matching it costs about
+    // a second per MiB of prompt, on every chat request.
+    let p = policy(
+        "p",
+        1,
+        T0,
+        &["intake"],
+        json!({"routing": {"defaultProvider": "cloud", "rules": [
+            {"patterns": [r"\b\d{3}-\d{2}-\d{4}\b", r"(?i)(\w+\s*){200}zzz"], "provider": "local"}
+        ]}}),
+    );
+    let d = only_diagnostic(&run(&[p], &[], None));
+    assert!(
+        d.starts_with("AIPolicy clinic/p: spec.routing.rules[0].patterns[1]: "),
+        "{d}"
+    );
+    assert!(d.contains("size limit"), "{d}");
+    assert!(d.contains("fix:"), "{d}");
+}
+
+#[test]
 fn a_bad_cel_condition_is_a_diagnostic_naming_the_rule() {
     let p = policy(
         "p",
@@ -172,6 +194,26 @@ fn a_bad_cel_condition_is_a_diagnostic_naming_the_rule() {
         ),
         "{d}"
     );
+}
+
+#[test]
+fn a_cel_condition_that_could_run_away_is_a_diagnostic_naming_the_rule() {
+    let p = policy(
+        "p",
+        1,
+        T0,
+        &["intake"],
+        json!({"tools": {"rules": [
+            {"tools": ["pay"], "action": "Allow", "when": "has(args.amount) && args.amount < 100"},
+            {"tools": ["mail"], "action": "Allow", "when": "args.to.exists(x, args.blocked.exists(y, x == y))"}
+        ]}}),
+    );
+    let d = only_diagnostic(&run(&[p], &[], None));
+    assert!(
+        d.starts_with("AIPolicy clinic/p: spec.tools.rules[1].when: CEL expression is too costly"),
+        "{d}"
+    );
+    assert!(d.contains("fix:"), "{d}");
 }
 
 #[test]
@@ -251,6 +293,104 @@ fn credentials_in_a_base_url_are_refused_without_being_echoed() {
         "{:?}",
         c.errors().collect::<Vec<_>>()
     );
+}
+
+/// A policy in `namespace` whose one agent `bot` authenticates with the
+/// key in Secret `bot-key` of that namespace.
+fn keyed_policy(namespace: &str, name: &str, created: &str) -> AIPolicy {
+    let mut p = policy(
+        name,
+        1,
+        created,
+        &[],
+        json!({"agents": [{"name": "bot", "apiKeySecretRef": {"name": "bot-key", "key": "key"}}]}),
+    );
+    p.metadata.namespace = Some(namespace.into());
+    p
+}
+
+fn run_with_keys(policies: &[AIPolicy], keys: &[(&str, &str)]) -> Compilation {
+    let mut secrets = Secrets::default();
+    for (namespace, key) in keys {
+        secrets.insert(namespace, "openai", "apiKey", "sk-live");
+        secrets.insert(namespace, "bot-key", "key", *key);
+    }
+    compile(CompileInput {
+        policies,
+        grants: &[],
+        secrets: &secrets,
+        previous: None,
+        now: now(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn an_api_key_two_policies_use_stays_with_the_older_one_and_the_newer_is_refused() {
+    // The older policy's namespace sorts after the newer one's: age decides,
+    // not the alphabet.
+    let older = keyed_policy("zeta", "team-z", T0);
+    let newer = keyed_policy("alpha", "team-a", T1);
+    let c = run_with_keys(
+        &[newer, older],
+        &[("zeta", "shared-key"), ("alpha", "shared-key")],
+    );
+    let d = only_diagnostic(&c);
+    assert!(
+        d.starts_with("AIPolicy alpha/team-a: spec.agents[0].apiKeySecretRef: "),
+        "{d}"
+    );
+    assert!(
+        d.contains("AIPolicy zeta/team-z"),
+        "names the other policy: {d}"
+    );
+    assert!(d.contains("fix:"), "{d}");
+    assert!(!d.contains("shared-key"), "the key is echoed: {d}");
+    // Only the older policy is served: requests with the key are its agent's.
+    assert!(c.bundle.policy("zeta", "team-z").is_some());
+    assert!(c.bundle.policy("alpha", "team-a").is_none());
+    let refused = c
+        .policies
+        .iter()
+        .find(|r| r.object.name == "team-a")
+        .unwrap();
+    assert_eq!(refused.served_generation, None);
+    // Reports keep their order: by namespace.
+    let order: Vec<&str> = c
+        .policies
+        .iter()
+        .map(|r| r.object.namespace.as_str())
+        .collect();
+    assert_eq!(order, ["alpha", "zeta"]);
+    // Distinct keys: both compile.
+    let c = run_with_keys(
+        &[
+            keyed_policy("zeta", "team-z", T0),
+            keyed_policy("alpha", "team-a", T1),
+        ],
+        &[("zeta", "key-z"), ("alpha", "key-a")],
+    );
+    assert_eq!(c.errors().count(), 0);
+}
+
+#[test]
+fn two_agents_of_one_policy_cannot_share_an_api_key() {
+    let p = policy(
+        "p",
+        1,
+        T0,
+        &[],
+        json!({"agents": [
+            {"name": "intake", "apiKeySecretRef": {"name": "intake-key", "key": "key"}},
+            {"name": "billing", "apiKeySecretRef": {"name": "intake-key", "key": "key"}}
+        ]}),
+    );
+    let d = only_diagnostic(&run(&[p], &[], None));
+    assert!(
+        d.starts_with("AIPolicy clinic/p: spec.agents[1].apiKeySecretRef: "),
+        "{d}"
+    );
+    assert!(d.contains("\"intake\""), "names the other agent: {d}");
 }
 
 #[test]

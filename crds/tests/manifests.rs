@@ -27,6 +27,19 @@ fn committed_crd_manifests_match_the_rust_types() {
 }
 
 #[test]
+fn every_kind_is_served_at_the_api_version_manifests_are_written_with() {
+    use kube::Resource;
+    assert_eq!(
+        [
+            AIPolicy::api_version(&()),
+            ToolGrant::api_version(&()),
+            Approval::api_version(&()),
+        ],
+        [palisade_crds::resources::API_VERSION; 3]
+    );
+}
+
+#[test]
 fn crds_have_the_short_names_and_printer_columns_people_use() {
     let aip = AIPolicy::crd();
     assert_eq!(aip.spec.names.short_names, Some(vec!["aip".to_string()]));

@@ -11,212 +11,33 @@
 //! - standalone, the `approvals` table of the audit database, decided with
 //!   `palisade-gateway approvals approve|deny` or the operator-token HTTP
 //!   endpoints; consumption is a compare-and-set `UPDATE`.
+//!
+//! In a cluster every request is namespaced (one Approval, by name, in the
+//! agent's namespace); nothing is listed or watched cluster-wide. With
+//! `--watch-namespaces`, an Approval outside those namespaces is neither
+//! created nor read: [`ApprovalError::NamespaceNotWatched`] (`403`), before
+//! any request is made.
 
+mod record;
+
+use crate::audit_decision::AuditDecision;
+use record::from_resource;
+pub use record::{Hold, View, view_of_row};
+
+use crate::kubernetes::WatchNamespaces;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use palisade_audit::approvals::{ApprovalRow, ApprovalStore};
 use palisade_crds::{
-    Approval, ApprovalDecision, ApprovalPhase, ApprovalSpec, ApprovalStatus, approval_phase_at,
+    Approval, ApprovalDecision, ApprovalPhase, ApprovalSpec, ApprovalStatus, labels,
 };
 use palisade_policy::ReasonCode;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// The longest a poll may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
-
-/// What a held call records.
-#[derive(Debug, Clone)]
-pub struct Hold {
-    pub namespace: String,
-    pub agent: String,
-    pub tool: String,
-    /// The arguments as the policy lets humans see them (redacted).
-    pub arguments: Value,
-    pub arguments_digest: String,
-    pub request_id: String,
-    pub policy: String,
-    pub policy_generation: i64,
-    pub rule: Option<String>,
-    pub requested_by: Option<String>,
-    pub ttl: Duration,
-}
-
-impl Hold {
-    /// What to record for a call by `agent` (of `policy`'s namespace) that
-    /// `rule` holds: the arguments as the policy lets humans see them, the
-    /// digest of the real ones, the policy's TTL, and the agent's
-    /// ServiceAccount user (so admission can refuse its own decision).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        policy: &palisade_policy::Policy,
-        agent: &str,
-        rule: Option<String>,
-        tool: &str,
-        arguments: &Value,
-        arguments_digest: String,
-        request_id: &str,
-    ) -> Self {
-        Self {
-            namespace: policy.namespace.clone(),
-            agent: agent.to_owned(),
-            tool: tool.to_owned(),
-            arguments: palisade_policy::redact_arguments(arguments, &policy.audit.redact_keys),
-            arguments_digest,
-            request_id: request_id.to_owned(),
-            policy: policy.name.clone(),
-            policy_generation: policy.generation,
-            rule,
-            requested_by: policy
-                .agent(agent)
-                .and_then(|a| a.service_account.as_deref())
-                .map(|sa| format!("system:serviceaccount:{}:{sa}", policy.namespace)),
-            ttl: Duration::from_secs(policy.approvals.ttl_seconds),
-        }
-    }
-
-    /// The approval's name: the agent plus a digest of everything that
-    /// identifies the request, so holding the same request twice (a client
-    /// retry, another replica) finds the same approval.
-    pub fn name(&self) -> String {
-        let mut h = Sha256::new();
-        for part in [
-            &self.namespace,
-            &self.agent,
-            &self.tool,
-            &self.arguments_digest,
-            &self.request_id,
-        ] {
-            h.update(part.as_bytes());
-            h.update([0]);
-        }
-        let digest = h.finalize();
-        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        let agent: String = self.agent.chars().take(40).collect();
-        format!("{agent}-{hex}")
-    }
-}
-
-/// An approval as the gateway reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct View {
-    pub namespace: String,
-    pub name: String,
-    pub agent: String,
-    pub tool: String,
-    pub arguments: Value,
-    pub arguments_digest: String,
-    pub request_id: String,
-    pub policy: String,
-    pub rule: Option<String>,
-    pub requested_at: Timestamp,
-    pub expires_at: Timestamp,
-    pub phase: ApprovalPhase,
-    pub decision: Option<ApprovalDecision>,
-    pub reason: Option<String>,
-    pub decided_by: Option<String>,
-    pub consumed_by: Option<String>,
-}
-
-impl View {
-    /// The JSON the HTTP API returns.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "namespace": self.namespace,
-            "agent": self.agent,
-            "tool": self.tool,
-            "arguments": self.arguments,
-            "argumentsDigest": self.arguments_digest,
-            "requestId": self.request_id,
-            "policy": self.policy,
-            "rule": self.rule,
-            "phase": self.phase.as_str(),
-            "decision": self.decision.map(ApprovalDecision::as_str),
-            "reason": self.reason,
-            "decidedBy": self.decided_by,
-            "requestedAt": self.requested_at.to_string(),
-            "expiresAt": self.expires_at.to_string(),
-            "poll": format!("/v1/approvals/{}", self.name),
-        })
-    }
-
-    /// What an approval-outcome audit row says about it; `actor` is who
-    /// decided or which replica used it.
-    pub fn facts<'a>(&'a self, actor: Option<&'a str>) -> palisade_audit::ApprovalFacts<'a> {
-        palisade_audit::ApprovalFacts {
-            namespace: &self.namespace,
-            name: &self.name,
-            agent: &self.agent,
-            tool: &self.tool,
-            arguments_digest: &self.arguments_digest,
-            request_id: &self.request_id,
-            policy: &self.policy,
-            rule: self.rule.as_deref(),
-            actor,
-        }
-    }
-
-    /// Whether a call by `agent` of `tool` with `digest` may use this
-    /// approval at `now`, and if not, the reason code that says why.
-    pub fn check_use(&self, agent: &str, tool: &str, digest: &str) -> Result<(), ReasonCode> {
-        if self.agent != agent || self.tool != tool || self.arguments_digest != digest {
-            return Err(ReasonCode::ApprovalMismatch);
-        }
-        match self.phase {
-            ApprovalPhase::Approved => Ok(()),
-            ApprovalPhase::Pending => Err(ReasonCode::ApprovalPending),
-            ApprovalPhase::Denied => Err(ReasonCode::ApprovalDenied),
-            ApprovalPhase::Expired => Err(ReasonCode::ApprovalExpired),
-            ApprovalPhase::Consumed => Err(ReasonCode::ApprovalReplayRefused),
-        }
-    }
-}
-
-fn from_resource(a: &Approval, now: Timestamp) -> View {
-    View {
-        namespace: a.metadata.namespace.clone().unwrap_or_default(),
-        name: a.metadata.name.clone().unwrap_or_default(),
-        agent: a.spec.agent.clone(),
-        tool: a.spec.tool.clone(),
-        arguments: a.spec.arguments.clone(),
-        arguments_digest: a.spec.arguments_digest.clone(),
-        request_id: a.spec.request_id.clone(),
-        policy: a.spec.policy.clone(),
-        rule: a.spec.rule.clone(),
-        requested_at: a.spec.requested_at.0,
-        expires_at: a.spec.expires_at.0,
-        phase: a.phase_at(now),
-        decision: a.spec.decision,
-        reason: a.spec.reason.clone(),
-        decided_by: a.spec.decided_by.clone(),
-        consumed_by: a.status.as_ref().and_then(|s| s.consumed_by.clone()),
-    }
-}
-
-pub fn view_of_row(r: ApprovalRow, now: Timestamp) -> View {
-    let decision = r.decision.as_deref().and_then(ApprovalDecision::parse);
-    View {
-        phase: approval_phase_at(decision, r.consumed_at.is_some(), r.expires_at, now),
-        namespace: r.namespace,
-        name: r.name,
-        agent: r.agent,
-        tool: r.tool,
-        arguments: r.arguments,
-        arguments_digest: r.arguments_digest,
-        request_id: r.request_id,
-        policy: r.policy,
-        rule: r.rule,
-        requested_at: r.requested_at,
-        expires_at: r.expires_at,
-        decision,
-        reason: r.reason,
-        decided_by: r.decided_by,
-        consumed_by: r.consumed_by,
-    }
-}
 
 /// Whether this caller's consumption won.
 #[derive(Debug, Clone, PartialEq)]
@@ -233,6 +54,10 @@ pub enum ApprovalError {
     Kube(#[from] kube::Error),
     #[error("approvals (database): {0}")]
     Database(#[from] palisade_audit::AuditError),
+    /// The namespace is outside `--watch-namespaces`: refused without
+    /// asking the API server.
+    #[error("approvals in namespace {0:?} are not handled by this gateway (--watch-namespaces)")]
+    NamespaceNotWatched(String),
 }
 
 /// Where approvals live.
@@ -242,6 +67,8 @@ pub enum Approvals {
     Cluster {
         client: kube::Client,
         instance: std::sync::Arc<str>,
+        /// Where Approvals may be created and read (empty: everywhere).
+        namespaces: WatchNamespaces,
     },
     /// The audit database's `approvals` table.
     Local {
@@ -259,7 +86,31 @@ impl std::fmt::Debug for Approvals {
     }
 }
 
+impl Approvals {
+    /// Standalone: the audit database's `approvals` table, used by this
+    /// process (`instance` in `consumedBy`).
+    pub fn local(store: palisade_audit::Store, instance: impl Into<std::sync::Arc<str>>) -> Self {
+        Self::Local {
+            store: ApprovalStore::new(store),
+            instance: instance.into(),
+        }
+    }
+}
+
 const CONSUMER_MANAGER: &str = "palisade-gateway";
+
+/// The Approvals of `namespace`, if this gateway handles it: every cluster
+/// request goes through here.
+fn namespaced(
+    client: &kube::Client,
+    namespaces: &WatchNamespaces,
+    namespace: &str,
+) -> Result<Api<Approval>, ApprovalError> {
+    if !namespaces.contains(namespace) {
+        return Err(ApprovalError::NamespaceNotWatched(namespace.to_owned()));
+    }
+    Ok(Api::namespaced(client.clone(), namespace))
+}
 
 impl Approvals {
     /// Records a held call, or finds the one already recorded for it.
@@ -272,17 +123,16 @@ impl Approvals {
             )
             .unwrap_or(now);
         match self {
-            Self::Cluster { client, .. } => {
-                let api: Api<Approval> = Api::namespaced(client.clone(), &hold.namespace);
+            Self::Cluster {
+                client, namespaces, ..
+            } => {
+                let api = namespaced(client, namespaces, &hold.namespace)?;
                 let object = Approval {
                     metadata: ObjectMeta {
                         name: Some(name.clone()),
                         labels: Some(
                             [
-                                (
-                                    "app.kubernetes.io/part-of".to_owned(),
-                                    "palisade".to_owned(),
-                                ),
+                                (labels::PART_OF.to_owned(), labels::PALISADE.to_owned()),
                                 ("palisade.dev/agent".to_owned(), hold.agent.clone()),
                             ]
                             .into(),
@@ -345,8 +195,10 @@ impl Approvals {
     pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<View>, ApprovalError> {
         let now = Timestamp::now();
         match self {
-            Self::Cluster { client, .. } => {
-                let api: Api<Approval> = Api::namespaced(client.clone(), namespace);
+            Self::Cluster {
+                client, namespaces, ..
+            } => {
+                let api = namespaced(client, namespaces, namespace)?;
                 Ok(api.get_opt(name).await?.map(|a| from_resource(&a, now)))
             }
             Self::Local { store, .. } => Ok(store
@@ -375,10 +227,12 @@ impl Approvals {
         }
         let expires = first.as_ref().map(|v| v.expires_at);
         match self {
-            Self::Cluster { client, .. } => {
+            Self::Cluster {
+                client, namespaces, ..
+            } => {
                 // A watch on this one object: answers the moment a human
                 // decides, without polling the API server.
-                let api: Api<Approval> = Api::namespaced(client.clone(), namespace);
+                let api = namespaced(client, namespaces, namespace)?;
                 let until_expiry = expires
                     .and_then(|e| e.duration_since(Timestamp::now()).try_into().ok())
                     .unwrap_or(Duration::ZERO);
@@ -412,8 +266,12 @@ impl Approvals {
     pub async fn consume(&self, view: &View) -> Result<Consumed, ApprovalError> {
         let now = Timestamp::now();
         match self {
-            Self::Cluster { client, instance } => {
-                let api: Api<Approval> = Api::namespaced(client.clone(), &view.namespace);
+            Self::Cluster {
+                client,
+                instance,
+                namespaces,
+            } => {
+                let api = namespaced(client, namespaces, &view.namespace)?;
                 let current = api.get(&view.name).await?;
                 if from_resource(&current, now).phase != ApprovalPhase::Approved {
                     return Ok(Consumed::Lost(from_resource(&current, now)));
@@ -485,32 +343,109 @@ pub async fn decide_and_audit(
     audit: &palisade_audit::AuditWriter,
     namespace: &str,
     name: &str,
-    decision: &str,
+    decision: ApprovalDecision,
     reason: Option<&str>,
     decided_by: &str,
 ) -> Result<Result<View, palisade_audit::approvals::DecideRefused>, ApprovalError> {
     let now = Timestamp::now();
     let row = match store
-        .decide(namespace, name, decision, reason, decided_by, now)
+        .decide(namespace, name, decision.as_str(), reason, decided_by, now)
         .await?
     {
         Ok(row) => row,
         Err(refused) => return Ok(Err(refused)),
     };
     let view = view_of_row(row, now);
-    let code = if decision == "Approved" {
-        ReasonCode::ApprovalApproved
-    } else {
-        ReasonCode::ApprovalDenied
+    let code = match decision {
+        ApprovalDecision::Approved => ReasonCode::ApprovalApproved,
+        ApprovalDecision::Denied => ReasonCode::ApprovalDenied,
     };
     // Durable before the caller is told: a decision confirmed to a human
     // is in the audit.
     audit
         .record_durable(palisade_audit::AuditEvent::approval_outcome(
             &view.facts(Some(decided_by)),
-            decision,
+            AuditDecision::from(decision).as_str(),
             code.as_str(),
         ))
         .await?;
     Ok(Ok(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold(namespace: &str) -> Hold {
+        Hold {
+            namespace: namespace.into(),
+            agent: "intake".into(),
+            tool: "send_email".into(),
+            arguments: json!({}),
+            arguments_digest: format!("sha256:{}", "0".repeat(64)),
+            request_id: "r-1".into(),
+            policy: "clinic".into(),
+            policy_generation: 1,
+            rule: None,
+            requested_by: None,
+            ttl: Duration::from_secs(900),
+        }
+    }
+
+    /// A client for an address where nothing listens: a request that is
+    /// made fails with a Kubernetes API error, one refused first does not.
+    fn cluster(namespaces: &str) -> Approvals {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        Approvals::Cluster {
+            client: kube::Client::try_from(config).unwrap(),
+            instance: "gw-0".into(),
+            namespaces: WatchNamespaces::parse(namespaces).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_approval_outside_the_watched_namespaces_is_neither_created_nor_read() {
+        let approvals = cluster("clinic,billing");
+        let now = Timestamp::now();
+        let refused = |r: Result<_, ApprovalError>| matches!(r, Err(ApprovalError::NamespaceNotWatched(ns)) if ns == "other");
+        assert!(refused(
+            approvals.hold(&hold("other"), now).await.map(|_| ())
+        ));
+        assert!(refused(approvals.get("other", "x").await.map(|_| ())));
+        assert!(refused(
+            approvals
+                .wait("other", "x", Duration::from_secs(1))
+                .await
+                .map(|_| ())
+        ));
+        let view = View {
+            namespace: "other".into(),
+            name: "x".into(),
+            agent: "intake".into(),
+            tool: "send_email".into(),
+            arguments: json!({}),
+            arguments_digest: String::new(),
+            request_id: "r-1".into(),
+            policy: "clinic".into(),
+            rule: None,
+            requested_at: now,
+            expires_at: now,
+            phase: ApprovalPhase::Approved,
+            decision: Some(ApprovalDecision::Approved),
+            reason: None,
+            decided_by: None,
+            consumed_by: None,
+        };
+        assert!(refused(approvals.consume(&view).await.map(|_| ())));
+        // A watched namespace goes to the API server (here: unreachable).
+        assert!(matches!(
+            approvals.get("clinic", "x").await,
+            Err(ApprovalError::Kube(_))
+        ));
+        // No list: every namespace is allowed.
+        assert!(matches!(
+            cluster("").get("other", "x").await,
+            Err(ApprovalError::Kube(_))
+        ));
+    }
 }

@@ -1,78 +1,503 @@
-//! Errors as agents see them: OpenAI's error JSON (`{"error": {message,
-//! type, param, code}}`) with Palisade's reason code as `code`, and the
-//! rule and request id alongside. Internals never leak.
+//! Errors as agents see them. [`GatewayError`] is every way a request can
+//! end without the answer it asked for; each variant knows its HTTP status,
+//! its stable code and whether trying again may help, and renders itself
+//! in OpenAI's error JSON (`{"error": {message, type, param, code}}`) with
+//! the code in `x-palisade-reason` and, where there is one, the decision's
+//! rule, policy and request id in a `palisade` object. Internals (database
+//! errors, provider bodies, URLs) are logged, never returned.
+//!
+//! A code is a policy [`ReasonCode`] (`tool.denied_by_rule`) or one of the
+//! gateway's own [`ErrorCode`]s (`upstream.timeout`); both lists are
+//! mirrored in `docs/reason-codes.md`, and tests keep them in step.
 
+use crate::approvals::ApprovalError;
+use crate::providers::UpstreamError;
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use palisade_policy::ReasonCode;
+use serde::Serialize;
 use serde_json::{Value, json};
+use std::fmt;
+use std::time::Duration;
 
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
-    /// A reason code (`kill_switch.agent`) or an error code (`invalid_api_key`).
-    pub code: String,
-    pub message: String,
-    pub kind: &'static str,
-    /// Extra fields for the `palisade` object (rule, policy, request id).
-    pub palisade: Option<Value>,
+/// The gateway's own codes: what went wrong when it is not a policy
+/// decision. Stable, like reason codes: never renamed, only added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// No, or an unknown, agent key or token.
+    InvalidApiKey,
+    /// The request is malformed (body, parameters, media type, size).
+    InvalidRequest,
+    /// No configuration loaded yet: the gateway serves nothing.
+    NotReady,
+    /// The decision could not be audited, so it was not given.
+    AuditUnavailable,
+    /// The provider did not answer within its timeout.
+    UpstreamTimeout,
+    /// The provider could not be reached.
+    UpstreamUnreachable,
+    /// The provider failed (5xx).
+    UpstreamError,
+    /// The provider refused the request (4xx), passed through.
+    UpstreamRejected,
+    /// The provider answered something its API does not promise.
+    UpstreamInvalidResponse,
+    /// The agent's namespace is outside the gateway's `--watch-namespaces`.
+    ApprovalsNamespaceNotWatched,
+    /// The approvals store cannot be reached.
+    ApprovalsUnavailable,
+    /// Deciding approvals over HTTP is off (in a cluster: `kubectl patch`).
+    ApprovalsDecisionsOff,
+    /// Listing and deciding approvals needs an operator token.
+    ApprovalsOperatorOnly,
+    /// The approval already has its (final) decision.
+    ApprovalAlreadyDecided,
+    /// The audit query: no, or a wrong, auditor token.
+    AuditQueryUnauthorized,
+    /// The audit query: a parameter it does not understand.
+    AuditQueryInvalidParameter,
+    /// The audit query: the audit database is unavailable.
+    AuditQueryUnavailable,
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        let kind = match status.as_u16() {
-            401 => "authentication_error",
-            403 => "permission_error",
-            404 => "not_found_error",
-            429 => "rate_limit_error",
-            400 | 413 | 415 | 422 => "invalid_request_error",
-            _ => "api_error",
+impl ErrorCode {
+    /// Every code, in documentation order.
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::InvalidApiKey,
+        Self::InvalidRequest,
+        Self::NotReady,
+        Self::AuditUnavailable,
+        Self::UpstreamTimeout,
+        Self::UpstreamUnreachable,
+        Self::UpstreamError,
+        Self::UpstreamRejected,
+        Self::UpstreamInvalidResponse,
+        Self::ApprovalsNamespaceNotWatched,
+        Self::ApprovalsUnavailable,
+        Self::ApprovalsDecisionsOff,
+        Self::ApprovalsOperatorOnly,
+        Self::ApprovalAlreadyDecided,
+        Self::AuditQueryUnauthorized,
+        Self::AuditQueryInvalidParameter,
+        Self::AuditQueryUnavailable,
+    ];
+
+    /// The wire form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::InvalidRequest => "invalid_request",
+            Self::NotReady => "gateway.not_ready",
+            Self::AuditUnavailable => "audit.unavailable",
+            Self::UpstreamTimeout => "upstream.timeout",
+            Self::UpstreamUnreachable => "upstream.unreachable",
+            Self::UpstreamError => "upstream.error",
+            Self::UpstreamRejected => "upstream.rejected",
+            Self::UpstreamInvalidResponse => "upstream.invalid_response",
+            Self::ApprovalsNamespaceNotWatched => "approvals.namespace_not_watched",
+            Self::ApprovalsUnavailable => "approvals.unavailable",
+            Self::ApprovalsDecisionsOff => "approvals.decisions_off",
+            Self::ApprovalsOperatorOnly => "approvals.operator_only",
+            Self::ApprovalAlreadyDecided => "approval.already_decided",
+            Self::AuditQueryUnauthorized => "unauthorized",
+            Self::AuditQueryInvalidParameter => "invalid_parameter",
+            Self::AuditQueryUnavailable => "audit_unavailable",
+        }
+    }
+}
+
+/// The code an error answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// A policy decision's reason.
+    Reason(ReasonCode),
+    /// The gateway's own.
+    Error(ErrorCode),
+}
+
+impl Code {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Reason(r) => r.as_str(),
+            Self::Error(e) => e.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything a request can end in other than what it asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// `401 invalid_api_key`.
+    #[error("missing or unknown API key: send `Authorization: Bearer <your agent's key>`")]
+    Unauthenticated,
+    /// `503 gateway.not_ready`.
+    #[error("the gateway has not loaded a configuration yet; it serves nothing until it has")]
+    NotReady,
+    /// `400 invalid_request`, saying what is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// `415 invalid_request`.
+    #[error("send the body as application/json")]
+    NotJson,
+    /// `413 invalid_request`.
+    #[error("the request body is larger than {limit} bytes (or was cut off)")]
+    BodyTooLarge { limit: usize },
+    /// `408 invalid_request`.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    /// `404 invalid_request`: `/v1/approvals/{name}/{action}` with another action.
+    #[error("unknown action {0:?}: use /approve or /deny")]
+    UnknownAction(String),
+    /// `409 invalid_request`: an operator named an approval that several
+    /// namespaces hold.
+    #[error("approvals named {0:?} exist in several namespaces; add ?namespace=...")]
+    AmbiguousApproval(String),
+    /// `403` with the decision's reason code: the policy (or the approval
+    /// the call names) refused it. `details` is the decision.
+    #[error("{message}")]
+    Refused {
+        code: ReasonCode,
+        message: String,
+        details: Value,
+    },
+    /// `404 approval.not_found`.
+    #[error("no approval {0:?} that you can see")]
+    ApprovalNotFound(String),
+    /// `409 approval.already_decided`.
+    #[error("approval {name:?} was already decided ({decision}); a decision is final")]
+    ApprovalAlreadyDecided { name: String, decision: String },
+    /// `409 approval.expired`: too late to decide.
+    #[error("approval {0:?} expired before it was decided")]
+    ApprovalExpiredUndecided(String),
+    /// `404 approvals.decisions_off`.
+    #[error(
+        "deciding approvals over HTTP is off on this gateway: in a cluster, decide with `kubectl patch approval NAME -n NAMESPACE --type=merge -p '{{\"spec\":{{\"decision\":\"Approved\",\"reason\":\"...\"}}}}'`; standalone, configure GatewaySettings spec.approvals.operators"
+    )]
+    DecisionsOff,
+    /// `403 approvals.operator_only`.
+    #[error(
+        "listing and deciding approvals needs an operator token (GatewaySettings spec.approvals.operators); agent keys cannot decide"
+    )]
+    OperatorOnly,
+    /// `403 approvals.namespace_not_watched` or `503 approvals.unavailable`.
+    #[error(transparent)]
+    Approvals(#[from] ApprovalError),
+    /// `503 audit.unavailable`: the decision was made but could not be
+    /// audited, so it is not given.
+    #[error("the decision could not be audited, so it is not given; try again")]
+    AuditUnavailable { request_id: Option<String> },
+    /// `upstream.*`: the provider chosen for a chat request failed.
+    #[error("provider {provider}: {error}")]
+    Upstream {
+        provider: String,
+        request_id: String,
+        #[source]
+        error: UpstreamError,
+    },
+    /// `401 unauthorized` (the audit query).
+    #[error("reading the audit needs a valid bearer token")]
+    AuditReadUnauthorized,
+    /// `400 invalid_parameter` (the audit query).
+    #[error("{0}")]
+    AuditQueryParameter(String),
+    /// `503 audit_unavailable` (the audit query).
+    #[error("the audit database is unavailable")]
+    AuditQueryUnavailable,
+}
+
+impl GatewayError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthenticated | Self::AuditReadUnauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotReady | Self::AuditUnavailable { .. } | Self::AuditQueryUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::BadRequest(_) | Self::AuditQueryParameter(_) => StatusCode::BAD_REQUEST,
+            Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::UnknownAction(_) | Self::ApprovalNotFound(_) | Self::DecisionsOff => {
+                StatusCode::NOT_FOUND
+            }
+            Self::AmbiguousApproval(_)
+            | Self::ApprovalAlreadyDecided { .. }
+            | Self::ApprovalExpiredUndecided(_) => StatusCode::CONFLICT,
+            Self::Refused { .. } | Self::OperatorOnly => StatusCode::FORBIDDEN,
+            Self::Approvals(ApprovalError::NamespaceNotWatched(_)) => StatusCode::FORBIDDEN,
+            Self::Approvals(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { error, .. } => match error {
+                UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                // The client's own mistake: the provider's status.
+                UpstreamError::Client(s, _) => {
+                    StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST)
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> Code {
+        use ErrorCode as E;
+        let code = match self {
+            Self::Refused { code, .. } => return Code::Reason(*code),
+            Self::ApprovalNotFound(_) => return Code::Reason(ReasonCode::ApprovalNotFound),
+            Self::ApprovalExpiredUndecided(_) => return Code::Reason(ReasonCode::ApprovalExpired),
+            Self::Unauthenticated => E::InvalidApiKey,
+            Self::NotReady => E::NotReady,
+            Self::BadRequest(_)
+            | Self::NotJson
+            | Self::BodyTooLarge { .. }
+            | Self::BodyTimeout(_)
+            | Self::UnknownAction(_)
+            | Self::AmbiguousApproval(_) => E::InvalidRequest,
+            Self::ApprovalAlreadyDecided { .. } => E::ApprovalAlreadyDecided,
+            Self::DecisionsOff => E::ApprovalsDecisionsOff,
+            Self::OperatorOnly => E::ApprovalsOperatorOnly,
+            Self::Approvals(ApprovalError::NamespaceNotWatched(_)) => {
+                E::ApprovalsNamespaceNotWatched
+            }
+            Self::Approvals(_) => E::ApprovalsUnavailable,
+            Self::AuditUnavailable { .. } => E::AuditUnavailable,
+            Self::Upstream { error, .. } => match error {
+                UpstreamError::Timeout => E::UpstreamTimeout,
+                UpstreamError::Connect(_) => E::UpstreamUnreachable,
+                UpstreamError::Server(_) => E::UpstreamError,
+                UpstreamError::Client(..) => E::UpstreamRejected,
+                UpstreamError::Invalid(_) => E::UpstreamInvalidResponse,
+            },
+            Self::AuditReadUnauthorized => E::AuditQueryUnauthorized,
+            Self::AuditQueryParameter(_) => E::AuditQueryInvalidParameter,
+            Self::AuditQueryUnavailable => E::AuditQueryUnavailable,
         };
-        Self {
-            status,
-            code: code.to_owned(),
-            message: message.into(),
-            kind,
-            palisade: None,
+        Code::Error(code)
+    }
+
+    /// Whether the same request may succeed later as it is: the gateway or
+    /// something behind it was unavailable, not the request wrong.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::NotReady
+            | Self::AuditUnavailable { .. }
+            | Self::AuditQueryUnavailable
+            | Self::BodyTimeout(_) => true,
+            Self::Approvals(e) => !matches!(e, ApprovalError::NamespaceNotWatched(_)),
+            Self::Upstream { error, .. } => error.retryable(),
+            _ => false,
         }
     }
 
-    pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
-            "missing or unknown API key: send `Authorization: Bearer <your agent's key>`",
-        )
+    /// What the agent reads: never a database error, a provider's body
+    /// (other than its own error message for a 4xx) or a URL.
+    fn message(&self) -> String {
+        match self {
+            Self::Approvals(ApprovalError::NamespaceNotWatched(ns)) => format!(
+                "this installation does not handle approvals in namespace {ns:?} (it is not in the gateway's --watch-namespaces), so the held call can be neither recorded nor checked; ask the platform team to add the namespace"
+            ),
+            Self::Approvals(_) => "the approvals store cannot be reached, so the held call cannot be recorded or checked; try again".into(),
+            Self::Upstream {
+                provider, error, ..
+            } => match error {
+                UpstreamError::Timeout => format!("provider {provider} did not answer in time"),
+                UpstreamError::Connect(_) => format!("provider {provider} is unreachable"),
+                UpstreamError::Server(s) => format!("provider {provider} failed with HTTP {s}"),
+                UpstreamError::Client(s, body) => {
+                    crate::providers::openai::error_message(body).unwrap_or_else(|| {
+                        format!("provider {provider} refused the request with HTTP {s}")
+                    })
+                }
+                UpstreamError::Invalid(_) => format!(
+                    "provider {provider} answered something that is not a chat completion"
+                ),
+            },
+            other => other.to_string(),
+        }
     }
 
-    pub fn not_ready() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "gateway.not_ready",
-            "the gateway has not loaded a configuration yet; it serves nothing until it has",
-        )
+    /// The `palisade` object: the decision, or where the request went.
+    fn details(&self) -> Option<Value> {
+        match self {
+            Self::Refused { details, .. } => Some(details.clone()),
+            Self::AuditUnavailable {
+                request_id: Some(id),
+            } => Some(json!({"requestId": id})),
+            Self::Upstream {
+                provider,
+                request_id,
+                ..
+            } => Some(json!({"provider": provider, "requestId": request_id})),
+            _ => None,
+        }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-    }
-
-    pub fn with_palisade(mut self, extra: Value) -> Self {
-        self.palisade = Some(extra);
-        self
+    /// Logs what the answer leaves out.
+    fn log(&self) {
+        match self {
+            Self::Approvals(ApprovalError::NamespaceNotWatched(ns)) => {
+                tracing::warn!(namespace = %ns, "refused an approval outside --watch-namespaces");
+            }
+            Self::Approvals(e) => tracing::error!(error = %e, "approvals store unavailable"),
+            Self::Upstream {
+                provider,
+                error: error @ (UpstreamError::Connect(_) | UpstreamError::Invalid(_)),
+                ..
+            } => tracing::warn!(%provider, %error, "provider failed"),
+            _ => {}
+        }
     }
 }
 
-impl IntoResponse for ApiError {
+/// OpenAI's `error.type` for a status.
+fn error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400 | 413 | 415 | 422 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// OpenAI's error body, with Palisade's details beside it.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: ErrorObject,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    palisade: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorObject {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// Always `null`: Palisade does not point at a parameter.
+    param: Option<String>,
+    code: &'static str,
+}
+
+impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": {"message": self.message, "type": self.kind, "param": null, "code": self.code}});
-        if let Some(p) = self.palisade {
-            body["palisade"] = p;
-        }
-        let mut response = (self.status, Json(body)).into_response();
-        if let Ok(v) = HeaderValue::from_str(&self.code) {
-            response.headers_mut().insert("x-palisade-reason", v);
-        }
+        static REASON: HeaderName = HeaderName::from_static("x-palisade-reason");
+        self.log();
+        let status = self.status();
+        let code = self.code().as_str();
+        let body = ErrorBody {
+            error: ErrorObject {
+                message: self.message(),
+                kind: error_type(status),
+                param: None,
+                code,
+            },
+            palisade: self.details(),
+        };
+        let mut response = (status, Json(body)).into_response();
         response
+            .headers_mut()
+            .insert(REASON.clone(), HeaderValue::from_static(code));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_unique_and_documented() {
+        let doc = include_str!("../../docs/reason-codes.md");
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(
+                seen.insert(code.as_str()),
+                "duplicate code {}",
+                code.as_str()
+            );
+            assert!(
+                ReasonCode::parse(code.as_str()).is_none(),
+                "{} is a reason code too",
+                code.as_str()
+            );
+            assert!(
+                doc.contains(&format!("`{}`", code.as_str())),
+                "docs/reason-codes.md does not list `{}`",
+                code.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn errors_render_the_openai_shape_with_their_status_code_and_details() {
+        let rejected = || GatewayError::Upstream {
+            provider: "cloud".into(),
+            request_id: "r-1".into(),
+            error: UpstreamError::Client(
+                422,
+                r#"{"error": {"message": "bad temperature"}}"#.into(),
+            ),
+        };
+        assert!(!rejected().retryable());
+        assert_eq!(rejected().message(), "bad temperature");
+        assert_eq!(
+            rejected().details(),
+            Some(json!({"provider": "cloud", "requestId": "r-1"}))
+        );
+        let response = rejected().into_response();
+        assert_eq!(response.status(), 422);
+        assert_eq!(response.headers()["x-palisade-reason"], "upstream.rejected");
+        let timeout = GatewayError::Upstream {
+            provider: "cloud".into(),
+            request_id: "r-1".into(),
+            error: UpstreamError::Timeout,
+        };
+        assert!(timeout.retryable());
+        assert_eq!(
+            (timeout.status(), timeout.code().as_str()),
+            (StatusCode::GATEWAY_TIMEOUT, "upstream.timeout")
+        );
+        let denied = GatewayError::Refused {
+            code: ReasonCode::ToolDeniedByRule,
+            message: "no".into(),
+            details: json!({"rule": "r"}),
+        };
+        assert_eq!(
+            (
+                denied.status(),
+                denied.code().as_str(),
+                error_type(denied.status())
+            ),
+            (
+                StatusCode::FORBIDDEN,
+                "tool.denied_by_rule",
+                "permission_error"
+            )
+        );
+    }
+
+    #[test]
+    fn a_namespace_outside_the_list_is_a_403_and_an_unreachable_store_a_503() {
+        let e = GatewayError::from(ApprovalError::NamespaceNotWatched("other".into()));
+        assert_eq!(
+            (e.status(), e.code().as_str()),
+            (StatusCode::FORBIDDEN, "approvals.namespace_not_watched")
+        );
+        assert!(e.message().contains("\"other\""), "{}", e.message());
+        let e = GatewayError::from(ApprovalError::Kube(
+            kube::Error::LinesCodecMaxLineLengthExceeded,
+        ));
+        assert_eq!(
+            (e.status(), e.code().as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "approvals.unavailable")
+        );
+        assert!(e.retryable());
     }
 }

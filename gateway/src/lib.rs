@@ -1,41 +1,41 @@
-//! Palisade's data plane.
+//! Palisade's data plane. From the outside in:
 //!
-//! - [`run`]: `palisade-gateway run`, the standalone gateway;
-//! - [`server`]: the HTTP surface (`/v1/tool-calls`, health, readiness,
-//!   metrics), every decision audited before it is answered;
-//! - [`chat`]: `/v1/chat/completions`, routed by policy, with tool calls
-//!   proposed by the model decided before the client sees them;
-//! - [`providers`]: OpenAI-compatible, Ollama and Anthropic upstreams,
-//!   reached through [`upstream`] (pooled HTTP client, no redirects);
-//! - [`snapshot`] / [`source`] / [`kubernetes`]: the configuration,
-//!   swapped atomically, from files (reloaded on change) or from the
-//!   operator's Secret (watched through the API); ServiceAccount identity;
-//! - [`identity`]: API-key authentication; [`error`]: OpenAI-shaped errors;
-//! - [`metrics`]: `palisade_*` Prometheus metrics;
-//! - [`openapi`]: the OpenAPI document (`/openapi.json`) and `/docs`;
-//! - [`config`], [`audit_cli`], [`approvals_cli`]: file loading and the
-//!   `audit` and `approvals` commands.
-//!
-//! - [`approvals`] / [`approvals_api`]: held tool calls (Approval
-//!   resources in a cluster, the audit database standalone), the `202`
-//!   step, polling, single use, and standalone decisions;
-//! - [`limits`]: JSON nesting limit.
+//! - [`run`]: `palisade-gateway run` (start-up, serving, shutdown); [`cli`]:
+//!   the `audit` and `approvals` commands;
+//! - [`router`]: every route and the middleware; [`state`]: what handlers
+//!   share, and its builder;
+//! - [`api`]: one module per API (`tool_calls`, `chat` with its tool-call
+//!   gate, `approvals`, `audit_query`, `openapi`);
+//! - [`auth`]: who is calling (agent keys, ServiceAccount tokens, operator
+//!   tokens), built on [`credentials`];
+//! - [`decisions`]: the one path every decision takes: evaluate, count,
+//!   audit; held calls and approval outcomes;
+//! - [`approvals`]: where held calls are recorded (Approval resources in a
+//!   cluster, the audit database standalone);
+//! - [`providers`]: one module per model API (OpenAI, Ollama, Anthropic,
+//!   the SSE/NDJSON framing), reached through [`http_client`];
+//! - [`snapshot`]: the configuration served, swapped atomically; loaded by
+//!   [`config`] from files or by [`kubernetes`] from the operator's Secret;
+//! - [`error`]: every error an agent can get, with its status and code;
+//!   [`audit_decision`]: the audit's `decision` column;
+//! - [`metrics`]: `palisade_*` Prometheus metrics; [`limits`]: body size
+//!   and JSON nesting.
 
+pub mod api;
 pub mod approvals;
-pub mod approvals_api;
-pub mod approvals_cli;
-pub mod audit_cli;
-pub mod chat;
+pub mod audit_decision;
+pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod credentials;
+pub mod decisions;
 pub mod error;
-pub mod identity;
+pub mod http_client;
 pub mod kubernetes;
 pub mod limits;
 pub mod metrics;
-pub mod openapi;
 pub mod providers;
+pub mod router;
 pub mod run;
-pub mod server;
 pub mod snapshot;
-pub mod source;
-pub mod upstream;
+pub mod state;

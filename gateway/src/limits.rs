@@ -1,8 +1,11 @@
-//! Input limits the HTTP surface enforces before parsing: JSON nesting
-//! depth (a deeply nested body is a cheap way to make a parser recurse),
-//! alongside the body-size limit in [`crate::server::BODY_LIMIT`].
+//! Input limits the HTTP surface enforces before parsing: the body size
+//! ([`BODY_LIMIT`], read by [`crate::router`]) and the JSON nesting depth
+//! (a deeply nested body is a cheap way to make a parser recurse).
 
-use crate::error::ApiError;
+use crate::error::GatewayError;
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 1 << 20;
 
 /// The deepest JSON nesting a request may use. Chat messages with tool
 /// schemas need perhaps 10; 64 leaves room and stops abuse.
@@ -10,7 +13,7 @@ pub const MAX_JSON_DEPTH: usize = 64;
 
 /// Refuses a body nested deeper than [`MAX_JSON_DEPTH`] (one pass over the
 /// bytes, strings skipped, no allocation).
-pub fn check_json_depth(body: &[u8]) -> Result<(), ApiError> {
+pub fn check_json_depth(body: &[u8]) -> Result<(), GatewayError> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -29,7 +32,7 @@ pub fn check_json_depth(body: &[u8]) -> Result<(), ApiError> {
             b'{' | b'[' => {
                 depth += 1;
                 if depth > MAX_JSON_DEPTH {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(GatewayError::BadRequest(format!(
                         "the JSON body is nested more than {MAX_JSON_DEPTH} levels deep; flatten it"
                     )));
                 }
@@ -59,8 +62,8 @@ mod tests {
             "]".repeat(MAX_JSON_DEPTH + 1)
         );
         let e = check_json_depth(deep.as_bytes()).unwrap_err();
-        assert_eq!(e.status, 400);
-        assert!(e.message.contains("nested more than 64"));
+        assert_eq!(e.status(), 400);
+        assert!(e.to_string().contains("nested more than 64"));
         // Brackets inside strings (and escaped quotes) do not count.
         let text = format!(r#"{{"a": "{}\" {}"}}"#, "[".repeat(500), "{".repeat(500));
         assert!(check_json_depth(text.as_bytes()).is_ok());

@@ -1,6 +1,7 @@
 //! `palisade-gateway`: the gateway's command line.
 
 use clap::{Args, Parser, Subcommand};
+use palisade_gateway::cli::CliError;
 use palisade_gateway::config::{Loaded, load_files};
 use palisade_policy::{ChatRequest, ToolCall};
 use std::path::PathBuf;
@@ -34,10 +35,10 @@ enum Command {
     Decide(Decide),
     /// Migrate, verify and query the audit database.
     #[command(subcommand)]
-    Audit(palisade_gateway::audit_cli::AuditCommand),
+    Audit(palisade_gateway::cli::audit::AuditCommand),
     /// List, approve and deny held tool calls (standalone gateway).
     #[command(subcommand)]
-    Approvals(palisade_gateway::approvals_cli::ApprovalsCommand),
+    Approvals(palisade_gateway::cli::approvals::ApprovalsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -92,19 +93,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(args: &ConfigArgs) -> Result<Loaded, String> {
-    let loaded = load_files(&args.config).map_err(|e| e.to_string())?;
+fn load(args: &ConfigArgs) -> Result<Loaded, CliError> {
+    let loaded = load_files(&args.config)?;
     for w in &loaded.warnings {
         eprintln!("{w}");
     }
     Ok(loaded)
 }
 
-fn run(cli: Cli) -> Result<ExitCode, String> {
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Audit(command) => palisade_gateway::audit_cli::run(command),
-        Command::Approvals(command) => palisade_gateway::approvals_cli::run(command),
-        Command::Run(args) => palisade_gateway::run::run(args),
+        Command::Audit(command) => palisade_gateway::cli::audit::run(command),
+        Command::Approvals(command) => palisade_gateway::cli::approvals::run(command),
+        Command::Run(args) => Ok(palisade_gateway::run::run(args)?),
         Command::Validate(args) => {
             let loaded = load(&args)?;
             print_summary(
@@ -124,10 +125,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             args,
         }) => {
             let loaded = load(&config)?;
-            let arguments: serde_json::Value = serde_json::from_str(&args)
-                .map_err(|e| format!("--args is not valid JSON: {e}"))?;
+            let arguments: serde_json::Value =
+                serde_json::from_str(&args).map_err(CliError::ArgsNotJson)?;
             if !arguments.is_object() {
-                return Err("--args must be a JSON object, e.g. '{\"to\": \"a@b.c\"}'".into());
+                return Err(CliError::ArgsNotAnObject);
             }
             let namespace = namespace.unwrap_or_else(|| loaded.config.settings.namespace.clone());
             let decision = loaded.compilation.bundle.evaluate_tool(
@@ -161,8 +162,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<ExitCode, String> {
-    let json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+fn print_json<T: serde::Serialize>(value: &T) -> Result<ExitCode, CliError> {
+    let json = serde_json::to_string_pretty(value).map_err(CliError::Print)?;
     println!("{json}");
     Ok(ExitCode::SUCCESS)
 }
@@ -273,7 +274,7 @@ fn print_summary(loaded: &Loaded, first_config: &std::path::Path) {
         .audit
         .url
         .clone()
-        .unwrap_or_else(|| palisade_gateway::audit_cli::default_sqlite_url(first_config));
+        .unwrap_or_else(|| palisade_gateway::config::default_sqlite_url(first_config));
     println!(
         "  gateway: listen {}, namespace {}, audit {} ({:?})",
         s.listen,

@@ -4,13 +4,16 @@
 //! SIGTERM / Ctrl-C stops accepting, finishes in-flight requests and drains
 //! the audit queue before exiting.
 
-use crate::audit_cli::default_sqlite_url;
+use crate::approvals::Approvals;
+use crate::config::{ConfigError, default_sqlite_url, reload};
+use crate::credentials::sha256;
+use crate::kubernetes::{ClusterSource, NotANamespace, TokenReviewer, WatchNamespaces};
 use crate::metrics::GatewayMetrics;
-use crate::server::{AppState, app};
-use crate::snapshot;
-use crate::source;
+use crate::router::app;
+use crate::snapshot::{self, Current};
+use crate::state::AppState;
 use clap::Args;
-use palisade_audit::{AuditWriter, FailureMode, Migrations, Store, WriterConfig};
+use palisade_audit::{AuditError, AuditWriter, FailureMode, Migrations, Store, WriterConfig};
 use palisade_crds::standalone;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,8 +35,14 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "palisade-system")]
     pub namespace: String,
     /// With --kubernetes: the configuration Secret's name.
-    #[arg(long, default_value = "palisade-config")]
+    #[arg(long, default_value = palisade_crds::bundle_secret::DEFAULT_SECRET_NAME)]
     pub secret_name: String,
+    /// With --kubernetes: create and read Approvals only in these
+    /// namespaces (comma-separated; the operator's --watch-namespaces);
+    /// empty or unset: every namespace. A held call of another namespace
+    /// is refused (403 approvals.namespace_not_watched).
+    #[arg(long, env = "PALISADE_WATCH_NAMESPACES", value_name = "NS1,NS2")]
+    pub watch_namespaces: Option<String>,
     /// Address to listen on (default: GatewaySettings spec.listen, 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<String>,
@@ -63,6 +72,61 @@ pub struct RunArgs {
     /// runtime: no work is handed between threads.
     #[arg(long, env = "PALISADE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
+}
+
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("--{flag}: {message}")]
+    Duration { flag: &'static str, message: String },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("--watch-namespaces: {0}")]
+    WatchNamespaces(#[from] NotANamespace),
+    #[error(
+        "--watch-namespaces (PALISADE_WATCH_NAMESPACES) applies only with --kubernetes; standalone, approvals live in the audit database"
+    )]
+    WatchNamespacesStandalone,
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Kubernetes(#[source] kube::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "--kubernetes needs --audit-url (or PALISADE_AUDIT_URL), e.g. postgres://palisade@postgres/palisade"
+    )]
+    AuditUrlRequired,
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(
+        "GatewaySettings spec.audit.readTokenEnv names {0}, which is not set; export it or remove readTokenEnv"
+    )]
+    ReadTokenUnset(String),
+    #[error(
+        "GatewaySettings spec.approvals.operators[{operator}].tokenEnv names {var}, which is not set; export it or remove the operator"
+    )]
+    OperatorTokenUnset { operator: String, var: String },
+    #[error(
+        "GatewaySettings spec.approvals.operators[{operator}]: the token in {var} is also the API key of agent {namespace}/{agent}; an agent must never decide approvals, give the operator a different token"
+    )]
+    OperatorTokenIsAgentKey {
+        operator: String,
+        var: String,
+        namespace: String,
+        agent: String,
+    },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn duration(flag: &'static str, text: &str) -> Result<Duration, StartupError> {
+    palisade_crds::duration::parse_duration(text)
+        .map_err(|message| StartupError::Duration { flag, message })
 }
 
 fn spool_dir(audit_url: &str, first_config: &Path) -> PathBuf {
@@ -97,28 +161,39 @@ fn instance_name() -> String {
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are installed
+/// when this is called, not when the future is first polled: a signal that
+/// arrives after the gateway said it listens, but before the accept loop
+/// first looked at this future, must still drain the audit queue rather
+/// than kill the process with decisions unwritten.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            let next = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = next(term) => {},
+                _ = next(interrupt) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
-pub fn run(args: RunArgs) -> Result<ExitCode, String> {
+pub fn run(args: RunArgs) -> Result<ExitCode, StartupError> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -127,12 +202,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let interval = palisade_crds::duration::parse_duration(&args.reload_interval)
-        .map_err(|e| format!("--reload-interval: {e}"))?;
-    let header_timeout = palisade_crds::duration::parse_duration(&args.header_read_timeout)
-        .map_err(|e| format!("--header-read-timeout: {e}"))?;
-    let body_timeout = palisade_crds::duration::parse_duration(&args.body_read_timeout)
-        .map_err(|e| format!("--body-read-timeout: {e}"))?;
+    let interval = duration("reload-interval", &args.reload_interval)?;
+    let header_timeout = duration("header-read-timeout", &args.header_read_timeout)?;
+    let body_timeout = duration("body-read-timeout", &args.body_read_timeout)?;
     let threads = args.worker_threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
@@ -147,7 +219,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     let rt = builder
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(StartupError::Runtime)?;
     tracing::debug!(threads, "runtime started");
     rt.block_on(serve(args, interval, header_timeout, body_timeout))
 }
@@ -195,100 +267,148 @@ async fn serve_connections(
     graceful.shutdown().await;
 }
 
+/// Where the configuration comes from: files, or the operator's Secret.
+struct Source {
+    settings: standalone::GatewaySettings,
+    watcher: tokio::task::JoinHandle<()>,
+    /// In a cluster.
+    client: Option<kube::Client>,
+    /// Where the audit database and its spool go by default.
+    first_config: PathBuf,
+    /// What the start-up line says is served.
+    revision: String,
+}
+
+async fn source(
+    args: &RunArgs,
+    current: &Current,
+    metrics: &Arc<GatewayMetrics>,
+    interval: Duration,
+) -> Result<Source, StartupError> {
+    if !args.kubernetes {
+        let (revision, settings) = reload::load_into(&args.config, current, metrics)?;
+        let watcher = reload::watch(
+            args.config.clone(),
+            current.clone(),
+            Arc::clone(metrics),
+            interval,
+        );
+        return Ok(Source {
+            settings,
+            watcher,
+            client: None,
+            first_config: args.config.first().cloned().unwrap_or_default(),
+            revision,
+        });
+    }
+    let client = kube::Client::try_default()
+        .await
+        .map_err(StartupError::Kubernetes)?;
+    let cluster = ClusterSource {
+        namespace: args.namespace.clone(),
+        secret_name: args.secret_name.clone(),
+        instance: instance_name(),
+    };
+    let watcher = crate::kubernetes::watch(
+        client.clone(),
+        cluster,
+        current.clone(),
+        Arc::clone(metrics),
+    );
+    Ok(Source {
+        settings: standalone::GatewaySettings {
+            listen: "0.0.0.0:8080".into(),
+            ..Default::default()
+        },
+        watcher,
+        client: Some(client),
+        first_config: PathBuf::from("."),
+        revision: format!(
+            "(waiting for Secret {}/{})",
+            args.namespace, args.secret_name
+        ),
+    })
+}
+
+/// The operators of `settings` (name, token), none of whose tokens may be
+/// an agent's key.
+fn operators(
+    settings: &standalone::GatewaySettings,
+    current: &Current,
+) -> Result<Vec<(String, String)>, StartupError> {
+    let mut operators = Vec::new();
+    for op in &settings.approvals.operators {
+        let token = std::env::var(&op.token_env).map_err(|_| StartupError::OperatorTokenUnset {
+            operator: op.name.clone(),
+            var: op.token_env.clone(),
+        })?;
+        if let Some(snapshot) = current.load_full()
+            && let Some(agent) = snapshot.agent_keys.holder_of(&sha256(&token))
+        {
+            return Err(StartupError::OperatorTokenIsAgentKey {
+                operator: op.name.clone(),
+                var: op.token_env.clone(),
+                namespace: agent.namespace.clone(),
+                agent: agent.agent.clone(),
+            });
+        }
+        operators.push((op.name.clone(), token));
+    }
+    Ok(operators)
+}
+
 async fn serve(
     args: RunArgs,
     interval: Duration,
     header_timeout: Duration,
     body_timeout: Duration,
-) -> Result<ExitCode, String> {
-    let metrics = Arc::new(GatewayMetrics::new().map_err(|e| format!("metrics: {e}"))?);
+) -> Result<ExitCode, StartupError> {
+    let shutdown = shutdown_signal();
+    let metrics = Arc::new(GatewayMetrics::new()?);
+    let watch_namespaces = WatchNamespaces::parse(args.watch_namespaces.as_deref().unwrap_or(""))?;
+    if !args.kubernetes && !watch_namespaces.is_all() {
+        return Err(StartupError::WatchNamespacesStandalone);
+    }
     let current = snapshot::empty();
-    // Where the configuration comes from: files, or the operator's Secret.
-    let (settings, watcher, tokens, first, revision, client) = if args.kubernetes {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
-        let source = crate::kubernetes::ClusterSource {
-            namespace: args.namespace.clone(),
-            secret_name: args.secret_name.clone(),
-            instance: instance_name(),
-        };
-        let watcher = crate::kubernetes::watch(
-            client.clone(),
-            source,
-            current.clone(),
-            Arc::clone(&metrics),
-        );
-        let settings = standalone::GatewaySettings {
-            listen: "0.0.0.0:8080".into(),
-            ..Default::default()
-        };
-        let tokens = Some(crate::kubernetes::TokenReviewer::new(
-            client.clone(),
-            Vec::new(),
-        ));
-        let revision = format!(
-            "(waiting for Secret {}/{})",
-            args.namespace, args.secret_name
-        );
-        (
-            settings,
-            watcher,
-            tokens,
-            PathBuf::from("."),
-            revision,
-            Some(client),
-        )
-    } else {
-        let (revision, settings) = source::load_into(&args.config, &current, &metrics)?;
-        let watcher = source::watch(
-            args.config.clone(),
-            current.clone(),
-            Arc::clone(&metrics),
-            interval,
-        );
-        let first = args.config.first().cloned().unwrap_or_default();
-        (settings, watcher, None, first, revision, None)
-    };
-    let audit_url = match (args.audit_url.clone().or_else(|| settings.audit.url.clone()), args.kubernetes) {
+    let Source {
+        settings,
+        watcher,
+        client,
+        first_config: first,
+        revision,
+    } = source(&args, &current, &metrics, interval).await?;
+    let audit_url = match (
+        args.audit_url
+            .clone()
+            .or_else(|| settings.audit.url.clone()),
+        args.kubernetes,
+    ) {
         (Some(url), _) => url,
         (None, false) => default_sqlite_url(&first),
-        (None, true) => return Err("--kubernetes needs --audit-url (or PALISADE_AUDIT_URL), e.g. postgres://palisade@postgres/palisade".into()),
+        (None, true) => return Err(StartupError::AuditUrlRequired),
     };
-    let store = Store::open(&audit_url, Migrations::Apply)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = Store::open(&audit_url, Migrations::Apply).await?;
     let read_token = match &settings.audit.read_token_env {
         None => None,
-        Some(var) => Some(std::env::var(var).map_err(|_| {
-            format!("GatewaySettings spec.audit.readTokenEnv names {var}, which is not set; export it or remove readTokenEnv")
-        })?),
+        Some(var) => {
+            Some(std::env::var(var).map_err(|_| StartupError::ReadTokenUnset(var.clone()))?)
+        }
     };
-    let query_store = store.clone();
-    let mut operator_tokens = Vec::new();
-    for op in &settings.approvals.operators {
-        let token = std::env::var(&op.token_env).map_err(|_| {
-            format!("GatewaySettings spec.approvals.operators[{}].tokenEnv names {}, which is not set; export it or remove the operator", op.name, op.token_env)
-        })?;
-        if let Some(snapshot) = current.load_full() {
-            use sha2::{Digest, Sha256};
-            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-            if let Some(k) = snapshot.keys.iter().find(|k| k.sha256 == digest) {
-                return Err(format!(
-                    "GatewaySettings spec.approvals.operators[{}]: the token in {} is also the API key of agent {}/{}; an agent must never decide approvals, give the operator a different token",
-                    op.name, op.token_env, k.namespace, k.agent
-                ));
+    let operator_tokens = operators(&settings, &current)?;
+    let instance: Arc<str> = instance_name().into();
+    let approvals = match &client {
+        Some(client) => {
+            tracing::info!(
+                "approvals: created and read in {}",
+                watch_namespaces.describe()
+            );
+            Approvals::Cluster {
+                client: client.clone(),
+                instance,
+                namespaces: watch_namespaces,
             }
         }
-        operator_tokens.push((op.name.clone(), token));
-    }
-    let instance: std::sync::Arc<str> = instance_name().into();
-    let approvals = match client {
-        Some(client) => crate::approvals::Approvals::Cluster { client, instance },
-        None => crate::approvals::Approvals::Local {
-            store: palisade_audit::approvals::ApprovalStore::new(store.clone()),
-            instance,
-        },
+        None => Approvals::local(store.clone(), instance),
     };
     let mut writer_config = WriterConfig::new(spool_dir(&audit_url, &first));
     writer_config.discard = args.no_audit;
@@ -301,13 +421,21 @@ async fn serve(
         standalone::FailureMode::Spool => FailureMode::Spool,
         standalone::FailureMode::FailClosed => FailureMode::FailClosed,
     };
-    let (audit, audit_task) = AuditWriter::start(store, writer_config, metrics.audit.clone())
-        .map_err(|e| e.to_string())?;
+    let (audit, audit_task) =
+        AuditWriter::start(store.clone(), writer_config, metrics.audit.clone())?;
     let listen = args.listen.clone().unwrap_or(settings.listen);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| StartupError::Listen {
+            address: listen.clone(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartupError::Listen {
+            address: listen.clone(),
+            source,
+        })?;
     println!(
         "palisade-gateway listening on http://{addr} (configuration revision {revision}, audit {})",
         if args.no_audit {
@@ -316,24 +444,20 @@ async fn serve(
             palisade_audit::store::redact_url(&audit_url)
         }
     );
-    let state = AppState::from(crate::server::StateParts {
-        config: current,
-        audit,
-        metrics,
-        http: crate::upstream::HttpClient::new(),
-        tokens,
-        approvals,
-        operators: Arc::new(crate::approvals_api::Operators::new(operator_tokens)),
-        body_timeout,
-    });
+    let mut state = AppState::builder(current, audit, metrics, approvals)
+        .operators(operator_tokens)
+        .body_timeout(body_timeout);
+    if let Some(client) = client {
+        state = state.service_accounts(TokenReviewer::new(client, Vec::new()));
+    }
+    if let Some(token) = read_token {
+        state = state.audit_reader(store, token);
+    }
+    let state = state.build();
     // Standalone: nobody else expires approvals, so this process audits
     // each expiry once (the operator does it in a cluster).
-    let sweeper = tokio::spawn(crate::approvals_api::sweep_expired(state.clone()));
-    let router = match read_token {
-        Some(token) => crate::server::app_with_audit_query(state, query_store, token),
-        None => app(state),
-    };
-    serve_connections(listener, router, header_timeout, shutdown_signal()).await;
+    let sweeper = tokio::spawn(crate::decisions::held::sweep_expired(state.clone()));
+    serve_connections(listener, app(state), header_timeout, shutdown).await;
     watcher.abort();
     sweeper.abort();
     // Every request is done and every handle to the writer is gone: wait

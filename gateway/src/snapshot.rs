@@ -1,27 +1,21 @@
 //! The configuration a gateway serves: the compiled bundle plus what the
 //! hot path derives from it (the API-key index, the providers' parsed
-//! endpoints), swapped atomically. A
-//! request loads one `Arc<Snapshot>` and uses it throughout, so it sees the
-//! old or the new configuration, never a mix; loading takes no lock.
+//! endpoints), swapped atomically. A request loads one `Arc<Snapshot>` and
+//! uses it throughout, so it sees the old or the new configuration, never
+//! a mix; loading takes no lock.
 
+use crate::credentials::{Identity, Tokens};
 use crate::providers::Endpoints;
 use arc_swap::ArcSwapOption;
 use palisade_policy::PolicyBundle;
 use std::sync::Arc;
 
-/// An agent's API key, known only by its SHA-256.
-#[derive(Debug, Clone)]
-pub struct KeyEntry {
-    pub sha256: [u8; 32],
-    pub namespace: String,
-    pub agent: String,
-}
-
 /// One loaded configuration.
 #[derive(Debug)]
 pub struct Snapshot {
     pub bundle: PolicyBundle,
-    pub keys: Vec<KeyEntry>,
+    /// Every agent's API key (by its SHA-256), naming the agent.
+    pub agent_keys: Tokens<Identity>,
     pub endpoints: Endpoints,
     pub loaded_at: jiff::Timestamp,
 }
@@ -39,23 +33,23 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
 
 impl Snapshot {
     pub fn new(bundle: PolicyBundle) -> Self {
-        let keys = bundle
+        let agent_keys = bundle
             .policies()
             .iter()
             .flat_map(|p| {
                 p.agents.iter().filter_map(move |a| {
-                    Some(KeyEntry {
-                        sha256: unhex(a.api_key_sha256.as_deref()?)?,
+                    let identity = Identity {
                         namespace: p.namespace.clone(),
                         agent: a.name.clone(),
-                    })
+                    };
+                    Some((unhex(a.api_key_sha256.as_deref()?)?, identity))
                 })
             })
             .collect();
         Self {
             endpoints: Endpoints::of(&bundle),
             bundle,
-            keys,
+            agent_keys,
             loaded_at: jiff::Timestamp::now(),
         }
     }

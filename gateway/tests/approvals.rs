@@ -9,9 +9,11 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use palisade_audit::{Filter, Store};
+use palisade_gateway::config::reload;
 use palisade_gateway::metrics::GatewayMetrics;
-use palisade_gateway::server::{AppState, app};
-use palisade_gateway::{snapshot, source};
+use palisade_gateway::router::app;
+use palisade_gateway::snapshot;
+use palisade_gateway::state::AppState;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,7 +56,7 @@ async fn gateway(name: &str, ttl: &str) -> Gateway {
     let files = vec![config(&d, ttl)];
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
-    source::load_into(&files, &current, &metrics).unwrap();
+    reload::load_into(&files, &current, &metrics).unwrap();
     let (state, store) = common::standalone(&d, current, metrics, OPERATOR).await;
     Gateway { state, store }
 }

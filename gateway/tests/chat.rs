@@ -9,9 +9,11 @@ use axum::body::Body;
 use axum::http::Request;
 use palisade_audit::{Filter, Store};
 use palisade_fake_upstreams::{FakeOpenAi, Script};
+use palisade_gateway::config::reload;
 use palisade_gateway::metrics::GatewayMetrics;
-use palisade_gateway::server::{AppState, app};
-use palisade_gateway::{snapshot, source};
+use palisade_gateway::router::app;
+use palisade_gateway::snapshot;
+use palisade_gateway::state::AppState;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -86,7 +88,7 @@ stringData: {{intake: {KEY}, openai: sk-upstream, anthropic: sk-ant-upstream}}
     std::fs::write(&path, yaml).unwrap();
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
-    source::load_into(&[path], &current, &metrics).unwrap();
+    reload::load_into(&[path], &current, &metrics).unwrap();
     let (state, store) = common::standalone(&d, current, metrics, "operator-token").await;
     Setup {
         state,
@@ -197,7 +199,7 @@ fn edit_policy(s: &Setup, name: &str, edit: impl Fn(String) -> String) {
     ));
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, edit(text)).unwrap();
-    source::load_into(&[path], &s.state.config, &s.state.metrics).unwrap();
+    reload::load_into(&[path], &s.state.config, &s.state.metrics).unwrap();
 }
 
 #[tokio::test]
@@ -243,7 +245,7 @@ async fn provider_failures_are_answered_with_their_own_reason_codes() {
         t.replacen("timeout: 500ms", "timeout: 60s", 1)
     });
     s.cloud.set_script(Script::Text(
-        "x".repeat(palisade_gateway::upstream::MAX_ANSWER_BYTES),
+        "x".repeat(palisade_gateway::http_client::MAX_ANSWER_BYTES),
     ));
     let (status, _, body) = chat(&s, hello.clone()).await;
     assert_eq!(
@@ -613,5 +615,155 @@ async fn anthropic_messages_are_translated_both_ways_with_its_own_headers() {
     assert_eq!(
         events.last().unwrap()["choices"][0]["finish_reason"],
         "tool_calls"
+    );
+}
+
+#[tokio::test]
+async fn tool_calls_proposed_in_chat_are_audited_with_the_arguments_the_policy_keeps() {
+    let s = setup(
+        "chat-args",
+        "  audit:\n    arguments: Redacted\n    redactKeys: [to]\n",
+    )
+    .await;
+    let email = json!({"to": "x@y.z", "body": "hi"});
+    s.cloud.set_script(Script::ToolCalls(vec![
+        ("sql_query".into(), json!({"query": "SELECT 1"})),
+        ("send_email".into(), email.clone()),
+    ]));
+    for stream in [false, true] {
+        let (status, _, _) = chat(
+            &s,
+            json!({"model": "gpt-4o", "messages": user("do things"), "stream": stream}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    s.state.audit.flush().await.unwrap();
+    let kept: Vec<(String, Option<Value>)> = s
+        .store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| Some((r.event.tool?, r.event.arguments)))
+        .collect();
+    let redacted = palisade_policy::redact_arguments(&email, &["to".to_owned()]);
+    assert_ne!(redacted, email);
+    let once = [
+        ("sql_query".to_owned(), Some(json!({"query": "SELECT 1"}))),
+        ("send_email".to_owned(), Some(redacted)),
+    ];
+    assert_eq!(
+        kept,
+        [once.clone(), once].concat(),
+        "non-streamed, then streamed"
+    );
+}
+
+/// Issue 23, item 2: arguments that are not strict JSON (`NaN`) are not
+/// decided as `{}` (which would skip `has(args.to)` and fall through to
+/// an allow); they are denied `tool.arguments_invalid` and withheld, and an
+/// allowed call is forwarded as the canonical JSON that was evaluated.
+#[tokio::test]
+async fn tool_call_arguments_that_do_not_parse_are_denied_and_allowed_ones_forwarded_canonical() {
+    let s = setup("chat-nan", "").await;
+    edit_policy(&s, "chat-nan", |y| {
+        y.replace(
+            "      - {tools: [sql_query], action: Allow}\n",
+            "      - {tools: [sql_query], action: Allow}\n      - {tools: [notify], action: RequireApproval, when: \"has(args.to)\"}\n      - {tools: [notify], action: Allow}\n",
+        )
+    });
+    s.cloud.set_script(Script::RawToolCalls(vec![
+        ("notify".into(), r#"{"to":"x@evil.example","n":NaN}"#.into()),
+        (
+            "sql_query".into(),
+            r#"{ "query" : "SELECT 1", "a": 1.50 }"#.into(),
+        ),
+    ]));
+    for stream in [false, true] {
+        let (status, _, body) = chat(
+            &s,
+            json!({"model": "gpt-4o", "messages": user("do things"), "stream": stream}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (calls, text): (Vec<Value>, String) = if stream {
+            let events = sse_events(&body);
+            (
+                events
+                    .iter()
+                    .filter_map(|e| e["choices"][0]["delta"]["tool_calls"].as_array())
+                    .flatten()
+                    .cloned()
+                    .collect(),
+                events
+                    .iter()
+                    .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+                    .collect(),
+            )
+        } else {
+            let message = &json_of(&body)["choices"][0]["message"];
+            (
+                message["tool_calls"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+                message["content"].as_str().unwrap_or("").to_owned(),
+            )
+        };
+        let names: Vec<&str> = calls
+            .iter()
+            .map(|c| c["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["sql_query"], "stream: {stream}");
+        assert_eq!(
+            calls[0]["function"]["arguments"], r#"{"a":1.50,"query":"SELECT 1"}"#,
+            "the canonical JSON that was evaluated (stream: {stream})"
+        );
+        assert!(
+            text.contains("`notify` was blocked by policy (tool.arguments_invalid"),
+            "{text}"
+        );
+    }
+    s.state.audit.flush().await.unwrap();
+    let decided: Vec<(String, String, String)> = s
+        .store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                r.event.tool?,
+                r.event.decision,
+                r.event.reason_codes.join(","),
+            ))
+        })
+        .collect();
+    let once = [
+        (
+            "notify".to_owned(),
+            "Deny".to_owned(),
+            "tool.arguments_invalid".to_owned(),
+        ),
+        (
+            "sql_query".to_owned(),
+            "Allow".to_owned(),
+            "tool.allowed_by_rule".to_owned(),
+        ),
+    ];
+    assert_eq!(decided, [once.clone(), once].concat());
+}
+
+#[tokio::test]
+async fn a_chat_request_stopped_by_a_kill_switch_is_counted() {
+    let s = setup("chat-killed", "  suspend: true\n").await;
+    let (status, _, body) = chat(&s, json!({"model": "gpt-4o", "messages": user("hi")})).await;
+    assert_eq!((status, code_of(&body)), (403, "kill_switch.policy".into()));
+    let metrics = s.state.metrics.render();
+    assert!(
+        metrics
+            .contains("palisade_kill_switch_hits_total{namespace=\"clinic\",scope=\"policy\"} 1"),
+        "{metrics}"
     );
 }

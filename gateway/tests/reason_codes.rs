@@ -10,9 +10,11 @@ mod common;
 use axum::body::Body;
 use axum::http::Request;
 use palisade_fake_upstreams::{FakeOpenAi, Script};
+use palisade_gateway::config::reload;
 use palisade_gateway::metrics::GatewayMetrics;
-use palisade_gateway::server::{AppState, app};
-use palisade_gateway::{snapshot, source};
+use palisade_gateway::router::app;
+use palisade_gateway::snapshot;
+use palisade_gateway::state::AppState;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -73,7 +75,7 @@ stringData: {{a: key-a, off: key-off, research: key-research}}
     std::fs::write(&path, yaml).unwrap();
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
-    source::load_into(&[path], &current, &metrics).unwrap();
+    reload::load_into(&[path], &current, &metrics).unwrap();
     common::standalone(&d, current, metrics, "operator-token")
         .await
         .0

@@ -7,9 +7,11 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use palisade_audit::{Filter, Store};
+use palisade_gateway::config::reload;
 use palisade_gateway::metrics::GatewayMetrics;
-use palisade_gateway::server::{AppState, app};
-use palisade_gateway::{snapshot, source};
+use palisade_gateway::router::app;
+use palisade_gateway::snapshot;
+use palisade_gateway::state::AppState;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,7 +49,7 @@ async fn gateway(name: &str, edit: impl Fn(String) -> String, load: bool) -> Gat
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
     if load {
-        source::load_into(&config, &current, &metrics).unwrap();
+        reload::load_into(&config, &current, &metrics).unwrap();
     }
     let (state, store) = common::standalone(&d, current, metrics, "operator-token").await;
     Gateway {
@@ -233,7 +235,7 @@ async fn kill_switches_stop_the_agent_and_are_counted() {
 async fn a_changed_file_is_swapped_in_and_an_invalid_edit_keeps_the_previous_configuration() {
     let g = gateway("reload", |t| t, true).await;
     let before = g.state.config.load_full().unwrap().revision().to_owned();
-    let watcher = source::watch(
+    let watcher = reload::watch(
         g.config.clone(),
         g.state.config.clone(),
         g.state.metrics.clone(),
@@ -534,11 +536,16 @@ async fn the_audit_can_be_read_over_http_with_the_auditor_token_only() {
     .await;
     assert_eq!(status, 200);
     g.state.audit.flush().await.unwrap();
-    let router = palisade_gateway::server::app_with_audit_query(
-        g.state.clone(),
-        g.store.clone(),
-        "auditor-secret".into(),
-    );
+    // The same gateway with an auditor token.
+    let readable = AppState::builder(
+        g.state.config.clone(),
+        g.state.audit.clone(),
+        g.state.metrics.clone(),
+        palisade_gateway::approvals::Approvals::local(g.store.clone(), "gateway-test"),
+    )
+    .audit_reader(g.store.clone(), "auditor-secret".into())
+    .build();
+    let router = app(readable);
     let get = |token: &str| {
         Request::get("/v1/audit/events?requestId=r-audited")
             .header("authorization", format!("Bearer {token}"))

@@ -16,11 +16,18 @@
 //!
 //! Status writes carry the `resourceVersion` read, so a write never
 //! overwrites a gateway's consumption it has not seen.
+//!
+//! What the status should be is computed purely in [`plan`]; this module
+//! watches (cluster-wide, or one controller per watched namespace) and
+//! applies it.
 
-use crate::reconcile::{MANAGER, publish};
-use futures_util::StreamExt;
+mod plan;
+
+use crate::config::MANAGER;
+use crate::events::{PlannedEvent, publish};
+use crate::guard::panic_message;
+use futures_util::{FutureExt, StreamExt};
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
@@ -29,9 +36,10 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use palisade_audit::{ApprovalFacts, AuditEvent, AuditWriter};
 use palisade_crds::{Approval, ApprovalDecision, ApprovalPhase, ApprovalStatus};
-use palisade_policy::ReasonCode;
+use plan::{Audited, keep_only};
+pub use plan::{Outcome, desired_status, finished_at, newly_recorded};
 use serde_json::json;
-use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +61,8 @@ pub struct Lifecycle {
     /// the approval at its deadline stays in the audit beside the
     /// consumption: outcomes are audited before they are written.)
     pub audited: Arc<Mutex<Audited>>,
+    /// The watched namespaces (`--watch-namespaces`); empty: all.
+    pub namespaces: Vec<String>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -73,56 +83,14 @@ pub enum LifecycleError {
     /// approval is tried again.
     #[error("approval outcome not audited: {0}")]
     Audit(#[from] palisade_audit::AuditError),
-}
-
-/// The status an approval should have at `now`, given what it has. Pure:
-/// unit-tested without a server.
-pub fn desired_status(a: &Approval, now: Timestamp) -> ApprovalStatus {
-    let old = a.status.clone().unwrap_or_default();
-    let phase = a.phase_at(now);
-    let decided = a.spec.decision.is_some();
-    ApprovalStatus {
-        observed_generation: a.metadata.generation,
-        phase: Some(phase),
-        decided_by: old.decided_by.clone().or_else(|| a.spec.decided_by.clone()),
-        decided_at: match (&old.decided_at, decided) {
-            (Some(t), _) => Some(t.clone()),
-            (None, true) => Some(Time(now)),
-            (None, false) => None,
-        },
-        consumed_at: old.consumed_at.clone(),
-        consumed_by: old.consumed_by.clone(),
-        conditions: old.conditions.clone(),
-    }
-}
-
-/// When an approval reached its final phase, if it has.
-pub fn finished_at(a: &Approval, now: Timestamp) -> Option<Timestamp> {
-    let status = a.status.as_ref();
-    match a.phase_at(now) {
-        ApprovalPhase::Consumed => status.and_then(|s| s.consumed_at.as_ref()).map(|t| t.0),
-        ApprovalPhase::Denied => Some(
-            status
-                .and_then(|s| s.decided_at.as_ref())
-                .map(|t| t.0)
-                .unwrap_or(a.spec.requested_at.0),
-        ),
-        ApprovalPhase::Expired => Some(a.spec.expires_at.0),
-        ApprovalPhase::Pending | ApprovalPhase::Approved => None,
-    }
+    /// Reconciling this approval panicked (a bug): it is retried like any
+    /// error, and the other approvals carry on.
+    #[error("reconciling the approval panicked: {0}")]
+    Panic(String),
 }
 
 fn until(t: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(t.duration_since(now)).unwrap_or_default() + Duration::from_millis(10)
-}
-
-fn outcome(phase: ApprovalPhase) -> Option<(ReasonCode, &'static str)> {
-    match phase {
-        ApprovalPhase::Approved => Some((ReasonCode::ApprovalApproved, "Approved")),
-        ApprovalPhase::Denied => Some((ReasonCode::ApprovalDenied, "Denied")),
-        ApprovalPhase::Expired => Some((ReasonCode::ApprovalExpired, "Expired")),
-        _ => None,
-    }
 }
 
 fn typed(o: &DynamicObject) -> Result<Approval, serde_json::Error> {
@@ -144,6 +112,10 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
     let now = Timestamp::now();
     let namespace = a.namespace().unwrap_or_default();
     let name = a.name_any();
+    if !crate::scope::contains(&cx.namespaces, &namespace) {
+        // The watches are namespaced; this never acts outside them anyway.
+        return Ok(Action::await_change());
+    }
     let api: Api<Approval> = Api::namespaced(cx.client.clone(), &namespace);
 
     if let Some(done) = finished_at(&a, now) {
@@ -178,8 +150,8 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
         // always has its audit row. Should the operator stop in between,
         // the next pass finds the old status and audits them again (at
         // least once, never none).
-        for &(code, decision) in &outcomes {
-            audit_outcome(&cx, &a, &uid, code, decision, &desired).await?;
+        for &outcome in &outcomes {
+            audit_outcome(&cx, &a, &uid, outcome, &desired).await?;
         }
         let patch = json!({
             "metadata": {"resourceVersion": a.resource_version()},
@@ -209,8 +181,8 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
             }
             Err(e) => return Err(e.into()),
         }
-        for &(code, decision) in &outcomes {
-            announce(&cx, &a, code, decision, &desired).await;
+        for &outcome in &outcomes {
+            announce(&cx, &a, outcome, &desired).await;
         }
     }
 
@@ -221,48 +193,15 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
     })
 }
 
-/// Outcomes audited, by approval uid and decision.
-type Audited = HashSet<(String, &'static str)>;
-
 impl Lifecycle {
     /// Forgets the outcomes remembered for `uid` other than `outcomes`.
-    fn keep_only(&self, uid: &str, outcomes: &[(ReasonCode, &'static str)]) {
+    fn keep_only(&self, uid: &str, outcomes: &[Outcome]) {
         keep_only(
             &mut self.audited.lock().unwrap_or_else(|p| p.into_inner()),
             uid,
             outcomes,
         );
     }
-}
-
-fn keep_only(audited: &mut Audited, uid: &str, outcomes: &[(ReasonCode, &'static str)]) {
-    audited.retain(|(u, d)| u != uid || outcomes.iter().any(|(_, o)| o == d));
-}
-
-/// The outcomes `desired` records that `old` did not: a decision (its
-/// first `decidedAt`) and an expiry, in that order. An approval approved,
-/// or approved and used, while the operator was away still has its
-/// decision audited.
-pub fn newly_recorded(
-    old: Option<&ApprovalStatus>,
-    desired: &ApprovalStatus,
-    a: &Approval,
-) -> Vec<(ReasonCode, &'static str)> {
-    let mut outcomes = Vec::new();
-    let was_decided = old.is_some_and(|s| s.decided_at.is_some());
-    if !was_decided && desired.decided_at.is_some() {
-        outcomes.extend(a.spec.decision.and_then(|d| {
-            outcome(match d {
-                ApprovalDecision::Approved => ApprovalPhase::Approved,
-                ApprovalDecision::Denied => ApprovalPhase::Denied,
-            })
-        }));
-    }
-    let was_expired = old.and_then(|s| s.phase) == Some(ApprovalPhase::Expired);
-    if !was_expired && desired.phase == Some(ApprovalPhase::Expired) {
-        outcomes.extend(outcome(ApprovalPhase::Expired));
-    }
-    outcomes
 }
 
 /// Audits one outcome and waits until it is durable (in the database or
@@ -272,16 +211,15 @@ async fn audit_outcome(
     cx: &Lifecycle,
     a: &Approval,
     uid: &str,
-    code: ReasonCode,
-    decision: &'static str,
+    outcome: Outcome,
     status: &ApprovalStatus,
 ) -> Result<(), LifecycleError> {
     let name = a.name_any();
     let Some(audit) = &cx.audit else {
-        tracing::warn!(approval = %name, outcome = decision, "approval outcome not audited: start the operator with --audit-url");
+        tracing::warn!(approval = %name, outcome = outcome.as_str(), "approval outcome not audited: start the operator with --audit-url");
         return Ok(());
     };
-    let key = (uid.to_owned(), decision);
+    let key = (uid.to_owned(), outcome);
     if cx
         .audited
         .lock()
@@ -292,7 +230,7 @@ async fn audit_outcome(
     }
     let namespace = a.namespace().unwrap_or_default();
     // Who decided: an expiry has no decider.
-    let actor = if code == ReasonCode::ApprovalExpired {
+    let actor = if outcome == Outcome::Expired {
         None
     } else {
         status.decided_by.as_deref()
@@ -308,7 +246,7 @@ async fn audit_outcome(
         rule: a.spec.rule.as_deref(),
         actor,
     };
-    let mut event = AuditEvent::approval_outcome(&facts, decision, code.as_str());
+    let mut event = AuditEvent::approval_outcome(&facts, outcome.as_str(), outcome.code().as_str());
     event.policy_generation = Some(a.spec.policy_generation);
     // On failure the reconcile fails (logged and retried by error_policy).
     audit.record_durable(event).await?;
@@ -321,87 +259,93 @@ async fn audit_outcome(
 
 /// Counts and announces (with an Event) an outcome the operator just
 /// recorded.
-async fn announce(
-    cx: &Lifecycle,
-    a: &Approval,
-    code: ReasonCode,
-    decision: &'static str,
-    status: &ApprovalStatus,
-) {
-    let label = code.as_str().trim_start_matches("approval.");
+async fn announce(cx: &Lifecycle, a: &Approval, outcome: Outcome, status: &ApprovalStatus) {
+    let label = outcome.code().as_str().trim_start_matches("approval.");
     cx.metrics
         .approval_outcomes
         .with_label_values(&[label])
         .inc();
+    for event in announcements(a, outcome, status) {
+        publish(&cx.recorder, &event).await;
+    }
+}
+
+/// The Events that announce `outcome`.
+fn announcements(a: &Approval, outcome: Outcome, status: &ApprovalStatus) -> Vec<PlannedEvent> {
     let decided_by = status.decided_by.as_deref();
     let who = decided_by.unwrap_or("an unrecorded user");
     let expired = status.phase == Some(ApprovalPhase::Expired);
-    let (type_, note) = match code {
+    let (agent, tool, expires_at) = (&a.spec.agent, &a.spec.tool, &a.spec.expires_at.0);
+    let (type_, note) = match outcome {
         // Approved too late, or while the operator was away and then left
         // unused: either way it cannot be used any more.
-        ReasonCode::ApprovalApproved if expired => (
+        Outcome::Decided(ApprovalDecision::Approved) if expired => (
             EventType::Warning,
             format!(
-                "approved by {who}, but it expired unused at {}; {} may not run {}",
-                a.spec.expires_at.0, a.spec.agent, a.spec.tool
+                "approved by {who}, but it expired unused at {expires_at}; {agent} may not run {tool}"
             ),
         ),
-        ReasonCode::ApprovalApproved => (
+        Outcome::Decided(ApprovalDecision::Approved) => (
             EventType::Normal,
-            format!(
-                "{} may run {} once; approved by {who}",
-                a.spec.agent, a.spec.tool
-            ),
+            format!("{agent} may run {tool} once; approved by {who}"),
         ),
-        ReasonCode::ApprovalDenied => (
+        Outcome::Decided(ApprovalDecision::Denied) => (
             EventType::Normal,
-            format!(
-                "{} may not run {}; denied by {who}",
-                a.spec.agent, a.spec.tool
-            ),
+            format!("{agent} may not run {tool}; denied by {who}"),
         ),
-        _ if a.spec.decision.is_some() => (
+        Outcome::Expired if a.spec.decision.is_some() => (
             EventType::Warning,
-            format!(
-                "approved but not used before {}; {} may not run {}",
-                a.spec.expires_at.0, a.spec.agent, a.spec.tool
-            ),
+            format!("approved but not used before {expires_at}; {agent} may not run {tool}"),
         ),
-        _ => (
+        Outcome::Expired => (
             EventType::Warning,
-            format!(
-                "nobody decided before {}; {} may not run {}",
-                a.spec.expires_at.0, a.spec.agent, a.spec.tool
-            ),
+            format!("nobody decided before {expires_at}; {agent} may not run {tool}"),
         ),
     };
-    publish(&cx.recorder, a, type_, decision, note).await;
-    if code != ReasonCode::ApprovalExpired && decided_by.is_none() {
-        publish(
-            &cx.recorder,
+    let mut events = vec![PlannedEvent::about(a, type_, outcome.as_str(), note)];
+    if outcome != Outcome::Expired && decided_by.is_none() {
+        events.push(PlannedEvent::about(
             a,
             EventType::Warning,
             "DeciderNotRecorded",
             "the decision carries no spec.decidedBy: install the chart's admission policies so the deciding user is stamped from the request".into(),
-        )
-        .await;
+        ));
     }
+    events
+}
+
+/// [`reconcile`], with a panic caught: one approval cannot stop the
+/// controller (and with it every other approval).
+async fn guarded(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, LifecycleError> {
+    AssertUnwindSafe(reconcile(o, cx))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|payload| Err(LifecycleError::Panic(panic_message(&*payload))))
 }
 
 fn error_policy(_: Arc<DynamicObject>, e: &LifecycleError, cx: Arc<Lifecycle>) -> Action {
     tracing::warn!(error = %e, "approval reconcile failed; retrying");
-    cx.metrics.errors.with_label_values(&["approvals"]).inc();
+    let kind = match e {
+        LifecycleError::Panic(_) => "panic",
+        _ => "approvals",
+    };
+    cx.metrics.errors.with_label_values(&[kind]).inc();
     Action::requeue(Duration::from_secs(1))
 }
 
-/// Runs the lifecycle controller until dropped.
+/// Runs the lifecycle controller until dropped: one cluster-wide, or one
+/// per watched namespace (a controller's cache is one reflector store,
+/// which cannot be fed by several watches).
 pub async fn run(cx: Lifecycle) {
     // Untyped objects, converted one by one in `reconcile`: a malformed
     // Approval is skipped and never stalls the others (see crate::watch).
     let resource = ApiResource::erase::<Approval>(&());
-    let api: Api<DynamicObject> = Api::all_with(cx.client.clone(), &resource);
-    let controller = Controller::new_with(api, watcher::Config::default(), resource);
-    let store = controller.store();
+    let controllers: Vec<Controller<DynamicObject>> =
+        crate::scope::dynamic_apis(&cx.client, &cx.namespaces, &resource)
+            .into_iter()
+            .map(|api| Controller::new_with(api, watcher::Config::default(), resource.clone()))
+            .collect();
+    let stores: Vec<_> = controllers.iter().map(Controller::store).collect();
     let metrics = Arc::clone(&cx.metrics);
     // Approvals by phase, from the controller's cache.
     let gauge = tokio::spawn(async move {
@@ -410,7 +354,8 @@ pub async fn run(cx: Lifecycle) {
             tick.tick().await;
             let now = Timestamp::now();
             let mut counts = [0i64; 5];
-            for a in store.state().iter().filter_map(|o| typed(o).ok()) {
+            let objects = stores.iter().flat_map(|s| s.state());
+            for a in objects.filter_map(|o| typed(&o).ok()) {
                 counts[a.phase_at(now) as usize] += 1;
             }
             for (phase, n) in [
@@ -431,178 +376,10 @@ pub async fn run(cx: Lifecycle) {
         }
     });
     let _gauge = crate::leader::AbortOnDrop(Some(gauge));
-    controller
-        .run(reconcile, error_policy, Arc::new(cx))
-        .for_each(|_| async {})
-        .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use palisade_crds::ApprovalSpec;
-
-    fn t(s: &str) -> Timestamp {
-        s.parse().unwrap_or(Timestamp::UNIX_EPOCH)
-    }
-
-    fn approval(decision: Option<ApprovalDecision>) -> Approval {
-        let mut a = Approval::new(
-            "intake-0a1b2c3d4e5f",
-            ApprovalSpec {
-                agent: "intake".into(),
-                tool: "send_email".into(),
-                arguments: json!({}),
-                arguments_digest: format!("sha256:{}", "0".repeat(64)),
-                request_id: "r-1".into(),
-                policy: "clinic".into(),
-                policy_generation: 3,
-                rule: None,
-                requested_by: None,
-                requested_at: Time(t("2026-11-22T10:00:00Z")),
-                expires_at: Time(t("2026-11-22T10:15:00Z")),
-                decision,
-                reason: None,
-                decided_by: decision.map(|_| "alice".to_owned()),
-            },
-        );
-        a.metadata.generation = Some(1);
-        a
-    }
-
-    #[test]
-    fn a_decision_is_recorded_once_with_who_and_when_and_then_kept() {
-        let undecided = approval(None);
-        let s = desired_status(&undecided, t("2026-11-22T10:01:00Z"));
-        assert_eq!(
-            (s.phase, s.decided_by, s.decided_at),
-            (Some(ApprovalPhase::Pending), None, None)
-        );
-
-        let mut decided = approval(Some(ApprovalDecision::Approved));
-        let first = desired_status(&decided, t("2026-11-22T10:02:00Z"));
-        assert_eq!(first.phase, Some(ApprovalPhase::Approved));
-        assert_eq!(first.decided_by.as_deref(), Some("alice"));
-        assert_eq!(first.decided_at, Some(Time(t("2026-11-22T10:02:00Z"))));
-        // Later passes keep the recorded time: no status churn.
-        decided.status = Some(first.clone());
-        assert_eq!(desired_status(&decided, t("2026-11-22T10:05:00Z")), first);
-    }
-
-    #[test]
-    fn deadlines_expire_undecided_and_unused_approvals_and_consumption_wins() {
-        let pending = approval(None);
-        let late = t("2026-11-22T10:15:00Z");
-        assert_eq!(
-            desired_status(&pending, late).phase,
-            Some(ApprovalPhase::Expired)
-        );
-        assert_eq!(finished_at(&pending, late), Some(late));
-
-        let mut approved = approval(Some(ApprovalDecision::Approved));
-        assert_eq!(
-            finished_at(&approved, t("2026-11-22T10:05:00Z")),
-            None,
-            "still usable"
-        );
-        approved.status = Some(ApprovalStatus {
-            consumed_at: Some(Time(t("2026-11-22T10:06:00Z"))),
-            consumed_by: Some("gw-1".into()),
-            ..Default::default()
-        });
-        let s = desired_status(&approved, late);
-        assert_eq!(
-            s.phase,
-            Some(ApprovalPhase::Consumed),
-            "consumed beats expiry"
-        );
-        assert_eq!(
-            s.consumed_by.as_deref(),
-            Some("gw-1"),
-            "the gateway's record is kept"
-        );
-        assert_eq!(
-            finished_at(&approved, late),
-            Some(t("2026-11-22T10:06:00Z"))
-        );
-
-        let denied = approval(Some(ApprovalDecision::Denied));
-        assert_eq!(
-            desired_status(&denied, late).phase,
-            Some(ApprovalPhase::Denied),
-            "a denial stays a denial"
-        );
-    }
-
-    /// What each status write records for the first time, and so audits
-    /// before it is written.
-    #[test]
-    fn outcomes_are_audited_when_the_status_first_records_them_even_after_an_absence() {
-        let codes = |a: &Approval, at: &str| {
-            let desired = desired_status(a, t(at));
-            newly_recorded(a.status.as_ref(), &desired, a)
-                .into_iter()
-                .map(|(code, _)| code)
-                .collect::<Vec<_>>()
-        };
-        let during = "2026-11-22T10:05:00Z";
-        let after = "2026-11-22T10:20:00Z";
-
-        assert_eq!(codes(&approval(None), during), vec![]);
-        assert_eq!(
-            codes(&approval(None), after),
-            vec![ReasonCode::ApprovalExpired]
-        );
-        assert_eq!(
-            codes(&approval(Some(ApprovalDecision::Denied)), during),
-            vec![ReasonCode::ApprovalDenied]
-        );
-
-        // Recorded once: later passes (and the consumption) add nothing.
-        let mut approved = approval(Some(ApprovalDecision::Approved));
-        assert_eq!(codes(&approved, during), vec![ReasonCode::ApprovalApproved]);
-        approved.status = Some(desired_status(&approved, t(during)));
-        assert_eq!(codes(&approved, during), vec![]);
-        let mut used = approved.clone();
-        if let Some(s) = used.status.as_mut() {
-            s.phase = Some(ApprovalPhase::Consumed);
-            s.consumed_at = Some(Time(t(during)));
-        }
-        assert_eq!(codes(&used, after), vec![]);
-        // Approved but not used in time: the expiry is an outcome too.
-        assert_eq!(codes(&approved, after), vec![ReasonCode::ApprovalExpired]);
-
-        // Approved and used while the operator was away: the gateway wrote
-        // the status (Consumed, no decidedAt), the approval is still audited.
-        let mut away = approval(Some(ApprovalDecision::Approved));
-        away.status = Some(ApprovalStatus {
-            phase: Some(ApprovalPhase::Consumed),
-            consumed_at: Some(Time(t(during))),
-            consumed_by: Some("gw-1".into()),
-            ..Default::default()
-        });
-        assert_eq!(codes(&away, after), vec![ReasonCode::ApprovalApproved]);
-        // Approved while away and never used: both.
-        assert_eq!(
-            codes(&approval(Some(ApprovalDecision::Approved)), after),
-            vec![ReasonCode::ApprovalApproved, ReasonCode::ApprovalExpired]
-        );
-    }
-
-    #[test]
-    fn an_audited_outcome_is_remembered_until_a_status_records_it() {
-        let approved = outcome(ApprovalPhase::Approved)
-            .into_iter()
-            .collect::<Vec<_>>();
-        let mut audited = Audited::new();
-        audited.insert(("uid-1".into(), "Approved"));
-        audited.insert(("uid-2".into(), "Expired"));
-        // A pass on a stale copy (or after a 409) still has it to record.
-        keep_only(&mut audited, "uid-1", &approved);
-        assert!(audited.contains(&("uid-1".into(), "Approved")));
-        // The status now records it: forgotten; other approvals untouched.
-        keep_only(&mut audited, "uid-1", &[]);
-        assert!(!audited.contains(&("uid-1".into(), "Approved")));
-        assert!(audited.contains(&("uid-2".into(), "Expired")));
-    }
+    let cx = Arc::new(cx);
+    let runs = controllers.into_iter().map(|c| {
+        c.run(guarded, error_policy, Arc::clone(&cx))
+            .for_each(|_| async {})
+    });
+    futures_util::future::join_all(runs).await;
 }

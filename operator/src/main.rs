@@ -12,7 +12,7 @@ struct Args {
     #[arg(long)]
     namespace: Option<String>,
     /// Name of the compiled configuration Secret.
-    #[arg(long, default_value = "palisade-config")]
+    #[arg(long, default_value = palisade_crds::bundle_secret::DEFAULT_SECRET_NAME)]
     secret_name: String,
     /// Run without leader election (only for a single replica).
     #[arg(long)]
@@ -31,6 +31,12 @@ struct Args {
     /// finished (e.g. 24h, 7d is 168h).
     #[arg(long, default_value = "24h")]
     approval_retention: String,
+    /// Read AIPolicies, ToolGrants and Approvals only in these namespaces
+    /// (comma-separated, e.g. clinic,billing); empty or unset: every
+    /// namespace. With a list, nothing is listed or watched cluster-wide,
+    /// so RoleBindings in those namespaces are enough.
+    #[arg(long, env = "PALISADE_WATCH_NAMESPACES", value_name = "NS1,NS2")]
+    watch_namespaces: Option<String>,
 }
 
 fn config_identity() -> String {
@@ -52,6 +58,14 @@ async fn main() -> ExitCode {
         .namespace
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
         .unwrap_or_else(|| "palisade-system".into());
+    let watch_namespaces =
+        match palisade_operator::scope::parse(args.watch_namespaces.as_deref().unwrap_or("")) {
+            Ok(namespaces) => namespaces,
+            Err(e) => {
+                eprintln!("palisade-operator: --watch-namespaces: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -61,6 +75,11 @@ async fn main() -> ExitCode {
     };
     let mut config = OperatorConfig::new(namespace.clone());
     config.secret_name = args.secret_name;
+    config.watch_namespaces = watch_namespaces;
+    tracing::info!(
+        "watching AIPolicies, ToolGrants and Approvals in {}",
+        palisade_operator::scope::describe(&config.watch_namespaces)
+    );
     config.approval_retention =
         match palisade_crds::duration::parse_duration(&args.approval_retention) {
             Ok(d) => d,
@@ -121,7 +140,10 @@ async fn main() -> ExitCode {
     };
     let leading = async {
         if args.no_leader_election {
-            work().await
+            tokio::select! {
+                result = work() => result,
+                () = shutdown_signal() => Ok(()),
+            }
         } else {
             let identity = config_identity();
             let lease = palisade_operator::leader::LeaseConfig::new(namespace, identity);
@@ -139,18 +161,24 @@ async fn main() -> ExitCode {
                     }
                 }
             });
-            palisade_operator::leader::run_while_leader(client, lease, tx, work).await
+            // On SIGTERM the leader stops its work, then releases the
+            // Lease, so a standby takes over at once.
+            palisade_operator::leader::run_while_leader_until(
+                client,
+                lease,
+                tx,
+                work,
+                shutdown_signal(),
+            )
+            .await
         }
     };
-    let code = tokio::select! {
-        result = leading => match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("palisade-operator: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        _ = shutdown_signal() => ExitCode::SUCCESS,
+    let code = match leading.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade-operator: {e}");
+            ExitCode::FAILURE
+        }
     };
     // Every handle to the audit writer is gone with the loops: wait until
     // what they recorded is durable.

@@ -3,9 +3,12 @@
 //! status changes, and nothing else carries a timestamp, so writing the
 //! same status twice is a no-op and the operator never triggers itself.
 
+use crate::text::{CONDITION_MESSAGE_BYTES, cut_to};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use palisade_crds::{AIPolicyStatus, GrantReport, GrantState, PolicyReport, ToolGrantStatus};
+use palisade_crds::{
+    AIPolicyStatus, Diagnostic, GrantReport, GrantState, PolicyReport, ToolGrantStatus,
+};
 
 /// A condition, keeping the previous transition time if its status did not change.
 pub fn condition(
@@ -31,6 +34,16 @@ pub fn condition(
         observed_generation: Some(generation),
         last_transition_time,
     }
+}
+
+/// The diagnostics as one message (without their object: the status
+/// belongs to it).
+fn joined(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(Diagnostic::short)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Why the bundle could not be written, if it could not.
@@ -61,15 +74,13 @@ pub fn policy_status(
             now,
         )
     } else {
-        let problems: Vec<String> = report.diagnostics.iter().map(|d| d.short()).collect();
+        let problems = joined(&report.diagnostics);
         let serving = match report.served_generation {
             Some(g) => format!("; generation {g} is still served"),
             None => "; no generation is served, so its agents are denied (policy.invalid)".into(),
         };
-        let mut message = format!("{}{serving}", problems.join("; "));
-        if message.len() > 4000 {
-            message.truncate(4000);
-        }
+        let mut message = format!("{problems}{serving}");
+        cut_to(&mut message, CONDITION_MESSAGE_BYTES);
         condition(
             conditions, "Accepted", false, "Invalid", message, generation, now,
         )
@@ -146,11 +157,50 @@ pub fn policy_status(
         conditions: vec![accepted, ready],
         served_generation: report.served_generation,
         served_revision: revision,
-        // Filled in by the reconciler from the gateways' reports.
+        // Filled in by the plan from the gateways' reports.
         gateways_applied: existing.and_then(|s| s.gateways_applied),
         agents: Some(i32::try_from(report.agents).unwrap_or(i32::MAX)),
     }
 }
+
+/// The status of a policy whose status could not be computed (the
+/// operator panicked on it: a bug, see its log). Built from fixed text
+/// only, so it cannot fail the same way; the compiled facts it carries
+/// are the report's.
+pub fn failed_policy_status(
+    report: &PolicyReport,
+    existing: Option<&AIPolicyStatus>,
+    now: Timestamp,
+) -> AIPolicyStatus {
+    let old = existing.cloned().unwrap_or_default();
+    let generation = report.generation;
+    let message = format!(
+        "the operator could not compute this policy's status for generation {generation} (its log says why: palisade_operator_reconcile_errors_total{{kind=\"panic\"}})"
+    );
+    let failed = |type_: &str| {
+        let (ok, reason) = (false, STATUS_FAILED);
+        condition(
+            &old.conditions,
+            type_,
+            ok,
+            reason,
+            message.clone(),
+            generation,
+            now,
+        )
+    };
+    AIPolicyStatus {
+        observed_generation: Some(generation),
+        conditions: vec![failed("Accepted"), failed("Ready")],
+        served_generation: report.served_generation,
+        agents: Some(i32::try_from(report.agents).unwrap_or(i32::MAX)),
+        // What gateways were last seen serving stays as it was.
+        ..old
+    }
+}
+
+/// The condition reason of a status the operator could not compute.
+pub const STATUS_FAILED: &str = "StatusFailed";
 
 pub fn grant_status(
     report: &GrantReport,
@@ -160,12 +210,9 @@ pub fn grant_status(
     let conditions = existing.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let generation = report.generation;
     let message = (!report.diagnostics.is_empty()).then(|| {
-        report
-            .diagnostics
-            .iter()
-            .map(|d| d.short())
-            .collect::<Vec<_>>()
-            .join("; ")
+        let mut message = joined(&report.diagnostics);
+        cut_to(&mut message, CONDITION_MESSAGE_BYTES);
+        message
     });
     let accepted = match report.state {
         GrantState::Invalid => condition(
@@ -207,7 +254,7 @@ pub fn grant_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_crds::{Diagnostic, ObjectRef};
+    use palisade_crds::ObjectRef;
 
     fn report(generation: i64, served: Option<i64>, bad: bool) -> PolicyReport {
         let object = ObjectRef::new("AIPolicy", "ns", "p");
@@ -291,23 +338,6 @@ mod tests {
     }
 
     #[test]
-    fn gateways_count_for_the_revision_they_applied_and_every_earlier_one() {
-        use crate::reconcile::{History, applied_since};
-        let mut h = History::default();
-        for r in ["r1", "r2", "r3"] {
-            h.push(r);
-        }
-        let gateways = [h.position("r3").unwrap(), h.position("r2").unwrap()];
-        assert_eq!(applied_since(&gateways, &h, "r1"), 2);
-        assert_eq!(
-            applied_since(&gateways, &h, "r3"),
-            1,
-            "one gateway is behind"
-        );
-        assert_eq!(applied_since(&gateways, &h, "from-before-a-restart"), 2);
-    }
-
-    #[test]
     fn an_invalid_update_says_what_and_which_generation_is_still_served() {
         let s = policy_status(
             &report(4, Some(3), true),
@@ -324,6 +354,83 @@ mod tests {
             (s.conditions[1].reason.as_str(), s.served_generation),
             ("ServingPrevious", Some(3))
         );
+    }
+
+    /// Issue 22: the message was cut with `String::truncate(4000)`, which
+    /// panics when byte 4,000 falls inside a character.
+    #[test]
+    fn a_long_invalid_message_is_cut_on_a_character_boundary() {
+        let object = ObjectRef::new("AIPolicy", "ns", "p");
+        let diagnostics = (0..30)
+            .map(|i| {
+                Diagnostic::new(
+                    &object,
+                    format!("spec.tools.rules[{i}].tools[0]"),
+                    format!("\"xx[{}\" is not a valid glob", "é".repeat(60)),
+                    "fix the glob",
+                )
+            })
+            .collect::<Vec<_>>();
+        let joined = diagnostics
+            .iter()
+            .map(|d| d.short())
+            .collect::<Vec<_>>()
+            .join("; ");
+        assert!(!joined.is_char_boundary(4000), "byte 4000 is inside an é");
+        let report = PolicyReport {
+            diagnostics,
+            object,
+            generation: 1,
+            served_generation: None,
+            agents: 0,
+        };
+        let s = policy_status(
+            &report,
+            None,
+            &Served::Revision("abc".into()),
+            t("2026-01-01T00:00:00Z"),
+        );
+        let message = &s.conditions[0].message;
+        assert_eq!(
+            message.len(),
+            3999,
+            "cut before the é that straddles byte 4000"
+        );
+        assert!(joined.starts_with(message.as_str()));
+    }
+
+    /// The conditions as (type, status, reason).
+    fn conditions(s: &AIPolicyStatus) -> Vec<(&str, &str, &str)> {
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_status_that_could_not_be_computed_says_so_and_keeps_what_is_served() {
+        let at = t("2026-01-01T00:00:00Z");
+        let served = policy_status(
+            &report(3, Some(3), false),
+            None,
+            &Served::Revision("rev-1".into()),
+            at,
+        );
+        let failed = failed_policy_status(&report(4, Some(3), true), Some(&served), at);
+        let failed_reason = ("False", STATUS_FAILED);
+        assert_eq!(
+            conditions(&failed),
+            [
+                ("Accepted", failed_reason.0, failed_reason.1),
+                ("Ready", failed_reason.0, failed_reason.1)
+            ]
+        );
+        let kept = (
+            failed.observed_generation,
+            failed.served_generation,
+            failed.served_revision.as_deref(),
+        );
+        assert_eq!(kept, (Some(4), Some(3), Some("rev-1")));
     }
 
     #[test]

@@ -1,41 +1,93 @@
-//! The operator against kube-sim: the example becomes the compiled Secret,
-//! an invalid edit keeps the last good generation and says why, a kill
-//! switch reaches the bundle, a grant leaves the bundle when it expires,
-//! and a cluster without the CRDs gets a clear error.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The operator against a real API server (etcd + kube-apiserver,
+//! `tests/control-plane/`): the example becomes the compiled Secret, an
+//! invalid edit keeps the last good generation and says why, a kill switch
+//! reaches the bundle, a grant leaves the bundle when it expires, a cluster
+//! without the CRDs gets a clear error, one leader works (and hands over on
+//! death or shutdown), and `--watch-namespaces` reads only those namespaces
+//! with RoleBindings there and nothing cluster-wide.
+//!
+//! Each test starts a control plane of its own: the operator runs
+//! cluster-wide (and writes one Secret and one Lease per installation), so
+//! two tests sharing a server would see each other's policies.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use palisade_control_plane::ControlPlane;
 use palisade_crds::{AIPolicy, ToolGrant};
-use palisade_kube_sim::KubeSim;
 use palisade_operator::bundle_secret;
+use palisade_operator::leader::{LeaseConfig, run_while_leader, run_while_leader_until};
 use palisade_policy::PolicyBundle;
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-async fn cluster() -> (KubeSim, kube::Client) {
-    let sim = KubeSim::start().await.unwrap();
-    let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
-    (sim, client)
+/// A fresh control plane (started off the runtime: it blocks for seconds)
+/// and an admin client to it. Namespace `clinic` exists already.
+async fn cluster(name: &'static str) -> (ControlPlane, kube::Client) {
+    let cp = tokio::task::spawn_blocking(move || ControlPlane::start(name))
+        .await
+        .unwrap();
+    let client = cp.client().await;
+    (cp, client)
 }
 
-async fn install(client: &kube::Client) {
+/// Runs blocking kit calls (kubectl) without stalling the runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// The CRDs, each waited for until the API server serves it (Established):
+/// a real API server installs a CRD's handler asynchronously.
+async fn install_crds(client: &kube::Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
     for (_, yaml) in palisade_crds::manifests::crd_manifests().unwrap() {
         let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+        names.push(crd.metadata.name.clone().unwrap());
         crds.create(&PostParams::default(), &crd).await.unwrap();
     }
-    let ns: Api<Namespace> = Api::all(client.clone());
-    for name in ["clinic", "palisade-system"] {
-        ns.create(
+    for name in names {
+        until(&format!("{name} is Established"), async || {
+            established(&crds.get(&name).await.unwrap()).then_some(())
+        })
+        .await;
+    }
+}
+
+fn established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
+}
+
+async fn create_namespace(client: &kube::Client, name: &str) {
+    Api::<Namespace>::all(client.clone())
+        .create(
             &PostParams::default(),
             &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
         )
         .await
         .unwrap();
-    }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "clinic");
+}
+
+/// The CRDs, the installation's namespace and the example in `clinic`.
+async fn install(client: &kube::Client) {
+    install_crds(client).await;
+    create_namespace(client, "palisade-system").await;
+    example(client, "clinic").await;
+}
+
+/// `examples/clinic-assistant.yaml` (its AIPolicy and ToolGrant) and the
+/// credentials Secret it references, in namespace `ns`.
+async fn example(client: &kube::Client, ns: &str) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let s: Secret = serde_json::from_value(
         json!({"metadata": {"name": "openai-credentials"}, "stringData": {"apiKey": "sk-test"}}),
     )
@@ -47,16 +99,17 @@ async fn install(client: &kube::Client) {
     ))
     .unwrap();
     for doc in serde_yaml::Deserializer::from_str(&example) {
-        let v: Value = serde::Deserialize::deserialize(doc).unwrap();
+        let mut v: Value = serde::Deserialize::deserialize(doc).unwrap();
+        v["metadata"]["namespace"] = json!(ns);
         match v["kind"].as_str() {
             Some("AIPolicy") => {
-                Api::<AIPolicy>::namespaced(client.clone(), "clinic")
+                Api::<AIPolicy>::namespaced(client.clone(), ns)
                     .create(&PostParams::default(), &serde_json::from_value(v).unwrap())
                     .await
                     .unwrap();
             }
             Some("ToolGrant") => {
-                Api::<ToolGrant>::namespaced(client.clone(), "clinic")
+                Api::<ToolGrant>::namespaced(client.clone(), ns)
                     .create(&PostParams::default(), &serde_json::from_value(v).unwrap())
                     .await
                     .unwrap();
@@ -74,6 +127,14 @@ fn operator(
     tokio::spawn(palisade_operator::run(client.clone(), config))
 }
 
+/// Stops an operator task and waits until it has stopped, so its watches
+/// are closed before the control plane stops (an API server with a watch
+/// open takes seconds longer to shut down).
+async fn stop<T>(task: tokio::task::JoinHandle<T>) {
+    task.abort();
+    let _ = task.await;
+}
+
 async fn bundle(client: &kube::Client) -> Option<PolicyBundle> {
     let s = Api::<Secret>::namespaced(client.clone(), "palisade-system")
         .get_opt("palisade-config")
@@ -82,8 +143,11 @@ async fn bundle(client: &kube::Client) -> Option<PolicyBundle> {
     Some(bundle_secret::decode(&s).unwrap())
 }
 
+/// Polls `f` until it gives a value. 30 s: a real API server on a small
+/// machine running other tests' servers too is slower than an in-memory one.
 async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..200 {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
         if let Some(v) = f().await {
             return v;
         }
@@ -101,9 +165,17 @@ fn condition(p: &AIPolicy, type_: &str) -> Option<(String, String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+async fn events(client: &kube::Client, ns: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_is_compiled_into_the_secret_and_the_status_says_ready() {
-    let (_sim, client) = cluster().await;
+    let (_cp, client) = cluster("op-example").await;
     install(&client).await;
     let op = operator(&client);
     let b = until("the compiled Secret exists", async || bundle(&client).await).await;
@@ -142,17 +214,17 @@ async fn the_example_is_compiled_into_the_secret_and_the_status_says_ready() {
         grant.status.unwrap().state,
         Some(palisade_crds::GrantState::Active)
     );
-    op.abort();
+    stop(op).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_edit_keeps_the_last_good_generation_and_says_why_in_status_and_an_event() {
-    let (_sim, client) = cluster().await;
+    let (_cp, client) = cluster("op-invalid").await;
     install(&client).await;
     let op = operator(&client);
     until("the first bundle", async || bundle(&client).await).await;
     let policies: Api<AIPolicy> = Api::namespaced(client.clone(), "clinic");
-    // The CRD's CEL rules would refuse an unknown provider; a bad regex passes the API server.
+    // The CRD's CEL rules refuse an unknown provider; a bad regex passes the API server.
     let patch = json!({"spec": {"routing": {"rules": [{"name": "bad", "patterns": ["(unclosed"], "provider": "local"}], "defaultProvider": "cloud"}}});
     policies
         .patch(
@@ -181,21 +253,22 @@ async fn an_invalid_edit_keeps_the_last_good_generation_and_says_why_in_status_a
         b.policy("clinic", "clinic-assistant").unwrap().generation,
         1
     );
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "clinic");
     let reasons = until("an Invalid event", async || {
-        let list = events.list(&Default::default()).await.unwrap();
-        let reasons: Vec<String> = list.items.iter().filter_map(|e| e.reason.clone()).collect();
+        let reasons: Vec<String> = events(&client, "clinic")
+            .await
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
         reasons.contains(&"Invalid".to_string()).then_some(reasons)
     })
     .await;
     assert!(reasons.contains(&"Compiled".to_string()), "{reasons:?}");
-    op.abort();
+    stop(op).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_reaches_the_bundle_within_one_reconcile() {
-    let (_sim, client) = cluster().await;
+    let (_cp, client) = cluster("op-suspend").await;
     install(&client).await;
     let op = operator(&client);
     until("the first bundle", async || bundle(&client).await).await;
@@ -219,16 +292,18 @@ async fn suspend_reaches_the_bundle_within_one_reconcile() {
         b.policy("clinic", "clinic-assistant").unwrap().generation,
         2
     );
-    op.abort();
+    stop(op).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_leaves_the_bundle_when_it_expires() {
-    let (_sim, client) = cluster().await;
+    let (_cp, client) = cluster("op-grant-expiry").await;
     install(&client).await;
     let op = operator(&client);
     until("the first bundle", async || bundle(&client).await).await;
-    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2)).to_string();
+    // The wall clock is the real one (the operator's and the API server's):
+    // a grant that expires in 3 s.
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3)).to_string();
     let grant: ToolGrant = serde_json::from_value(json!({
         "apiVersion": "palisade.dev/v1alpha1", "kind": "ToolGrant",
         "metadata": {"name": "short", "namespace": "clinic"},
@@ -262,12 +337,12 @@ async fn a_grant_leaves_the_bundle_when_it_expires() {
     })
     .await;
     assert_eq!(state, palisade_crds::GrantState::Expired);
-    op.abort();
+    stop(op).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_crds_the_operator_stops_with_a_clear_message() {
-    let (_sim, client) = cluster().await;
+    let (_cp, client) = cluster("op-no-crds").await;
     let err = palisade_operator::run(
         client,
         palisade_operator::OperatorConfig::new("palisade-system"),
@@ -282,31 +357,193 @@ async fn without_the_crds_the_operator_stops_with_a_clear_message() {
     assert!(err.to_string().contains("kubectl apply -f crds/"), "{err}");
 }
 
+/// The chart's operator roles (`charts/palisade/templates/rbac-operator.yaml`):
+/// the ClusterRole (policies, grants, approvals, referenced Secrets,
+/// Events) and the Role of the installation's namespace (the compiled
+/// Secret, Leases).
+const OPERATOR_ROLES: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: palisade-operator}
+rules:
+  - apiGroups: ["palisade.dev"]
+    resources: ["aipolicies", "toolgrants", "approvals"]
+    verbs: ["list", "watch"]
+  - apiGroups: ["palisade.dev"]
+    resources: ["aipolicies/status", "toolgrants/status", "approvals/status"]
+    verbs: ["patch"]
+  - apiGroups: ["palisade.dev"]
+    resources: ["approvals"]
+    verbs: ["delete"]
+  - apiGroups: [""]
+    resources: ["secrets"]
+    verbs: ["get"]
+  - apiGroups: ["events.k8s.io"]
+    resources: ["events"]
+    verbs: ["create", "patch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: palisade-operator, namespace: palisade-system}
+rules:
+  - apiGroups: [""]
+    resources: ["secrets"]
+    verbs: ["create"]
+  - apiGroups: [""]
+    resources: ["secrets"]
+    resourceNames: ["palisade-config"]
+    verbs: ["get", "patch"]
+  - apiGroups: ["coordination.k8s.io"]
+    resources: ["leases"]
+    verbs: ["get", "list", "watch", "create", "update"]
+"#;
+
+/// The user the API server sees for ServiceAccount `palisade-system/sa`.
+fn service_account_user(sa: &str) -> String {
+    format!("system:serviceaccount:palisade-system:{sa}")
+}
+
+/// A client of ServiceAccount `palisade-system/sa` holding the chart's
+/// operator rights, bound as the chart binds them: the ClusterRole by a
+/// RoleBinding in each of `watch_namespaces` (`operator.watchNamespaces`),
+/// or by a ClusterRoleBinding when there are none; the Role in
+/// `palisade-system`.
+async fn operator_identity(cp: &ControlPlane, sa: &str, watch_namespaces: &[&str]) -> kube::Client {
+    let subject =
+        format!("subjects: [{{kind: ServiceAccount, name: {sa}, namespace: palisade-system}}]");
+    let cluster_role = "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: palisade-operator}";
+    let mut bindings = format!(
+        "{OPERATOR_ROLES}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+         metadata: {{name: {sa}, namespace: palisade-system}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: palisade-operator}}\n{subject}\n"
+    );
+    if watch_namespaces.is_empty() {
+        bindings.push_str(&format!(
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n\
+             metadata: {{name: {sa}}}\n{cluster_role}\n{subject}\n"
+        ));
+    }
+    for ns in watch_namespaces {
+        bindings.push_str(&format!(
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+             metadata: {{name: {sa}-watch, namespace: {ns}}}\n{cluster_role}\n{subject}\n"
+        ));
+    }
+    let kubeconfig = blocking(|| {
+        cp.apply(&bindings);
+        cp.service_account_kubeconfig("palisade-system", sa)
+    });
+    cp.client_from(&kubeconfig).await
+}
+
+/// The watches ServiceAccount `palisade-system/sa` opened, and how many of
+/// them are still open, by the API server's audit log (a watch logs
+/// `ResponseStarted` when it starts and `ResponseComplete` when it ends).
+fn watches_of(cp: &ControlPlane, sa: &str) -> (usize, usize) {
+    let user = service_account_user(sa);
+    let audit = blocking(|| cp.audit_log());
+    let ids = |stage: &str| {
+        audit
+            .iter()
+            .filter(|e| e["user"]["username"] == user.as_str() && e["verb"] == "watch")
+            .filter(|e| e["stage"] == stage)
+            .filter_map(|e| e["auditID"].as_str().map(str::to_owned))
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    let started = ids("ResponseStarted");
+    let ended = ids("ResponseComplete");
+    (started.len(), started.difference(&ended).count())
+}
+
+/// A replica of the operator under leader election, as the binary runs it
+/// (without `shutdown`: it runs until its task is aborted, as a process
+/// that is killed).
+fn replica(
+    client: &kube::Client,
+    identity: &str,
+    lease: impl FnOnce(&mut LeaseConfig),
+    shutdown: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> (
+    tokio::task::JoinHandle<Result<(), palisade_operator::Error>>,
+    tokio::sync::watch::Receiver<bool>,
+) {
+    let mut cfg = LeaseConfig::new("palisade-system", identity);
+    lease(&mut cfg);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let work = {
+        let client = client.clone();
+        let identity = identity.to_string();
+        move || {
+            let mut config = palisade_operator::OperatorConfig::new("palisade-system");
+            config.instance = identity.clone();
+            palisade_operator::run(client.clone(), config)
+        }
+    };
+    let client = client.clone();
+    let task = match shutdown {
+        None => tokio::spawn(run_while_leader(client, cfg, tx, work)),
+        Some(stop) => tokio::spawn(run_while_leader_until(client, cfg, tx, work, async {
+            let _ = stop.await;
+        })),
+    };
+    (task, rx)
+}
+
+/// Suspends the example and waits until the bundle says so; returns the
+/// `reportingInstance` of the Suspended Event (who compiled it).
+async fn suspend_and_see_who_compiled_it(client: &kube::Client) -> String {
+    Api::<AIPolicy>::namespaced(client.clone(), "clinic")
+        .patch(
+            "clinic-assistant",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .unwrap();
+    until("the leader compiles the change", async || {
+        bundle(client).await.filter(|b| {
+            b.policy("clinic", "clinic-assistant")
+                .is_some_and(|p| p.suspend)
+        })
+    })
+    .await;
+    until("a Suspended event", async || {
+        events(client, "clinic")
+            .await
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Suspended"))
+            .and_then(|e| e.reporting_instance)
+    })
+    .await
+}
+
+async fn lease_holder(client: &kube::Client) -> (Option<String>, Option<i32>) {
+    let lease = Api::<Lease>::namespaced(client.clone(), "palisade-system")
+        .get("palisade-operator")
+        .await
+        .unwrap();
+    let spec = lease.spec.unwrap();
+    (spec.holder_identity, spec.lease_transitions)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_operators_only_the_leader_works_and_the_other_takes_over_when_it_dies() {
-    use palisade_operator::leader::{LeaseConfig, run_while_leader};
-    let (_sim, client) = cluster().await;
+    let (cp, client) = cluster("op-leader-dies").await;
     install(&client).await;
-    let start = |identity: &str| {
-        let mut lease = LeaseConfig::new("palisade-system", identity);
-        lease.lease_duration = Duration::from_secs(1);
-        lease.renew_every = Duration::from_millis(100);
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let client = client.clone();
-        let work = {
-            let client = client.clone();
-            let identity = identity.to_string();
-            move || {
-                let mut config = palisade_operator::OperatorConfig::new("palisade-system");
-                config.instance = identity.clone();
-                palisade_operator::run(client.clone(), config)
-            }
-        };
-        (tokio::spawn(run_while_leader(client, lease, tx, work)), rx)
+    // Each replica as a ServiceAccount of its own, so the API server's
+    // audit log tells their requests apart.
+    let client_a = operator_identity(&cp, "operator-a", &[]).await;
+    let client_b = operator_identity(&cp, "operator-b", &[]).await;
+    let short = |l: &mut LeaseConfig| {
+        l.lease_duration = Duration::from_secs(1);
+        l.renew_every = Duration::from_millis(100);
     };
-    let (a, a_leads) = start("operator-a");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (b, b_leads) = start("operator-b");
+    let (a, a_leads) = replica(&client_a, "operator-a", short, None);
+    until("the first replica leads", async || {
+        a_leads.borrow().then_some(())
+    })
+    .await;
+    let (b, b_leads) = replica(&client_b, "operator-b", short, None);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         *a_leads.borrow() && !*b_leads.borrow(),
@@ -318,56 +555,102 @@ async fn of_two_operators_only_the_leader_works_and_the_other_takes_over_when_it
     .await;
 
     a.abort(); // the leader dies without releasing the Lease (its loop with it)
+    let died = Instant::now();
     until("the other replica takes over", async || {
         b_leads.borrow().then_some(())
     })
     .await;
-    let policies: Api<AIPolicy> = Api::namespaced(client.clone(), "clinic");
-    policies
-        .patch(
-            "clinic-assistant",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"suspend": true}})),
-        )
-        .await
-        .unwrap();
-    until("the new leader compiles the change", async || {
-        bundle(&client).await.filter(|b| {
-            b.policy("clinic", "clinic-assistant")
-                .is_some_and(|p| p.suspend)
-        })
-    })
-    .await;
-    // The Suspended event comes from the new leader: the dead one's loop stopped with it.
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "clinic");
-    let reporter = until("a Suspended event", async || {
-        let list = events.list(&Default::default()).await.unwrap();
-        list.items
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("Suspended"))
-            .and_then(|e| e.reporting_instance)
-    })
-    .await;
-    assert_eq!(reporter, "operator-b");
-    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
-        client.clone(),
-        "palisade-system",
-    )
-    .get("palisade-operator")
-    .await
-    .unwrap();
-    let spec = lease.spec.unwrap();
-    assert_eq!(
-        (spec.holder_identity.as_deref(), spec.lease_transitions),
-        (Some("operator-b"), Some(1))
+    // Only once the Lease has not changed for its duration (1 s) by the
+    // standby's own clock.
+    assert!(
+        died.elapsed() >= Duration::from_millis(900),
+        "took over {:?} after the leader died, before its Lease expired",
+        died.elapsed()
     );
-    b.abort();
+    // The dead one's loop stopped with it: the Suspended event comes from
+    // the new leader, and none of its watches is left open.
+    assert_eq!(suspend_and_see_who_compiled_it(&client).await, "operator-b");
+    assert_eq!(
+        lease_holder(&client).await,
+        (Some("operator-b".into()), Some(1))
+    );
+    until("the dead replica's watches are all closed", async || {
+        let (opened, open) = watches_of(&cp, "operator-a");
+        (opened > 0 && open == 0).then_some(())
+    })
+    .await;
+    stop(b).await;
+}
+
+/// A leader shut down (SIGTERM in the binary) stops its work, then gives
+/// its Lease up, so the standby takes over at its next round instead of
+/// after the lease duration (15 s here, the default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_shuts_down_releases_its_lease_and_the_standby_takes_over_at_once() {
+    let (cp, client) = cluster("op-leader-release").await;
+    install(&client).await;
+    let client_a = operator_identity(&cp, "operator-a", &[]).await;
+    let client_b = operator_identity(&cp, "operator-b", &[]).await;
+    let long = |l: &mut LeaseConfig| {
+        l.lease_duration = Duration::from_secs(15);
+        l.renew_every = Duration::from_millis(500);
+    };
+    let (stop_a, a_shutdown) = tokio::sync::oneshot::channel();
+    let (a, a_leads) = replica(&client_a, "operator-a", long, Some(a_shutdown));
+    until("the first replica leads", async || {
+        a_leads.borrow().then_some(())
+    })
+    .await;
+    let (b, b_leads) = replica(&client_b, "operator-b", long, None);
+    until("the leader wrote the configuration", async || {
+        bundle(&client).await
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        *a_leads.borrow() && !*b_leads.borrow(),
+        "exactly one leader, the first"
+    );
+
+    stop_a.send(()).unwrap();
+    let stopping = Instant::now();
+    // The leader returns once its work has stopped and the Lease is released.
+    a.await.unwrap().unwrap();
+    assert!(
+        !*a_leads.borrow(),
+        "the stopped replica says it leads no more"
+    );
+    let (holder, _) = lease_holder(&client).await;
+    assert!(
+        holder.is_none() || holder.as_deref() == Some("operator-b"),
+        "the Lease still names {holder:?} after its holder stopped"
+    );
+    until("the standby takes over", async || {
+        b_leads.borrow().then_some(())
+    })
+    .await;
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the standby took {took:?} to take over a released Lease (lease duration 15 s)"
+    );
+    assert_eq!(
+        lease_holder(&client).await,
+        (Some("operator-b".into()), Some(1))
+    );
+    assert_eq!(suspend_and_see_who_compiled_it(&client).await, "operator-b");
+    // The stopped replica keeps nothing open on the API server.
+    until("the stopped replica's watches are all closed", async || {
+        let (opened, open) = watches_of(&cp, "operator-a");
+        (opened > 0 && open == 0).then_some(())
+    })
+    .await;
+    stop(b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_readiness_follow_the_reconcile() {
-    let (_sim, client) = cluster().await;
+    let (_cp, client) = cluster("op-metrics").await;
     install(&client).await;
     let config = palisade_operator::OperatorConfig::new("palisade-system");
     let metrics = std::sync::Arc::clone(&config.metrics);
@@ -393,7 +676,7 @@ async fn metrics_and_readiness_follow_the_reconcile() {
         "{text}"
     );
     assert!(metrics.bundle_bytes.get() > 100 && metrics.reconciles.get() >= 1);
-    op.abort();
+    stop(op).await;
 }
 
 /// An SQLite audit store in a fresh directory, and a writer to it.
@@ -428,7 +711,7 @@ async fn audit_writer(
 /// expiry too, when the operator comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_made_while_the_operator_was_away_are_audited_when_it_returns() {
-    let (_sim, client) = cluster().await;
+    let (_cp, client) = cluster("op-away").await;
     install(&client).await;
     let api: Api<palisade_crds::Approval> = Api::namespaced(client.clone(), "clinic");
     for (name, expires_in) in [("used", 60), ("lapsed", 1)] {
@@ -461,7 +744,7 @@ async fn decisions_made_while_the_operator_was_away_are_audited_when_it_returns(
     let (store, audit, _task) = audit_writer("away").await;
     let mut config = palisade_operator::OperatorConfig::new("palisade-system");
     config.audit = Some(audit.clone());
-    let _op = tokio::spawn(palisade_operator::run(client.clone(), config));
+    let op = tokio::spawn(palisade_operator::run(client.clone(), config));
     for name in ["used", "lapsed"] {
         until(&format!("{name}'s decision recorded"), async || {
             api.get(name).await.unwrap().status?.decided_at.map(|_| ())
@@ -498,6 +781,7 @@ async fn decisions_made_while_the_operator_was_away_are_audited_when_it_returns(
     tokio::time::sleep(Duration::from_millis(500)).await;
     audit.flush().await.unwrap();
     assert_eq!(outcomes().await, want, "each outcome once");
+    stop(op).await;
 }
 
 /// An Approval as a gateway creates it.
@@ -520,14 +804,14 @@ fn held(name: &str, expires_in: Duration) -> palisade_crds::Approval {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_are_recorded_expired_audited_and_collected() {
-    let (_sim, client) = cluster().await;
+    let (_cp, client) = cluster("op-approvals").await;
     install(&client).await;
     let (store, audit, _task) = audit_writer("appr").await;
     let mut config = palisade_operator::OperatorConfig::new("palisade-system");
     config.audit = Some(audit.clone());
     config.approval_retention = Duration::from_secs(2);
     let metrics = std::sync::Arc::clone(&config.metrics);
-    let _op = tokio::spawn(palisade_operator::run(client.clone(), config));
+    let op = tokio::spawn(palisade_operator::run(client.clone(), config));
 
     let api: Api<palisade_crds::Approval> = Api::namespaced(client.clone(), "clinic");
     api.create(
@@ -555,8 +839,9 @@ async fn approvals_are_recorded_expired_audited_and_collected() {
     };
     phase("decided", "Pending").await;
 
-    // A human decides (kube-sim runs no admission: the patch carries what
-    // the chart's MutatingAdmissionPolicy would stamp).
+    // A human decides. The chart (and its MutatingAdmissionPolicy that
+    // stamps spec.decidedBy from the authenticated user) is not installed
+    // here — the e2e suites cover that — so the patch carries decidedBy.
     api.patch(
         "decided",
         &PatchParams::default(),
@@ -657,17 +942,19 @@ async fn approvals_are_recorded_expired_audited_and_collected() {
         "{}",
         metrics.render()
     );
+    stop(op).await;
 }
 
 /// A malformed AIPolicy (stored under a looser schema, then the CRD
 /// tightened) is skipped; the good ones are compiled and served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_malformed_policy_never_stalls_the_others() {
-    let (_sim, client) = cluster().await;
+    let (_cp, client) = cluster("op-malformed").await;
     install(&client).await;
     // Loosen the AIPolicy schema, store a policy whose `tools.default` is a
     // number, then restore the real schema (the API server does not
-    // re-validate stored objects).
+    // re-validate stored objects, and pruning keeps a field of the wrong
+    // type).
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let real = crds.get("aipolicies.palisade.dev").await.unwrap();
     let mut loose = real.clone();
@@ -687,20 +974,42 @@ async fn one_malformed_policy_never_stalls_the_others() {
     }))
     .unwrap();
     let ar = kube::api::ApiResource::erase::<AIPolicy>(&());
-    Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "clinic", &ar)
-        .create(&PostParams::default(), &malformed)
-        .await
-        .unwrap();
+    let dynamic = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "clinic", &ar);
+    // A real API server swaps a CRD's schema in asynchronously: until it
+    // has, the old schema refuses the object (422).
+    until(
+        "the loose schema accepts the malformed policy",
+        async || match dynamic.create(&PostParams::default(), &malformed).await {
+            Ok(_) => Some(()),
+            Err(kube::Error::Api(e)) if e.code == 422 => None,
+            Err(e) => panic!("{e}"),
+        },
+    )
+    .await;
     let mut restored = real.clone();
     restored.metadata.resource_version = loose.metadata.resource_version.clone();
     crds.replace("aipolicies.palisade.dev", &PostParams::default(), &restored)
         .await
         .unwrap();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut again = malformed.clone();
+    again.metadata.name = Some("broken-again".into());
+    until(
+        "the real schema is enforced again",
+        async || match dynamic.create(&dry_run, &again).await {
+            Err(kube::Error::Api(e)) if e.code == 422 => Some(()),
+            _ => None,
+        },
+    )
+    .await;
 
     let mut config = palisade_operator::OperatorConfig::new("palisade-system");
     config.resync = Duration::from_secs(2);
     let metrics = std::sync::Arc::clone(&config.metrics);
-    let _op = tokio::spawn(palisade_operator::run(client.clone(), config));
+    let op = tokio::spawn(palisade_operator::run(client.clone(), config));
     let b = until("the good policy is served", async || {
         bundle(&client).await.filter(|b| !b.policies().is_empty())
     })
@@ -727,13 +1036,14 @@ async fn one_malformed_policy_never_stalls_the_others() {
         bundle(&client).await.filter(|b| b.policies()[0].suspend)
     })
     .await;
+    stop(op).await;
 }
 
 /// Restarting the operator changes nothing that was already correct: no
 /// Secret write, no status write (resourceVersions stay), no new Events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_operator_writes_nothing_that_was_already_correct() {
-    let (_sim, client) = cluster().await;
+    let (_cp, client) = cluster("op-restart").await;
     install(&client).await;
     let op = operator(&client);
     let policies: Api<AIPolicy> = Api::namespaced(client.clone(), "clinic");
@@ -744,7 +1054,7 @@ async fn a_restarted_operator_writes_nothing_that_was_already_correct() {
     .await;
     // Let it settle (a resync pass), then stop it.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    op.abort();
+    stop(op).await;
     let versions = async || {
         let secret = Api::<Secret>::namespaced(client.clone(), "palisade-system")
             .get("palisade-config")
@@ -778,5 +1088,228 @@ async fn a_restarted_operator_writes_nothing_that_was_already_correct() {
         before,
         "the restarted operator rewrote something"
     );
-    again.abort();
+    stop(again).await;
+}
+
+/// `--watch-namespaces clinic`: the policy and grant of `clinic` are
+/// compiled; those of `billing` are never read (not in the bundle, no
+/// status, no Event). The operator runs as its ServiceAccount, under
+/// leader election, with RoleBindings only in `clinic` and
+/// `palisade-system`: the API server refuses it nothing, and it makes no
+/// cluster-wide request — it could not, as the last check shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_watch_namespaces_only_those_are_compiled_and_no_cluster_wide_permission_is_needed() {
+    let (cp, admin) = cluster("op-watch-ns").await;
+    install(&admin).await;
+    create_namespace(&admin, "billing").await;
+    example(&admin, "billing").await;
+    let client = operator_identity(&cp, "palisade-operator", &["clinic"]).await;
+
+    let mut lease = LeaseConfig::new("palisade-system", "operator-0");
+    lease.renew_every = Duration::from_millis(500);
+    let (tx, leads) = tokio::sync::watch::channel(false);
+    let work = {
+        let client = client.clone();
+        move || {
+            let mut config = palisade_operator::OperatorConfig::new("palisade-system");
+            config.resync = Duration::from_secs(2);
+            config.watch_namespaces = vec!["clinic".into()];
+            config.instance = "operator-0".into();
+            palisade_operator::run(client.clone(), config)
+        }
+    };
+    let op = tokio::spawn(run_while_leader(client.clone(), lease, tx, work));
+
+    let b = until("the clinic policy is served", async || {
+        bundle(&admin).await.filter(|b| !b.policies().is_empty())
+    })
+    .await;
+    let served: Vec<(&str, &str)> = b
+        .policies()
+        .iter()
+        .map(|p| (p.namespace.as_str(), p.name.as_str()))
+        .collect();
+    assert_eq!(served, [("clinic", "clinic-assistant")]);
+    assert_eq!(b.grants().len(), 1);
+    let clinic: Api<AIPolicy> = Api::namespaced(admin.clone(), "clinic");
+    until("the clinic policy is Ready", async || {
+        let p = clinic.get("clinic-assistant").await.unwrap();
+        (condition(&p, "Ready")?.0 == "True").then_some(())
+    })
+    .await;
+    assert!(*leads.borrow(), "it leads with the Role's Lease rights");
+
+    // A change in billing wakes nothing; a resync (2 s) passes and billing
+    // is still untouched.
+    let billing: Api<AIPolicy> = Api::namespaced(admin.clone(), "billing");
+    billing
+        .patch(
+            "clinic-assistant",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let b = bundle(&admin).await.unwrap();
+    // Policies that never compiled are served too (their agents denied
+    // `policy.invalid`); the bundle's JSON lists them under `invalid`.
+    let never_compiled = serde_json::to_value(&b).unwrap()["invalid"].clone();
+    assert!(
+        b.policies().iter().all(|p| p.namespace == "clinic")
+            && b.grants().iter().all(|g| g.namespace == "clinic")
+            && never_compiled
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["namespace"] == "clinic"),
+        "nothing of billing is served"
+    );
+    assert!(
+        billing
+            .get("clinic-assistant")
+            .await
+            .unwrap()
+            .status
+            .is_none(),
+        "the billing policy got a status"
+    );
+    let grant = Api::<ToolGrant>::namespaced(admin.clone(), "billing")
+        .get("lab-migration")
+        .await
+        .unwrap();
+    assert!(grant.status.is_none(), "the billing grant got a status");
+    assert!(events(&admin, "billing").await.is_empty());
+
+    // What the API server saw from the operator's ServiceAccount: requests,
+    // none refused, and none to the watched kinds outside clinic.
+    let audit = blocking(|| cp.audit_log());
+    let user = service_account_user("palisade-operator");
+    let mine: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["user"]["username"] == user.as_str())
+        .collect();
+    assert!(mine.len() > 10, "{} requests as the operator", mine.len());
+    let refused: Vec<String> = mine
+        .iter()
+        .filter(|e| e["responseStatus"]["code"] == 403)
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect();
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let outside: Vec<String> = mine
+        .iter()
+        .filter(|e| e["objectRef"]["apiGroup"] == "palisade.dev")
+        .filter(|e| e["objectRef"]["namespace"] != "clinic")
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect();
+    assert!(outside.is_empty(), "outside clinic: {outside:?}");
+
+    // And it holds no cluster-wide permission to make them with.
+    match Api::<AIPolicy>::all(client.clone())
+        .list(&Default::default())
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e:?}"),
+        other => panic!("a cluster-wide list as the operator: {other:?}"),
+    }
+    stop(op).await;
+}
+
+/// Issue 22's poisoned policy: 30 tool rules, each with one invalid glob of
+/// `x`s, `[` and `é`s, padded so that byte 4,000 of its status message
+/// (the diagnostics joined) falls inside an `é`. The padding is found by
+/// compiling it here, as the operator will.
+fn poisoned_policy(ns: &str, name: &str) -> AIPolicy {
+    let build = |pad: usize| -> AIPolicy {
+        let glob = |i: usize| format!("{}{i}[{}", "x".repeat(pad + 4), "é".repeat(60));
+        let rules: Vec<Value> = (0..30)
+            .map(|i| json!({"tools": [glob(i)], "action": "Allow"}))
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "palisade.dev/v1alpha1", "kind": "AIPolicy",
+            "metadata": {"name": name, "namespace": ns, "generation": 1},
+            "spec": {
+                "agents": [{"name": "mallory", "serviceAccount": "mallory"}],
+                "providers": [{"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434"}],
+                "routing": {"defaultProvider": "local"},
+                "tools": {"rules": rules},
+            }
+        }))
+        .unwrap()
+    };
+    let message = |p: &AIPolicy| {
+        let compiled = palisade_crds::compile(palisade_crds::CompileInput {
+            policies: std::slice::from_ref(p),
+            grants: &[],
+            secrets: &palisade_crds::Secrets::default(),
+            previous: None,
+            now: jiff::Timestamp::now(),
+        })
+        .unwrap();
+        let shorts: Vec<String> = compiled.policies[0]
+            .diagnostics
+            .iter()
+            .map(|d| d.short())
+            .collect();
+        shorts.join("; ")
+    };
+    let policy = (0..120)
+        .map(build)
+        .find(|p| {
+            let m = message(p);
+            m.len() > 4000 && !m.is_char_boundary(4000)
+        })
+        .expect("a padding puts byte 4000 inside an é");
+    let mut clean = policy;
+    clean.metadata.generation = None;
+    clean
+}
+
+/// Issue 22: the operator panicked (`String::truncate` inside an `é`) on
+/// the status of the poisoned policy and exited, so a valid policy applied
+/// afterwards was never compiled. Now the poisoned policy says why it is
+/// invalid (its message cut on a character boundary), the operator keeps
+/// running, and the next policy is compiled and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_message_cut_inside_a_character_stops_neither_the_operator_nor_the_next_policy() {
+    let (_cp, client) = cluster("op-multibyte").await;
+    install_crds(&client).await;
+    create_namespace(&client, "palisade-system").await;
+    let op = operator(&client);
+    let policies: Api<AIPolicy> = Api::namespaced(client.clone(), "clinic");
+    policies
+        .create(
+            &PostParams::default(),
+            &poisoned_policy("clinic", "poisoned"),
+        )
+        .await
+        .unwrap();
+    let (status, reason, message) = until("the poisoned policy says why", async || {
+        assert!(!op.is_finished(), "the operator stopped: {:?}", op);
+        let p = policies.get("poisoned").await.unwrap();
+        condition(&p, "Accepted")
+    })
+    .await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Invalid"));
+    assert!(
+        (3990..=4000).contains(&message.len()),
+        "cut near 4,000 bytes: {} bytes",
+        message.len()
+    );
+    assert!(
+        message.starts_with("spec.tools.rules[0].tools[0]: \"xxxx"),
+        "{message}"
+    );
+
+    // A valid policy applied afterwards is compiled and served.
+    example(&client, "clinic").await;
+    until("the valid policy is Ready", async || {
+        assert!(!op.is_finished(), "the operator stopped: {:?}", op);
+        let p = policies.get("clinic-assistant").await.unwrap();
+        (condition(&p, "Ready")?.0 == "True").then_some(())
+    })
+    .await;
+    let b = bundle(&client).await.unwrap();
+    assert!(b.policy("clinic", "clinic-assistant").is_some());
+    stop(op).await;
 }

@@ -225,7 +225,54 @@ fn tool_decisions(c: &mut Criterion) {
             now,
         );
     }
+    bench_ten_conditions(&mut group, now);
     group.finish();
+}
+
+/// One call decided by ten rules whose CEL conditions all read `args` (the
+/// first nine do not hold), with arguments the size of a real e-mail: the
+/// per-call cost of evaluating conditions, where converting the arguments
+/// to CEL values once per condition used to dominate.
+fn bench_ten_conditions(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    now: jiff::Timestamp,
+) {
+    let mut rules: Vec<ToolRule> = (0..9)
+        .map(|i| ToolRule {
+            rule: format!("r{i}"),
+            tools: vec!["send_email".into()],
+            action: Outcome::Allow,
+            when: Some(Condition::compile(&format!("args.amount == {i}")).unwrap()),
+        })
+        .collect();
+    rules.push(ToolRule {
+        rule: "r9".into(),
+        tools: vec!["send_email".into()],
+        action: Outcome::Allow,
+        when: Some(
+            Condition::compile("args.to.endsWith('@clinic.example') && size(args.cc) < 20")
+                .unwrap(),
+        ),
+    });
+    let mut policy = tool_policy(1).policies()[0].clone();
+    policy.tools = ToolRules::new(Outcome::Deny, rules).unwrap();
+    let bundle = PolicyBundle::new(vec![policy], vec![], vec![]).unwrap();
+    let args = serde_json::json!({
+        "to": "dr@clinic.example",
+        "amount": 42,
+        "subject": "Follow-up appointment",
+        "body": prompt(2048),
+        "cc": (0..10).map(|i| format!("nurse{i}@clinic.example")).collect::<Vec<_>>(),
+        "attachments": (0..5).map(|i| serde_json::json!({"name": format!("report-{i}.pdf"), "bytes": 1000 * i})).collect::<Vec<_>>(),
+    });
+    bench_tool(
+        group,
+        "cel/10_conditions",
+        &bundle,
+        "send_email",
+        &args,
+        now,
+    );
 }
 
 fn routing_decisions(c: &mut Criterion) {

@@ -8,12 +8,13 @@
 //! have equal revisions.
 
 use crate::fingerprint::sha256_hex;
-use crate::{Grant, NameGlobs, Outcome, PolicyRef, Routing, ToolRules};
+use crate::{Decision, Grant, NameGlobs, Outcome, PolicyRef, ReasonCode, Routing, ToolRules};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 
-/// `Enforce` blocks; `Audit` decides and records but never blocks.
+/// `Enforce` blocks; `Audit` decides and records but never blocks — except
+/// a kill switch, which blocks in every mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Enforcement {
     #[default]
@@ -158,6 +159,30 @@ impl Policy {
 
     pub(crate) fn enforces(&self) -> bool {
         self.enforcement == Enforcement::Enforce
+    }
+
+    /// The kill-switch decision for `agent`, if a switch is on. Always
+    /// enforced: `Audit` is a dry run of the rules, and a kill switch is
+    /// not a rule being tried out but the off button, so it stops the
+    /// agent in every mode.
+    pub(crate) fn kill_switch(&self, agent: &Agent) -> Option<Decision> {
+        let (reason_code, rule) = if self.suspend {
+            (ReasonCode::KillSwitchPolicy, "spec.suspend".to_owned())
+        } else if agent.suspended {
+            (
+                ReasonCode::KillSwitchAgent,
+                format!("spec.agents[{}].suspended", agent.name),
+            )
+        } else {
+            return None;
+        };
+        Some(Decision {
+            outcome: Outcome::Deny,
+            enforced: true,
+            reason_code,
+            rule: Some(rule),
+            policy: Some(self.reference()),
+        })
     }
 }
 
@@ -307,10 +332,6 @@ impl PolicyBundle {
 
     pub fn policies(&self) -> &[Policy] {
         &self.policies
-    }
-
-    pub fn invalid_policies(&self) -> &[InvalidPolicy] {
-        &self.invalid
     }
 
     pub fn grants(&self) -> &[Grant] {

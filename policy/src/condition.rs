@@ -4,8 +4,14 @@
 //! or an evaluation error, is a [`ConditionError`] and the caller fails
 //! closed.
 
+use crate::cost::MAX_ARGUMENT_BYTES;
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
 use cel::{Context, Env, Program, Value};
 use serde::{Deserialize, Serialize};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -28,6 +34,10 @@ pub enum ConditionError {
     Evaluate(String),
     #[error("CEL expression returned {0}, not a bool")]
     NotBool(String),
+    /// Refused when compiled: its worst case could run away (see the
+    /// cost bound in docs/policy.md).
+    #[error("CEL expression is too costly: {0}")]
+    Cost(String),
 }
 
 /// A compiled CEL condition, serialized as its source text.
@@ -36,20 +46,96 @@ pub enum ConditionError {
 pub struct Condition {
     source: String,
     program: Arc<Program>,
-    /// Which variables the expression reads: only those are bound, so a
-    /// condition on `tool` never pays for converting the arguments.
+    /// Whether the expression reads `args`: a call whose conditions never
+    /// do never pays for converting its arguments.
     uses_args: bool,
-    uses_tool: bool,
-    uses_agent: bool,
 }
 
-/// The variables a condition is evaluated against.
-#[derive(Debug, Clone, Copy)]
-pub struct ConditionInput<'a> {
-    pub args: &'a serde_json::Value,
-    pub tool: &'a str,
-    pub agent: &'a str,
-    pub namespace: &'a str,
+/// The variables the conditions of one call are evaluated against. The
+/// CEL context is built once per call, at the first condition, and shared
+/// by every condition after it: the arguments are converted to CEL values
+/// at most once per call (and not at all when no condition reads them),
+/// with strings borrowed, not copied.
+pub(crate) struct ConditionInput<'a> {
+    args: &'a serde_json::Value,
+    tool: &'a str,
+    agent: &'a str,
+    namespace: &'a str,
+    /// `tool` and `agent` bound: for conditions that do not read `args`.
+    /// `None` when `tool` is too large to read.
+    without_args: OnceCell<Option<Context<'a, 'a>>>,
+    /// `args` bound too; `None` when they are too large to read.
+    with_args: OnceCell<Option<Context<'a, 'a>>>,
+}
+
+impl<'a> ConditionInput<'a> {
+    pub(crate) fn new(
+        args: &'a serde_json::Value,
+        tool: &'a str,
+        agent: &'a str,
+        namespace: &'a str,
+    ) -> Self {
+        Self {
+            args,
+            tool,
+            agent,
+            namespace,
+            without_args: OnceCell::new(),
+            with_args: OnceCell::new(),
+        }
+    }
+
+    /// The context with `tool` and `agent` (and `args` if asked), or an
+    /// error when what it would hold is larger than conditions may read
+    /// (their cost bound assumes at most that much).
+    fn context(&self, args: bool) -> Result<&Context<'a, 'a>, ConditionError> {
+        let cell = if args {
+            &self.with_args
+        } else {
+            &self.without_args
+        };
+        let context = cell.get_or_init(|| {
+            let size = self.tool.len() + if args { json_size(self.args) } else { 0 };
+            if size > MAX_ARGUMENT_BYTES {
+                return None;
+            }
+            let mut context = Context::with_env(Arc::clone(&ENV));
+            context.add_variable_as_val("tool", Box::new(CelString::from(self.tool)));
+            let agent: HashMap<CelMapKey<'a>, Box<dyn Val + 'a>> =
+                [("name", self.agent), ("namespace", self.namespace)]
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            CelMapKey::from(k),
+                            Box::new(CelString::from(v)) as Box<dyn Val>,
+                        )
+                    })
+                    .collect();
+            context.add_variable_as_val("agent", Box::new(CelMap::from(agent)));
+            if args {
+                #[cfg(test)]
+                tests::CONVERSIONS.with(|n| n.set(n.get() + 1));
+                context.add_variable_as_val("args", json_to_cel(self.args));
+            }
+            Some(context)
+        });
+        context.as_ref().ok_or_else(|| {
+            ConditionError::Evaluate(format!(
+                "the arguments are larger than the {} KiB conditions may read",
+                MAX_ARGUMENT_BYTES >> 10
+            ))
+        })
+    }
+}
+
+impl fmt::Debug for ConditionInput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConditionInput")
+            .field("tool", &self.tool)
+            .field("agent", &self.agent)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Condition {
@@ -57,18 +143,12 @@ impl Condition {
         let program = ENV
             .compile(source)
             .map_err(|e| ConditionError::Compile(e.to_string()))?;
-        let references = program.references();
-        let (uses_args, uses_tool, uses_agent) = (
-            references.has_variable("args"),
-            references.has_variable("tool"),
-            references.has_variable("agent"),
-        );
+        crate::cost::check(program.expression()).map_err(ConditionError::Cost)?;
+        let uses_args = program.references().has_variable("args");
         Ok(Self {
             source: source.to_owned(),
             program: Arc::new(program),
             uses_args,
-            uses_tool,
-            uses_agent,
         })
     }
 
@@ -77,21 +157,7 @@ impl Condition {
     }
 
     pub(crate) fn evaluate(&self, input: &ConditionInput<'_>) -> Result<bool, ConditionError> {
-        let mut context = Context::with_env(Arc::clone(&ENV));
-        if self.uses_args {
-            context.add_variable_from_value("args", json_to_cel(input.args));
-        }
-        if self.uses_tool {
-            context.add_variable_from_value("tool", input.tool);
-        }
-        if self.uses_agent {
-            let agent: HashMap<&str, &str> =
-                [("name", input.agent), ("namespace", input.namespace)]
-                    .into_iter()
-                    .collect();
-            context.add_variable_from_value("agent", agent);
-        }
-        match self.program.execute(&context) {
+        match self.program.execute(input.context(self.uses_args)?) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(ConditionError::NotBool(format!("{other:?}"))),
             Err(e) => Err(ConditionError::Evaluate(e.to_string())),
@@ -99,26 +165,38 @@ impl Condition {
     }
 }
 
-/// JSON → CEL without a serde round trip (this runs on every evaluation).
-fn json_to_cel(value: &serde_json::Value) -> Value {
+/// The size of JSON as the cost bound counts it: the bytes of every string
+/// and key, plus one for every value (no more than its JSON text).
+fn json_size(value: &serde_json::Value) -> usize {
+    use serde_json::Value as J;
+    1 + match value {
+        J::String(s) => s.len(),
+        J::Array(items) => items.iter().map(json_size).sum(),
+        J::Object(map) => map.iter().map(|(k, v)| k.len() + json_size(v)).sum(),
+        J::Null | J::Bool(_) | J::Number(_) => 0,
+    }
+}
+
+/// JSON → CEL, borrowing every string (keys too) from the JSON.
+fn json_to_cel<'a>(value: &'a serde_json::Value) -> Box<dyn Val + 'a> {
     use serde_json::Value as J;
     match value {
-        J::Null => Value::Null,
-        J::Bool(b) => Value::Bool(*b),
+        J::Null => Box::new(CelNull),
+        J::Bool(b) => Box::new(CelBool::from(*b)),
         J::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::Int(i),
-            (None, Some(u)) => Value::UInt(u),
-            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            (Some(i), _) => Box::new(CelInt::from(i)),
+            (None, Some(u)) => Box::new(CelUInt::from(u)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
         },
-        J::String(s) => Value::String(Arc::new(s.clone())),
-        J::Array(items) => Value::List(Arc::new(items.iter().map(json_to_cel).collect())),
-        J::Object(map) => {
-            let map: HashMap<String, Value> = map
-                .iter()
-                .map(|(k, v)| (k.clone(), json_to_cel(v)))
-                .collect();
-            Value::from(map)
-        }
+        J::String(s) => Box::new(CelString::from(s.as_str())),
+        J::Array(items) => Box::new(CelList::from(
+            items.iter().map(json_to_cel).collect::<Vec<_>>(),
+        )),
+        J::Object(map) => Box::new(CelMap::from(
+            map.iter()
+                .map(|(k, v)| (CelMapKey::from(k.as_str()), json_to_cel(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
     }
 }
 
@@ -148,17 +226,24 @@ impl PartialEq for Condition {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    thread_local! {
+        /// How often the arguments of a call were converted to CEL values.
+        pub(crate) static CONVERSIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
     fn eval(src: &str, args: serde_json::Value) -> Result<bool, ConditionError> {
-        Condition::compile(src).unwrap().evaluate(&ConditionInput {
-            args: &args,
-            tool: "send_email",
-            agent: "intake",
-            namespace: "clinic",
-        })
+        Condition::compile(src)
+            .unwrap()
+            .evaluate(&ConditionInput::new(
+                &args,
+                "send_email",
+                "intake",
+                "clinic",
+            ))
     }
 
     #[test]

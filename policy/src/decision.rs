@@ -44,6 +44,7 @@ pub struct Decision {
     pub outcome: Outcome,
     /// `false` when the policy runs in `Audit` enforcement: the outcome is
     /// recorded but never blocks (see [`Decision::effective_outcome`]).
+    /// Kill-switch decisions are always enforced.
     pub enforced: bool,
     /// The decisive reason.
     pub reason_code: ReasonCode,
@@ -55,9 +56,12 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// What the gateway must do: in `Audit` enforcement everything is allowed.
+    /// What the gateway must do: in `Audit` enforcement everything is
+    /// allowed, except what a kill switch stopped.
     pub fn effective_outcome(&self) -> Outcome {
-        if self.enforced {
+        // A kill switch is enforced even on a decision that says otherwise
+        // (say, one deserialized from an older gateway's audit or cache).
+        if self.enforced || self.reason_code.is_kill_switch() {
             self.outcome
         } else {
             Outcome::Allow

@@ -28,42 +28,13 @@ impl PromptFingerprint {
 /// SHA-256 over the canonical JSON of tool arguments (object keys sorted,
 /// no insignificant white space), so the same arguments always give the
 /// same digest whatever order a client wrote them in. Prefixed `sha256:`.
+/// Only as precise as a `Value`: a number serde_json had to round to a
+/// double (an integer above 2^64, a long decimal) is digested rounded.
+/// For arguments received as text use [`crate::ToolArguments::digest`],
+/// which digests every number as written (and is the same digest for
+/// everything a `Value` holds exactly).
 pub fn argument_digest(arguments: &Value) -> String {
-    let mut canonical = String::new();
-    write_canonical(arguments, &mut canonical);
-    format!("sha256:{}", hex(&Sha256::digest(canonical.as_bytes())))
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(key) {
-                    write_canonical(v, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
+    crate::arguments::digest_of(&crate::arguments::canonical_json(arguments))
 }
 
 /// The placeholder that replaces a redacted value.

@@ -1,7 +1,8 @@
 //! Palisade's policy core: the compiled [`PolicyBundle`] and the pure
 //! evaluation of tool calls ([`PolicyBundle::evaluate_tool`]) and chat
 //! routing ([`PolicyBundle::evaluate_chat`]), the stable [`ReasonCode`]
-//! list, and prompt / argument fingerprints.
+//! list, tool arguments as evaluated ([`ToolArguments`]: parsed once,
+//! canonical JSON and digest), and prompt / argument fingerprints.
 //!
 //! Nothing here knows about Kubernetes, HTTP, databases or async: the
 //! `palisade-crds` compiler builds a bundle from resources, the gateway
@@ -9,8 +10,10 @@
 //! Everything expensive (globs, regexes, keyword automata, CEL programs) is
 //! compiled once when the bundle is built, never per request.
 
+mod arguments;
 mod bundle;
 mod condition;
+mod cost;
 mod decision;
 mod fingerprint;
 mod globs;
@@ -18,6 +21,7 @@ mod reason;
 mod routing;
 mod tool;
 
+pub use arguments::{Arguments, ArgumentsError, ToolArguments};
 pub use bundle::{
     Agent, ApprovalSettings, ArgumentCapture, AuditSettings, BundleError, Enforcement,
     InvalidPolicy, Policy, PolicyBundle, PromptCapture, Provider, ProviderKind, SecretString,
@@ -30,6 +34,8 @@ pub use fingerprint::{
 pub use globs::{GlobError, NameGlobs};
 pub use reason::ReasonCode;
 pub use routing::{
-    ChatDecision, ChatRequest, Fallback, Route, RouteRule, Routing, RoutingError, check_pattern,
+    ChatDecision, ChatRequest, Fallback, PATTERN_DFA_SIZE_LIMIT, PATTERN_MAX_LEN,
+    PATTERN_SET_SIZE_LIMIT, PATTERN_SIZE_LIMIT, PatternError, Route, RouteRule, Routing,
+    RoutingError, check_pattern,
 };
 pub use tool::{Grant, ToolCall, ToolRule, ToolRules, ToolRulesError};

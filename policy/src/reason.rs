@@ -104,6 +104,9 @@ pub enum ReasonCode {
     /// The call names an approval that does not exist in the agent's namespace.
     #[serde(rename = "approval.not_found")]
     ApprovalNotFound,
+    /// The tool call's arguments are not a JSON object (a string, an array, `null`, or text that is not JSON, such as `NaN`): never evaluated as `{}`, refused in every mode.
+    #[serde(rename = "tool.arguments_invalid")]
+    ToolArgumentsInvalid,
 }
 
 impl ReasonCode {
@@ -114,6 +117,7 @@ impl ReasonCode {
         Self::KillSwitchPolicy,
         Self::KillSwitchAgent,
         Self::ToolDeniedByRule,
+        Self::ToolArgumentsInvalid,
         Self::ToolConditionError,
         Self::ToolGrantExpired,
         Self::ToolAllowedByGrant,
@@ -176,6 +180,7 @@ impl ReasonCode {
             Self::ApprovalReplayRefused => "approval.replay_refused",
             Self::ApprovalMismatch => "approval.mismatch",
             Self::ApprovalNotFound => "approval.not_found",
+            Self::ToolArgumentsInvalid => "tool.arguments_invalid",
         }
     }
 

@@ -12,8 +12,26 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 
-/// Compiled regex sets are capped so a policy cannot exhaust memory.
-const REGEX_SIZE_LIMIT: usize = 16 << 20;
+/// The compiled size one routing pattern may take. Every chat request is
+/// matched against every pattern, and the regex crate's worst case is
+/// linear in the prompt times this size, so it bounds both memory and
+/// the time per request. Identifier patterns (SSNs, record numbers,
+/// e-mail addresses) take 16–256 KiB; `(?i)(\w+\s*){200}zzz` takes
+/// 16 MiB and a second per MiB of prompt.
+pub const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// The compiled size of all of a policy's patterns together (one set,
+/// matched in one pass).
+pub const PATTERN_SET_SIZE_LIMIT: usize = 4 << 20;
+
+/// The lazy DFA's cache, per pattern set and thread: what matching may
+/// hold beyond the compiled patterns. Past it the cache is cleared or the
+/// match falls back to a slower engine, never grows.
+pub const PATTERN_DFA_SIZE_LIMIT: usize = 2 << 20;
+
+/// The longest pattern source, in bytes (the parser's own nesting limit
+/// stands too).
+pub const PATTERN_MAX_LEN: usize = 4096;
 
 /// A chat request as the router sees it. `prompt` is the text of the
 /// messages (the caller decides which); it is scanned, never stored.
@@ -127,10 +145,10 @@ impl Routing {
                 keyword_owner.push(i);
             }
             for (j, pattern) in rule.patterns.iter().enumerate() {
-                check_pattern(pattern).map_err(|message| RoutingError::Pattern {
+                check_pattern(pattern).map_err(|e| RoutingError::Pattern {
                     rule: i,
                     index: j,
-                    message,
+                    message: e.to_string(),
                 })?;
                 patterns.push(pattern.as_str());
                 pattern_owner.push(i);
@@ -152,7 +170,8 @@ impl Routing {
         } else {
             Some(
                 RegexSetBuilder::new(&patterns)
-                    .size_limit(REGEX_SIZE_LIMIT)
+                    .size_limit(PATTERN_SET_SIZE_LIMIT)
+                    .dfa_size_limit(PATTERN_DFA_SIZE_LIMIT)
                     .build()
                     .map_err(|e| RoutingError::Build(e.to_string()))?,
             )
@@ -228,13 +247,39 @@ impl Routing {
     }
 }
 
-/// Checks one regex the way the router will compile it.
-pub fn check_pattern(pattern: &str) -> Result<(), String> {
+/// Why a routing pattern is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// Not a valid regular expression (the regex crate's message).
+    #[error("{0}")]
+    Invalid(String),
+    /// Valid, but over [`PATTERN_MAX_LEN`] or, compiled, over
+    /// [`PATTERN_SIZE_LIMIT`].
+    #[error("{0}")]
+    TooCostly(String),
+}
+
+/// Checks one regex against the bounds the router compiles it with:
+/// [`PATTERN_MAX_LEN`], [`PATTERN_SIZE_LIMIT`], [`PATTERN_DFA_SIZE_LIMIT`].
+pub fn check_pattern(pattern: &str) -> Result<(), PatternError> {
+    if pattern.len() > PATTERN_MAX_LEN {
+        return Err(PatternError::TooCostly(format!(
+            "the pattern is {} bytes long, over the limit of {PATTERN_MAX_LEN}",
+            pattern.len()
+        )));
+    }
     regex::RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_DFA_SIZE_LIMIT)
         .build()
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => PatternError::TooCostly(format!(
+                "compiled, it exceeds the size limit of {} KiB per pattern (matching costs prompt length times that size, on every chat request)",
+                limit >> 10
+            )),
+            other => PatternError::Invalid(other.to_string()),
+        })
 }
 
 impl TryFrom<RoutingData> for Routing {
@@ -296,9 +341,10 @@ impl Route {
 }
 
 /// The verdict on a chat request and, when a policy governs the agent,
-/// its route. In `Audit` enforcement a kill switch or a disallowed model
-/// yields a `Deny` decision that is not enforced, and the route is still
-/// there for the gateway to use.
+/// its route. In `Audit` enforcement a disallowed model yields a `Deny`
+/// decision that is not enforced, and the route is still there for the
+/// gateway to use; a kill switch is enforced in every mode, so
+/// [`ChatDecision::permitted_route`] is `None` under one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatDecision {
     pub decision: Decision,
@@ -415,27 +461,22 @@ impl PolicyBundle {
         } else {
             request.model
         };
-        let (outcome, reason_code, rule) = if policy.suspend {
-            (
-                Outcome::Deny,
-                ReasonCode::KillSwitchPolicy,
-                Some("spec.suspend".to_owned()),
-            )
-        } else if agent.suspended {
-            (
-                Outcome::Deny,
-                ReasonCode::KillSwitchAgent,
-                Some(format!("spec.agents[{}].suspended", agent.name)),
-            )
-        } else if route.model.is_empty() || !policy.models.is_match(requested_model) {
-            (
-                Outcome::Deny,
-                ReasonCode::ModelNotAllowed,
-                Some("spec.models.allow".to_owned()),
-            )
-        } else {
-            (Outcome::Allow, route.reasons[0], rule)
-        };
+        if let Some(kill) = policy.kill_switch(agent) {
+            return ChatDecision {
+                decision: kill,
+                route: Some(route),
+            };
+        }
+        let (outcome, reason_code, rule) =
+            if route.model.is_empty() || !policy.models.is_match(requested_model) {
+                (
+                    Outcome::Deny,
+                    ReasonCode::ModelNotAllowed,
+                    Some("spec.models.allow".to_owned()),
+                )
+            } else {
+                (Outcome::Allow, route.reasons[0], rule)
+            };
         ChatDecision {
             decision: Decision {
                 outcome,

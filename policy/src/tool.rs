@@ -3,7 +3,11 @@
 //! Precedence (first that applies wins):
 //! 1. no policy names the agent → deny (`policy.none`, or `policy.invalid`
 //!    when the only policy naming it has never compiled);
-//! 2. kill switches: policy `suspend`, then agent `suspended`;
+//! 2. kill switches: policy `suspend`, then agent `suspended` — enforced
+//!    in every mode, `Audit` included;
+//!    then arguments that are not a JSON object → deny
+//!    (`tool.arguments_invalid`, in every mode too) unless an unconditional
+//!    `Deny` rule names the tool (`tool.denied_by_rule`);
 //! 3. explicit deny: any matching `Deny` rule, whatever its position;
 //! 4. a failing CEL condition on a matching rule or grant → deny;
 //! 5. an active ToolGrant (expired ones are inert);
@@ -13,20 +17,34 @@
 
 use crate::bundle::{Lookup, Policy, PolicyBundle};
 use crate::condition::ConditionInput;
-use crate::{Condition, Decision, NameGlobs, Outcome, PolicyRef, ReasonCode};
+use crate::{Arguments, Condition, Decision, NameGlobs, Outcome, PolicyRef, ReasonCode};
 use globset::{GlobSet, GlobSetBuilder};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// "May this agent run this tool with these arguments?"
-#[derive(Debug, Clone, Copy)]
-pub struct ToolCall<'a> {
+///
+/// `arguments` is a [`crate::ToolArguments`] parsed from the text received
+/// (preferred: it also gives the canonical JSON to forward and the digest)
+/// or a `serde_json::Value` parsed by the caller. Anything but a JSON
+/// object is denied `tool.arguments_invalid`.
+#[derive(Debug)]
+pub struct ToolCall<'a, A: ?Sized = Value> {
     pub namespace: &'a str,
     pub agent: &'a str,
     pub tool: &'a str,
-    pub arguments: &'a Value,
+    pub arguments: &'a A,
 }
+
+// By hand: derived impls would ask `A: Clone`, and a call only borrows.
+impl<A: ?Sized> Clone for ToolCall<'_, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A: ?Sized> Copy for ToolCall<'_, A> {}
 
 /// One ordered tool rule of a policy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -167,7 +185,11 @@ impl Grant {
 
 impl PolicyBundle {
     /// Decides a tool call at time `now` (grants expire against it).
-    pub fn evaluate_tool(&self, call: &ToolCall<'_>, now: Timestamp) -> Decision {
+    pub fn evaluate_tool<A: Arguments + ?Sized>(
+        &self,
+        call: &ToolCall<'_, A>,
+        now: Timestamp,
+    ) -> Decision {
         let (policy, agent) = match self.lookup(call.namespace, call.agent) {
             Lookup::Governed { policy, agent } => (policy, agent),
             Lookup::Invalid(invalid) => {
@@ -193,6 +215,9 @@ impl PolicyBundle {
                 };
             }
         };
+        if let Some(kill) = policy.kill_switch(agent) {
+            return kill;
+        }
         let decide = |outcome, reason_code, rule: Option<String>| Decision {
             outcome,
             enforced: policy.enforces(),
@@ -200,28 +225,34 @@ impl PolicyBundle {
             rule,
             policy: Some(policy.reference()),
         };
-        if policy.suspend {
-            return decide(
-                Outcome::Deny,
-                ReasonCode::KillSwitchPolicy,
-                Some("spec.suspend".into()),
-            );
-        }
-        if agent.suspended {
-            return decide(
-                Outcome::Deny,
-                ReasonCode::KillSwitchAgent,
-                Some(format!("spec.agents[{}].suspended", agent.name)),
-            );
-        }
-        let input = ConditionInput {
-            args: call.arguments,
-            tool: call.tool,
-            agent: call.agent,
-            namespace: call.namespace,
-        };
         let rules = policy.tools.matching(call.tool);
         let all = policy.tools.rules();
+        let Some(args) = call.arguments.evaluated() else {
+            // Nothing to evaluate conditions on. An unconditional deny still
+            // names itself (explicit deny comes first); otherwise refuse, in
+            // every mode: in `Audit` the call would go on with arguments
+            // nobody decided on.
+            if let Some(&i) = rules
+                .iter()
+                .find(|&&i| all[i].action == Outcome::Deny && all[i].when.is_none())
+            {
+                return decide(
+                    Outcome::Deny,
+                    ReasonCode::ToolDeniedByRule,
+                    Some(all[i].rule.clone()),
+                );
+            }
+            return Decision {
+                outcome: Outcome::Deny,
+                enforced: true,
+                reason_code: ReasonCode::ToolArgumentsInvalid,
+                rule: None,
+                policy: Some(policy.reference()),
+            };
+        };
+        // One input for every rule and grant: arguments are converted to
+        // CEL values once per call.
+        let input = ConditionInput::new(args, call.tool, call.agent, call.namespace);
 
         // Explicit deny, whatever its position.
         for &i in &rules {
@@ -323,5 +354,90 @@ fn holds(when: Option<&Condition>, input: &ConditionInput<'_>) -> Result<bool, (
     match when {
         None => Ok(true),
         Some(c) => c.evaluate(input).map_err(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::condition::tests::CONVERSIONS;
+    use crate::{Agent, ApprovalSettings, AuditSettings, Enforcement, Provider, ProviderKind};
+    use crate::{Routing, ToolRule};
+    use serde_json::json;
+
+    fn allow_when(i: usize, when: &str) -> ToolRule {
+        ToolRule {
+            rule: format!("rule-{i}"),
+            tools: vec!["send_email".into()],
+            action: Outcome::Allow,
+            when: Some(Condition::compile(when).unwrap()),
+        }
+    }
+
+    #[test]
+    fn arguments_are_converted_to_cel_once_per_call_not_once_per_condition() {
+        // Ten rules and two grants whose conditions read the arguments; only
+        // the last rule holds, so every condition is evaluated.
+        let mut rules: Vec<ToolRule> = (0..9)
+            .map(|i| allow_when(i, &format!("args.amount == {i}")))
+            .collect();
+        rules.push(allow_when(9, "args.to.endsWith('@clinic.example')"));
+        let policy = Policy {
+            namespace: "clinic".into(),
+            name: "p".into(),
+            generation: 1,
+            suspend: false,
+            enforcement: Enforcement::Enforce,
+            agents: vec![Agent {
+                name: "intake".into(),
+                service_account: Some("intake".into()),
+                api_key_sha256: None,
+                suspended: false,
+            }],
+            models: NameGlobs::any(),
+            providers: vec![Provider {
+                name: "local".into(),
+                kind: ProviderKind::Ollama,
+                base_url: "http://ollama:11434".into(),
+                api_key: None,
+                default_model: None,
+                timeout_ms: 1000,
+            }],
+            routing: Routing::new(vec![], "local".into(), None).unwrap(),
+            tools: ToolRules::new(Outcome::Deny, rules).unwrap(),
+            approvals: ApprovalSettings { ttl_seconds: 60 },
+            audit: AuditSettings::default(),
+        };
+        let grants = (0..2)
+            .map(|i| Grant {
+                namespace: "clinic".into(),
+                name: format!("g{i}"),
+                agents: NameGlobs::new(["intake"]).unwrap(),
+                tools: NameGlobs::new(["send_email"]).unwrap(),
+                action: Outcome::Allow,
+                when: Some(Condition::compile("args.amount > 1000").unwrap()),
+                expires_at: "2030-01-01T00:00:00Z".parse().unwrap(),
+                reason: "test".into(),
+            })
+            .collect();
+        let bundle = PolicyBundle::new(vec![policy], vec![], grants).unwrap();
+        let args = json!({"to": "dr@clinic.example", "amount": 42, "cc": ["a", "b"]});
+        CONVERSIONS.with(|n| n.set(0));
+        let d = bundle.evaluate_tool(
+            &ToolCall {
+                namespace: "clinic",
+                agent: "intake",
+                tool: "send_email",
+                arguments: &args,
+            },
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
+        assert_eq!(d.rule.as_deref(), Some("rule-9"), "{d:?}");
+        assert_eq!(
+            CONVERSIONS.with(|n| n.get()),
+            1,
+            "conversions of one call's arguments"
+        );
     }
 }

@@ -120,9 +120,10 @@ proptest! {
         if s.suspend || s.agent_suspended {
             prop_assert_eq!(d.outcome, Outcome::Deny);
             prop_assert!(d.reason_code.is_kill_switch());
+            prop_assert_eq!(d.effective_outcome(), Outcome::Deny, "not even audit mode lets a suspended agent through");
             let c = chat(&b, "intake", "gpt-4o", "hello");
             prop_assert_eq!(c.decision.outcome, Outcome::Deny);
-            prop_assert_eq!(c.permitted_route().is_some(), s.audit, "only audit mode lets a suspended agent through");
+            prop_assert!(c.permitted_route().is_none(), "not even audit mode lets a suspended agent through");
         } else {
             prop_assert!(!d.reason_code.is_kill_switch());
         }

@@ -243,7 +243,7 @@ fn audit_enforcement_still_routes_a_request_it_would_have_refused() {
         vec![
             policy("p")
                 .governing("intake")
-                .suspended()
+                .allowing_models(&["llama*"])
                 .audit_only()
                 .build(),
         ],
@@ -252,9 +252,55 @@ fn audit_enforcement_still_routes_a_request_it_would_have_refused() {
     let d = chat(&b, "intake", "gpt-4o", "hello");
     assert_eq!(
         (d.decision.reason_code, d.decision.enforced),
-        (ReasonCode::KillSwitchPolicy, false)
+        (ReasonCode::ModelNotAllowed, false)
     );
     assert_eq!(d.permitted_route().unwrap().provider, "cloud");
+}
+
+#[test]
+fn a_kill_switch_refuses_chat_even_when_the_policy_only_audits() {
+    for suspended in [
+        policy("p").governing("intake").suspended(),
+        policy("p").governing_suspended("intake"),
+    ] {
+        let b = bundle(vec![suspended.audit_only().build()], vec![]);
+        let d = chat(&b, "intake", "gpt-4o", "hello");
+        assert!(d.decision.reason_code.is_kill_switch(), "{d:?}");
+        assert!(
+            d.decision.enforced,
+            "a kill switch is enforced in every mode: {d:?}"
+        );
+        assert!(d.permitted_route().is_none(), "{d:?}");
+    }
+}
+
+#[test]
+fn a_routing_pattern_too_costly_to_match_is_refused() {
+    // Within the old 16 MiB limit; about a second per MiB of prompt.
+    for pattern in [r"(?i)(\w+\s*){200}zzz", r"(\w+\s+){100}\d"] {
+        assert!(
+            palisade_policy::check_pattern(pattern).is_err(),
+            "{pattern} compiled"
+        );
+        assert!(
+            palisade_policy::Routing::new(
+                vec![route_to("local", "r").on_patterns(&[pattern])],
+                "cloud".into(),
+                None
+            )
+            .is_err(),
+            "{pattern} compiled into a routing table"
+        );
+    }
+    // What people write for identifiers stays well inside the bound.
+    for pattern in [
+        r"\b\d{3}-\d{2}-\d{4}\b",
+        r"(?i)\bMRN[:#]?\s*\d{6,}\b",
+        r"\b\w+@\w+\.\w+\b",
+        r"(?i)\b(date of birth|dob)\b\s*[:\-]?\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}",
+    ] {
+        assert!(palisade_policy::check_pattern(pattern).is_ok(), "{pattern}");
+    }
 }
 
 #[test]

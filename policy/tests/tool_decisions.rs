@@ -445,21 +445,6 @@ fn audit_enforcement_records_the_decision_but_never_blocks() {
     );
     assert!(!d.enforced);
     assert_eq!(d.effective_outcome(), Outcome::Allow);
-    let suspended = bundle(
-        vec![
-            policy("p")
-                .governing("intake")
-                .suspended()
-                .audit_only()
-                .build(),
-        ],
-        vec![],
-    );
-    let d = decide(&suspended, "intake", "x", json!({}));
-    assert_eq!(
-        (d.reason_code, d.effective_outcome()),
-        (ReasonCode::KillSwitchPolicy, Outcome::Allow)
-    );
 }
 
 #[test]
@@ -480,4 +465,52 @@ fn decisions_name_the_policy_and_its_generation() {
         (NS, "clinic-assistant", 7)
     );
     assert_eq!(d.generation(), Some(7));
+}
+
+#[test]
+fn a_kill_switch_is_enforced_even_when_the_policy_only_audits() {
+    let policy_off = bundle(
+        vec![
+            policy("p")
+                .governing("intake")
+                .allowing(&["*"])
+                .suspended()
+                .audit_only()
+                .build(),
+        ],
+        vec![grant("g").for_agent("intake").on_tools(&["*"]).build()],
+    );
+    let d = decide(&policy_off, "intake", "sql_query", json!({}));
+    assert_decision(
+        &d,
+        Outcome::Deny,
+        ReasonCode::KillSwitchPolicy,
+        Some("spec.suspend"),
+    );
+    assert!(d.enforced, "a kill switch is enforced in every mode: {d:?}");
+    assert_eq!(d.effective_outcome(), Outcome::Deny);
+
+    let agent_off = bundle(
+        vec![
+            policy("p")
+                .governing_suspended("intake")
+                .governing("billing")
+                .allowing(&["*"])
+                .audit_only()
+                .build(),
+        ],
+        vec![],
+    );
+    let d = decide(&agent_off, "intake", "sql_query", json!({}));
+    assert_decision(
+        &d,
+        Outcome::Deny,
+        ReasonCode::KillSwitchAgent,
+        Some("spec.agents[intake].suspended"),
+    );
+    assert!(d.enforced, "a kill switch is enforced in every mode: {d:?}");
+    assert_eq!(d.effective_outcome(), Outcome::Deny);
+    // The rest of the policy still only audits.
+    let other = decide(&agent_off, "billing", "sql_query", json!({}));
+    assert_eq!(other.effective_outcome(), Outcome::Allow);
 }

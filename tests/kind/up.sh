@@ -41,7 +41,7 @@ up() {
     --set operator.image.repository=palisade-operator --set operator.image.tag="$TAG" --set operator.image.pullPolicy=Never \
     --set gateway.image.repository=palisade-gateway --set gateway.image.tag="$TAG" --set gateway.image.pullPolicy=Never \
     --set postgres.bundled.enabled=true --set ollama.enabled=true \
-    --set networkPolicy.apiServerCIDR="$api_ip/32" --set networkPolicy.apiServerPort="$api_port"
+    --set networkPolicy.apiServerCIDR="$api_ip/32" --set "networkPolicy.apiServerPorts={$api_port}"
   kubectl -n "$NS" exec deploy/palisade-ollama -- ollama pull "$MODEL"
 
   step "example policy (local provider = the bundled Ollama, model $MODEL)"

@@ -67,11 +67,14 @@ seccompProfile:
   ports:
     - {protocol: UDP, port: 53}
     - {protocol: TCP, port: 53}
-# The Kubernetes API server
+# The Kubernetes API server (6443 on kubeadm and kind, 443 on most managed
+# clusters: NetworkPolicy sees the port after the Service is translated)
 - to:
     - ipBlock: {cidr: {{ .Values.networkPolicy.apiServerCIDR }}}
   ports:
-    - {protocol: TCP, port: {{ .Values.networkPolicy.apiServerPort }}}
+    {{- range .Values.networkPolicy.apiServerPorts }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
 # PostgreSQL
 {{- if .Values.postgres.bundled.enabled }}
 - to:
@@ -87,3 +90,37 @@ seccompProfile:
     - {protocol: TCP, port: 5432}
 {{- end }}
 {{- end }}
+
+{{/*
+The MutatingAdmissionPolicy API version the cluster serves (policy and
+binding both): "v1" (GA in Kubernetes 1.36), else "v1beta1" (1.34 and 1.35
+with the feature gate and the beta API on), else "". Kind-qualified on
+purpose: Helm's built-in capabilities (helm template or lint without a
+cluster) list the group version admissionregistration.k8s.io/v1beta1
+whether or not a cluster serves it, but no kinds.
+*/}}
+{{- define "palisade.mutatingAdmissionPolicyVersion" -}}
+{{- $api := .Capabilities.APIVersions -}}
+{{- if and ($api.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy") ($api.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicyBinding") -}}
+v1
+{{- else if and ($api.Has "admissionregistration.k8s.io/v1beta1/MutatingAdmissionPolicy") ($api.Has "admissionregistration.k8s.io/v1beta1/MutatingAdmissionPolicyBinding") -}}
+v1beta1
+{{- end -}}
+{{- end -}}
+
+{{/*
+The MutatingAdmissionPolicy version to render the decider stamp with, or ""
+for none: approvals.admission.stampDecider "auto" follows what the cluster
+serves, false never renders it, true insists (and fails the render when
+the cluster serves neither version).
+*/}}
+{{- define "palisade.stampDeciderVersion" -}}
+{{- $stamp := toString .Values.approvals.admission.stampDecider -}}
+{{- $version := include "palisade.mutatingAdmissionPolicyVersion" . -}}
+{{- if and .Values.approvals.admission.enabled (ne $stamp "false") -}}
+{{- if and (eq $stamp "true") (not $version) -}}
+{{- fail "approvals.admission.stampDecider is true, but this cluster serves no MutatingAdmissionPolicy API (admissionregistration.k8s.io/v1, Kubernetes 1.36+; or v1beta1 with the feature gate on 1.34-1.35). Set it to auto to install without (deciders then write their own name in spec.decidedBy, as kubectl palisade approve does), or turn the API on. helm template sees no cluster: pass --api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy --api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicyBinding" -}}
+{{- end -}}
+{{- $version -}}
+{{- end -}}
+{{- end -}}

@@ -168,7 +168,7 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// A human's decision.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum ApprovalDecision {
     Approved,
     Denied,

@@ -12,11 +12,9 @@ pub use toolgrant::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The API group of every Palisade resource.
-pub const GROUP: &str = "palisade.dev";
-/// The version of every Palisade resource.
-pub const VERSION: &str = "v1alpha1";
-/// `apiVersion` as written in manifests.
+/// `apiVersion` as written in manifests. The `#[kube(group, version)]`
+/// attributes of the three kinds take literals only, so the same string is
+/// spelled there too; a test checks the kinds agree with this constant.
 pub const API_VERSION: &str = "palisade.dev/v1alpha1";
 
 /// A key in a Secret in the same namespace as the resource that names it.

@@ -4,9 +4,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
+use palisade_gateway::approvals::Approvals;
 use palisade_gateway::metrics::GatewayMetrics;
-use palisade_gateway::server::AppState;
 use palisade_gateway::snapshot::Current;
+use palisade_gateway::state::AppState;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -35,13 +36,14 @@ pub async fn standalone(
     operator_token: &str,
 ) -> (AppState, Store) {
     let (store, audit) = audit_in(dir).await;
-    let state = AppState::standalone(
+    let state = AppState::builder(
         current,
         audit,
         metrics,
-        store.clone(),
-        vec![("oncall".into(), operator_token.into())],
-    );
+        Approvals::local(store.clone(), "gateway-test"),
+    )
+    .operators(vec![("oncall".into(), operator_token.into())])
+    .build();
     (state, store)
 }
 

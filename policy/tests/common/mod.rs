@@ -131,6 +131,9 @@ impl PolicyBuilder {
     pub fn requiring_approval_for(self, tools: &[&str]) -> Self {
         self.rule(Outcome::RequireApproval, tools, None)
     }
+    pub fn requiring_approval_when(self, tools: &[&str], when: &str) -> Self {
+        self.rule(Outcome::RequireApproval, tools, Some(when))
+    }
     pub fn by_default(mut self, outcome: Outcome) -> Self {
         self.default_tool = outcome;
         self

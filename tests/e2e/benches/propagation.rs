@@ -1,11 +1,14 @@
 //! How fast changes reach the data plane, through the real operator and
-//! two gateway replicas against the in-memory API server:
+//! two gateway replicas against the real API server (`tests/control-plane`):
 //!
 //! 1. policy propagation: an AIPolicy patch accepted → the compiled Secret
 //!    carries the new revision (200 changes; target p99 ≤ 100 ms);
 //! 2. kill switch: `suspend: true` accepted → the first refusal on *every*
 //!    replica (100 flips; target p99 ≤ 500 ms);
-//! 3. reconcile time with 1,000 policies (one compile-and-apply pass, from
+//! 3. approvals: a held call's Approval patched `Approved` (accepted by the
+//!    API server, through the real admission policies) → both replicas
+//!    answer `Approved` when polled (100 approvals);
+//! 4. reconcile time with 1,000 policies (one compile-and-apply pass, from
 //!    the operator's own histogram, and patch → Secret at that size).
 //!
 //! Run (release binaries first; this bench starts them):
@@ -16,7 +19,7 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use palisade_e2e::{Harness, INTAKE_TOKEN, SYSTEM_NS, code};
+use palisade_e2e::{Harness, SYSTEM_NS, code};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -39,18 +42,15 @@ fn report(what: &str, mut samples: Vec<Duration>) {
 }
 
 async fn secret_revision(h: &Harness) -> Option<String> {
-    let url = format!(
-        "{}/api/v1/namespaces/{SYSTEM_NS}/secrets/palisade-config",
-        h.sim.url()
-    );
-    let r = h
-        .http
-        .get(url)
-        .bearer_auth(palisade_kube_sim::ADMIN_TOKEN)
-        .send()
+    let v: Value = h
+        .api_request(
+            reqwest::Method::GET,
+            &format!("/api/v1/namespaces/{SYSTEM_NS}/secrets/palisade-config"),
+            "",
+            None,
+        )
         .await
         .ok()?;
-    let v: Value = serde_json::from_str(&r.text().await.ok()?).ok()?;
     v["metadata"]["annotations"]["palisade.dev/revision"]
         .as_str()
         .map(String::from)
@@ -92,7 +92,7 @@ async fn kill_switch(h: &Harness, n: usize) -> Vec<Duration> {
             .await;
         for gw in 0..h.gateways.len() {
             loop {
-                let (status, body) = h.tool_call(gw, INTAKE_TOKEN, &call).await;
+                let (status, body) = h.tool_call(gw, &h.intake, &call).await;
                 if status == 403 && code(&body) == "kill_switch.policy" {
                     break;
                 }
@@ -108,13 +108,47 @@ async fn kill_switch(h: &Harness, n: usize) -> Vec<Duration> {
             .await;
         for gw in 0..h.gateways.len() {
             loop {
-                let (status, _) = h.tool_call(gw, INTAKE_TOKEN, &call).await;
+                let (status, _) = h.tool_call(gw, &h.intake, &call).await;
                 if status == 200 {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+    }
+    samples
+}
+
+/// Held call → approval patched → `Approved` seen on every replica, `n` times.
+async fn approvals(h: &Harness, n: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let call =
+            json!({"tool": "send_email", "arguments": {"to": format!("{i}@clinic.example")}});
+        let (status, body) = h.tool_call(i % 2, &h.intake, &call).await;
+        assert_eq!(status, 202, "{body}");
+        let name = body["approval"]["name"].as_str().unwrap().to_owned();
+        let path = format!("/apis/palisade.dev/v1alpha1/namespaces/clinic/approvals/{name}");
+        let started = Instant::now();
+        h.merge_patch(
+            &path,
+            &json!({"spec": {"decision": "Approved", "reason": "bench"}}),
+        )
+        .await;
+        for gw in 0..h.gateways.len() {
+            loop {
+                let (_, polled) = h.get(gw, &h.intake, &format!("/v1/approvals/{name}")).await;
+                if polled["phase"] == "Approved" {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the approval never reached replica {gw}: {polled}"
+                );
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        }
+        samples.push(started.elapsed());
     }
     samples
 }
@@ -145,28 +179,27 @@ async fn reconcile_totals(h: &Harness) -> (f64, f64) {
 
 async fn thousand_policies(h: &Harness) {
     for i in 0..1000 {
-        let r = h
-            .http
-            .post(format!("{}/apis/palisade.dev/v1alpha1/namespaces/clinic/aipolicies", h.sim.url()))
-            .bearer_auth(palisade_kube_sim::ADMIN_TOKEN)
-            .header("content-type", "application/json")
-            .body(
-                json!({
-                    "apiVersion": "palisade.dev/v1alpha1", "kind": "AIPolicy",
-                    "metadata": {"name": format!("bulk-{i}")},
-                    "spec": {
-                        "agents": [{"name": format!("agent-{i}"), "serviceAccount": format!("sa-{i}")}],
-                        "providers": [{"name": "local", "type": "ollama", "baseUrl": h.local.base_url()}],
-                        "routing": {"defaultProvider": "local", "rules": [{"keywords": ["patient", format!("k{i}")], "provider": "local"}]},
-                        "tools": {"default": "Deny", "rules": [{"tools": ["search_*"], "action": "Allow"}, {"tools": ["send_email"], "action": "RequireApproval"}]}
-                    }
-                })
-                .to_string(),
+        let policy = json!({
+            "apiVersion": "palisade.dev/v1alpha1", "kind": "AIPolicy",
+            "metadata": {"name": format!("bulk-{i}")},
+            "spec": {
+                "agents": [{"name": format!("agent-{i}"), "serviceAccount": format!("sa-{i}")}],
+                "providers": [{"name": "local", "type": "ollama", "baseUrl": h.local.base_url()}],
+                "routing": {"defaultProvider": "local", "rules": [{"keywords": ["patient", format!("k{i}")], "provider": "local"}]},
+                "tools": {"default": "Deny", "rules": [{"tools": ["search_*"], "action": "Allow"}, {"tools": ["send_email"], "action": "RequireApproval"}]}
+            }
+        });
+        if let Err(e) = h
+            .api_request(
+                reqwest::Method::POST,
+                "/apis/palisade.dev/v1alpha1/namespaces/clinic/aipolicies",
+                "application/json",
+                Some(&policy),
             )
-            .send()
             .await
-            .unwrap();
-        assert!(r.status().is_success());
+        {
+            panic!("creating bulk-{i}: {e}");
+        }
     }
     // Wait for the compiled Secret to hold all of them.
     let started = Instant::now();
@@ -218,6 +251,10 @@ async fn main() {
     report(
         "suspend → refused on both replicas",
         kill_switch(&h, 100).await,
+    );
+    report(
+        "approval patched → Approved on both replicas",
+        approvals(&h, 100).await,
     );
     thousand_policies(&h).await;
 }

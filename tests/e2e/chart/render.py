@@ -1,7 +1,13 @@
 """Render and lint charts/palisade with the real Helm v4 library
 (helm-python-sdk). Prints one JSON object: {"lint": report, "cases":
-{case: {template path: manifest}}, "refused": {case: message}}; run by
-tests/e2e/tests/chart.rs."""
+{case: {template path: manifest}}, "refused": {case: message}, "invalid":
+{case: [problem]}}; run by tests/e2e/tests/chart.rs.
+
+A case may say which API versions the cluster serves, as `helm install`
+learns them from the API server's discovery (and `helm template
+--api-versions` takes them): the chart renders some objects only where
+their API is served. Without, Helm's built-in capabilities apply, as in
+`helm template` or `helm lint` with no cluster."""
 import json
 import sys
 
@@ -9,16 +15,28 @@ import glob
 import os
 
 import helm_python as helm
+from helm_python import _native
 import kubernetes_validate
 import yaml
 
-KUBERNETES = "1.34.0"
+KUBERNETES = "1.37.0"
 # Kinds whose schemas are not Kubernetes' own (the Prometheus Operator's).
 FOREIGN = {"ServiceMonitor"}
 
+# What `helm install` sees in discovery on clusters that serve
+# MutatingAdmissionPolicy: "group/version/Kind" for each served kind.
+MAP_V1 = [
+    "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",
+    "admissionregistration.k8s.io/v1/MutatingAdmissionPolicyBinding",
+]
+MAP_V1BETA1 = [
+    "admissionregistration.k8s.io/v1beta1/MutatingAdmissionPolicy",
+    "admissionregistration.k8s.io/v1beta1/MutatingAdmissionPolicyBinding",
+]
+
 
 def validate(manifests):
-    """Every built-in object against the Kubernetes 1.34 schemas (strict:
+    """Every built-in object against the Kubernetes 1.37 schemas (strict:
     unknown fields are errors). Returns the problems found."""
     problems = []
     for path, text in manifests.items():
@@ -35,36 +53,80 @@ def validate(manifests):
                 problems.append(f"{path}: no Kubernetes schema for {doc['kind']} {doc['apiVersion']}: {e}")
     return problems
 
+
+def render(chart, values, api_versions=None, kube_version=None):
+    """Chart.render, plus what helm-python-sdk's wrapper does not pass on
+    but its library's render options take (`api_versions`, `kube_version`:
+    helm template's --api-versions and --kube-version)."""
+    opts = {"name": "palisade", "namespace": "palisade-system", "is_install": True}
+    if api_versions is not None:
+        opts["api_versions"] = api_versions
+    if kube_version is not None:
+        opts["kube_version"] = kube_version
+    rendered = _native.call_string(
+        "helm_render", chart._raw(), None if values is None else json.dumps(values), json.dumps(opts)
+    )
+    return json.loads(rendered)
+
+
+if KUBERNETES.rsplit(".", 1)[0] not in {".".join(v.split(".")[:2]) for v in kubernetes_validate.utils.all_versions()}:
+    sys.exit(f"kubernetes-validate {kubernetes_validate.__version__} has no Kubernetes {KUBERNETES} schemas: "
+             "delete the helm-venv under target/ so that it is recreated with a newer one")
+
 chart_dir = sys.argv[1]
 chart = helm.Chart.load(chart_dir)
+# case: (values, served API versions, Kubernetes version); None: Helm's defaults.
 cases = {
-    "default": None,
-    "no_mutating_policy": {"approvals": {"admission": {"stampDecider": False}}},
-    "no_admission": {"approvals": {"admission": {"enabled": False}}},
-    "everything": {
-        "postgres": {"bundled": {"enabled": True}},
-        "ollama": {"enabled": True},
-        "metrics": {"serviceMonitor": {"enabled": True}, "grafanaDashboard": {"enabled": True}},
-        "gateway": {"autoscaling": {"enabled": True}},
-        "operator": {"watchNamespaces": ["clinic", "billing"], "replicas": 1},
-    },
+    "default": (None, None, None),
+    "mutating_v1": (None, MAP_V1 + MAP_V1BETA1, "v1.37.2"),
+    "mutating_v1beta1": (None, MAP_V1BETA1, "v1.34.0"),
+    "mutating_v1beta1_required": ({"approvals": {"admission": {"stampDecider": True}}}, MAP_V1BETA1, "v1.34.0"),
+    "no_mutating_policy": ({"approvals": {"admission": {"stampDecider": False}}}, MAP_V1, "v1.37.2"),
+    "no_admission": ({"approvals": {"admission": {"enabled": False}}}, MAP_V1, "v1.37.2"),
+    "no_guards": (
+        {"gateway": {"leaseGuard": {"enabled": False}}, "rbac": {"aggregateToDefaultRoles": False},
+         "networkPolicy": {"apiServerPorts": [6443]}},
+        None,
+        None,
+    ),
+    "everything": (
+        {
+            "postgres": {"bundled": {"enabled": True}},
+            "ollama": {"enabled": True},
+            "metrics": {"serviceMonitor": {"enabled": True}, "grafanaDashboard": {"enabled": True}},
+            "gateway": {"autoscaling": {"enabled": True}},
+            "operator": {"watchNamespaces": ["clinic", "billing"], "replicas": 1},
+        },
+        MAP_V1,
+        "v1.37.2",
+    ),
+    "watching_the_release_namespace": (
+        {"operator": {"watchNamespaces": ["palisade-system", "clinic"]}},
+        None,
+        None,
+    ),
 }
 wrong = {
-    "replicas_not_a_number": {"gateway": {"replicas": "two"}},
-    "misspelt_key": {"operator": {"replicaz": 2}},
-    "cidr_without_prefix": {"networkPolicy": {"apiServerCIDR": "10.0.0.1"}},
-    "bad_retention": {"approvals": {"retention": "one day"}},
-    "no_audit_database": {"postgres": {"external": {"secretName": ""}}},
+    "replicas_not_a_number": ({"gateway": {"replicas": "two"}}, None),
+    "misspelt_key": ({"operator": {"replicaz": 2}}, None),
+    "cidr_without_prefix": ({"networkPolicy": {"apiServerCIDR": "10.0.0.1"}}, None),
+    "bad_retention": ({"approvals": {"retention": "one day"}}, None),
+    "no_audit_database": ({"postgres": {"external": {"secretName": ""}}}, None),
+    "stamp_decider_required_without_the_api": ({"approvals": {"admission": {"stampDecider": True}}}, None),
+    "stamp_decider_not_auto_or_boolean": ({"approvals": {"admission": {"stampDecider": "yes"}}}, MAP_V1),
+    "old_api_server_port": ({"networkPolicy": {"apiServerPort": 443}}, None),
+    "no_api_server_ports": ({"networkPolicy": {"apiServerPorts": []}}, None),
+    "api_server_port_out_of_range": ({"networkPolicy": {"apiServerPorts": [443, 70000]}}, None),
 }
 out = {"lint": helm.lint(chart_dir, strict=True), "cases": {}, "refused": {}, "invalid": {}}
-for case, values in cases.items():
-    out["cases"][case] = chart.render(values, name="palisade", namespace="palisade-system", is_install=True)
+for case, (values, api_versions, kube_version) in cases.items():
+    out["cases"][case] = render(chart, values, api_versions, kube_version)
     out["invalid"][case] = validate(out["cases"][case])
 crds = {path: open(path).read() for path in sorted(glob.glob(os.path.join(chart_dir, "crds", "*.yaml")))}
 out["invalid"]["crds"] = validate(crds)
-for case, values in wrong.items():
+for case, (values, api_versions) in wrong.items():
     try:
-        chart.render(values, name="palisade", namespace="palisade-system", is_install=True)
+        render(chart, values, api_versions)
         out["refused"][case] = None
     except helm.HelmError as e:
         out["refused"][case] = str(e)

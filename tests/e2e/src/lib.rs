@@ -1,9 +1,12 @@
 //! The end-to-end harness. One [`Harness`] starts what a cluster would run:
-//! the in-memory API server (kube-sim), a throwaway PostgreSQL, fake model
+//! the real control plane (etcd + kube-apiserver, `tests/control-plane/`),
+//! the Helm chart installed into it with the Helm library (CRDs, RBAC,
+//! admission policies, ServiceAccounts), a throwaway PostgreSQL, fake model
 //! upstreams, the operator binary and two gateway replicas (real processes,
-//! `--kubernetes`, talking to the API server only through its HTTP API),
-//! then lets tests act only as users do: `kubectl apply / patch / get`, and
-//! HTTP to the gateways.
+//! `--kubernetes`, each with a token of the chart's own ServiceAccount, so a
+//! permission the chart forgot fails a test), then lets tests act only as
+//! users do: `kubectl apply / patch / get` as the test users, and HTTP to
+//! the gateways with real ServiceAccount tokens.
 //!
 //! The binaries are the ones `cargo test --workspace` builds next to this
 //! test (`target/<profile>/palisade-gateway`, `palisade-operator`).
@@ -11,9 +14,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use palisade_audit_suite::TestPostgres;
+pub use palisade_control_plane::{ControlPlane, User};
 use palisade_fake_upstreams::{FakeOpenAi, Script};
-use palisade_kube_sim::{KubeSim, UserInfo};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -21,23 +24,23 @@ use std::time::{Duration, Instant};
 
 /// The namespace the chart installs into.
 pub const SYSTEM_NS: &str = "palisade-system";
-/// The intake agent's ServiceAccount token (the example's `intake-agent`).
-pub const INTAKE_TOKEN: &str = "token-intake-agent";
-/// The scheduler agent's ServiceAccount token.
-pub const SCHEDULER_TOKEN: &str = "token-scheduler-agent";
-
-/// The operator's ServiceAccount user (what the chart runs it as).
+/// The operator's ServiceAccount user (the chart's, release `palisade`).
 pub const OPERATOR_USER: &str = "system:serviceaccount:palisade-system:palisade-operator";
 /// The gateways' ServiceAccount user.
 pub const GATEWAY_USER: &str = "system:serviceaccount:palisade-system:palisade-gateway";
+/// The intake agent's ServiceAccount user (the example's `intake-agent`).
+pub const INTAKE_USER: &str = "system:serviceaccount:clinic:intake-agent";
 
-/// How the harness runs the operator.
+/// How the harness runs the operator and installs the chart.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Lease-based leader election (the chart's default with 2 replicas).
     pub leader_election: bool,
     /// `--approval-retention`.
     pub approval_retention: &'static str,
+    /// `operator.watchNamespaces` (the chart's value, and the binaries'
+    /// `--watch-namespaces`); empty: cluster-wide.
+    pub watch_namespaces: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
         Self {
             leader_election: false,
             approval_retention: "1h",
+            watch_namespaces: Vec::new(),
         }
     }
 }
@@ -99,26 +103,34 @@ impl Drop for Gateway {
 
 /// Everything a test drives.
 pub struct Harness {
-    pub sim: KubeSim,
+    pub cp: ControlPlane,
     pub pg: TestPostgres,
     /// The local model (Ollama's native API).
     pub local: FakeOpenAi,
     /// The cloud model (OpenAI's API).
     pub cloud: FakeOpenAi,
     pub dir: PathBuf,
-    pub kubeconfig: PathBuf,
     pub audit_url: String,
+    /// The intake agent's ServiceAccount token (`kubectl create token`).
+    pub intake: String,
+    /// The scheduler agent's ServiceAccount token.
+    pub scheduler: String,
     operator: Option<Child>,
+    options: Options,
     /// The operator's `/metrics` address.
     pub operator_metrics: String,
     pub gateways: Vec<Gateway>,
     pub http: reqwest::Client,
+    /// HTTPS to the API server (trusting its CA), for requests timed from
+    /// the moment the API server accepts them; with [`Harness::admin_token`].
+    pub api: reqwest::Client,
+    pub admin_token: String,
 }
 
 impl std::fmt::Debug for Harness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Harness")
-            .field("api", &self.sim.url())
+            .field("api", &self.cp.url())
             .field("audit", &self.audit_url)
             .field("gateways", &self.gateways)
             .finish()
@@ -127,6 +139,7 @@ impl std::fmt::Debug for Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        self.gateways.clear();
         if let Some(mut op) = self.operator.take() {
             let _ = op.kill();
             let _ = op.wait();
@@ -148,57 +161,151 @@ fn read_listen_line(child: &mut Child) -> String {
         .to_string()
 }
 
+/// The Helm suites' virtualenv: `target/tmp/helm-venv` (the tests'
+/// `CARGO_TARGET_TMPDIR`), found from the running test binary.
+pub fn helm_venv() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test>-<hash> → target/tmp
+    let target = exe.ancestors().nth(3).unwrap();
+    target.join("tmp/helm-venv")
+}
+
+/// Installs `charts/palisade` as release `palisade` into `SYSTEM_NS` of the
+/// control plane with the real Helm v4 library (`chart/install.py`), with
+/// `values`; returns the release as JSON, or Helm's error.
+pub fn helm_install(cp: &ControlPlane, values: &Value) -> Result<Value, String> {
+    let venv = helm_venv();
+    let python = palisade_fake_upstreams::python::python_with(&venv, HELM_PACKAGES);
+    let out = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/chart/install.py"))
+        .arg(cp.kubeconfig(User::Admin))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../charts/palisade"
+        ))
+        .arg(SYSTEM_NS)
+        .arg(values.to_string())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// An Approval manifest (undecided unless `extra` says more).
+pub fn approval_manifest(ns: &str, name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: palisade.dev/v1alpha1\nkind: Approval\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+         spec: {{agent: intake, tool: send_email, argumentsDigest: 'sha256:{}', requestId: r-1,\n\
+         \x20 policy: clinic-assistant, policyGeneration: 1, requestedAt: '2026-01-01T00:00:00Z', expiresAt: '2099-01-01T00:00:00Z'{extra}}}\n",
+        "a".repeat(64)
+    )
+}
+
+/// Waits until the chart's approval guard (and, with `stamp`, the decider
+/// stamp) is in force: an API server loads admission policies a moment
+/// after they are created, as any cluster does.
+pub fn wait_for_approval_admission(cp: &ControlPlane, stamp: bool) {
+    let started = Instant::now();
+    let until = |what: &str, ok: &mut dyn FnMut() -> bool| {
+        while !ok() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the {what} was not in force within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let probe_ns = "palisade-admission-probe";
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {probe_ns}}}\n"
+    ));
+    let decided = cp.dir().join("probe-decided.yaml");
+    std::fs::write(
+        &decided,
+        approval_manifest(
+            probe_ns,
+            "probe",
+            ", decision: Approved, decidedBy: someone",
+        ),
+    )
+    .unwrap();
+    until("approval guard", &mut || {
+        let out = cp.kubectl(
+            User::Admin,
+            &[
+                "create",
+                "--dry-run=server",
+                "-f",
+                decided.to_str().unwrap(),
+            ],
+        );
+        String::from_utf8_lossy(&out.stderr).contains("an Approval is created undecided")
+    });
+    if stamp {
+        cp.apply(&approval_manifest(probe_ns, "probe", ""));
+        until("decider stamp", &mut || {
+            cp.kubectl(
+                User::Admin,
+                &[
+                    "patch",
+                    "approval",
+                    "probe",
+                    "-n",
+                    probe_ns,
+                    "--dry-run=server",
+                    "--type=merge",
+                    "-p",
+                    r#"{"spec":{"decision":"Approved","reason":"probe","decidedBy":"someone"}}"#,
+                ],
+            )
+            .status
+            .success()
+        });
+        cp.kubectl_ok(
+            User::Admin,
+            &["delete", "approval", "probe", "-n", probe_ns],
+        );
+    }
+}
+
 impl Harness {
-    /// Starts the API server with the CRDs, the namespaces, the example
-    /// policy (pointed at the fake upstreams) applied with kubectl, the
-    /// operator, and two gateways; returns once both gateways serve it.
+    /// Starts the control plane with the chart installed, the example
+    /// policy (pointed at the fake upstreams) applied with kubectl by the
+    /// namespace editor, the operator, and two gateways; returns once both
+    /// gateways serve it.
     pub async fn start(name: &str) -> Self {
         Self::start_with(name, Options::default()).await
     }
 
-    /// [`Harness::start`] with the operator run as `options` say.
+    /// [`Harness::start`] with the operator and chart as `options` say.
     pub async fn start_with(name: &str, options: Options) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = palisade_audit_suite::temp_dir(&format!("e2e-{name}"));
-        let sim = KubeSim::start().await.unwrap();
-        let kubeconfig = dir.join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig).unwrap();
-        for (token, sa) in [
-            (INTAKE_TOKEN, "intake-agent"),
-            (SCHEDULER_TOKEN, "scheduler-agent"),
-        ] {
-            sim.add_token(
-                token,
-                UserInfo {
-                    username: format!("system:serviceaccount:clinic:{sa}"),
-                    uid: format!("uid-{sa}"),
-                    groups: vec![
-                        "system:serviceaccounts".into(),
-                        "system:serviceaccounts:clinic".into(),
-                    ],
-                },
-            );
+        let cp = tokio::task::spawn_blocking({
+            let name = format!("e2e-{name}");
+            move || ControlPlane::start(&name)
+        })
+        .await
+        .unwrap();
+        cp.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SYSTEM_NS}}}\n"
+        ));
+        let mut values = json!({});
+        if !options.watch_namespaces.is_empty() {
+            values["operator"] = json!({"watchNamespaces": options.watch_namespaces});
         }
-        // The operator and the gateways run with ServiceAccount identities of
-        // their own, so the access log says who asked for what.
-        for (token, user, file) in [
-            (
-                "token-palisade-operator",
-                OPERATOR_USER,
-                "kubeconfig-operator",
-            ),
-            ("token-palisade-gateway", GATEWAY_USER, "kubeconfig-gateway"),
-        ] {
-            sim.add_token(
-                token,
-                UserInfo {
-                    username: user.into(),
-                    uid: format!("uid-{token}"),
-                    groups: vec!["system:serviceaccounts".into()],
-                },
-            );
-            std::fs::write(dir.join(file), sim.kubeconfig_with_token(token)).unwrap();
-        }
+        let release = helm_install(&cp, &values).unwrap_or_else(|e| panic!("helm install: {e}"));
+        assert_eq!(release["status"], "deployed", "{release}");
+        wait_for_approval_admission(&cp, true);
+
+        let intake = cp.token("clinic", "intake-agent");
+        let scheduler = cp.token("clinic", "scheduler-agent");
+        cp.apply(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: openai-credentials, namespace: clinic}\n\
+             stringData: {apiKey: sk-e2e}\n",
+        );
         let pg = TestPostgres::start();
         let audit_url = pg.database("palisade_e2e");
         let local = FakeOpenAi::start(Script::Text("local answer".into()))
@@ -207,35 +314,30 @@ impl Harness {
         let cloud = FakeOpenAi::start(Script::Text("cloud answer".into()))
             .await
             .unwrap();
+        let api = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(cp.ca_file()).unwrap()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let admin_token = cp.user_token(User::Admin);
         let mut h = Self {
-            sim,
+            cp,
             pg,
             local,
             cloud,
             dir,
-            kubeconfig,
             audit_url,
+            intake,
+            scheduler,
             operator: None,
+            options: options.clone(),
             operator_metrics: String::new(),
             gateways: Vec::new(),
             http: reqwest::Client::new(),
+            api,
+            admin_token,
         };
-        h.kubectl_ok(&[
-            "apply",
-            "-f",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/"),
-        ]);
-        // kube-sim speaks JSON only, so built-in objects go through
-        // `apply -f` (kubectl's `create namespace` sends protobuf).
-        h.apply_yaml(
-            "setup",
-            &format!(
-                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: clinic}}\n---\n\
-                 apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SYSTEM_NS}}}\n---\n\
-                 apiVersion: v1\nkind: Secret\nmetadata: {{name: openai-credentials, namespace: clinic}}\n\
-                 stringData: {{apiKey: sk-e2e}}\n"
-            ),
-        );
         let example = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../examples/clinic-assistant.yaml"
@@ -245,7 +347,8 @@ impl Harness {
         .replace("https://api.openai.com", &h.cloud.base_url());
         let manifest = h.dir.join("clinic-assistant.yaml");
         std::fs::write(&manifest, example).unwrap();
-        h.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
+        // A namespace editor writes the team's policy.
+        h.cp.kubectl_ok(User::Editor, &["apply", "-f", manifest.to_str().unwrap()]);
         h.start_operator(&options);
         for name in ["gateway-a", "gateway-b"] {
             let g = h.start_gateway(name);
@@ -255,6 +358,18 @@ impl Harness {
             h.wait_ready(i).await;
         }
         h
+    }
+
+    /// `--watch-namespaces` for both binaries, as the chart passes it.
+    fn watch_args(&self) -> Vec<String> {
+        if self.options.watch_namespaces.is_empty() {
+            Vec::new()
+        } else {
+            vec![
+                "--watch-namespaces".into(),
+                self.options.watch_namespaces.join(","),
+            ]
+        }
     }
 
     fn start_operator(&mut self, options: &Options) {
@@ -281,7 +396,12 @@ impl Harness {
             } else {
                 &["--no-leader-election"][..]
             })
-            .env("KUBECONFIG", self.dir.join("kubeconfig-operator"))
+            .args(self.watch_args())
+            .env(
+                "KUBECONFIG",
+                self.cp
+                    .service_account_kubeconfig(SYSTEM_NS, "palisade-operator"),
+            )
             .env("POD_NAME", "palisade-operator-0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -296,8 +416,11 @@ impl Harness {
         self.operator = Some(child);
     }
 
-    /// Starts a gateway replica named `name` (its pod name).
+    /// Starts a gateway replica named `name` (its pod name), with a token of
+    /// the chart's gateway ServiceAccount bound to a Pod of that name, as
+    /// the kubelet would give it.
     pub fn start_gateway(&self, name: &str) -> Gateway {
+        let kubeconfig = self.cp.pod_kubeconfig(SYSTEM_NS, "palisade-gateway", name);
         let mut child = Command::new(binary("palisade-gateway"))
             .args([
                 "run",
@@ -309,7 +432,8 @@ impl Harness {
                 "--audit-url",
                 &self.audit_url,
             ])
-            .env("KUBECONFIG", self.dir.join("kubeconfig-gateway"))
+            .args(self.watch_args())
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
             .env("RUST_LOG", "warn")
             .current_dir(&self.dir)
@@ -340,29 +464,42 @@ impl Harness {
         panic!("gateway {} never became ready", self.gateways[i].name);
     }
 
-    /// Runs kubectl against the API server.
+    /// Runs kubectl as the cluster admin.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .output()
-            .expect("kubectl is on the PATH (.ci/run installs it)")
+        self.cp.kubectl(User::Admin, args)
     }
 
-    /// `kubectl apply -f` of `yaml` (written to a file named `name`).
+    /// Runs kubectl as a test user.
+    pub fn kubectl_as(&self, user: User, args: &[&str]) -> Output {
+        self.cp.kubectl(user, args)
+    }
+
+    /// `kubectl apply -f` of `yaml` (written to a file named `name`), as the admin.
     pub fn apply_yaml(&self, name: &str, yaml: &str) -> String {
         let path = self.dir.join(format!("{name}.yaml"));
         std::fs::write(&path, yaml).unwrap();
         self.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])
     }
 
-    /// Runs kubectl with `plugins/` (kubectl-palisade) on the PATH.
-    pub fn kubectl_plugin(&self, args: &[&str]) -> Output {
+    /// Runs kubectl as `user` with `plugins/` (kubectl-palisade) on the PATH.
+    pub fn kubectl_plugin(&self, user: User, args: &[&str]) -> Output {
         let plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins");
-        let path = format!("{plugins}:{}", std::env::var("PATH").unwrap_or_default());
-        Command::new("kubectl")
+        // The plugin runs `kubectl` from the PATH with the caller's
+        // KUBECONFIG (kubectl passes its flags' kubeconfig to no plugin).
+        let bin = self
+            .cp
+            .kubectl_path()
+            .parent()
+            .unwrap()
+            .display()
+            .to_string();
+        let path = format!(
+            "{plugins}:{bin}:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new(self.cp.kubectl_path())
             .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", self.cp.kubeconfig(user))
             .env("PATH", path)
             .output()
             .unwrap()
@@ -396,35 +533,52 @@ impl Harness {
         ])
     }
 
-    /// Runs kubectl and returns its stdout; fails the test if it fails.
+    /// Runs kubectl as the admin and returns its stdout; fails the test if it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.cp.kubectl_ok(User::Admin, args)
+    }
+
+    /// A request to the API server as the admin: `method path` with a JSON
+    /// body of `content_type`; the answer's JSON, or the failure.
+    pub async fn api_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let mut req = self
+            .api
+            .request(method, format!("{}{path}", self.cp.url()))
+            .bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            req = req
+                .header("content-type", content_type)
+                .body(body.to_string());
+        }
+        let r = req.send().await.map_err(|e| e.to_string())?;
+        let ok = r.status().is_success();
+        let text = r.text().await.map_err(|e| e.to_string())?;
+        if !ok {
+            return Err(text);
+        }
+        serde_json::from_str(&text).map_err(|e| e.to_string())
     }
 
     /// A JSON merge patch straight to the API server (the request kubectl
     /// makes), for timing from the moment it is accepted.
     pub async fn merge_patch(&self, path: &str, patch: &Value) {
-        let r = self
-            .http
-            .patch(format!("{}{path}", self.sim.url()))
-            .bearer_auth(palisade_kube_sim::ADMIN_TOKEN)
-            .header("content-type", "application/merge-patch+json")
-            .body(patch.to_string())
-            .send()
+        if let Err(e) = self
+            .api_request(
+                reqwest::Method::PATCH,
+                path,
+                "application/merge-patch+json",
+                Some(patch),
+            )
             .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "PATCH {path}: {}",
-            r.text().await.unwrap_or_default()
-        );
+        {
+            panic!("PATCH {path}: {e}");
+        }
     }
 
     /// `POST /v1/tool-calls` on gateway `i` as the agent with `token`.

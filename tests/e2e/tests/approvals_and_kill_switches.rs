@@ -1,37 +1,60 @@
 //! Approvals and kill switches end to end: the operator and two gateway
-//! replicas as real processes against the in-memory API server and a real
-//! PostgreSQL, driven only with kubectl and HTTP.
-//!
-//! kube-sim runs no admission webhooks or policies, so where the chart's
-//! MutatingAdmissionPolicy would stamp `spec.decidedBy` from the
-//! requesting user, the kubectl patch here carries it.
+//! replicas as real processes against the real API server (the chart's
+//! RBAC and admission policies enforced) and a real PostgreSQL, driven only
+//! with kubectl as the test users and HTTP with ServiceAccount tokens.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_audit::Filter;
-use palisade_e2e::{Harness, INTAKE_TOKEN, SCHEDULER_TOKEN, code};
+use palisade_e2e::{Harness, INTAKE_USER, User, code};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn decide(h: &Harness, name: &str, decision: &str, reason: &str, by: &str) {
-    let patch =
-        json!({"spec": {"decision": decision, "reason": reason, "decidedBy": by}}).to_string();
-    h.kubectl_ok(&[
-        "patch",
-        "approval",
+/// `kubectl patch approval NAME --type=merge -p PATCH` as `user`.
+fn patch_approval(h: &Harness, user: User, name: &str, patch: &Value) -> std::process::Output {
+    h.kubectl_as(
+        user,
+        &[
+            "patch",
+            "approval",
+            name,
+            "-n",
+            "clinic",
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ],
+    )
+}
+
+/// The approver decides, the way the README tells people to.
+fn decide(h: &Harness, name: &str, decision: &str, reason: &str) {
+    let out = patch_approval(
+        h,
+        User::Approver,
         name,
-        "-n",
-        "clinic",
-        "--type=merge",
-        "-p",
-        &patch,
-    ]);
+        &json!({"spec": {"decision": decision, "reason": reason}}),
+    );
+    assert!(
+        out.status.success(),
+        "the approver's decision: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn refused(out: &std::process::Output, why: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted, expected refusal: {why}");
+    assert!(
+        stderr.contains(why),
+        "refused, but not because {why:?}: {stderr}"
+    );
 }
 
 async fn hold(h: &Harness, gateway: usize, to: &str) -> String {
     let (status, body) = h
         .tool_call(
             gateway,
-            INTAKE_TOKEN,
+            &h.intake,
             &json!({"tool": "send_email", "arguments": {"to": to, "ssn": "123-45-6789"}}),
         )
         .await;
@@ -71,66 +94,125 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
     )
     .unwrap();
     assert_eq!(obj["spec"]["arguments"]["ssn"], "[REDACTED]", "{obj}");
-    assert_eq!(
-        obj["spec"]["requestedBy"],
-        "system:serviceaccount:clinic:intake-agent"
-    );
+    assert_eq!(obj["spec"]["requestedBy"], INTAKE_USER);
     assert_eq!(obj["spec"]["policy"], "clinic-assistant");
 
     // The agent long-polls on the other replica while a human approves.
     let poll = {
         let http = h.http.clone();
         let url = h.gateways[1].url(&format!("/v1/approvals/{name}?wait=20s"));
+        let token = h.intake.clone();
         tokio::spawn(async move {
-            let r = http
-                .get(url)
-                .bearer_auth(INTAKE_TOKEN)
-                .send()
-                .await
-                .unwrap();
+            let r = http.get(url).bearer_auth(token).send().await.unwrap();
             let started = std::time::Instant::now();
             let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
             (body, started)
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    decide(
+    // Real admission decides who may decide. The requesting agent has no
+    // RBAC for it...
+    let agent = h.cp.service_account_kubeconfig("clinic", "intake-agent");
+    let decision = json!({"spec": {"decision": "Approved", "reason": "mine"}});
+    let by_agent = h.cp.kubectl_as(
+        &agent,
+        &[
+            "patch",
+            "approval",
+            &name,
+            "-n",
+            "clinic",
+            "--type=merge",
+            "-p",
+            &decision.to_string(),
+        ],
+    );
+    refused(&by_agent, "forbidden");
+    // ...and even when someone wrongly binds it the approver role, the
+    // admission policy refuses a decision by the agent that asked.
+    h.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "oops-agent-approves",
+        "-n",
+        "clinic",
+        "--clusterrole=palisade-approver",
+        "--serviceaccount=clinic:intake-agent",
+    ]);
+    let by_agent = h.cp.kubectl_as(
+        &agent,
+        &[
+            "patch",
+            "approval",
+            &name,
+            "-n",
+            "clinic",
+            "--type=merge",
+            "-p",
+            &decision.to_string(),
+        ],
+    );
+    refused(&by_agent, "an agent may never decide its own request");
+    h.kubectl_ok(&[
+        "delete",
+        "rolebinding",
+        "oops-agent-approves",
+        "-n",
+        "clinic",
+    ]);
+    // A namespace editor may patch Approvals but holds no `approve`.
+    let by_editor = patch_approval(&h, User::Editor, &name, &decision);
+    refused(&by_editor, "may not decide approvals");
+    // The approver decides; whatever the client writes as the decider, the
+    // API server records who sent the request.
+    let out = patch_approval(
         &h,
+        User::Approver,
         &name,
-        "Approved",
-        "the patient asked for it",
-        "alice@clinic.example",
+        &json!({"spec": {"decision": "Approved", "reason": "the patient asked for it", "decidedBy": "mallory"}}),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        h.kubectl_ok(&[
+            "get",
+            "approval",
+            &name,
+            "-n",
+            "clinic",
+            "-o",
+            "jsonpath={.spec.decidedBy}"
+        ]),
+        "approver"
     );
     let (polled, _) = poll.await.unwrap();
     assert_eq!(polled["phase"], "Approved", "{polled}");
-    assert_eq!(polled["decidedBy"], "alice@clinic.example");
+    assert_eq!(polled["decidedBy"], "approver");
     // Another agent cannot see it, let alone use it.
     let (status, _) = h
-        .get(0, SCHEDULER_TOKEN, &format!("/v1/approvals/{name}"))
+        .get(0, &h.scheduler, &format!("/v1/approvals/{name}"))
         .await;
     assert_eq!(status, 404);
-    // A decision is final (the CRD's rule, enforced by the API server).
-    let changed = h.kubectl(&[
-        "patch",
-        "approval",
+    // A decision is final, even for the approver.
+    let changed = patch_approval(
+        &h,
+        User::Approver,
         &name,
-        "-n",
-        "clinic",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"decision":"Denied"}}"#,
-    ]);
-    assert!(!changed.status.success(), "a decision could be changed");
-    assert!(String::from_utf8_lossy(&changed.stderr).contains("final"));
+        &json!({"spec": {"decision": "Denied"}}),
+    );
+    refused(&changed, "final");
 
     // Different arguments: refused, approval not used up.
     let (status, body) = h
-        .tool_call(0, INTAKE_TOKEN, &using(&name, "someone@else.example"))
+        .tool_call(0, &h.intake, &using(&name, "someone@else.example"))
         .await;
     assert_eq!((status, code(&body)), (403, "approval.mismatch"));
     // The approved call runs once, on replica A...
     let (status, body) = h
-        .tool_call(0, INTAKE_TOKEN, &using(&name, "a@clinic.example"))
+        .tool_call(0, &h.intake, &using(&name, "a@clinic.example"))
         .await;
     assert_eq!(
         (status, code(&body)),
@@ -140,7 +222,7 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
     // ...and never again, on either replica.
     for gw in [1, 0] {
         let (status, body) = h
-            .tool_call(gw, INTAKE_TOKEN, &using(&name, "a@clinic.example"))
+            .tool_call(gw, &h.intake, &using(&name, "a@clinic.example"))
             .await;
         assert_eq!(
             (status, code(&body)),
@@ -161,23 +243,23 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
                 "-o",
                 "jsonpath={.status.phase} {.status.consumedBy} {.status.decidedBy}",
             ]);
-            (out == "Consumed gateway-a alice@clinic.example").then_some(())
+            (out == "Consumed gateway-a approver").then_some(())
         },
     )
     .await;
 
     // --- Deny.
     let denied = hold(&h, 1, "b@clinic.example").await;
-    decide(&h, &denied, "Denied", "not today", "bob@clinic.example");
+    decide(&h, &denied, "Denied", "not today");
     let (status, body) = h
-        .tool_call(1, INTAKE_TOKEN, &using(&denied, "b@clinic.example"))
+        .tool_call(1, &h.intake, &using(&denied, "b@clinic.example"))
         .await;
     assert_eq!((status, code(&body)), (403, "approval.denied"));
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("bob@clinic.example: not today"),
+            .contains("approver: not today"),
         "{body}"
     );
 
@@ -185,12 +267,12 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
     let pending = hold(&h, 0, "c@clinic.example").await;
     let a = h.gateways.remove(0);
     a.stop();
-    decide(&h, &pending, "Approved", "ok", "alice@clinic.example");
+    decide(&h, &pending, "Approved", "ok");
     let restarted = h.start_gateway("gateway-a");
     h.gateways.insert(0, restarted);
     h.wait_ready(0).await;
     let (status, body) = h
-        .tool_call(0, INTAKE_TOKEN, &using(&pending, "c@clinic.example"))
+        .tool_call(0, &h.intake, &using(&pending, "c@clinic.example"))
         .await;
     assert_eq!(
         (status, code(&body)),
@@ -203,7 +285,7 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
     let expiring = h
         .until("the short TTL is served", Duration::from_secs(10), async || {
             let (status, body) = h
-                .tool_call(1, INTAKE_TOKEN, &json!({"tool": "send_email", "arguments": {"to": "d@clinic.example"}, "requestId": format!("r-{}", jiff::Timestamp::now().as_millisecond())}))
+                .tool_call(1, &h.intake, &json!({"tool": "send_email", "arguments": {"to": "d@clinic.example"}, "requestId": format!("r-{}", jiff::Timestamp::now().as_millisecond())}))
                 .await;
             assert_eq!(status, 202);
             let requested: jiff::Timestamp = body["approval"]["requestedAt"].as_str()?.parse().ok()?;
@@ -242,7 +324,7 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
     // The API server accepts a late decision (CRD rules cannot see the
     // clock), but the approval stays expired and cannot be used.
     let _ = late;
-    let (status, body) = h.tool_call(1, INTAKE_TOKEN, &json!({"tool": "send_email", "arguments": {"to": "d@clinic.example"}, "approval": expiring})).await;
+    let (status, body) = h.tool_call(1, &h.intake, &json!({"tool": "send_email", "arguments": {"to": "d@clinic.example"}, "approval": expiring})).await;
     assert_eq!((status, code(&body)), (403, "approval.expired"));
 
     // --- Every step is in the audit, in Postgres, with who and when.
@@ -272,21 +354,13 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
             },
         )
         .await;
-    assert_eq!(
-        outcomes[1].as_deref(),
-        Some("alice@clinic.example"),
-        "who approved"
-    );
+    assert_eq!(outcomes[1].as_deref(), Some("approver"), "who approved");
     assert_eq!(
         outcomes[2].as_deref(),
         Some("gateway-a"),
         "which replica used it"
     );
-    assert_eq!(
-        outcomes[5].as_deref(),
-        Some("bob@clinic.example"),
-        "who denied"
-    );
+    assert_eq!(outcomes[5].as_deref(), Some("approver"), "who denied");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -294,7 +368,7 @@ async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
     let h = Harness::start("kill").await;
     let allowed = json!({"tool": "calendar_read", "arguments": {}});
     for gw in 0..2 {
-        let (status, body) = h.tool_call(gw, INTAKE_TOKEN, &allowed).await;
+        let (status, body) = h.tool_call(gw, &h.intake, &allowed).await;
         assert_eq!(status, 200, "{body}");
     }
     let patched = std::time::Instant::now();
@@ -304,7 +378,7 @@ async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
             "the kill switch reaches the replica",
             Duration::from_secs(5),
             async || {
-                let (status, body) = h.tool_call(gw, INTAKE_TOKEN, &allowed).await;
+                let (status, body) = h.tool_call(gw, &h.intake, &allowed).await;
                 (status == 403 && code(&body) == "kill_switch.policy").then_some(())
             },
         )
@@ -316,7 +390,7 @@ async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
     let chat = h
         .http
         .post(h.gateways[1].url("/v1/chat/completions"))
-        .bearer_auth(INTAKE_TOKEN)
+        .bearer_auth(&h.intake)
         .header("content-type", "application/json")
         .body(
             json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]})
@@ -331,7 +405,7 @@ async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
     h.patch_policy("merge", r#"{"spec":{"suspend":false}}"#);
     for gw in 0..2 {
         h.until("traffic flows again", Duration::from_secs(5), async || {
-            let (status, _) = h.tool_call(gw, INTAKE_TOKEN, &allowed).await;
+            let (status, _) = h.tool_call(gw, &h.intake, &allowed).await;
             (status == 200).then_some(())
         })
         .await;
@@ -347,12 +421,12 @@ async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
             "the agent switch reaches the replica",
             Duration::from_secs(5),
             async || {
-                let (status, body) = h.tool_call(gw, INTAKE_TOKEN, &allowed).await;
+                let (status, body) = h.tool_call(gw, &h.intake, &allowed).await;
                 (status == 403 && code(&body) == "kill_switch.agent").then_some(())
             },
         )
         .await;
-        let (status, _) = h.tool_call(gw, SCHEDULER_TOKEN, &allowed).await;
+        let (status, _) = h.tool_call(gw, &h.scheduler, &allowed).await;
         assert_eq!(status, 200, "the scheduler agent is not suspended");
     }
     let rows = h
@@ -392,13 +466,13 @@ async fn the_official_openai_sdk_chats_through_a_replica_routed_by_policy() {
     .unwrap();
     let url = h.gateways[1].url("");
     let run = |args: &'static [&'static str]| {
-        let (python, url) = (python.clone(), url.clone());
+        let (python, url, token) = (python.clone(), url.clone(), h.intake.clone());
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(python)
                 .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/chat.py"))
                 .args(args)
                 .env("PALISADE_URL", url)
-                .env("PALISADE_TOKEN", INTAKE_TOKEN)
+                .env("PALISADE_TOKEN", token)
                 .output()
                 .unwrap()
         })
@@ -459,7 +533,10 @@ async fn the_kubectl_plugin_lists_and_decides_approvals() {
             "the plugin lists it as pending",
             Duration::from_secs(10),
             async || {
-                let out = h.kubectl_plugin(&["palisade", "approvals", "-n", "clinic", "--pending"]);
+                let out = h.kubectl_plugin(
+                    User::Approver,
+                    &["palisade", "approvals", "-n", "clinic", "--pending"],
+                );
                 let text = String::from_utf8_lossy(&out.stdout).into_owned();
                 (out.status.success() && text.contains(&name) && text.contains("Pending"))
                     .then_some(text)
@@ -468,18 +545,21 @@ async fn the_kubectl_plugin_lists_and_decides_approvals() {
         .await;
     assert!(listed.starts_with("NAME"), "{listed}");
     // A reason needs saying; quotes in it survive.
-    let refused = h.kubectl_plugin(&["palisade", "deny", &name, "-n", "clinic"]);
+    let refused = h.kubectl_plugin(User::Approver, &["palisade", "deny", &name, "-n", "clinic"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--reason"));
-    let out = h.kubectl_plugin(&[
-        "palisade",
-        "deny",
-        &name,
-        "-n",
-        "clinic",
-        "--reason",
-        r#"not "now", sorry"#,
-    ]);
+    let out = h.kubectl_plugin(
+        User::Approver,
+        &[
+            "palisade",
+            "deny",
+            &name,
+            "-n",
+            "clinic",
+            "--reason",
+            r#"not "now", sorry"#,
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -496,7 +576,7 @@ async fn the_kubectl_plugin_lists_and_decides_approvals() {
     ]);
     assert_eq!(reason, r#"Denied|not "now", sorry"#);
     let (status, body) = h
-        .tool_call(1, INTAKE_TOKEN, &using(&name, "e@clinic.example"))
+        .tool_call(1, &h.intake, &using(&name, "e@clinic.example"))
         .await;
     assert_eq!((status, code(&body)), (403, "approval.denied"));
 }

@@ -1,10 +1,13 @@
 //! The Helm chart rendered and linted with the real Helm v4 library
 //! (PyPI `helm-python-sdk`, installed into a virtualenv under `target/`):
-//! the approval guard rails render as shipped — the same CEL that
-//! `crds/tests/admission.rs` evaluates — and follow their values.
+//! the approval guard rails render as shipped and follow their values and
+//! the cluster's capabilities; and installed into the real API server
+//! (`tests/control-plane`), with and without MutatingAdmissionPolicy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::Value;
+use palisade_control_plane::Options;
+use palisade_e2e::{ControlPlane, SYSTEM_NS, User};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 
 fn render() -> Value {
@@ -53,6 +56,64 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 
 #[test]
 fn the_chart_renders_lints_and_refuses_wrong_values() {
+    /// Every document of every kind `kind` named `name` (any namespace).
+    fn all_named<'a>(docs: &'a [Value], kind: &str, name: &str) -> Vec<&'a Value> {
+        docs.iter()
+            .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .collect()
+    }
+    /// Namespaces of the RoleBindings, and names of the
+    /// ClusterRoleBindings, that bind ClusterRole `role`.
+    fn bound(docs: &[Value], role: &str) -> (Vec<String>, Vec<String>) {
+        let binds = |kind: &str| -> Vec<String> {
+            docs.iter()
+                .filter(|d| {
+                    d["kind"] == kind
+                        && d["roleRef"]["kind"] == "ClusterRole"
+                        && d["roleRef"]["name"] == role
+                })
+                .map(|d| {
+                    let m = &d["metadata"];
+                    m[if kind == "RoleBinding" {
+                        "namespace"
+                    } else {
+                        "name"
+                    }]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+                })
+                .collect()
+        };
+        (binds("RoleBinding"), binds("ClusterRoleBinding"))
+    }
+    fn args(deployment: &Value) -> Vec<String> {
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    }
+    fn strings(v: &Value) -> Vec<&str> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect()
+    }
+    /// The TCP ports a NetworkPolicy lets its pods reach `cidr` on.
+    fn egress_ports(policy: &Value, cidr: &str) -> Vec<i64> {
+        policy["spec"]["egress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|rule| rule["to"][0]["ipBlock"]["cidr"] == cidr)
+            .flat_map(|rule| rule["ports"].as_array().unwrap().iter())
+            .map(|p| p["port"].as_i64().unwrap())
+            .collect()
+    }
+
     let out = render();
     let lint = &out["lint"];
     assert!(
@@ -69,7 +130,7 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     );
 
     // --- Every rendered object (and the CRDs) is valid against the
-    // Kubernetes 1.34 API schemas, strictly (no unknown fields).
+    // Kubernetes 1.37 API schemas, strictly (no unknown fields).
     for (case, problems) in out["invalid"].as_object().unwrap() {
         assert!(
             problems.as_array().unwrap().is_empty(),
@@ -78,57 +139,111 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     }
     assert_eq!(
         out["invalid"].as_object().unwrap().len(),
-        5,
-        "4 value sets and the CRDs"
+        10,
+        "9 value sets and the CRDs"
     );
+    // No case renders two objects Helm would have to create under the
+    // same name (an install fails on the second).
+    for (case, rendered) in out["cases"].as_object().unwrap() {
+        let mut seen = std::collections::BTreeSet::new();
+        for d in documents(rendered) {
+            let key = format!(
+                "{} {}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["namespace"].as_str().unwrap_or(""),
+                d["metadata"]["name"].as_str().unwrap()
+            );
+            assert!(seen.insert(key.clone()), "{case}: {key} rendered twice");
+        }
+    }
 
-    // --- The approval guard rails, exactly as the CEL tests evaluate them.
-    let admission = template(&out["cases"]["default"], "approval-admission.yaml");
-    assert_eq!(
-        kinds(&admission),
-        [
-            "ClusterRole",
-            "MutatingAdmissionPolicy",
-            "MutatingAdmissionPolicyBinding",
-            "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicyBinding"
-        ]
-    );
+    // --- The approval guard rails, exactly as written in the template.
+    // The decider stamp (a MutatingAdmissionPolicy) renders only where
+    // the cluster serves that API: Helm's own capabilities (helm template
+    // or lint without a cluster) serve none.
+    let admission = |case: &str| template(&out["cases"][case], "approval-admission.yaml");
+    let guard_only = [
+        "ClusterRole",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ];
+    let with_stamp = [
+        "ClusterRole",
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ];
+    assert_eq!(kinds(&admission("default")), guard_only);
+    for (case, version) in [
+        // 1.36+: v1, preferred where v1beta1 is served too.
+        ("mutating_v1", "admissionregistration.k8s.io/v1"),
+        // 1.34-1.35 with the feature gate: v1beta1, also when required.
+        ("mutating_v1beta1", "admissionregistration.k8s.io/v1beta1"),
+        (
+            "mutating_v1beta1_required",
+            "admissionregistration.k8s.io/v1beta1",
+        ),
+    ] {
+        let docs = admission(case);
+        assert_eq!(kinds(&docs), with_stamp, "{case}");
+        for kind in ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"] {
+            let d = docs.iter().find(|d| d["kind"] == kind).unwrap();
+            assert_eq!(d["apiVersion"], version, "{case}: {kind}");
+        }
+    }
+    let admission_v1 = admission("mutating_v1");
     let tested = template_documents();
     for kind in [
         "ValidatingAdmissionPolicy",
         "MutatingAdmissionPolicy",
         "ClusterRole",
     ] {
-        let rendered = admission.iter().find(|d| d["kind"] == kind).unwrap();
+        let rendered = admission_v1.iter().find(|d| d["kind"] == kind).unwrap();
         let raw = tested.iter().find(|d| d["kind"] == kind).unwrap();
+        // The mutating policy's apiVersion is the one templated part.
         assert_eq!(
-            rendered, raw,
-            "{kind} renders differently from the tested template"
+            (
+                &rendered["kind"],
+                &rendered["metadata"],
+                &rendered["spec"],
+                &rendered["rules"]
+            ),
+            (&raw["kind"], &raw["metadata"], &raw["spec"], &raw["rules"]),
+            "{kind} renders differently from the template's text"
         );
     }
-    let binding = admission
-        .iter()
-        .find(|d| d["kind"] == "ValidatingAdmissionPolicyBinding")
-        .unwrap();
-    assert_eq!(binding["spec"]["validationActions"][0], "Deny");
-    assert_eq!(
-        kinds(&template(
-            &out["cases"]["no_mutating_policy"],
-            "approval-admission.yaml"
-        )),
-        [
-            "ClusterRole",
-            "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicyBinding"
-        ]
+    let binding = find(
+        &admission_v1,
+        "MutatingAdmissionPolicyBinding",
+        "palisade-approval-decider",
     );
-    assert_eq!(
-        kinds(&template(
-            &out["cases"]["no_admission"],
-            "approval-admission.yaml"
-        )),
-        ["ClusterRole"]
+    assert_eq!(binding["spec"]["policyName"], "palisade-approval-decider");
+    let binding = find(
+        &admission_v1,
+        "ValidatingAdmissionPolicyBinding",
+        "palisade-approval-guard",
+    );
+    assert_eq!(binding["spec"]["validationActions"][0], "Deny");
+    // stampDecider false: never, even where the API is served.
+    assert_eq!(kinds(&admission("no_mutating_policy")), guard_only);
+    assert_eq!(kinds(&admission("no_admission")), ["ClusterRole"]);
+    // NOTES.txt says whether deciders must name themselves.
+    let notes = |case: &str| {
+        out["cases"][case]["palisade/templates/NOTES.txt"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        notes("default").contains("kubectl palisade approve NAME"),
+        "{}",
+        notes("default")
+    );
+    assert!(
+        notes("mutating_v1").contains("stamped from the request (MutatingAdmissionPolicy v1)"),
+        "{}",
+        notes("mutating_v1")
     );
 
     // --- Defaults: two operators with leader election, two gateways,
@@ -137,13 +252,14 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     let all = documents(&out["cases"]["default"]);
     let operator = find(&all, "Deployment", "palisade-operator");
     assert_eq!(operator["spec"]["replicas"], 2);
-    let args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
-        .as_array()
-        .unwrap();
-    assert!(!args.iter().any(|a| a == "--no-leader-election"));
+    assert!(!args(operator).iter().any(|a| a == "--no-leader-election"));
     let gateway = find(&all, "Deployment", "palisade-gateway");
     assert_eq!(gateway["spec"]["replicas"], 2);
     for d in [operator, gateway] {
+        assert!(
+            !args(d).iter().any(|a| a.starts_with("--watch-namespaces")),
+            "cluster-wide by default"
+        );
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         let c = &pod["containers"][0];
@@ -180,9 +296,32 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         "palisade-gateway"
     );
     find(&all, "PodDisruptionBudget", "palisade-gateway");
-    find(&all, "NetworkPolicy", "palisade-gateway");
-    find(&all, "NetworkPolicy", "palisade-operator");
-    find(&all, "ClusterRoleBinding", "palisade-operator");
+    // The API server on 443 (managed clusters) and 6443 (kubeadm, kind).
+    for name in ["palisade-gateway", "palisade-operator"] {
+        let policy = find(&all, "NetworkPolicy", name);
+        assert_eq!(
+            egress_ports(policy, "0.0.0.0/0")[..2],
+            [443, 6443],
+            "{name}"
+        );
+    }
+    let narrowed = documents(&out["cases"]["no_guards"]);
+    assert_eq!(
+        egress_ports(
+            find(&narrowed, "NetworkPolicy", "palisade-operator"),
+            "0.0.0.0/0"
+        ),
+        [6443]
+    );
+    // Cluster-wide bindings, the operator's and the gateway's.
+    assert_eq!(
+        bound(&all, "palisade-operator"),
+        (vec![], vec!["palisade-operator".to_owned()])
+    );
+    assert_eq!(
+        bound(&all, "palisade-gateway"),
+        (vec![], vec!["palisade-gateway".to_owned()])
+    );
     for absent in [
         "HorizontalPodAutoscaler",
         "ServiceMonitor",
@@ -195,32 +334,173 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
             "{absent} rendered by default"
         );
     }
-    // The gateway never holds the approve verb, and reads only its Secret.
+    // The gateway never holds the approve verb, reads only its Secret,
+    // reviews tokens cluster-wide (TokenReview is not namespaced) from a
+    // role of its own, and may create and patch Leases (not get, update
+    // or delete them).
     let gw_roles: Vec<&Value> = all
         .iter()
         .filter(|d| {
             (d["kind"] == "ClusterRole" || d["kind"] == "Role")
-                && d["metadata"]["name"] == "palisade-gateway"
+                && d["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("palisade-gateway")
         })
         .collect();
+    assert_eq!(gw_roles.len(), 3, "approvals, tokenreviews, own namespace");
     for role in &gw_roles {
         for rule in role["rules"].as_array().unwrap() {
-            assert!(
-                !rule["verbs"]
-                    .as_array()
-                    .unwrap()
-                    .contains(&Value::from("approve"))
-            );
+            assert!(!strings(&rule["verbs"]).contains(&"approve"));
             if rule["resources"][0] == "secrets" {
                 assert_eq!(rule["resourceNames"][0], "palisade-config");
             }
+            if rule["resources"][0] == "leases" {
+                assert_eq!(strings(&rule["verbs"]), ["create", "patch"]);
+            }
+            if rule["resources"][0] == "tokenreviews" {
+                assert_eq!(role["metadata"]["name"], "palisade-gateway-tokenreviews");
+                assert_eq!(role["rules"].as_array().unwrap().len(), 1);
+            }
         }
+    }
+    assert_eq!(
+        bound(&all, "palisade-gateway-tokenreviews"),
+        (vec![], vec!["palisade-gateway-tokenreviews".to_owned()])
+    );
+
+    // The gateway's Leases: RBAC cannot name a prefix, so a
+    // ValidatingAdmissionPolicy (v1) holds the gateway to its own report
+    // Lease, palisade-gateway-<pod name from its bound token>.
+    let guard = find(
+        &all,
+        "ValidatingAdmissionPolicy",
+        "palisade-gateway-lease-guard",
+    );
+    assert_eq!(guard["apiVersion"], "admissionregistration.k8s.io/v1");
+    let spec = &guard["spec"];
+    assert_eq!(spec["failurePolicy"], "Fail");
+    assert_eq!(
+        spec["matchConstraints"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "palisade-system"
+    );
+    let rule = &spec["matchConstraints"]["resourceRules"][0];
+    assert_eq!(
+        (
+            strings(&rule["apiGroups"]),
+            strings(&rule["resources"]),
+            strings(&rule["operations"])
+        ),
+        (
+            vec!["coordination.k8s.io"],
+            vec!["leases"],
+            vec!["CREATE", "UPDATE"]
+        )
+    );
+    assert_eq!(
+        spec["matchConditions"][0]["expression"],
+        "request.userInfo.username == 'system:serviceaccount:palisade-system:palisade-gateway'"
+    );
+    assert!(
+        spec["variables"][0]["expression"]
+            .as_str()
+            .unwrap()
+            .contains("request.userInfo.extra['authentication.kubernetes.io/pod-name'][0]")
+    );
+    let checks: Vec<&str> = spec["validations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["expression"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            "request.name != 'palisade-operator'",
+            "variables.pod != '' ? request.name == 'palisade-gateway-' + variables.pod : request.name.startsWith('palisade-gateway-')",
+        ]
+    );
+    // The operator's leader Lease is outside the prefix anyway.
+    assert!(!"palisade-operator".starts_with("palisade-gateway-"));
+    assert!(
+        spec["validations"][1]["messageExpression"]
+            .as_str()
+            .unwrap()
+            .contains("may write only its own Lease palisade-gateway-")
+    );
+    let guard_binding = find(
+        &all,
+        "ValidatingAdmissionPolicyBinding",
+        "palisade-gateway-lease-guard",
+    );
+    assert_eq!(
+        guard_binding["spec"]["policyName"],
+        "palisade-gateway-lease-guard"
+    );
+    assert_eq!(
+        strings(&guard_binding["spec"]["validationActions"]),
+        ["Deny"]
+    );
+
+    // Namespace editors and viewers get Palisade's resources through the
+    // built-in roles, never the approve verb.
+    let edit = find(&all, "ClusterRole", "palisade-edit");
+    assert_eq!(
+        edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"],
+        "true"
+    );
+    assert_eq!(
+        strings(&edit["rules"][0]["resources"]),
+        ["aipolicies", "toolgrants"]
+    );
+    assert_eq!(
+        strings(&edit["rules"][0]["verbs"]),
+        [
+            "get",
+            "list",
+            "watch",
+            "create",
+            "update",
+            "patch",
+            "delete",
+            "deletecollection"
+        ]
+    );
+    assert_eq!(strings(&edit["rules"][1]["resources"]), ["approvals"]);
+    assert_eq!(
+        strings(&edit["rules"][1]["verbs"]),
+        ["get", "list", "watch"]
+    );
+    assert_eq!(edit["rules"].as_array().unwrap().len(), 2);
+    let view = find(&all, "ClusterRole", "palisade-view");
+    assert_eq!(
+        view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"],
+        "true"
+    );
+    assert_eq!(
+        strings(&view["rules"][0]["resources"]),
+        ["aipolicies", "toolgrants", "approvals"]
+    );
+    assert_eq!(
+        strings(&view["rules"][0]["verbs"]),
+        ["get", "list", "watch"]
+    );
+    assert_eq!(view["rules"].as_array().unwrap().len(), 1);
+    // Both guards are values that default on.
+    for (kind, name) in [
+        ("ValidatingAdmissionPolicy", "palisade-gateway-lease-guard"),
+        (
+            "ValidatingAdmissionPolicyBinding",
+            "palisade-gateway-lease-guard",
+        ),
+        ("ClusterRole", "palisade-edit"),
+        ("ClusterRole", "palisade-view"),
+    ] {
+        assert!(all_named(&narrowed, kind, name).is_empty(), "{kind} {name}");
     }
 
     // NOTES.txt tells the user the next commands.
-    let notes = out["cases"]["default"]["palisade/templates/NOTES.txt"]
-        .as_str()
-        .unwrap();
+    let notes = notes("default");
     for step in [
         "kubectl apply -f examples/clinic-assistant.yaml",
         "kubectl get aipolicies -A -w",
@@ -238,7 +518,35 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         "the HPA owns replicas"
     );
     find(&all, "HorizontalPodAutoscaler", "palisade-gateway");
-    find(&all, "ServiceMonitor", "palisade");
+    let monitor = find(&all, "ServiceMonitor", "palisade");
+    // It scrapes the gateway and the operator, not the bundled
+    // PostgreSQL or Ollama (same labels; Ollama's port is named http too).
+    let selector = &monitor["spec"]["selector"];
+    let scraped: Vec<&str> = all
+        .iter()
+        .filter(|d| d["kind"] == "Service")
+        .filter(|s| {
+            let labels = &s["metadata"]["labels"];
+            selector["matchLabels"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .all(|(k, v)| &labels[k] == v)
+                && selector["matchExpressions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|e| {
+                        assert_eq!(e["operator"], "In");
+                        e["values"]
+                            .as_array()
+                            .unwrap()
+                            .contains(&labels[e["key"].as_str().unwrap()])
+                    })
+        })
+        .map(|s| s["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(scraped, ["palisade-gateway", "palisade-operator-metrics"]);
     let dashboard = find(&all, "ConfigMap", "palisade-dashboard");
     let json: Value =
         serde_json::from_str(dashboard["data"]["palisade.json"].as_str().unwrap()).unwrap();
@@ -270,27 +578,42 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         "postgres://palisade:$(PALISADE_POSTGRES_PASSWORD)@palisade-postgres:5432/palisade"
     );
     let operator = find(&all, "Deployment", "palisade-operator");
-    assert!(
-        operator["spec"]["template"]["spec"]["containers"][0]["args"]
-            .as_array()
-            .unwrap()
-            .contains(&Value::from("--no-leader-election"))
-    );
-    let bindings: Vec<&str> = all
-        .iter()
-        .filter(|d| d["kind"] == "RoleBinding" && d["metadata"]["name"] == "palisade-operator")
-        .map(|d| d["metadata"]["namespace"].as_str().unwrap())
-        .collect();
+    assert!(args(operator).contains(&"--no-leader-election".to_owned()));
+    // operator.watchNamespaces: both binaries are told, and both get
+    // RoleBindings in exactly those namespaces and no ClusterRoleBinding
+    // for what they do there. Token reviews stay cluster-wide.
+    for d in [operator, gateway] {
+        assert!(
+            args(d).contains(&"--watch-namespaces=clinic,billing".to_owned()),
+            "{}: {:?}",
+            d["metadata"]["name"],
+            args(d)
+        );
+    }
+    for role in ["palisade-operator", "palisade-gateway"] {
+        assert_eq!(
+            bound(&all, role),
+            (vec!["clinic".to_owned(), "billing".to_owned()], vec![]),
+            "{role}: per-namespace access, no ClusterRoleBinding"
+        );
+    }
     assert_eq!(
-        bindings,
-        ["clinic", "billing", "palisade-system"],
-        "per-namespace read access, no ClusterRoleBinding"
+        bound(&all, "palisade-gateway-tokenreviews"),
+        (vec![], vec!["palisade-gateway-tokenreviews".to_owned()])
     );
-    assert!(
-        !all.iter()
-            .any(|d| d["kind"] == "ClusterRoleBinding"
-                && d["metadata"]["name"] == "palisade-operator")
-    );
+    // Each still has its own Role in the release namespace.
+    for name in ["palisade-operator", "palisade-gateway"] {
+        let own: Vec<&str> = all_named(&all, "RoleBinding", name)
+            .iter()
+            .map(|b| b["metadata"]["namespace"].as_str().unwrap())
+            .collect();
+        assert_eq!(own, ["palisade-system"], "{name}");
+    }
+    // The release namespace may be one of the watched ones.
+    let all = documents(&out["cases"]["watching_the_release_namespace"]);
+    for role in ["palisade-operator", "palisade-gateway"] {
+        assert_eq!(bound(&all, role).0, ["palisade-system", "clinic"], "{role}");
+    }
 
     // --- Wrong values fail at install with a message naming the field.
     for (case, needle) in [
@@ -302,6 +625,23 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
             "no_audit_database",
             "postgres.external.secretName is required",
         ),
+        // Required, on a cluster that serves no MutatingAdmissionPolicy.
+        (
+            "stamp_decider_required_without_the_api",
+            "approvals.admission.stampDecider is true, but this cluster serves no MutatingAdmissionPolicy API",
+        ),
+        (
+            "stamp_decider_not_auto_or_boolean",
+            "/approvals/admission/stampDecider",
+        ),
+        // The old single port is refused, pointing at the list.
+        ("old_api_server_port", "/networkPolicy/apiServerPort"),
+        ("old_api_server_port", "networkPolicy.apiServerPorts"),
+        ("no_api_server_ports", "/networkPolicy/apiServerPorts"),
+        (
+            "api_server_port_out_of_range",
+            "/networkPolicy/apiServerPorts/1",
+        ),
     ] {
         let message = out["refused"][case]
             .as_str()
@@ -312,53 +652,14 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_installs_into_the_api_server_with_the_helm_library() {
-    let sim = palisade_kube_sim::KubeSim::start().await.unwrap();
-    let dir = palisade_audit_suite::temp_dir("helm-install");
-    let kubeconfig = dir.join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
-    let kubectl = |args: &[&str]| {
-        let out = std::process::Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &kubeconfig)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    std::fs::write(
-        dir.join("ns.yaml"),
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: palisade-system}\n",
-    )
-    .unwrap();
-    kubectl(&["apply", "-f", dir.join("ns.yaml").to_str().unwrap()]);
-
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm-venv");
-    let python = palisade_fake_upstreams::python::python_with(&venv, palisade_e2e::HELM_PACKAGES);
-    let kc = kubeconfig.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/chart/install.py"))
-            .arg(&kc)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../charts/palisade"
-            ))
-            .arg("palisade-system")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "helm install: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
+    // A 1.37 API server serves MutatingAdmissionPolicy (v1): the default
+    // install puts everything in place, the decider stamp included.
+    let cp = tokio::task::spawn_blocking(|| ControlPlane::start("helm-install"))
+        .await
+        .unwrap();
+    install(&cp, json!({}));
+    palisade_e2e::wait_for_approval_admission(&cp, true);
+    let kubectl = |args: &[&str]| cp.kubectl_ok(User::Admin, args);
     // What landed: the CRDs (served: kubectl knows the kinds), the two
     // Deployments, their ServiceAccounts, RBAC, and the approval guard.
     let crds = kubectl(&["get", "crd", "-o", "jsonpath={.items[*].metadata.name}"]);
@@ -373,7 +674,7 @@ async fn the_chart_installs_into_the_api_server_with_the_helm_library() {
         "get",
         "deployments",
         "-n",
-        "palisade-system",
+        SYSTEM_NS,
         "-o",
         "jsonpath={.items[*].metadata.name}",
     ]);
@@ -387,39 +688,149 @@ async fn the_chart_installs_into_the_api_server_with_the_helm_library() {
     for role in ["palisade-approver", "palisade-gateway", "palisade-operator"] {
         assert!(roles.split_whitespace().any(|r| r == role), "{roles}");
     }
-    let guard = kubectl(&[
+    let guards = kubectl(&[
         "get",
         "validatingadmissionpolicies",
         "-o",
         "jsonpath={.items[*].metadata.name}",
     ]);
-    assert_eq!(guard, "palisade-approval-guard");
+    assert!(
+        guards
+            .split_whitespace()
+            .any(|g| g == "palisade-approval-guard"),
+        "{guards}"
+    );
+    let stamp = kubectl(&[
+        "get",
+        "mutatingadmissionpolicies",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(stamp, "palisade-approval-decider");
     let sa = kubectl(&[
         "get",
         "deployment",
         "palisade-gateway",
         "-n",
-        "palisade-system",
+        SYSTEM_NS,
         "-o",
         "jsonpath={.spec.template.spec.serviceAccountName}",
     ]);
     assert_eq!(sa, "palisade-gateway");
-    // The installed CRDs take the example.
+    // The installed CRDs take the example, from a namespace editor.
+    cp.kubectl_ok(
+        User::Editor,
+        &[
+            "apply",
+            "-f",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../examples/clinic-assistant.yaml"
+            ),
+        ],
+    );
+    assert!(kubectl(&["get", "aipolicies", "-n", "clinic"]).contains("clinic-assistant"));
+    drop(cp);
+
+    // Most clusters before 1.36 serve no MutatingAdmissionPolicy: the
+    // default install (stampDecider auto) still succeeds, leaving the stamp
+    // out, and the validating guard alone makes deciders write their own
+    // name; asking for the stamp explicitly fails, naming the value.
+    let cp = tokio::task::spawn_blocking(|| {
+        ControlPlane::start_with(
+            "helm-install-no-map",
+            Options {
+                without_mutating_admission_policy: true,
+                ..Options::default()
+            },
+        )
+    })
+    .await
+    .unwrap();
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SYSTEM_NS}}}\n"
+    ));
+    let required = palisade_e2e::helm_install(
+        &cp,
+        &json!({"approvals": {"admission": {"stampDecider": true}}}),
+    )
+    .expect_err("stampDecider: true installed without the API");
+    assert!(
+        required.contains("approvals.admission.stampDecider is true"),
+        "{required}"
+    );
+    install(&cp, json!({}));
+    palisade_e2e::wait_for_approval_admission(&cp, false);
+    let guards = cp.kubectl_ok(
+        User::Admin,
+        &["get", "validatingadmissionpolicies", "-o", "name"],
+    );
+    assert!(guards.contains("palisade-approval-guard"), "{guards}");
+    // Approvals are created undecided: one born approved is refused.
+    let approval = |name: &str, extra: &str| palisade_e2e::approval_manifest("clinic", name, extra);
+    let path = cp.dir().join("born-approved.yaml");
     std::fs::write(
-        dir.join("clinic.yaml"),
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: clinic}\n",
+        &path,
+        approval("born-approved", ", decision: Approved, decidedBy: approver"),
     )
     .unwrap();
-    kubectl(&["apply", "-f", dir.join("clinic.yaml").to_str().unwrap()]);
-    kubectl(&[
-        "apply",
-        "-f",
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../examples/clinic-assistant.yaml"
-        ),
-    ]);
-    assert!(kubectl(&["get", "aipolicies", "-n", "clinic"]).contains("clinic-assistant"));
+    let born = cp.kubectl(User::Admin, &["create", "-f", path.to_str().unwrap()]);
+    assert!(!born.status.success(), "an Approval was created decided");
+    assert!(
+        String::from_utf8_lossy(&born.stderr).contains("an Approval is created undecided"),
+        "{}",
+        String::from_utf8_lossy(&born.stderr)
+    );
+    // An approver must then write their own name (as kubectl-palisade
+    // does): another's, or none, is refused by the guard.
+    cp.apply(&approval("held", ""));
+    let decide = |by: Option<&str>| {
+        let mut spec = json!({"decision": "Approved", "reason": "ok"});
+        if let Some(by) = by {
+            spec["decidedBy"] = json!(by);
+        }
+        let patch = json!({ "spec": spec }).to_string();
+        cp.kubectl(
+            User::Approver,
+            &[
+                "patch",
+                "approval",
+                "held",
+                "-n",
+                "clinic",
+                "--type=merge",
+                "-p",
+                &patch,
+            ],
+        )
+    };
+    for forged in [None, Some("mallory")] {
+        let out = decide(forged);
+        assert!(!out.status.success(), "decidedBy {forged:?} was accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("spec.decidedBy must be the deciding user"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = decide(Some("approver"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `helm install palisade charts/palisade -n palisade-system` with `values`
+/// into `cp`; fails the test with Helm's message if it fails.
+fn install(cp: &ControlPlane, values: Value) {
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SYSTEM_NS}}}\n"
+    ));
+    let release = palisade_e2e::helm_install(cp, &values)
+        .unwrap_or_else(|e| panic!("helm install with {values}: {e}"));
+    assert_eq!(release["status"], "deployed", "{release}");
 }
 
 /// The kind path cannot run here (no container engine); check what can be:
@@ -437,7 +848,7 @@ fn the_kind_config_and_script_fit_the_chart() {
         &std::fs::read_to_string(format!("{root}/charts/palisade/values.yaml")).unwrap(),
     )
     .unwrap();
-    assert_eq!(values["approvals"]["admission"]["stampDecider"], true);
+    assert_eq!(values["approvals"]["admission"]["stampDecider"], "auto");
     assert_eq!(config["featureGates"]["MutatingAdmissionPolicy"], true);
     assert_eq!(
         config["runtimeConfig"]["admissionregistration.k8s.io/v1beta1"],

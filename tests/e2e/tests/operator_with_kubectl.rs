@@ -1,10 +1,11 @@
 //! The operator as people watch it: `kubectl apply` the example, `kubectl
 //! get` shows it Ready and served by both gateways; an invalid edit applied
 //! with kubectl is refused in status and an Event while the previous
-//! generation keeps serving.
+//! generation keeps serving. With `operator.watchNamespaces`, only those
+//! namespaces are read, with no cluster-wide permission.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use palisade_e2e::{Harness, INTAKE_TOKEN, code};
+use palisade_e2e::{GATEWAY_USER, Harness, OPERATOR_USER, Options, User, code};
 use serde_json::json;
 use std::time::Duration;
 
@@ -70,8 +71,7 @@ async fn apply_watch_status_and_an_invalid_edit_through_kubectl() {
         message.contains("generation 1 is still served"),
         "{message}"
     );
-    // The operator publishes events.k8s.io/v1 Events (kube-sim serves that
-    // API; a real cluster shows them in `kubectl get events` too).
+    // The operator publishes events.k8s.io/v1 Events.
     h.until("an Invalid event", Duration::from_secs(10), async || {
         let events = h.kubectl_ok(&[
             "get",
@@ -91,7 +91,7 @@ async fn apply_watch_status_and_an_invalid_edit_through_kubectl() {
     let (status, body) = h
         .tool_call(
             0,
-            INTAKE_TOKEN,
+            &h.intake,
             &json!({"tool": "calendar_read", "arguments": {}}),
         )
         .await;
@@ -110,4 +110,113 @@ async fn apply_watch_status_and_an_invalid_edit_through_kubectl() {
         "wide",
     ]);
     assert!(describe.contains("False"), "{describe}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_watch_namespaces_only_those_namespaces_are_read_and_nothing_cluster_wide() {
+    let h = Harness::start_with(
+        "watch-namespaces",
+        Options {
+            watch_namespaces: vec!["clinic"],
+            ..Options::default()
+        },
+    )
+    .await;
+    // The same policy in a namespace the installation does not watch.
+    h.cp.namespace("billing");
+    let manifest = std::fs::read_to_string(h.dir.join("clinic-assistant.yaml"))
+        .unwrap()
+        .replace("namespace: clinic", "namespace: billing");
+    let path = h.dir.join("billing.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    h.cp.kubectl_ok(User::Editor, &["apply", "-f", path.to_str().unwrap()]);
+
+    // A change in the watched namespace is compiled and served...
+    h.patch_policy("merge", r#"{"spec":{"suspend":true}}"#);
+    h.until(
+        "the kill switch lands",
+        Duration::from_secs(10),
+        async || {
+            let (status, body) = h
+                .tool_call(0, &h.intake, &json!({"tool": "calendar_read"}))
+                .await;
+            (status == 403 && code(&body) == "kill_switch.policy").then_some(())
+        },
+    )
+    .await;
+    // ...and held calls become Approvals the operator tracks there.
+    let (status, held) = h
+        .tool_call(
+            1,
+            &h.intake,
+            &json!({"tool": "send_email", "arguments": {"to": "a@b.c"}}),
+        )
+        .await;
+    assert_eq!(status, 403, "suspended: {held}");
+    h.patch_policy("merge", r#"{"spec":{"suspend":false}}"#);
+    let name = h
+        .until(
+            "a held call gets an Approval",
+            Duration::from_secs(10),
+            async || {
+                let (status, body) = h
+                    .tool_call(
+                        1,
+                        &h.intake,
+                        &json!({"tool": "send_email", "arguments": {"to": "a@b.c"}}),
+                    )
+                    .await;
+                (status == 202).then(|| body["approval"]["name"].as_str().unwrap().to_owned())
+            },
+        )
+        .await;
+    h.until(
+        "the operator marks it Pending",
+        Duration::from_secs(10),
+        async || {
+            let phase = h.kubectl_ok(&[
+                "get",
+                "approval",
+                &name,
+                "-n",
+                "clinic",
+                "-o",
+                "jsonpath={.status.phase}",
+            ]);
+            (phase == "Pending").then_some(())
+        },
+    )
+    .await;
+    // The policy elsewhere is never read: no status, ever.
+    let billing = h.kubectl_ok(&[
+        "get",
+        "aipolicy",
+        "clinic-assistant",
+        "-n",
+        "billing",
+        "-o",
+        "jsonpath={.status}",
+    ]);
+    assert_eq!(
+        billing, "",
+        "a policy outside the watched namespaces was reconciled"
+    );
+
+    // Neither binary asked for anything cluster-wide it was not granted:
+    // the API server refused none of their requests, and they listed
+    // policies, grants and approvals only in `clinic`.
+    let log = h.cp.audit_log();
+    for user in [OPERATOR_USER, GATEWAY_USER] {
+        let theirs: Vec<&serde_json::Value> = log
+            .iter()
+            .filter(|e| e["user"]["username"] == user)
+            .collect();
+        assert!(!theirs.is_empty(), "{user} made no requests");
+        for e in &theirs {
+            assert_ne!(e["responseStatus"]["code"], 403, "{user} was refused: {e}");
+            if e["objectRef"]["apiGroup"] == "palisade.dev" {
+                assert_eq!(e["objectRef"]["namespace"], "clinic", "{user}: {e}");
+            }
+        }
+    }
 }

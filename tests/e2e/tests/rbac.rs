@@ -1,29 +1,67 @@
 //! The chart's RBAC against what the binaries really ask the API server
-//! for. The operator (with leader election and a short approval retention)
-//! and two gateways run as their chart ServiceAccounts through every flow —
-//! compile, status, Events, kill switch, approvals created / watched /
-//! consumed / expired / collected, TokenReview — and kube-sim's access log
-//! is checked against the rendered default chart: every request must be
-//! allowed by the ServiceAccount's rules (nothing missing), and every rule
-//! must have been used (nothing unused), except the few listed with why.
+//! for. The chart is installed into the real API server; the operator (with
+//! leader election and a short approval retention) and two gateways run
+//! with tokens of the chart's ServiceAccounts through every flow — compile,
+//! status, Events, kill switch, approvals created / watched / consumed /
+//! expired / collected, TokenReview — so a permission the chart forgot
+//! fails the flow. Then the API server's audit log is checked against the
+//! rendered default chart: no request of theirs was refused, every rule was
+//! used (nothing granted for nothing, except the few listed with why), and
+//! what must not be granted is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use palisade_e2e::{GATEWAY_USER, Harness, INTAKE_TOKEN, OPERATOR_USER, Options, SYSTEM_NS};
-use palisade_kube_sim::Access;
+use palisade_e2e::{GATEWAY_USER, Harness, OPERATOR_USER, Options, SYSTEM_NS};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Rules a flow needs on a real cluster that kube-sim's log cannot show.
+/// Rules a flow needs that the audit log cannot show.
 const NOT_OBSERVABLE: &[(&str, &str, &str, &str)] = &[
     // Server-side apply of an object that does not exist yet is also
-    // authorized as `create` on a real API server (kube-sim logs a patch).
+    // authorized as `create` (the audit log records the patch).
     ("operator", "create", "", "secrets"),
     ("gateway", "create", "coordination.k8s.io", "leases"),
     // kube-runtime's recorder patches an Event when it repeats (a series).
     ("operator", "patch", "events.k8s.io", "events"),
 ];
+
+/// One request from the API server's audit log.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Access {
+    user: String,
+    verb: String,
+    group: String,
+    /// `resource` or `resource/subresource`.
+    resource: String,
+    namespace: Option<String>,
+    name: Option<String>,
+    code: u64,
+}
+
+fn accesses(h: &Harness) -> Vec<Access> {
+    let s = |v: &Value| v.as_str().map(String::from);
+    h.cp.audit_log()
+        .iter()
+        .filter(|e| e["objectRef"]["resource"].is_string())
+        .map(|e| {
+            let o = &e["objectRef"];
+            let resource = s(&o["resource"]).unwrap();
+            Access {
+                user: s(&e["user"]["username"]).unwrap_or_default(),
+                verb: s(&e["verb"]).unwrap_or_default(),
+                group: s(&o["apiGroup"]).unwrap_or_default(),
+                resource: match s(&o["subresource"]) {
+                    Some(sub) => format!("{resource}/{sub}"),
+                    None => resource,
+                },
+                namespace: s(&o["namespace"]),
+                name: s(&o["name"]),
+                code: e["responseStatus"]["code"].as_u64().unwrap_or(0),
+            }
+        })
+        .collect()
+}
 
 /// One RBAC rule with where it applies (`None`: every namespace).
 #[derive(Debug)]
@@ -100,34 +138,38 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
         Options {
             leader_election: true,
             approval_retention: "1s",
+            ..Options::default()
         },
     )
     .await;
     // Approvals: held, long-polled, approved, consumed, replayed, denied;
     // then collected after the retention.
     let call = json!({"tool": "send_email", "arguments": {"to": "a@clinic.example"}});
-    let (status, held) = h.tool_call(0, INTAKE_TOKEN, &call).await;
+    let (status, held) = h.tool_call(0, &h.intake, &call).await;
     assert_eq!(status, 202, "{held}");
     let name = held["approval"]["name"].as_str().unwrap().to_string();
     let (status, _) = h
-        .get(1, INTAKE_TOKEN, &format!("/v1/approvals/{name}?wait=1s"))
+        .get(1, &h.intake, &format!("/v1/approvals/{name}?wait=1s"))
         .await;
     assert_eq!(status, 200);
-    h.kubectl_ok(&[
-        "patch",
-        "approval",
-        &name,
-        "-n",
-        "clinic",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"decision":"Approved","reason":"ok","decidedBy":"alice"}}"#,
-    ]);
+    h.cp.kubectl_ok(
+        palisade_e2e::User::Approver,
+        &[
+            "patch",
+            "approval",
+            &name,
+            "-n",
+            "clinic",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"decision":"Approved","reason":"ok"}}"#,
+        ],
+    );
     let mut using = call.clone();
     using["approval"] = json!(name);
-    let (status, _) = h.tool_call(0, INTAKE_TOKEN, &using).await;
+    let (status, _) = h.tool_call(0, &h.intake, &using).await;
     assert_eq!(status, 200);
-    let (status, _) = h.tool_call(1, INTAKE_TOKEN, &using).await;
+    let (status, _) = h.tool_call(1, &h.intake, &using).await;
     assert_eq!(status, 403);
     // A kill switch flip (the operator rewrites the Secret, gateways apply).
     h.patch_policy("merge", r#"{"spec":{"suspend":true}}"#);
@@ -136,7 +178,7 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
         Duration::from_secs(5),
         async || {
             let (status, _) = h
-                .tool_call(1, INTAKE_TOKEN, &json!({"tool": "calendar_read"}))
+                .tool_call(1, &h.intake, &json!({"tool": "calendar_read"}))
                 .await;
             (status == 403).then_some(())
         },
@@ -157,8 +199,7 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
         "the leader renews its Lease",
         Duration::from_secs(12),
         async || {
-            h.sim
-                .access_log()
+            accesses(&h)
                 .iter()
                 .any(|a| a.user == OPERATOR_USER && a.verb == "update" && a.resource == "leases")
                 .then_some(())
@@ -171,7 +212,7 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
         .await
         .unwrap();
     let docs = palisade_e2e::rendered_documents(&rendered["cases"]["default"]);
-    let log = h.sim.access_log();
+    let log = accesses(&h);
     for (component, user, sa) in [
         ("operator", OPERATOR_USER, "palisade-operator"),
         ("gateway", GATEWAY_USER, "palisade-gateway"),
@@ -179,6 +220,21 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
         let rules = grants(&docs, sa);
         let used: BTreeSet<&Access> = log.iter().filter(|a| a.user == user).collect();
         assert!(!used.is_empty(), "{component} made no requests as {user}");
+        let refused: Vec<String> = used
+            .iter()
+            .filter(|a| a.code == 403)
+            .map(|a| {
+                format!(
+                    "{} {}/{} ns={:?} name={:?}",
+                    a.verb, a.group, a.resource, a.namespace, a.name
+                )
+            })
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "the API server refused {component}:\n{}",
+            refused.join("\n")
+        );
         let missing: Vec<String> = used
             .iter()
             .filter(|a| !rules.iter().any(|g| allows(g, a)))
@@ -225,4 +281,53 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
             unused.join("\n")
         );
     }
+
+    // What is not granted is refused: the gateway (a token bound to its
+    // pod, as the kubelet gives it) cannot take over the operator's leader
+    // Lease nor another replica's report Lease, nor read any Secret but
+    // its configuration; an agent cannot read Approvals.
+    let gateway =
+        h.cp.pod_kubeconfig(SYSTEM_NS, "palisade-gateway", "gateway-a");
+    let refused = |kubeconfig: &std::path::Path, args: &[&str]| {
+        let out = h.cp.kubectl_as(kubeconfig, args);
+        assert!(
+            !out.status.success(),
+            "kubectl {} was allowed",
+            args.join(" ")
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let steal = r#"{"spec":{"holderIdentity":"gateway-a"}}"#;
+    for lease in ["palisade-operator", "palisade-gateway-gateway-b"] {
+        let why = refused(
+            &gateway,
+            &[
+                "patch",
+                "lease",
+                lease,
+                "-n",
+                SYSTEM_NS,
+                "--type=merge",
+                "-p",
+                steal,
+            ],
+        );
+        assert!(
+            why.contains("forbidden") || why.contains("denied"),
+            "{lease}: {why}"
+        );
+    }
+    refused(
+        &gateway,
+        &["get", "secret", "openai-credentials", "-n", "clinic"],
+    );
+    refused(&gateway, &["get", "secrets", "-n", SYSTEM_NS]);
+    refused(
+        &gateway,
+        &["get", "secret", "palisade-config", "-n", SYSTEM_NS],
+    );
+    let agent = h.cp.service_account_kubeconfig("clinic", "intake-agent");
+    h.cp.namespace("billing");
+    refused(&agent, &["get", "approvals", "-n", "billing"]);
+    refused(&agent, &["get", "approvals", "-n", "clinic"]);
 }

@@ -28,6 +28,9 @@ pub enum Script {
     Text(String),
     /// The model proposes these tool calls: `(name, arguments JSON)`.
     ToolCalls(Vec<(String, Value)>),
+    /// The model proposes these tool calls with these exact argument texts
+    /// (OpenAI API only): `(name, arguments text)`, which need not be JSON.
+    RawToolCalls(Vec<(String, String)>),
     /// An HTTP error status with an OpenAI error body.
     Status(u16),
     /// Wait this long before answering (to trip timeouts).
@@ -257,6 +260,7 @@ fn text_and_calls(script: &Script) -> (String, Vec<(String, Value)>) {
     match script {
         Script::Text(t) => (t.clone(), Vec::new()),
         Script::ToolCalls(calls) => (String::new(), calls.clone()),
+        Script::RawToolCalls(_) => (String::new(), Vec::new()),
         _ => ("slow".into(), Vec::new()),
     }
 }
@@ -275,14 +279,21 @@ async fn completions(
         return r;
     }
     let model = body["model"].as_str().unwrap_or("").to_string();
-    let (text, calls) = text_and_calls(&script);
-    let (message, finish) = if calls.is_empty() {
+    let (text, mut calls) = text_and_calls(&script);
+    let raw: Vec<(String, String)> = match &script {
+        Script::RawToolCalls(raw) => raw.clone(),
+        _ => calls
+            .drain(..)
+            .map(|(name, args)| (name, args.to_string()))
+            .collect(),
+    };
+    let (message, finish) = if raw.is_empty() {
         (json!({"role": "assistant", "content": text}), "stop")
     } else {
-        let tool_calls: Vec<Value> = calls
+        let tool_calls: Vec<Value> = raw
             .iter()
             .enumerate()
-            .map(|(i, (name, args))| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+            .map(|(i, (name, args))| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": args}}))
             .collect();
         (
             json!({"role": "assistant", "content": null, "tool_calls": tool_calls}),

@@ -1,0 +1,107 @@
+//! `spec.providers`: types, base URLs, credentials from Secrets, timeouts.
+
+use super::*;
+
+pub(super) fn compile_providers(
+    d: &mut Diags<'_>,
+    providers: &[ProviderSpec],
+    secrets: &Secrets,
+) -> Option<Vec<Provider>> {
+    let mut out = Vec::with_capacity(providers.len());
+    let mut ok = true;
+    if providers.is_empty() {
+        d.push(
+            "spec.providers",
+            "the policy defines no provider",
+            "add at least one provider (e.g. type: ollama)",
+        );
+        return None;
+    }
+    for (i, p) in providers.iter().enumerate() {
+        let field = format!("spec.providers[{i}]");
+        if !is_dns_label(&p.name) {
+            d.push(
+                format!("{field}.name"),
+                format!("{:?} is not a valid provider name", p.name),
+                "use lower-case letters, digits and '-', at most 63 characters",
+            );
+            ok = false;
+        }
+        if providers[..i].iter().any(|q| q.name == p.name) {
+            d.push(
+                format!("{field}.name"),
+                format!("provider {:?} is defined twice", p.name),
+                "rename or remove one",
+            );
+            ok = false;
+        }
+        let url_ok = ["http://", "https://"].iter().any(|s| {
+            p.base_url
+                .strip_prefix(s)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+        });
+        // user:password@ in the authority: never sent (Host carries the
+        // host only) and never echoed (it is a credential).
+        let has_userinfo = p
+            .base_url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .is_some_and(|authority| authority.contains('@'));
+        if has_userinfo {
+            d.push(
+                format!("{field}.baseUrl"),
+                "holds credentials (user:password@host); they are not sent to the provider, and a URL is no place for a secret".to_owned(),
+                "remove them from the URL and put the key in a Secret named by credentialsSecretRef",
+            );
+            ok = false;
+        } else if !url_ok {
+            d.push(
+                format!("{field}.baseUrl"),
+                format!("{:?} is not an http(s) URL", p.base_url),
+                "write e.g. http://ollama.ollama:11434 or https://api.openai.com",
+            );
+            ok = false;
+        }
+        let api_key = match &p.credentials_secret_ref {
+            None => None,
+            Some(r) => match d.secret(&format!("{field}.credentialsSecretRef"), secrets, r) {
+                Some(v) => Some(SecretString::new(v)),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let timeout = match p.timeout.as_deref().map(parse_duration) {
+            None => DEFAULT_PROVIDER_TIMEOUT,
+            Some(Ok(t)) if !t.is_zero() => t,
+            Some(Ok(_)) => {
+                d.push(
+                    format!("{field}.timeout"),
+                    "a timeout of zero fails every request",
+                    "use e.g. 30s",
+                );
+                ok = false;
+                DEFAULT_PROVIDER_TIMEOUT
+            }
+            Some(Err(message)) => {
+                d.push(format!("{field}.timeout"), message, "use e.g. 30s");
+                ok = false;
+                DEFAULT_PROVIDER_TIMEOUT
+            }
+        };
+        out.push(Provider {
+            name: p.name.clone(),
+            kind: match p.kind {
+                ProviderType::Ollama => policy::ProviderKind::Ollama,
+                ProviderType::OpenAi => policy::ProviderKind::OpenAi,
+                ProviderType::Anthropic => policy::ProviderKind::Anthropic,
+            },
+            base_url: p.base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            default_model: p.default_model.clone(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+    ok.then_some(out)
+}

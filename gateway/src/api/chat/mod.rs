@@ -1,0 +1,233 @@
+//! `POST /v1/chat/completions`, OpenAI-compatible, streamed or not. The
+//! request is routed by policy (refused when a kill switch, the model
+//! allow-list or a missing policy says so), sent to the chosen provider
+//! with every field the gateway does not act on passed through, retried on
+//! the policy's fallback provider on connect error, 5xx or timeout, and
+//! every tool call the model proposes is decided before the client sees it
+//! ([`gate`]).
+
+pub mod gate;
+
+use crate::api::{json_body, request_id};
+use crate::auth::Agent;
+use crate::decisions::decide_chat;
+use crate::error::GatewayError;
+use crate::providers::openai::{ChatCompletion, ChatRequest};
+use crate::providers::{ProviderReply, Upstream, UpstreamError};
+use crate::snapshot::Snapshot;
+use crate::state::AppState;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use gate::{Gate, gate_completion, gate_stream};
+use palisade_policy::{Policy, ReasonCode, Route};
+use serde::Serialize;
+
+/// `POST /v1/chat/completions`.
+pub async fn handle(
+    State(state): State<AppState>,
+    Agent { who, snapshot }: Agent,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
+    let request: ChatRequest = json_body(&headers, &body, |e| {
+        if e.is_syntax() || e.is_eof() {
+            format!("the body is not JSON: {e}")
+        } else {
+            format!("not a chat completion request: {e}")
+        }
+    })?;
+    if request.messages.is_none() {
+        return Err(GatewayError::BadRequest(
+            "messages: a chat completion needs a `messages` array".into(),
+        ));
+    }
+    let request_id = request_id(&headers, None);
+    let prompt = request.prompt_text();
+    let model = request.model.as_deref().unwrap_or("");
+    let routing = decide_chat(&state, &snapshot, &request_id, &who, model, &prompt);
+    let Some((route, policy)) = routing.permitted() else {
+        return Err(routing.refuse(&state));
+    };
+    let (served, reply) = call_with_fallback(&state, &snapshot, policy, route, &request).await;
+    let reply = match reply {
+        Ok(reply) => {
+            routing.served(&state, &served, Ok(()))?;
+            reply
+        }
+        Err(error) => {
+            routing.served(&state, &served, Err(error.status()))?;
+            return Err(GatewayError::Upstream {
+                provider: served.provider,
+                request_id,
+                error,
+            });
+        }
+    };
+    let gate = Gate {
+        state: state.clone(),
+        snapshot,
+        who,
+        request_id: request_id.clone(),
+    };
+    Ok(respond(reply, gate, &served))
+}
+
+/// Calls the routed provider, and on a retryable failure the policy's
+/// fallback; the route that served (or failed last), and what it answered.
+async fn call_with_fallback(
+    state: &AppState,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    route: &Route,
+    request: &ChatRequest,
+) -> (Route, Result<ProviderReply, UpstreamError>) {
+    let upstream = Upstream {
+        http: &state.http,
+        endpoints: &snapshot.endpoints,
+    };
+    let mut attempt = route.clone();
+    loop {
+        let result = match policy.provider(&attempt.provider) {
+            Some(provider) => upstream.call(provider, &attempt.model, request).await,
+            None => Err(UpstreamError::Connect(format!(
+                "provider {} is not defined",
+                attempt.provider
+            ))),
+        };
+        match result {
+            Err(e) if e.retryable() => match attempt.fallback_route() {
+                Some(f) => {
+                    tracing::warn!(provider = %attempt.provider, fallback = %f.provider, error = %e, "upstream failed; using the fallback provider");
+                    attempt = f;
+                }
+                None => return (attempt, Err(e)),
+            },
+            result => return (attempt, result),
+        }
+    }
+}
+
+/// The answer: gated, with where it went (headers, and a `palisade`
+/// object in a whole completion).
+fn respond(reply: ProviderReply, mut gate: Gate, route: &Route) -> Response {
+    let request_id = gate.request_id.clone();
+    let routed = Routed {
+        provider: &route.provider,
+        model: &route.model,
+        reason_codes: &route.reasons,
+        rule: route.rule.as_deref(),
+        request_id: &request_id,
+    };
+    let mut response = match reply {
+        ProviderReply::Stream(body) => {
+            let mut r = Response::new(Body::from_stream(gate_stream(body, gate)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            r
+        }
+        ProviderReply::Verbatim(body) => {
+            let mut r = Response::new(Body::from(with_palisade(&body, &routed)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        ProviderReply::Completion(mut completion) => {
+            gate_completion(&mut completion, &mut gate);
+            completion.rest.remove("palisade");
+            Json(WithRoute {
+                palisade: &routed,
+                completion: &completion,
+            })
+            .into_response()
+        }
+    };
+    route_headers(&mut response, &routed);
+    response
+}
+
+/// Where a request went and why: the `palisade` object of a completion.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Routed<'a> {
+    provider: &'a str,
+    model: &'a str,
+    reason_codes: &'a [ReasonCode],
+    rule: Option<&'a str>,
+    request_id: &'a str,
+}
+
+/// A completion with the gateway's `palisade` object first.
+#[derive(Debug, Serialize)]
+struct WithRoute<'a> {
+    palisade: &'a Routed<'a>,
+    #[serde(flatten)]
+    completion: &'a ChatCompletion,
+}
+
+/// `object` (a JSON object's bytes) with `"palisade": palisade` added as
+/// its first member.
+fn with_palisade(object: &[u8], palisade: &impl Serialize) -> Vec<u8> {
+    let open = object.iter().position(|&b| b == b'{').map_or(0, |i| i + 1);
+    let (head, rest) = object.split_at(open);
+    let empty = rest.trim_ascii_start().first() == Some(&b'}');
+    let mut out = Vec::with_capacity(object.len() + 256);
+    out.extend_from_slice(head);
+    out.extend_from_slice(b"\"palisade\":");
+    // The gateway's own type always serializes.
+    let _ = serde_json::to_writer(&mut out, palisade);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+fn route_headers(response: &mut Response, routed: &Routed<'_>) {
+    // Names built once (a `&'static str` key is copied into a new name
+    // on every insert).
+    static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    static PROVIDER: HeaderName = HeaderName::from_static("x-palisade-provider");
+    static MODEL: HeaderName = HeaderName::from_static("x-palisade-model");
+    static REASONS: HeaderName = HeaderName::from_static("x-palisade-reasons");
+    let h = response.headers_mut();
+    let reasons: Vec<&str> = routed.reason_codes.iter().map(|r| r.as_str()).collect();
+    for (name, value) in [
+        (&REQUEST_ID, routed.request_id),
+        (&PROVIDER, routed.provider),
+        (&MODEL, routed.model),
+        (&REASONS, reasons.join(",").as_str()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name.clone(), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn the_palisade_object_becomes_the_first_member_of_any_object() {
+        let p = json!({"requestId": "r1"});
+        for (input, expected) in [
+            (
+                r#"{"id":"x","choices":[]}"#,
+                json!({"palisade": p, "id": "x", "choices": []}),
+            ),
+            ("  {  }  ", json!({"palisade": p})),
+            ("{\n \"a\": 1\n}", json!({"palisade": p, "a": 1})),
+        ] {
+            let out: Value = serde_json::from_slice(&with_palisade(input.as_bytes(), &p)).unwrap();
+            assert_eq!(out, expected, "{input}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! `POST /v1/tool-calls`: may this agent run this tool with these
+//! arguments? `200` allow, `403` deny (with the reason code and rule),
+//! `202` held for a human's approval (with where to poll); a repeat naming
+//! the approved approval is allowed once. Every decision is audited before
+//! it is answered, and refused (`503`) if it cannot be.
+
+use crate::api::{json_body, request_id};
+use crate::auth::Agent;
+use crate::decisions::held::{self, Step};
+use crate::decisions::{Proposed, ToolCallDecision, ToolCallRequest, decide_tool_call};
+use crate::error::GatewayError;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use palisade_crds::ApprovalPhase;
+use palisade_policy::{Outcome, PolicyRef, ReasonCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ToolCallBody {
+    /// The tool the agent wants to run.
+    tool: String,
+    /// Its arguments (a JSON object).
+    #[serde(default = "empty_object")]
+    arguments: Value,
+    /// The caller's request id, for correlating audit rows.
+    request_id: Option<String>,
+    /// The approved Approval this call uses (after a `202`).
+    approval: Option<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+/// The decision, as the answer's body (or its error's `palisade` object)
+/// carries it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DecisionBody<'a> {
+    decision: &'static str,
+    effective_decision: &'static str,
+    enforced: bool,
+    reason_code: &'static str,
+    /// Held calls: the policy's code, then where the approval stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_codes: Option<[&'static str; 2]>,
+    rule: Option<&'a str>,
+    policy: Option<&'a PolicyRef>,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<Value>,
+}
+
+impl<'a> DecisionBody<'a> {
+    fn of(decided: &'a ToolCallDecision<'_>, request_id: &'a str) -> Self {
+        let d = &decided.decision;
+        Self {
+            decision: d.outcome.as_str(),
+            effective_decision: d.effective_outcome().as_str(),
+            enforced: d.enforced,
+            reason_code: d.reason_code.as_str(),
+            reason_codes: None,
+            rule: d.rule.as_deref(),
+            policy: d.policy.as_ref(),
+            request_id,
+            message: None,
+            approval: None,
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// `POST /v1/tool-calls`.
+pub async fn handle(
+    State(state): State<AppState>,
+    Agent { who, snapshot }: Agent,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, GatewayError> {
+    let req: ToolCallBody = json_body(&headers, &body, |e| {
+        format!(
+            "invalid tool-call request: {e}; expected {{\"tool\": \"name\", \"arguments\": {{...}}}}"
+        )
+    })?;
+    if !req.arguments.is_object() {
+        return Err(GatewayError::BadRequest(
+            "arguments must be a JSON object".into(),
+        ));
+    }
+    let request_id = request_id(&headers, req.request_id.as_deref());
+    let call = ToolCallRequest {
+        proposed: Proposed::Api,
+        request_id: &request_id,
+        who: &who,
+        tool: &req.tool,
+        arguments: &req.arguments,
+    };
+    let decided = decide_tool_call(&state, &snapshot, &call);
+
+    // A held call: hold it (202), or use the approval it names.
+    let step = match (decided.decision.effective_outcome(), decided.policy) {
+        (Outcome::RequireApproval, Some(policy)) => {
+            Some(held::step(&state, policy, &call, &decided, req.approval.as_deref()).await?)
+        }
+        _ => None,
+    };
+    decided.audit(&state, &call, step.as_ref())?;
+
+    let body = DecisionBody::of(&decided, &request_id);
+    if let Some(step) = step {
+        return Ok(respond_held(step, body, &req.tool));
+    }
+    let d = &decided.decision;
+    let message = match d.effective_outcome() {
+        Outcome::Allow => return Ok(allowed(&body)),
+        Outcome::Deny => format!(
+            "tool {:?} is denied for agent {:?} ({}{})",
+            req.tool,
+            who.agent,
+            d.reason_code,
+            d.rule
+                .as_deref()
+                .map(|r| format!(", rule {r}"))
+                .unwrap_or_default()
+        ),
+        Outcome::RequireApproval => format!(
+            "tool {:?} needs a human's approval, but no policy names agent {:?}; the call is refused",
+            req.tool, who.agent
+        ),
+    };
+    Err(GatewayError::Refused {
+        code: d.reason_code,
+        message,
+        details: body.to_value(),
+    })
+}
+
+/// `200` with the decision.
+fn allowed(body: &DecisionBody<'_>) -> Response {
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    set_headers(&mut response, &[("x-request-id", body.request_id)]);
+    response
+}
+
+fn set_headers(response: &mut Response, headers: &[(&'static str, &str)]) {
+    let h = response.headers_mut();
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
+}
+
+/// The answer to a held call: `202` while it waits, `200` when its
+/// approval was used, `403` when the approval cannot be.
+fn respond_held(step: Step, mut body: DecisionBody<'_>, tool: &str) -> Response {
+    match step {
+        Step::Held(view) => {
+            let message = match view.phase {
+                ApprovalPhase::Approved => format!(
+                    "tool {tool:?} was approved by {}; repeat the call with \"approval\": {:?} to run it once",
+                    view.decided_by.as_deref().unwrap_or("a human"),
+                    view.name
+                ),
+                _ => format!(
+                    "tool {tool:?} needs a human's approval; poll GET /v1/approvals/{} (until {}), then repeat the call with \"approval\": {:?}",
+                    view.name, view.expires_at, view.name
+                ),
+            };
+            // `reasonCode` stays the policy's (why approval is needed);
+            // `reasonCodes` adds where the approval stands.
+            let pending = ReasonCode::ApprovalPending.as_str();
+            body.reason_codes = Some([body.reason_code, pending]);
+            body.message = Some(message);
+            body.approval = Some(view.to_json());
+            let mut response = (StatusCode::ACCEPTED, Json(&body)).into_response();
+            let location = format!("/v1/approvals/{}", view.name);
+            set_headers(
+                &mut response,
+                &[
+                    ("location", &location),
+                    ("retry-after", "5"),
+                    ("x-request-id", body.request_id),
+                    ("x-palisade-reason", pending),
+                ],
+            );
+            response
+        }
+        Step::Allowed(view) => {
+            let allow = Outcome::Allow.as_str();
+            body.decision = allow;
+            body.effective_decision = allow;
+            body.reason_code = ReasonCode::ToolAllowedByApproval.as_str();
+            body.approval = Some(view.to_json());
+            allowed(&body)
+        }
+        Step::Refused(code, view) => {
+            let message = match (code, &view) {
+                (ReasonCode::ApprovalNotFound, _) => "the named approval does not exist in your namespace; make the call without it to request one".to_owned(),
+                (ReasonCode::ApprovalMismatch, _) => "the approval was made for a different agent, tool or arguments; it can only be used for exactly the call that was approved".to_owned(),
+                (ReasonCode::ApprovalDenied, Some(v)) => format!(
+                    "tool {tool:?} was denied by {}{}",
+                    v.decided_by.as_deref().unwrap_or("a human"),
+                    v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+                (ReasonCode::ApprovalExpired, Some(v)) => format!("the approval expired at {}; make the call again to request a new one", v.expires_at),
+                (ReasonCode::ApprovalReplayRefused, Some(v)) => format!(
+                    "the approval was already used (by {}); an approval allows one call",
+                    v.consumed_by.as_deref().unwrap_or("another call")
+                ),
+                _ => format!("the approval cannot be used ({code})"),
+            };
+            body.reason_code = code.as_str();
+            body.approval = view.as_ref().map(|v| v.to_json());
+            GatewayError::Refused {
+                code,
+                message,
+                details: body.to_value(),
+            }
+            .into_response()
+        }
+    }
+}

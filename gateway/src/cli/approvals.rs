@@ -1,0 +1,180 @@
+//! `palisade-gateway approvals list|approve NAME|deny NAME`: decide held
+//! tool calls of a standalone gateway from the command line, straight in
+//! its database (the gateway notices at once: it reads the approval when
+//! the agent polls or retries). Each decision is audited with who made it
+//! (`cli:$USER`). In a cluster, decide with `kubectl patch approval` instead.
+
+use super::CliError;
+use super::audit::{Target, resolve};
+use crate::approvals::{View, decide_and_audit, view_of_row};
+use clap::{Args, Subcommand};
+use palisade_audit::approvals::{ApprovalStore, DecideRefused};
+use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
+use palisade_crds::ApprovalDecision;
+use std::process::ExitCode;
+
+#[derive(Subcommand, Debug)]
+pub enum ApprovalsCommand {
+    /// List approvals, newest first.
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Only those waiting for a decision.
+        #[arg(long)]
+        pending: bool,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a held call: the agent may then run it once.
+    Approve(DecideArgs),
+    /// Deny a held call.
+    Deny(DecideArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DecideArgs {
+    /// The approval's name (from `approvals list` or the agent's 202).
+    pub name: String,
+    /// Why (recorded with the decision and in the audit).
+    #[arg(long, short = 'r')]
+    pub reason: Option<String>,
+    /// The approval's namespace (default: found by name).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+fn who() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+fn print_table(views: &[View]) {
+    println!(
+        "{:<28} {:<24} {:<20} {:<9} {:<20} {:<21} DECIDED-BY",
+        "NAME", "NAMESPACE/AGENT", "TOOL", "PHASE", "REQUEST", "EXPIRES"
+    );
+    for v in views {
+        let expires = v
+            .expires_at
+            .round(jiff::Unit::Second)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        println!(
+            "{:<28} {:<24} {:<20} {:<9} {:<20} {:<21} {}",
+            v.name,
+            format!("{}/{}", v.namespace, v.agent),
+            v.tool,
+            v.phase.as_str(),
+            v.request_id,
+            expires,
+            v.decided_by.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+pub fn run(command: ApprovalsCommand) -> Result<ExitCode, CliError> {
+    super::runtime()?.block_on(async move {
+        match command {
+            ApprovalsCommand::List {
+                target,
+                namespace,
+                pending,
+                json,
+            } => {
+                let store = open(&target).await?;
+                let now = jiff::Timestamp::now();
+                let rows = store.list(namespace.as_deref(), pending, now, 1000).await?;
+                let views: Vec<View> = rows.into_iter().map(|r| view_of_row(r, now)).collect();
+                if json {
+                    for v in &views {
+                        println!("{}", v.to_json());
+                    }
+                } else if views.is_empty() {
+                    println!("no approvals{}", if pending { " pending" } else { "" });
+                } else {
+                    print_table(&views);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            ApprovalsCommand::Approve(args) => decide(args, ApprovalDecision::Approved).await,
+            ApprovalsCommand::Deny(args) => decide(args, ApprovalDecision::Denied).await,
+        }
+    })
+}
+
+async fn open_store(target: &Target) -> Result<Store, CliError> {
+    let url = resolve(target)?;
+    Ok(Store::open(&url, Migrations::VerifyOnly).await?)
+}
+
+async fn open(target: &Target) -> Result<ApprovalStore, CliError> {
+    Ok(ApprovalStore::new(open_store(target).await?))
+}
+
+async fn decide(args: DecideArgs, decision: ApprovalDecision) -> Result<ExitCode, CliError> {
+    let store = open_store(&args.target).await?;
+    let approvals = ApprovalStore::new(store.clone());
+    let namespace = match args.namespace {
+        Some(ns) => ns,
+        None => {
+            let found = approvals.find(&args.name).await?;
+            match found.as_slice() {
+                [one] => one.namespace.clone(),
+                [] => return Err(CliError::NoApprovalNamed(args.name)),
+                _ => return Err(CliError::AmbiguousApproval(args.name)),
+            }
+        }
+    };
+    let spool = std::env::temp_dir().join(format!("palisade-approvals-cli-{}", std::process::id()));
+    let (audit, task) = AuditWriter::start(
+        store,
+        WriterConfig::new(&spool),
+        AuditMetrics::unregistered()?,
+    )?;
+    let by = who();
+    let outcome = decide_and_audit(
+        &approvals,
+        &audit,
+        &namespace,
+        &args.name,
+        decision,
+        args.reason.as_deref(),
+        &by,
+    )
+    .await?;
+    drop(audit);
+    task.join().await;
+    let _ = std::fs::remove_dir(&spool);
+    let approval = format!("{namespace}/{}", args.name);
+    match outcome {
+        Ok(v) => {
+            println!(
+                "approval {}/{} {} by {by}: {} may {}run {} once, until {}",
+                v.namespace,
+                v.name,
+                decision.as_str().to_lowercase(),
+                v.agent,
+                if decision == ApprovalDecision::Approved {
+                    "now "
+                } else {
+                    "not "
+                },
+                v.tool,
+                v.expires_at
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(DecideRefused::NotFound) => Err(CliError::NoApproval(approval)),
+        Err(DecideRefused::AlreadyDecided(decision)) => {
+            Err(CliError::AlreadyDecided { approval, decision })
+        }
+        Err(DecideRefused::Expired) => Err(CliError::ExpiredUndecided(approval)),
+    }
+}

@@ -1,0 +1,235 @@
+//! `palisade-gateway audit ...`: migrate, verify and query the audit
+//! database from the command line.
+
+use super::CliError;
+use crate::config::{default_sqlite_url, load_files};
+use clap::{Args, Subcommand, ValueEnum};
+use palisade_audit::{ChainedEvent, Filter, Migrations, Store};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Where the audit database is.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// `postgres://...` or `sqlite://PATH`.
+    #[arg(long, conflicts_with = "config")]
+    pub url: Option<String>,
+    /// Take the database from these configuration files (their
+    /// GatewaySettings `spec.audit.url`, or the SQLite file next to the
+    /// first one).
+    #[arg(long, short = 'c')]
+    pub config: Vec<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Create or upgrade the audit schema.
+    Migrate(Target),
+    /// Check every writer's hash chain; exit 1 at the first broken link.
+    Verify(Target),
+    /// List decisions.
+    Query(Box<QueryArgs>),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    Table,
+    Jsonl,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long)]
+    request_id: Option<String>,
+    #[arg(long)]
+    namespace: Option<String>,
+    #[arg(long)]
+    agent: Option<String>,
+    /// Allow, Deny, RequireApproval, ...
+    #[arg(long)]
+    decision: Option<String>,
+    /// One reason code, e.g. kill_switch.agent.
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(long)]
+    tool: Option<String>,
+    /// RFC 3339 time, or a duration back from now (e.g. 15m, 2h).
+    #[arg(long)]
+    since: Option<String>,
+    /// RFC 3339 time, or a duration back from now.
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    limit: Option<i64>,
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
+    /// Keep printing new decisions as they are recorded.
+    #[arg(long)]
+    follow: bool,
+}
+
+/// The database a target names.
+pub fn resolve(target: &Target) -> Result<String, CliError> {
+    if let Some(url) = &target.url {
+        return Ok(url.clone());
+    }
+    let Some(first) = target.config.first() else {
+        return Err(CliError::NoAuditDatabase);
+    };
+    let loaded = load_files(&target.config)?;
+    Ok(loaded
+        .config
+        .settings
+        .audit
+        .url
+        .clone()
+        .unwrap_or_else(|| default_sqlite_url(first)))
+}
+
+fn time_arg(
+    flag: &'static str,
+    value: Option<&String>,
+) -> Result<Option<jiff::Timestamp>, CliError> {
+    let Some(v) = value else { return Ok(None) };
+    if let Ok(t) = v.parse::<jiff::Timestamp>() {
+        return Ok(Some(t));
+    }
+    let d = palisade_crds::duration::parse_duration(v).map_err(|_| CliError::NotATime {
+        flag,
+        value: v.clone(),
+    })?;
+    let out_of_range = |source| CliError::TimeOutOfRange { flag, source };
+    let d = jiff::SignedDuration::try_from(d).map_err(out_of_range)?;
+    jiff::Timestamp::now()
+        .checked_sub(d)
+        .map(Some)
+        .map_err(out_of_range)
+}
+
+fn print_rows(rows: &[ChainedEvent], output: Output, header: bool) {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Jsonl => {
+            for r in rows {
+                let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
+            }
+        }
+        Output::Table => {
+            if header {
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<18} {:<24} {:<9} {:<15} {:<36} {:<16} RULE",
+                    "TIME",
+                    "REQUEST",
+                    "NAMESPACE/AGENT",
+                    "KIND",
+                    "DECISION",
+                    "REASONS",
+                    "TOOL/PROVIDER"
+                );
+            }
+            for r in rows {
+                let e = &r.event;
+                let time = e
+                    .time
+                    .round(jiff::Unit::Millisecond)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|_| e.time.to_string());
+                let decision = if e.enforced {
+                    e.decision.clone()
+                } else {
+                    format!("{} (dry-run)", e.decision)
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<18} {:<24} {:<9} {:<15} {:<36} {:<16} {}",
+                    time,
+                    e.request_id,
+                    format!("{}/{}", e.namespace, e.agent),
+                    e.kind.as_str(),
+                    decision,
+                    e.reason_codes.join(","),
+                    e.tool.as_deref().or(e.provider.as_deref()).unwrap_or("-"),
+                    e.rule.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    let _ = out.flush();
+}
+
+/// Runs an audit command to completion (or, with `--follow`, until killed).
+pub fn run(command: AuditCommand) -> Result<ExitCode, CliError> {
+    super::runtime()?.block_on(async move {
+        match command {
+            AuditCommand::Migrate(target) => {
+                let url = resolve(&target)?;
+                Store::open(&url, Migrations::Apply).await?;
+                println!(
+                    "audit schema is up to date ({})",
+                    palisade_audit::store::redact_url(&url)
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Verify(target) => {
+                let url = resolve(&target)?;
+                let store = Store::open(&url, Migrations::VerifyOnly).await?;
+                let report = store.verify().await?;
+                match report.broken {
+                    None => {
+                        println!(
+                            "chain intact: {} rows from {} writers",
+                            report.rows, report.writers
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Some(b) => {
+                        println!(
+                            "BROKEN at writer {} seq {} (event {}): {}",
+                            b.writer, b.seq, b.id, b.problem
+                        );
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            }
+            AuditCommand::Query(q) => {
+                let q = *q;
+                let url = resolve(&q.target)?;
+                let store = Store::open(&url, Migrations::VerifyOnly).await?;
+                let mut filter = Filter {
+                    request_id: q.request_id,
+                    namespace: q.namespace,
+                    agent: q.agent,
+                    decision: q.decision,
+                    reason: q.reason,
+                    tool: q.tool,
+                    since: time_arg("since", q.since.as_ref())?,
+                    until: time_arg("until", q.until.as_ref())?,
+                    after: None,
+                    limit: q.limit,
+                };
+                let mut header = true;
+                loop {
+                    let rows = store.query(&filter).await?;
+                    if !rows.is_empty() || header {
+                        print_rows(&rows, q.output, header);
+                        header = false;
+                    }
+                    if let Some(last) = rows.last() {
+                        filter.after =
+                            Some((last.event.time.as_millisecond(), last.event.id.clone()));
+                    }
+                    if !q.follow {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    filter.limit = None;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    })
+}

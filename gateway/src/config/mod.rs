@@ -1,0 +1,79 @@
+//! Standalone configuration: read the `--config` files and compile them
+//! into a bundle, with every problem reported as `file:line: message`;
+//! [`reload`] serves them and swaps in every valid edit.
+
+pub mod reload;
+
+use palisade_crds::Compilation;
+use palisade_crds::standalone::{FileDiagnostic, Source, Standalone, load};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A configuration that compiled, with any warnings.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Standalone,
+    pub compilation: Compilation,
+    pub warnings: Vec<FileDiagnostic>,
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", Lines(.0))]
+    Invalid(Vec<FileDiagnostic>),
+}
+
+struct Lines<'a>(&'a [FileDiagnostic]);
+
+impl fmt::Display for Lines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and compiles the files; secrets named in `GatewaySettings` come
+/// from the process environment.
+pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, ConfigError> {
+    let mut texts = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        texts.push((path.display().to_string(), text));
+    }
+    let sources: Vec<Source<'_>> = texts
+        .iter()
+        .map(|(name, text)| Source { name, text })
+        .collect();
+    let env = |var: &str| std::env::var(var).ok();
+    let (config, compilation, warnings) =
+        load(&sources, &env, jiff::Timestamp::now()).map_err(ConfigError::Invalid)?;
+    Ok(Loaded {
+        config,
+        compilation,
+        warnings,
+    })
+}
+
+/// The SQLite file a standalone gateway audits to by default.
+pub fn default_sqlite_url(first_config: &Path) -> String {
+    let dir = first_config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    format!("sqlite://{}", dir.join("palisade-audit.db").display())
+}

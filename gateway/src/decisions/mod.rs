@@ -1,0 +1,302 @@
+//! The one path every decision takes: evaluate it against the policy,
+//! count it in `palisade_decisions_total` (and, when a kill switch made it,
+//! `palisade_kill_switch_hits_total`), and audit it. `/v1/tool-calls`, tool
+//! calls proposed inside chat (streamed and not) and chat requests all go
+//! through here, and so must anything added later; what differs between
+//! them is only what they answer.
+//!
+//! Evaluation returns the policy it used, so nothing looks it up twice.
+//! Held calls (approvals) and their outcomes are in [`held`].
+
+pub mod held;
+
+pub use crate::audit_decision::{AuditDecision, set_decision};
+
+use crate::credentials::Identity;
+use crate::error::GatewayError;
+use crate::snapshot::Snapshot;
+use crate::state::AppState;
+use palisade_audit::{AuditEvent, EventKind};
+use palisade_policy::{
+    ArgumentCapture, ChatDecision, ChatRequest, Decision, Policy, PromptCapture, PromptFingerprint,
+    ReasonCode, Route, ToolCall, argument_digest, redact_arguments,
+};
+use serde_json::Value;
+use std::time::Instant;
+
+/// Where a tool call was proposed (the `kind` label of
+/// `palisade_decisions_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proposed {
+    /// `POST /v1/tool-calls`.
+    Api,
+    /// By the model, in a chat completion.
+    Chat,
+}
+
+impl Proposed {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Api => "tool_call",
+            Self::Chat => "chat_tool_call",
+        }
+    }
+}
+
+/// A tool call to decide.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolCallRequest<'a> {
+    pub proposed: Proposed,
+    pub request_id: &'a str,
+    pub who: &'a Identity,
+    pub tool: &'a str,
+    pub arguments: &'a Value,
+}
+
+/// A decided tool call, with the policy that decided it.
+#[derive(Debug)]
+pub struct ToolCallDecision<'s> {
+    pub decision: Decision,
+    /// The policy governing the agent; `None` when none does.
+    pub policy: Option<&'s Policy>,
+    /// The arguments' digest (what approvals and the audit identify them by).
+    pub digest: String,
+}
+
+/// Decides a tool call and counts the decision.
+pub fn decide_tool_call<'s>(
+    state: &AppState,
+    snapshot: &'s Snapshot,
+    call: &ToolCallRequest<'_>,
+) -> ToolCallDecision<'s> {
+    let (decision, policy) = evaluate_tool(snapshot, call);
+    count(
+        state,
+        call.proposed.label(),
+        &call.who.namespace,
+        &decision,
+        call.tool,
+    );
+    ToolCallDecision {
+        decision,
+        policy,
+        digest: argument_digest(call.arguments),
+    }
+}
+
+/// The decision for `call` and the policy that made it.
+fn evaluate_tool<'s>(
+    snapshot: &'s Snapshot,
+    call: &ToolCallRequest<'_>,
+) -> (Decision, Option<&'s Policy>) {
+    let decision = snapshot.bundle.evaluate_tool(
+        &ToolCall {
+            namespace: &call.who.namespace,
+            agent: &call.who.agent,
+            tool: call.tool,
+            arguments: call.arguments,
+        },
+        jiff::Timestamp::now(),
+    );
+    (decision, governing(snapshot, call.who))
+}
+
+/// The policy governing `who`, which the bundle's evaluation used too.
+fn governing<'s>(snapshot: &'s Snapshot, who: &Identity) -> Option<&'s Policy> {
+    snapshot
+        .bundle
+        .policy_for(&who.namespace, &who.agent)
+        .map(|(p, _)| p)
+}
+
+impl ToolCallDecision<'_> {
+    /// The call's audit row: the decision, the tool, the arguments'
+    /// digest and the arguments as the policy's `spec.audit.arguments`
+    /// keeps them; `held` adds where its approval stands.
+    pub fn event(&self, call: &ToolCallRequest<'_>, held: Option<&held::Step>) -> AuditEvent {
+        let mut event = AuditEvent::from_decision(
+            EventKind::ToolCall,
+            call.request_id,
+            &call.who.namespace,
+            &call.who.agent,
+            &self.decision,
+        );
+        event.tool = Some(call.tool.to_owned());
+        event.argument_digest = Some(self.digest.clone());
+        event.arguments = self.policy.and_then(|p| match p.audit.arguments {
+            ArgumentCapture::Digest => None,
+            ArgumentCapture::Redacted => {
+                Some(redact_arguments(call.arguments, &p.audit.redact_keys))
+            }
+            ArgumentCapture::Full => Some(call.arguments.clone()),
+        });
+        if let Some(step) = held {
+            step.annotate(&mut event);
+        }
+        event
+    }
+
+    /// Audits the decision (see [`Self::event`]): `503 audit.unavailable`
+    /// when the audit cannot take it, and the decision must not be given.
+    pub fn audit(
+        &self,
+        state: &AppState,
+        call: &ToolCallRequest<'_>,
+        held: Option<&held::Step>,
+    ) -> Result<(), GatewayError> {
+        record(state, self.event(call, held), call.request_id)
+    }
+}
+
+/// A routed (or refused) chat request, with the policy that decided it
+/// and its audit row, completed once the provider has answered.
+#[derive(Debug)]
+pub struct ChatRouting<'s> {
+    pub decision: ChatDecision,
+    pub policy: Option<&'s Policy>,
+    request_id: String,
+    event: AuditEvent,
+    started: Instant,
+}
+
+/// Routes the chat request `request_id` of `who`, asking for `model` with
+/// `prompt` (the text the router scans), and counts the decision.
+pub fn decide_chat<'s>(
+    state: &AppState,
+    snapshot: &'s Snapshot,
+    request_id: &str,
+    who: &Identity,
+    model: &str,
+    prompt: &str,
+) -> ChatRouting<'s> {
+    let decision = snapshot.bundle.evaluate_chat(&ChatRequest {
+        namespace: &who.namespace,
+        agent: &who.agent,
+        model,
+        prompt,
+    });
+    let policy = governing(snapshot, who);
+    count(state, "chat", &who.namespace, &decision.decision, "");
+    let mut event = AuditEvent::from_decision(
+        EventKind::Chat,
+        request_id,
+        &who.namespace,
+        &who.agent,
+        &decision.decision,
+    );
+    let fingerprint = PromptFingerprint::of(prompt);
+    event.prompt_sha256 = Some(fingerprint.sha256);
+    event.prompt_chars = Some(fingerprint.chars as i64);
+    event.model = Some(model.to_owned());
+    if policy.is_some_and(|p| p.audit.prompts == PromptCapture::Full) {
+        event.prompt_text = Some(prompt.to_owned());
+    }
+    ChatRouting {
+        decision,
+        policy,
+        request_id: request_id.to_owned(),
+        event,
+        started: Instant::now(),
+    }
+}
+
+impl ChatRouting<'_> {
+    /// The route to take and the policy that chose it, unless the request
+    /// is refused.
+    pub fn permitted(&self) -> Option<(&Route, &Policy)> {
+        Some((self.decision.permitted_route()?, self.policy?))
+    }
+
+    /// Audits a refusal and says why: `403` with the decision's reason.
+    pub fn refuse(self, state: &AppState) -> GatewayError {
+        let d = &self.decision.decision;
+        let refused = GatewayError::Refused {
+            code: d.reason_code,
+            message: format!("chat request refused ({})", d.reason_code),
+            details: serde_json::json!({"reasonCode": d.reason_code.as_str(), "rule": d.rule, "policy": d.policy, "requestId": self.request_id}),
+        };
+        match record(state, self.event, &self.request_id) {
+            Ok(()) => refused,
+            Err(unaudited) => unaudited,
+        }
+    }
+
+    /// Audits the request as served by `route` (the fallback's, if it was
+    /// used): `Ok(status)` the provider's answer, or its failure's status.
+    /// A served request that cannot be audited is `503` and not answered;
+    /// a failed one is audited as best it can be.
+    pub fn served(
+        mut self,
+        state: &AppState,
+        route: &Route,
+        upstream: Result<(), Option<i64>>,
+    ) -> Result<(), GatewayError> {
+        let e = &mut self.event;
+        e.provider = Some(route.provider.clone());
+        e.model = Some(route.model.clone());
+        e.reason_codes = route
+            .reasons
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect();
+        e.rule = route.rule.clone();
+        e.latency_us = Some(self.started.elapsed().as_micros() as i64);
+        match upstream {
+            Ok(()) => {
+                e.upstream_status = Some(200);
+                record(state, self.event, &self.request_id)
+            }
+            Err(status) => {
+                e.upstream_status = status;
+                set_decision(e, AuditDecision::UpstreamError);
+                // The failure is answered whether or not it is audited.
+                let _ = state.audit.record(self.event);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Hands `event` to the audit writer, or `503 audit.unavailable`.
+fn record(state: &AppState, event: AuditEvent, request_id: &str) -> Result<(), GatewayError> {
+    state.audit.record(event).map_err(|e| {
+        tracing::error!(error = %e, request_id, "decision not audited; refusing the request");
+        GatewayError::AuditUnavailable {
+            request_id: Some(request_id.to_owned()),
+        }
+    })
+}
+
+/// Counts a decision of `kind` for an agent of `namespace`. The tool label
+/// names a tool only when a rule or grant named it; anything else is
+/// `other`, so callers cannot grow the series with made-up names.
+fn count(state: &AppState, kind: &str, namespace: &str, decision: &Decision, tool: &str) {
+    let named = decision.rule.as_deref().is_some_and(|r| {
+        r != "spec.tools.default" && !r.starts_with("spec.agents") && r != "spec.suspend"
+    });
+    let tool = if named && !tool.is_empty() {
+        tool
+    } else {
+        "other"
+    };
+    state
+        .metrics
+        .decisions
+        .with_label_values(&[
+            kind,
+            decision.outcome.as_str(),
+            decision.reason_code.as_str(),
+            tool,
+        ])
+        .inc();
+    let scope = match decision.reason_code {
+        ReasonCode::KillSwitchPolicy => "policy",
+        ReasonCode::KillSwitchAgent => "agent",
+        _ => return,
+    };
+    state
+        .metrics
+        .kill_switch_hits
+        .with_label_values(&[namespace, scope])
+        .inc();
+}

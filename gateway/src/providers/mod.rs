@@ -1,0 +1,360 @@
+//! Talking to model providers, one module per wire protocol. Whatever the
+//! provider speaks, the rest of the gateway sees OpenAI's shapes
+//! ([`openai`]): a chat completion, or an SSE stream of
+//! `chat.completion.chunk`s ending in `[DONE]` ([`framing`]).
+//!
+//! - OpenAI or any OpenAI-compatible server: the request passed through
+//!   with the routed model;
+//! - [`ollama`]: Ollama's native `/api/chat` (NDJSON streaming), translated;
+//! - [`anthropic`]: the Messages API (SSE), translated.
+//!
+//! Requests go out through [`crate::http_client`] (pooled, no redirects,
+//! one deadline per call).
+
+pub mod anthropic;
+pub mod framing;
+pub mod ollama;
+pub mod openai;
+
+use crate::http_client::{CallError, HttpClient, UpstreamResponse};
+use axum::body::Bytes;
+use axum::http::Uri;
+use framing::ByteStream;
+use futures_util::StreamExt;
+use openai::{ChatCompletion, ChatRequest, Outgoing};
+use palisade_policy::{PolicyBundle, Provider, ProviderKind};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Why a provider call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("unreachable: {0}")]
+    Connect(String),
+    #[error("no answer within the timeout")]
+    Timeout,
+    /// 5xx: retryable.
+    #[error("HTTP {0}")]
+    Server(u16),
+    /// 4xx: the client's problem, passed through.
+    #[error("refused the request with HTTP {0}")]
+    Client(u16, Bytes),
+    /// The provider answered something that is not what its API promises.
+    #[error("answered something unexpected: {0}")]
+    Invalid(String),
+}
+
+impl UpstreamError {
+    /// Whether the policy's fallback provider should be tried.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Connect(_) | Self::Timeout | Self::Server(_))
+    }
+
+    /// The provider's HTTP status, if it answered one.
+    pub fn status(&self) -> Option<i64> {
+        match self {
+            Self::Server(s) | Self::Client(s, _) => Some(i64::from(*s)),
+            _ => None,
+        }
+    }
+}
+
+impl From<CallError> for UpstreamError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => Self::Timeout,
+            CallError::Connect(why) => Self::Connect(why),
+            CallError::TooLarge => Self::Invalid(e.to_string()),
+        }
+    }
+}
+
+/// A provider's reply, in OpenAI's shapes.
+pub enum ProviderReply {
+    /// A completion, to be gated.
+    Completion(ChatCompletion),
+    /// An OpenAI completion object with nothing to gate (no tool calls), as
+    /// the provider sent it: passed on without parsing it into a tree and
+    /// writing it out again.
+    Verbatim(Bytes),
+    /// OpenAI SSE bytes (`data: {...}\n\n` ... `data: [DONE]\n\n`).
+    Stream(ByteStream),
+}
+
+impl std::fmt::Debug for ProviderReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Completion(c) => f.debug_tuple("Completion").field(c).finish(),
+            Self::Verbatim(b) => f.debug_tuple("Verbatim").field(b).finish(),
+            Self::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+fn url(base: &str, path: &str) -> String {
+    let base = base.trim_end_matches('/');
+    match path.strip_prefix("/v1") {
+        Some(rest) if base.ends_with("/v1") => format!("{base}{rest}"),
+        _ => format!("{base}{path}"),
+    }
+}
+
+/// The chat endpoint of `provider`: its base URL and its API's path.
+fn endpoint(provider: &Provider) -> String {
+    let path = match provider.kind {
+        ProviderKind::OpenAi => "/v1/chat/completions",
+        ProviderKind::Ollama => "/api/chat",
+        ProviderKind::Anthropic => "/v1/messages",
+    };
+    url(&provider.base_url, path)
+}
+
+/// Every provider's chat endpoint, parsed once per configuration: parsing
+/// a URL per request (host name normalisation included) was ~2% of the
+/// gateway's CPU. Part of the [`crate::snapshot::Snapshot`].
+#[derive(Debug, Default)]
+pub struct Endpoints(HashMap<String, Uri>);
+
+impl Endpoints {
+    pub fn of(bundle: &PolicyBundle) -> Self {
+        let parsed = bundle
+            .policies()
+            .iter()
+            .flat_map(|p| &p.providers)
+            .map(endpoint)
+            .filter_map(|e| e.parse::<Uri>().ok().map(|u| (e, u)))
+            .collect();
+        Self(parsed)
+    }
+
+    /// `provider`'s endpoint; one the configuration did not parse (it
+    /// cannot happen: the compiler checks base URLs) is parsed here, and
+    /// an unparsable one is a connect error naming it.
+    fn get(&self, provider: &Provider) -> Result<Uri, UpstreamError> {
+        let e = endpoint(provider);
+        match self.0.get(&e) {
+            Some(u) => Ok(u.clone()),
+            None => e.parse::<Uri>().map_err(|err| {
+                UpstreamError::Connect(format!(
+                    "provider {}: base URL {e} is not a URL: {err}",
+                    provider.name
+                ))
+            }),
+        }
+    }
+}
+
+/// How to reach the providers: the shared HTTP client (its connection
+/// pools) and the configuration's parsed endpoints.
+#[derive(Debug)]
+pub struct Upstream<'a> {
+    pub http: &'a HttpClient,
+    pub endpoints: &'a Endpoints,
+}
+
+impl Upstream<'_> {
+    /// POSTs `body` to `provider`'s chat endpoint; a 2xx answer, or why not.
+    async fn post(
+        &self,
+        provider: &Provider,
+        body: &impl serde::Serialize,
+        headers: &[(&str, String)],
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| UpstreamError::Invalid(format!("cannot encode the request: {e}")))?;
+        let uri = self.endpoints.get(provider)?;
+        let timeout = Duration::from_millis(provider.timeout_ms);
+        let r = self.http.post_json(uri, headers, body, timeout).await?;
+        let s = r.status;
+        if s.is_server_error() {
+            Err(UpstreamError::Server(s.as_u16()))
+        } else if s.is_redirection() {
+            Err(UpstreamError::Invalid(format!(
+                "HTTP {s} (redirects are not followed: set the provider's baseUrl to where it points)"
+            )))
+        } else if !s.is_success() {
+            Err(UpstreamError::Client(
+                s.as_u16(),
+                r.bytes().await.unwrap_or_default(),
+            ))
+        } else {
+            Ok(r)
+        }
+    }
+
+    /// Sends an OpenAI-shaped chat request to `provider` asking for `model`.
+    pub async fn call(
+        &self,
+        provider: &Provider,
+        model: &str,
+        request: &ChatRequest,
+    ) -> Result<ProviderReply, UpstreamError> {
+        let stream = request.streamed();
+        match provider.kind {
+            ProviderKind::OpenAi => {
+                let body = Outgoing { model, request };
+                let r = self.post(provider, &body, &bearer(provider)).await?;
+                if stream {
+                    return Ok(ProviderReply::Stream(r.bytes_stream().boxed()));
+                }
+                let bytes = r.bytes().await?;
+                Ok(if verbatim(&bytes) {
+                    ProviderReply::Verbatim(bytes)
+                } else {
+                    ProviderReply::Completion(parse(&bytes)?)
+                })
+            }
+            ProviderKind::Ollama => {
+                let body = ollama::request(request, model);
+                let r = self.post(provider, &body, &bearer(provider)).await?;
+                Ok(if stream {
+                    ProviderReply::Stream(ollama::stream(r.bytes_stream(), model.to_owned()))
+                } else {
+                    ProviderReply::Completion(ollama::completion(parse(&r.bytes().await?)?, model))
+                })
+            }
+            ProviderKind::Anthropic => {
+                let body = anthropic::request(request, model);
+                let mut headers = vec![("anthropic-version", anthropic::VERSION.to_owned())];
+                if let Some(k) = &provider.api_key {
+                    headers.push(("x-api-key", k.expose().to_owned()));
+                }
+                let r = self.post(provider, &body, &headers).await?;
+                Ok(if stream {
+                    ProviderReply::Stream(anthropic::stream(r.bytes_stream(), model.to_owned()))
+                } else {
+                    ProviderReply::Completion(anthropic::completion(
+                        parse(&r.bytes().await?)?,
+                        model,
+                    ))
+                })
+            }
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, UpstreamError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| UpstreamError::Invalid(format!("not the expected JSON: {e}")))
+}
+
+/// An OpenAI completion that can be passed on verbatim: a well-formed JSON
+/// object that mentions no tool calls, legacy `function_call` included
+/// (nothing to gate), and no `palisade`
+/// key (which the gateway adds).
+fn verbatim(bytes: &[u8]) -> bool {
+    let mentions = |needle: &[u8]| memchr::memmem::find(bytes, needle).is_some();
+    bytes.trim_ascii_start().first() == Some(&b'{')
+        && !openai::may_hold_tool_calls(bytes)
+        && !mentions(b"\"palisade\"")
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
+/// `Authorization: Bearer <key>` when the provider has credentials.
+fn bearer(provider: &Provider) -> Vec<(&'static str, String)> {
+    provider
+        .api_key
+        .iter()
+        .map(|k| ("authorization", format!("Bearer {}", k.expose())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_objects_without_tool_calls_pass_verbatim() {
+        let plain = br#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#;
+        assert!(verbatim(plain));
+        assert!(verbatim(b"  {}"));
+        let calls = br#"{"choices":[{"message":{"tool_calls":[{"id":"1"}]}}]}"#;
+        assert!(!verbatim(calls), "tool calls must be gated");
+        let legacy = br#"{"choices":[{"message":{"function_call":{"name":"rm"}}}]}"#;
+        assert!(!verbatim(legacy), "legacy function calls must be gated");
+        // A key written with a JSON escape is the same key to every parser.
+        let escaped = br#"{"choices":[{"message":{"tool\u005fcalls":[{"id":"1"}]}}]}"#;
+        assert!(
+            !verbatim(escaped),
+            "an escaped tool_calls key must be gated"
+        );
+        assert!(
+            !verbatim(br#"{"palisade":1}"#),
+            "the gateway's own key is not taken over"
+        );
+        assert!(!verbatim(br#"{"id":"c","#), "not JSON");
+        assert!(!verbatim(b"[1]"), "not an object");
+        assert!(!verbatim(br#"{"a":1} trailing"#));
+    }
+
+    #[test]
+    fn endpoints_are_parsed_once_per_configuration_and_bad_ones_named() {
+        let yaml = r#"
+apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {name: p}
+spec:
+  agents: [{name: a, serviceAccount: a}]
+  providers:
+    - {name: vllm, type: openai, baseUrl: "http://vllm:8000/v1/"}
+    - {name: local, type: ollama, baseUrl: "http://ollama:11434"}
+    - {name: claude, type: anthropic, baseUrl: "https://api.anthropic.com"}
+  routing: {defaultProvider: vllm}
+"#;
+        let sources = [palisade_crds::standalone::Source {
+            name: "p.yaml",
+            text: yaml,
+        }];
+        let (_, compiled, _) =
+            palisade_crds::standalone::load(&sources, &|_| None, jiff::Timestamp::now()).unwrap();
+        let bundle = compiled.bundle;
+        let endpoints = Endpoints::of(&bundle);
+        let providers = &bundle.policies()[0].providers;
+        let got: Vec<String> = providers
+            .iter()
+            .map(|p| endpoints.get(p).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "http://vllm:8000/v1/chat/completions",
+                "http://ollama:11434/api/chat",
+                "https://api.anthropic.com/v1/messages"
+            ]
+        );
+        assert_eq!(endpoints.0.len(), 3, "all parsed up front");
+
+        // A provider the configuration did not hold: parsed on the spot,
+        // or refused naming the provider and its URL.
+        let mut stray = providers[0].clone();
+        stray.base_url = "http://other:9".into();
+        assert_eq!(
+            endpoints.get(&stray).unwrap().to_string(),
+            "http://other:9/v1/chat/completions"
+        );
+        stray.base_url = "not a url".into();
+        let Err(UpstreamError::Connect(message)) = endpoints.get(&stray) else {
+            panic!("a bad base URL is a connect error");
+        };
+        assert!(
+            message.contains("provider vllm") && message.contains("not a url"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn base_urls_with_or_without_v1_both_work() {
+        assert_eq!(
+            url("https://api.openai.com", "/v1/chat/completions"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            url("http://vllm:8000/v1/", "/v1/chat/completions"),
+            "http://vllm:8000/v1/chat/completions"
+        );
+        assert_eq!(
+            url("http://ollama:11434", "/api/chat"),
+            "http://ollama:11434/api/chat"
+        );
+    }
+}

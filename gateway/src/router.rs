@@ -1,0 +1,94 @@
+//! The gateway as an axum router: every route, the probes and metrics,
+//! and the middleware every request passes (latency by matched route, the
+//! body read whole within its size limit and deadline).
+
+use crate::api;
+use crate::error::GatewayError;
+use crate::limits::BODY_LIMIT;
+use crate::state::AppState;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::time::Instant;
+
+/// The gateway.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/tool-calls", post(api::tool_calls::handle))
+        .route("/v1/chat/completions", post(api::chat::handle))
+        .route("/v1/approvals", get(api::approvals::list))
+        .route("/v1/approvals/{name}", get(api::approvals::get))
+        .route("/v1/approvals/{name}/{verb}", post(api::approvals::decide))
+        .route("/openapi.json", get(api::openapi::serve_document))
+        .route("/docs", get(api::openapi::serve_docs));
+    if state.audit_reader.is_some() {
+        router = router.route("/v1/audit/events", get(api::audit_query::events));
+    }
+    router
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            read_body_in_time,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Request latency by matched route (never the raw path).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Reads the whole body (at most [`BODY_LIMIT`]) within the body timeout:
+/// a client that trickles its body cannot hold a connection and a task
+/// forever (the header timeout covers the headers). `408` when too slow,
+/// `413` when too large.
+async fn read_body_in_time(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => GatewayError::BodyTooLarge { limit: BODY_LIMIT }.into_response(),
+        Err(_) => GatewayError::BodyTimeout(state.body_timeout).into_response(),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Response, GatewayError> {
+    let s = state.config.load_full().ok_or(GatewayError::NotReady)?;
+    let ready =
+        json!({"ready": true, "revision": s.revision(), "loadedAt": s.loaded_at.to_string()});
+    Ok(Json(ready).into_response())
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,143 @@
+//! What every request handler shares ([`AppState`]) and the one way to
+//! build it ([`AppStateBuilder`]), used by `palisade-gateway run` and by the
+//! tests alike.
+
+use crate::approvals::Approvals;
+use crate::auth::{AuthState, Authenticator};
+use crate::credentials::Tokens;
+use crate::http_client::HttpClient;
+use crate::kubernetes::TokenReviewer;
+use crate::metrics::GatewayMetrics;
+use crate::snapshot::Current;
+use palisade_audit::{AuditWriter, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default for how long a client may take to send its request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler shares; cloning it (axum does, per request and
+/// layer) copies one pointer.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<StateParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = StateParts;
+    fn deref(&self) -> &StateParts {
+        &self.0
+    }
+}
+
+/// The parts of an [`AppState`].
+#[derive(Debug)]
+pub struct StateParts {
+    /// The configuration being served (empty until one loads).
+    pub config: Current,
+    pub audit: AuditWriter,
+    pub metrics: Arc<GatewayMetrics>,
+    /// One pooled client for every provider (per-request timeouts).
+    pub http: HttpClient,
+    /// Who is calling.
+    pub auth: Authenticator,
+    /// Where held calls are recorded.
+    pub approvals: Approvals,
+    /// How long a client may take to send its request body.
+    pub body_timeout: Duration,
+    /// `GET /v1/audit/events`, when an auditor token is configured.
+    pub audit_reader: Option<AuditReader>,
+}
+
+/// The audit database, readable over HTTP with the auditor's token.
+#[derive(Debug)]
+pub struct AuditReader {
+    pub store: Store,
+    pub token: Tokens<()>,
+}
+
+impl AuthState for AppState {
+    fn config(&self) -> &Current {
+        &self.config
+    }
+
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+}
+
+impl AppState {
+    /// A state serving `config`, auditing to `audit`, holding calls in
+    /// `approvals`; the rest is set on the builder.
+    pub fn builder(
+        config: Current,
+        audit: AuditWriter,
+        metrics: Arc<GatewayMetrics>,
+        approvals: Approvals,
+    ) -> AppStateBuilder {
+        AppStateBuilder {
+            config,
+            audit,
+            metrics,
+            approvals,
+            service_accounts: None,
+            operators: Tokens::default(),
+            body_timeout: BODY_TIMEOUT,
+            audit_reader: None,
+        }
+    }
+}
+
+/// Builds an [`AppState`].
+#[derive(Debug)]
+pub struct AppStateBuilder {
+    config: Current,
+    audit: AuditWriter,
+    metrics: Arc<GatewayMetrics>,
+    approvals: Approvals,
+    service_accounts: Option<TokenReviewer>,
+    operators: Tokens<String>,
+    body_timeout: Duration,
+    audit_reader: Option<AuditReader>,
+}
+
+impl AppStateBuilder {
+    /// Accepts agents' ServiceAccount tokens (in a cluster).
+    pub fn service_accounts(mut self, reviewer: TokenReviewer) -> Self {
+        self.service_accounts = Some(reviewer);
+        self
+    }
+
+    /// Standalone: the people (name, token) who may list and decide
+    /// approvals over HTTP.
+    pub fn operators(mut self, named_tokens: Vec<(String, String)>) -> Self {
+        self.operators = Tokens::of_secrets(named_tokens);
+        self
+    }
+
+    /// How long a client may take to send its request body.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Serves `GET /v1/audit/events` from `store` to `token`'s holder.
+    pub fn audit_reader(mut self, store: Store, token: String) -> Self {
+        self.audit_reader = Some(AuditReader {
+            store,
+            token: Tokens::of_secrets([((), token)]),
+        });
+        self
+    }
+
+    pub fn build(self) -> AppState {
+        AppState(Arc::new(StateParts {
+            config: self.config,
+            audit: self.audit,
+            metrics: self.metrics,
+            http: HttpClient::new(),
+            auth: Authenticator::new(self.service_accounts, self.operators),
+            approvals: self.approvals,
+            body_timeout: self.body_timeout,
+            audit_reader: self.audit_reader,
+        }))
+    }
+}

@@ -1,0 +1,292 @@
+//! The pure half of the Approval lifecycle: the status an approval should
+//! have at a given instant, when it finished, and which outcomes a status
+//! write records for the first time (and so must audit first). Unit-tested
+//! without a server; [`super`] applies it.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use palisade_crds::{Approval, ApprovalDecision, ApprovalPhase, ApprovalStatus};
+use palisade_policy::ReasonCode;
+use std::collections::HashSet;
+
+/// The status an approval should have at `now`, given what it has. Pure:
+/// unit-tested without a server.
+pub fn desired_status(a: &Approval, now: Timestamp) -> ApprovalStatus {
+    let old = a.status.clone().unwrap_or_default();
+    let phase = a.phase_at(now);
+    let decided = a.spec.decision.is_some();
+    ApprovalStatus {
+        observed_generation: a.metadata.generation,
+        phase: Some(phase),
+        decided_by: old.decided_by.clone().or_else(|| a.spec.decided_by.clone()),
+        decided_at: match (&old.decided_at, decided) {
+            (Some(t), _) => Some(t.clone()),
+            (None, true) => Some(Time(now)),
+            (None, false) => None,
+        },
+        consumed_at: old.consumed_at.clone(),
+        consumed_by: old.consumed_by.clone(),
+        conditions: old.conditions.clone(),
+    }
+}
+
+/// When an approval reached its final phase, if it has.
+pub fn finished_at(a: &Approval, now: Timestamp) -> Option<Timestamp> {
+    let status = a.status.as_ref();
+    match a.phase_at(now) {
+        ApprovalPhase::Consumed => status.and_then(|s| s.consumed_at.as_ref()).map(|t| t.0),
+        ApprovalPhase::Denied => Some(
+            status
+                .and_then(|s| s.decided_at.as_ref())
+                .map(|t| t.0)
+                .unwrap_or(a.spec.requested_at.0),
+        ),
+        ApprovalPhase::Expired => Some(a.spec.expires_at.0),
+        ApprovalPhase::Pending | ApprovalPhase::Approved => None,
+    }
+}
+
+/// What the operator records about an approval: a human's decision, or
+/// the deadline passing first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Decided(ApprovalDecision),
+    Expired,
+}
+
+impl Outcome {
+    /// `approval.approved`, `approval.denied` or `approval.expired`.
+    pub fn code(self) -> ReasonCode {
+        match self {
+            Self::Decided(ApprovalDecision::Approved) => ReasonCode::ApprovalApproved,
+            Self::Decided(ApprovalDecision::Denied) => ReasonCode::ApprovalDenied,
+            Self::Expired => ReasonCode::ApprovalExpired,
+        }
+    }
+
+    /// Its name in the audit's `decision` column and as an Event's
+    /// reason: `Approved`, `Denied` or `Expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decided(d) => d.as_str(),
+            Self::Expired => ApprovalPhase::Expired.as_str(),
+        }
+    }
+}
+
+/// Outcomes audited, by approval uid.
+pub(super) type Audited = HashSet<(String, Outcome)>;
+
+pub(super) fn keep_only(audited: &mut Audited, uid: &str, outcomes: &[Outcome]) {
+    audited.retain(|(u, o)| u != uid || outcomes.contains(o));
+}
+
+/// The outcomes `desired` records that `old` did not: a decision (its
+/// first `decidedAt`) and an expiry, in that order. An approval approved,
+/// or approved and used, while the operator was away still has its
+/// decision audited.
+pub fn newly_recorded(
+    old: Option<&ApprovalStatus>,
+    desired: &ApprovalStatus,
+    a: &Approval,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let was_decided = old.is_some_and(|s| s.decided_at.is_some());
+    if !was_decided && desired.decided_at.is_some() {
+        outcomes.extend(a.spec.decision.map(Outcome::Decided));
+    }
+    let was_expired = old.and_then(|s| s.phase) == Some(ApprovalPhase::Expired);
+    if !was_expired && desired.phase == Some(ApprovalPhase::Expired) {
+        outcomes.push(Outcome::Expired);
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_crds::ApprovalSpec;
+    use serde_json::json;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn approval(decision: Option<ApprovalDecision>) -> Approval {
+        let mut a = Approval::new(
+            "intake-0a1b2c3d4e5f",
+            ApprovalSpec {
+                agent: "intake".into(),
+                tool: "send_email".into(),
+                arguments: json!({}),
+                arguments_digest: format!("sha256:{}", "0".repeat(64)),
+                request_id: "r-1".into(),
+                policy: "clinic".into(),
+                policy_generation: 3,
+                rule: None,
+                requested_by: None,
+                requested_at: Time(t("2026-11-22T10:00:00Z")),
+                expires_at: Time(t("2026-11-22T10:15:00Z")),
+                decision,
+                reason: None,
+                decided_by: decision.map(|_| "alice".to_owned()),
+            },
+        );
+        a.metadata.generation = Some(1);
+        a
+    }
+
+    #[test]
+    fn a_decision_is_recorded_once_with_who_and_when_and_then_kept() {
+        let undecided = approval(None);
+        let s = desired_status(&undecided, t("2026-11-22T10:01:00Z"));
+        assert_eq!(
+            (s.phase, s.decided_by, s.decided_at),
+            (Some(ApprovalPhase::Pending), None, None)
+        );
+
+        let mut decided = approval(Some(ApprovalDecision::Approved));
+        let first = desired_status(&decided, t("2026-11-22T10:02:00Z"));
+        assert_eq!(first.phase, Some(ApprovalPhase::Approved));
+        assert_eq!(first.decided_by.as_deref(), Some("alice"));
+        assert_eq!(first.decided_at, Some(Time(t("2026-11-22T10:02:00Z"))));
+        // Later passes keep the recorded time: no status churn.
+        decided.status = Some(first.clone());
+        assert_eq!(desired_status(&decided, t("2026-11-22T10:05:00Z")), first);
+    }
+
+    #[test]
+    fn deadlines_expire_undecided_and_unused_approvals_and_consumption_wins() {
+        let pending = approval(None);
+        let late = t("2026-11-22T10:15:00Z");
+        assert_eq!(
+            desired_status(&pending, late).phase,
+            Some(ApprovalPhase::Expired)
+        );
+        assert_eq!(finished_at(&pending, late), Some(late));
+
+        let mut approved = approval(Some(ApprovalDecision::Approved));
+        assert_eq!(
+            finished_at(&approved, t("2026-11-22T10:05:00Z")),
+            None,
+            "still usable"
+        );
+        approved.status = Some(ApprovalStatus {
+            consumed_at: Some(Time(t("2026-11-22T10:06:00Z"))),
+            consumed_by: Some("gw-1".into()),
+            ..Default::default()
+        });
+        let s = desired_status(&approved, late);
+        assert_eq!(
+            s.phase,
+            Some(ApprovalPhase::Consumed),
+            "consumed beats expiry"
+        );
+        assert_eq!(
+            s.consumed_by.as_deref(),
+            Some("gw-1"),
+            "the gateway's record is kept"
+        );
+        assert_eq!(
+            finished_at(&approved, late),
+            Some(t("2026-11-22T10:06:00Z"))
+        );
+
+        let denied = approval(Some(ApprovalDecision::Denied));
+        assert_eq!(
+            desired_status(&denied, late).phase,
+            Some(ApprovalPhase::Denied),
+            "a denial stays a denial"
+        );
+    }
+
+    /// What each status write records for the first time, and so audits
+    /// before it is written.
+    #[test]
+    fn outcomes_are_audited_when_the_status_first_records_them_even_after_an_absence() {
+        let codes = |a: &Approval, at: &str| {
+            let desired = desired_status(a, t(at));
+            newly_recorded(a.status.as_ref(), &desired, a)
+                .into_iter()
+                .map(Outcome::code)
+                .collect::<Vec<_>>()
+        };
+        let during = "2026-11-22T10:05:00Z";
+        let after = "2026-11-22T10:20:00Z";
+
+        assert_eq!(codes(&approval(None), during), vec![]);
+        assert_eq!(
+            codes(&approval(None), after),
+            vec![ReasonCode::ApprovalExpired]
+        );
+        assert_eq!(
+            codes(&approval(Some(ApprovalDecision::Denied)), during),
+            vec![ReasonCode::ApprovalDenied]
+        );
+
+        // Recorded once: later passes (and the consumption) add nothing.
+        let mut approved = approval(Some(ApprovalDecision::Approved));
+        assert_eq!(codes(&approved, during), vec![ReasonCode::ApprovalApproved]);
+        approved.status = Some(desired_status(&approved, t(during)));
+        assert_eq!(codes(&approved, during), vec![]);
+        let mut used = approved.clone();
+        if let Some(s) = used.status.as_mut() {
+            s.phase = Some(ApprovalPhase::Consumed);
+            s.consumed_at = Some(Time(t(during)));
+        }
+        assert_eq!(codes(&used, after), vec![]);
+        // Approved but not used in time: the expiry is an outcome too.
+        assert_eq!(codes(&approved, after), vec![ReasonCode::ApprovalExpired]);
+
+        // Approved and used while the operator was away: the gateway wrote
+        // the status (Consumed, no decidedAt), the approval is still audited.
+        let mut away = approval(Some(ApprovalDecision::Approved));
+        away.status = Some(ApprovalStatus {
+            phase: Some(ApprovalPhase::Consumed),
+            consumed_at: Some(Time(t(during))),
+            consumed_by: Some("gw-1".into()),
+            ..Default::default()
+        });
+        assert_eq!(codes(&away, after), vec![ReasonCode::ApprovalApproved]);
+        // Approved while away and never used: both.
+        assert_eq!(
+            codes(&approval(Some(ApprovalDecision::Approved)), after),
+            vec![ReasonCode::ApprovalApproved, ReasonCode::ApprovalExpired]
+        );
+    }
+
+    #[test]
+    fn an_audited_outcome_is_remembered_until_a_status_records_it() {
+        let approved = Outcome::Decided(ApprovalDecision::Approved);
+        let mut audited = Audited::new();
+        audited.insert(("uid-1".into(), approved));
+        audited.insert(("uid-2".into(), Outcome::Expired));
+        // A pass on a stale copy (or after a 409) still has it to record.
+        keep_only(&mut audited, "uid-1", &[approved]);
+        assert!(audited.contains(&("uid-1".into(), approved)));
+        // The status now records it: forgotten; other approvals untouched.
+        keep_only(&mut audited, "uid-1", &[]);
+        assert!(!audited.contains(&("uid-1".into(), approved)));
+        assert!(audited.contains(&("uid-2".into(), Outcome::Expired)));
+    }
+
+    #[test]
+    fn outcomes_are_named_as_the_audit_and_the_events_name_them() {
+        let named: Vec<(&str, &str)> = [
+            Outcome::Decided(ApprovalDecision::Approved),
+            Outcome::Decided(ApprovalDecision::Denied),
+            Outcome::Expired,
+        ]
+        .into_iter()
+        .map(|o| (o.as_str(), o.code().as_str()))
+        .collect();
+        assert_eq!(
+            named,
+            [
+                ("Approved", "approval.approved"),
+                ("Denied", "approval.denied"),
+                ("Expired", "approval.expired")
+            ]
+        );
+    }
+}

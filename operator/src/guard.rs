@@ -1,0 +1,44 @@
+//! One object never stops a loop (issue 22): the pure work done for one
+//! object runs under [`isolated`], so a panic on it (a bug, such as a
+//! cut inside a character) is caught, reported for that object, and the
+//! others carry on. The loops use the same catch around whole passes and
+//! around each Approval's reconcile.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Runs `work`; a panic is caught and returned as its message.
+pub fn isolated<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    // Nothing `work` could leave half-changed is kept: it only reads.
+    catch_unwind(AssertUnwindSafe(work)).map_err(|p| panic_message(&*p))
+}
+
+/// What a caught panic said (cut to an Event note's size: a panic on a
+/// string quotes the string).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let mut message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    crate::text::cut_to(&mut message, crate::text::EVENT_NOTE_BYTES);
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_on_one_object_is_caught_and_says_what_it_was() {
+        assert_eq!(isolated(|| 7), Ok(7));
+        let caught = isolated(|| {
+            let mut s = "é".to_owned();
+            #[allow(clippy::disallowed_methods)] // the very panic of issue 22
+            s.truncate(1);
+        });
+        assert!(
+            caught.as_ref().unwrap_err().contains("is_char_boundary"),
+            "{caught:?}"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# stop.sh DIR: stops the control plane start.sh started in DIR (the API
+# server first, then etcd); its state and logs stay in DIR. Each gets a
+# second to exit on SIGTERM, then SIGKILL: test state is thrown away, and
+# the API server otherwise waits out its graceful shutdown (~4 s, longer
+# with a client's watch still open).
+set -uo pipefail
+[ $# -eq 1 ] || { echo "usage: stop.sh DIR" >&2; exit 2; }
+dir="$1"
+# Gone, or a zombie waiting for init to reap it (that can take a second or two).
+alive() { local st; st="$(ps -o stat= -p "$1" 2>/dev/null)"; [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
+stop() { # PIDFILE
+  [ -f "$1" ] || return 0
+  local pid; pid="$(cat "$1")"
+  rm -f "$1"
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 10); do alive "$pid" || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do alive "$pid" || return 0; sleep 0.1; done
+}
+stop "$dir/apiserver.pid"
+stop "$dir/etcd.pid"
+# The watchdog, unless it is what called us.
+if [ -f "$dir/watchdog.pid" ]; then
+  wd="$(cat "$dir/watchdog.pid")"; rm -f "$dir/watchdog.pid"
+  [ "$wd" != "$PPID" ] && kill "$wd" 2>/dev/null
+fi
+exit 0
