@@ -48,7 +48,7 @@ pub async fn standalone(
 }
 
 /// Starts `palisade-gateway ARGS` and returns it with the address it
-/// printed it listens on (`127.0.0.1:PORT`).
+/// printed it listens on (`127.0.0.1:PORT`, from `http://` or `https://`).
 pub fn spawn_gateway(args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
         .args(args)
@@ -61,7 +61,7 @@ pub fn spawn_gateway(args: &[&str]) -> (Child, String) {
         .read_line(&mut line)
         .unwrap();
     let addr = line
-        .split("http://")
+        .split("://")
         .nth(1)
         .unwrap_or_else(|| panic!("no listen address in {line:?}"))
         .split_whitespace()

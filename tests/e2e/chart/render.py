@@ -105,6 +105,13 @@ cases = {
         None,
         None,
     ),
+    "gateway_tls_and_token_audience": (
+        {"gateway": {"tls": {"enabled": True, "secretName": "palisade-gateway-tls"},
+                     "tokenReview": {"audiences": ["palisade"], "perSecond": 5, "burst": 10},
+                     "maxConnections": 300, "maxInFlightBodyBytes": 16777216}},
+        None,
+        None,
+    ),
 }
 wrong = {
     "replicas_not_a_number": ({"gateway": {"replicas": "two"}}, None),
@@ -117,6 +124,9 @@ wrong = {
     "old_api_server_port": ({"networkPolicy": {"apiServerPort": 443}}, None),
     "no_api_server_ports": ({"networkPolicy": {"apiServerPorts": []}}, None),
     "api_server_port_out_of_range": ({"networkPolicy": {"apiServerPorts": [443, 70000]}}, None),
+    "tls_without_a_secret": ({"gateway": {"tls": {"enabled": True}}}, None),
+    "body_budget_below_one_body": ({"gateway": {"maxInFlightBodyBytes": 65536}}, None),
+    "token_audience_with_a_comma": ({"gateway": {"tokenReview": {"audiences": ["a,b"]}}}, None),
 }
 out = {"lint": helm.lint(chart_dir, strict=True), "cases": {}, "refused": {}, "invalid": {}}
 for case, (values, api_versions, kube_version) in cases.items():

@@ -615,6 +615,84 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         assert_eq!(bound(&all, role).0, ["palisade-system", "clinic"], "{role}");
     }
 
+    // --- The gateway's listener and TokenReview settings; TLS from a Secret.
+    let default_gateway = find(
+        &documents(&out["cases"]["default"]),
+        "Deployment",
+        "palisade-gateway",
+    )
+    .clone();
+    let default_args = args(&default_gateway);
+    for arg in [
+        "--max-connections=1024",
+        "--max-in-flight-body-bytes=67108864",
+        "--token-reviews-per-second=20",
+        "--token-review-burst=40",
+    ] {
+        assert!(
+            default_args.iter().any(|a| a == arg),
+            "{arg} not in {default_args:?}"
+        );
+    }
+    assert!(
+        !default_args
+            .iter()
+            .any(|a| a.starts_with("--tls") || a.starts_with("--token-audience")),
+        "{default_args:?}"
+    );
+    let pod = &default_gateway["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"],
+        "HTTP"
+    );
+    let all = documents(&out["cases"]["gateway_tls_and_token_audience"]);
+    let gateway = find(&all, "Deployment", "palisade-gateway");
+    let gateway_args = args(gateway);
+    for arg in [
+        "--max-connections=300",
+        "--max-in-flight-body-bytes=16777216",
+        "--token-audience=palisade",
+        "--token-reviews-per-second=5",
+        "--token-review-burst=10",
+        "--tls-cert=/etc/palisade/tls/tls.crt",
+        "--tls-key=/etc/palisade/tls/tls.key",
+    ] {
+        assert!(
+            gateway_args.iter().any(|a| a == arg),
+            "{arg} not in {gateway_args:?}"
+        );
+    }
+    let pod = &gateway["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+    }
+    let tls_volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .unwrap();
+    assert_eq!(tls_volume["secret"]["secretName"], "palisade-gateway-tls");
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "tls"
+                && m["mountPath"] == "/etc/palisade/tls"
+                && m["readOnly"] == true)
+    );
+    assert_eq!(pod["securityContext"]["fsGroup"], 65532);
+    let notes = out["cases"]["gateway_tls_and_token_audience"]["palisade/templates/NOTES.txt"]
+        .as_str()
+        .unwrap();
+    assert!(
+        notes.contains("serviceAccountToken: {audience: palisade"),
+        "{notes}"
+    );
+    assert!(notes.contains("https://"), "{notes}");
+
     // --- Wrong values fail at install with a message naming the field.
     for (case, needle) in [
         ("replicas_not_a_number", "/gateway/replicas"),
@@ -641,6 +719,15 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         (
             "api_server_port_out_of_range",
             "/networkPolicy/apiServerPorts/1",
+        ),
+        ("tls_without_a_secret", "/gateway/tls"),
+        (
+            "body_budget_below_one_body",
+            "/gateway/maxInFlightBodyBytes",
+        ),
+        (
+            "token_audience_with_a_comma",
+            "/gateway/tokenReview/audiences/0",
         ),
     ] {
         let message = out["refused"][case]

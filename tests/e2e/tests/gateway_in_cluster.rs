@@ -85,6 +85,16 @@ async fn audit_in(dir: &std::path::Path) -> (Store, AuditWriter) {
 }
 
 async fn call(state: &AppState, token: &str, tool: &str) -> (u16, Value) {
+    let (status, _, body) = call_with_headers(state, token, tool).await;
+    (status, body)
+}
+
+/// [`call`], with the answer's headers.
+async fn call_with_headers(
+    state: &AppState,
+    token: &str,
+    tool: &str,
+) -> (u16, axum::http::HeaderMap, Value) {
     let req = Request::post("/v1/tool-calls")
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {token}"))
@@ -94,8 +104,10 @@ async fn call(state: &AppState, token: &str, tool: &str) -> (u16, Value) {
         .unwrap();
     let resp = app(state.clone()).oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     (
         status,
+        headers,
         serde_json::from_slice(
             &axum::body::to_bytes(resp.into_body(), 1 << 20)
                 .await
@@ -221,4 +233,204 @@ async fn a_gateway_in_a_cluster_serves_the_operators_configuration_to_service_ac
     );
     watcher.abort();
     operator.abort();
+}
+
+/// The policy the TokenReview tests serve (standalone YAML, loaded into
+/// the gateway directly: no operator needed): agent `intake` is
+/// ServiceAccount `clinic/intake-agent` and may run `sql_query`.
+const INTAKE_POLICY: &str = "\
+apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {name: clinic, namespace: clinic}
+spec:
+  agents:
+    - name: intake
+      serviceAccount: intake-agent
+  providers:
+    - name: local
+      type: ollama
+      baseUrl: http://127.0.0.1:11434
+      defaultModel: llama3.2
+  routing: {defaultProvider: local}
+  tools:
+    rules:
+      - tools: [sql_query]
+        action: Allow
+";
+
+/// A gateway state serving [`INTAKE_POLICY`] whose ServiceAccount tokens
+/// `reviewer` checks, auditing into a fresh directory named `name`.
+async fn reviewing_gateway(name: &str, reviewer: TokenReviewer) -> AppState {
+    let dir = std::env::temp_dir().join(format!("palisade-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, INTAKE_POLICY).unwrap();
+    let metrics = Arc::new(GatewayMetrics::new().unwrap());
+    let current = snapshot::empty();
+    palisade_gateway::config::reload::load_into(&[policy], &current, &metrics).unwrap();
+    let (store, audit) = audit_in(&dir).await;
+    AppState::builder(
+        current,
+        audit,
+        metrics,
+        Approvals::local(store, "gateway-test"),
+    )
+    .service_accounts(reviewer)
+    .build()
+}
+
+/// How many TokenReviews the API server has answered (its audit log is
+/// written before each answer: `--audit-log-mode` blocking).
+fn reviews(cp: &ControlPlane) -> usize {
+    std::fs::read_to_string(cp.dir().join("audit.log"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| {
+            e["objectRef"]["resource"] == "tokenreviews" && e["stage"] == "ResponseComplete"
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_jwt_shaped_tokens_are_reviewed_and_a_review_that_fails_is_not_repeated_at_once() {
+    let cp = tokio::task::spawn_blocking(|| ControlPlane::start("token-review"))
+        .await
+        .unwrap();
+    let intake = cp.token("clinic", "intake-agent");
+    let state = reviewing_gateway(
+        "token-review",
+        TokenReviewer::new(cp.client().await, vec![]),
+    )
+    .await;
+
+    let (status, body) = call(&state, &intake, "sql_query").await;
+    assert_eq!(
+        (status, body["reasonCode"].as_str()),
+        (200, Some("tool.allowed_by_rule")),
+        "{body}"
+    );
+    let reviewed = reviews(&cp);
+    assert_eq!(reviewed, 1);
+
+    // Anything that is not a JWT is refused without asking the API server.
+    for token in [
+        "forged-token",
+        "a.b",
+        "a.b.c",
+        "x".repeat(40_000).as_str(),
+        "eyJhbGciOiJSUzI1NiJ9.e30.",
+        "...",
+    ] {
+        for _ in 0..2 {
+            let (status, body) = call(&state, token, "sql_query").await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (401, Some("invalid_api_key")),
+                "{token}"
+            );
+        }
+    }
+    assert_eq!(
+        reviews(&cp),
+        reviewed,
+        "a token that is no JWT was sent for review"
+    );
+
+    // A gateway whose reviews fail (its identity may not create
+    // TokenReviews) answers 503, retryable, and does not ask again for the
+    // same token at once: one failed review for five calls.
+    let unprivileged = cp
+        .client_from(&cp.kubeconfig(palisade_control_plane::User::Agent))
+        .await;
+    let failing = reviewing_gateway(
+        "token-review-failing",
+        TokenReviewer::new(unprivileged, vec![]),
+    )
+    .await;
+    let before = reviews(&cp);
+    for _ in 0..5 {
+        let (status, headers, body) = call_with_headers(&failing, &intake, "sql_query").await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (503, Some("auth.review_unavailable")),
+            "{body}"
+        );
+        assert_eq!(headers["x-palisade-reason"], "auth.review_unavailable");
+    }
+    assert_eq!(
+        reviews(&cp),
+        before + 1,
+        "a failed review was repeated at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_the_palisade_audience_are_accepted_where_the_gateway_asks_for_it() {
+    let cp = tokio::task::spawn_blocking(|| ControlPlane::start("token-audience"))
+        .await
+        .unwrap();
+    // The example agent Pod mounts a projected token for the `palisade`
+    // audience; the API server admits it as written.
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/agent-pod.yaml"
+    ))
+    .unwrap();
+    assert!(example.contains("audience: palisade"), "{example}");
+    cp.token("clinic", "intake-agent");
+    cp.apply(&example);
+    // What the kubelet writes into that volume: a token of the Pod's
+    // ServiceAccount for audience `palisade`, bound to the Pod.
+    let for_palisade = cp
+        .kubectl_ok(
+            palisade_control_plane::User::Admin,
+            &[
+                "create",
+                "token",
+                "intake-agent",
+                "-n",
+                "clinic",
+                "--audience",
+                "palisade",
+                "--bound-object-kind",
+                "Pod",
+                "--bound-object-name",
+                "intake-agent",
+            ],
+        )
+        .trim()
+        .to_owned();
+    // A token for the API server (the default audience).
+    let for_the_api_server = cp.token("clinic", "intake-agent");
+
+    let strict = reviewing_gateway(
+        "token-audience-strict",
+        TokenReviewer::new(cp.client().await, vec!["palisade".into()]),
+    )
+    .await;
+    let (status, body) = call(&strict, &for_palisade, "sql_query").await;
+    assert_eq!(
+        (status, body["reasonCode"].as_str()),
+        (200, Some("tool.allowed_by_rule")),
+        "{body}"
+    );
+    let (status, _) = call(&strict, &for_the_api_server, "sql_query").await;
+    assert_eq!(
+        status, 401,
+        "a token for the API server was accepted where `palisade` is asked for"
+    );
+
+    // Without an audience the gateway accepts the API server's tokens
+    // only (as before): a token for `palisade` is not one of them.
+    let default = reviewing_gateway(
+        "token-audience-default",
+        TokenReviewer::new(cp.client().await, vec![]),
+    )
+    .await;
+    let (status, _) = call(&default, &for_the_api_server, "sql_query").await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&default, &for_palisade, "sql_query").await;
+    assert_eq!(status, 401);
 }
