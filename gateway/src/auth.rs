@@ -39,7 +39,8 @@ impl Authenticator {
     }
 
     /// The agent whose API key or ServiceAccount token the request carries,
-    /// or `401`.
+    /// or `401`; `429`/`503` when a ServiceAccount token cannot be reviewed
+    /// now (see [`crate::kubernetes::token_review`]).
     pub async fn agent(
         &self,
         snapshot: &Snapshot,
@@ -52,7 +53,7 @@ impl Authenticator {
         let Some(reviewer) = &self.service_accounts else {
             return Err(GatewayError::Unauthenticated);
         };
-        let user = reviewer.username(token).await;
+        let user = reviewer.username(token).await?;
         user.and_then(|u| service_account_agent(snapshot, &u))
             .ok_or(GatewayError::Unauthenticated)
     }

@@ -11,9 +11,10 @@
 //! mirrored in `docs/reason-codes.md`, and tests keep them in step.
 
 use crate::approvals::ApprovalError;
+use crate::kubernetes::token_review::ReviewError;
 use crate::providers::UpstreamError;
 use axum::Json;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use palisade_policy::ReasonCode;
 use serde::Serialize;
@@ -59,6 +60,12 @@ pub enum ErrorCode {
     AuditQueryInvalidParameter,
     /// The audit query: the audit database is unavailable.
     AuditQueryUnavailable,
+    /// Too many unknown ServiceAccount tokens to review at once.
+    AuthReviewRateLimited,
+    /// The API server could not review a ServiceAccount token.
+    AuthReviewUnavailable,
+    /// The request bodies in flight use the whole body budget.
+    GatewayOverloaded,
 }
 
 impl ErrorCode {
@@ -81,6 +88,9 @@ impl ErrorCode {
         Self::AuditQueryUnauthorized,
         Self::AuditQueryInvalidParameter,
         Self::AuditQueryUnavailable,
+        Self::AuthReviewRateLimited,
+        Self::AuthReviewUnavailable,
+        Self::GatewayOverloaded,
     ];
 
     /// The wire form.
@@ -103,6 +113,9 @@ impl ErrorCode {
             Self::AuditQueryUnauthorized => "unauthorized",
             Self::AuditQueryInvalidParameter => "invalid_parameter",
             Self::AuditQueryUnavailable => "audit_unavailable",
+            Self::AuthReviewRateLimited => "auth.review_rate_limited",
+            Self::AuthReviewUnavailable => "auth.review_unavailable",
+            Self::GatewayOverloaded => "gateway.overloaded",
         }
     }
 }
@@ -210,6 +223,15 @@ pub enum GatewayError {
     /// `503 audit_unavailable` (the audit query).
     #[error("the audit database is unavailable")]
     AuditQueryUnavailable,
+    /// `429 auth.review_rate_limited` or `503 auth.review_unavailable`: a
+    /// ServiceAccount token could not be checked now.
+    #[error("{0}; try again shortly")]
+    TokenReview(#[from] ReviewError),
+    /// `503 gateway.overloaded`: the body budget is in use.
+    #[error(
+        "the gateway holds as many request bodies as it may (--max-in-flight-body-bytes); try again shortly"
+    )]
+    Overloaded,
 }
 
 impl GatewayError {
@@ -217,9 +239,12 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated | Self::AuditReadUnauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotReady | Self::AuditUnavailable { .. } | Self::AuditQueryUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NotReady
+            | Self::AuditUnavailable { .. }
+            | Self::AuditQueryUnavailable
+            | Self::Overloaded
+            | Self::TokenReview(ReviewError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TokenReview(ReviewError::RateLimited) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest(_) | Self::AuditQueryParameter(_) => StatusCode::BAD_REQUEST,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -277,6 +302,9 @@ impl GatewayError {
             Self::AuditReadUnauthorized => E::AuditQueryUnauthorized,
             Self::AuditQueryParameter(_) => E::AuditQueryInvalidParameter,
             Self::AuditQueryUnavailable => E::AuditQueryUnavailable,
+            Self::TokenReview(ReviewError::RateLimited) => E::AuthReviewRateLimited,
+            Self::TokenReview(ReviewError::Unavailable) => E::AuthReviewUnavailable,
+            Self::Overloaded => E::GatewayOverloaded,
         };
         Code::Error(code)
     }
@@ -288,7 +316,9 @@ impl GatewayError {
             Self::NotReady
             | Self::AuditUnavailable { .. }
             | Self::AuditQueryUnavailable
-            | Self::BodyTimeout(_) => true,
+            | Self::BodyTimeout(_)
+            | Self::TokenReview(_)
+            | Self::Overloaded => true,
             Self::Approvals(e) => !matches!(e, ApprovalError::NamespaceNotWatched(_)),
             Self::Upstream { error, .. } => error.retryable(),
             _ => false,
@@ -404,6 +434,11 @@ impl IntoResponse for GatewayError {
         response
             .headers_mut()
             .insert(REASON.clone(), HeaderValue::from_static(code));
+        if matches!(self, Self::TokenReview(_) | Self::Overloaded) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }

@@ -1,7 +1,8 @@
 //! Palisade's data plane. From the outside in:
 //!
-//! - [`run`]: `palisade-gateway run` (start-up, serving, shutdown); [`cli`]:
-//!   the `audit` and `approvals` commands;
+//! - [`run`]: `palisade-gateway run` (start-up, shutdown); [`listener`]:
+//!   connections, TLS, their caps and timeouts; [`cli`]: the `audit` and
+//!   `approvals` commands;
 //! - [`router`]: every route and the middleware; [`state`]: what handlers
 //!   share, and its builder;
 //! - [`api`]: one module per API (`tool_calls`, `chat` with its tool-call
@@ -18,8 +19,8 @@
 //!   [`config`] from files or by [`kubernetes`] from the operator's Secret;
 //! - [`error`]: every error an agent can get, with its status and code;
 //!   [`audit_decision`]: the audit's `decision` column;
-//! - [`metrics`]: `palisade_*` Prometheus metrics; [`limits`]: body size
-//!   and JSON nesting.
+//! - [`metrics`]: `palisade_*` Prometheus metrics; [`limits`]: bodies read
+//!   after authentication, their size, deadline and budget, JSON nesting.
 
 pub mod api;
 pub mod approvals;
@@ -33,6 +34,7 @@ pub mod error;
 pub mod http_client;
 pub mod kubernetes;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod providers;
 pub mod router;

@@ -1,6 +1,7 @@
 //! The gateway as an axum router: every route, the probes and metrics,
-//! and the middleware every request passes (latency by matched route, the
-//! body read whole within its size limit and deadline).
+//! and the middleware every request passes (latency by matched route).
+//! Bodies are read by the handlers, after authentication
+//! ([`crate::limits::UnreadBody`]).
 
 use crate::api;
 use crate::error::GatewayError;
@@ -33,10 +34,6 @@ pub fn app(state: AppState) -> Router {
     }
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            read_body_in_time,
-        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -56,26 +53,6 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .with_label_values(&[route.as_str(), response.status().as_str()])
         .observe(started.elapsed().as_secs_f64());
     response
-}
-
-/// Reads the whole body (at most [`BODY_LIMIT`]) within the body timeout:
-/// a client that trickles its body cannot hold a connection and a task
-/// forever (the header timeout covers the headers). `408` when too slow,
-/// `413` when too large.
-async fn read_body_in_time(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, BODY_LIMIT)).await {
-        Ok(Ok(bytes)) => {
-            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-                .await
-        }
-        Ok(Err(_)) => GatewayError::BodyTooLarge { limit: BODY_LIMIT }.into_response(),
-        Err(_) => GatewayError::BodyTimeout(state.body_timeout).into_response(),
-    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<Response, GatewayError> {

@@ -7,6 +7,7 @@
 use crate::approvals::Approvals;
 use crate::config::{ConfigError, default_sqlite_url, reload};
 use crate::credentials::sha256;
+use crate::kubernetes::token_review::ReviewRate;
 use crate::kubernetes::{ClusterSource, NotANamespace, TokenReviewer, WatchNamespaces};
 use crate::metrics::GatewayMetrics;
 use crate::router::app;
@@ -67,6 +68,39 @@ pub struct RunArgs {
     /// Answer 408 when a request body takes longer than this to arrive.
     #[arg(long, default_value = "30s")]
     pub body_read_timeout: String,
+    /// Serve at most this many connections at once; more wait in the
+    /// accept backlog until one closes.
+    #[arg(long, env = "PALISADE_MAX_CONNECTIONS", default_value_t = crate::listener::MAX_CONNECTIONS, value_parser = at_least_one, value_name = "N")]
+    pub max_connections: usize,
+    /// Hold at most this many bytes of request bodies at once, all
+    /// requests together (at least 1048576, the largest body); a body that
+    /// does not fit is answered 503 gateway.overloaded.
+    #[arg(long, env = "PALISADE_MAX_IN_FLIGHT_BODY_BYTES", default_value_t = crate::limits::BODY_BUDGET, value_parser = body_budget, value_name = "BYTES")]
+    pub max_in_flight_body_bytes: usize,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// With --kubernetes: accept only ServiceAccount tokens for these
+    /// audiences (comma-separated, e.g. `palisade` for projected tokens);
+    /// unset: the API server's own audiences.
+    #[arg(
+        long = "token-audience",
+        env = "PALISADE_TOKEN_AUDIENCES",
+        value_delimiter = ',',
+        value_name = "AUDIENCE"
+    )]
+    pub token_audiences: Vec<String>,
+    /// With --kubernetes: TokenReviews per second this process may make
+    /// for tokens it has no cached answer for; past it, 429.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub token_reviews_per_second: u32,
+    /// With --kubernetes: TokenReviews that may be made at once after a
+    /// quiet spell.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub token_review_burst: u32,
     /// Threads serving requests (default: the CPUs this process may use,
     /// its cgroup's CPU quota included). With 1, a single-threaded
     /// runtime: no work is handed between threads.
@@ -116,12 +150,35 @@ pub enum StartupError {
         namespace: String,
         agent: String,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::listener::TlsError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}: a whole number")),
+    }
+}
+
+fn body_budget(text: &str) -> Result<usize, String> {
+    let bytes: usize = text
+        .parse()
+        .map_err(|e| format!("{e}: a number of bytes"))?;
+    if bytes < crate::limits::BODY_LIMIT {
+        return Err(format!(
+            "{bytes} is too small: at least {} (the largest request body)",
+            crate::limits::BODY_LIMIT
+        ));
+    }
+    Ok(bytes)
 }
 
 fn duration(flag: &'static str, text: &str) -> Result<Duration, StartupError> {
@@ -222,49 +279,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode, StartupError> {
         .map_err(StartupError::Runtime)?;
     tracing::debug!(threads, "runtime started");
     rt.block_on(serve(args, interval, header_timeout, body_timeout))
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves, then waits for
-/// in-flight requests (streams included). Connections whose headers do
-/// not arrive within `header_timeout` are closed.
-async fn serve_connections(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    header_timeout: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use tower::ServiceExt;
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    let builder = Arc::new(builder);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                // Small writes (an SSE event, a JSON answer) go out at once
-                // instead of waiting for the previous segment's ACK.
-                let _ = stream.set_nodelay(true);
-                let service = hyper::service::service_fn({
-                    let app = app.clone();
-                    move |request: hyper::Request<hyper::body::Incoming>| app.clone().oneshot(request.map(axum::body::Body::new))
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    graceful.shutdown().await;
 }
 
 /// Where the configuration comes from: files, or the operator's Secret.
@@ -423,6 +437,10 @@ async fn serve(
     };
     let (audit, audit_task) =
         AuditWriter::start(store.clone(), writer_config, metrics.audit.clone())?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::listener::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let listen = args.listen.clone().unwrap_or(settings.listen);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -437,7 +455,8 @@ async fn serve(
             source,
         })?;
     println!(
-        "palisade-gateway listening on http://{addr} (configuration revision {revision}, audit {})",
+        "palisade-gateway listening on {}://{addr} (configuration revision {revision}, audit {})",
+        if tls.is_some() { "https" } else { "http" },
         if args.no_audit {
             "OFF (--no-audit)".to_string()
         } else {
@@ -446,9 +465,15 @@ async fn serve(
     );
     let mut state = AppState::builder(current, audit, metrics, approvals)
         .operators(operator_tokens)
-        .body_timeout(body_timeout);
+        .body_timeout(body_timeout)
+        .body_budget(args.max_in_flight_body_bytes);
     if let Some(client) = client {
-        state = state.service_accounts(TokenReviewer::new(client, Vec::new()));
+        let rate = ReviewRate {
+            per_second: args.token_reviews_per_second,
+            burst: args.token_review_burst,
+        };
+        let reviewer = TokenReviewer::new(client, args.token_audiences.clone()).rate(rate);
+        state = state.service_accounts(reviewer);
     }
     if let Some(token) = read_token {
         state = state.audit_reader(store, token);
@@ -457,7 +482,12 @@ async fn serve(
     // Standalone: nobody else expires approvals, so this process audits
     // each expiry once (the operator does it in a cluster).
     let sweeper = tokio::spawn(crate::decisions::held::sweep_expired(state.clone()));
-    serve_connections(listener, app(state), header_timeout, shutdown).await;
+    let listening = crate::listener::Listening {
+        header_timeout,
+        max_connections: args.max_connections,
+        tls,
+    };
+    crate::listener::serve(listener, app(state), listening, shutdown).await;
     watcher.abort();
     sweeper.abort();
     // Every request is done and every handle to the writer is gone: wait

@@ -7,6 +7,7 @@ use crate::auth::{AuthState, Authenticator};
 use crate::credentials::Tokens;
 use crate::http_client::HttpClient;
 use crate::kubernetes::TokenReviewer;
+use crate::limits::{BodyBudget, BodyLimits};
 use crate::metrics::GatewayMetrics;
 use crate::snapshot::Current;
 use palisade_audit::{AuditWriter, Store};
@@ -43,6 +44,8 @@ pub struct StateParts {
     pub approvals: Approvals,
     /// How long a client may take to send its request body.
     pub body_timeout: Duration,
+    /// The bytes of request bodies held at once, all requests together.
+    pub body_budget: BodyBudget,
     /// `GET /v1/audit/events`, when an auditor token is configured.
     pub audit_reader: Option<AuditReader>,
 }
@@ -64,6 +67,16 @@ impl AuthState for AppState {
     }
 }
 
+impl BodyLimits for AppState {
+    fn body_timeout(&self) -> Duration {
+        self.body_timeout
+    }
+
+    fn body_budget(&self) -> &BodyBudget {
+        &self.body_budget
+    }
+}
+
 impl AppState {
     /// A state serving `config`, auditing to `audit`, holding calls in
     /// `approvals`; the rest is set on the builder.
@@ -81,6 +94,7 @@ impl AppState {
             service_accounts: None,
             operators: Tokens::default(),
             body_timeout: BODY_TIMEOUT,
+            body_budget: BodyBudget::default(),
             audit_reader: None,
         }
     }
@@ -96,6 +110,7 @@ pub struct AppStateBuilder {
     service_accounts: Option<TokenReviewer>,
     operators: Tokens<String>,
     body_timeout: Duration,
+    body_budget: BodyBudget,
     audit_reader: Option<AuditReader>,
 }
 
@@ -119,6 +134,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// The bytes of request bodies held at once (default
+    /// [`crate::limits::BODY_BUDGET`]).
+    pub fn body_budget(mut self, bytes: usize) -> Self {
+        self.body_budget = BodyBudget::new(bytes);
+        self
+    }
+
     /// Serves `GET /v1/audit/events` from `store` to `token`'s holder.
     pub fn audit_reader(mut self, store: Store, token: String) -> Self {
         self.audit_reader = Some(AuditReader {
@@ -137,6 +159,7 @@ impl AppStateBuilder {
             auth: Authenticator::new(self.service_accounts, self.operators),
             approvals: self.approvals,
             body_timeout: self.body_timeout,
+            body_budget: self.body_budget,
             audit_reader: self.audit_reader,
         }))
     }

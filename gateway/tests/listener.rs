@@ -184,6 +184,10 @@ async fn five_hundred_slow_unauthenticated_uploads_neither_exhaust_memory_nor_st
     // peak resident set grew by far less than one upload per connection.
     let peak = g.kib("VmHWM");
     let grown_mib = peak.saturating_sub(baseline) / 1024;
+    eprintln!(
+        "{UPLOADS} slow unauthenticated uploads: peak RSS {} MiB, {grown_mib} MiB over the baseline",
+        peak / 1024
+    );
     assert!(
         grown_mib < 96,
         "the gateway's peak RSS grew by {grown_mib} MiB (baseline {} MiB, peak {} MiB) for {UPLOADS} unauthenticated uploads",
@@ -453,14 +457,15 @@ async fn tls_is_served_from_a_certificate_and_key_in_files() {
         let resp = client
             .post(format!("https://{host}:{port}/v1/tool-calls"))
             .bearer_auth(KEY)
-            .json(&serde_json::json!({"tool": "search_web", "arguments": {}}))
+            .header("content-type", "application/json")
+            .body(r#"{"tool": "search_web", "arguments": {}}"#)
             .send()
             .await
             .unwrap();
         // ALPN offers HTTP/2, which the gateway speaks.
         assert_eq!(resp.version(), reqwest::Version::HTTP_2);
         assert_eq!(resp.status(), 200);
-        let body: serde_json::Value = resp.json().await.unwrap();
+        let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
         assert_eq!(body["reasonCode"], "tool.allowed_by_rule", "{body}");
     }
     // A client that does not trust the CA gets no answer.

@@ -13,6 +13,7 @@ use crate::approvals::{ApprovalError, Approvals, view_of_row};
 use crate::auth::{Agent, Caller};
 use crate::decisions::held;
 use crate::error::GatewayError;
+use crate::limits::UnreadBody;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -142,7 +143,7 @@ pub async fn decide(
     State(state): State<AppState>,
     Path((name, verb)): Path<(String, String)>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: UnreadBody,
 ) -> Result<Json<Value>, GatewayError> {
     let decision = match verb.as_str() {
         "approve" => ApprovalDecision::Approved,
@@ -150,6 +151,8 @@ pub async fn decide(
         _ => return Err(GatewayError::UnknownAction(verb)),
     };
     let (store, operator) = operator_store(&state, &headers)?;
+    // Read only now that the operator is authenticated.
+    let body = body.read().await?;
     let req: DecideBody = if body.is_empty() {
         DecideBody::default()
     } else {

@@ -9,6 +9,7 @@ use crate::auth::Agent;
 use crate::decisions::held::{self, Step};
 use crate::decisions::{Proposed, ToolCallDecision, ToolCallRequest, decide_tool_call};
 use crate::error::GatewayError;
+use crate::limits::UnreadBody;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -86,8 +87,10 @@ pub async fn handle(
     State(state): State<AppState>,
     Agent { who, snapshot }: Agent,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: UnreadBody,
 ) -> Result<Response, GatewayError> {
+    // Read only now that the agent is authenticated.
+    let body = body.read().await?;
     let req: ToolCallBody = json_body(&headers, &body, |e| {
         format!(
             "invalid tool-call request: {e}; expected {{\"tool\": \"name\", \"arguments\": {{...}}}}"

@@ -16,6 +16,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
 use palisade_control_plane::ControlPlane;
 use palisade_gateway::approvals::Approvals;
+use palisade_gateway::kubernetes::token_review::ReviewRate;
 use palisade_gateway::kubernetes::{ClusterSource, TokenReviewer, watch};
 use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::router::app;
@@ -433,4 +434,76 @@ async fn tokens_of_the_palisade_audience_are_accepted_where_the_gateway_asks_for
     assert_eq!(status, 200);
     let (status, _) = call(&default, &for_palisade, "sql_query").await;
     assert_eq!(status, 401);
+}
+
+/// A JWT-shaped token the API server never issued (`n` makes it unique).
+fn made_up_jwt(n: usize) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256","kid":"made-up"}"#),
+        b64(&format!(
+            r#"{{"sub":"system:serviceaccount:clinic:intake-agent","n":{n}}}"#
+        )),
+        b64("not a signature")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_reviews_are_rate_limited_per_process_and_agents_with_cached_answers_are_unaffected()
+{
+    let cp = tokio::task::spawn_blocking(|| ControlPlane::start("token-review-rate"))
+        .await
+        .unwrap();
+    let intake = cp.token("clinic", "intake-agent");
+    let reviewer = TokenReviewer::new(cp.client().await, vec![]).rate(ReviewRate {
+        per_second: 1,
+        burst: 3,
+    });
+    let state = reviewing_gateway("token-review-rate", reviewer).await;
+    let (status, _) = call(&state, &intake, "sql_query").await;
+    assert_eq!(status, 200);
+    let before = reviews(&cp);
+
+    // Twenty made-up tokens at once: the two reviews left in the burst
+    // (perhaps one more refilled) are made and refused; the rest are
+    // answered 429 without a review.
+    let calls: Vec<_> = (0..20)
+        .map(|n| {
+            let state = state.clone();
+            tokio::spawn(
+                async move { call_with_headers(&state, &made_up_jwt(n), "sql_query").await },
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.unwrap());
+    }
+    let refused = answers.iter().filter(|(s, _, _)| *s == 401).count();
+    let limited: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
+    assert_eq!(refused + limited.len(), 20, "{answers:?}");
+    assert!((2..=3).contains(&refused), "{refused} reviewed");
+    for (_, headers, body) in &limited {
+        assert_eq!(body["error"]["code"], "auth.review_rate_limited", "{body}");
+        assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+        assert_eq!(headers["retry-after"], "1");
+    }
+    assert_eq!(
+        reviews(&cp),
+        before + refused,
+        "only the reviews within the rate were made"
+    );
+
+    // The agent's cached answer still serves it, with no review.
+    for _ in 0..5 {
+        let (status, _) = call(&state, &intake, "sql_query").await;
+        assert_eq!(status, 200);
+    }
+    // A refused token is answered from the cache too: 401, not 429.
+    let n = answers.iter().position(|(s, _, _)| *s == 401).unwrap();
+    let (status, _, _) = call_with_headers(&state, &made_up_jwt(n), "sql_query").await;
+    assert_eq!(status, 401);
+    assert_eq!(reviews(&cp), before + refused);
 }

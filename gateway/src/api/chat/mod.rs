@@ -12,12 +12,13 @@ use crate::api::{json_body, request_id};
 use crate::auth::Agent;
 use crate::decisions::decide_chat;
 use crate::error::GatewayError;
+use crate::limits::UnreadBody;
 use crate::providers::openai::{ChatCompletion, ChatRequest};
 use crate::providers::{ProviderReply, Upstream, UpstreamError};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -30,8 +31,10 @@ pub async fn handle(
     State(state): State<AppState>,
     Agent { who, snapshot }: Agent,
     headers: HeaderMap,
-    body: Bytes,
+    body: UnreadBody,
 ) -> Result<Response, GatewayError> {
+    // Read only now that the agent is authenticated.
+    let body = body.read().await?;
     let request: ChatRequest = json_body(&headers, &body, |e| {
         if e.is_syntax() || e.is_eof() {
             format!("the body is not JSON: {e}")
@@ -39,6 +42,7 @@ pub async fn handle(
             format!("not a chat completion request: {e}")
         }
     })?;
+    drop(body);
     if request.messages.is_none() {
         return Err(GatewayError::BadRequest(
             "messages: a chat completion needs a `messages` array".into(),
