@@ -23,4 +23,4 @@ pub use error::AuditError;
 pub use event::{ApprovalFacts, AuditEvent, ChainedEvent, EventKind};
 pub use metrics::AuditMetrics;
 pub use store::{Backend, Filter, Migrations, Store, VerifyReport, WriterConnection};
-pub use writer::{AuditWriter, FailureMode, WriterConfig, WriterTask};
+pub use writer::{AuditWriter, FailureMode, Reservation, WriterConfig, WriterTask};

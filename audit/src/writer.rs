@@ -100,6 +100,78 @@ struct Shared {
     batch_max: usize,
 }
 
+impl Shared {
+    /// Whether a new event may be accepted now.
+    fn admit(&self) -> Result<(), AuditError> {
+        match self.state.load(Ordering::Acquire) {
+            SPOOL_FULL => {
+                self.metrics.refused.inc();
+                Err(AuditError::Spool(crate::spool::SpoolError::Full {
+                    used: 0,
+                    max: 0,
+                }))
+            }
+            DB_DOWN if self.failure_mode == FailureMode::FailClosed => {
+                self.metrics.refused.inc();
+                Err(AuditError::NotDurable)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts an event just queued on `tx`, and wakes the writer when a
+    /// full batch waits.
+    fn queued(&self, tx: &mpsc::Sender<Msg>) {
+        self.metrics.queue_depth.inc();
+        // Queued, plus the one the lingering writer holds.
+        let queued = tx.max_capacity() - tx.capacity();
+        if queued + 1 >= self.batch_max {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Why an event could not be queued.
+    fn not_queued<T>(&self, e: mpsc::error::TrySendError<T>) -> AuditError {
+        match e {
+            mpsc::error::TrySendError::Full(_) => {
+                self.metrics.refused.inc();
+                AuditError::QueueFull
+            }
+            mpsc::error::TrySendError::Closed(_) => AuditError::Stopped,
+        }
+    }
+}
+
+/// An accepted event not known yet ([`AuditWriter::reserve`]): its place
+/// in the queue. Dropped without [`Self::record`], the place is given
+/// back and nothing is recorded.
+pub struct Reservation {
+    /// `None` when the writer discards every event.
+    permit: Option<mpsc::OwnedPermit<Msg>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("discard", &self.permit.is_none())
+            .finish()
+    }
+}
+
+impl Reservation {
+    /// Records `event` in the place taken: it cannot be refused now.
+    pub fn record(self, event: AuditEvent) {
+        match self.permit {
+            Some(permit) => {
+                let tx = permit.send(Msg::Event(Box::new(event)));
+                self.shared.queued(&tx);
+            }
+            None => self.shared.metrics.discarded.inc(),
+        }
+    }
+}
+
 /// A handle to the writer; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditWriter {
@@ -210,38 +282,43 @@ impl AuditWriter {
             self.tx.shared.metrics.discarded.inc();
             return Ok(());
         }
-        match self.tx.shared.state.load(Ordering::Acquire) {
-            SPOOL_FULL => {
-                self.tx.shared.metrics.refused.inc();
-                return Err(AuditError::Spool(crate::spool::SpoolError::Full {
-                    used: 0,
-                    max: 0,
-                }));
-            }
-            DB_DOWN if self.tx.shared.failure_mode == FailureMode::FailClosed => {
-                self.tx.shared.metrics.refused.inc();
-                return Err(AuditError::NotDurable);
-            }
-            _ => {}
-        }
+        self.tx.shared.admit()?;
         let Some(tx) = &self.tx.tx else {
             return Err(AuditError::Stopped);
         };
         match tx.try_send(Msg::Event(Box::new(event))) {
             Ok(()) => {
-                self.tx.shared.metrics.queue_depth.inc();
-                // Queued, plus the one the lingering writer holds.
-                let queued = tx.max_capacity() - tx.capacity();
-                if queued + 1 >= self.tx.shared.batch_max {
-                    self.tx.shared.wake.notify_one();
-                }
+                self.tx.shared.queued(tx);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.tx.shared.metrics.refused.inc();
-                Err(AuditError::QueueFull)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(AuditError::Stopped),
+            Err(e) => Err(self.tx.shared.not_queued(e)),
+        }
+    }
+
+    /// Accepts an event before it is known: a place in the queue, taken
+    /// with the same checks as [`Self::record`] (so `Err` when `record`
+    /// would refuse), that [`Reservation::record`] then fills without
+    /// fail. For work that must not start unless its audit row is
+    /// accepted, but whose row says how the work went (a chat request's
+    /// prompt is not sent before its row is accepted).
+    pub fn reserve(&self) -> Result<Reservation, AuditError> {
+        let shared = Arc::clone(&self.tx.shared);
+        if shared.discard {
+            return Ok(Reservation {
+                permit: None,
+                shared,
+            });
+        }
+        shared.admit()?;
+        let Some(tx) = &self.tx.tx else {
+            return Err(AuditError::Stopped);
+        };
+        match tx.clone().try_reserve_owned() {
+            Ok(permit) => Ok(Reservation {
+                permit: Some(permit),
+                shared,
+            }),
+            Err(e) => Err(shared.not_queued(e)),
         }
     }
 

@@ -156,6 +156,18 @@ pub enum GatewayError {
     /// `400 invalid_request`, saying what is wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// `400 invalid_request`: a chat request uses the legacy `functions`
+    /// API (`field` is `functions` or `function_call`, also the error's
+    /// `param`). Its calls would come back as `function_call`, outside
+    /// `tools`; it is refused rather than guessed at.
+    #[error(
+        "`{field}` (the legacy functions API) is not accepted: use `{replacement}` instead ({hint}); tool calls then come back in `tool_calls`, each decided by policy"
+    )]
+    LegacyFunctions {
+        field: &'static str,
+        replacement: &'static str,
+        hint: &'static str,
+    },
     /// `415 invalid_request`.
     #[error("send the body as application/json")]
     NotJson,
@@ -173,7 +185,8 @@ pub enum GatewayError {
     #[error("approvals named {0:?} exist in several namespaces; add ?namespace=...")]
     AmbiguousApproval(String),
     /// `403` with the decision's reason code: the policy (or the approval
-    /// the call names) refused it. `details` is the decision.
+    /// the call names) refused it (`400` for `tool.name_too_long`).
+    /// `details` is the decision.
     #[error("{message}")]
     Refused {
         code: ReasonCode,
@@ -245,7 +258,15 @@ impl GatewayError {
             | Self::Overloaded
             | Self::TokenReview(ReviewError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TokenReview(ReviewError::RateLimited) => StatusCode::TOO_MANY_REQUESTS,
-            Self::BadRequest(_) | Self::AuditQueryParameter(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::AuditQueryParameter(_) | Self::LegacyFunctions { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            // Refused by the policy, but for the request's shape: the
+            // caller must change it, not ask for permission.
+            Self::Refused {
+                code: ReasonCode::ToolNameTooLong,
+                ..
+            } => StatusCode::BAD_REQUEST,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -279,6 +300,7 @@ impl GatewayError {
             Self::Unauthenticated => E::InvalidApiKey,
             Self::NotReady => E::NotReady,
             Self::BadRequest(_)
+            | Self::LegacyFunctions { .. }
             | Self::NotJson
             | Self::BodyTooLarge { .. }
             | Self::BodyTimeout(_)
@@ -368,6 +390,14 @@ impl GatewayError {
         }
     }
 
+    /// The request field the error is about, if it is about one.
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::LegacyFunctions { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
     /// Logs what the answer leaves out.
     fn log(&self) {
         match self {
@@ -410,8 +440,8 @@ struct ErrorObject {
     message: String,
     #[serde(rename = "type")]
     kind: &'static str,
-    /// Always `null`: Palisade does not point at a parameter.
-    param: Option<String>,
+    /// The request field at fault, where the error is about one.
+    param: Option<&'static str>,
     code: &'static str,
 }
 
@@ -425,7 +455,7 @@ impl IntoResponse for GatewayError {
             error: ErrorObject {
                 message: self.message(),
                 kind: error_type(status),
-                param: None,
+                param: self.param(),
                 code,
             },
             palisade: self.details(),

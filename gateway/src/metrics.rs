@@ -1,6 +1,7 @@
 //! The gateway's Prometheus metrics (prefix `palisade_`). Labels carry
-//! decisions, reason codes, tool names (bounded by policy) and matched
-//! routes, never prompt text or raw paths.
+//! decisions, reason codes, the rules that made them (bounded by policy)
+//! and matched routes, never tool names callers chose, prompt text or raw
+//! paths.
 
 use palisade_audit::AuditMetrics;
 use prometheus::{
@@ -26,9 +27,9 @@ impl GatewayMetrics {
         let decisions = IntCounterVec::new(
             Opts::new(
                 "palisade_decisions_total",
-                "Decisions by kind, outcome, reason code and tool",
+                "Decisions by kind, outcome, reason code and the rule (or grant) that made them",
             ),
-            &["kind", "decision", "reason", "tool"],
+            &["kind", "decision", "reason", "rule"],
         )?;
         let kill_switch_hits = IntCounterVec::new(
             Opts::new(

@@ -6,7 +6,6 @@
 
 use crate::approvals::Approvals;
 use crate::config::{ConfigError, default_sqlite_url, reload};
-use crate::credentials::sha256;
 use crate::kubernetes::token_review::ReviewRate;
 use crate::kubernetes::{ClusterSource, NotANamespace, TokenReviewer, WatchNamespaces};
 use crate::metrics::GatewayMetrics;
@@ -141,15 +140,6 @@ pub enum StartupError {
         "GatewaySettings spec.approvals.operators[{operator}].tokenEnv names {var}, which is not set; export it or remove the operator"
     )]
     OperatorTokenUnset { operator: String, var: String },
-    #[error(
-        "GatewaySettings spec.approvals.operators[{operator}]: the token in {var} is also the API key of agent {namespace}/{agent}; an agent must never decide approvals, give the operator a different token"
-    )]
-    OperatorTokenIsAgentKey {
-        operator: String,
-        var: String,
-        namespace: String,
-        agent: String,
-    },
     #[error(transparent)]
     Tls(#[from] crate::listener::TlsError),
     #[error("cannot listen on {address}: {source}")]
@@ -291,6 +281,8 @@ struct Source {
     first_config: PathBuf,
     /// What the start-up line says is served.
     revision: String,
+    /// Standalone operators (name, token); none in a cluster.
+    operators: Vec<(String, String)>,
 }
 
 async fn source(
@@ -300,12 +292,24 @@ async fn source(
     interval: Duration,
 ) -> Result<Source, StartupError> {
     if !args.kubernetes {
-        let (revision, settings) = reload::load_into(&args.config, current, metrics)?;
+        let (snapshot, settings) = reload::compile(&args.config)?;
+        let operators = operators(&settings)?;
+        let keys: Vec<reload::OperatorKey> = settings
+            .approvals
+            .operators
+            .iter()
+            .zip(&operators)
+            .map(|(op, (_, token))| reload::OperatorKey::new(&op.name, &op.token_env, token))
+            .collect();
+        // The first load and every reload: no agent key may be an
+        // operator's token.
+        let revision = reload::serve(snapshot, current, metrics, &keys)?;
         let watcher = reload::watch(
             args.config.clone(),
             current.clone(),
             Arc::clone(metrics),
             interval,
+            keys,
         );
         return Ok(Source {
             settings,
@@ -313,6 +317,7 @@ async fn source(
             client: None,
             first_config: args.config.first().cloned().unwrap_or_default(),
             revision,
+            operators,
         });
     }
     let client = kube::Client::try_default()
@@ -341,14 +346,14 @@ async fn source(
             "(waiting for Secret {}/{})",
             args.namespace, args.secret_name
         ),
+        // In a cluster, approvals are decided through Kubernetes RBAC.
+        operators: Vec::new(),
     })
 }
 
-/// The operators of `settings` (name, token), none of whose tokens may be
-/// an agent's key.
+/// The operators of `settings` (name, token, from the environment).
 fn operators(
     settings: &standalone::GatewaySettings,
-    current: &Current,
 ) -> Result<Vec<(String, String)>, StartupError> {
     let mut operators = Vec::new();
     for op in &settings.approvals.operators {
@@ -356,16 +361,6 @@ fn operators(
             operator: op.name.clone(),
             var: op.token_env.clone(),
         })?;
-        if let Some(snapshot) = current.load_full()
-            && let Some(agent) = snapshot.agent_keys.holder_of(&sha256(&token))
-        {
-            return Err(StartupError::OperatorTokenIsAgentKey {
-                operator: op.name.clone(),
-                var: op.token_env.clone(),
-                namespace: agent.namespace.clone(),
-                agent: agent.agent.clone(),
-            });
-        }
         operators.push((op.name.clone(), token));
     }
     Ok(operators)
@@ -390,6 +385,7 @@ async fn serve(
         client,
         first_config: first,
         revision,
+        operators: operator_tokens,
     } = source(&args, &current, &metrics, interval).await?;
     let audit_url = match (
         args.audit_url
@@ -408,7 +404,6 @@ async fn serve(
             Some(std::env::var(var).map_err(|_| StartupError::ReadTokenUnset(var.clone()))?)
         }
     };
-    let operator_tokens = operators(&settings, &current)?;
     let instance: Arc<str> = instance_name().into();
     let approvals = match &client {
         Some(client) => {

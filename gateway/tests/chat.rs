@@ -99,12 +99,16 @@ stringData: {{intake: {KEY}, openai: sk-upstream, anthropic: sk-ant-upstream}}
 }
 
 async fn chat(s: &Setup, body: Value) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+    chat_on(&s.state, body).await
+}
+
+async fn chat_on(state: &AppState, body: Value) -> (u16, axum::http::HeaderMap, Vec<u8>) {
     let req = Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {KEY}"))
         .body(Body::from(body.to_string()))
         .unwrap();
-    let resp = app(s.state.clone()).oneshot(req).await.unwrap();
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
@@ -753,6 +757,23 @@ async fn tool_call_arguments_that_do_not_parse_are_denied_and_allowed_ones_forwa
         ),
     ];
     assert_eq!(decided, [once.clone(), once].concat());
+    // Audited with the digest of the text the model sent: the invalid
+    // text itself, the valid one digit for digit (`1.50`, not `1.5`).
+    let digests: Vec<String> = s
+        .store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.tool.is_some())
+        .map(|r| r.event.argument_digest.unwrap())
+        .collect();
+    let sent = [
+        palisade_policy::ToolArguments::parse(r#"{"to":"x@evil.example","n":NaN}"#),
+        palisade_policy::ToolArguments::parse(r#"{ "query" : "SELECT 1", "a": 1.50 }"#),
+    ];
+    let sent: Vec<String> = sent.iter().map(|a| a.digest().to_owned()).collect();
+    assert_eq!(digests, [sent.clone(), sent].concat());
 }
 
 #[tokio::test]
@@ -765,5 +786,132 @@ async fn a_chat_request_stopped_by_a_kill_switch_is_counted() {
         metrics
             .contains("palisade_kill_switch_hits_total{namespace=\"clinic\",scope=\"policy\"} 1"),
         "{metrics}"
+    );
+}
+
+/// Issue 23, item 1: a request in the legacy `functions` shape is refused
+/// with a 400 naming the field and what replaces it, before any provider
+/// sees it (its answer would come back as an undecided `function_call`
+/// from providers that still honour it).
+#[tokio::test]
+async fn legacy_function_fields_in_a_request_are_refused_naming_their_replacement() {
+    let s = setup("chat-legacy", "").await;
+    for (field, value, fix) in [
+        (
+            "functions",
+            json!([{"name": "send_email", "parameters": {"type": "object"}}]),
+            "tools",
+        ),
+        (
+            "function_call",
+            json!({"name": "send_email"}),
+            "tool_choice",
+        ),
+    ] {
+        let mut body = json!({"model": "gpt-4o", "messages": user("hi")});
+        body[field] = value;
+        let (status, _, bytes) = chat(&s, body).await;
+        let error = &json_of(&bytes)["error"];
+        assert_eq!(
+            (status, error["code"].as_str(), error["param"].as_str()),
+            (400, Some("invalid_request"), Some(field)),
+            "{error}"
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{field}`")) && message.contains(&format!("`{fix}`")),
+            "{message}"
+        );
+    }
+    assert!(s.cloud.received().is_empty(), "no provider saw them");
+}
+
+/// Issue 23, item 10: a tool name longer than 256 bytes is refused
+/// (`tool.name_too_long`) wherever a tool call is decided: a model's call
+/// in chat is withheld and audited under a bounded name.
+#[tokio::test]
+async fn a_proposed_tool_call_with_an_overlong_name_is_withheld() {
+    let s = setup("chat-long-name", "").await;
+    edit_policy(&s, "chat-long-name", |y| {
+        y.replace("[sql_query], action: Allow", "[\"sql_*\"], action: Allow")
+    });
+    let long = format!("sql_{}", "x".repeat(300));
+    s.cloud.set_script(Script::ToolCalls(vec![
+        (long.clone(), json!({})),
+        ("sql_query".into(), json!({})),
+    ]));
+    let (status, _, body) = chat(&s, json!({"model": "gpt-4o", "messages": user("go")})).await;
+    assert_eq!(status, 200);
+    let message = &json_of(&body)["choices"][0]["message"];
+    let names: Vec<&str> = message["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sql_query"]);
+    let content = message["content"].as_str().unwrap();
+    assert!(content.contains("tool.name_too_long"), "{content}");
+    s.state.audit.flush().await.unwrap();
+    let rows = s.store.query(&Filter::default()).await.unwrap();
+    let denied = rows
+        .iter()
+        .find(|r| r.event.reason_codes == ["tool.name_too_long"])
+        .expect("the refusal is audited");
+    assert!(denied.event.tool.as_ref().unwrap().len() <= 260);
+    let metrics = s.state.metrics.render();
+    assert!(!metrics.contains("xxxx"), "{metrics}");
+}
+
+/// Issue 23: `FailClosed` auditing holds for chat too. While the audit
+/// database is down, a chat request is refused `503 audit.unavailable`
+/// before its prompt is sent anywhere: the provider never sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_fail_closed_auditing_no_prompt_is_sent_while_the_audit_is_down() {
+    use palisade_audit::{
+        AuditEvent, AuditMetrics, AuditWriter, EventKind, FailureMode, Migrations, WriterConfig,
+    };
+    let s = setup("chat-fail-closed", "").await;
+    let pg = palisade_audit_suite::TestPostgres::start();
+    let store = Store::open(&pg.database("chat"), Migrations::Apply)
+        .await
+        .unwrap();
+    let mut config = WriterConfig::new(palisade_audit_suite::temp_dir("chat-fc-spool"));
+    config.failure_mode = FailureMode::FailClosed;
+    let (audit, _task) =
+        AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap()).unwrap();
+    let state = AppState::builder(
+        s.state.config.clone(),
+        audit.clone(),
+        s.state.metrics.clone(),
+        palisade_gateway::approvals::Approvals::local(store, "gateway-test"),
+    )
+    .build();
+    let (status, _, _) = chat_on(&state, json!({"model": "gpt-4o", "messages": user("hi")})).await;
+    assert_eq!(status, 200, "served while the audit is up");
+    assert_eq!(s.cloud.received().len(), 1);
+
+    pg.kill();
+    // The writer learns that the database is down from the first event
+    // it cannot write (that one is spooled: it was accepted).
+    let probe = AuditEvent::new(EventKind::Chat, "probe", "clinic", "intake", "Allow");
+    let _ = audit.record_durable(probe).await;
+    assert!(audit.database_down());
+    for stream in [false, true] {
+        let (status, _, body) = chat_on(
+            &state,
+            json!({"model": "gpt-4o", "messages": user("a secret"), "stream": stream}),
+        )
+        .await;
+        assert_eq!(
+            (status, code_of(&body)),
+            (503, "audit.unavailable".into()),
+            "stream: {stream}"
+        );
+    }
+    assert_eq!(
+        s.cloud.received().len(),
+        1,
+        "no prompt reached the provider while its audit row could not be accepted"
     );
 }

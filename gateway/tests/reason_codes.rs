@@ -111,8 +111,23 @@ async fn post(
 async fn every_tool_reason_code_reaches_the_agent_with_its_status() {
     let up = FakeOpenAi::start(Script::Text("hi".into())).await.unwrap();
     let s = state("tools", &up, "http://127.0.0.1:9").await;
+    let long_name = format!("read_{}", "x".repeat(252));
     for (key, tool, args, status, code) in [
         ("key-off", "read_file", json!({}), 403, "kill_switch.agent"),
+        (
+            "key-a",
+            long_name.as_str(),
+            json!({}),
+            400,
+            "tool.name_too_long",
+        ),
+        (
+            "key-a",
+            "read_file",
+            json!([1]),
+            403,
+            "tool.arguments_invalid",
+        ),
         ("key-a", "drop_table", json!({}), 403, "tool.denied_by_rule"),
         (
             "key-a",

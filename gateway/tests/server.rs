@@ -60,12 +60,17 @@ async fn gateway(name: &str, edit: impl Fn(String) -> String, load: bool) -> Gat
 }
 
 async fn call(g: &Gateway, key: Option<&str>, body: Value) -> (StatusCode, Value) {
+    call_raw(g, key, &body.to_string()).await
+}
+
+/// A `/v1/tool-calls` request whose body is exactly `body`.
+async fn call_raw(g: &Gateway, key: Option<&str>, body: &str) -> (StatusCode, Value) {
     let mut req = Request::post("/v1/tool-calls").header("content-type", "application/json");
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));
     }
     let resp = app(g.state.clone())
-        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .oneshot(req.body(Body::from(body.to_owned())).unwrap())
         .await
         .unwrap();
     let status = resp.status();
@@ -199,14 +204,125 @@ async fn unknown_keys_are_401_and_bad_bodies_say_what_is_wrong() {
             .contains("unknown field `argumnets`"),
         "{body}"
     );
-    let (status, body) = call(&g, Some(KEY), json!({"tool": "x", "arguments": [1]})).await;
-    assert_eq!(
-        (status.as_u16(), body["error"]["message"].as_str()),
-        (400, Some("arguments must be a JSON object"))
-    );
     let big = json!({"tool": "x", "arguments": {"blob": "x".repeat(2 << 20)}});
     let (status, _) = call(&g, Some(KEY), big).await;
     assert_eq!(status, 413);
+}
+
+/// Issue 23, items 1 and 2: `/v1/tool-calls` decides the arguments as
+/// they were sent, not as a lenient parser reads them. A key given twice
+/// (parsers disagree on which one wins) or arguments that are not an
+/// object are denied `tool.arguments_invalid` and audited with the digest
+/// of the text as sent; a number no double holds is digested digit for
+/// digit, so what was decided is exactly what was sent.
+#[tokio::test]
+async fn tool_call_arguments_are_decided_exactly_as_sent() {
+    let g = gateway("raw-args", |t| t, true).await;
+    let invalid = [
+        ("r-dup", r#"{"q": "opening hours", "q": "rm -rf /"}"#),
+        ("r-array", "[1]"),
+        ("r-string", r#""{\"q\": 1}""#),
+        ("r-null", "null"),
+    ];
+    for (id, raw) in invalid {
+        let body = format!(r#"{{"tool": "search_web", "requestId": "{id}", "arguments": {raw}}}"#);
+        let (status, body) = call_raw(&g, Some(KEY), &body).await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (403, Some("tool.arguments_invalid")),
+            "{raw}: {body}"
+        );
+    }
+    // `NaN` makes the body itself something other than JSON.
+    let (status, body) = call_raw(
+        &g,
+        Some(KEY),
+        r#"{"tool": "search_web", "arguments": {"q": NaN}}"#,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let precise = r#"{"n": 123456789012345678901234567890, "x": 0.10000000000000000555}"#;
+    let (status, body) = call_raw(
+        &g,
+        Some(KEY),
+        &format!(r#"{{"tool": "search_web", "requestId": "r-precise", "arguments": {precise}}}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    g.state.audit.flush().await.unwrap();
+    let digests: std::collections::HashMap<String, (String, String)> = g
+        .store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let e = r.event;
+            (e.request_id, (e.decision, e.argument_digest.unwrap()))
+        })
+        .collect();
+    for (id, raw) in invalid.into_iter().chain([("r-precise", precise)]) {
+        let expected = palisade_policy::ToolArguments::parse(raw);
+        assert_eq!(
+            digests[id].1,
+            expected.digest(),
+            "{id}: audited with the digest of what was sent"
+        );
+    }
+    assert_eq!(digests["r-dup"].0, "Deny");
+    assert_ne!(
+        digests["r-precise"].1,
+        palisade_policy::argument_digest(
+            &json!({"n": 123456789012345678901234567890_f64, "x": 0.1})
+        ),
+        "not rounded through a double"
+    );
+}
+
+/// Issue 23, item 10: metric labels stay bounded by the policy. A call
+/// decided by a glob rule is counted under the rule, never the tool name
+/// the caller made up; a tool name longer than 256 bytes is refused with
+/// its own code (and audited under a bounded name).
+#[tokio::test]
+async fn decisions_are_counted_by_rule_and_overlong_tool_names_are_refused() {
+    let g = gateway("labels", |t| t, true).await;
+    for tool in ["search_web", "search_made_up_1", "read_made_up_2"] {
+        let (status, _) = call(&g, Some(KEY), json!({"tool": tool})).await;
+        assert_eq!(status, 200, "{tool}");
+    }
+    let (status, _) = call(&g, Some(KEY), json!({"tool": "drop_made_up_3"})).await;
+    assert_eq!(status, 403);
+    let metrics = g.state.metrics.render();
+    assert!(
+        metrics.contains("palisade_decisions_total{decision=\"Allow\",kind=\"tool_call\",reason=\"tool.allowed_by_rule\",rule=\"spec.tools.rules[0]\"} 3"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("made_up"), "{metrics}");
+
+    let long = format!("search_{}", "x".repeat(250));
+    let (status, body) = call(&g, Some(KEY), json!({"tool": long, "requestId": "r-long"})).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (400, Some("tool.name_too_long")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("256 bytes"), "{message}");
+    let (status, _) = call(&g, Some(KEY), json!({"tool": &long[..256]})).await;
+    assert_eq!(status, 200, "256 bytes is still a name");
+    g.state.audit.flush().await.unwrap();
+    let rows = g.store.query(&Filter::default()).await.unwrap();
+    let refused = rows
+        .iter()
+        .find(|r| r.event.request_id == "r-long")
+        .expect("the refusal is audited");
+    assert_eq!(refused.event.reason_codes, ["tool.name_too_long"]);
+    assert!(refused.event.tool.as_ref().unwrap().len() <= 260);
 }
 
 #[tokio::test]
@@ -228,7 +344,7 @@ async fn kill_switches_stop_the_agent_and_are_counted() {
             .contains("palisade_kill_switch_hits_total{namespace=\"default\",scope=\"policy\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("palisade_decisions_total{decision=\"Deny\",kind=\"tool_call\",reason=\"kill_switch.policy\",tool=\"other\"} 1"), "{metrics}");
+    assert!(metrics.contains("palisade_decisions_total{decision=\"Deny\",kind=\"tool_call\",reason=\"kill_switch.policy\",rule=\"spec.suspend\"} 1"), "{metrics}");
 }
 
 #[tokio::test]
@@ -240,6 +356,7 @@ async fn a_changed_file_is_swapped_in_and_an_invalid_edit_keeps_the_previous_con
         g.state.config.clone(),
         g.state.metrics.clone(),
         std::time::Duration::from_millis(50),
+        Vec::new(),
     );
     let path = &g.config[0];
     let text = std::fs::read_to_string(path).unwrap();
@@ -335,16 +452,82 @@ fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
     );
 }
 
-/// One `/v1/tool-calls` request for `search_web` on its own connection;
-/// the raw HTTP answer.
-fn tool_call_over_tcp(addr: &str, request_id: &str) -> String {
+/// Issue 23: the operator-token / agent-key check runs on every reload,
+/// not only at start-up. An edit that gives an agent the operator's token
+/// as its key is rejected (counted, the previous configuration keeps
+/// serving), so the operator's token never becomes an agent's.
+#[test]
+fn a_reload_that_gives_an_agent_the_operator_token_is_rejected() {
+    const OPERATOR: &str = "operator-token-123";
+    let d = dir("collide");
+    let config = quickstart(&d, |t| {
+        t.replace(
+            "  namespace: default\n",
+            "  namespace: default\n  approvals:\n    operators:\n      - {name: oncall, tokenEnv: PALISADE_TEST_OPERATOR}\n",
+        )
+    });
+    let args = [&run_args(&config)[..], &["--reload-interval", "100ms"]].concat();
+    let (mut child, addr) =
+        common::spawn_gateway_with_env(&args, &[("PALISADE_TEST_OPERATOR", OPERATOR)]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("apiKey: demo-key-change-me", &format!("apiKey: {OPERATOR}")),
+    )
+    .unwrap();
+    let metric = "palisade_config_reload_errors_total 1";
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        metrics = http_get(&addr, "/metrics");
+        if metrics.contains(metric) {
+            break;
+        }
+    }
+    let as_agent = tool_call_with_key(&addr, OPERATOR);
+    let demo = tool_call_with_key(&addr, KEY);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(metrics.contains(metric), "the edit was rejected: {metrics}");
+    assert!(
+        as_agent.starts_with("HTTP/1.1 401"),
+        "the operator's token is no agent's key: {as_agent}"
+    );
+    assert!(
+        demo.starts_with("HTTP/1.1 200"),
+        "the previous configuration keeps serving: {demo}"
+    );
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+    )
+}
+
+/// A `/v1/tool-calls` request for `search_web` with `key`; the raw answer.
+fn tool_call_with_key(addr: &str, key: &str) -> String {
+    let request = http_request("POST", "/v1/tool-calls", r#"{"tool":"search_web"}"#)
+        .replace(&format!("Bearer {KEY}"), &format!("Bearer {key}"));
+    exchange(addr, &request)
+}
+
+/// Sends `request` on its own connection; the raw answer.
+fn exchange(addr: &str, request: &str) -> String {
     use std::io::{Read, Write};
-    let body = format!("{{\"tool\":\"search_web\",\"requestId\":\"{request_id}\"}}");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "{}", http_request("POST", "/v1/tool-calls", &body)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     resp
+}
+
+/// One `/v1/tool-calls` request for `search_web` on its own connection;
+/// the raw HTTP answer.
+fn tool_call_over_tcp(addr: &str, request_id: &str) -> String {
+    let body = format!("{{\"tool\":\"search_web\",\"requestId\":\"{request_id}\"}}");
+    exchange(addr, &http_request("POST", "/v1/tool-calls", &body))
 }
 
 fn http_request(method: &str, path: &str, body: &str) -> String {

@@ -38,4 +38,4 @@ pub use routing::{
     PATTERN_SET_SIZE_LIMIT, PATTERN_SIZE_LIMIT, PatternError, Route, RouteRule, Routing,
     RoutingError, check_pattern,
 };
-pub use tool::{Grant, ToolCall, ToolRule, ToolRules, ToolRulesError};
+pub use tool::{Grant, MAX_TOOL_NAME_BYTES, ToolCall, ToolRule, ToolRules, ToolRulesError};

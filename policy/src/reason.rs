@@ -107,6 +107,9 @@ pub enum ReasonCode {
     /// The tool call's arguments are not a JSON object (a string, an array, `null`, or text that is not JSON, such as `NaN`): never evaluated as `{}`, refused in every mode.
     #[serde(rename = "tool.arguments_invalid")]
     ToolArgumentsInvalid,
+    /// The tool's name is longer than [`crate::MAX_TOOL_NAME_BYTES`]: refused in every mode.
+    #[serde(rename = "tool.name_too_long")]
+    ToolNameTooLong,
 }
 
 impl ReasonCode {
@@ -118,6 +121,7 @@ impl ReasonCode {
         Self::KillSwitchAgent,
         Self::ToolDeniedByRule,
         Self::ToolArgumentsInvalid,
+        Self::ToolNameTooLong,
         Self::ToolConditionError,
         Self::ToolGrantExpired,
         Self::ToolAllowedByGrant,
@@ -181,6 +185,7 @@ impl ReasonCode {
             Self::ApprovalMismatch => "approval.mismatch",
             Self::ApprovalNotFound => "approval.not_found",
             Self::ToolArgumentsInvalid => "tool.arguments_invalid",
+            Self::ToolNameTooLong => "tool.name_too_long",
         }
     }
 

@@ -5,6 +5,9 @@
 //!    when the only policy naming it has never compiled);
 //! 2. kill switches: policy `suspend`, then agent `suspended` — enforced
 //!    in every mode, `Audit` included;
+//!    then a tool name longer than [`MAX_TOOL_NAME_BYTES`] → deny
+//!    (`tool.name_too_long`, in every mode: names are audited and
+//!    counted, and no tool needs a longer one);
 //!    then arguments that are not a JSON object → deny
 //!    (`tool.arguments_invalid`, in every mode too) unless an unconditional
 //!    `Deny` rule names the tool (`tool.denied_by_rule`);
@@ -22,6 +25,10 @@ use globset::{GlobSet, GlobSetBuilder};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// The longest tool name decided (bytes); a longer one is denied
+/// `tool.name_too_long`.
+pub const MAX_TOOL_NAME_BYTES: usize = 256;
 
 /// "May this agent run this tool with these arguments?"
 ///
@@ -217,6 +224,15 @@ impl PolicyBundle {
         };
         if let Some(kill) = policy.kill_switch(agent) {
             return kill;
+        }
+        if call.tool.len() > MAX_TOOL_NAME_BYTES {
+            return Decision {
+                outcome: Outcome::Deny,
+                enforced: true,
+                reason_code: ReasonCode::ToolNameTooLong,
+                rule: None,
+                policy: Some(policy.reference()),
+            };
         }
         let decide = |outcome, reason_code, rule: Option<String>| Decision {
             outcome,

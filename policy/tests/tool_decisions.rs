@@ -514,3 +514,33 @@ fn a_kill_switch_is_enforced_even_when_the_policy_only_audits() {
     let other = decide(&agent_off, "billing", "sql_query", json!({}));
     assert_eq!(other.effective_outcome(), Outcome::Allow);
 }
+
+/// Issue 23, item 10: a tool name longer than 256 bytes is refused
+/// (`tool.name_too_long`) in every mode, whatever a glob or grant says; a
+/// kill switch still names itself.
+#[test]
+fn a_tool_name_longer_than_256_bytes_is_refused_in_every_mode() {
+    let long = format!("sql_{}", "é".repeat(127)); // 4 + 254 = 258 bytes
+    let limit = format!("sql_{}", "x".repeat(252)); // 256 bytes
+    for audit_only in [false, true] {
+        let mut p = policy("p").governing("intake").allowing(&["sql_*"]);
+        if audit_only {
+            p = p.audit_only();
+        }
+        let b = bundle(
+            vec![p.build()],
+            vec![grant("g").for_agent("intake").on_tools(&["*"]).build()],
+        );
+        let d = decide(&b, "intake", &long, json!({}));
+        assert_decision(&d, Outcome::Deny, ReasonCode::ToolNameTooLong, None);
+        assert!(d.enforced, "refused even when the policy only audits");
+        let d = decide(&b, "intake", &limit, json!({}));
+        assert_eq!(d.effective_outcome(), Outcome::Allow, "{d:?}");
+    }
+    let b = bundle(
+        vec![policy("p").governing("intake").suspended().build()],
+        vec![],
+    );
+    let d = decide(&b, "intake", &long, json!({}));
+    assert_eq!(d.reason_code, ReasonCode::KillSwitchPolicy);
+}

@@ -38,8 +38,8 @@ pub fn document() -> Value {
                 "ToolCallRequest": {
                     "type": "object", "required": ["tool"], "additionalProperties": false,
                     "properties": {
-                        "tool": {"type": "string"},
-                        "arguments": {"type": "object", "description": "The tool's arguments; only their digest is audited unless the policy says otherwise."},
+                        "tool": {"type": "string", "maxLength": 256, "description": "At most 256 bytes (400 tool.name_too_long)."},
+                        "arguments": {"type": "object", "description": "The tool's arguments, decided as the text sent: a key given twice, or anything but an object, is 403 tool.arguments_invalid. Only their digest (of the text, every digit kept) is audited unless the policy says otherwise."},
                         "requestId": {"type": "string", "maxLength": 128},
                         "approval": {"type": "string", "description": "After a 202: the approved Approval this call uses (once, for exactly this agent, tool and arguments, before it expires)."}
                     }
@@ -92,7 +92,7 @@ pub fn document() -> Value {
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ToolCallRequest"}}}},
                 "responses": {
                     "200": {"description": "Allowed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
-                    "400": error_response("Malformed request"),
+                    "400": error_response("Malformed request, or a tool name over 256 bytes (tool.name_too_long)"),
                     "401": error_response("Unknown API key"),
                     "202": {"description": "Held for a human: the body's `approval` names the Approval, where to poll and its expiry; repeat the call with `approval` once it is Approved", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
                     "403": error_response("Denied, or the named approval cannot be used (approval.denied, approval.expired, approval.replay_refused, approval.mismatch, approval.not_found)"),

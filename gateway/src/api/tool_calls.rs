@@ -7,7 +7,9 @@
 use crate::api::{json_body, request_id};
 use crate::auth::Agent;
 use crate::decisions::held::{self, Step};
-use crate::decisions::{Proposed, ToolCallDecision, ToolCallRequest, decide_tool_call};
+use crate::decisions::{
+    Proposed, ToolCallDecision, ToolCallRequest, bounded_tool_name, decide_tool_call,
+};
 use crate::error::GatewayError;
 use crate::limits::UnreadBody;
 use crate::state::AppState;
@@ -16,9 +18,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use palisade_crds::ApprovalPhase;
-use palisade_policy::{Outcome, PolicyRef, ReasonCode};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use palisade_policy::{MAX_TOOL_NAME_BYTES, Outcome, PolicyRef, ReasonCode, ToolArguments};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -26,17 +29,22 @@ use serde_json::{Map, Value};
 struct ToolCallBody {
     /// The tool the agent wants to run.
     tool: String,
-    /// Its arguments (a JSON object).
-    #[serde(default = "empty_object")]
-    arguments: Value,
+    /// Its arguments (a JSON object), as the text that was sent: parsed
+    /// once, strictly, by [`ToolArguments::parse`], so what is decided is
+    /// exactly what was sent (a key given twice, or anything but an
+    /// object, is `tool.arguments_invalid`). Left out: `{}`.
+    #[serde(default, deserialize_with = "raw")]
+    arguments: Option<Box<RawValue>>,
     /// The caller's request id, for correlating audit rows.
     request_id: Option<String>,
     /// The approved Approval this call uses (after a `202`).
     approval: Option<String>,
 }
 
-fn empty_object() -> Value {
-    Value::Object(Map::new())
+/// Any JSON value as its text (`null` too, which `Option` alone would
+/// read as left out).
+fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 /// The decision, as the answer's body (or its error's `palisade` object)
@@ -96,18 +104,14 @@ pub async fn handle(
             "invalid tool-call request: {e}; expected {{\"tool\": \"name\", \"arguments\": {{...}}}}"
         )
     })?;
-    if !req.arguments.is_object() {
-        return Err(GatewayError::BadRequest(
-            "arguments must be a JSON object".into(),
-        ));
-    }
+    let arguments = ToolArguments::parse(req.arguments.as_deref().map_or("", RawValue::get));
     let request_id = request_id(&headers, req.request_id.as_deref());
     let call = ToolCallRequest {
         proposed: Proposed::Api,
         request_id: &request_id,
         who: &who,
         tool: &req.tool,
-        arguments: &req.arguments,
+        arguments: &arguments,
     };
     let decided = decide_tool_call(&state, &snapshot, &call);
 
@@ -125,11 +129,23 @@ pub async fn handle(
         return Ok(respond_held(step, body, &req.tool));
     }
     let d = &decided.decision;
-    let message = match d.effective_outcome() {
-        Outcome::Allow => return Ok(allowed(&body)),
-        Outcome::Deny => format!(
+    let tool = bounded_tool_name(&req.tool);
+    let message = match (d.effective_outcome(), d.reason_code) {
+        (Outcome::Allow, _) => return Ok(allowed(&body)),
+        (_, ReasonCode::ToolNameTooLong) => format!(
+            "tool: the name is {} bytes long; tool names are at most {MAX_TOOL_NAME_BYTES} bytes",
+            req.tool.len()
+        ),
+        (_, ReasonCode::ToolArgumentsInvalid) => format!(
+            "arguments of tool {:?} cannot be decided: {}; send a JSON object with each key once",
+            tool,
+            arguments
+                .error()
+                .map_or_else(|| "not an object".to_owned(), ToString::to_string)
+        ),
+        (Outcome::Deny, _) => format!(
             "tool {:?} is denied for agent {:?} ({}{})",
-            req.tool,
+            tool,
             who.agent,
             d.reason_code,
             d.rule
@@ -137,9 +153,9 @@ pub async fn handle(
                 .map(|r| format!(", rule {r}"))
                 .unwrap_or_default()
         ),
-        Outcome::RequireApproval => format!(
+        (Outcome::RequireApproval, _) => format!(
             "tool {:?} needs a human's approval, but no policy names agent {:?}; the call is refused",
-            req.tool, who.agent
+            tool, who.agent
         ),
     };
     Err(GatewayError::Refused {

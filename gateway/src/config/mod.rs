@@ -28,6 +28,15 @@ pub enum ConfigError {
     },
     #[error("{}", Lines(.0))]
     Invalid(Vec<FileDiagnostic>),
+    #[error(
+        "GatewaySettings spec.approvals.operators[{operator}]: the token in {var} is also the API key of agent {namespace}/{agent}; an agent must never decide approvals, give the operator a different token"
+    )]
+    OperatorTokenIsAgentKey {
+        operator: String,
+        var: String,
+        namespace: String,
+        agent: String,
+    },
 }
 
 struct Lines<'a>(&'a [FileDiagnostic]);

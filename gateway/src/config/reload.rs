@@ -1,14 +1,36 @@
 //! Configuration from files: load once at start, then reload whenever a
 //! file changes. An edit that does not load is rejected with its
-//! diagnostics and the previous configuration keeps serving.
+//! diagnostics and the previous configuration keeps serving. So is one
+//! that gives an agent an operator's token as its key, checked on every
+//! load, not only at start-up: an agent must never decide approvals.
 
 use super::{ConfigError, load_files};
+use crate::credentials::sha256;
 use crate::metrics::GatewayMetrics;
 use crate::snapshot::{Current, Snapshot};
 use palisade_crds::standalone::GatewaySettings;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// A standalone operator's token, as every load checks agent keys
+/// against it: who holds it, the variable it came from, its SHA-256.
+#[derive(Debug, Clone)]
+pub struct OperatorKey {
+    pub operator: String,
+    pub var: String,
+    sha256: [u8; 32],
+}
+
+impl OperatorKey {
+    pub fn new(operator: &str, var: &str, token: &str) -> Self {
+        Self {
+            operator: operator.to_owned(),
+            var: var.to_owned(),
+            sha256: sha256(token),
+        }
+    }
+}
 
 fn stamps(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
     paths
@@ -21,31 +43,62 @@ fn stamps(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
         .collect()
 }
 
-/// Loads the files into `current`; returns the revision and the gateway
-/// settings, or the diagnostics.
+/// Compiles the files: the configuration to serve and the gateway
+/// settings, or the diagnostics. Nothing is served yet ([`serve`]).
+pub fn compile(paths: &[PathBuf]) -> Result<(Snapshot, GatewaySettings), ConfigError> {
+    let loaded = load_files(paths)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok((
+        Snapshot::new(loaded.compilation.bundle),
+        loaded.config.settings,
+    ))
+}
+
+/// Serves `snapshot` unless one of its agents' keys is an operator's
+/// token; returns its revision.
+pub fn serve(
+    snapshot: Snapshot,
+    current: &Current,
+    metrics: &GatewayMetrics,
+    operators: &[OperatorKey],
+) -> Result<String, ConfigError> {
+    for op in operators {
+        if let Some(agent) = snapshot.agent_keys.holder_of(&op.sha256) {
+            return Err(ConfigError::OperatorTokenIsAgentKey {
+                operator: op.operator.clone(),
+                var: op.var.clone(),
+                namespace: agent.namespace.clone(),
+                agent: agent.agent.clone(),
+            });
+        }
+    }
+    let revision = snapshot.revision().to_owned();
+    metrics.served(&revision, snapshot.loaded_at);
+    current.store(Some(Arc::new(snapshot)));
+    Ok(revision)
+}
+
+/// Loads the files into `current` (a gateway without operators); returns
+/// the revision and the gateway settings, or the diagnostics.
 pub fn load_into(
     paths: &[PathBuf],
     current: &Current,
     metrics: &GatewayMetrics,
 ) -> Result<(String, GatewaySettings), ConfigError> {
-    let loaded = load_files(paths)?;
-    for w in &loaded.warnings {
-        tracing::warn!("{w}");
-    }
-    let snapshot = Snapshot::new(loaded.compilation.bundle);
-    let revision = snapshot.revision().to_owned();
-    metrics.served(&revision, snapshot.loaded_at);
-    current.store(Some(Arc::new(snapshot)));
-    Ok((revision, loaded.config.settings))
+    let (snapshot, settings) = compile(paths)?;
+    Ok((serve(snapshot, current, metrics, &[])?, settings))
 }
 
 /// Polls the files every `interval` and reloads on change, until the
-/// task is aborted.
+/// task is aborted; each load is checked against `operators`.
 pub fn watch(
     paths: Vec<PathBuf>,
     current: Current,
     metrics: Arc<GatewayMetrics>,
     interval: Duration,
+    operators: Vec<OperatorKey>,
 ) -> tokio::task::JoinHandle<()> {
     // Taken now, not in the task: a change right after this call counts.
     let mut seen = stamps(&paths);
@@ -57,8 +110,10 @@ pub fn watch(
                 continue;
             }
             seen = now;
-            match load_into(&paths, &current, &metrics) {
-                Ok((revision, _)) => tracing::info!(revision, "configuration reloaded"),
+            let loaded = compile(&paths)
+                .and_then(|(snapshot, _)| serve(snapshot, &current, &metrics, &operators));
+            match loaded {
+                Ok(revision) => tracing::info!(revision, "configuration reloaded"),
                 Err(diagnostics) => {
                     metrics.config_reload_errors.inc();
                     tracing::error!(

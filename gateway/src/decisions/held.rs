@@ -33,7 +33,8 @@ fn hold_of(policy: &Policy, call: &ToolCallRequest<'_>, decided: &ToolCallDecisi
         &call.who.agent,
         decided.decision.rule.clone(),
         call.tool,
-        call.arguments,
+        // Held calls have valid arguments: invalid ones are denied.
+        call.arguments.value().unwrap_or(&serde_json::Value::Null),
         decided.digest.clone(),
         call.request_id,
     )

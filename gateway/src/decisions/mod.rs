@@ -16,12 +16,12 @@ use crate::credentials::Identity;
 use crate::error::GatewayError;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
-use palisade_audit::{AuditEvent, EventKind};
+use palisade_audit::{AuditEvent, EventKind, Reservation};
 use palisade_policy::{
-    ArgumentCapture, ChatDecision, ChatRequest, Decision, Policy, PromptCapture, PromptFingerprint,
-    ReasonCode, Route, ToolCall, argument_digest, redact_arguments,
+    ArgumentCapture, ChatDecision, ChatRequest, Decision, MAX_TOOL_NAME_BYTES, Policy,
+    PromptCapture, PromptFingerprint, ReasonCode, Route, ToolArguments, ToolCall, redact_arguments,
 };
-use serde_json::Value;
+use std::borrow::Cow;
 use std::time::Instant;
 
 /// Where a tool call was proposed (the `kind` label of
@@ -50,7 +50,9 @@ pub struct ToolCallRequest<'a> {
     pub request_id: &'a str,
     pub who: &'a Identity,
     pub tool: &'a str,
-    pub arguments: &'a Value,
+    /// Parsed once from the text as sent: what is decided, digested and
+    /// audited is exactly that.
+    pub arguments: &'a ToolArguments,
 }
 
 /// A decided tool call, with the policy that decided it.
@@ -59,7 +61,8 @@ pub struct ToolCallDecision<'s> {
     pub decision: Decision,
     /// The policy governing the agent; `None` when none does.
     pub policy: Option<&'s Policy>,
-    /// The arguments' digest (what approvals and the audit identify them by).
+    /// The arguments' digest (what approvals and the audit identify them
+    /// by): of the text as sent, digit for digit, even when it is invalid.
     pub digest: String,
 }
 
@@ -70,17 +73,11 @@ pub fn decide_tool_call<'s>(
     call: &ToolCallRequest<'_>,
 ) -> ToolCallDecision<'s> {
     let (decision, policy) = evaluate_tool(snapshot, call);
-    count(
-        state,
-        call.proposed.label(),
-        &call.who.namespace,
-        &decision,
-        call.tool,
-    );
+    count(state, call.proposed.label(), &call.who.namespace, &decision);
     ToolCallDecision {
         decision,
         policy,
-        digest: argument_digest(call.arguments),
+        digest: call.arguments.digest().to_owned(),
     }
 }
 
@@ -121,15 +118,18 @@ impl ToolCallDecision<'_> {
             &call.who.agent,
             &self.decision,
         );
-        event.tool = Some(call.tool.to_owned());
+        event.tool = Some(bounded_tool_name(call.tool).into_owned());
         event.argument_digest = Some(self.digest.clone());
-        event.arguments = self.policy.and_then(|p| match p.audit.arguments {
-            ArgumentCapture::Digest => None,
-            ArgumentCapture::Redacted => {
-                Some(redact_arguments(call.arguments, &p.audit.redact_keys))
-            }
-            ArgumentCapture::Full => Some(call.arguments.clone()),
-        });
+        // Invalid arguments are kept as their digest only.
+        let arguments = call.arguments.value();
+        event.arguments = self
+            .policy
+            .zip(arguments)
+            .and_then(|(p, a)| match p.audit.arguments {
+                ArgumentCapture::Digest => None,
+                ArgumentCapture::Redacted => Some(redact_arguments(a, &p.audit.redact_keys)),
+                ArgumentCapture::Full => Some(a.clone()),
+            });
         if let Some(step) = held {
             step.annotate(&mut event);
         }
@@ -176,7 +176,7 @@ pub fn decide_chat<'s>(
         prompt,
     });
     let policy = governing(snapshot, who);
-    count(state, "chat", &who.namespace, &decision.decision, "");
+    count(state, "chat", &who.namespace, &decision.decision);
     let mut event = AuditEvent::from_decision(
         EventKind::Chat,
         request_id,
@@ -221,16 +221,21 @@ impl ChatRouting<'_> {
         }
     }
 
-    /// Audits the request as served by `route` (the fallback's, if it was
-    /// used): `Ok(status)` the provider's answer, or its failure's status.
-    /// A served request that cannot be audited is `503` and not answered;
-    /// a failed one is audited as best it can be.
-    pub fn served(
-        mut self,
-        state: &AppState,
-        route: &Route,
-        upstream: Result<(), Option<i64>>,
-    ) -> Result<(), GatewayError> {
+    /// The request's audit row, accepted before its prompt is sent
+    /// anywhere: `503 audit.unavailable` when the audit cannot take it
+    /// (`FailClosed` while the database is down, a full spool or queue).
+    /// [`Self::served`] fills it in once the provider has answered.
+    pub fn accept(&self, state: &AppState) -> Result<Reservation, GatewayError> {
+        state
+            .audit
+            .reserve()
+            .map_err(|e| unaudited(&e, &self.request_id))
+    }
+
+    /// Audits the request, in its accepted `row`, as served by `route`
+    /// (the fallback's, if it was used): `Ok(())` the provider answered,
+    /// `Err(status)` it failed.
+    pub fn served(mut self, row: Reservation, route: &Route, upstream: Result<(), Option<i64>>) {
         let e = &mut self.event;
         e.provider = Some(route.provider.clone());
         e.model = Some(route.model.clone());
@@ -242,43 +247,37 @@ impl ChatRouting<'_> {
         e.rule = route.rule.clone();
         e.latency_us = Some(self.started.elapsed().as_micros() as i64);
         match upstream {
-            Ok(()) => {
-                e.upstream_status = Some(200);
-                record(state, self.event, &self.request_id)
-            }
+            Ok(()) => e.upstream_status = Some(200),
             Err(status) => {
                 e.upstream_status = status;
                 set_decision(e, AuditDecision::UpstreamError);
-                // The failure is answered whether or not it is audited.
-                let _ = state.audit.record(self.event);
-                Ok(())
             }
         }
+        row.record(self.event);
     }
 }
 
 /// Hands `event` to the audit writer, or `503 audit.unavailable`.
 fn record(state: &AppState, event: AuditEvent, request_id: &str) -> Result<(), GatewayError> {
-    state.audit.record(event).map_err(|e| {
-        tracing::error!(error = %e, request_id, "decision not audited; refusing the request");
-        GatewayError::AuditUnavailable {
-            request_id: Some(request_id.to_owned()),
-        }
-    })
+    state
+        .audit
+        .record(event)
+        .map_err(|e| unaudited(&e, request_id))
 }
 
-/// Counts a decision of `kind` for an agent of `namespace`. The tool label
-/// names a tool only when a rule or grant named it; anything else is
-/// `other`, so callers cannot grow the series with made-up names.
-fn count(state: &AppState, kind: &str, namespace: &str, decision: &Decision, tool: &str) {
-    let named = decision.rule.as_deref().is_some_and(|r| {
-        r != "spec.tools.default" && !r.starts_with("spec.agents") && r != "spec.suspend"
-    });
-    let tool = if named && !tool.is_empty() {
-        tool
-    } else {
-        "other"
-    };
+/// `503 audit.unavailable`: the audit refused a decision's row.
+fn unaudited(e: &palisade_audit::AuditError, request_id: &str) -> GatewayError {
+    tracing::error!(error = %e, request_id, "decision not audited; refusing the request");
+    GatewayError::AuditUnavailable {
+        request_id: Some(request_id.to_owned()),
+    }
+}
+
+/// Counts a decision of `kind` for an agent of `namespace`, labelled by
+/// the rule (or grant) that made it, `none` when none did: never by a tool
+/// name, so callers cannot grow the series with made-up names (a glob rule
+/// counts every name it matched under itself).
+fn count(state: &AppState, kind: &str, namespace: &str, decision: &Decision) {
     state
         .metrics
         .decisions
@@ -286,7 +285,7 @@ fn count(state: &AppState, kind: &str, namespace: &str, decision: &Decision, too
             kind,
             decision.outcome.as_str(),
             decision.reason_code.as_str(),
-            tool,
+            decision.rule.as_deref().unwrap_or("none"),
         ])
         .inc();
     let scope = match decision.reason_code {
@@ -299,4 +298,18 @@ fn count(state: &AppState, kind: &str, namespace: &str, decision: &Decision, too
         .kill_switch_hits
         .with_label_values(&[namespace, scope])
         .inc();
+}
+
+/// A tool name as the audit and explanations show it: at most
+/// [`MAX_TOOL_NAME_BYTES`] bytes (a longer one, refused anyway, is cut at a
+/// character boundary and ends in `…`).
+pub fn bounded_tool_name(name: &str) -> Cow<'_, str> {
+    if name.len() <= MAX_TOOL_NAME_BYTES {
+        return Cow::Borrowed(name);
+    }
+    let mut end = MAX_TOOL_NAME_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &name[..end]))
 }

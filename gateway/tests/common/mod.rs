@@ -50,8 +50,14 @@ pub async fn standalone(
 /// Starts `palisade-gateway ARGS` and returns it with the address it
 /// printed it listens on (`127.0.0.1:PORT`, from `http://` or `https://`).
 pub fn spawn_gateway(args: &[&str]) -> (Child, String) {
+    spawn_gateway_with_env(args, &[])
+}
+
+/// [`spawn_gateway`] with these environment variables set.
+pub fn spawn_gateway_with_env(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -7,7 +7,7 @@
 
 use crate::credentials::Identity;
 use crate::decisions::held::hold_in_background;
-use crate::decisions::{Proposed, ToolCallRequest, decide_tool_call};
+use crate::decisions::{Proposed, ToolCallRequest, bounded_tool_name, decide_tool_call};
 use crate::error::ErrorCode;
 use crate::providers::framing::{self, ByteStream};
 use crate::providers::openai::{
@@ -70,16 +70,16 @@ impl Decide for Gate {
                     parsed
                 }
             };
-            let arguments = parsed.value().unwrap_or(&Value::Null);
             let request = ToolCallRequest {
                 proposed: Proposed::Chat,
                 request_id: &self.request_id,
                 who: &self.who,
                 tool: &name,
-                arguments,
+                arguments: &parsed,
             };
             let decided = decide_tool_call(&self.state, &self.snapshot, &request);
             let audited = decided.audit(&self.state, &request, None).is_ok();
+            let name = bounded_tool_name(&name);
             let d = &decided.decision;
             let why = format!(
                 "{}{}",

@@ -48,6 +48,7 @@ pub async fn handle(
             "messages: a chat completion needs a `messages` array".into(),
         ));
     }
+    refuse_legacy_functions(&request)?;
     let request_id = request_id(&headers, None);
     let prompt = request.prompt_text();
     let model = request.model.as_deref().unwrap_or("");
@@ -55,14 +56,17 @@ pub async fn handle(
     let Some((route, policy)) = routing.permitted() else {
         return Err(routing.refuse(&state));
     };
+    // The audit row is accepted before the prompt goes anywhere
+    // (`FailClosed` holds for chat too); filled in once it is answered.
+    let row = routing.accept(&state)?;
     let (served, reply) = call_with_fallback(&state, &snapshot, policy, route, &request).await;
     let reply = match reply {
         Ok(reply) => {
-            routing.served(&state, &served, Ok(()))?;
+            routing.served(row, &served, Ok(()));
             reply
         }
         Err(error) => {
-            routing.served(&state, &served, Err(error.status()))?;
+            routing.served(row, &served, Err(error.status()));
             return Err(GatewayError::Upstream {
                 provider: served.provider,
                 request_id,
@@ -77,6 +81,34 @@ pub async fn handle(
         request_id: request_id.clone(),
     };
     Ok(respond(reply, gate, &served))
+}
+
+/// Refuses the legacy functions API (`functions`, `function_call`): a
+/// provider that still honours it answers with a `function_call` outside
+/// `tools`. Refused, naming what replaces each field, rather than
+/// translated: the client would not understand the `tool_calls` answer.
+fn refuse_legacy_functions(request: &ChatRequest) -> Result<(), GatewayError> {
+    for (field, replacement, hint) in [
+        (
+            "functions",
+            "tools",
+            r#"each function `f` becomes {"type": "function", "function": f}"#,
+        ),
+        (
+            "function_call",
+            "tool_choice",
+            r#""auto" and "none" stay, {"name": N} becomes {"type": "function", "function": {"name": N}}"#,
+        ),
+    ] {
+        if request.rest.contains_key(field) {
+            return Err(GatewayError::LegacyFunctions {
+                field,
+                replacement,
+                hint,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Calls the routed provider, and on a retryable failure the policy's
