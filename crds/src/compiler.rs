@@ -19,10 +19,10 @@ use crate::resources::{
 use jiff::Timestamp;
 use palisade_policy as policy;
 use palisade_policy::{
-    Agent, ApprovalSettings, AuditSettings, BundleError, Condition, ConditionError, InvalidPolicy,
-    NameGlobs, Policy, PolicyBundle, Provider, SecretString,
+    Agent, ApprovalSettings, AuditSettings, BundleError, Condition, ConditionError, Egress,
+    InvalidPolicy, NameGlobs, Policy, PolicyBundle, Provider, SecretString,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 
@@ -43,6 +43,11 @@ pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone, Default)]
 pub struct Secrets {
     map: BTreeMap<(String, String), BTreeMap<String, String>>,
+    /// Secrets whose owner let them be sent to a provider (labelled
+    /// [`crate::labels::CREDENTIALS`]).
+    credentials: BTreeSet<(String, String)>,
+    /// Standalone: every Secret is the gateway admin's own.
+    all_credentials: bool,
 }
 
 impl Secrets {
@@ -51,6 +56,29 @@ impl Secrets {
             .entry((namespace.to_owned(), name.to_owned()))
             .or_default()
             .insert(key.to_owned(), value.into());
+    }
+
+    /// Lets Secret `namespace/name` be a provider credential: its owner
+    /// labelled it [`crate::labels::CREDENTIALS`]` = "true"`.
+    pub fn allow_as_credentials(&mut self, namespace: &str, name: &str) {
+        self.credentials
+            .insert((namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Secrets that may all be provider credentials: the standalone
+    /// gateway's own files, written by whoever runs it.
+    pub fn all_allowed_as_credentials() -> Self {
+        Self {
+            all_credentials: true,
+            ..Self::default()
+        }
+    }
+
+    fn allowed_as_credentials(&self, namespace: &str, name: &str) -> bool {
+        self.all_credentials
+            || self
+                .credentials
+                .contains(&(namespace.to_owned(), name.to_owned()))
     }
 
     fn lookup(&self, namespace: &str, reference: &SecretKeyRef) -> Result<&str, String> {
@@ -86,6 +114,9 @@ pub struct CompileInput<'a> {
     pub policies: &'a [AIPolicy],
     pub grants: &'a [ToolGrant],
     pub secrets: &'a Secrets,
+    /// Which provider base URLs the platform allows, and whether
+    /// credentials may go over plain `http://`.
+    pub egress: &'a Egress,
     /// The bundle currently served: the source of last known good policies.
     pub previous: Option<&'a PolicyBundle>,
     /// Grants expiring at or before `now` are left out.
@@ -170,7 +201,7 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
         let object = object_ref("AIPolicy", &p.metadata);
         let generation = p.metadata.generation.unwrap_or(0);
         let mut diagnostics = Vec::new();
-        let fresh = match compile_policy(p, &object, input.secrets) {
+        let fresh = match compile_policy(p, &object, input.secrets, input.egress) {
             Ok(policy) => match claim_agents(&policy, &object, &claimed) {
                 Ok(()) => Some(policy),
                 Err(d) => {
@@ -355,6 +386,37 @@ impl Diags<'_> {
         }
     }
 
+    /// A provider credential: a Secret like [`Diags::secret`], that its
+    /// owner also let be sent to a provider.
+    fn credentials(
+        &mut self,
+        field: &str,
+        secrets: &Secrets,
+        reference: &SecretKeyRef,
+    ) -> Option<String> {
+        let value = self.secret(field, secrets, reference)?;
+        let ns = &self.object.namespace;
+        if secrets.allowed_as_credentials(ns, &reference.name) {
+            return Some(value);
+        }
+        let (label, yes) = (
+            crate::labels::CREDENTIALS,
+            crate::labels::CREDENTIALS_OPT_IN,
+        );
+        self.push(
+            field,
+            format!(
+                "Secret {ns}/{} is not labelled {label}: \"{yes}\", so it may not be sent to a model provider",
+                reference.name
+            ),
+            format!(
+                "if the Secret holds this provider's API key, its owner labels it: kubectl label secret {} -n {ns} {label}={yes}",
+                reference.name
+            ),
+        );
+        None
+    }
+
     /// Rule names are how decisions cite rules, so they must be unique.
     fn unique_rule_name<'n>(
         &mut self,
@@ -386,6 +448,7 @@ fn compile_policy(
     p: &AIPolicy,
     object: &ObjectRef,
     secrets: &Secrets,
+    egress: &Egress,
 ) -> Result<Policy, Vec<Diagnostic>> {
     let mut d = Diags {
         object,
@@ -404,7 +467,7 @@ fn compile_policy(
         None => Some(NameGlobs::any()),
         Some(m) => d.globs("spec.models.allow", &m.allow),
     };
-    let providers = compile_providers(&mut d, &spec.providers, secrets);
+    let providers = compile_providers(&mut d, &spec.providers, secrets, egress);
     let provider_names: Vec<&str> = spec.providers.iter().map(|p| p.name.as_str()).collect();
     let routing = compile_routing(&mut d, p, &provider_names);
     let tools = compile_tools(&mut d, p);

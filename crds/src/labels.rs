@@ -14,3 +14,11 @@ pub const OPERATOR: &str = "palisade-operator";
 pub const COMPONENT: &str = "app.kubernetes.io/component";
 /// The value of [`COMPONENT`] on what a gateway writes.
 pub const GATEWAY: &str = "gateway";
+/// `palisade.dev/credentials`: a Secret's owner lets AIPolicies send it
+/// to a model provider (`spec.providers[].credentialsSecretRef`) by
+/// setting it to [`CREDENTIALS_OPT_IN`]. Any other Secret is refused, so a
+/// policy author cannot ship an arbitrary Secret of the namespace to a
+/// provider URL.
+pub const CREDENTIALS: &str = "palisade.dev/credentials";
+/// The value of [`CREDENTIALS`] that opts a Secret in.
+pub const CREDENTIALS_OPT_IN: &str = "true";

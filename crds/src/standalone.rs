@@ -190,6 +190,10 @@ pub fn load(
         policies: &config.policies,
         grants: &config.grants,
         secrets: &config.secrets,
+        // The files are the admin's own: any provider URL; the gateway
+        // still refuses credentials over plain http:// unless started with
+        // --allow-plaintext-credentials.
+        egress: &palisade_policy::Egress::any_url(true),
         previous: None,
         now,
     })
@@ -239,7 +243,12 @@ fn parse(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Standalone, HashMap<ObjectRef, Origin>), Vec<FileDiagnostic>> {
     let mut errors = Vec::new();
-    let mut config = Standalone::default();
+    // Whoever writes the files runs the gateway: every Secret in them may
+    // be a provider credential (no opt-in label needed, unlike a cluster).
+    let mut config = Standalone {
+        secrets: Secrets::all_allowed_as_credentials(),
+        ..Standalone::default()
+    };
     let mut origins: HashMap<ObjectRef, Origin> = HashMap::new();
     let mut settings: Option<(GatewaySettings, Origin)> = None;
     let mut k8s_secrets: Vec<(k8s_openapi::api::core::v1::Secret, Origin)> = Vec::new();

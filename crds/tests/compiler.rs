@@ -5,7 +5,7 @@
 
 use jiff::Timestamp;
 use palisade_crds::{AIPolicy, Compilation, CompileInput, GrantState, Secrets, ToolGrant, compile};
-use palisade_policy::{Outcome, PolicyBundle, ReasonCode, ToolCall};
+use palisade_policy::{Egress, Outcome, PolicyBundle, ReasonCode, ToolCall};
 use serde_json::json;
 
 fn now() -> Timestamp {
@@ -23,7 +23,7 @@ fn policy(
     let mut spec = json!({
         "agents": agents.iter().map(|a| json!({"name": a, "serviceAccount": a})).collect::<Vec<_>>(),
         "providers": [
-            {"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434", "defaultModel": "llama3.1"},
+            {"name": "local", "type": "ollama", "baseUrl": "http://ollama.ollama.svc:11434", "defaultModel": "llama3.1"},
             {"name": "cloud", "type": "openai", "baseUrl": "https://api.openai.com",
              "credentialsSecretRef": {"name": "openai", "key": "apiKey"}}
         ],
@@ -56,6 +56,7 @@ fn grant(name: &str, expires: &str, extra: serde_json::Value) -> ToolGrant {
 fn secrets() -> Secrets {
     let mut s = Secrets::default();
     s.insert("clinic", "openai", "apiKey", "sk-live");
+    s.allow_as_credentials("clinic", "openai");
     s.insert("clinic", "intake-key", "key", "agent-secret");
     s
 }
@@ -69,6 +70,7 @@ fn run(
         policies,
         grants,
         secrets: &secrets(),
+        egress: &Egress::default(),
         previous,
         now: now(),
     })
@@ -240,8 +242,8 @@ fn a_missing_secret_is_a_diagnostic_with_the_kubectl_command_to_fix_it() {
         T0,
         &["intake"],
         json!({"providers": [
-            {"name": "cloud", "type": "openai", "baseUrl": "https://x", "credentialsSecretRef": {"name": "nope", "key": "apiKey"}},
-            {"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434"}
+            {"name": "cloud", "type": "openai", "baseUrl": "https://api.openai.com", "credentialsSecretRef": {"name": "nope", "key": "apiKey"}},
+            {"name": "local", "type": "ollama", "baseUrl": "http://ollama.ollama.svc:11434"}
         ]}),
     );
     let d = only_diagnostic(&run(&[p], &[], None));
@@ -263,7 +265,7 @@ fn credentials_in_a_base_url_are_refused_without_being_echoed() {
         T0,
         &["intake"],
         json!({"providers": [
-            {"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434"},
+            {"name": "local", "type": "ollama", "baseUrl": "http://ollama.ollama.svc:11434"},
             {"name": "cloud", "type": "openai", "baseUrl": "https://bob:s3cr3t-key@llm.example.com/v1"}
         ]}),
     );
@@ -281,7 +283,7 @@ fn credentials_in_a_base_url_are_refused_without_being_echoed() {
         T0,
         &["intake"],
         json!({"providers": [
-            {"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434/team@x"},
+            {"name": "local", "type": "ollama", "baseUrl": "http://ollama.ollama.svc:11434/team@x"},
             {"name": "cloud", "type": "openai", "baseUrl": "https://api.openai.com",
              "credentialsSecretRef": {"name": "openai", "key": "apiKey"}}
         ]}),
@@ -313,12 +315,14 @@ fn run_with_keys(policies: &[AIPolicy], keys: &[(&str, &str)]) -> Compilation {
     let mut secrets = Secrets::default();
     for (namespace, key) in keys {
         secrets.insert(namespace, "openai", "apiKey", "sk-live");
+        secrets.allow_as_credentials(namespace, "openai");
         secrets.insert(namespace, "bot-key", "key", *key);
     }
     compile(CompileInput {
         policies,
         grants: &[],
         secrets: &secrets,
+        egress: &Egress::default(),
         previous: None,
         now: now(),
     })
@@ -548,4 +552,165 @@ fn rule_names_must_be_unique_because_decisions_cite_them() {
         d.contains("spec.tools.rules[1].name: rule name \"r\" is used twice"),
         "{d}"
     );
+}
+
+/// Compiles `p` alone with `secrets` under `egress`.
+fn compile_under(p: AIPolicy, secrets: &Secrets, egress: &Egress) -> Compilation {
+    compile(CompileInput {
+        policies: &[p],
+        grants: &[],
+        secrets,
+        egress,
+        previous: None,
+        now: now(),
+    })
+    .unwrap()
+}
+
+/// [`compile_under`]'s errors; the policy is served exactly when there
+/// are none.
+fn diagnostics_under(p: AIPolicy, secrets: &Secrets, egress: &Egress) -> Vec<String> {
+    let c = compile_under(p, secrets, egress);
+    let served = c.bundle.policy("clinic", "p").is_some();
+    let errors: Vec<String> = c.errors().map(ToString::to_string).collect();
+    assert_eq!(served, errors.is_empty(), "{errors:#?}");
+    errors
+}
+
+#[test]
+fn a_credentials_secret_must_be_opted_in_by_its_label() {
+    let p = policy("p", 1, T0, &["intake"], json!({}));
+    let mut unlabelled = Secrets::default();
+    unlabelled.insert("clinic", "openai", "apiKey", "sk-live");
+    let d = diagnostics_under(p.clone(), &unlabelled, &Egress::default());
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert!(
+        d[0].starts_with("AIPolicy clinic/p: spec.providers[1].credentialsSecretRef: Secret clinic/openai is not labelled palisade.dev/credentials: \"true\""),
+        "{}",
+        d[0]
+    );
+    assert!(
+        d[0].contains("kubectl label secret openai -n clinic palisade.dev/credentials=true"),
+        "{}",
+        d[0]
+    );
+    assert!(!d[0].contains("sk-live"), "{}", d[0]);
+    // The same Secret, labelled by its owner.
+    assert!(diagnostics_under(p.clone(), &secrets(), &Egress::default()).is_empty());
+    // A label on another Secret of the same name elsewhere does not count.
+    let mut elsewhere = unlabelled.clone();
+    elsewhere.allow_as_credentials("billing", "openai");
+    assert_eq!(
+        diagnostics_under(p, &elsewhere, &Egress::default()).len(),
+        1
+    );
+}
+
+#[test]
+fn provider_urls_must_be_on_the_platforms_allow_list() {
+    let with_cloud = |url: &str| {
+        policy(
+            "p",
+            1,
+            T0,
+            &["intake"],
+            json!({"providers": [
+                {"name": "local", "type": "ollama", "baseUrl": "http://ollama.ollama.svc:11434"},
+                {"name": "cloud", "type": "openai", "baseUrl": url,
+                 "credentialsSecretRef": {"name": "openai", "key": "apiKey"}}
+            ]}),
+        )
+    };
+    // The author's own host, or an address inside the cluster's network.
+    for url in [
+        "https://collector.evil.example",
+        "http://169.254.169.254/latest/meta-data",
+        "https://api.openai.com.evil.example",
+    ] {
+        let d = diagnostics_under(with_cloud(url), &secrets(), &Egress::default());
+        assert_eq!(d.len(), 1, "{url}: {d:#?}");
+        assert!(
+            d[0].contains("spec.providers[1].baseUrl: ")
+                && d[0].contains("is not on the platform's allow-list of provider URLs (https://api.openai.com, https://api.anthropic.com, http://*.svc, http://*.svc.cluster.local)")
+                && d[0].contains("providers.allowedBaseUrls"),
+            "{url}: {}",
+            d[0]
+        );
+    }
+    // An in-cluster provider over plain HTTP: allowed, but not with a key.
+    let plain = with_cloud("http://vllm.ai.svc.cluster.local:8000/v1");
+    let d = diagnostics_under(plain.clone(), &secrets(), &Egress::default());
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert!(
+        d[0].contains("is plain http:// and the provider has credentials")
+            && d[0].contains("providers.allowPlaintextCredentials"),
+        "{}",
+        d[0]
+    );
+    let lenient = Egress::from_flag(None, true).unwrap();
+    assert!(diagnostics_under(plain, &secrets(), &lenient).is_empty());
+    // The admin's own list.
+    let own = Egress::from_flag(Some("https://llm.corp.example, http://*.svc"), false).unwrap();
+    assert!(
+        diagnostics_under(with_cloud("https://llm.corp.example/v1"), &secrets(), &own).is_empty()
+    );
+    assert_eq!(
+        diagnostics_under(with_cloud("https://api.openai.com"), &secrets(), &own).len(),
+        1
+    );
+}
+
+#[test]
+fn cloud_routing_allow_rules_only_needs_a_local_default_and_fallback() {
+    let regulated =
+        |routing: serde_json::Value| policy("p", 1, T0, &["intake"], json!({"routing": routing}));
+    let d = diagnostics_under(
+        regulated(
+            json!({"cloud": "AllowRulesOnly", "defaultProvider": "cloud", "fallbackProvider": "cloud"}),
+        ),
+        &secrets(),
+        &Egress::default(),
+    );
+    assert_eq!(d.len(), 2, "{d:#?}");
+    assert!(
+        d[0].starts_with("AIPolicy clinic/p: spec.routing.defaultProvider: names provider \"cloud\", a cloud provider, while spec.routing.cloud is AllowRulesOnly")
+            && d[0].contains("name a local provider (local)"),
+        "{}",
+        d[0]
+    );
+    assert!(d[1].contains("spec.routing.fallbackProvider"), "{}", d[1]);
+    // Local default: accepted, and the bundle routes unmatched requests
+    // there with routing.cloud_not_allowed.
+    let ok = regulated(
+        json!({"cloud": "AllowRulesOnly", "defaultProvider": "local",
+        "rules": [{"name": "research", "agents": ["research"], "provider": "cloud"}]}),
+    );
+    let c = compile_under(ok, &secrets(), &Egress::default());
+    assert_eq!(c.errors().count(), 0);
+    let route = c
+        .bundle
+        .evaluate_chat(&palisade_policy::ChatRequest {
+            namespace: "clinic",
+            agent: "intake",
+            model: "gpt-4o",
+            prompt: "hi",
+            provider_text: "hi",
+        })
+        .route
+        .unwrap();
+    assert_eq!(
+        (route.provider.as_str(), route.reasons.as_slice()),
+        ("local", &[ReasonCode::RoutingCloudNotAllowed][..])
+    );
+    // An OpenAI-compatible server of one's own can be declared local.
+    let own = policy(
+        "p",
+        1,
+        T0,
+        &["intake"],
+        json!({"providers": [
+            {"name": "vllm", "type": "openai", "baseUrl": "http://vllm.ai.svc:8000/v1", "location": "Local"}
+        ], "routing": {"cloud": "AllowRulesOnly", "defaultProvider": "vllm"}}),
+    );
+    assert!(diagnostics_under(own, &secrets(), &Egress::default()).is_empty());
 }

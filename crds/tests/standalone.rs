@@ -115,6 +115,7 @@ fn the_clinic_example_loads_cleanly_and_decides_as_documented() {
             agent: "intake",
             model: "gpt-4o",
             prompt,
+            provider_text: prompt,
         })
     };
     let phi = chat("What is the usual dose for this patient's prescription?");

@@ -40,8 +40,12 @@ pub enum ErrorCode {
     UpstreamUnreachable,
     /// The provider failed (5xx).
     UpstreamError,
-    /// The provider refused the request (4xx), passed through.
+    /// The provider refused the request (4xx): its status, its message
+    /// bounded and sanitised.
     UpstreamRejected,
+    /// The provider's URL is not on the platform's allow-list, or it would
+    /// get credentials over plain `http://`: the gateway did not connect.
+    UpstreamNotAllowed,
     /// The provider answered something its API does not promise.
     UpstreamInvalidResponse,
     /// The agent's namespace is outside the gateway's `--watch-namespaces`.
@@ -79,6 +83,7 @@ impl ErrorCode {
         Self::UpstreamUnreachable,
         Self::UpstreamError,
         Self::UpstreamRejected,
+        Self::UpstreamNotAllowed,
         Self::UpstreamInvalidResponse,
         Self::ApprovalsNamespaceNotWatched,
         Self::ApprovalsUnavailable,
@@ -104,6 +109,7 @@ impl ErrorCode {
             Self::UpstreamUnreachable => "upstream.unreachable",
             Self::UpstreamError => "upstream.error",
             Self::UpstreamRejected => "upstream.rejected",
+            Self::UpstreamNotAllowed => "upstream.not_allowed",
             Self::UpstreamInvalidResponse => "upstream.invalid_response",
             Self::ApprovalsNamespaceNotWatched => "approvals.namespace_not_watched",
             Self::ApprovalsUnavailable => "approvals.unavailable",
@@ -319,6 +325,7 @@ impl GatewayError {
                 UpstreamError::Connect(_) => E::UpstreamUnreachable,
                 UpstreamError::Server(_) => E::UpstreamError,
                 UpstreamError::Client(..) => E::UpstreamRejected,
+                UpstreamError::NotAllowed(_) => E::UpstreamNotAllowed,
                 UpstreamError::Invalid(_) => E::UpstreamInvalidResponse,
             },
             Self::AuditReadUnauthorized => E::AuditQueryUnauthorized,
@@ -361,11 +368,13 @@ impl GatewayError {
                 UpstreamError::Timeout => format!("provider {provider} did not answer in time"),
                 UpstreamError::Connect(_) => format!("provider {provider} is unreachable"),
                 UpstreamError::Server(s) => format!("provider {provider} failed with HTTP {s}"),
-                UpstreamError::Client(s, body) => {
-                    crate::providers::openai::error_message(body).unwrap_or_else(|| {
-                        format!("provider {provider} refused the request with HTTP {s}")
-                    })
-                }
+                UpstreamError::Client(s, refusal) => match &refusal.message {
+                    Some(m) => format!("provider {provider} refused the request with HTTP {s}: {m}"),
+                    None => format!("provider {provider} refused the request with HTTP {s}"),
+                },
+                UpstreamError::NotAllowed(_) => format!(
+                    "provider {provider} is not at a URL this installation allows the gateway to reach; ask the platform team"
+                ),
                 UpstreamError::Invalid(_) => format!(
                     "provider {provider} answered something that is not a chat completion"
                 ),
@@ -381,6 +390,13 @@ impl GatewayError {
             Self::AuditUnavailable {
                 request_id: Some(id),
             } => Some(json!({"requestId": id})),
+            Self::Upstream {
+                provider,
+                request_id,
+                error: UpstreamError::Client(_, refusal),
+            } if refusal.code.is_some() => Some(
+                json!({"provider": provider, "requestId": request_id, "providerCode": refusal.code}),
+            ),
             Self::Upstream {
                 provider,
                 request_id,
@@ -407,7 +423,10 @@ impl GatewayError {
             Self::Approvals(e) => tracing::error!(error = %e, "approvals store unavailable"),
             Self::Upstream {
                 provider,
-                error: error @ (UpstreamError::Connect(_) | UpstreamError::Invalid(_)),
+                error:
+                    error @ (UpstreamError::Connect(_)
+                    | UpstreamError::Invalid(_)
+                    | UpstreamError::NotAllowed(_)),
                 ..
             } => tracing::warn!(%provider, %error, "provider failed"),
             _ => {}
@@ -507,14 +526,20 @@ mod tests {
             request_id: "r-1".into(),
             error: UpstreamError::Client(
                 422,
-                r#"{"error": {"message": "bad temperature"}}"#.into(),
+                crate::providers::refusal::Refusal::from_body(
+                    br#"{"error": {"message": "bad temperature", "code": "bad_param"}}"#,
+                    None,
+                ),
             ),
         };
         assert!(!rejected().retryable());
-        assert_eq!(rejected().message(), "bad temperature");
+        assert_eq!(
+            rejected().message(),
+            "provider cloud refused the request with HTTP 422: bad temperature"
+        );
         assert_eq!(
             rejected().details(),
-            Some(json!({"provider": "cloud", "requestId": "r-1"}))
+            Some(json!({"provider": "cloud", "requestId": "r-1", "providerCode": "bad_param"}))
         );
         let response = rejected().into_response();
         assert_eq!(response.status(), 422);

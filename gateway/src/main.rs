@@ -156,6 +156,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 agent: &agent,
                 model: &model,
                 prompt: &prompt,
+                provider_text: &prompt,
             });
             print_json(&decision)
         }

@@ -15,6 +15,7 @@ use crate::state::AppState;
 use clap::Args;
 use palisade_audit::{AuditError, AuditWriter, FailureMode, Migrations, Store, WriterConfig};
 use palisade_crds::standalone;
+use palisade_policy::Egress;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -105,6 +106,16 @@ pub struct RunArgs {
     /// runtime: no work is handed between threads.
     #[arg(long, env = "PALISADE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
+    /// Provider base URLs the gateway may connect to (comma-separated
+    /// SCHEME://HOST[:PORT] patterns, `*.` for subdomains, `*` for any),
+    /// checked before every provider call. Default: with --kubernetes the
+    /// chart's list (api.openai.com, api.anthropic.com over https, *.svc
+    /// and *.svc.cluster.local over http); standalone any URL.
+    #[arg(long, env = "PALISADE_ALLOWED_PROVIDER_URLS", value_name = "URL,URL")]
+    pub allowed_provider_urls: Option<String>,
+    /// Send provider credentials over plain http:// (refused otherwise).
+    #[arg(long, env = "PALISADE_ALLOW_PLAINTEXT_CREDENTIALS")]
+    pub allow_plaintext_credentials: bool,
 }
 
 /// Why the gateway did not start.
@@ -118,6 +129,8 @@ pub enum StartupError {
     Metrics(#[from] prometheus::Error),
     #[error("--watch-namespaces: {0}")]
     WatchNamespaces(#[from] NotANamespace),
+    #[error("--allowed-provider-urls: {0}")]
+    AllowedProviderUrls(#[from] palisade_policy::EgressPatternError),
     #[error(
         "--watch-namespaces (PALISADE_WATCH_NAMESPACES) applies only with --kubernetes; standalone, approvals live in the audit database"
     )]
@@ -378,6 +391,12 @@ async fn serve(
     if !args.kubernetes && !watch_namespaces.is_all() {
         return Err(StartupError::WatchNamespacesStandalone);
     }
+    let egress = match (&args.allowed_provider_urls, args.kubernetes) {
+        // Standalone, the files are the admin's: any URL unless told.
+        (None, false) => Egress::any_url(args.allow_plaintext_credentials),
+        (list, _) => Egress::from_flag(list.as_deref(), args.allow_plaintext_credentials)?,
+    };
+    tracing::info!("provider base URLs allowed: {egress}");
     let current = snapshot::empty();
     let Source {
         settings,
@@ -461,7 +480,8 @@ async fn serve(
     let mut state = AppState::builder(current, audit, metrics, approvals)
         .operators(operator_tokens)
         .body_timeout(body_timeout)
-        .body_budget(args.max_in_flight_body_bytes);
+        .body_budget(args.max_in_flight_body_bytes)
+        .egress(egress);
     if let Some(client) = client {
         let rate = ReviewRate {
             per_second: args.token_reviews_per_second,

@@ -11,6 +11,7 @@ use crate::limits::{BodyBudget, BodyLimits};
 use crate::metrics::GatewayMetrics;
 use crate::snapshot::Current;
 use palisade_audit::{AuditWriter, Store};
+use palisade_policy::Egress;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ pub struct StateParts {
     pub body_budget: BodyBudget,
     /// `GET /v1/audit/events`, when an auditor token is configured.
     pub audit_reader: Option<AuditReader>,
+    /// Which provider URLs may be connected to, and whether credentials
+    /// may go over plain `http://`: checked before every provider call.
+    pub egress: Egress,
 }
 
 /// The audit database, readable over HTTP with the auditor's token.
@@ -96,6 +100,7 @@ impl AppState {
             body_timeout: BODY_TIMEOUT,
             body_budget: BodyBudget::default(),
             audit_reader: None,
+            egress: Egress::default(),
         }
     }
 }
@@ -112,9 +117,17 @@ pub struct AppStateBuilder {
     body_timeout: Duration,
     body_budget: BodyBudget,
     audit_reader: Option<AuditReader>,
+    egress: Egress,
 }
 
 impl AppStateBuilder {
+    /// The provider URLs the gateway may connect to (default: the chart's
+    /// allow-list, no credentials over plain `http://`).
+    pub fn egress(mut self, egress: Egress) -> Self {
+        self.egress = egress;
+        self
+    }
+
     /// Accepts agents' ServiceAccount tokens (in a cluster).
     pub fn service_accounts(mut self, reviewer: TokenReviewer) -> Self {
         self.service_accounts = Some(reviewer);
@@ -161,6 +174,7 @@ impl AppStateBuilder {
             body_timeout: self.body_timeout,
             body_budget: self.body_budget,
             audit_reader: self.audit_reader,
+            egress: self.egress,
         }))
     }
 }

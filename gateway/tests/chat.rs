@@ -231,7 +231,10 @@ async fn provider_failures_are_answered_with_their_own_reason_codes() {
     s.cloud.set_script(Script::Status(400));
     let (status, _, body) = chat(&s, hello.clone()).await;
     assert_eq!((status, code_of(&body)), (400, "upstream.rejected".into()));
-    assert_eq!(json_of(&body)["error"]["message"], "scripted failure");
+    assert_eq!(
+        json_of(&body)["error"]["message"],
+        "provider cloud refused the request with HTTP 400: scripted failure"
+    );
 
     // A redirect is not followed (the credentials would go along).
     let elsewhere = format!("{}/v1/chat/completions", s.local.base_url());

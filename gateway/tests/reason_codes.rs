@@ -10,19 +10,13 @@ mod common;
 use axum::body::Body;
 use axum::http::Request;
 use palisade_fake_upstreams::{FakeOpenAi, Script};
-use palisade_gateway::config::reload;
-use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::router::app;
-use palisade_gateway::snapshot;
 use palisade_gateway::state::AppState;
+use palisade_policy::Egress;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use tower::ServiceExt;
 
 async fn state(name: &str, upstream: &FakeOpenAi, down: &str) -> AppState {
-    let d = std::env::temp_dir().join(format!("palisade-codes-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
     let yaml = format!(
         r#"apiVersion: palisade.dev/v1alpha1
 kind: AIPolicy
@@ -71,14 +65,7 @@ stringData: {{a: key-a, off: key-off, research: key-research}}
 "#,
         up = upstream.base_url()
     );
-    let path = d.join("p.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let metrics = Arc::new(GatewayMetrics::new().unwrap());
-    let current = snapshot::empty();
-    reload::load_into(&[path], &current, &metrics).unwrap();
-    common::standalone(&d, current, metrics, "operator-token")
-        .await
-        .0
+    common::standalone_config(&format!("codes-{name}"), &yaml, Egress::any_url(true)).await
 }
 
 async fn post(

@@ -30,6 +30,10 @@ pub struct OperatorConfig {
     /// Where AIPolicies, ToolGrants and Approvals are read: these
     /// namespaces only, or every namespace when empty (the default).
     pub watch_namespaces: Vec<String>,
+    /// Which provider base URLs policies may use, and whether credentials
+    /// may go over plain `http://` (`--allowed-provider-urls`,
+    /// `--allow-plaintext-credentials`).
+    pub egress: palisade_policy::Egress,
 }
 
 impl OperatorConfig {
@@ -46,6 +50,7 @@ impl OperatorConfig {
             audit: None,
             approval_retention: Duration::from_secs(24 * 3600),
             watch_namespaces: Vec::new(),
+            egress: palisade_policy::Egress::default(),
         }
     }
 }

@@ -37,6 +37,15 @@ struct Args {
     /// so RoleBindings in those namespaces are enough.
     #[arg(long, env = "PALISADE_WATCH_NAMESPACES", value_name = "NS1,NS2")]
     watch_namespaces: Option<String>,
+    /// Provider base URLs policies may use (comma-separated
+    /// SCHEME://HOST[:PORT] patterns, `*.` for subdomains, `*` for any);
+    /// default: the chart's list (api.openai.com, api.anthropic.com over
+    /// https, *.svc and *.svc.cluster.local over http).
+    #[arg(long, env = "PALISADE_ALLOWED_PROVIDER_URLS", value_name = "URL,URL")]
+    allowed_provider_urls: Option<String>,
+    /// Let policies send provider credentials over plain http://.
+    #[arg(long, env = "PALISADE_ALLOW_PLAINTEXT_CREDENTIALS")]
+    allow_plaintext_credentials: bool,
 }
 
 fn config_identity() -> String {
@@ -66,6 +75,16 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    let egress = match palisade_policy::Egress::from_flag(
+        args.allowed_provider_urls.as_deref(),
+        args.allow_plaintext_credentials,
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("palisade-operator: --allowed-provider-urls: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -76,6 +95,8 @@ async fn main() -> ExitCode {
     let mut config = OperatorConfig::new(namespace.clone());
     config.secret_name = args.secret_name;
     config.watch_namespaces = watch_namespaces;
+    tracing::info!("provider base URLs allowed: {egress}");
+    config.egress = egress;
     tracing::info!(
         "watching AIPolicies, ToolGrants and Approvals in {}",
         palisade_operator::scope::describe(&config.watch_namespaces)

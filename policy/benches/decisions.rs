@@ -286,6 +286,7 @@ fn routing_decisions(c: &mut Criterion) {
                 agent: "agent",
                 model: "gpt-4o",
                 prompt: &text,
+                provider_text: &text,
             };
             assert_eq!(
                 bundle.evaluate_chat(&probe).decision.reason_code,
@@ -303,6 +304,7 @@ fn routing_decisions(c: &mut Criterion) {
                             agent: "agent",
                             model: "gpt-4o",
                             prompt: text,
+                            provider_text: text,
                         };
                         black_box(bundle.evaluate_chat(black_box(&req)))
                     })

@@ -15,6 +15,7 @@ mod bundle;
 mod condition;
 mod cost;
 mod decision;
+mod egress;
 mod fingerprint;
 mod globs;
 mod reason;
@@ -28,13 +29,14 @@ pub use bundle::{
 };
 pub use condition::{Condition, ConditionError};
 pub use decision::{Decision, Outcome, PolicyRef};
+pub use egress::{DEFAULT_ALLOWED_PROVIDER_URLS, Egress, EgressPatternError, EgressRefusal};
 pub use fingerprint::{
     PromptFingerprint, REDACTED, api_key_digest, argument_digest, redact_arguments,
 };
 pub use globs::{GlobError, NameGlobs};
 pub use reason::ReasonCode;
 pub use routing::{
-    ChatDecision, ChatRequest, Fallback, PATTERN_DFA_SIZE_LIMIT, PATTERN_MAX_LEN,
+    ChatDecision, ChatRequest, CloudRouting, Fallback, PATTERN_DFA_SIZE_LIMIT, PATTERN_MAX_LEN,
     PATTERN_SET_SIZE_LIMIT, PATTERN_SIZE_LIMIT, PatternError, Route, RouteRule, Routing,
     RoutingError, check_pattern,
 };

@@ -73,6 +73,10 @@ pub enum ReasonCode {
     /// No routing rule matched: the policy's default provider.
     #[serde(rename = "routing.default")]
     RoutingDefault,
+    /// `spec.routing.cloud: AllowRulesOnly` and no rule sent the request
+    /// to a cloud provider: it stays on the (local) default provider.
+    #[serde(rename = "routing.cloud_not_allowed")]
+    RoutingCloudNotAllowed,
     /// The chosen provider failed (connect error, 5xx, timeout) and the
     /// policy's fallback provider served the request.
     #[serde(rename = "routing.fallback")]
@@ -138,6 +142,7 @@ impl ReasonCode {
         Self::RoutingModel,
         Self::RoutingAgent,
         Self::RoutingDefault,
+        Self::RoutingCloudNotAllowed,
         Self::RoutingFallback,
         Self::ToolAllowedByApproval,
         Self::ApprovalPending,
@@ -174,6 +179,7 @@ impl ReasonCode {
             Self::RoutingModel => "routing.model",
             Self::RoutingAgent => "routing.agent",
             Self::RoutingDefault => "routing.default",
+            Self::RoutingCloudNotAllowed => "routing.cloud_not_allowed",
             Self::RoutingFallback => "routing.fallback",
             Self::ToolAllowedByApproval => "tool.allowed_by_approval",
             Self::ApprovalPending => "approval.pending",

@@ -3,8 +3,17 @@
 //! Rules are ordered; the first rule whose criteria all hold decides. Every
 //! other rule that also matched adds its reason code after the decisive
 //! one, so an auditor sees "keyword, and also prompt length". All keywords
-//! of all rules are found in one Aho-Corasick pass over the prompt and all
-//! patterns in one `RegexSet` pass; no per-rule scanning.
+//! of all rules are found in one Aho-Corasick pass over the text the
+//! provider would see and all patterns in one `RegexSet` pass; no per-rule
+//! scanning. Both look at that text normalised ([`scan`]), so `Date-of-
+//! Birth`, full-width letters and zero-width-split words are caught.
+//!
+//! With [`CloudRouting::AllowRulesOnly`] (regulated tenants), a request
+//! reaches a cloud provider only when a rule sends it there and no
+//! matching rule keeps it local; otherwise it stays on the local default
+//! (`routing.cloud_not_allowed`).
+
+mod scan;
 
 use crate::bundle::{Lookup, PolicyBundle};
 use crate::{Decision, NameGlobs, Outcome, PolicyRef, ReasonCode};
@@ -33,14 +42,49 @@ pub const PATTERN_DFA_SIZE_LIMIT: usize = 2 << 20;
 /// stands too).
 pub const PATTERN_MAX_LEN: usize = 4096;
 
-/// A chat request as the router sees it. `prompt` is the text of the
-/// messages (the caller decides which); it is scanned, never stored.
+/// A chat request as the router sees it; its texts are scanned, never
+/// stored.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatRequest<'a> {
     pub namespace: &'a str,
     pub agent: &'a str,
     pub model: &'a str,
+    /// The text of the messages: what `maxPromptChars` / `minPromptChars`
+    /// measure.
     pub prompt: &'a str,
+    /// Every text the provider will see (messages of every role and their
+    /// parts, earlier tool calls and their arguments, names, tool
+    /// definitions): what `keywords` and `patterns` are matched against,
+    /// normalised. Must contain `prompt`.
+    pub provider_text: &'a str,
+}
+
+/// Whether a request may go to a cloud provider without a rule saying so.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum CloudRouting {
+    /// Any route may be a cloud provider (the default).
+    #[default]
+    Any,
+    /// Only a rule may send a request to a provider not in `local`, and a
+    /// matching rule to a `local` provider wins over one to the cloud
+    /// whatever their order. The default and fallback providers are
+    /// local.
+    AllowRulesOnly { local: Vec<String> },
+}
+
+impl CloudRouting {
+    fn is_any(&self) -> bool {
+        *self == Self::Any
+    }
+
+    /// Whether `provider` is a cloud provider under this setting.
+    pub fn is_cloud(&self, provider: &str) -> bool {
+        match self {
+            Self::Any => false,
+            Self::AllowRulesOnly { local } => !local.iter().any(|l| l == provider),
+        }
+    }
 }
 
 /// One ordered routing rule. All criteria that are set must hold.
@@ -95,8 +139,15 @@ pub enum RoutingError {
         index: usize,
         message: String,
     },
-    #[error("routing rule {rule} keyword {index} is empty")]
+    #[error("routing rule {rule} keyword {index} has no letter or digit")]
     EmptyKeyword { rule: usize, index: usize },
+    #[error(
+        "with cloud routing AllowRulesOnly, the {which} provider {provider:?} must be local (only a rule may send a request to the cloud)"
+    )]
+    CloudByDefault {
+        which: &'static str,
+        provider: String,
+    },
     #[error("routing rules: {0}")]
     Build(String),
 }
@@ -107,6 +158,8 @@ struct RoutingData {
     rules: Vec<RouteRule>,
     default_provider: String,
     fallback_provider: Option<String>,
+    #[serde(default, skip_serializing_if = "CloudRouting::is_any")]
+    cloud: CloudRouting,
 }
 
 /// A policy's routing table with its prompt scanners built once.
@@ -116,6 +169,8 @@ pub struct Routing {
     rules: Vec<RouteRule>,
     default_provider: String,
     fallback_provider: Option<String>,
+    cloud: CloudRouting,
+    /// Keywords in their word form ([`scan::word_form`]).
     keywords: Option<AhoCorasick>,
     keyword_owner: Vec<usize>,
     /// How many distinct rules have keywords: the scan stops once all hit.
@@ -138,10 +193,11 @@ impl Routing {
         let mut pattern_owner = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             for (j, keyword) in rule.keywords.iter().enumerate() {
-                if keyword.is_empty() {
+                let word_form = scan::word_form(keyword);
+                if word_form.is_empty() {
                     return Err(RoutingError::EmptyKeyword { rule: i, index: j });
                 }
-                keywords.push(keyword.as_str());
+                keywords.push(word_form);
                 keyword_owner.push(i);
             }
             for (j, pattern) in rule.patterns.iter().enumerate() {
@@ -159,7 +215,6 @@ impl Routing {
         } else {
             Some(
                 AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
                     .build(&keywords)
                     .map_err(|e| RoutingError::Build(e.to_string()))?,
@@ -184,6 +239,7 @@ impl Routing {
             rules,
             default_provider,
             fallback_provider,
+            cloud: CloudRouting::Any,
             keywords,
             keyword_owner,
             keyword_rules,
@@ -193,8 +249,32 @@ impl Routing {
         })
     }
 
+    /// Sets whether requests may go to the cloud without a rule saying so;
+    /// the default and fallback providers must then be local.
+    pub fn with_cloud(mut self, cloud: CloudRouting) -> Result<Self, RoutingError> {
+        for (which, provider) in [
+            ("default", Some(&self.default_provider)),
+            ("fallback", self.fallback_provider.as_ref()),
+        ] {
+            if let Some(p) = provider
+                && cloud.is_cloud(p)
+            {
+                return Err(RoutingError::CloudByDefault {
+                    which,
+                    provider: p.clone(),
+                });
+            }
+        }
+        self.cloud = cloud;
+        Ok(self)
+    }
+
     pub fn rules(&self) -> &[RouteRule] {
         &self.rules
+    }
+
+    pub fn cloud(&self) -> &CloudRouting {
+        &self.cloud
     }
 
     pub fn default_provider(&self) -> &str {
@@ -211,8 +291,9 @@ impl Routing {
         let mut keyword_hit = vec![false; n];
         let mut pattern_hit = vec![false; n];
         if let Some(ac) = &self.keywords {
+            let words = scan::word_form(request.provider_text);
             let mut found = 0;
-            for m in ac.find_overlapping_iter(request.prompt) {
+            for m in ac.find_overlapping_iter(&words) {
                 let rule = self.keyword_owner[m.pattern().as_usize()];
                 if !keyword_hit[rule] {
                     keyword_hit[rule] = true;
@@ -224,7 +305,7 @@ impl Routing {
             }
         }
         if let Some(set) = &self.patterns {
-            for p in set.matches(request.prompt).iter() {
+            for p in set.matches(&scan::text_form(request.provider_text)).iter() {
                 pattern_hit[self.pattern_owner[p]] = true;
             }
         }
@@ -285,7 +366,7 @@ pub fn check_pattern(pattern: &str) -> Result<(), PatternError> {
 impl TryFrom<RoutingData> for Routing {
     type Error = RoutingError;
     fn try_from(d: RoutingData) -> Result<Self, Self::Error> {
-        Self::new(d.rules, d.default_provider, d.fallback_provider)
+        Self::new(d.rules, d.default_provider, d.fallback_provider)?.with_cloud(d.cloud)
     }
 }
 
@@ -295,6 +376,7 @@ impl From<Routing> for RoutingData {
             rules: r.rules,
             default_provider: r.default_provider,
             fallback_provider: r.fallback_provider,
+            cloud: r.cloud,
         }
     }
 }
@@ -399,7 +481,16 @@ impl PolicyBundle {
             }
         };
         let routing = &policy.routing;
-        let matched = routing.matching(request);
+        let mut matched = routing.matching(request);
+        // Under AllowRulesOnly a matching rule to a local provider decides
+        // before any to the cloud.
+        if let Some(at) = matched
+            .iter()
+            .position(|&i| !routing.cloud.is_cloud(&routing.rules[i].provider))
+        {
+            let local = matched.remove(at);
+            matched.insert(0, local);
+        }
         let (provider, rule_model, rule) = match matched.first() {
             Some(&i) => {
                 let r = &routing.rules[i];
@@ -419,7 +510,11 @@ impl PolicyBundle {
             }
         }
         if reasons.is_empty() {
-            reasons.push(ReasonCode::RoutingDefault);
+            reasons.push(if routing.cloud.is_any() {
+                ReasonCode::RoutingDefault
+            } else {
+                ReasonCode::RoutingCloudNotAllowed
+            });
         }
         let model_for = |provider: &str, explicit: Option<&str>| -> String {
             if let Some(m) = explicit {

@@ -48,10 +48,12 @@ up() {
   kubectl get namespace clinic >/dev/null 2>&1 || kubectl create namespace clinic
   kubectl -n clinic get secret openai-credentials >/dev/null 2>&1 \
     || kubectl -n clinic create secret generic openai-credentials --from-literal=apiKey="${OPENAI_API_KEY:-sk-not-set}"
+  # Only Secrets labelled palisade.dev/credentials=true may be a provider's credentials.
+  kubectl -n clinic label --overwrite secret openai-credentials palisade.dev/credentials=true
   for sa in intake-agent scheduler-agent; do
     kubectl -n clinic get serviceaccount "$sa" >/dev/null 2>&1 || kubectl -n clinic create serviceaccount "$sa"
   done
-  sed -e "s#http://ollama.ollama:11434#http://palisade-ollama.$NS:11434#" \
+  sed -e "s#http://ollama.ollama.svc:11434#http://palisade-ollama.$NS.svc:11434#" \
       -e "s#llama3.1:8b#$MODEL#g" -e "s#\"llama3.1\*\"#\"qwen*\", \"llama3.1*\"#" \
       examples/clinic-assistant.yaml | kubectl apply -f -
   kubectl -n clinic wait aipolicy/clinic-assistant --for=condition=Ready --timeout=60s

@@ -1,11 +1,18 @@
 //! `spec.providers`: types, base URLs, credentials from Secrets, timeouts.
+//! A base URL must be on the platform's allow-list ([`Egress`]), and a
+//! credentials Secret must be opted in by its owner (the
+//! [`crate::labels::CREDENTIALS`] label): a policy author can neither send
+//! an arbitrary Secret of the namespace to a host of their choosing nor
+//! make the gateway reach an internal address.
 
 use super::*;
+use palisade_policy::EgressRefusal;
 
 pub(super) fn compile_providers(
     d: &mut Diags<'_>,
     providers: &[ProviderSpec],
     secrets: &Secrets,
+    egress: &Egress,
 ) -> Option<Vec<Provider>> {
     let mut out = Vec::with_capacity(providers.len());
     let mut ok = true;
@@ -58,13 +65,13 @@ pub(super) fn compile_providers(
             d.push(
                 format!("{field}.baseUrl"),
                 format!("{:?} is not an http(s) URL", p.base_url),
-                "write e.g. http://ollama.ollama:11434 or https://api.openai.com",
+                "write e.g. http://ollama.ollama.svc:11434 or https://api.openai.com",
             );
             ok = false;
         }
         let api_key = match &p.credentials_secret_ref {
             None => None,
-            Some(r) => match d.secret(&format!("{field}.credentialsSecretRef"), secrets, r) {
+            Some(r) => match d.credentials(&format!("{field}.credentialsSecretRef"), secrets, r) {
                 Some(v) => Some(SecretString::new(v)),
                 None => {
                     ok = false;
@@ -72,6 +79,21 @@ pub(super) fn compile_providers(
                 }
             },
         };
+        if url_ok
+            && !has_userinfo
+            && let Err(refusal) = egress.check_url(&p.base_url, p.credentials_secret_ref.is_some())
+        {
+            let fix = match refusal {
+                EgressRefusal::PlaintextCredentials { .. } => {
+                    "use the provider's https:// URL (or, for an in-cluster provider without TLS, ask the platform admin to set providers.allowPlaintextCredentials in the chart)"
+                }
+                _ => {
+                    "use an allowed URL, or ask the platform admin to add this one to providers.allowedBaseUrls in the chart's values"
+                }
+            };
+            d.push(format!("{field}.baseUrl"), refusal.to_string(), fix);
+            ok = false;
+        }
         let timeout = match p.timeout.as_deref().map(parse_duration) {
             None => DEFAULT_PROVIDER_TIMEOUT,
             Some(Ok(t)) if !t.is_zero() => t,

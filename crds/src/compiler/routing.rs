@@ -1,10 +1,55 @@
 //! `spec.routing`: rules, patterns within their cost bound, providers named
-//! by the routing, the fallback.
+//! by the routing, the fallback, and whether only rules may reach the
+//! cloud (`spec.routing.cloud`).
 
 use super::Diags;
-use crate::resources::AIPolicy;
+use crate::resources::{AIPolicy, CloudRoutingMode, ProviderLocation, ProviderType};
 use palisade_policy as policy;
-use palisade_policy::{RouteRule, Routing};
+use palisade_policy::{CloudRouting, RouteRule, Routing};
+
+/// `spec.routing.cloud` with the names of the policy's local providers;
+/// under `AllowRulesOnly` the default and fallback providers must be local.
+fn cloud_routing(d: &mut Diags<'_>, p: &AIPolicy) -> Option<CloudRouting> {
+    let spec = &p.spec.routing;
+    if spec.cloud == CloudRoutingMode::Any {
+        return Some(CloudRouting::Any);
+    }
+    let local: Vec<String> = p
+        .spec
+        .providers
+        .iter()
+        .filter(|q| {
+            q.location.unwrap_or(match q.kind {
+                ProviderType::Ollama => ProviderLocation::Local,
+                ProviderType::OpenAi | ProviderType::Anthropic => ProviderLocation::Cloud,
+            }) == ProviderLocation::Local
+        })
+        .map(|q| q.name.clone())
+        .collect();
+    let mut ok = true;
+    for (field, provider) in [
+        ("spec.routing.defaultProvider", Some(&spec.default_provider)),
+        (
+            "spec.routing.fallbackProvider",
+            spec.fallback_provider.as_ref(),
+        ),
+    ] {
+        if let Some(name) = provider
+            && !local.contains(name)
+        {
+            d.push(
+                field,
+                format!("names provider {name:?}, a cloud provider, while spec.routing.cloud is AllowRulesOnly (only a rule may send a request to the cloud)"),
+                format!(
+                    "name a local provider ({}), or set location: Local on {name:?} if it runs in your infrastructure",
+                    if local.is_empty() { "the policy has none".to_owned() } else { local.join(", ") }
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(CloudRouting::AllowRulesOnly { local })
+}
 
 pub(super) fn unknown_provider(d: &mut Diags<'_>, field: &str, name: &str, known: &[&str]) -> bool {
     if known.contains(&name) {
@@ -54,10 +99,10 @@ pub(super) fn compile_routing(
             ok = false;
         }
         for (j, k) in r.keywords.iter().enumerate() {
-            if k.trim().is_empty() {
+            if !k.chars().any(char::is_alphanumeric) {
                 d.push(
                     format!("{field}.keywords[{j}]"),
-                    "an empty keyword matches every prompt",
+                    "a keyword without a letter or digit matches every prompt (keywords are matched as words: punctuation and spaces only separate them)",
                     "remove it",
                 );
                 ok = false;
@@ -129,14 +174,17 @@ pub(super) fn compile_routing(
             model: r.model.clone(),
         });
     }
-    if !ok {
+    let cloud = cloud_routing(d, p);
+    let (true, Some(cloud)) = (ok, cloud) else {
         return None;
-    }
+    };
     match Routing::new(
         rules,
         spec.default_provider.clone(),
         spec.fallback_provider.clone(),
-    ) {
+    )
+    .and_then(|r| r.with_cloud(cloud))
+    {
         Ok(r) => Some(r),
         Err(e) => {
             d.push(

@@ -140,7 +140,7 @@ pub struct ProviderSpec {
     /// OpenAI-compatible server) or `anthropic` (Messages API).
     #[serde(rename = "type")]
     pub kind: ProviderType,
-    /// Base URL, e.g. `http://ollama.ollama:11434` or `https://api.openai.com`.
+    /// Base URL, e.g. `http://ollama.ollama.svc:11434` or `https://api.openai.com`.
     #[schemars(length(min = 1, max = 2048), pattern(r"^https?://[^\s]+$"))]
     pub base_url: String,
     /// Secret key holding the provider's API key, in this namespace.
@@ -154,6 +154,31 @@ pub struct ProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^([0-9]+(ms|s|m|h))+$"))]
     pub timeout: Option<String>,
+    /// `Local` (data stays in your infrastructure) or `Cloud`. Default:
+    /// `Local` for `type: ollama`, `Cloud` otherwise (set `Local` for an
+    /// OpenAI-compatible server you run). Used by `spec.routing.cloud`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<ProviderLocation>,
+}
+
+/// Where a provider runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ProviderLocation {
+    Local,
+    Cloud,
+}
+
+/// Whether requests may reach a cloud provider without a rule saying so.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CloudRoutingMode {
+    /// Any route may be a cloud provider.
+    #[default]
+    Any,
+    /// Deny by default: only a rule may send a request to a cloud
+    /// provider, a matching rule to a local provider wins over any to the
+    /// cloud, and `defaultProvider` / `fallbackProvider` must be local.
+    /// Requests no rule sends to the cloud carry `routing.cloud_not_allowed`.
+    AllowRulesOnly,
 }
 
 /// Wire protocol of a provider.
@@ -182,6 +207,16 @@ pub struct RoutingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub fallback_provider: Option<String>,
+    /// `Any` (default), or `AllowRulesOnly`: a request reaches a cloud
+    /// provider (`spec.providers[].location`) only when a rule sends it
+    /// there and no matching rule keeps it local (deny-by-default cloud
+    /// routing, for regulated tenants).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub cloud: CloudRoutingMode,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// One routing rule. Every criterion that is set must hold; at least one
@@ -198,13 +233,18 @@ pub struct RoutingRuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub name: Option<String>,
-    /// Matches if any keyword occurs in the prompt (ASCII case-insensitive
-    /// substring), e.g. `diagnosis`, `patient`. Reason `routing.keyword`.
+    /// Matches if any keyword occurs in the text the provider would see
+    /// (every message, tool call and tool definition), as a substring after
+    /// both are normalised: NFKC, lower-cased, invisible characters removed,
+    /// every run of non-letters one space (`date of birth` matches
+    /// `Date-of-Birth`), e.g. `diagnosis`, `patient`. Reason `routing.keyword`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1024), inner(length(min = 1, max = 256)))]
     pub keywords: Vec<String>,
     /// Matches if any regular expression (RE2-like syntax) matches somewhere
-    /// in the prompt. Reason `routing.pattern`.
+    /// in the text the provider would see, in NFKC with invisible characters
+    /// removed and whitespace runs as one space (case kept: use `(?i)`).
+    /// Reason `routing.pattern`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
     pub patterns: Vec<String>,

@@ -160,20 +160,23 @@ pub struct ChatRouting<'s> {
 }
 
 /// Routes the chat request `request_id` of `who`, asking for `model` with
-/// `prompt` (the text the router scans), and counts the decision.
+/// `prompt` (the messages' text: measured, fingerprinted and audited) and
+/// `provider_text` (all the provider will see: scanned by the rules), and
+/// counts the decision.
 pub fn decide_chat<'s>(
     state: &AppState,
     snapshot: &'s Snapshot,
     request_id: &str,
     who: &Identity,
     model: &str,
-    prompt: &str,
+    (prompt, provider_text): (&str, &str),
 ) -> ChatRouting<'s> {
     let decision = snapshot.bundle.evaluate_chat(&ChatRequest {
         namespace: &who.namespace,
         agent: &who.agent,
         model,
         prompt,
+        provider_text,
     });
     let policy = governing(snapshot, who);
     count(state, "chat", &who.namespace, &decision.decision);

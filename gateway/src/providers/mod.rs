@@ -9,12 +9,16 @@
 //! - [`anthropic`]: the Messages API (SSE), translated.
 //!
 //! Requests go out through [`crate::http_client`] (pooled, no redirects,
-//! one deadline per call).
+//! one deadline per call), and only to URLs the platform's [`Egress`]
+//! allows (credentials only over `https://` unless it says otherwise),
+//! checked on the parsed URL just before connecting. A refusal's body is
+//! never passed on as it came ([`refusal`]).
 
 pub mod anthropic;
 pub mod framing;
 pub mod ollama;
 pub mod openai;
+pub mod refusal;
 
 use crate::http_client::{CallError, HttpClient, UpstreamResponse};
 use axum::body::Bytes;
@@ -22,7 +26,8 @@ use axum::http::Uri;
 use framing::ByteStream;
 use futures_util::StreamExt;
 use openai::{ChatCompletion, ChatRequest, Outgoing};
-use palisade_policy::{PolicyBundle, Provider, ProviderKind};
+use palisade_policy::{Egress, EgressRefusal, PolicyBundle, Provider, ProviderKind};
+use refusal::Refusal;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -36,9 +41,14 @@ pub enum UpstreamError {
     /// 5xx: retryable.
     #[error("HTTP {0}")]
     Server(u16),
-    /// 4xx: the client's problem, passed through.
+    /// 4xx: the client's problem; its status, and the provider's message
+    /// sanitised.
     #[error("refused the request with HTTP {0}")]
-    Client(u16, Bytes),
+    Client(u16, Refusal),
+    /// The provider's URL is not one the platform allows (or would carry
+    /// credentials over plain `http://`): not connected to.
+    #[error("not connected to: {0}")]
+    NotAllowed(EgressRefusal),
     /// The provider answered something that is not what its API promises.
     #[error("answered something unexpected: {0}")]
     Invalid(String),
@@ -150,6 +160,8 @@ impl Endpoints {
 pub struct Upstream<'a> {
     pub http: &'a HttpClient,
     pub endpoints: &'a Endpoints,
+    /// Where the gateway may connect, checked before every call.
+    pub egress: &'a Egress,
 }
 
 impl Upstream<'_> {
@@ -163,6 +175,19 @@ impl Upstream<'_> {
         let body = serde_json::to_vec(body)
             .map_err(|e| UpstreamError::Invalid(format!("cannot encode the request: {e}")))?;
         let uri = self.endpoints.get(provider)?;
+        self.egress
+            .check(
+                &format!(
+                    "{}://{}",
+                    uri.scheme_str().unwrap_or(""),
+                    uri.authority().map_or("", |a| a.as_str())
+                ),
+                uri.scheme_str().unwrap_or(""),
+                uri.host().unwrap_or(""),
+                uri.port_u16(),
+                provider.api_key.is_some(),
+            )
+            .map_err(UpstreamError::NotAllowed)?;
         let timeout = Duration::from_millis(provider.timeout_ms);
         let r = self.http.post_json(uri, headers, body, timeout).await?;
         let s = r.status;
@@ -173,9 +198,11 @@ impl Upstream<'_> {
                 "HTTP {s} (redirects are not followed: set the provider's baseUrl to where it points)"
             )))
         } else if !s.is_success() {
+            let body = r.bytes().await.unwrap_or_default();
+            let key = provider.api_key.as_ref().map(|k| k.expose());
             Err(UpstreamError::Client(
                 s.as_u16(),
-                r.bytes().await.unwrap_or_default(),
+                Refusal::from_body(&body, key),
             ))
         } else {
             Ok(r)

@@ -381,21 +381,6 @@ pub fn may_hold_tool_calls(bytes: &[u8]) -> bool {
     mentions(b"\"tool_calls\"") || mentions(b"\"function_call\"") || mentions(b"\\u")
 }
 
-/// The `message` of an OpenAI-shaped error body, if it is one.
-pub fn error_message(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Body {
-        error: Error,
-    }
-    #[derive(Deserialize)]
-    struct Error {
-        message: String,
-    }
-    serde_json::from_slice::<Body>(body)
-        .ok()
-        .map(|b| b.error.message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,14 +424,5 @@ mod tests {
         let odd: ToolCall =
             serde_json::from_value(json!({"function": {"name": "f", "arguments": "[1"}})).unwrap();
         assert_eq!(odd.arguments(), json!({}));
-    }
-
-    #[test]
-    fn an_error_body_gives_its_message() {
-        assert_eq!(
-            error_message(br#"{"error": {"message": "bad", "type": "x"}}"#).as_deref(),
-            Some("bad")
-        );
-        assert_eq!(error_message(b"<html>"), None);
     }
 }

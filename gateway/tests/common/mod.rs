@@ -8,6 +8,7 @@ use palisade_gateway::approvals::Approvals;
 use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::snapshot::Current;
 use palisade_gateway::state::AppState;
+use palisade_policy::Egress;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -28,12 +29,24 @@ pub async fn audit_in(dir: &Path) -> (Store, AuditWriter) {
 }
 
 /// A standalone gateway's state auditing into `dir`, with one operator
-/// (`oncall`) holding `operator_token`.
+/// (`oncall`) holding `operator_token`. The fake providers listen on plain
+/// HTTP on 127.0.0.1: any provider URL is allowed, credentials included.
 pub async fn standalone(
     dir: &Path,
     current: Current,
     metrics: Arc<GatewayMetrics>,
     operator_token: &str,
+) -> (AppState, Store) {
+    standalone_with(dir, current, metrics, operator_token, Egress::any_url(true)).await
+}
+
+/// [`standalone`], reaching only the provider URLs `egress` allows.
+pub async fn standalone_with(
+    dir: &Path,
+    current: Current,
+    metrics: Arc<GatewayMetrics>,
+    operator_token: &str,
+    egress: Egress,
 ) -> (AppState, Store) {
     let (store, audit) = audit_in(dir).await;
     let state = AppState::builder(
@@ -43,8 +56,26 @@ pub async fn standalone(
         Approvals::local(store.clone(), "gateway-test"),
     )
     .operators(vec![("oncall".into(), operator_token.into())])
+    .egress(egress)
     .build();
     (state, store)
+}
+
+/// A standalone gateway's state serving the YAML `config` (written to a
+/// fresh test directory named after `name`), reaching the provider URLs
+/// `egress` allows.
+pub async fn standalone_config(name: &str, config: &str, egress: Egress) -> AppState {
+    let d = std::env::temp_dir().join(format!("palisade-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let path = d.join("p.yaml");
+    std::fs::write(&path, config).unwrap();
+    let metrics = Arc::new(GatewayMetrics::new().unwrap());
+    let current = palisade_gateway::snapshot::empty();
+    palisade_gateway::config::reload::load_into(&[path], &current, &metrics).unwrap();
+    standalone_with(&d, current, metrics, "operator-token", egress)
+        .await
+        .0
 }
 
 /// Starts `palisade-gateway ARGS` and returns it with the address it

@@ -197,6 +197,7 @@ impl Loop {
             policies: &snapshot.policies,
             grants: &snapshot.grants,
             secrets: &snapshot.secrets,
+            egress: &config.egress,
             gateways: &snapshot.gateways,
             previous: self.memory.previous.as_ref(),
             written_revision: self.memory.written_revision.as_deref(),

@@ -37,6 +37,8 @@ pub struct Input<'a> {
     pub grants: &'a [ToolGrant],
     /// The values of the Secret keys the policies reference.
     pub secrets: &'a Secrets,
+    /// The platform's rules for provider URLs.
+    pub egress: &'a palisade_policy::Egress,
     /// The gateways' reports.
     pub gateways: &'a [Lease],
     /// The bundle being served: the source of last known good policies.
@@ -142,6 +144,7 @@ pub fn plan(input: &Input<'_>) -> Result<Plan, CompileError> {
         policies: input.policies,
         grants: input.grants,
         secrets: input.secrets,
+        egress: input.egress,
         previous: input.previous,
         now: input.now,
     })?;

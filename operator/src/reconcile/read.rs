@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
-use palisade_crds::{AIPolicy, SecretKeyRef, Secrets, ToolGrant};
+use palisade_crds::{AIPolicy, SecretKeyRef, Secrets, ToolGrant, labels};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -74,6 +74,11 @@ async fn read_secrets(client: &Client, policies: &[AIPolicy]) -> Result<Secrets,
         if let Some(Some(secret)) = fetched.get(&key)
             && let Some(v) = secret.data.as_ref().and_then(|d| d.get(&r.key))
         {
+            if secret.labels().get(labels::CREDENTIALS).map(String::as_str)
+                == Some(labels::CREDENTIALS_OPT_IN)
+            {
+                secrets.allow_as_credentials(&ns, &r.name);
+            }
             secrets.insert(
                 &ns,
                 &r.name,

@@ -27,6 +27,7 @@ pub struct PolicyBuilder {
     routes: Vec<RouteRule>,
     default_provider: String,
     fallback_provider: Option<String>,
+    cloud: CloudRouting,
     tool_rules: Vec<ToolRule>,
     default_tool: Outcome,
 }
@@ -64,6 +65,7 @@ pub fn policy(name: &str) -> PolicyBuilder {
         routes: Vec::new(),
         default_provider: "cloud".into(),
         fallback_provider: None,
+        cloud: CloudRouting::Any,
         tool_rules: Vec::new(),
         default_tool: Outcome::Deny,
     }
@@ -146,6 +148,18 @@ impl PolicyBuilder {
         self.fallback_provider = Some(provider.into());
         self
     }
+    pub fn defaulting_to(mut self, provider: &str) -> Self {
+        self.default_provider = provider.into();
+        self
+    }
+    /// `spec.routing.cloud: AllowRulesOnly`, `local` being the only local
+    /// provider.
+    pub fn cloud_only_by_rule(mut self) -> Self {
+        self.cloud = CloudRouting::AllowRulesOnly {
+            local: vec!["local".into()],
+        };
+        self
+    }
     pub fn build(self) -> Policy {
         Policy {
             namespace: self.namespace,
@@ -157,6 +171,7 @@ impl PolicyBuilder {
             models: NameGlobs::new(self.models).unwrap(),
             providers: self.providers,
             routing: Routing::new(self.routes, self.default_provider, self.fallback_provider)
+                .and_then(|r| r.with_cloud(self.cloud))
                 .unwrap(),
             tools: ToolRules::new(self.default_tool, self.tool_rules).unwrap(),
             approvals: ApprovalSettings { ttl_seconds: 900 },
@@ -280,10 +295,23 @@ pub fn decide(bundle: &PolicyBundle, agent: &str, tool: &str, args: serde_json::
 }
 
 pub fn chat(bundle: &PolicyBundle, agent: &str, model: &str, prompt: &str) -> ChatDecision {
+    chat_seeing(bundle, agent, model, prompt, prompt)
+}
+
+/// [`chat`] whose provider would also see `provider_text` (earlier
+/// messages, tool calls, tool definitions).
+pub fn chat_seeing(
+    bundle: &PolicyBundle,
+    agent: &str,
+    model: &str,
+    prompt: &str,
+    provider_text: &str,
+) -> ChatDecision {
     bundle.evaluate_chat(&ChatRequest {
         namespace: NS,
         agent,
         model,
         prompt,
+        provider_text,
     })
 }

@@ -96,6 +96,7 @@ cases = {
             "metrics": {"serviceMonitor": {"enabled": True}, "grafanaDashboard": {"enabled": True}},
             "gateway": {"autoscaling": {"enabled": True}},
             "operator": {"watchNamespaces": ["clinic", "billing"], "replicas": 1},
+            "providers": {"allowedBaseUrls": ["https://llm.corp.example", "http://*.svc"], "allowPlaintextCredentials": True},
         },
         MAP_V1,
         "v1.37.2",
@@ -127,6 +128,7 @@ wrong = {
     "tls_without_a_secret": ({"gateway": {"tls": {"enabled": True}}}, None),
     "body_budget_below_one_body": ({"gateway": {"maxInFlightBodyBytes": 65536}}, None),
     "token_audience_with_a_comma": ({"gateway": {"tokenReview": {"audiences": ["a,b"]}}}, None),
+    "provider_url_without_scheme": ({"providers": {"allowedBaseUrls": ["api.openai.com"]}}, None),
 }
 out = {"lint": helm.lint(chart_dir, strict=True), "cases": {}, "refused": {}, "invalid": {}}
 for case, (values, api_versions, kube_version) in cases.items():

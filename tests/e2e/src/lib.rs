@@ -30,6 +30,14 @@ pub const OPERATOR_USER: &str = "system:serviceaccount:palisade-system:palisade-
 pub const GATEWAY_USER: &str = "system:serviceaccount:palisade-system:palisade-gateway";
 /// The intake agent's ServiceAccount user (the example's `intake-agent`).
 pub const INTAKE_USER: &str = "system:serviceaccount:clinic:intake-agent";
+/// The fake providers listen on plain HTTP on 127.0.0.1, the cloud one
+/// with a key: what the chart's `providers.allowedBaseUrls` and
+/// `providers.allowPlaintextCredentials` would say for them.
+pub const FAKE_PROVIDER_EGRESS: [&str; 3] = [
+    "--allowed-provider-urls",
+    "http://127.0.0.1",
+    "--allow-plaintext-credentials",
+];
 
 /// How the harness runs the operator and installs the chart.
 #[derive(Debug, Clone)]
@@ -303,8 +311,8 @@ impl Harness {
         let intake = cp.token("clinic", "intake-agent");
         let scheduler = cp.token("clinic", "scheduler-agent");
         cp.apply(
-            "apiVersion: v1\nkind: Secret\nmetadata: {name: openai-credentials, namespace: clinic}\n\
-             stringData: {apiKey: sk-e2e}\n",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: openai-credentials, namespace: clinic, \
+             labels: {palisade.dev/credentials: \"true\"}}\nstringData: {apiKey: sk-e2e}\n",
         );
         let pg = TestPostgres::start();
         let audit_url = pg.database("palisade_e2e");
@@ -343,7 +351,7 @@ impl Harness {
             "/../../examples/clinic-assistant.yaml"
         ))
         .unwrap()
-        .replace("http://ollama.ollama:11434", &h.local.base_url())
+        .replace("http://ollama.ollama.svc:11434", &h.local.base_url())
         .replace("https://api.openai.com", &h.cloud.base_url());
         let manifest = h.dir.join("clinic-assistant.yaml");
         std::fs::write(&manifest, example).unwrap();
@@ -391,6 +399,7 @@ impl Harness {
                 "--approval-retention",
                 options.approval_retention,
             ])
+            .args(FAKE_PROVIDER_EGRESS)
             .args(if options.leader_election {
                 &[][..]
             } else {
@@ -432,6 +441,7 @@ impl Harness {
                 "--audit-url",
                 &self.audit_url,
             ])
+            .args(FAKE_PROVIDER_EGRESS)
             .args(self.watch_args())
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)

@@ -260,6 +260,14 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
             !args(d).iter().any(|a| a.starts_with("--watch-namespaces")),
             "cluster-wide by default"
         );
+        // Providers: the well-known APIs over https and in-cluster
+        // services, credentials never over plain http.
+        assert!(
+            args(d).contains(&"--allowed-provider-urls=https://api.openai.com,https://api.anthropic.com,http://*.svc,http://*.svc.cluster.local".to_owned()),
+            "{:?}",
+            args(d)
+        );
+        assert!(!args(d).contains(&"--allow-plaintext-credentials".to_owned()));
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         let c = &pod["containers"][0];
@@ -589,6 +597,12 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
             d["metadata"]["name"],
             args(d)
         );
+        for flag in [
+            "--allowed-provider-urls=https://llm.corp.example,http://*.svc",
+            "--allow-plaintext-credentials",
+        ] {
+            assert!(args(d).contains(&flag.to_owned()), "{flag}: {:?}", args(d));
+        }
     }
     for role in ["palisade-operator", "palisade-gateway"] {
         assert_eq!(
@@ -728,6 +742,10 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         (
             "token_audience_with_a_comma",
             "/gateway/tokenReview/audiences/0",
+        ),
+        (
+            "provider_url_without_scheme",
+            "/providers/allowedBaseUrls/0",
         ),
     ] {
         let message = out["refused"][case]

@@ -46,7 +46,7 @@ async fn apply_example(client: &kube::Client) {
         .await
         .unwrap();
     let s: Secret = serde_json::from_value(
-        json!({"metadata": {"name": "openai-credentials"}, "stringData": {"apiKey": "sk-test"}}),
+        json!({"metadata": {"name": "openai-credentials", "labels": {"palisade.dev/credentials": "true"}}, "stringData": {"apiKey": "sk-test"}}),
     )
     .unwrap();
     Api::<Secret>::namespaced(client.clone(), "clinic")

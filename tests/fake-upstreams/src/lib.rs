@@ -33,6 +33,8 @@ pub enum Script {
     RawToolCalls(Vec<(String, String)>),
     /// An HTTP error status with an OpenAI error body.
     Status(u16),
+    /// An HTTP error status with this JSON body.
+    Refuse(u16, Value),
     /// Wait this long before answering (to trip timeouts).
     Slow(Duration),
     /// `307 Temporary Redirect` to this URL.
@@ -239,6 +241,10 @@ async fn play_failures(script: &Script) -> Option<Response> {
         Script::Status(code) => {
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             Some((status, axum::Json(json!({"error": {"message": "scripted failure", "type": "server_error", "code": null}}))).into_response())
+        }
+        Script::Refuse(code, body) => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_REQUEST);
+            Some((status, axum::Json(body.clone())).into_response())
         }
         Script::Slow(d) => {
             tokio::time::sleep(*d).await;

@@ -7,6 +7,7 @@
 //! ([`gate`]).
 
 pub mod gate;
+pub mod provider_text;
 
 use crate::api::{json_body, request_id};
 use crate::auth::Agent;
@@ -51,8 +52,16 @@ pub async fn handle(
     refuse_legacy_functions(&request)?;
     let request_id = request_id(&headers, None);
     let prompt = request.prompt_text();
+    let seen = provider_text::of(&request);
     let model = request.model.as_deref().unwrap_or("");
-    let routing = decide_chat(&state, &snapshot, &request_id, &who, model, &prompt);
+    let routing = decide_chat(
+        &state,
+        &snapshot,
+        &request_id,
+        &who,
+        model,
+        (prompt.as_str(), seen.as_str()),
+    );
     let Some((route, policy)) = routing.permitted() else {
         return Err(routing.refuse(&state));
     };
@@ -123,6 +132,7 @@ async fn call_with_fallback(
     let upstream = Upstream {
         http: &state.http,
         endpoints: &snapshot.endpoints,
+        egress: &state.egress,
     };
     let mut attempt = route.clone();
     loop {

@@ -19,7 +19,7 @@ fn policy(name: &str) -> AIPolicy {
         "metadata": {"name": name, "namespace": "clinic", "generation": 1, "uid": format!("uid-{name}")},
         "spec": {
             "agents": [{"name": format!("{name}-agent"), "serviceAccount": "agent"}],
-            "providers": [{"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434", "defaultModel": "llama3.1:8b"}],
+            "providers": [{"name": "local", "type": "ollama", "baseUrl": "http://ollama.ollama.svc:11434", "defaultModel": "llama3.1:8b"}],
             "routing": {"defaultProvider": "local"},
         }
     }))
@@ -117,6 +117,7 @@ impl World {
             policies: &self.policies,
             grants: &self.grants,
             secrets: &self.secrets,
+            egress: &palisade_policy::Egress::default(),
             gateways: &self.gateways,
             previous: self.previous.as_ref(),
             written_revision: self.written.as_deref(),
@@ -350,6 +351,7 @@ fn a_panic_while_planning_one_object_leaves_the_others_planned() {
         policies: &world.policies,
         grants: &[],
         secrets: &world.secrets,
+        egress: &palisade_policy::Egress::default(),
         previous: None,
         now: t(NOW),
     })
