@@ -889,6 +889,8 @@ async fn with_fail_closed_auditing_no_prompt_is_sent_while_the_audit_is_down() {
         s.state.metrics.clone(),
         palisade_gateway::approvals::Approvals::local(store, "gateway-test"),
     )
+    // The fake providers are plain HTTP on 127.0.0.1.
+    .egress(palisade_policy::Egress::any_url(true))
     .build();
     let (status, _, _) = chat_on(&state, json!({"model": "gpt-4o", "messages": user("hi")})).await;
     assert_eq!(status, 200, "served while the audit is up");
