@@ -46,6 +46,10 @@ pub enum DecideRefused {
 
 const COLUMNS: &str = "namespace, name, agent, tool, arguments, arguments_digest, request_id, policy, policy_generation, rule, requested_by, requested_at_ms, expires_at_ms, decision, reason, decided_by, decided_at_ms, consumed_at_ms, consumed_by";
 
+/// An approval waiting for a decision at the time bound to `?`:
+/// undecided, unused, unexpired.
+const PENDING: &str = "decision IS NULL AND consumed_at_ms IS NULL AND expires_at_ms > ?";
+
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
@@ -163,7 +167,8 @@ impl ApprovalStore {
             q.push_str(" AND namespace = ?");
         }
         if pending_only {
-            q.push_str(" AND decision IS NULL AND consumed_at_ms IS NULL AND expires_at_ms > ?");
+            q.push_str(" AND ");
+            q.push_str(PENDING);
         }
         q.push_str(" ORDER BY requested_at_ms DESC, name LIMIT ?");
         let q = self.sql(&q);
@@ -176,6 +181,27 @@ impl ApprovalStore {
         }
         let rows = query.bind(limit).fetch_all(self.store.pool()).await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// How many approvals `agent` of `namespace` has waiting for a
+    /// decision (undecided, unused, unexpired) at `now`.
+    pub async fn count_pending(
+        &self,
+        namespace: &str,
+        agent: &str,
+        now: Timestamp,
+    ) -> Result<u64, AuditError> {
+        let q = self.sql(&format!(
+            "SELECT COUNT(*) AS n FROM approvals WHERE namespace = ? AND agent = ? AND {PENDING}"
+        ));
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(namespace)
+            .bind(agent)
+            .bind(ms(now))
+            .fetch_one(self.store.pool())
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Approvals of this name in any namespace (names carry a digest, so

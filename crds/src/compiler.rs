@@ -515,6 +515,7 @@ fn compile_policy(
             tools: tools?,
             approvals: ApprovalSettings {
                 ttl_seconds: ttl?.as_secs().max(1),
+                max_pending_per_agent: spec.approvals.max_pending_per_agent,
             },
             audit,
         })

@@ -13,21 +13,24 @@
 //!   endpoints; consumption is a compare-and-set `UPDATE`.
 //!
 //! In a cluster every request is namespaced (one Approval, by name, in the
-//! agent's namespace); nothing is listed or watched cluster-wide. With
+//! agent's namespace); nothing is listed or watched cluster-wide. Long-polls
+//! share one watch per namespace ([`watches`]). With
 //! `--watch-namespaces`, an Approval outside those namespaces is neither
 //! created nor read: [`ApprovalError::NamespaceNotWatched`] (`403`), before
 //! any request is made.
 
 mod record;
+mod watches;
 
 use crate::audit_decision::AuditDecision;
 use record::from_resource;
 pub use record::{Hold, View, view_of_row};
+use watches::{Seen, Watches};
 
 use crate::kubernetes::WatchNamespaces;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use palisade_audit::approvals::{ApprovalRow, ApprovalStore};
 use palisade_crds::{
     Approval, ApprovalDecision, ApprovalPhase, ApprovalSpec, ApprovalStatus, labels,
@@ -38,6 +41,19 @@ use std::time::Duration;
 
 /// The longest a poll may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// What holding a call came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// Recorded now, or found recorded already (a retry of the same call).
+    Held(View),
+    /// Not recorded: the agent already has `pending` approvals waiting,
+    /// as many as its policy allows (`limit`).
+    TooManyPending { pending: u64, limit: u32 },
+}
+
+/// The label that names an Approval's agent (selects an agent's approvals).
+const AGENT_LABEL: &str = "palisade.dev/agent";
 
 /// Whether this caller's consumption won.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +74,10 @@ pub enum ApprovalError {
     /// asking the API server.
     #[error("approvals in namespace {0:?} are not handled by this gateway (--watch-namespaces)")]
     NamespaceNotWatched(String),
+    /// The API server refused to store another Approval: the namespace's
+    /// ResourceQuota on them is used up (its message says which).
+    #[error("no approval can be recorded now: {0}; wait for pending ones to be decided or to expire, or ask the cluster admin to raise the quota")]
+    QuotaExceeded(String),
 }
 
 /// Where approvals live.
@@ -69,6 +89,8 @@ pub enum Approvals {
         instance: std::sync::Arc<str>,
         /// Where Approvals may be created and read (empty: everywhere).
         namespaces: WatchNamespaces,
+        /// The watches long-polls share.
+        watches: Watches,
     },
     /// The audit database's `approvals` table.
     Local {
@@ -87,6 +109,21 @@ impl std::fmt::Debug for Approvals {
 }
 
 impl Approvals {
+    /// In a cluster: `Approval` resources in `namespaces` (empty: any),
+    /// consumed as `instance` (in `consumedBy`).
+    pub fn cluster(
+        client: kube::Client,
+        instance: impl Into<std::sync::Arc<str>>,
+        namespaces: WatchNamespaces,
+    ) -> Self {
+        Self::Cluster {
+            watches: Watches::new(client.clone()),
+            client,
+            instance: instance.into(),
+            namespaces,
+        }
+    }
+
     /// Standalone: the audit database's `approvals` table, used by this
     /// process (`instance` in `consumedBy`).
     pub fn local(store: palisade_audit::Store, instance: impl Into<std::sync::Arc<str>>) -> Self {
@@ -113,8 +150,12 @@ fn namespaced(
 }
 
 impl Approvals {
-    /// Records a held call, or finds the one already recorded for it.
-    pub async fn hold(&self, hold: &Hold, now: Timestamp) -> Result<View, ApprovalError> {
+    /// Records a held call, or finds the one already recorded for it; a
+    /// new one only while the agent has fewer than its policy's
+    /// `maxPendingPerAgent` approvals pending (counted across replicas: a
+    /// few holds racing on several replicas may each see room for one
+    /// more; the chart's ResourceQuota bounds the namespace regardless).
+    pub async fn hold(&self, hold: &Hold, now: Timestamp) -> Result<Recorded, ApprovalError> {
         let name = hold.name();
         let expires = now
             .checked_add(
@@ -127,13 +168,29 @@ impl Approvals {
                 client, namespaces, ..
             } => {
                 let api = namespaced(client, namespaces, &hold.namespace)?;
+                // The agent's approvals: this call's, if held already, and
+                // how many wait.
+                let mine = api
+                    .list(&ListParams::default().labels(&format!("{AGENT_LABEL}={}", hold.agent)))
+                    .await?;
+                if let Some(held) = mine.items.iter().find(|a| a.metadata.name.as_deref() == Some(name.as_str())) {
+                    return Ok(Recorded::Held(from_resource(held, now)));
+                }
+                let pending = mine
+                    .items
+                    .iter()
+                    .filter(|a| a.phase_at(now) == ApprovalPhase::Pending)
+                    .count() as u64;
+                if let Some(full) = hold.over_limit(pending) {
+                    return Ok(full);
+                }
                 let object = Approval {
                     metadata: ObjectMeta {
                         name: Some(name.clone()),
                         labels: Some(
                             [
                                 (labels::PART_OF.to_owned(), labels::PALISADE.to_owned()),
-                                ("palisade.dev/agent".to_owned(), hold.agent.clone()),
+                                (AGENT_LABEL.to_owned(), hold.agent.clone()),
                             ]
                             .into(),
                         ),
@@ -157,15 +214,24 @@ impl Approvals {
                     },
                     status: None,
                 };
-                match api.create(&PostParams::default(), &object).await {
-                    Ok(created) => Ok(from_resource(&created, now)),
-                    Err(kube::Error::Api(e)) if e.code == 409 => {
-                        Ok(from_resource(&api.get(&name).await?, now))
+                let created = match api.create(&PostParams::default(), &object).await {
+                    Ok(created) => created,
+                    Err(kube::Error::Api(e)) if e.code == 409 => api.get(&name).await?,
+                    Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("exceeded quota") => {
+                        return Err(ApprovalError::QuotaExceeded(e.message));
                     }
-                    Err(e) => Err(e.into()),
-                }
+                    Err(e) => return Err(e.into()),
+                };
+                Ok(Recorded::Held(from_resource(&created, now)))
             }
             Self::Local { store, .. } => {
+                if let Some(held) = store.get(&hold.namespace, &name).await? {
+                    return Ok(Recorded::Held(view_of_row(held, now)));
+                }
+                let pending = store.count_pending(&hold.namespace, &hold.agent, now).await?;
+                if let Some(full) = hold.over_limit(pending) {
+                    return Ok(full);
+                }
                 let row = ApprovalRow {
                     namespace: hold.namespace.clone(),
                     name,
@@ -187,7 +253,7 @@ impl Approvals {
                     consumed_at: None,
                     consumed_by: None,
                 };
-                Ok(view_of_row(store.create(&row).await?, now))
+                Ok(Recorded::Held(view_of_row(store.create(&row).await?, now)))
             }
         }
     }
@@ -217,46 +283,51 @@ impl Approvals {
         wait: Duration,
     ) -> Result<Option<View>, ApprovalError> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        // In a cluster, listen before looking, so a decision made in
+        // between is not missed.
+        let mut changes = match self {
+            Self::Cluster {
+                client,
+                namespaces,
+                watches,
+                ..
+            } if !wait.is_zero() => {
+                namespaced(client, namespaces, namespace)?;
+                Some(watches.subscribe(namespace))
+            }
+            _ => None,
+        };
+        let pending = |v: &Option<View>| v.as_ref().is_some_and(|v| v.phase == ApprovalPhase::Pending);
         let first = self.get(namespace, name).await?;
-        if !first
-            .as_ref()
-            .is_some_and(|v| v.phase == ApprovalPhase::Pending)
-            || wait.is_zero()
-        {
+        if !pending(&first) || wait.is_zero() {
             return Ok(first);
         }
-        let expires = first.as_ref().map(|v| v.expires_at);
-        match self {
-            Self::Cluster {
-                client, namespaces, ..
-            } => {
-                // A watch on this one object: answers the moment a human
-                // decides, without polling the API server.
-                let api = namespaced(client, namespaces, namespace)?;
-                let until_expiry = expires
-                    .and_then(|e| e.duration_since(Timestamp::now()).try_into().ok())
-                    .unwrap_or(Duration::ZERO);
-                let decided =
-                    kube::runtime::wait::await_condition(api, name, |a: Option<&Approval>| {
-                        a.is_none_or(|a| a.phase_at(Timestamp::now()) != ApprovalPhase::Pending)
-                    });
-                let limit = tokio::time::Instant::now() + until_expiry;
-                let _ = tokio::time::timeout_at(deadline.min(limit), decided).await;
+        // No longer than until it expires.
+        let until_expiry = first
+            .as_ref()
+            .and_then(|v| v.expires_at.duration_since(Timestamp::now()).try_into().ok())
+            .unwrap_or(Duration::ZERO);
+        let until = deadline.min(tokio::time::Instant::now() + until_expiry);
+        loop {
+            let seen = match changes.as_mut() {
+                // The namespace's shared watch says when it changes.
+                Some(changes) => tokio::time::timeout_at(until, changes.next_settled(name)).await,
+                // Standalone: look again every 100 ms.
+                None => {
+                    let now = tokio::time::Instant::now();
+                    tokio::time::sleep(until.saturating_duration_since(now).min(Duration::from_millis(100))).await;
+                    Ok(Seen::Lagged)
+                }
+            };
+            match seen {
+                Ok(Seen::Lagged) if tokio::time::Instant::now() < until => {
+                    let v = self.get(namespace, name).await?;
+                    if !pending(&v) {
+                        return Ok(v);
+                    }
+                }
+                _ => break,
             }
-            Self::Local { .. } => loop {
-                let now = tokio::time::Instant::now();
-                if now >= deadline {
-                    break;
-                }
-                tokio::time::sleep((deadline - now).min(Duration::from_millis(100))).await;
-                let v = self.get(namespace, name).await?;
-                if !v
-                    .as_ref()
-                    .is_some_and(|v| v.phase == ApprovalPhase::Pending)
-                {
-                    return Ok(v);
-                }
-            },
         }
         self.get(namespace, name).await
     }
@@ -270,6 +341,7 @@ impl Approvals {
                 client,
                 instance,
                 namespaces,
+                ..
             } => {
                 let api = namespaced(client, namespaces, &view.namespace)?;
                 let current = api.get(&view.name).await?;
@@ -389,6 +461,7 @@ mod tests {
             rule: None,
             requested_by: None,
             ttl: Duration::from_secs(900),
+            max_pending: 20,
         }
     }
 
@@ -396,11 +469,11 @@ mod tests {
     /// made fails with a Kubernetes API error, one refused first does not.
     fn cluster(namespaces: &str) -> Approvals {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        Approvals::Cluster {
-            client: kube::Client::try_from(config).unwrap(),
-            instance: "gw-0".into(),
-            namespaces: WatchNamespaces::parse(namespaces).unwrap(),
-        }
+        Approvals::cluster(
+            kube::Client::try_from(config).unwrap(),
+            "gw-0",
+            WatchNamespaces::parse(namespaces).unwrap(),
+        )
     }
 
     #[tokio::test]

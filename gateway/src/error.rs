@@ -52,6 +52,8 @@ pub enum ErrorCode {
     ApprovalsNamespaceNotWatched,
     /// The approvals store cannot be reached.
     ApprovalsUnavailable,
+    /// `429`: the namespace's ResourceQuota on Approvals is used up.
+    ApprovalsQuotaExceeded,
     /// Deciding approvals over HTTP is off (in a cluster: `kubectl patch`).
     ApprovalsDecisionsOff,
     /// Listing and deciding approvals needs an operator token.
@@ -87,6 +89,7 @@ impl ErrorCode {
         Self::UpstreamInvalidResponse,
         Self::ApprovalsNamespaceNotWatched,
         Self::ApprovalsUnavailable,
+        Self::ApprovalsQuotaExceeded,
         Self::ApprovalsDecisionsOff,
         Self::ApprovalsOperatorOnly,
         Self::ApprovalAlreadyDecided,
@@ -113,6 +116,7 @@ impl ErrorCode {
             Self::UpstreamInvalidResponse => "upstream.invalid_response",
             Self::ApprovalsNamespaceNotWatched => "approvals.namespace_not_watched",
             Self::ApprovalsUnavailable => "approvals.unavailable",
+            Self::ApprovalsQuotaExceeded => "approvals.quota_exceeded",
             Self::ApprovalsDecisionsOff => "approvals.decisions_off",
             Self::ApprovalsOperatorOnly => "approvals.operator_only",
             Self::ApprovalAlreadyDecided => "approval.already_decided",
@@ -282,8 +286,14 @@ impl GatewayError {
             Self::AmbiguousApproval(_)
             | Self::ApprovalAlreadyDecided { .. }
             | Self::ApprovalExpiredUndecided(_) => StatusCode::CONFLICT,
+            // A limit, not a prohibition: the same call may go through later.
+            Self::Refused {
+                code: ReasonCode::LimitPendingApprovals,
+                ..
+            } => StatusCode::TOO_MANY_REQUESTS,
             Self::Refused { .. } | Self::OperatorOnly => StatusCode::FORBIDDEN,
             Self::Approvals(ApprovalError::NamespaceNotWatched(_)) => StatusCode::FORBIDDEN,
+            Self::Approvals(ApprovalError::QuotaExceeded(_)) => StatusCode::TOO_MANY_REQUESTS,
             Self::Approvals(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { error, .. } => match error {
                 UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -318,6 +328,7 @@ impl GatewayError {
             Self::Approvals(ApprovalError::NamespaceNotWatched(_)) => {
                 E::ApprovalsNamespaceNotWatched
             }
+            Self::Approvals(ApprovalError::QuotaExceeded(_)) => E::ApprovalsQuotaExceeded,
             Self::Approvals(_) => E::ApprovalsUnavailable,
             Self::AuditUnavailable { .. } => E::AuditUnavailable,
             Self::Upstream { error, .. } => match error {

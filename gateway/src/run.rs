@@ -430,11 +430,7 @@ async fn serve(
                 "approvals: created and read in {}",
                 watch_namespaces.describe()
             );
-            Approvals::Cluster {
-                client: client.clone(),
-                instance,
-                namespaces: watch_namespaces,
-            }
+            Approvals::cluster(client.clone(), instance, watch_namespaces)
         }
         None => Approvals::local(store.clone(), instance),
     };

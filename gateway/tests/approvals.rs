@@ -493,3 +493,61 @@ async fn the_approvals_cli_decides_for_a_running_gateway_and_expiry_is_audited()
         .status();
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test]
+async fn beyond_its_pending_approvals_an_agent_gets_429_and_a_retry_still_finds_its_own() {
+    let g = gateway("cap", "15m\n    maxPendingPerAgent: 2").await;
+    let call = |to: &str, id: &str| json!({"tool": "send_email", "arguments": {"to": to}, "requestId": id});
+    let (status, first) = tool(&g, call("a@b.c", "r-1")).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, body) = tool(&g, call("b@b.c", "r-2")).await;
+    assert_eq!(status, 202, "{body}");
+
+    // A third would need a new approval: refused, recorded nowhere.
+    let (status, body) = tool(&g, call("c@b.c", "r-3")).await;
+    assert_eq!(
+        (status.as_u16(), code(&body)),
+        (429, "limit.pending_approvals"),
+        "{body}"
+    );
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already has 2 approvals pending"),
+        "{body}"
+    );
+    let (_, listed) = send(&g, "GET", "/v1/approvals", Some(OPERATOR), None).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
+    // A retry of a call already held finds its approval.
+    let (status, again) = tool(&g, call("a@b.c", "r-1")).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["approval"]["name"], first["approval"]["name"]);
+
+    // Once one is decided there is room again.
+    let name = first["approval"]["name"].as_str().unwrap();
+    let (status, _) = send(
+        &g,
+        "POST",
+        &format!("/v1/approvals/{name}/deny"),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = tool(&g, call("c@b.c", "r-3")).await;
+    assert_eq!(status, 202, "{body}");
+
+    g.state.audit.flush().await.unwrap();
+    let limited = g
+        .store
+        .query(&Filter {
+            reason: Some("limit.pending_approvals".into()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert_eq!(limited[0].event.decision, "Deny");
+}

@@ -63,7 +63,7 @@ fn tool_policy(n: usize) -> PolicyBundle {
         providers: providers(),
         routing: Routing::new(vec![], "cloud".into(), None).unwrap(),
         tools: ToolRules::new(Outcome::Deny, rules).unwrap(),
-        approvals: ApprovalSettings { ttl_seconds: 900 },
+        approvals: ApprovalSettings::with_ttl(900),
         audit: AuditSettings::default(),
     };
     PolicyBundle::new(vec![policy], vec![], vec![]).unwrap()
@@ -113,7 +113,7 @@ fn routing_policy(keywords: usize) -> PolicyBundle {
         providers: providers(),
         routing: Routing::new(rules, "cloud".into(), Some("local".into())).unwrap(),
         tools: ToolRules::new(Outcome::Deny, vec![]).unwrap(),
-        approvals: ApprovalSettings { ttl_seconds: 900 },
+        approvals: ApprovalSettings::with_ttl(900),
         audit: AuditSettings::default(),
     };
     PolicyBundle::new(vec![policy], vec![], vec![]).unwrap()

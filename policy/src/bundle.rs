@@ -81,11 +81,32 @@ pub struct Agent {
     pub suspended: bool,
 }
 
-/// How long a human has to decide a held call.
+/// How long a human has to decide a held call, and how many may wait.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApprovalSettings {
     pub ttl_seconds: u64,
+    /// How many approvals one agent may have pending at once; a held call
+    /// beyond it is refused (`limit.pending_approvals`).
+    #[serde(default = "ApprovalSettings::default_max_pending")]
+    pub max_pending_per_agent: u32,
+}
+
+impl ApprovalSettings {
+    /// The default cap on pending approvals per agent.
+    pub const DEFAULT_MAX_PENDING: u32 = 20;
+
+    fn default_max_pending() -> u32 {
+        Self::DEFAULT_MAX_PENDING
+    }
+
+    /// `ttl_seconds` and the default cap.
+    pub fn with_ttl(ttl_seconds: u64) -> Self {
+        Self {
+            ttl_seconds,
+            max_pending_per_agent: Self::DEFAULT_MAX_PENDING,
+        }
+    }
 }
 
 /// What the audit keeps of prompts.

@@ -114,6 +114,9 @@ pub enum ReasonCode {
     /// The tool's name is longer than [`crate::MAX_TOOL_NAME_BYTES`]: refused in every mode.
     #[serde(rename = "tool.name_too_long")]
     ToolNameTooLong,
+    /// The call needs approval, but its agent already has as many approvals pending as its policy allows (`spec.approvals.maxPendingPerAgent`): no new one is recorded (HTTP 429).
+    #[serde(rename = "limit.pending_approvals")]
+    LimitPendingApprovals,
 }
 
 impl ReasonCode {
@@ -153,6 +156,7 @@ impl ReasonCode {
         Self::ApprovalReplayRefused,
         Self::ApprovalMismatch,
         Self::ApprovalNotFound,
+        Self::LimitPendingApprovals,
     ];
 
     /// The wire form, e.g. `kill_switch.policy`.
@@ -192,6 +196,7 @@ impl ReasonCode {
             Self::ApprovalNotFound => "approval.not_found",
             Self::ToolArgumentsInvalid => "tool.arguments_invalid",
             Self::ToolNameTooLong => "tool.name_too_long",
+            Self::LimitPendingApprovals => "limit.pending_approvals",
         }
     }
 

@@ -422,7 +422,7 @@ mod tests {
             }],
             routing: Routing::new(vec![], "local".into(), None).unwrap(),
             tools: ToolRules::new(Outcome::Deny, rules).unwrap(),
-            approvals: ApprovalSettings { ttl_seconds: 60 },
+            approvals: ApprovalSettings::with_ttl(60),
             audit: AuditSettings::default(),
         };
         let grants = (0..2)

@@ -332,15 +332,29 @@ pub struct ApprovalsSpec {
     #[serde(default = "default_ttl")]
     #[schemars(pattern(r"^([0-9]+(ms|s|m|h))+$"))]
     pub ttl: String,
+    /// How many approvals one agent may have waiting for a decision at
+    /// once (default 20). A held call beyond it is not recorded: the
+    /// gateway answers `429` with `limit.pending_approvals`, so one agent
+    /// cannot bury the approvers (or fill etcd) with look-alike requests.
+    #[serde(default = "default_max_pending")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_pending_per_agent: u32,
 }
 
 fn default_ttl() -> String {
     "15m".into()
 }
 
+fn default_max_pending() -> u32 {
+    palisade_policy::ApprovalSettings::DEFAULT_MAX_PENDING
+}
+
 impl Default for ApprovalsSpec {
     fn default() -> Self {
-        Self { ttl: default_ttl() }
+        Self {
+            ttl: default_ttl(),
+            max_pending_per_agent: default_max_pending(),
+        }
     }
 }
 

@@ -182,7 +182,8 @@ fn set_headers(response: &mut Response, headers: &[(&'static str, &str)]) {
 }
 
 /// The answer to a held call: `202` while it waits, `200` when its
-/// approval was used, `403` when the approval cannot be.
+/// approval was used, `403` when the approval cannot be, `429` when no
+/// approval can be recorded for now.
 fn respond_held(step: Step, mut body: DecisionBody<'_>, tool: &str) -> Response {
     match step {
         Step::Held(view) => {
@@ -223,6 +224,20 @@ fn respond_held(step: Step, mut body: DecisionBody<'_>, tool: &str) -> Response 
             body.reason_code = ReasonCode::ToolAllowedByApproval.as_str();
             body.approval = Some(view.to_json());
             allowed(&body)
+        }
+        Step::Limited { pending, limit } => {
+            let code = ReasonCode::LimitPendingApprovals;
+            body.reason_code = code.as_str();
+            let mut response = GatewayError::Refused {
+                code,
+                message: format!(
+                    "tool {tool:?} needs a human's approval, but this agent already has {pending} approvals pending, as many as its policy allows ({limit}, spec.approvals.maxPendingPerAgent); none was recorded. Wait for a decision on those (or for them to expire) and try again"
+                ),
+                details: body.to_value(),
+            }
+            .into_response();
+            set_headers(&mut response, &[("retry-after", "30")]);
+            response
         }
         Step::Refused(code, view) => {
             let message = match (code, &view) {

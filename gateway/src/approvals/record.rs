@@ -26,6 +26,8 @@ pub struct Hold {
     pub rule: Option<String>,
     pub requested_by: Option<String>,
     pub ttl: Duration,
+    /// The policy's `maxPendingPerAgent`.
+    pub max_pending: u32,
 }
 
 impl Hold {
@@ -57,7 +59,17 @@ impl Hold {
                 .and_then(|a| a.service_account.as_deref())
                 .map(|sa| format!("system:serviceaccount:{}:{sa}", policy.namespace)),
             ttl: Duration::from_secs(policy.approvals.ttl_seconds),
+            max_pending: policy.approvals.max_pending_per_agent,
         }
+    }
+
+    /// [`super::Recorded::TooManyPending`] when `pending` approvals leave
+    /// no room for this one.
+    pub(super) fn over_limit(&self, pending: u64) -> Option<super::Recorded> {
+        (pending >= u64::from(self.max_pending)).then_some(super::Recorded::TooManyPending {
+            pending,
+            limit: self.max_pending,
+        })
     }
 
     /// The approval's name: the agent plus a digest of everything that

@@ -5,7 +5,9 @@
 //! is audited and counted here.
 
 use super::{AuditDecision, ToolCallDecision, ToolCallRequest};
-use crate::approvals::{Approvals, Consumed, Hold, View, decide_and_audit, view_of_row};
+use crate::approvals::{
+    Approvals, Consumed, Hold, Recorded, View, decide_and_audit, view_of_row,
+};
 use crate::error::GatewayError;
 use crate::state::AppState;
 use palisade_audit::AuditEvent;
@@ -24,6 +26,9 @@ pub enum Step {
     Allowed(View),
     /// The named approval cannot be used: `403`.
     Refused(ReasonCode, Option<View>),
+    /// Not recorded: the agent has `pending` approvals waiting, as many as
+    /// its policy allows (`limit`): `429 limit.pending_approvals`.
+    Limited { pending: u64, limit: u32 },
 }
 
 /// The approval a held call is recorded as.
@@ -50,12 +55,15 @@ pub async fn step(
     approval: Option<&str>,
 ) -> Result<Step, GatewayError> {
     let Some(name) = approval else {
-        let view = state
+        let recorded = state
             .approvals
             .hold(&hold_of(policy, call, decided), jiff::Timestamp::now())
             .await?;
-        count(state, "requested");
-        return Ok(Step::Held(view));
+        count(state, outcome_of_hold(&recorded));
+        return Ok(match recorded {
+            Recorded::Held(view) => Step::Held(view),
+            Recorded::TooManyPending { pending, limit } => Step::Limited { pending, limit },
+        });
     };
     let Some(view) = state.approvals.get(&call.who.namespace, name).await? else {
         count(state, "not_found");
@@ -109,7 +117,13 @@ pub fn hold_in_background(
     let metrics = Arc::clone(&state.metrics);
     tokio::spawn(async move {
         match approvals.hold(&hold, jiff::Timestamp::now()).await {
-            Ok(_) => metrics.approvals.with_label_values(&["requested"]).inc(),
+            Ok(recorded) => {
+                let outcome = outcome_of_hold(&recorded);
+                metrics.approvals.with_label_values(&[outcome]).inc();
+                if let Recorded::TooManyPending { pending, limit } = recorded {
+                    tracing::warn!(approval = %hold.name(), agent = %hold.agent, pending, limit, "a held tool call was not recorded: the agent has as many approvals pending as its policy allows (limit.pending_approvals)");
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, approval = %hold.name(), "could not record the approval of a held tool call")
             }
@@ -129,6 +143,11 @@ impl Step {
                 Some(v),
             ),
             Self::Refused(code, v) => (*code, Some(AuditDecision::Deny), v.as_ref()),
+            Self::Limited { .. } => (
+                ReasonCode::LimitPendingApprovals,
+                Some(AuditDecision::Deny),
+                None,
+            ),
         };
         if let Some(d) = decision {
             super::set_decision(event, d);
@@ -165,6 +184,14 @@ pub fn record_outcome(
 fn outcome_of(code: ReasonCode) -> &'static str {
     let code = code.as_str();
     code.strip_prefix("approval.").unwrap_or(code)
+}
+
+/// A hold's label: `requested`, or `limited` when none was recorded.
+fn outcome_of_hold(recorded: &Recorded) -> &'static str {
+    match recorded {
+        Recorded::Held(_) => "requested",
+        Recorded::TooManyPending { .. } => "limited",
+    }
 }
 
 fn count(state: &AppState, outcome: &str) {

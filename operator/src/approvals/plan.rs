@@ -255,6 +255,47 @@ mod tests {
         );
     }
 
+    /// The status subresource is written by others too (gateways record
+    /// consumption there): what it claims about a decision counts only when
+    /// the spec, which admission guards, holds that decision.
+    #[test]
+    fn a_status_claiming_a_decision_the_spec_does_not_hold_is_not_trusted() {
+        let forged = ApprovalStatus {
+            phase: Some(ApprovalPhase::Approved),
+            decided_by: Some("mallory".into()),
+            decided_at: Some(Time(t("2026-11-22T10:00:30Z"))),
+            ..Default::default()
+        };
+        let mut undecided = approval(None);
+        undecided.status = Some(forged.clone());
+        let during = t("2026-11-22T10:01:00Z");
+        let s = desired_status(&undecided, during);
+        assert_eq!(
+            (s.phase, s.decided_by, s.decided_at),
+            (Some(ApprovalPhase::Pending), None, None),
+            "an undecided approval stays Pending, whatever its status says"
+        );
+
+        // A human then denies it: recorded (and so audited) as theirs, now,
+        // and kept from then on, not from the forged time.
+        let mut denied = approval(Some(ApprovalDecision::Denied));
+        denied.status = Some(forged);
+        let at = t("2026-11-22T10:02:00Z");
+        let s = desired_status(&denied, at);
+        assert_eq!(s.decided_by.as_deref(), Some("alice"));
+        assert_eq!(s.decided_at, Some(Time(at)));
+        assert_eq!(
+            newly_recorded(denied.status.as_ref(), &s, &denied),
+            vec![Outcome::Decided(ApprovalDecision::Denied)]
+        );
+        assert_eq!(finished_at(&denied, at), Some(at));
+        // Once the operator has recorded it, it is kept.
+        denied.status = Some(s.clone());
+        let later = t("2026-11-22T10:09:00Z");
+        assert_eq!(desired_status(&denied, later), s);
+        assert_eq!(finished_at(&denied, later), Some(at));
+    }
+
     #[test]
     fn an_audited_outcome_is_remembered_until_a_status_records_it() {
         let approved = Outcome::Decided(ApprovalDecision::Approved);

@@ -174,7 +174,7 @@ impl PolicyBuilder {
                 .and_then(|r| r.with_cloud(self.cloud))
                 .unwrap(),
             tools: ToolRules::new(self.default_tool, self.tool_rules).unwrap(),
-            approvals: ApprovalSettings { ttl_seconds: 900 },
+            approvals: ApprovalSettings::with_ttl(900),
             audit: AuditSettings::default(),
         }
     }

@@ -101,6 +101,17 @@ cases = {
         MAP_V1,
         "v1.37.2",
     ),
+    "approval_quota_namespaces": (
+        {"approvals": {"quota": {"namespaces": ["team-a", "team-b"], "maxApprovals": 50}},
+         "operator": {"watchNamespaces": ["clinic"]}},
+        None,
+        None,
+    ),
+    "no_approval_quota": (
+        {"approvals": {"quota": {"enabled": False}}, "operator": {"watchNamespaces": ["clinic"]}},
+        None,
+        None,
+    ),
     "watching_the_release_namespace": (
         {"operator": {"watchNamespaces": ["palisade-system", "clinic"]}},
         None,
@@ -119,6 +130,7 @@ wrong = {
     "misspelt_key": ({"operator": {"replicaz": 2}}, None),
     "cidr_without_prefix": ({"networkPolicy": {"apiServerCIDR": "10.0.0.1"}}, None),
     "bad_retention": ({"approvals": {"retention": "one day"}}, None),
+    "approval_quota_of_nothing": ({"approvals": {"quota": {"maxApprovals": 0}}}, None),
     "no_audit_database": ({"postgres": {"external": {"secretName": ""}}}, None),
     "stamp_decider_required_without_the_api": ({"approvals": {"admission": {"stampDecider": True}}}, None),
     "stamp_decider_not_auto_or_boolean": ({"approvals": {"admission": {"stampDecider": "yes"}}}, MAP_V1),

@@ -706,6 +706,42 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         "{notes}"
     );
     assert!(notes.contains("https://"), "{notes}");
+    // --- A ResourceQuota on Approvals where the agents are: in the listed
+    // namespaces, else the watched ones; none where no namespace is known,
+    // and the notes say so.
+    let quotas = |case: &str| -> Vec<(String, String)> {
+        documents(&out["cases"][case])
+            .iter()
+            .filter(|d| d["kind"] == "ResourceQuota")
+            .map(|d| {
+                assert_eq!(d["metadata"]["name"], "palisade-approvals");
+                let hard = &d["spec"]["hard"]["count/approvals.palisade.dev"];
+                let ns = d["metadata"]["namespace"].as_str().unwrap();
+                (ns.to_owned(), hard.as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    };
+    assert_eq!(quotas("default"), []);
+    assert!(
+        notes("default").contains("No ResourceQuota on Approvals was installed"),
+        "{}",
+        notes("default")
+    );
+    assert_eq!(
+        quotas("everything"),
+        pairs(&[("clinic", "1000"), ("billing", "1000")])
+    );
+    assert_eq!(
+        quotas("approval_quota_namespaces"),
+        pairs(&[("team-a", "50"), ("team-b", "50")])
+    );
+    assert!(notes("approval_quota_namespaces").contains("At most 50 Approvals per namespace in team-a, team-b"));
+    assert_eq!(quotas("no_approval_quota"), []);
 
     // --- Wrong values fail at install with a message naming the field.
     for (case, needle) in [
@@ -713,6 +749,7 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         ("misspelt_key", "replicaz"),
         ("cidr_without_prefix", "/networkPolicy/apiServerCIDR"),
         ("bad_retention", "/approvals/retention"),
+        ("approval_quota_of_nothing", "/approvals/quota/maxApprovals"),
         (
             "no_audit_database",
             "postgres.external.secretName is required",

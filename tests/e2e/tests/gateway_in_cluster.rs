@@ -152,11 +152,7 @@ async fn a_gateway_in_a_cluster_serves_the_operators_configuration_to_service_ac
         current.clone(),
         audit,
         metrics,
-        Approvals::Cluster {
-            client: client.clone(),
-            instance: "gateway-test".into(),
-            namespaces: Default::default(),
-        },
+        Approvals::cluster(client.clone(), "gateway-test", Default::default()),
     )
     .service_accounts(TokenReviewer::new(client.clone(), vec![]))
     .build();
