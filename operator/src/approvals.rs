@@ -6,7 +6,9 @@
 //!   (`Pending` → `Approved` / `Denied` / `Expired` → `Consumed`), requeued
 //!   at `expiresAt` so an undecided approval expires on time;
 //! - the decision is recorded once: who (`spec.decidedBy`, stamped from the
-//!   authenticated user by the chart's admission policy) and when;
+//!   authenticated user by the chart's admission policy) and when; a
+//!   `decidedBy` / `decidedAt` someone else wrote into the status is not
+//!   taken for a decision (see [`plan::desired_status`]);
 //! - each outcome (approved, denied, expired) is audited through
 //!   `palisade-audit` before the status write that records it, and
 //!   announced with an Event after; consumption is audited by the gateway
@@ -153,9 +155,17 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
         for &outcome in &outcomes {
             audit_outcome(&cx, &a, &uid, outcome, &desired).await?;
         }
+        let mut status = serde_json::to_value(&desired).unwrap_or_default();
+        // A merge patch keeps what it does not name: a decider or time the
+        // status claimed without the spec's decision is removed by name.
+        for field in ["decidedBy", "decidedAt"] {
+            if status.get(field).is_none() {
+                status[field] = serde_json::Value::Null;
+            }
+        }
         let patch = json!({
             "metadata": {"resourceVersion": a.resource_version()},
-            "status": serde_json::to_value(&desired).unwrap_or_default(),
+            "status": status,
         });
         match api
             .patch_status(

@@ -11,18 +11,23 @@ use std::collections::HashSet;
 
 /// The status an approval should have at `now`, given what it has. Pure:
 /// unit-tested without a server.
+///
+/// Who decided comes from the spec (stamped from the deciding user by
+/// admission, final once set), never from the status: the status
+/// subresource is written by others too (gateways record consumption
+/// there), so a `decidedBy` / `decidedAt` already in it counts only when it
+/// records the decision the spec holds.
 pub fn desired_status(a: &Approval, now: Timestamp) -> ApprovalStatus {
     let old = a.status.clone().unwrap_or_default();
-    let phase = a.phase_at(now);
     let decided = a.spec.decision.is_some();
     ApprovalStatus {
         observed_generation: a.metadata.generation,
-        phase: Some(phase),
-        decided_by: old.decided_by.clone().or_else(|| a.spec.decided_by.clone()),
-        decided_at: match (&old.decided_at, decided) {
-            (Some(t), _) => Some(t.clone()),
-            (None, true) => Some(Time(now)),
-            (None, false) => None,
+        phase: Some(a.phase_at(now)),
+        decided_by: a.spec.decided_by.clone().filter(|_| decided),
+        decided_at: match recorded_decision_at(a.status.as_ref(), a) {
+            Some(t) => Some(Time(t)),
+            None if decided => Some(Time(now)),
+            None => None,
         },
         consumed_at: old.consumed_at.clone(),
         consumed_by: old.consumed_by.clone(),
@@ -30,17 +35,27 @@ pub fn desired_status(a: &Approval, now: Timestamp) -> ApprovalStatus {
     }
 }
 
+/// When the status recorded the spec's decision, if it did: a `decidedAt`
+/// beside the spec's decider and a phase that follows a decision.
+fn recorded_decision_at(status: Option<&ApprovalStatus>, a: &Approval) -> Option<Timestamp> {
+    let status = status?;
+    a.spec.decision?;
+    let follows = status
+        .phase
+        .is_some_and(|p| p != ApprovalPhase::Pending);
+    (follows && status.decided_by == a.spec.decided_by)
+        .then(|| status.decided_at.as_ref().map(|t| t.0))
+        .flatten()
+}
+
 /// When an approval reached its final phase, if it has.
 pub fn finished_at(a: &Approval, now: Timestamp) -> Option<Timestamp> {
     let status = a.status.as_ref();
     match a.phase_at(now) {
         ApprovalPhase::Consumed => status.and_then(|s| s.consumed_at.as_ref()).map(|t| t.0),
-        ApprovalPhase::Denied => Some(
-            status
-                .and_then(|s| s.decided_at.as_ref())
-                .map(|t| t.0)
-                .unwrap_or(a.spec.requested_at.0),
-        ),
+        // Denied: from when the decision was recorded (now, if this pass
+        // is the one recording it).
+        ApprovalPhase::Denied => Some(recorded_decision_at(status, a).unwrap_or(now)),
         ApprovalPhase::Expired => Some(a.spec.expires_at.0),
         ApprovalPhase::Pending | ApprovalPhase::Approved => None,
     }
@@ -91,7 +106,9 @@ pub fn newly_recorded(
     a: &Approval,
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
-    let was_decided = old.is_some_and(|s| s.decided_at.is_some());
+    // A status recorded by someone else, or before the decision, does not
+    // count as the operator having recorded (and audited) it.
+    let was_decided = recorded_decision_at(old, a).is_some();
     if !was_decided && desired.decided_at.is_some() {
         outcomes.extend(a.spec.decision.map(Outcome::Decided));
     }
