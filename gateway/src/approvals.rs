@@ -76,7 +76,9 @@ pub enum ApprovalError {
     NamespaceNotWatched(String),
     /// The API server refused to store another Approval: the namespace's
     /// ResourceQuota on them is used up (its message says which).
-    #[error("no approval can be recorded now: {0}; wait for pending ones to be decided or to expire, or ask the cluster admin to raise the quota")]
+    #[error(
+        "no approval can be recorded now: {0}; wait for pending ones to be decided or to expire, or ask the cluster admin to raise the quota"
+    )]
     QuotaExceeded(String),
 }
 
@@ -173,7 +175,11 @@ impl Approvals {
                 let mine = api
                     .list(&ListParams::default().labels(&format!("{AGENT_LABEL}={}", hold.agent)))
                     .await?;
-                if let Some(held) = mine.items.iter().find(|a| a.metadata.name.as_deref() == Some(name.as_str())) {
+                if let Some(held) = mine
+                    .items
+                    .iter()
+                    .find(|a| a.metadata.name.as_deref() == Some(name.as_str()))
+                {
                     return Ok(Recorded::Held(from_resource(held, now)));
                 }
                 let pending = mine
@@ -217,7 +223,9 @@ impl Approvals {
                 let created = match api.create(&PostParams::default(), &object).await {
                     Ok(created) => created,
                     Err(kube::Error::Api(e)) if e.code == 409 => api.get(&name).await?,
-                    Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("exceeded quota") => {
+                    Err(kube::Error::Api(e))
+                        if e.code == 403 && e.message.contains("exceeded quota") =>
+                    {
                         return Err(ApprovalError::QuotaExceeded(e.message));
                     }
                     Err(e) => return Err(e.into()),
@@ -228,7 +236,9 @@ impl Approvals {
                 if let Some(held) = store.get(&hold.namespace, &name).await? {
                     return Ok(Recorded::Held(view_of_row(held, now)));
                 }
-                let pending = store.count_pending(&hold.namespace, &hold.agent, now).await?;
+                let pending = store
+                    .count_pending(&hold.namespace, &hold.agent, now)
+                    .await?;
                 if let Some(full) = hold.over_limit(pending) {
                     return Ok(full);
                 }
@@ -297,7 +307,10 @@ impl Approvals {
             }
             _ => None,
         };
-        let pending = |v: &Option<View>| v.as_ref().is_some_and(|v| v.phase == ApprovalPhase::Pending);
+        let pending = |v: &Option<View>| {
+            v.as_ref()
+                .is_some_and(|v| v.phase == ApprovalPhase::Pending)
+        };
         let first = self.get(namespace, name).await?;
         if !pending(&first) || wait.is_zero() {
             return Ok(first);
@@ -305,7 +318,12 @@ impl Approvals {
         // No longer than until it expires.
         let until_expiry = first
             .as_ref()
-            .and_then(|v| v.expires_at.duration_since(Timestamp::now()).try_into().ok())
+            .and_then(|v| {
+                v.expires_at
+                    .duration_since(Timestamp::now())
+                    .try_into()
+                    .ok()
+            })
             .unwrap_or(Duration::ZERO);
         let until = deadline.min(tokio::time::Instant::now() + until_expiry);
         loop {
@@ -315,7 +333,12 @@ impl Approvals {
                 // Standalone: look again every 100 ms.
                 None => {
                     let now = tokio::time::Instant::now();
-                    tokio::time::sleep(until.saturating_duration_since(now).min(Duration::from_millis(100))).await;
+                    tokio::time::sleep(
+                        until
+                            .saturating_duration_since(now)
+                            .min(Duration::from_millis(100)),
+                    )
+                    .await;
                     Ok(Seen::Lagged)
                 }
             };

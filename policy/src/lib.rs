@@ -18,7 +18,6 @@ mod decision;
 mod egress;
 mod fingerprint;
 mod globs;
-mod preview;
 mod reason;
 mod routing;
 mod tool;
@@ -35,7 +34,6 @@ pub use fingerprint::{
     PromptFingerprint, REDACTED, api_key_digest, argument_digest, redact_arguments,
 };
 pub use globs::{GlobError, NameGlobs};
-pub use preview::{ArgumentsPreview, PREVIEW_LIMIT};
 pub use reason::ReasonCode;
 pub use routing::{
     ChatDecision, ChatRequest, CloudRouting, Fallback, PATTERN_DFA_SIZE_LIMIT, PATTERN_MAX_LEN,

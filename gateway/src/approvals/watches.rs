@@ -126,6 +126,12 @@ pub struct Subscription {
     namespace: String,
 }
 
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Subscription({})", self.namespace)
+    }
+}
+
 impl Subscription {
     /// Waits until approval `name` leaves `Pending` (or is deleted), or
     /// until something else the poll must know happens.
@@ -169,8 +175,7 @@ fn typed(o: &DynamicObject) -> Option<Approval> {
 /// and ends once nobody has listened for [`LINGER`].
 async fn run(inner: Arc<Inner>, namespace: String, changes: broadcast::Sender<Change>) {
     let resource = ApiResource::erase::<Approval>(&());
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(inner.client.clone(), &namespace, &resource);
+    let api: Api<DynamicObject> = Api::namespaced_with(inner.client.clone(), &namespace, &resource);
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();

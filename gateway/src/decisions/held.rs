@@ -5,9 +5,7 @@
 //! is audited and counted here.
 
 use super::{AuditDecision, ToolCallDecision, ToolCallRequest};
-use crate::approvals::{
-    Approvals, Consumed, Hold, Recorded, View, decide_and_audit, view_of_row,
-};
+use crate::approvals::{Approvals, Consumed, Hold, Recorded, View, decide_and_audit, view_of_row};
 use crate::error::GatewayError;
 use crate::state::AppState;
 use palisade_audit::AuditEvent;

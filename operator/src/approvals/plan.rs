@@ -40,9 +40,7 @@ pub fn desired_status(a: &Approval, now: Timestamp) -> ApprovalStatus {
 fn recorded_decision_at(status: Option<&ApprovalStatus>, a: &Approval) -> Option<Timestamp> {
     let status = status?;
     a.spec.decision?;
-    let follows = status
-        .phase
-        .is_some_and(|p| p != ApprovalPhase::Pending);
+    let follows = status.phase.is_some_and(|p| p != ApprovalPhase::Pending);
     (follows && status.decided_by == a.spec.decided_by)
         .then(|| status.decided_at.as_ref().map(|t| t.0))
         .flatten()

@@ -25,7 +25,8 @@ fn cluster() -> &'static ControlPlane {
             "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SYSTEM_NS}}}\n"
         ));
         cp.namespace(QUOTA_NS);
-        let values = json!({"approvals": {"quota": {"namespaces": [QUOTA_NS], "maxApprovals": QUOTA}}});
+        let values =
+            json!({"approvals": {"quota": {"namespaces": [QUOTA_NS], "maxApprovals": QUOTA}}});
         let release = palisade_e2e::helm_install(&cp, &values)
             .unwrap_or_else(|e| panic!("helm install: {e}"));
         assert_eq!(release["status"], "deployed", "{release}");
@@ -204,11 +205,7 @@ fn the_charts_resource_quota_caps_how_many_approvals_a_namespace_holds() {
     );
     let create = |i: usize| {
         let path = cp.dir().join(format!("quota-{i}.yaml"));
-        std::fs::write(
-            &path,
-            approval_manifest(QUOTA_NS, &format!("held-{i}"), ""),
-        )
-        .unwrap();
+        std::fs::write(&path, approval_manifest(QUOTA_NS, &format!("held-{i}"), "")).unwrap();
         cp.kubectl(User::Admin, &["create", "-f", path.to_str().unwrap()])
     };
     for i in 0..QUOTA {

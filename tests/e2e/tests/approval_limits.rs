@@ -116,27 +116,47 @@ async fn send_email(h: &Harness, gw: usize, to: &str, id: &str) -> (u16, Value) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_gets_429_beyond_its_policys_pending_approvals_and_a_retry_still_finds_its_own() {
     let h = Harness::start("pending-cap").await;
-    h.patch_policy("merge", r#"{"spec":{"approvals":{"maxPendingPerAgent":3}}}"#);
+    h.patch_policy(
+        "merge",
+        r#"{"spec":{"approvals":{"maxPendingPerAgent":3}}}"#,
+    );
     let generation = h.policy_field("{.metadata.generation}");
-    h.until("both gateways serve the cap", Duration::from_secs(20), async || {
-        let served = h.policy_field("{.status.servedGeneration} {.status.gatewaysApplied}");
-        (served == format!("{generation} 2")).then_some(())
-    })
+    h.until(
+        "both gateways serve the cap",
+        Duration::from_secs(20),
+        async || {
+            let served = h.policy_field("{.status.servedGeneration} {.status.gatewaysApplied}");
+            (served == format!("{generation} 2")).then_some(())
+        },
+    )
     .await;
 
     // Three wait, on either replica.
     let mut held = Vec::new();
     for i in 0..3 {
-        let (status, body) = send_email(&h, i % 2, &format!("p{i}@clinic.example"), &format!("r-{i}")).await;
+        let (status, body) = send_email(
+            &h,
+            i % 2,
+            &format!("p{i}@clinic.example"),
+            &format!("r-{i}"),
+        )
+        .await;
         assert_eq!(status, 202, "{body}");
         held.push(body["approval"]["name"].as_str().unwrap().to_owned());
     }
     // A fourth is refused, on both, and recorded nowhere.
     for gw in [0, 1] {
         let (status, body) = send_email(&h, gw, "p3@clinic.example", "r-3").await;
-        assert_eq!((status, code(&body)), (429, "limit.pending_approvals"), "{body}");
+        assert_eq!(
+            (status, code(&body)),
+            (429, "limit.pending_approvals"),
+            "{body}"
+        );
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("already has 3 approvals pending"), "{message}");
+        assert!(
+            message.contains("already has 3 approvals pending"),
+            "{message}"
+        );
         assert_eq!(body["error"]["type"], "rate_limit_error");
     }
     let listed = h.kubectl_ok(&["get", "approvals", "-n", "clinic", "-o", "name"]);
@@ -160,18 +180,29 @@ async fn an_agent_gets_429_beyond_its_policys_pending_approvals_and_a_retry_stil
             r#"{"spec":{"decision":"Denied","reason":"no"}}"#,
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (status, body) = send_email(&h, 0, "p3@clinic.example", "r-3").await;
     assert_eq!(status, 202, "{body}");
 
     // The refusals are audited as decisions of their own.
-    h.until("the refusals are audited", Duration::from_secs(10), async || {
-        let rows = h.audit_rows(Filter::default()).await;
-        let refused = rows
-            .iter()
-            .filter(|r| r.event.reason_codes.first().map(String::as_str) == Some("limit.pending_approvals"))
-            .count();
-        (refused == 2).then_some(())
-    })
+    h.until(
+        "the refusals are audited",
+        Duration::from_secs(10),
+        async || {
+            let rows = h.audit_rows(Filter::default()).await;
+            let refused = rows
+                .iter()
+                .filter(|r| {
+                    r.event.reason_codes.first().map(String::as_str)
+                        == Some("limit.pending_approvals")
+                })
+                .count();
+            (refused == 2).then_some(())
+        },
+    )
     .await;
 }

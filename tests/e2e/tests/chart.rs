@@ -740,7 +740,10 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         quotas("approval_quota_namespaces"),
         pairs(&[("team-a", "50"), ("team-b", "50")])
     );
-    assert!(notes("approval_quota_namespaces").contains("At most 50 Approvals per namespace in team-a, team-b"));
+    assert!(
+        notes("approval_quota_namespaces")
+            .contains("At most 50 Approvals per namespace in team-a, team-b")
+    );
     assert_eq!(quotas("no_approval_quota"), []);
 
     // --- Wrong values fail at install with a message naming the field.
