@@ -139,8 +139,8 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     }
     assert_eq!(
         out["invalid"].as_object().unwrap().len(),
-        11,
-        "10 value sets and the CRDs"
+        13,
+        "12 value sets and the CRDs"
     );
     // No case renders two objects Helm would have to create under the
     // same name (an install fails on the second).
@@ -709,6 +709,12 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     // --- A ResourceQuota on Approvals where the agents are: in the listed
     // namespaces, else the watched ones; none where no namespace is known,
     // and the notes say so.
+    let notes_of = |case: &str| {
+        out["cases"][case]["palisade/templates/NOTES.txt"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
     let quotas = |case: &str| -> Vec<(String, String)> {
         documents(&out["cases"][case])
             .iter()
@@ -728,9 +734,9 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     };
     assert_eq!(quotas("default"), []);
     assert!(
-        notes("default").contains("No ResourceQuota on Approvals was installed"),
+        notes_of("default").contains("No ResourceQuota on Approvals was installed"),
         "{}",
-        notes("default")
+        notes_of("default")
     );
     assert_eq!(
         quotas("everything"),
@@ -741,7 +747,7 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         pairs(&[("team-a", "50"), ("team-b", "50")])
     );
     assert!(
-        notes("approval_quota_namespaces")
+        notes_of("approval_quota_namespaces")
             .contains("At most 50 Approvals per namespace in team-a, team-b")
     );
     assert_eq!(quotas("no_approval_quota"), []);
