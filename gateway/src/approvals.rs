@@ -46,7 +46,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recorded {
     /// Recorded now, or found recorded already (a retry of the same call).
-    Held(View),
+    Held(Box<View>),
     /// Not recorded: the agent already has `pending` approvals waiting,
     /// as many as its policy allows (`limit`).
     TooManyPending { pending: u64, limit: u32 },
@@ -180,7 +180,7 @@ impl Approvals {
                     .iter()
                     .find(|a| a.metadata.name.as_deref() == Some(name.as_str()))
                 {
-                    return Ok(Recorded::Held(from_resource(held, now)));
+                    return Ok(Recorded::Held(Box::new(from_resource(held, now))));
                 }
                 let pending = mine
                     .items
@@ -230,11 +230,11 @@ impl Approvals {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                Ok(Recorded::Held(from_resource(&created, now)))
+                Ok(Recorded::Held(Box::new(from_resource(&created, now))))
             }
             Self::Local { store, .. } => {
                 if let Some(held) = store.get(&hold.namespace, &name).await? {
-                    return Ok(Recorded::Held(view_of_row(held, now)));
+                    return Ok(Recorded::Held(Box::new(view_of_row(held, now))));
                 }
                 let pending = store
                     .count_pending(&hold.namespace, &hold.agent, now)
@@ -263,7 +263,10 @@ impl Approvals {
                     consumed_at: None,
                     consumed_by: None,
                 };
-                Ok(Recorded::Held(view_of_row(store.create(&row).await?, now)))
+                Ok(Recorded::Held(Box::new(view_of_row(
+                    store.create(&row).await?,
+                    now,
+                ))))
             }
         }
     }

@@ -59,7 +59,7 @@ pub async fn step(
             .await?;
         count(state, outcome_of_hold(&recorded));
         return Ok(match recorded {
-            Recorded::Held(view) => Step::Held(view),
+            Recorded::Held(view) => Step::Held(*view),
             Recorded::TooManyPending { pending, limit } => Step::Limited { pending, limit },
         });
     };
