@@ -209,7 +209,7 @@ async fn serve_http<I>(
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     tokio::select! {
-        _ = conn.as_mut() => return,
+        _ = conn.as_mut() => {}
         _ = stopping.changed() => {
             // Shutting down: finish what is in flight.
             conn.as_mut().graceful_shutdown();

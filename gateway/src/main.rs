@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the gateway from configuration files.
-    Run(palisade_gateway::run::RunArgs),
+    Run(Box<palisade_gateway::run::RunArgs>),
     /// Validate configuration files and summarise what they define.
     #[command(alias = "check")]
     Validate(ConfigArgs),
@@ -105,7 +105,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Audit(command) => palisade_gateway::cli::audit::run(command),
         Command::Approvals(command) => palisade_gateway::cli::approvals::run(command),
-        Command::Run(args) => Ok(palisade_gateway::run::run(args)?),
+        Command::Run(args) => Ok(palisade_gateway::run::run(*args)?),
         Command::Validate(args) => {
             let loaded = load(&args)?;
             print_summary(
