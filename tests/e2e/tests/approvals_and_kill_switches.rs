@@ -448,11 +448,14 @@ async fn kill_switches_stop_both_replicas_and_lifting_them_restores_traffic() {
         rows.iter()
             .all(|r| r.event.agent == "intake" && r.event.decision == "Deny")
     );
-    let status = h.policy_field("{.status.gatewaysApplied}");
-    assert_eq!(
-        status, "2",
-        "both replicas report the revision they applied"
-    );
+    // Each replica reports what it applied on its Lease's next renewal,
+    // and the operator counts it on its next pass: wait for both.
+    h.until(
+        "both replicas report the revision they applied",
+        Duration::from_secs(60),
+        async || (h.policy_field("{.status.gatewaysApplied}") == "2").then_some(()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
