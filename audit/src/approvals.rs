@@ -8,27 +8,19 @@
 use crate::error::AuditError;
 use crate::store::Store;
 use jiff::Timestamp;
+use palisade_policy::{ApprovalDecision, HeldCall};
 use sqlx::Row;
 
-/// One held call.
+/// One held call, as the approvals table stores it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalRow {
     pub namespace: String,
     pub name: String,
-    pub agent: String,
-    pub tool: String,
-    /// The arguments as the policy lets them be shown (redacted).
-    pub arguments: serde_json::Value,
-    pub arguments_digest: String,
-    pub request_id: String,
-    pub policy: String,
-    pub policy_generation: i64,
-    pub rule: Option<String>,
-    pub requested_by: Option<String>,
+    /// What was held (the arguments as the policy lets them be shown).
+    pub call: HeldCall,
     pub requested_at: Timestamp,
     pub expires_at: Timestamp,
-    /// `Approved` or `Denied`.
-    pub decision: Option<String>,
+    pub decision: Option<ApprovalDecision>,
     pub reason: Option<String>,
     pub decided_by: Option<String>,
     pub decided_at: Option<Timestamp>,
@@ -36,11 +28,36 @@ pub struct ApprovalRow {
     pub consumed_by: Option<String>,
 }
 
+impl ApprovalRow {
+    /// A new, undecided row for `call`, held at `requested_at`.
+    pub fn held(
+        namespace: String,
+        name: String,
+        call: HeldCall,
+        requested_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> Self {
+        Self {
+            namespace,
+            name,
+            call,
+            requested_at,
+            expires_at,
+            decision: None,
+            reason: None,
+            decided_by: None,
+            decided_at: None,
+            consumed_at: None,
+            consumed_by: None,
+        }
+    }
+}
+
 /// Why a decision was not recorded.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecideRefused {
     NotFound,
-    AlreadyDecided(String),
+    AlreadyDecided(ApprovalDecision),
     Expired,
 }
 
@@ -60,21 +77,24 @@ fn ts(ms: i64) -> Timestamp {
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<ApprovalRow, sqlx::Error> {
     let arguments: String = r.try_get("arguments")?;
+    let decision: Option<String> = r.try_get("decision")?;
     Ok(ApprovalRow {
         namespace: r.try_get("namespace")?,
         name: r.try_get("name")?,
-        agent: r.try_get("agent")?,
-        tool: r.try_get("tool")?,
-        arguments: serde_json::from_str(&arguments).unwrap_or(serde_json::Value::Null),
-        arguments_digest: r.try_get("arguments_digest")?,
-        request_id: r.try_get("request_id")?,
-        policy: r.try_get("policy")?,
-        policy_generation: r.try_get("policy_generation")?,
-        rule: r.try_get("rule")?,
-        requested_by: r.try_get("requested_by")?,
+        call: HeldCall {
+            agent: r.try_get("agent")?,
+            tool: r.try_get("tool")?,
+            arguments: serde_json::from_str(&arguments).unwrap_or(serde_json::Value::Null),
+            arguments_digest: r.try_get("arguments_digest")?,
+            request_id: r.try_get("request_id")?,
+            policy: r.try_get("policy")?,
+            policy_generation: r.try_get("policy_generation")?,
+            rule: r.try_get("rule")?,
+            requested_by: r.try_get("requested_by")?,
+        },
         requested_at: ts(r.try_get("requested_at_ms")?),
         expires_at: ts(r.try_get("expires_at_ms")?),
-        decision: r.try_get("decision")?,
+        decision: decision.as_deref().and_then(ApprovalDecision::parse),
         reason: r.try_get("reason")?,
         decided_by: r.try_get("decided_by")?,
         decided_at: r.try_get::<Option<i64>, _>("decided_at_ms")?.map(ts),
@@ -119,15 +139,15 @@ impl ApprovalStore {
         sqlx::query(sqlx::AssertSqlSafe(insert))
             .bind(&row.namespace)
             .bind(&row.name)
-            .bind(&row.agent)
-            .bind(&row.tool)
-            .bind(row.arguments.to_string())
-            .bind(&row.arguments_digest)
-            .bind(&row.request_id)
-            .bind(&row.policy)
-            .bind(row.policy_generation)
-            .bind(row.rule.clone())
-            .bind(row.requested_by.clone())
+            .bind(&row.call.agent)
+            .bind(&row.call.tool)
+            .bind(row.call.arguments.to_string())
+            .bind(&row.call.arguments_digest)
+            .bind(&row.call.request_id)
+            .bind(&row.call.policy)
+            .bind(row.call.policy_generation)
+            .bind(row.call.rule.clone())
+            .bind(row.call.requested_by.clone())
             .bind(ms(row.requested_at))
             .bind(ms(row.expires_at))
             .execute(self.store.pool())
@@ -220,7 +240,7 @@ impl ApprovalStore {
         &self,
         namespace: &str,
         name: &str,
-        decision: &str,
+        decision: ApprovalDecision,
         reason: Option<&str>,
         decided_by: &str,
         now: Timestamp,
@@ -230,7 +250,7 @@ impl ApprovalStore {
              WHERE namespace = ? AND name = ? AND decision IS NULL AND expires_at_ms > ?",
         );
         let done = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(decision)
+            .bind(decision.as_str())
             .bind(reason.map(str::to_owned))
             .bind(decided_by)
             .bind(ms(now))
@@ -262,7 +282,7 @@ impl ApprovalStore {
     ) -> Result<bool, AuditError> {
         let q = self.sql(
             "UPDATE approvals SET consumed_at_ms = ?, consumed_by = ? \
-             WHERE namespace = ? AND name = ? AND decision = 'Approved' \
+             WHERE namespace = ? AND name = ? AND decision = ? \
              AND consumed_at_ms IS NULL AND expires_at_ms > ?",
         );
         let done = sqlx::query(sqlx::AssertSqlSafe(q))
@@ -270,6 +290,7 @@ impl ApprovalStore {
             .bind(consumed_by)
             .bind(namespace)
             .bind(name)
+            .bind(ApprovalDecision::Approved.as_str())
             .bind(ms(now))
             .execute(self.store.pool())
             .await?

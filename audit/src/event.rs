@@ -3,8 +3,9 @@
 //! a policy explicitly asks (`audit.prompts: Full`, `audit.arguments:
 //! Full|Redacted`).
 
+use crate::decision::AuditDecision;
 use jiff::Timestamp;
-use palisade_policy::Decision;
+use palisade_policy::{Decision, HeldCall};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write as _;
@@ -82,7 +83,7 @@ impl AuditEvent {
         request_id: &str,
         namespace: &str,
         agent: &str,
-        decision: &str,
+        decision: AuditDecision,
     ) -> Self {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
@@ -94,7 +95,7 @@ impl AuditEvent {
             policy: None,
             policy_generation: None,
             rule: None,
-            decision: decision.to_owned(),
+            decision: decision.as_str().to_owned(),
             enforced: true,
             reason_codes: Vec::new(),
             tool: None,
@@ -121,7 +122,7 @@ impl AuditEvent {
         agent: &str,
         d: &Decision,
     ) -> Self {
-        let mut e = Self::new(kind, request_id, namespace, agent, d.outcome.as_str());
+        let mut e = Self::new(kind, request_id, namespace, agent, d.outcome.into());
         e.policy = d.policy.as_ref().map(|p| p.name.clone());
         e.policy_generation = d.generation();
         e.rule = d.rule.clone();
@@ -130,21 +131,29 @@ impl AuditEvent {
         e
     }
 
+    /// Sets the `decision` column.
+    pub fn set_decision(&mut self, decision: AuditDecision) {
+        self.decision = decision.as_str().to_owned();
+    }
+
     /// An approval outcome (`approval.approved`, `approval.consumed`, ...):
-    /// kind `approval`, the approval's name, and who decided or used it.
-    pub fn approval_outcome(a: &ApprovalFacts<'_>, decision: &str, code: &str) -> Self {
+    /// kind `approval`, the held call, the approval's name, and who decided
+    /// or used it.
+    pub fn approval_outcome(a: &ApprovalFacts<'_>, decision: AuditDecision, code: &str) -> Self {
+        let call = a.call;
         let mut e = Self::new(
             EventKind::Approval,
-            a.request_id,
+            &call.request_id,
             a.namespace,
-            a.agent,
+            &call.agent,
             decision,
         );
-        e.policy = Some(a.policy.to_owned());
-        e.rule = a.rule.map(str::to_owned);
+        e.policy = Some(call.policy.clone());
+        e.policy_generation = Some(call.policy_generation);
+        e.rule = call.rule.clone();
         e.reason_codes = vec![code.to_owned()];
-        e.tool = Some(a.tool.to_owned());
-        e.argument_digest = Some(a.arguments_digest.to_owned());
+        e.tool = Some(call.tool.clone());
+        e.argument_digest = Some(call.arguments_digest.clone());
         e.approval = Some(a.name.to_owned());
         e.decided_by = a.actor.map(str::to_owned);
         e
@@ -156,12 +165,7 @@ impl AuditEvent {
 pub struct ApprovalFacts<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
-    pub agent: &'a str,
-    pub tool: &'a str,
-    pub arguments_digest: &'a str,
-    pub request_id: &'a str,
-    pub policy: &'a str,
-    pub rule: Option<&'a str>,
+    pub call: &'a HeldCall,
     /// Who decided (for decisions) or which gateway used it (consumption).
     pub actor: Option<&'a str>,
 }
@@ -335,20 +339,20 @@ mod tests {
             "r1",
             "ns",
             "agent",
-            "Allow",
+            AuditDecision::Allow,
         ));
         let b = chain.link(AuditEvent::new(
             EventKind::ToolCall,
             "r2",
             "ns",
             "agent",
-            "Deny",
+            AuditDecision::Deny,
         ));
         assert_eq!((a.seq, a.prev_hash.as_str()), (1, GENESIS));
         assert_eq!((b.seq, b.prev_hash.as_str()), (2, a.hash.as_str()));
         assert_eq!(b.hash, chain_hash(&b.event, "w1", 2, &a.hash));
         let mut edited = b.event.clone();
-        edited.decision = "Allow".into();
+        edited.set_decision(AuditDecision::Allow);
         assert_ne!(chain_hash(&edited, "w1", 2, &a.hash), b.hash);
     }
 
@@ -356,7 +360,7 @@ mod tests {
     fn the_chain_hash_is_the_lowercase_hex_sha256_of_its_documented_input() {
         // Rows written by earlier releases must still verify: the input
         // and the encoding never change.
-        let event = AuditEvent::new(EventKind::Chat, "r", "n", "a", "Allow");
+        let event = AuditEvent::new(EventKind::Chat, "r", "n", "a", AuditDecision::Allow);
         let mut input = b"prev\nw1\n7\n".to_vec();
         input.extend(serde_json::to_vec(&event).unwrap());
         let expected: String = Sha256::digest(&input)
@@ -369,8 +373,8 @@ mod tests {
 
     #[test]
     fn event_ids_are_unique_and_time_ordered() {
-        let a = AuditEvent::new(EventKind::Chat, "r", "n", "a", "Allow");
-        let b = AuditEvent::new(EventKind::Chat, "r", "n", "a", "Allow");
+        let a = AuditEvent::new(EventKind::Chat, "r", "n", "a", AuditDecision::Allow);
+        let b = AuditEvent::new(EventKind::Chat, "r", "n", "a", AuditDecision::Allow);
         assert_ne!(a.id, b.id);
         assert!(a.id < b.id);
     }

@@ -2,6 +2,7 @@
 //! or an embedded SQLite file (local runs) through the same sqlx code path.
 //!
 //! - [`event`]: the event and its per-writer hash chain (tamper evidence);
+//! - [`decision`]: [`AuditDecision`], what the `decision` column says;
 //! - [`store`]: connection, embedded migrations and the schema check,
 //!   idempotent batched inserts, queries, chain verification;
 //! - [`writer`]: the asynchronous batched writer with a bounded queue, the
@@ -12,6 +13,7 @@
 //! - [`metrics`]: `palisade_audit_*` Prometheus metrics.
 
 pub mod approvals;
+pub mod decision;
 pub mod error;
 pub mod event;
 pub mod metrics;
@@ -19,6 +21,7 @@ pub mod spool;
 pub mod store;
 pub mod writer;
 
+pub use decision::AuditDecision;
 pub use error::AuditError;
 pub use event::{ApprovalFacts, AuditEvent, ChainedEvent, EventKind};
 pub use metrics::AuditMetrics;

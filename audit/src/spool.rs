@@ -218,6 +218,7 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AuditDecision;
     use crate::event::{AuditEvent, Chain, EventKind};
 
     fn tmp(name: &str) -> PathBuf {
@@ -235,7 +236,7 @@ mod tests {
                     &format!("r{i}"),
                     "ns",
                     "a",
-                    "Allow",
+                    AuditDecision::Allow,
                 ))
             })
             .collect()

@@ -84,15 +84,17 @@ fn only_diagnostic(c: &Compilation) -> String {
 }
 
 fn tool(bundle: &PolicyBundle, agent: &str, tool: &str) -> palisade_policy::Decision {
-    bundle.evaluate_tool(
-        &ToolCall {
-            namespace: "clinic",
-            agent,
-            tool,
-            arguments: &json!({}),
-        },
-        now(),
-    )
+    bundle
+        .evaluate_tool(
+            &ToolCall {
+                namespace: "clinic",
+                agent,
+                tool,
+                arguments: &json!({}),
+            },
+            now(),
+        )
+        .decision
 }
 
 const T0: &str = "2026-01-01T00:00:00Z";

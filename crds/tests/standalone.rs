@@ -73,15 +73,17 @@ fn the_clinic_example_loads_cleanly_and_decides_as_documented() {
     );
 
     let decide = |tool: &str, args: serde_json::Value| {
-        bundle.evaluate_tool(
-            &ToolCall {
-                namespace: "clinic",
-                agent: "intake",
-                tool,
-                arguments: &args,
-            },
-            now(),
-        )
+        bundle
+            .evaluate_tool(
+                &ToolCall {
+                    namespace: "clinic",
+                    agent: "intake",
+                    tool,
+                    arguments: &args,
+                },
+                now(),
+            )
+            .decision
     };
     assert_eq!(
         decide("sql_query", json!({"query": "SELECT name FROM visits"})).reason_code,
@@ -110,13 +112,15 @@ fn the_clinic_example_loads_cleanly_and_decides_as_documented() {
     );
 
     let chat = |prompt: &str| {
-        bundle.evaluate_chat(&ChatRequest {
-            namespace: "clinic",
-            agent: "intake",
-            model: "gpt-4o",
-            prompt,
-            provider_text: prompt,
-        })
+        bundle
+            .evaluate_chat(&ChatRequest {
+                namespace: "clinic",
+                agent: "intake",
+                model: "gpt-4o",
+                prompt,
+                provider_text: prompt,
+            })
+            .decision
     };
     let phi = chat("What is the usual dose for this patient's prescription?");
     let route = phi.permitted_route().unwrap();
@@ -144,15 +148,17 @@ fn the_clinic_example_loads_cleanly_and_decides_as_documented() {
 
 /// The clinic example's `sql_query` rule, decided for these arguments.
 fn clinic_sql(bundle: &PolicyBundle, args: serde_json::Value) -> palisade_policy::Decision {
-    bundle.evaluate_tool(
-        &ToolCall {
-            namespace: "clinic",
-            agent: "intake",
-            tool: "sql_query",
-            arguments: &args,
-        },
-        now(),
-    )
+    bundle
+        .evaluate_tool(
+            &ToolCall {
+                namespace: "clinic",
+                agent: "intake",
+                tool: "sql_query",
+                arguments: &args,
+            },
+            now(),
+        )
+        .decision
 }
 
 #[test]

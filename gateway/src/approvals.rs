@@ -22,15 +22,14 @@
 mod record;
 mod watches;
 
-use crate::audit_decision::AuditDecision;
-use record::from_resource;
-pub use record::{Hold, View, view_of_row};
+pub use record::{Hold, View};
 use watches::{Seen, Watches};
 
 use crate::kubernetes::WatchNamespaces;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use palisade_audit::AuditDecision;
 use palisade_audit::approvals::{ApprovalRow, ApprovalStore};
 use palisade_crds::{
     Approval, ApprovalDecision, ApprovalPhase, ApprovalSpec, ApprovalStatus, labels,
@@ -173,14 +172,14 @@ impl Approvals {
                 // The agent's approvals: this call's, if held already, and
                 // how many wait.
                 let mine = api
-                    .list(&ListParams::default().labels(&format!("{AGENT_LABEL}={}", hold.agent)))
+                    .list(&ListParams::default().labels(&format!("{AGENT_LABEL}={}", hold.call.agent)))
                     .await?;
                 if let Some(held) = mine
                     .items
                     .iter()
                     .find(|a| a.metadata.name.as_deref() == Some(name.as_str()))
                 {
-                    return Ok(Recorded::Held(Box::new(from_resource(held, now))));
+                    return Ok(Recorded::Held(Box::new(View::of_resource(held, now))));
                 }
                 let pending = mine
                     .items
@@ -196,22 +195,14 @@ impl Approvals {
                         labels: Some(
                             [
                                 (labels::PART_OF.to_owned(), labels::PALISADE.to_owned()),
-                                (AGENT_LABEL.to_owned(), hold.agent.clone()),
+                                (AGENT_LABEL.to_owned(), hold.call.agent.clone()),
                             ]
                             .into(),
                         ),
                         ..Default::default()
                     },
                     spec: ApprovalSpec {
-                        agent: hold.agent.clone(),
-                        tool: hold.tool.clone(),
-                        arguments: hold.arguments.clone(),
-                        arguments_digest: hold.arguments_digest.clone(),
-                        request_id: hold.request_id.clone(),
-                        policy: hold.policy.clone(),
-                        policy_generation: hold.policy_generation,
-                        rule: hold.rule.clone(),
-                        requested_by: hold.requested_by.clone(),
+                        call: hold.call.clone(),
                         requested_at: Time(now),
                         expires_at: Time(expires),
                         decision: None,
@@ -230,40 +221,26 @@ impl Approvals {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                Ok(Recorded::Held(Box::new(from_resource(&created, now))))
+                Ok(Recorded::Held(Box::new(View::of_resource(&created, now))))
             }
             Self::Local { store, .. } => {
                 if let Some(held) = store.get(&hold.namespace, &name).await? {
-                    return Ok(Recorded::Held(Box::new(view_of_row(held, now))));
+                    return Ok(Recorded::Held(Box::new(View::of_row(held, now))));
                 }
                 let pending = store
-                    .count_pending(&hold.namespace, &hold.agent, now)
+                    .count_pending(&hold.namespace, &hold.call.agent, now)
                     .await?;
                 if let Some(full) = hold.over_limit(pending) {
                     return Ok(full);
                 }
-                let row = ApprovalRow {
-                    namespace: hold.namespace.clone(),
+                let row = ApprovalRow::held(
+                    hold.namespace.clone(),
                     name,
-                    agent: hold.agent.clone(),
-                    tool: hold.tool.clone(),
-                    arguments: hold.arguments.clone(),
-                    arguments_digest: hold.arguments_digest.clone(),
-                    request_id: hold.request_id.clone(),
-                    policy: hold.policy.clone(),
-                    policy_generation: hold.policy_generation,
-                    rule: hold.rule.clone(),
-                    requested_by: hold.requested_by.clone(),
-                    requested_at: now,
-                    expires_at: expires,
-                    decision: None,
-                    reason: None,
-                    decided_by: None,
-                    decided_at: None,
-                    consumed_at: None,
-                    consumed_by: None,
-                };
-                Ok(Recorded::Held(Box::new(view_of_row(
+                    hold.call.clone(),
+                    now,
+                    expires,
+                );
+                Ok(Recorded::Held(Box::new(View::of_row(
                     store.create(&row).await?,
                     now,
                 ))))
@@ -278,12 +255,12 @@ impl Approvals {
                 client, namespaces, ..
             } => {
                 let api = namespaced(client, namespaces, namespace)?;
-                Ok(api.get_opt(name).await?.map(|a| from_resource(&a, now)))
+                Ok(api.get_opt(name).await?.map(|a| View::of_resource(&a, now)))
             }
             Self::Local { store, .. } => Ok(store
                 .get(namespace, name)
                 .await?
-                .map(|r| view_of_row(r, now))),
+                .map(|r| View::of_row(r, now))),
         }
     }
 
@@ -371,8 +348,8 @@ impl Approvals {
             } => {
                 let api = namespaced(client, namespaces, &view.namespace)?;
                 let current = api.get(&view.name).await?;
-                if from_resource(&current, now).phase != ApprovalPhase::Approved {
-                    return Ok(Consumed::Lost(from_resource(&current, now)));
+                if View::of_resource(&current, now).phase != ApprovalPhase::Approved {
+                    return Ok(Consumed::Lost(View::of_resource(&current, now)));
                 }
                 let mut status = current.status.clone().unwrap_or_default();
                 status.phase = Some(ApprovalPhase::Consumed);
@@ -395,13 +372,13 @@ impl Approvals {
                     )
                     .await
                 {
-                    Ok(done) => Ok(Consumed::Won(from_resource(&done, now))),
+                    Ok(done) => Ok(Consumed::Won(View::of_resource(&done, now))),
                     Err(kube::Error::Api(e)) if e.code == 409 => {
                         // Someone wrote first. If it is still approved and
                         // unconsumed (the operator recorded a phase), try
                         // again; otherwise report what it became.
                         let again = api.get(&view.name).await?;
-                        let v = from_resource(&again, now);
+                        let v = View::of_resource(&again, now);
                         if v.phase == ApprovalPhase::Approved {
                             Box::pin(self.consume(&v)).await
                         } else {
@@ -447,13 +424,13 @@ pub async fn decide_and_audit(
 ) -> Result<Result<View, palisade_audit::approvals::DecideRefused>, ApprovalError> {
     let now = Timestamp::now();
     let row = match store
-        .decide(namespace, name, decision.as_str(), reason, decided_by, now)
+        .decide(namespace, name, decision, reason, decided_by, now)
         .await?
     {
         Ok(row) => row,
         Err(refused) => return Ok(Err(refused)),
     };
-    let view = view_of_row(row, now);
+    let view = View::of_row(row, now);
     let code = match decision {
         ApprovalDecision::Approved => ReasonCode::ApprovalApproved,
         ApprovalDecision::Denied => ReasonCode::ApprovalDenied,
@@ -463,7 +440,7 @@ pub async fn decide_and_audit(
     audit
         .record_durable(palisade_audit::AuditEvent::approval_outcome(
             &view.facts(Some(decided_by)),
-            AuditDecision::from(decision).as_str(),
+            AuditDecision::from(decision),
             code.as_str(),
         ))
         .await?;
@@ -474,9 +451,8 @@ pub async fn decide_and_audit(
 mod tests {
     use super::*;
 
-    fn hold(namespace: &str) -> Hold {
-        Hold {
-            namespace: namespace.into(),
+    fn held_call() -> palisade_policy::HeldCall {
+        palisade_policy::HeldCall {
             agent: "intake".into(),
             tool: "send_email".into(),
             arguments: json!({}),
@@ -486,6 +462,13 @@ mod tests {
             policy_generation: 1,
             rule: None,
             requested_by: None,
+        }
+    }
+
+    fn hold(namespace: &str) -> Hold {
+        Hold {
+            namespace: namespace.into(),
+            call: held_call(),
             ttl: Duration::from_secs(900),
             max_pending: 20,
         }
@@ -520,13 +503,7 @@ mod tests {
         let view = View {
             namespace: "other".into(),
             name: "x".into(),
-            agent: "intake".into(),
-            tool: "send_email".into(),
-            arguments: json!({}),
-            arguments_digest: String::new(),
-            request_id: "r-1".into(),
-            policy: "clinic".into(),
-            rule: None,
+            call: held_call(),
             requested_at: now,
             expires_at: now,
             phase: ApprovalPhase::Approved,

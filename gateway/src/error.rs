@@ -207,8 +207,11 @@ pub enum GatewayError {
     #[error("no approval {0:?} that you can see")]
     ApprovalNotFound(String),
     /// `409 approval.already_decided`.
-    #[error("approval {name:?} was already decided ({decision}); a decision is final")]
-    ApprovalAlreadyDecided { name: String, decision: String },
+    #[error("approval {name:?} was already decided ({}); a decision is final", .decision.as_str())]
+    ApprovalAlreadyDecided {
+        name: String,
+        decision: palisade_crds::ApprovalDecision,
+    },
     /// `409 approval.expired`: too late to decide.
     #[error("approval {0:?} expired before it was decided")]
     ApprovalExpiredUndecided(String),

@@ -18,13 +18,11 @@
 //! - [`snapshot`]: the configuration served, swapped atomically; loaded by
 //!   [`config`] from files or by [`kubernetes`] from the operator's Secret;
 //! - [`error`]: every error an agent can get, with its status and code;
-//!   [`audit_decision`]: the audit's `decision` column;
 //! - [`metrics`]: `palisade_*` Prometheus metrics; [`limits`]: bodies read
 //!   after authentication, their size, deadline and budget, JSON nesting.
 
 pub mod api;
 pub mod approvals;
-pub mod audit_decision;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -131,15 +131,19 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 return Err(CliError::ArgsNotAnObject);
             }
             let namespace = namespace.unwrap_or_else(|| loaded.config.settings.namespace.clone());
-            let decision = loaded.compilation.bundle.evaluate_tool(
-                &ToolCall {
-                    namespace: &namespace,
-                    agent: &agent,
-                    tool: &tool,
-                    arguments: &arguments,
-                },
-                jiff::Timestamp::now(),
-            );
+            let decision = loaded
+                .compilation
+                .bundle
+                .evaluate_tool(
+                    &ToolCall {
+                        namespace: &namespace,
+                        agent: &agent,
+                        tool: &tool,
+                        arguments: &arguments,
+                    },
+                    jiff::Timestamp::now(),
+                )
+                .decision;
             print_json(&decision)
         }
         Command::Decide(Decide::Chat {
@@ -151,13 +155,17 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }) => {
             let loaded = load(&config)?;
             let namespace = namespace.unwrap_or_else(|| loaded.config.settings.namespace.clone());
-            let decision = loaded.compilation.bundle.evaluate_chat(&ChatRequest {
-                namespace: &namespace,
-                agent: &agent,
-                model: &model,
-                prompt: &prompt,
-                provider_text: &prompt,
-            });
+            let decision = loaded
+                .compilation
+                .bundle
+                .evaluate_chat(&ChatRequest {
+                    namespace: &namespace,
+                    agent: &agent,
+                    model: &model,
+                    prompt: &prompt,
+                    provider_text: &prompt,
+                })
+                .decision;
             print_json(&decision)
         }
     }

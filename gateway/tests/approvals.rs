@@ -14,8 +14,8 @@ use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::router::app;
 use palisade_gateway::snapshot;
 use palisade_gateway::state::AppState;
+use palisade_testkit::{Policy, temp_dir};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
@@ -23,37 +23,14 @@ use tower::ServiceExt;
 const KEY: &str = "demo-key-change-me";
 const OPERATOR: &str = "operator-token-for-tests";
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("palisade-appr-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The quickstart configuration with the given approval TTL.
-fn config(d: &Path, ttl: &str) -> PathBuf {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/quickstart.yaml"
-    ))
-    .unwrap()
-    .replace(
-        "  tools:\n    default: Deny",
-        &format!("  approvals:\n    ttl: {ttl}\n  tools:\n    default: Deny"),
-    );
-    let p = d.join("policy.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 struct Gateway {
     state: AppState,
     store: Store,
 }
 
 async fn gateway(name: &str, ttl: &str) -> Gateway {
-    let d = dir(name);
-    let files = vec![config(&d, ttl)];
+    let d = temp_dir(&format!("appr-{name}"));
+    let files = vec![Policy::quickstart().approvals_ttl(ttl).write_to(&d)];
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
     reload::load_into(&files, &current, &metrics).unwrap();
@@ -398,8 +375,9 @@ fn gateway_binary(args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_approvals_cli_decides_for_a_running_gateway_and_expiry_is_audited() {
-    let d = dir("cli");
-    let file = config(&d, "2s");
+    let file = Policy::quickstart()
+        .approvals_ttl("2s")
+        .write_to(&temp_dir("appr-cli"));
     let file_arg = file.to_str().unwrap().to_owned();
     let (mut child, addr) =
         common::spawn_gateway(&["run", "--config", &file_arg, "--listen", "127.0.0.1:0"]);

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_audit::{
-    AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store, WriterConfig,
+    AuditDecision, AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store,
+    WriterConfig,
 };
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
@@ -16,10 +17,7 @@ fn gateway(args: &[&str]) -> Output {
 }
 
 fn dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("palisade-audit-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    palisade_testkit::temp_dir(&format!("audit-cli-{name}"))
 }
 
 async fn seed(url: &str) -> (AuditWriter, palisade_audit::WriterTask) {
@@ -34,18 +32,24 @@ async fn seed(url: &str) -> (AuditWriter, palisade_audit::WriterTask) {
         (
             "req-1",
             "intake",
-            "Allow",
+            AuditDecision::Allow,
             "tool.allowed_by_rule",
             "sql_query",
         ),
         (
             "req-2",
             "intake",
-            "Deny",
+            AuditDecision::Deny,
             "tool.denied_by_rule",
             "bulk_export",
         ),
-        ("req-3", "billing", "Deny", "kill_switch.agent", "pay"),
+        (
+            "req-3",
+            "billing",
+            AuditDecision::Deny,
+            "kill_switch.agent",
+            "pay",
+        ),
     ] {
         let mut e = AuditEvent::new(EventKind::ToolCall, req, "clinic", agent, decision);
         e.reason_codes = vec![reason.into()];
@@ -210,7 +214,13 @@ async fn follow_prints_decisions_as_they_are_recorded() {
     };
     assert_eq!(next()["requestId"], "req-1");
     assert_eq!(next()["requestId"], "req-2");
-    let mut e = AuditEvent::new(EventKind::Chat, "req-new", "clinic", "intake", "Allow");
+    let mut e = AuditEvent::new(
+        EventKind::Chat,
+        "req-new",
+        "clinic",
+        "intake",
+        AuditDecision::Allow,
+    );
     e.provider = Some("local".into());
     w.record(e).unwrap();
     w.flush().await.unwrap();

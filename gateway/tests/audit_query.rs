@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_audit::{
-    AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store, WriterConfig,
+    AuditDecision, AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store,
+    WriterConfig,
 };
 use palisade_audit_suite::{Backends, temp_dir};
 use palisade_gateway::approvals::Approvals;
@@ -17,7 +18,7 @@ use tower::ServiceExt;
 fn event(
     request: &str,
     agent: &str,
-    decision: &str,
+    decision: AuditDecision,
     reason: &str,
     tool: Option<&str>,
 ) -> AuditEvent {
@@ -47,7 +48,7 @@ async fn the_http_query_needs_a_token_and_takes_the_cli_filters() {
         w.record(event(
             "req-a",
             "intake",
-            "Allow",
+            AuditDecision::Allow,
             "tool.allowed_by_rule",
             Some("sql_query"),
         ))
@@ -55,7 +56,7 @@ async fn the_http_query_needs_a_token_and_takes_the_cli_filters() {
         w.record(event(
             "req-b",
             "intake",
-            "Deny",
+            AuditDecision::Deny,
             "tool.denied_by_rule",
             Some("bulk_export"),
         ))

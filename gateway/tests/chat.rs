@@ -14,6 +14,7 @@ use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::router::app;
 use palisade_gateway::snapshot;
 use palisade_gateway::state::AppState;
+use palisade_testkit::{Policy, temp_dir};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -25,18 +26,20 @@ struct Setup {
     store: Store,
     local: FakeOpenAi,
     cloud: FakeOpenAi,
+    /// The policy file, for [`edit_policy`].
+    path: std::path::PathBuf,
 }
 
-async fn setup(name: &str, extra_spec: &str) -> Setup {
+/// A gateway whose policy `clinic` routes to two fake providers; `edit`
+/// changes that policy first.
+async fn setup(name: &str, edit: impl FnOnce(Policy) -> Policy) -> Setup {
     let local = FakeOpenAi::start(Script::Text("local answer".into()))
         .await
         .unwrap();
     let cloud = FakeOpenAi::start(Script::Text("cloud answer".into()))
         .await
         .unwrap();
-    let d = std::env::temp_dir().join(format!("palisade-chat-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = temp_dir(&format!("chat-{name}"));
     let yaml = format!(
         r#"apiVersion: palisade.dev/v1alpha1
 kind: AIPolicy
@@ -75,7 +78,7 @@ spec:
       - {{tools: [sql_query], action: Allow}}
       - {{tools: [send_email], action: RequireApproval}}
       - {{tools: [bulk_export], action: Deny}}
-{extra_spec}---
+---
 apiVersion: v1
 kind: Secret
 metadata: {{name: keys, namespace: clinic}}
@@ -84,17 +87,17 @@ stringData: {{intake: {KEY}, openai: sk-upstream, anthropic: sk-ant-upstream}}
         local = local.base_url(),
         cloud = cloud.base_url(),
     );
-    let path = d.join("policy.yaml");
-    std::fs::write(&path, yaml).unwrap();
+    let path = edit(Policy::from_yaml(&yaml)).write_to(&d);
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
-    reload::load_into(&[path], &current, &metrics).unwrap();
+    reload::load_into(std::slice::from_ref(&path), &current, &metrics).unwrap();
     let (state, store) = common::standalone(&d, current, metrics, "operator-token").await;
     Setup {
         state,
         store,
         local,
         cloud,
+        path,
     }
 }
 
@@ -129,7 +132,7 @@ fn user(text: &str) -> Value {
 #[tokio::test]
 async fn a_plain_request_goes_to_the_default_provider_with_its_credentials_and_unknown_fields_intact()
  {
-    let s = setup("default", "").await;
+    let s = setup("default", |p| p).await;
     let (status, headers, body) = chat(&s, json!({"model": "gpt-4o", "messages": user("What are your opening hours?"), "temperature": 0.2, "x_vendor": {"keep": true}})).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let body = json_of(&body);
@@ -151,7 +154,7 @@ async fn a_plain_request_goes_to_the_default_provider_with_its_credentials_and_u
 
 #[tokio::test]
 async fn a_phi_keyword_routes_to_the_local_model_and_the_prompt_is_audited_as_a_digest() {
-    let s = setup("phi", "").await;
+    let s = setup("phi", |p| p).await;
     let (status, headers, body) = chat(
         &s,
         json!({"model": "gpt-4o", "messages": user("Summarise the patient's history")}),
@@ -195,24 +198,22 @@ async fn a_phi_keyword_routes_to_the_local_model_and_the_prompt_is_audited_as_a_
     assert!(row.event.prompt_text.is_none());
 }
 
-/// Rewrites the policy file of setup `name` with `edit` and loads it.
-fn edit_policy(s: &Setup, name: &str, edit: impl Fn(String) -> String) {
-    let path = std::env::temp_dir().join(format!(
-        "palisade-chat-{name}-{}/policy.yaml",
-        std::process::id()
-    ));
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, edit(text)).unwrap();
-    reload::load_into(&[path], &s.state.config, &s.state.metrics).unwrap();
+/// Changes the policy of `s` with `edit` and loads it.
+fn edit_policy(s: &Setup, edit: impl FnOnce(Policy) -> Policy) {
+    let policy = Policy::from_yaml(&std::fs::read_to_string(&s.path).unwrap());
+    std::fs::write(&s.path, edit(policy).yaml()).unwrap();
+    reload::load_into(
+        std::slice::from_ref(&s.path),
+        &s.state.config,
+        &s.state.metrics,
+    )
+    .unwrap();
 }
 
 #[tokio::test]
 async fn provider_failures_are_answered_with_their_own_reason_codes() {
-    let s = setup("failures", "").await;
-    let cloud = "      credentialsSecretRef: {name: keys, key: openai}\n";
-    edit_policy(&s, "failures", |t| {
-        t.replacen(cloud, &format!("{cloud}      timeout: 500ms\n"), 1)
-    });
+    let s = setup("failures", |p| p).await;
+    edit_policy(&s, |p| p.provider_timeout("cloud", "500ms"));
     let hello = json!({"model": "gpt-4o", "messages": user("hello there")});
 
     // Too slow: 504 once the provider's timeout has passed, not later.
@@ -248,9 +249,7 @@ async fn provider_failures_are_answered_with_their_own_reason_codes() {
 
     // An answer too large to hold is refused, not buffered (with time
     // for the fake to send 32 MiB).
-    edit_policy(&s, "failures", |t| {
-        t.replacen("timeout: 500ms", "timeout: 60s", 1)
-    });
+    edit_policy(&s, |p| p.provider_timeout("cloud", "60s"));
     s.cloud.set_script(Script::Text(
         "x".repeat(palisade_gateway::http_client::MAX_ANSWER_BYTES),
     ));
@@ -259,9 +258,7 @@ async fn provider_failures_are_answered_with_their_own_reason_codes() {
         (status, code_of(&body)),
         (502, "upstream.invalid_response".into())
     );
-    edit_policy(&s, "failures", |t| {
-        t.replacen("timeout: 60s", "timeout: 500ms", 1)
-    });
+    edit_policy(&s, |p| p.provider_timeout("cloud", "500ms"));
 
     // A stream that outlasts the timeout is cut off at it.
     s.cloud.set_script(Script::Bench {
@@ -297,9 +294,8 @@ async fn provider_failures_are_answered_with_their_own_reason_codes() {
         .local_addr()
         .unwrap()
         .port();
-    let cloud_url = s.cloud.base_url();
-    edit_policy(&s, "failures", |t| {
-        t.replacen(&cloud_url, &format!("http://127.0.0.1:{port}"), 1)
+    edit_policy(&s, |p| {
+        p.provider_base_url("cloud", &format!("http://127.0.0.1:{port}"))
     });
     let (status, _, body) = chat(&s, hello).await;
     assert_eq!(
@@ -317,7 +313,7 @@ fn code_of(body: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_failing_provider_falls_back_only_when_the_policy_names_a_fallback() {
-    let s = setup("nofallback", "").await;
+    let s = setup("nofallback", |p| p).await;
     s.cloud.set_script(Script::Status(503));
     let (status, _, body) = chat(
         &s,
@@ -327,14 +323,9 @@ async fn a_failing_provider_falls_back_only_when_the_policy_names_a_fallback() {
     assert_eq!(status, 502);
     assert_eq!(json_of(&body)["error"]["code"], "upstream.error");
 
-    let s = setup("fallback2", "").await;
+    let s = setup("fallback2", |p| p).await;
     // The same policy with a fallback provider.
-    edit_policy(&s, "fallback2", |t| {
-        t.replace(
-            "    defaultProvider: cloud\n",
-            "    defaultProvider: cloud\n    fallbackProvider: local\n",
-        )
-    });
+    edit_policy(&s, |p| p.fallback_provider("local"));
     s.cloud.set_script(Script::Status(500));
     let (status, headers, body) = chat(
         &s,
@@ -354,7 +345,7 @@ async fn a_failing_provider_falls_back_only_when_the_policy_names_a_fallback() {
 
 #[tokio::test]
 async fn refusals_name_their_reason() {
-    let s = setup("refuse", "").await;
+    let s = setup("refuse", |p| p).await;
     let (status, _, body) = chat(&s, json!({"model": "claude-3", "messages": user("hi")})).await;
     assert_eq!(
         (status, json_of(&body)["error"]["code"].clone()),
@@ -368,7 +359,7 @@ async fn refusals_name_their_reason() {
             .unwrap()
             .starts_with("messages:")
     );
-    let suspended = setup("suspended", "  suspend: true\n").await;
+    let suspended = setup("suspended", Policy::suspended).await;
     let (status, _, body) = chat(
         &suspended,
         json!({"model": "gpt-4o", "messages": user("hi")}),
@@ -386,7 +377,7 @@ async fn refusals_name_their_reason() {
 
 #[tokio::test]
 async fn tool_calls_the_model_proposes_are_decided_before_the_client_sees_them() {
-    let s = setup("tools", "").await;
+    let s = setup("tools", |p| p).await;
     s.cloud.set_script(Script::ToolCalls(vec![
         ("sql_query".into(), json!({"query": "SELECT 1"})),
         ("send_email".into(), json!({"to": "x@y.z"})),
@@ -445,7 +436,7 @@ fn sse_events(bytes: &[u8]) -> Vec<Value> {
 
 #[tokio::test]
 async fn streamed_answers_pass_through_and_streamed_tool_calls_are_gated() {
-    let s = setup("stream", "").await;
+    let s = setup("stream", |p| p).await;
     let (status, headers, body) = chat(
         &s,
         json!({"model": "gpt-4o", "messages": user("tell me a story"), "stream": true}),
@@ -503,7 +494,7 @@ async fn streamed_answers_pass_through_and_streamed_tool_calls_are_gated() {
 
 #[tokio::test]
 async fn ollama_is_spoken_natively_streamed_and_not_with_tool_calls_gated() {
-    let s = setup("ollama", "").await;
+    let s = setup("ollama", |p| p).await;
     let (_, _, body) = chat(&s, json!({"model": "gpt-4o", "messages": user("the patient asked"), "temperature": 0.5, "max_tokens": 64})).await;
     assert_eq!(
         json_of(&body)["choices"][0]["message"]["content"],
@@ -560,7 +551,7 @@ async fn ollama_is_spoken_natively_streamed_and_not_with_tool_calls_gated() {
 
 #[tokio::test]
 async fn anthropic_messages_are_translated_both_ways_with_its_own_headers() {
-    let s = setup("anthropic", "").await;
+    let s = setup("anthropic", |p| p).await;
     let (status, headers, body) = chat(
         &s,
         json!({"model": "claude-sonnet-4", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]}),
@@ -627,10 +618,12 @@ async fn anthropic_messages_are_translated_both_ways_with_its_own_headers() {
 
 #[tokio::test]
 async fn tool_calls_proposed_in_chat_are_audited_with_the_arguments_the_policy_keeps() {
-    let s = setup(
-        "chat-args",
-        "  audit:\n    arguments: Redacted\n    redactKeys: [to]\n",
-    )
+    let s = setup("chat-args", |p| {
+        p.set(
+            "audit",
+            json!({"arguments": "Redacted", "redactKeys": ["to"]}),
+        )
+    })
     .await;
     let email = json!({"to": "x@y.z", "body": "hi"});
     s.cloud.set_script(Script::ToolCalls(vec![
@@ -673,12 +666,10 @@ async fn tool_calls_proposed_in_chat_are_audited_with_the_arguments_the_policy_k
 /// allowed call is forwarded as the canonical JSON that was evaluated.
 #[tokio::test]
 async fn tool_call_arguments_that_do_not_parse_are_denied_and_allowed_ones_forwarded_canonical() {
-    let s = setup("chat-nan", "").await;
-    edit_policy(&s, "chat-nan", |y| {
-        y.replace(
-            "      - {tools: [sql_query], action: Allow}\n",
-            "      - {tools: [sql_query], action: Allow}\n      - {tools: [notify], action: RequireApproval, when: \"has(args.to)\"}\n      - {tools: [notify], action: Allow}\n",
-        )
+    let s = setup("chat-nan", |p| p).await;
+    edit_policy(&s, |p| {
+        p.rule(json!({"tools": ["notify"], "action": "RequireApproval", "when": "has(args.to)"}))
+            .rule(json!({"tools": ["notify"], "action": "Allow"}))
     });
     s.cloud.set_script(Script::RawToolCalls(vec![
         ("notify".into(), r#"{"to":"x@evil.example","n":NaN}"#.into()),
@@ -781,7 +772,7 @@ async fn tool_call_arguments_that_do_not_parse_are_denied_and_allowed_ones_forwa
 
 #[tokio::test]
 async fn a_chat_request_stopped_by_a_kill_switch_is_counted() {
-    let s = setup("chat-killed", "  suspend: true\n").await;
+    let s = setup("chat-killed", Policy::suspended).await;
     let (status, _, body) = chat(&s, json!({"model": "gpt-4o", "messages": user("hi")})).await;
     assert_eq!((status, code_of(&body)), (403, "kill_switch.policy".into()));
     let metrics = s.state.metrics.render();
@@ -798,7 +789,7 @@ async fn a_chat_request_stopped_by_a_kill_switch_is_counted() {
 /// from providers that still honour it).
 #[tokio::test]
 async fn legacy_function_fields_in_a_request_are_refused_naming_their_replacement() {
-    let s = setup("chat-legacy", "").await;
+    let s = setup("chat-legacy", |p| p).await;
     for (field, value, fix) in [
         (
             "functions",
@@ -834,9 +825,16 @@ async fn legacy_function_fields_in_a_request_are_refused_naming_their_replacemen
 /// in chat is withheld and audited under a bounded name.
 #[tokio::test]
 async fn a_proposed_tool_call_with_an_overlong_name_is_withheld() {
-    let s = setup("chat-long-name", "").await;
-    edit_policy(&s, "chat-long-name", |y| {
-        y.replace("[sql_query], action: Allow", "[\"sql_*\"], action: Allow")
+    let s = setup("chat-long-name", |p| p).await;
+    edit_policy(&s, |p| {
+        p.set(
+            "tools",
+            json!({"rules": [
+                {"tools": ["sql_*"], "action": "Allow"},
+                {"tools": ["send_email"], "action": "RequireApproval"},
+                {"tools": ["bulk_export"], "action": "Deny"},
+            ]}),
+        )
     });
     let long = format!("sql_{}", "x".repeat(300));
     s.cloud.set_script(Script::ToolCalls(vec![
@@ -874,7 +872,7 @@ async fn with_fail_closed_auditing_no_prompt_is_sent_while_the_audit_is_down() {
     use palisade_audit::{
         AuditEvent, AuditMetrics, AuditWriter, EventKind, FailureMode, Migrations, WriterConfig,
     };
-    let s = setup("chat-fail-closed", "").await;
+    let s = setup("chat-fail-closed", |p| p).await;
     let pg = palisade_audit_suite::TestPostgres::start();
     let store = Store::open(&pg.database("chat"), Migrations::Apply)
         .await
@@ -899,7 +897,13 @@ async fn with_fail_closed_auditing_no_prompt_is_sent_while_the_audit_is_down() {
     pg.kill();
     // The writer learns that the database is down from the first event
     // it cannot write (that one is spooled: it was accepted).
-    let probe = AuditEvent::new(EventKind::Chat, "probe", "clinic", "intake", "Allow");
+    let probe = AuditEvent::new(
+        EventKind::Chat,
+        "probe",
+        "clinic",
+        "intake",
+        palisade_audit::AuditDecision::Allow,
+    );
     let _ = audit.record_durable(probe).await;
     assert!(audit.database_down());
     for stream in [false, true] {

@@ -29,9 +29,7 @@ async fn the_official_openai_python_sdk_works_against_the_gateway() {
     ]))
     .await
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("palisade-sdk-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = palisade_testkit::temp_dir("sdk");
     let config = dir.join("policy.yaml");
     std::fs::write(
         &config,

@@ -12,6 +12,7 @@ use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::router::app;
 use palisade_gateway::snapshot;
 use palisade_gateway::state::AppState;
+use palisade_testkit::{Policy, temp_dir};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,22 +20,9 @@ use tower::ServiceExt;
 
 const KEY: &str = "demo-key-change-me";
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("palisade-gw-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn quickstart(d: &std::path::Path, edit: impl Fn(String) -> String) -> PathBuf {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/quickstart.yaml"
-    ))
-    .unwrap();
-    let p = d.join("policy.yaml");
-    std::fs::write(&p, edit(text)).unwrap();
-    p
+/// `policy` written into a fresh directory.
+fn written(name: &str, policy: &Policy) -> PathBuf {
+    policy.write_to(&temp_dir(&format!("gw-{name}")))
 }
 
 struct Gateway {
@@ -43,9 +31,9 @@ struct Gateway {
     config: Vec<PathBuf>,
 }
 
-async fn gateway(name: &str, edit: impl Fn(String) -> String, load: bool) -> Gateway {
-    let d = dir(name);
-    let config = vec![quickstart(&d, edit)];
+async fn gateway(name: &str, policy: Policy, load: bool) -> Gateway {
+    let d = temp_dir(&format!("gw-{name}"));
+    let config = vec![policy.write_to(&d)];
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
     if load {
@@ -85,7 +73,7 @@ async fn call_raw(g: &Gateway, key: Option<&str>, body: &str) -> (StatusCode, Va
 
 #[tokio::test]
 async fn a_gateway_without_configuration_is_not_ready_and_serves_nothing() {
-    let g = gateway("notready", |t| t, false).await;
+    let g = gateway("notready", Policy::quickstart(), false).await;
     let ready = app(g.state.clone())
         .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
         .await
@@ -105,7 +93,7 @@ async fn a_gateway_without_configuration_is_not_ready_and_serves_nothing() {
 
 #[tokio::test]
 async fn tool_calls_are_allowed_or_denied_with_reason_and_rule_and_audited() {
-    let g = gateway("decide", |t| t, true).await;
+    let g = gateway("decide", Policy::quickstart(), true).await;
     let (status, body) = call(
         &g,
         Some(KEY),
@@ -187,7 +175,7 @@ async fn tool_calls_are_allowed_or_denied_with_reason_and_rule_and_audited() {
 
 #[tokio::test]
 async fn unknown_keys_are_401_and_bad_bodies_say_what_is_wrong() {
-    let g = gateway("bad", |t| t, true).await;
+    let g = gateway("bad", Policy::quickstart(), true).await;
     let (status, body) = call(&g, None, json!({"tool": "x"})).await;
     assert_eq!(
         (status.as_u16(), body["error"]["code"].as_str()),
@@ -217,7 +205,7 @@ async fn unknown_keys_are_401_and_bad_bodies_say_what_is_wrong() {
 /// digit, so what was decided is exactly what was sent.
 #[tokio::test]
 async fn tool_call_arguments_are_decided_exactly_as_sent() {
-    let g = gateway("raw-args", |t| t, true).await;
+    let g = gateway("raw-args", Policy::quickstart(), true).await;
     let invalid = [
         ("r-dup", r#"{"q": "opening hours", "q": "rm -rf /"}"#),
         ("r-array", "[1]"),
@@ -290,7 +278,7 @@ async fn tool_call_arguments_are_decided_exactly_as_sent() {
 /// its own code (and audited under a bounded name).
 #[tokio::test]
 async fn decisions_are_counted_by_rule_and_overlong_tool_names_are_refused() {
-    let g = gateway("labels", |t| t, true).await;
+    let g = gateway("labels", Policy::quickstart(), true).await;
     for tool in ["search_web", "search_made_up_1", "read_made_up_2"] {
         let (status, _) = call(&g, Some(KEY), json!({"tool": tool})).await;
         assert_eq!(status, 200, "{tool}");
@@ -327,12 +315,7 @@ async fn decisions_are_counted_by_rule_and_overlong_tool_names_are_refused() {
 
 #[tokio::test]
 async fn kill_switches_stop_the_agent_and_are_counted() {
-    let g = gateway(
-        "kill",
-        |t| t.replace("spec:\n  agents:", "spec:\n  suspend: true\n  agents:"),
-        true,
-    )
-    .await;
+    let g = gateway("kill", Policy::quickstart().suspended(), true).await;
     let (status, body) = call(&g, Some(KEY), json!({"tool": "search_web"})).await;
     assert_eq!(
         (status.as_u16(), body["error"]["code"].as_str()),
@@ -349,7 +332,7 @@ async fn kill_switches_stop_the_agent_and_are_counted() {
 
 #[tokio::test]
 async fn a_changed_file_is_swapped_in_and_an_invalid_edit_keeps_the_previous_configuration() {
-    let g = gateway("reload", |t| t, true).await;
+    let g = gateway("reload", Policy::quickstart(), true).await;
     let before = g.state.config.load_full().unwrap().revision().to_owned();
     let watcher = reload::watch(
         g.config.clone(),
@@ -359,15 +342,7 @@ async fn a_changed_file_is_swapped_in_and_an_invalid_edit_keeps_the_previous_con
         Vec::new(),
     );
     let path = &g.config[0];
-    let text = std::fs::read_to_string(path).unwrap();
-    std::fs::write(
-        path,
-        text.replace(
-            "    - name: demo\n",
-            "    - name: demo\n      suspended: true\n",
-        ),
-    )
-    .unwrap();
+    std::fs::write(path, Policy::quickstart().agent_suspended("demo").yaml()).unwrap();
     let mut switched = false;
     for _ in 0..100 {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -400,8 +375,8 @@ async fn a_changed_file_is_swapped_in_and_an_invalid_edit_keeps_the_previous_con
 #[test]
 fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
     use std::io::{Read, Write};
-    let d = dir("binary");
-    let config = quickstart(&d, |t| t);
+    let d = temp_dir("gw-binary");
+    let config = Policy::quickstart().write_to(&d);
     let (child, addr) = common::spawn_gateway(&[
         "run",
         "--config",
@@ -459,13 +434,20 @@ fn the_binary_serves_until_sigterm_and_drains_the_audit_queue() {
 #[test]
 fn a_reload_that_gives_an_agent_the_operator_token_is_rejected() {
     const OPERATOR: &str = "operator-token-123";
-    let d = dir("collide");
-    let config = quickstart(&d, |t| {
-        t.replace(
+    // Settings and Secret documents: outside what the kit's Policy edits.
+    let config = temp_dir("gw-collide").join("policy.yaml");
+    let quickstart = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/quickstart.yaml"
+    ))
+    .unwrap();
+    std::fs::write(&config, {
+        quickstart.replace(
             "  namespace: default\n",
             "  namespace: default\n  approvals:\n    operators:\n      - {name: oncall, tokenEnv: PALISADE_TEST_OPERATOR}\n",
         )
-    });
+    })
+    .unwrap();
     let args = [&run_args(&config)[..], &["--reload-interval", "100ms"]].concat();
     let (mut child, addr) =
         common::spawn_gateway_with_env(&args, &[("PALISADE_TEST_OPERATOR", OPERATOR)]);
@@ -592,7 +574,7 @@ fn worker_threads_of(pid: u32) -> usize {
 
 #[test]
 fn worker_threads_sets_the_serving_threads_and_refuses_zero() {
-    let config = quickstart(&dir("threads"), |t| t);
+    let config = written("threads", &Policy::quickstart());
     let args = run_args(&config);
     // One thread: a single-threaded runtime (no worker pool); three: three
     // workers. Either way the gateway serves and drains its audit.
@@ -628,7 +610,7 @@ fn worker_threads_sets_the_serving_threads_and_refuses_zero() {
 #[test]
 fn no_audit_records_nothing_counts_what_it_dropped_and_is_refused_in_a_cluster() {
     use std::io::{Read, Write};
-    let config = quickstart(&dir("no-audit"), |t| t);
+    let config = written("no-audit", &Policy::quickstart());
     let args = run_args(&config);
     let (child, addr) = common::spawn_gateway(&[&args[..], &["--no-audit"]].concat());
     for i in 0..3 {
@@ -663,7 +645,7 @@ fn no_audit_records_nothing_counts_what_it_dropped_and_is_refused_in_a_cluster()
 
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_routes_the_gateway_serves() {
-    let g = gateway("openapi", |t| t, true).await;
+    let g = gateway("openapi", Policy::quickstart(), true).await;
     let resp = app(g.state.clone())
         .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
         .await
@@ -710,7 +692,7 @@ async fn the_openapi_document_lists_exactly_the_routes_the_gateway_serves() {
 
 #[tokio::test]
 async fn the_audit_can_be_read_over_http_with_the_auditor_token_only() {
-    let g = gateway("auditq", |t| t, true).await;
+    let g = gateway("auditq", Policy::quickstart(), true).await;
     let (status, _) = call(
         &g,
         Some(KEY),

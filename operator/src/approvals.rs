@@ -248,16 +248,10 @@ async fn audit_outcome(
     let facts = ApprovalFacts {
         namespace: &namespace,
         name: &name,
-        agent: &a.spec.agent,
-        tool: &a.spec.tool,
-        arguments_digest: &a.spec.arguments_digest,
-        request_id: &a.spec.request_id,
-        policy: &a.spec.policy,
-        rule: a.spec.rule.as_deref(),
+        call: &a.spec.call,
         actor,
     };
-    let mut event = AuditEvent::approval_outcome(&facts, outcome.as_str(), outcome.code().as_str());
-    event.policy_generation = Some(a.spec.policy_generation);
+    let event = AuditEvent::approval_outcome(&facts, outcome.into(), outcome.code().as_str());
     // On failure the reconcile fails (logged and retried by error_policy).
     audit.record_durable(event).await?;
     cx.audited
@@ -285,7 +279,7 @@ fn announcements(a: &Approval, outcome: Outcome, status: &ApprovalStatus) -> Vec
     let decided_by = status.decided_by.as_deref();
     let who = decided_by.unwrap_or("an unrecorded user");
     let expired = status.phase == Some(ApprovalPhase::Expired);
-    let (agent, tool, expires_at) = (&a.spec.agent, &a.spec.tool, &a.spec.expires_at.0);
+    let (agent, tool, expires_at) = (&a.spec.call.agent, &a.spec.call.tool, &a.spec.expires_at.0);
     let (type_, note) = match outcome {
         // Approved too late, or while the operator was away and then left
         // unused: either way it cannot be used any more.

@@ -687,9 +687,7 @@ async fn audit_writer(
     palisade_audit::AuditWriter,
     palisade_audit::WriterTask,
 ) {
-    let d = std::env::temp_dir().join(format!("palisade-op-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = palisade_testkit::temp_dir(&format!("op-{name}"));
     let store = palisade_audit::Store::open(
         &format!("sqlite://{}", d.join("audit.db").display()),
         palisade_audit::Migrations::Apply,

@@ -168,7 +168,7 @@ fn bench_tool(
                 tool,
                 arguments: args,
             };
-            black_box(bundle.evaluate_tool(black_box(&call), now))
+            black_box(bundle.evaluate_tool(black_box(&call), now).decision)
         })
     });
 }
@@ -289,7 +289,7 @@ fn routing_decisions(c: &mut Criterion) {
                 provider_text: &text,
             };
             assert_eq!(
-                bundle.evaluate_chat(&probe).decision.reason_code,
+                bundle.evaluate_chat(&probe).decision.decision.reason_code,
                 ReasonCode::RoutingDefault,
                 "the prompt must match no keyword"
             );
@@ -306,7 +306,7 @@ fn routing_decisions(c: &mut Criterion) {
                             prompt: text,
                             provider_text: text,
                         };
-                        black_box(bundle.evaluate_chat(black_box(&req)))
+                        black_box(bundle.evaluate_chat(black_box(&req)).decision)
                     })
                 },
             );

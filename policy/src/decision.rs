@@ -1,6 +1,8 @@
-//! What an evaluation returns: the [`Decision`] and its [`Outcome`].
+//! What an evaluation returns: the [`Decision`] and its [`Outcome`], with
+//! the policy that made it ([`Evaluated`]).
 
 use crate::ReasonCode;
+use crate::bundle::{InvalidPolicy, Policy};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -71,5 +73,44 @@ impl Decision {
     /// The policy generation, for audit rows.
     pub fn generation(&self) -> Option<i64> {
         self.policy.as_ref().map(|p| p.generation)
+    }
+}
+
+/// What an evaluation returns: the decision and the policy that made it
+/// (`None` when no valid policy governs the agent), so a caller that needs
+/// the policy's settings (audit capture, approval TTL) never looks it up a
+/// second time.
+#[derive(Clone, Debug)]
+pub struct Evaluated<'b, D> {
+    pub decision: D,
+    pub policy: Option<&'b Policy>,
+}
+
+impl<D: From<Decision>> Evaluated<'_, D> {
+    /// The refusal for an agent no valid policy governs.
+    pub(crate) fn ungoverned(invalid: Option<&InvalidPolicy>) -> Self {
+        Self {
+            decision: ungoverned(invalid).into(),
+            policy: None,
+        }
+    }
+}
+
+/// The refusal for an agent no valid policy governs: `policy.invalid`
+/// naming the policy that does not compile, or `policy.none`.
+pub(crate) fn ungoverned(invalid: Option<&InvalidPolicy>) -> Decision {
+    Decision {
+        outcome: Outcome::Deny,
+        enforced: true,
+        reason_code: match invalid {
+            Some(_) => ReasonCode::PolicyInvalid,
+            None => ReasonCode::PolicyNone,
+        },
+        rule: None,
+        policy: invalid.map(|invalid| PolicyRef {
+            namespace: invalid.namespace.clone(),
+            name: invalid.name.clone(),
+            generation: invalid.generation,
+        }),
     }
 }

@@ -10,6 +10,7 @@
 //! Everything expensive (globs, regexes, keyword automata, CEL programs) is
 //! compiled once when the bundle is built, never per request.
 
+mod approval;
 mod arguments;
 mod bundle;
 mod condition;
@@ -22,13 +23,14 @@ mod reason;
 mod routing;
 mod tool;
 
+pub use approval::{ApprovalDecision, HeldCall};
 pub use arguments::{Arguments, ArgumentsError, ToolArguments};
 pub use bundle::{
     Agent, ApprovalSettings, ArgumentCapture, AuditSettings, BundleError, Enforcement,
     InvalidPolicy, Policy, PolicyBundle, PromptCapture, Provider, ProviderKind, SecretString,
 };
 pub use condition::{Condition, ConditionError};
-pub use decision::{Decision, Outcome, PolicyRef};
+pub use decision::{Decision, Evaluated, Outcome, PolicyRef};
 pub use egress::{DEFAULT_ALLOWED_PROVIDER_URLS, Egress, EgressPatternError, EgressRefusal};
 pub use fingerprint::{
     PromptFingerprint, REDACTED, api_key_digest, argument_digest, redact_arguments,

@@ -15,8 +15,8 @@
 
 mod scan;
 
-use crate::bundle::{Lookup, PolicyBundle};
-use crate::{Decision, NameGlobs, Outcome, PolicyRef, ReasonCode};
+use crate::bundle::{Agent, Lookup, Policy, PolicyBundle};
+use crate::{Decision, Evaluated, NameGlobs, Outcome, ReasonCode};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
@@ -433,6 +433,16 @@ pub struct ChatDecision {
     pub route: Option<Route>,
 }
 
+/// A refusal, with no route.
+impl From<Decision> for ChatDecision {
+    fn from(decision: Decision) -> Self {
+        Self {
+            decision,
+            route: None,
+        }
+    }
+}
+
 impl ChatDecision {
     /// The route to use, or `None` when the request must be refused.
     pub fn permitted_route(&self) -> Option<&Route> {
@@ -447,140 +457,122 @@ impl ChatDecision {
 
 impl PolicyBundle {
     /// Routes a chat request, or refuses it (no policy, kill switch, model
-    /// not allowed).
-    pub fn evaluate_chat(&self, request: &ChatRequest<'_>) -> ChatDecision {
+    /// not allowed), and says which policy decided it.
+    pub fn evaluate_chat(&self, request: &ChatRequest<'_>) -> Evaluated<'_, ChatDecision> {
         let (policy, agent) = match self.lookup(request.namespace, request.agent) {
             Lookup::Governed { policy, agent } => (policy, agent),
-            Lookup::Invalid(invalid) => {
-                return ChatDecision {
-                    decision: Decision {
-                        outcome: Outcome::Deny,
-                        enforced: true,
-                        reason_code: ReasonCode::PolicyInvalid,
-                        rule: None,
-                        policy: Some(PolicyRef {
-                            namespace: invalid.namespace.clone(),
-                            name: invalid.name.clone(),
-                            generation: invalid.generation,
-                        }),
-                    },
-                    route: None,
-                };
-            }
-            Lookup::None => {
-                return ChatDecision {
-                    decision: Decision {
-                        outcome: Outcome::Deny,
-                        enforced: true,
-                        reason_code: ReasonCode::PolicyNone,
-                        rule: None,
-                        policy: None,
-                    },
-                    route: None,
-                };
-            }
+            Lookup::Invalid(invalid) => return Evaluated::ungoverned(Some(invalid)),
+            Lookup::None => return Evaluated::ungoverned(None),
         };
-        let routing = &policy.routing;
-        let mut matched = routing.matching(request);
-        // Under AllowRulesOnly a matching rule to a local provider decides
-        // before any to the cloud.
-        if let Some(at) = matched
-            .iter()
-            .position(|&i| !routing.cloud.is_cloud(&routing.rules[i].provider))
-        {
-            let local = matched.remove(at);
-            matched.insert(0, local);
+        Evaluated {
+            decision: route_chat(policy, agent, request),
+            policy: Some(policy),
         }
-        let (provider, rule_model, rule) = match matched.first() {
-            Some(&i) => {
-                let r = &routing.rules[i];
-                (
-                    r.provider.as_str(),
-                    r.model.as_deref(),
-                    Some(r.rule.clone()),
-                )
-            }
-            None => (routing.default_provider.as_str(), None, None),
-        };
-        let mut reasons: Vec<ReasonCode> = Vec::with_capacity(matched.len().max(1));
-        for &i in &matched {
-            let code = routing.rules[i].reason_code();
-            if !reasons.contains(&code) {
-                reasons.push(code);
-            }
-        }
-        if reasons.is_empty() {
-            reasons.push(if routing.cloud.is_any() {
-                ReasonCode::RoutingDefault
-            } else {
-                ReasonCode::RoutingCloudNotAllowed
-            });
-        }
-        let model_for = |provider: &str, explicit: Option<&str>| -> String {
-            if let Some(m) = explicit {
-                return m.to_owned();
-            }
-            if request.model.is_empty()
-                && let Some(m) = policy
-                    .provider(provider)
-                    .and_then(|p| p.default_model.as_deref())
-            {
-                return m.to_owned();
-            }
-            request.model.to_owned()
-        };
-        let model = model_for(provider, rule_model);
-        let fallback = routing
-            .fallback_provider
-            .as_deref()
-            .filter(|f| *f != provider)
-            .map(|f| Fallback {
-                provider: f.to_owned(),
-                model: policy
-                    .provider(f)
-                    .and_then(|p| p.default_model.clone())
-                    .unwrap_or_else(|| model.clone()),
-            });
-        let route = Route {
-            provider: provider.to_owned(),
-            model,
-            reasons,
-            rule: rule.clone(),
-            fallback,
-        };
+    }
+}
 
-        // The allow-list judges what the agent asked for (or, when it asked
-        // for nothing, the provider default it would get).
-        let requested_model = if request.model.is_empty() {
-            route.model.as_str()
+/// [`PolicyBundle::evaluate_chat`] for an agent `policy` governs.
+fn route_chat(policy: &Policy, agent: &Agent, request: &ChatRequest<'_>) -> ChatDecision {
+    let routing = &policy.routing;
+    let mut matched = routing.matching(request);
+    // Under AllowRulesOnly a matching rule to a local provider decides
+    // before any to the cloud.
+    if let Some(at) = matched
+        .iter()
+        .position(|&i| !routing.cloud.is_cloud(&routing.rules[i].provider))
+    {
+        let local = matched.remove(at);
+        matched.insert(0, local);
+    }
+    let (provider, rule_model, rule) = match matched.first() {
+        Some(&i) => {
+            let r = &routing.rules[i];
+            (
+                r.provider.as_str(),
+                r.model.as_deref(),
+                Some(r.rule.clone()),
+            )
+        }
+        None => (routing.default_provider.as_str(), None, None),
+    };
+    let mut reasons: Vec<ReasonCode> = Vec::with_capacity(matched.len().max(1));
+    for &i in &matched {
+        let code = routing.rules[i].reason_code();
+        if !reasons.contains(&code) {
+            reasons.push(code);
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push(if routing.cloud.is_any() {
+            ReasonCode::RoutingDefault
         } else {
-            request.model
-        };
-        if let Some(kill) = policy.kill_switch(agent) {
-            return ChatDecision {
-                decision: kill,
-                route: Some(route),
-            };
+            ReasonCode::RoutingCloudNotAllowed
+        });
+    }
+    let model_for = |provider: &str, explicit: Option<&str>| -> String {
+        if let Some(m) = explicit {
+            return m.to_owned();
         }
-        let (outcome, reason_code, rule) =
-            if route.model.is_empty() || !policy.models.is_match(requested_model) {
-                (
-                    Outcome::Deny,
-                    ReasonCode::ModelNotAllowed,
-                    Some("spec.models.allow".to_owned()),
-                )
-            } else {
-                (Outcome::Allow, route.reasons[0], rule)
-            };
-        ChatDecision {
-            decision: Decision {
-                outcome,
-                enforced: policy.enforces(),
-                reason_code,
-                rule,
-                policy: Some(policy.reference()),
-            },
+        if request.model.is_empty()
+            && let Some(m) = policy
+                .provider(provider)
+                .and_then(|p| p.default_model.as_deref())
+        {
+            return m.to_owned();
+        }
+        request.model.to_owned()
+    };
+    let model = model_for(provider, rule_model);
+    let fallback = routing
+        .fallback_provider
+        .as_deref()
+        .filter(|f| *f != provider)
+        .map(|f| Fallback {
+            provider: f.to_owned(),
+            model: policy
+                .provider(f)
+                .and_then(|p| p.default_model.clone())
+                .unwrap_or_else(|| model.clone()),
+        });
+    let route = Route {
+        provider: provider.to_owned(),
+        model,
+        reasons,
+        rule: rule.clone(),
+        fallback,
+    };
+
+    // The allow-list judges what the agent asked for (or, when it asked
+    // for nothing, the provider default it would get).
+    let requested_model = if request.model.is_empty() {
+        route.model.as_str()
+    } else {
+        request.model
+    };
+    if let Some(kill) = policy.kill_switch(agent) {
+        return ChatDecision {
+            decision: kill,
             route: Some(route),
-        }
+        };
+    }
+    let (outcome, reason_code, rule) =
+        if route.model.is_empty() || !policy.models.is_match(requested_model) {
+            (
+                Outcome::Deny,
+                ReasonCode::ModelNotAllowed,
+                Some("spec.models.allow".to_owned()),
+            )
+        } else {
+            (Outcome::Allow, route.reasons[0], rule)
+        };
+    ChatDecision {
+        decision: Decision {
+            outcome,
+            enforced: policy.enforces(),
+            reason_code,
+            rule,
+            policy: Some(policy.reference()),
+        },
+        route: Some(route),
     }
 }

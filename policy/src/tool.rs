@@ -18,9 +18,9 @@
 //! 7. `tool.grant_expired` if only an expired grant matched, else the
 //!    policy's default (`Deny` unless it says otherwise).
 
-use crate::bundle::{Lookup, Policy, PolicyBundle};
+use crate::bundle::{Agent, Lookup, Policy, PolicyBundle};
 use crate::condition::ConditionInput;
-use crate::{Arguments, Condition, Decision, NameGlobs, Outcome, PolicyRef, ReasonCode};
+use crate::{Arguments, Condition, Decision, Evaluated, NameGlobs, Outcome, ReasonCode};
 use globset::{GlobSet, GlobSetBuilder};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -191,37 +191,32 @@ impl Grant {
 // === impl PolicyBundle: tool decisions ===
 
 impl PolicyBundle {
-    /// Decides a tool call at time `now` (grants expire against it).
+    /// Decides a tool call at time `now` (grants expire against it), and
+    /// says which policy decided it.
     pub fn evaluate_tool<A: Arguments + ?Sized>(
         &self,
         call: &ToolCall<'_, A>,
         now: Timestamp,
-    ) -> Decision {
+    ) -> Evaluated<'_, Decision> {
         let (policy, agent) = match self.lookup(call.namespace, call.agent) {
             Lookup::Governed { policy, agent } => (policy, agent),
-            Lookup::Invalid(invalid) => {
-                return Decision {
-                    outcome: Outcome::Deny,
-                    enforced: true,
-                    reason_code: ReasonCode::PolicyInvalid,
-                    rule: None,
-                    policy: Some(PolicyRef {
-                        namespace: invalid.namespace.clone(),
-                        name: invalid.name.clone(),
-                        generation: invalid.generation,
-                    }),
-                };
-            }
-            Lookup::None => {
-                return Decision {
-                    outcome: Outcome::Deny,
-                    enforced: true,
-                    reason_code: ReasonCode::PolicyNone,
-                    rule: None,
-                    policy: None,
-                };
-            }
+            Lookup::Invalid(invalid) => return Evaluated::ungoverned(Some(invalid)),
+            Lookup::None => return Evaluated::ungoverned(None),
         };
+        Evaluated {
+            decision: self.decide_tool(policy, agent, call, now),
+            policy: Some(policy),
+        }
+    }
+
+    /// [`Self::evaluate_tool`] for an agent `policy` governs.
+    fn decide_tool<A: Arguments + ?Sized>(
+        &self,
+        policy: &Policy,
+        agent: &Agent,
+        call: &ToolCall<'_, A>,
+        now: Timestamp,
+    ) -> Decision {
         if let Some(kill) = policy.kill_switch(agent) {
             return kill;
         }
@@ -276,22 +271,10 @@ impl PolicyBundle {
             if rule.action != Outcome::Deny {
                 continue;
             }
-            match holds(rule.when.as_ref(), &input) {
-                Ok(true) => {
-                    return decide(
-                        Outcome::Deny,
-                        ReasonCode::ToolDeniedByRule,
-                        Some(rule.rule.clone()),
-                    );
-                }
-                Ok(false) => {}
-                Err(()) => {
-                    return decide(
-                        Outcome::Deny,
-                        ReasonCode::ToolConditionError,
-                        Some(rule.rule.clone()),
-                    );
-                }
+            let held = holds(rule.when.as_ref(), &input);
+            let reason = ReasonCode::ToolDeniedByRule;
+            if let Some(d) = applies(held, &decide, Outcome::Deny, reason, || rule.rule.clone()) {
+                return d;
             }
         }
 
@@ -305,22 +288,13 @@ impl PolicyBundle {
                 expired_match.get_or_insert_with(|| grant.rule());
                 continue;
             }
-            match holds(grant.when.as_ref(), &input) {
-                Ok(true) => {
-                    let reason = match grant.action {
-                        Outcome::RequireApproval => ReasonCode::ToolApprovalRequiredByGrant,
-                        _ => ReasonCode::ToolAllowedByGrant,
-                    };
-                    return decide(grant.action, reason, Some(grant.rule()));
-                }
-                Ok(false) => {}
-                Err(()) => {
-                    return decide(
-                        Outcome::Deny,
-                        ReasonCode::ToolConditionError,
-                        Some(grant.rule()),
-                    );
-                }
+            let reason = match grant.action {
+                Outcome::RequireApproval => ReasonCode::ToolApprovalRequiredByGrant,
+                _ => ReasonCode::ToolAllowedByGrant,
+            };
+            let held = holds(grant.when.as_ref(), &input);
+            if let Some(d) = applies(held, &decide, grant.action, reason, || grant.rule()) {
+                return d;
             }
         }
 
@@ -332,16 +306,9 @@ impl PolicyBundle {
                 Outcome::Allow => ReasonCode::ToolAllowedByRule,
                 Outcome::RequireApproval => ReasonCode::ToolApprovalRequiredByRule,
             };
-            match holds(rule.when.as_ref(), &input) {
-                Ok(true) => return decide(rule.action, reason, Some(rule.rule.clone())),
-                Ok(false) => {}
-                Err(()) => {
-                    return decide(
-                        Outcome::Deny,
-                        ReasonCode::ToolConditionError,
-                        Some(rule.rule.clone()),
-                    );
-                }
+            let held = holds(rule.when.as_ref(), &input);
+            if let Some(d) = applies(held, &decide, rule.action, reason, || rule.rule.clone()) {
+                return d;
             }
         }
 
@@ -363,6 +330,28 @@ fn default_decision(
         Outcome::RequireApproval => ReasonCode::ToolDefaultApprovalRequired,
     };
     decide(default, reason, Some("spec.tools.default".into()))
+}
+
+/// What a rule or grant whose condition was judged `held` decides: its
+/// own outcome when the condition holds, a deny
+/// (`tool.condition_error`) when it could not be evaluated, nothing (ask
+/// the next one) when it does not hold.
+fn applies(
+    held: Result<bool, ()>,
+    decide: &impl Fn(Outcome, ReasonCode, Option<String>) -> Decision,
+    outcome: Outcome,
+    reason: ReasonCode,
+    rule: impl FnOnce() -> String,
+) -> Option<Decision> {
+    match held {
+        Ok(true) => Some(decide(outcome, reason, Some(rule()))),
+        Ok(false) => None,
+        Err(()) => Some(decide(
+            Outcome::Deny,
+            ReasonCode::ToolConditionError,
+            Some(rule()),
+        )),
+    }
 }
 
 /// `Ok(true)` when there is no condition or it holds; `Err` on any failure.
@@ -449,7 +438,7 @@ mod tests {
             },
             "2026-01-01T00:00:00Z".parse().unwrap(),
         );
-        assert_eq!(d.rule.as_deref(), Some("rule-9"), "{d:?}");
+        assert_eq!(d.decision.rule.as_deref(), Some("rule-9"), "{d:?}");
         assert_eq!(
             CONVERSIONS.with(|n| n.get()),
             1,

@@ -29,15 +29,17 @@ fn mail_needs_a_human_when_it_leaves_the_clinic() -> PolicyBundle {
 
 fn decide_raw(bundle: &PolicyBundle, tool: &str, raw: &str) -> palisade_policy::Decision {
     let arguments = ToolArguments::parse(raw);
-    bundle.evaluate_tool(
-        &ToolCall {
-            namespace: NS,
-            agent: "intake",
-            tool,
-            arguments: &arguments,
-        },
-        now(),
-    )
+    bundle
+        .evaluate_tool(
+            &ToolCall {
+                namespace: NS,
+                agent: "intake",
+                tool,
+                arguments: &arguments,
+            },
+            now(),
+        )
+        .decision
 }
 
 #[test]

@@ -368,11 +368,12 @@ fn a_grant_expires_at_exactly_its_expiry_time() {
     };
     assert_eq!(
         b.evaluate_tool(&call, expiry - jiff::SignedDuration::from_millis(1))
+            .decision
             .outcome,
         Outcome::Allow
     );
     assert_eq!(
-        b.evaluate_tool(&call, expiry).reason_code,
+        b.evaluate_tool(&call, expiry).decision.reason_code,
         ReasonCode::ToolGrantExpired
     );
 }

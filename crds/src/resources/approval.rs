@@ -8,6 +8,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use palisade_policy::{ApprovalDecision, HeldCall};
+
 /// A tool call that needs a human's decision. Only `spec.decision` and
 /// `spec.reason` are written by people, once; everything else describes the
 /// request and cannot change. An approval is single-use and valid only for
@@ -48,39 +50,10 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalSpec {
-    /// The agent that asked.
-    #[schemars(length(min = 1, max = 63))]
-    pub agent: String,
-    /// The tool it wants to run.
-    #[schemars(length(min = 1, max = 253))]
-    pub tool: String,
-    /// The arguments, redacted as the policy's `audit.redactKeys` say.
-    #[serde(default)]
-    #[schemars(schema_with = "free_form_object")]
-    pub arguments: serde_json::Value,
-    /// SHA-256 of the canonical JSON of the full (unredacted) arguments;
-    /// the approval is valid only for a call with exactly these arguments.
-    #[schemars(pattern(r"^sha256:[0-9a-f]{64}$"))]
-    pub arguments_digest: String,
-    /// The gateway request that was held.
-    #[schemars(length(min = 1, max = 128))]
-    pub request_id: String,
-    /// The AIPolicy (in this namespace) whose rule or grant required approval.
-    #[schemars(length(min = 1, max = 253))]
-    pub policy: String,
-    /// That policy's generation at the time.
-    pub policy_generation: i64,
-    /// The rule or grant that required approval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
-    pub rule: Option<String>,
-    /// The agent's Kubernetes identity
-    /// (`system:serviceaccount:NAMESPACE:NAME`), when it has one. The
-    /// chart's admission policy refuses a decision made by this user: an
-    /// agent never approves its own request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
-    pub requested_by: Option<String>,
+    /// The held call (its fields are this spec's fields: `agent`, `tool`,
+    /// `arguments`, `argumentsDigest`, ...).
+    #[serde(flatten)]
+    pub call: HeldCall,
     /// When the gateway held the call.
     pub requested_at: Time,
     /// Deadline for a decision; afterwards the approval expires.
@@ -131,23 +104,6 @@ impl Approval {
     }
 }
 
-impl ApprovalDecision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approved => "Approved",
-            Self::Denied => "Denied",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "Approved" => Some(Self::Approved),
-            "Denied" => Some(Self::Denied),
-            _ => None,
-        }
-    }
-}
-
 impl ApprovalPhase {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -158,20 +114,6 @@ impl ApprovalPhase {
             Self::Consumed => "Consumed",
         }
     }
-}
-
-fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true
-    })
-}
-
-/// A human's decision.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-pub enum ApprovalDecision {
-    Approved,
-    Denied,
 }
 
 /// Where an approval is in its life.

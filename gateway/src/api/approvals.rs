@@ -9,7 +9,7 @@
 //!   (`kubectl patch approval ...`).
 
 use crate::api::json_body;
-use crate::approvals::{ApprovalError, Approvals, view_of_row};
+use crate::approvals::{ApprovalError, Approvals, View};
 use crate::auth::{Agent, Caller};
 use crate::decisions::held;
 use crate::error::GatewayError;
@@ -77,7 +77,7 @@ pub async fn get(
         .approvals
         .wait(&namespace, &name, wait)
         .await?
-        .filter(|v| agent.as_ref().is_none_or(|a| *a == v.agent))
+        .filter(|v| agent.as_ref().is_none_or(|a| *a == v.call.agent))
         .ok_or(GatewayError::ApprovalNotFound(name))?;
     Ok(Json(view.to_json()))
 }
@@ -126,7 +126,7 @@ pub async fn list(
         .map_err(ApprovalError::from)?;
     let items = rows
         .into_iter()
-        .map(|r| view_of_row(r, now).to_json())
+        .map(|r| View::of_row(r, now).to_json())
         .collect();
     Ok(Json(Items { items }))
 }

@@ -6,25 +6,16 @@
 use jiff::Timestamp;
 use palisade_audit::approvals::ApprovalRow;
 use palisade_crds::{Approval, ApprovalDecision, ApprovalPhase, approval_phase_at};
-use palisade_policy::ReasonCode;
+use palisade_policy::{HeldCall, ReasonCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-/// What a held call records.
+/// What a held call records: the call, where, and for how long.
 #[derive(Debug, Clone)]
 pub struct Hold {
     pub namespace: String,
-    pub agent: String,
-    pub tool: String,
-    /// The arguments as the policy lets humans see them (redacted).
-    pub arguments: Value,
-    pub arguments_digest: String,
-    pub request_id: String,
-    pub policy: String,
-    pub policy_generation: i64,
-    pub rule: Option<String>,
-    pub requested_by: Option<String>,
+    pub call: HeldCall,
     pub ttl: Duration,
     /// The policy's `maxPendingPerAgent`.
     pub max_pending: u32,
@@ -46,18 +37,20 @@ impl Hold {
     ) -> Self {
         Self {
             namespace: policy.namespace.clone(),
-            agent: agent.to_owned(),
-            tool: tool.to_owned(),
-            arguments: palisade_policy::redact_arguments(arguments, &policy.audit.redact_keys),
-            arguments_digest,
-            request_id: request_id.to_owned(),
-            policy: policy.name.clone(),
-            policy_generation: policy.generation,
-            rule,
-            requested_by: policy
-                .agent(agent)
-                .and_then(|a| a.service_account.as_deref())
-                .map(|sa| format!("system:serviceaccount:{}:{sa}", policy.namespace)),
+            call: HeldCall {
+                agent: agent.to_owned(),
+                tool: tool.to_owned(),
+                arguments: palisade_policy::redact_arguments(arguments, &policy.audit.redact_keys),
+                arguments_digest,
+                request_id: request_id.to_owned(),
+                policy: policy.name.clone(),
+                policy_generation: policy.generation,
+                rule,
+                requested_by: policy
+                    .agent(agent)
+                    .and_then(|a| a.service_account.as_deref())
+                    .map(|sa| format!("system:serviceaccount:{}:{sa}", policy.namespace)),
+            },
             ttl: Duration::from_secs(policy.approvals.ttl_seconds),
             max_pending: policy.approvals.max_pending_per_agent,
         }
@@ -77,19 +70,20 @@ impl Hold {
     /// retry, another replica) finds the same approval.
     pub fn name(&self) -> String {
         let mut h = Sha256::new();
+        let call = &self.call;
         for part in [
             &self.namespace,
-            &self.agent,
-            &self.tool,
-            &self.arguments_digest,
-            &self.request_id,
+            &call.agent,
+            &call.tool,
+            &call.arguments_digest,
+            &call.request_id,
         ] {
             h.update(part.as_bytes());
             h.update([0]);
         }
         let digest = h.finalize();
         let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        let agent: String = self.agent.chars().take(40).collect();
+        let agent: String = call.agent.chars().take(40).collect();
         format!("{agent}-{hex}")
     }
 }
@@ -99,13 +93,7 @@ impl Hold {
 pub struct View {
     pub namespace: String,
     pub name: String,
-    pub agent: String,
-    pub tool: String,
-    pub arguments: Value,
-    pub arguments_digest: String,
-    pub request_id: String,
-    pub policy: String,
-    pub rule: Option<String>,
+    pub call: HeldCall,
     pub requested_at: Timestamp,
     pub expires_at: Timestamp,
     pub phase: ApprovalPhase,
@@ -118,16 +106,17 @@ pub struct View {
 impl View {
     /// The JSON the HTTP API returns.
     pub fn to_json(&self) -> Value {
+        let call = &self.call;
         json!({
             "name": self.name,
             "namespace": self.namespace,
-            "agent": self.agent,
-            "tool": self.tool,
-            "arguments": self.arguments,
-            "argumentsDigest": self.arguments_digest,
-            "requestId": self.request_id,
-            "policy": self.policy,
-            "rule": self.rule,
+            "agent": call.agent,
+            "tool": call.tool,
+            "arguments": call.arguments,
+            "argumentsDigest": call.arguments_digest,
+            "requestId": call.request_id,
+            "policy": call.policy,
+            "rule": call.rule,
             "phase": self.phase.as_str(),
             "decision": self.decision.map(ApprovalDecision::as_str),
             "reason": self.reason,
@@ -144,12 +133,7 @@ impl View {
         palisade_audit::ApprovalFacts {
             namespace: &self.namespace,
             name: &self.name,
-            agent: &self.agent,
-            tool: &self.tool,
-            arguments_digest: &self.arguments_digest,
-            request_id: &self.request_id,
-            policy: &self.policy,
-            rule: self.rule.as_deref(),
+            call: &self.call,
             actor,
         }
     }
@@ -157,7 +141,8 @@ impl View {
     /// Whether a call by `agent` of `tool` with `digest` may use this
     /// approval at `now`, and if not, the reason code that says why.
     pub fn check_use(&self, agent: &str, tool: &str, digest: &str) -> Result<(), ReasonCode> {
-        if self.agent != agent || self.tool != tool || self.arguments_digest != digest {
+        let call = &self.call;
+        if call.agent != agent || call.tool != tool || call.arguments_digest != digest {
             return Err(ReasonCode::ApprovalMismatch);
         }
         match self.phase {
@@ -170,45 +155,36 @@ impl View {
     }
 }
 
-pub(super) fn from_resource(a: &Approval, now: Timestamp) -> View {
-    View {
-        namespace: a.metadata.namespace.clone().unwrap_or_default(),
-        name: a.metadata.name.clone().unwrap_or_default(),
-        agent: a.spec.agent.clone(),
-        tool: a.spec.tool.clone(),
-        arguments: a.spec.arguments.clone(),
-        arguments_digest: a.spec.arguments_digest.clone(),
-        request_id: a.spec.request_id.clone(),
-        policy: a.spec.policy.clone(),
-        rule: a.spec.rule.clone(),
-        requested_at: a.spec.requested_at.0,
-        expires_at: a.spec.expires_at.0,
-        phase: a.phase_at(now),
-        decision: a.spec.decision,
-        reason: a.spec.reason.clone(),
-        decided_by: a.spec.decided_by.clone(),
-        consumed_by: a.status.as_ref().and_then(|s| s.consumed_by.clone()),
+impl View {
+    /// The view of an `Approval` resource at `now`.
+    pub(super) fn of_resource(a: &Approval, now: Timestamp) -> Self {
+        Self {
+            namespace: a.metadata.namespace.clone().unwrap_or_default(),
+            name: a.metadata.name.clone().unwrap_or_default(),
+            call: a.spec.call.clone(),
+            requested_at: a.spec.requested_at.0,
+            expires_at: a.spec.expires_at.0,
+            phase: a.phase_at(now),
+            decision: a.spec.decision,
+            reason: a.spec.reason.clone(),
+            decided_by: a.spec.decided_by.clone(),
+            consumed_by: a.status.as_ref().and_then(|s| s.consumed_by.clone()),
+        }
     }
-}
 
-pub fn view_of_row(r: ApprovalRow, now: Timestamp) -> View {
-    let decision = r.decision.as_deref().and_then(ApprovalDecision::parse);
-    View {
-        phase: approval_phase_at(decision, r.consumed_at.is_some(), r.expires_at, now),
-        namespace: r.namespace,
-        name: r.name,
-        agent: r.agent,
-        tool: r.tool,
-        arguments: r.arguments,
-        arguments_digest: r.arguments_digest,
-        request_id: r.request_id,
-        policy: r.policy,
-        rule: r.rule,
-        requested_at: r.requested_at,
-        expires_at: r.expires_at,
-        decision,
-        reason: r.reason,
-        decided_by: r.decided_by,
-        consumed_by: r.consumed_by,
+    /// The view of a row of the standalone approvals table at `now`.
+    pub fn of_row(r: ApprovalRow, now: Timestamp) -> Self {
+        Self {
+            phase: approval_phase_at(r.decision, r.consumed_at.is_some(), r.expires_at, now),
+            namespace: r.namespace,
+            name: r.name,
+            call: r.call,
+            requested_at: r.requested_at,
+            expires_at: r.expires_at,
+            decision: r.decision,
+            reason: r.reason,
+            decided_by: r.decided_by,
+            consumed_by: r.consumed_by,
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use super::CliError;
 use super::audit::{Target, resolve};
-use crate::approvals::{View, decide_and_audit, view_of_row};
+use crate::approvals::{View, decide_and_audit};
 use clap::{Args, Subcommand};
 use palisade_audit::approvals::{ApprovalStore, DecideRefused};
 use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
@@ -69,10 +69,10 @@ fn print_table(views: &[View]) {
         println!(
             "{:<28} {:<24} {:<20} {:<9} {:<20} {:<21} {}",
             v.name,
-            format!("{}/{}", v.namespace, v.agent),
-            v.tool,
+            format!("{}/{}", v.namespace, v.call.agent),
+            v.call.tool,
             v.phase.as_str(),
-            v.request_id,
+            v.call.request_id,
             expires,
             v.decided_by.as_deref().unwrap_or("-")
         );
@@ -91,7 +91,7 @@ pub fn run(command: ApprovalsCommand) -> Result<ExitCode, CliError> {
                 let store = open(&target).await?;
                 let now = jiff::Timestamp::now();
                 let rows = store.list(namespace.as_deref(), pending, now, 1000).await?;
-                let views: Vec<View> = rows.into_iter().map(|r| view_of_row(r, now)).collect();
+                let views: Vec<View> = rows.into_iter().map(|r| View::of_row(r, now)).collect();
                 if json {
                     for v in &views {
                         println!("{}", v.to_json());
@@ -160,13 +160,13 @@ async fn decide(args: DecideArgs, decision: ApprovalDecision) -> Result<ExitCode
                 v.namespace,
                 v.name,
                 decision.as_str().to_lowercase(),
-                v.agent,
+                v.call.agent,
                 if decision == ApprovalDecision::Approved {
                     "now "
                 } else {
                     "not "
                 },
-                v.tool,
+                v.call.tool,
                 v.expires_at
             );
             Ok(ExitCode::SUCCESS)

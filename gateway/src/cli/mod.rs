@@ -51,8 +51,11 @@ pub enum CliError {
     AmbiguousApproval(String),
     #[error("no approval {0}")]
     NoApproval(String),
-    #[error("approval {approval} was already decided ({decision}); a decision is final")]
-    AlreadyDecided { approval: String, decision: String },
+    #[error("approval {approval} was already decided ({}); a decision is final", .decision.as_str())]
+    AlreadyDecided {
+        approval: String,
+        decision: palisade_crds::ApprovalDecision,
+    },
     #[error("approval {0} expired before it was decided; the agent must ask again")]
     ExpiredUndecided(String),
 }

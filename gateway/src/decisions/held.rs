@@ -5,7 +5,7 @@
 //! is audited and counted here.
 
 use super::{AuditDecision, ToolCallDecision, ToolCallRequest};
-use crate::approvals::{Approvals, Consumed, Hold, Recorded, View, decide_and_audit, view_of_row};
+use crate::approvals::{Approvals, Consumed, Hold, Recorded, View, decide_and_audit};
 use crate::error::GatewayError;
 use crate::state::AppState;
 use palisade_audit::AuditEvent;
@@ -119,7 +119,7 @@ pub fn hold_in_background(
                 let outcome = outcome_of_hold(&recorded);
                 metrics.approvals.with_label_values(&[outcome]).inc();
                 if let Recorded::TooManyPending { pending, limit } = recorded {
-                    tracing::warn!(approval = %hold.name(), agent = %hold.agent, pending, limit, "a held tool call was not recorded: the agent has as many approvals pending as its policy allows (limit.pending_approvals)");
+                    tracing::warn!(approval = %hold.name(), agent = %hold.call.agent, pending, limit, "a held tool call was not recorded: the agent has as many approvals pending as its policy allows (limit.pending_approvals)");
                 }
             }
             Err(e) => {
@@ -148,7 +148,7 @@ impl Step {
             ),
         };
         if let Some(d) = decision {
-            super::set_decision(event, d);
+            event.set_decision(d);
         }
         event.reason_codes.insert(0, code.as_str().to_owned());
         if let Some(v) = view {
@@ -172,7 +172,7 @@ pub fn record_outcome(
         .audit
         .record(AuditEvent::approval_outcome(
             &view.facts(actor),
-            decision.as_str(),
+            decision,
             code.as_str(),
         ))
         .is_ok()
@@ -255,7 +255,7 @@ pub async fn sweep_expired(state: AppState) {
         match store.take_expired(now).await {
             Ok(rows) => {
                 for row in rows {
-                    let view = view_of_row(row, now);
+                    let view = View::of_row(row, now);
                     let code = ReasonCode::ApprovalExpired;
                     record_outcome(&state, &view, AuditDecision::Expired, code, None);
                 }

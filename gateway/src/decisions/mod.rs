@@ -10,7 +10,7 @@
 
 pub mod held;
 
-pub use crate::audit_decision::{AuditDecision, set_decision};
+pub use palisade_audit::AuditDecision;
 
 use crate::credentials::Identity;
 use crate::error::GatewayError;
@@ -18,7 +18,7 @@ use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use palisade_audit::{AuditEvent, EventKind, Reservation};
 use palisade_policy::{
-    ArgumentCapture, ChatDecision, ChatRequest, Decision, MAX_TOOL_NAME_BYTES, Policy,
+    ArgumentCapture, ChatDecision, ChatRequest, Decision, Evaluated, MAX_TOOL_NAME_BYTES, Policy,
     PromptCapture, PromptFingerprint, ReasonCode, Route, ToolArguments, ToolCall, redact_arguments,
 };
 use std::borrow::Cow;
@@ -72,21 +72,7 @@ pub fn decide_tool_call<'s>(
     snapshot: &'s Snapshot,
     call: &ToolCallRequest<'_>,
 ) -> ToolCallDecision<'s> {
-    let (decision, policy) = evaluate_tool(snapshot, call);
-    count(state, call.proposed.label(), &call.who.namespace, &decision);
-    ToolCallDecision {
-        decision,
-        policy,
-        digest: call.arguments.digest().to_owned(),
-    }
-}
-
-/// The decision for `call` and the policy that made it.
-fn evaluate_tool<'s>(
-    snapshot: &'s Snapshot,
-    call: &ToolCallRequest<'_>,
-) -> (Decision, Option<&'s Policy>) {
-    let decision = snapshot.bundle.evaluate_tool(
+    let evaluated = snapshot.bundle.evaluate_tool(
         &ToolCall {
             namespace: &call.who.namespace,
             agent: &call.who.agent,
@@ -95,15 +81,17 @@ fn evaluate_tool<'s>(
         },
         jiff::Timestamp::now(),
     );
-    (decision, governing(snapshot, call.who))
-}
-
-/// The policy governing `who`, which the bundle's evaluation used too.
-fn governing<'s>(snapshot: &'s Snapshot, who: &Identity) -> Option<&'s Policy> {
-    snapshot
-        .bundle
-        .policy_for(&who.namespace, &who.agent)
-        .map(|(p, _)| p)
+    count(
+        state,
+        call.proposed.label(),
+        &call.who.namespace,
+        &evaluated.decision,
+    );
+    ToolCallDecision {
+        decision: evaluated.decision,
+        policy: evaluated.policy,
+        digest: call.arguments.digest().to_owned(),
+    }
 }
 
 impl ToolCallDecision<'_> {
@@ -171,14 +159,13 @@ pub fn decide_chat<'s>(
     model: &str,
     (prompt, provider_text): (&str, &str),
 ) -> ChatRouting<'s> {
-    let decision = snapshot.bundle.evaluate_chat(&ChatRequest {
+    let Evaluated { decision, policy } = snapshot.bundle.evaluate_chat(&ChatRequest {
         namespace: &who.namespace,
         agent: &who.agent,
         model,
         prompt,
         provider_text,
     });
-    let policy = governing(snapshot, who);
     count(state, "chat", &who.namespace, &decision.decision);
     let mut event = AuditEvent::from_decision(
         EventKind::Chat,
@@ -253,7 +240,7 @@ impl ChatRouting<'_> {
             Ok(()) => e.upstream_status = Some(200),
             Err(status) => {
                 e.upstream_status = status;
-                set_decision(e, AuditDecision::UpstreamError);
+                e.set_decision(AuditDecision::UpstreamError);
             }
         }
         row.record(self.event);

@@ -5,6 +5,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use palisade_audit::AuditDecision;
 use palisade_crds::{Approval, ApprovalDecision, ApprovalPhase, ApprovalStatus};
 use palisade_policy::ReasonCode;
 use std::collections::HashSet;
@@ -80,9 +81,15 @@ impl Outcome {
     /// Its name in the audit's `decision` column and as an Event's
     /// reason: `Approved`, `Denied` or `Expired`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Decided(d) => d.as_str(),
-            Self::Expired => ApprovalPhase::Expired.as_str(),
+        AuditDecision::from(self).as_str()
+    }
+}
+
+impl From<Outcome> for AuditDecision {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Decided(d) => d.into(),
+            Outcome::Expired => Self::Expired,
         }
     }
 }
@@ -120,7 +127,7 @@ pub fn newly_recorded(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_crds::ApprovalSpec;
+    use palisade_crds::{ApprovalSpec, HeldCall};
     use serde_json::json;
 
     fn t(s: &str) -> Timestamp {
@@ -131,15 +138,17 @@ mod tests {
         let mut a = Approval::new(
             "intake-0a1b2c3d4e5f",
             ApprovalSpec {
-                agent: "intake".into(),
-                tool: "send_email".into(),
-                arguments: json!({}),
-                arguments_digest: format!("sha256:{}", "0".repeat(64)),
-                request_id: "r-1".into(),
-                policy: "clinic".into(),
-                policy_generation: 3,
-                rule: None,
-                requested_by: None,
+                call: HeldCall {
+                    agent: "intake".into(),
+                    tool: "send_email".into(),
+                    arguments: json!({}),
+                    arguments_digest: format!("sha256:{}", "0".repeat(64)),
+                    request_id: "r-1".into(),
+                    policy: "clinic".into(),
+                    policy_generation: 3,
+                    rule: None,
+                    requested_by: None,
+                },
                 requested_at: Time(t("2026-11-22T10:00:00Z")),
                 expires_at: Time(t("2026-11-22T10:15:00Z")),
                 decision,

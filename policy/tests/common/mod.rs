@@ -283,15 +283,17 @@ pub fn bundle(policies: Vec<Policy>, grants: Vec<Grant>) -> PolicyBundle {
 }
 
 pub fn decide(bundle: &PolicyBundle, agent: &str, tool: &str, args: serde_json::Value) -> Decision {
-    bundle.evaluate_tool(
-        &ToolCall {
-            namespace: NS,
-            agent,
-            tool,
-            arguments: &args,
-        },
-        now(),
-    )
+    bundle
+        .evaluate_tool(
+            &ToolCall {
+                namespace: NS,
+                agent,
+                tool,
+                arguments: &args,
+            },
+            now(),
+        )
+        .decision
 }
 
 pub fn chat(bundle: &PolicyBundle, agent: &str, model: &str, prompt: &str) -> ChatDecision {
@@ -307,11 +309,13 @@ pub fn chat_seeing(
     prompt: &str,
     provider_text: &str,
 ) -> ChatDecision {
-    bundle.evaluate_chat(&ChatRequest {
-        namespace: NS,
-        agent,
-        model,
-        prompt,
-        provider_text,
-    })
+    bundle
+        .evaluate_chat(&ChatRequest {
+            namespace: NS,
+            agent,
+            model,
+            prompt,
+            provider_text,
+        })
+        .decision
 }

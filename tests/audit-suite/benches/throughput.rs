@@ -7,7 +7,8 @@
 
 use palisade_audit::event::Chain;
 use palisade_audit::{
-    AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store, WriterConfig,
+    AuditDecision, AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store,
+    WriterConfig,
 };
 use palisade_audit_suite::{TestPostgres, temp_dir};
 use std::time::Instant;
@@ -18,7 +19,7 @@ fn event(i: usize) -> AuditEvent {
         &format!("req-{i}"),
         "clinic",
         "intake",
-        "Allow",
+        AuditDecision::Allow,
     );
     e.reason_codes = vec!["tool.allowed_by_rule".into()];
     e.tool = Some("sql_query".into());

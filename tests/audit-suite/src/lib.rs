@@ -6,24 +6,9 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh temp directory (removed by whoever owns it).
-pub fn temp_dir(prefix: &str) -> PathBuf {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "palisade-{prefix}-{}-{n}-{nanos}",
-        std::process::id()
-    ));
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
+/// A fresh temp directory (the shared test kit's).
+pub use palisade_testkit::temp_dir;
 
 fn pg_bin(name: &str) -> PathBuf {
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()

@@ -7,30 +7,27 @@ use jiff::{SignedDuration, Timestamp};
 use palisade_audit::approvals::{ApprovalRow, ApprovalStore, DecideRefused};
 use palisade_audit::{Migrations, Store};
 use palisade_audit_suite::Backends;
+use palisade_policy::{ApprovalDecision, HeldCall};
 use serde_json::json;
 
 fn row(name: &str, now: Timestamp, ttl_s: i64) -> ApprovalRow {
-    ApprovalRow {
-        namespace: "clinic".into(),
-        name: name.into(),
-        agent: "intake".into(),
-        tool: "send_email".into(),
-        arguments: json!({"to": "a@b.c", "ssn": "[REDACTED]"}),
-        arguments_digest: format!("sha256:{}", "a".repeat(64)),
-        request_id: format!("req-{name}"),
-        policy: "clinic-assistant".into(),
-        policy_generation: 3,
-        rule: Some("email-needs-a-human".into()),
-        requested_by: None,
-        requested_at: now,
-        expires_at: now + SignedDuration::from_secs(ttl_s),
-        decision: None,
-        reason: None,
-        decided_by: None,
-        decided_at: None,
-        consumed_at: None,
-        consumed_by: None,
-    }
+    ApprovalRow::held(
+        "clinic".into(),
+        name.into(),
+        HeldCall {
+            agent: "intake".into(),
+            tool: "send_email".into(),
+            arguments: json!({"to": "a@b.c", "ssn": "[REDACTED]"}),
+            arguments_digest: format!("sha256:{}", "a".repeat(64)),
+            request_id: format!("req-{name}"),
+            policy: "clinic-assistant".into(),
+            policy_generation: 3,
+            rule: Some("email-needs-a-human".into()),
+            requested_by: None,
+        },
+        now,
+        now + SignedDuration::from_secs(ttl_s),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,12 +37,12 @@ async fn decided_once_consumed_once_under_contention_on_both_backends() {
         let store = ApprovalStore::new(Store::open(&url, Migrations::Apply).await.unwrap());
         let now = Timestamp::now();
         let created = store.create(&row("a1", now, 600)).await.unwrap();
-        assert_eq!(created.arguments["ssn"], "[REDACTED]", "{backend}");
+        assert_eq!(created.call.arguments["ssn"], "[REDACTED]", "{backend}");
         // The same name again returns what is stored, unchanged.
         let mut again = row("a1", now, 999);
-        again.agent = "someone-else".into();
+        again.call.agent = "someone-else".into();
         assert_eq!(
-            store.create(&again).await.unwrap().agent,
+            store.create(&again).await.unwrap().call.agent,
             "intake",
             "{backend}"
         );
@@ -58,7 +55,7 @@ async fn decided_once_consumed_once_under_contention_on_both_backends() {
             .decide(
                 "clinic",
                 "a1",
-                "Approved",
+                ApprovalDecision::Approved,
                 Some("ok"),
                 "operator:alice",
                 now,
@@ -69,10 +66,17 @@ async fn decided_once_consumed_once_under_contention_on_both_backends() {
         assert_eq!(decided.decided_by.as_deref(), Some("operator:alice"));
         assert_eq!(
             store
-                .decide("clinic", "a1", "Denied", None, "operator:bob", now)
+                .decide(
+                    "clinic",
+                    "a1",
+                    ApprovalDecision::Denied,
+                    None,
+                    "operator:bob",
+                    now
+                )
                 .await
                 .unwrap(),
-            Err(DecideRefused::AlreadyDecided("Approved".into())),
+            Err(DecideRefused::AlreadyDecided(ApprovalDecision::Approved)),
             "{backend}: final"
         );
 
@@ -110,7 +114,14 @@ async fn decided_once_consumed_once_under_contention_on_both_backends() {
             .unwrap();
         assert_eq!(
             store
-                .decide("clinic", "late", "Approved", None, "operator:alice", now)
+                .decide(
+                    "clinic",
+                    "late",
+                    ApprovalDecision::Approved,
+                    None,
+                    "operator:alice",
+                    now
+                )
                 .await
                 .unwrap(),
             Err(DecideRefused::Expired),
@@ -128,7 +139,14 @@ async fn decided_once_consumed_once_under_contention_on_both_backends() {
         );
         assert_eq!(
             store
-                .decide("clinic", "missing", "Approved", None, "x", now)
+                .decide(
+                    "clinic",
+                    "missing",
+                    ApprovalDecision::Approved,
+                    None,
+                    "x",
+                    now
+                )
                 .await
                 .unwrap(),
             Err(DecideRefused::NotFound)

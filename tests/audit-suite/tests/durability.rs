@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_audit::{
-    AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, FailureMode, Migrations, Store,
-    WriterConfig,
+    AuditDecision, AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, FailureMode,
+    Migrations, Store, WriterConfig,
 };
 use palisade_audit_suite::{Backends, TestPostgres, temp_dir};
 use sqlx::Row;
@@ -28,7 +28,7 @@ fn numbered(i: usize) -> AuditEvent {
         &format!("req-{i}"),
         "ns",
         "agent",
-        "Allow",
+        AuditDecision::Allow,
     )
 }
 
@@ -118,7 +118,15 @@ async fn a_database_restart_between_batches_is_bridged_without_the_spool() {
         metrics.clone(),
     )
     .unwrap();
-    let event = |i: usize| AuditEvent::new(EventKind::Chat, &format!("r{i}"), "ns", "a", "Allow");
+    let event = |i: usize| {
+        AuditEvent::new(
+            EventKind::Chat,
+            &format!("r{i}"),
+            "ns",
+            "a",
+            AuditDecision::Allow,
+        )
+    };
     for i in 0..50 {
         writer.record(event(i)).unwrap();
     }
@@ -212,7 +220,7 @@ async fn shutdown_drains_everything_that_was_accepted() {
                     &format!("r{i}"),
                     "ns",
                     "a",
-                    "Allow",
+                    AuditDecision::Allow,
                 ))
                 .unwrap();
         }
@@ -237,13 +245,19 @@ async fn fail_closed_refuses_new_events_while_the_database_is_down_but_keeps_acc
             "before",
             "ns",
             "a",
-            "Allow",
+            AuditDecision::Allow,
         ))
         .await
         .unwrap();
     pg.kill();
     // The first event after the outage is accepted (nobody knew yet) and spooled...
-    let accepted = AuditEvent::new(EventKind::ToolCall, "during", "ns", "a", "Allow");
+    let accepted = AuditEvent::new(
+        EventKind::ToolCall,
+        "during",
+        "ns",
+        "a",
+        AuditDecision::Allow,
+    );
     let accepted_id = accepted.id.clone();
     writer.record_durable(accepted).await.unwrap();
     // ...and from then on the caller is told to refuse its request.
@@ -253,7 +267,7 @@ async fn fail_closed_refuses_new_events_while_the_database_is_down_but_keeps_acc
             "refused",
             "ns",
             "a",
-            "Allow",
+            AuditDecision::Allow,
         ))
         .unwrap_err();
     assert!(matches!(refused, AuditError::NotDurable), "{refused}");
@@ -269,7 +283,7 @@ async fn fail_closed_refuses_new_events_while_the_database_is_down_but_keeps_acc
             "after",
             "ns",
             "a",
-            "Allow",
+            AuditDecision::Allow,
         ))
         .await
         .unwrap();
@@ -310,7 +324,7 @@ async fn a_full_spool_fails_closed_and_says_so_in_metrics() {
                 &format!("r{i}"),
                 "ns",
                 "a",
-                "Allow",
+                AuditDecision::Allow,
             ))
             .await
         {
@@ -328,7 +342,7 @@ async fn a_full_spool_fails_closed_and_says_so_in_metrics() {
             "x",
             "ns",
             "a",
-            "Allow",
+            AuditDecision::Allow,
         ))
         .unwrap_err();
     assert!(next.to_string().contains("spool is full"), "{next}");
@@ -358,7 +372,13 @@ async fn canary_prompts_keys_and_arguments_never_reach_database_spool_or_logs() 
         let (writer, task) =
             AuditWriter::start(store, config(&spool), AuditMetrics::unregistered().unwrap())
                 .unwrap();
-        let mut e = AuditEvent::new(EventKind::Chat, "req", "clinic", "intake", "Allow");
+        let mut e = AuditEvent::new(
+            EventKind::Chat,
+            "req",
+            "clinic",
+            "intake",
+            AuditDecision::Allow,
+        );
         let fp = PromptFingerprint::of(&prompt);
         e.prompt_sha256 = Some(fp.sha256);
         e.prompt_chars = Some(fp.chars as i64);
@@ -453,7 +473,13 @@ async fn a_nul_sent_by_a_client_is_stored_as_a_replacement_character_not_a_stuck
         let spool = temp_dir("spool-nul");
         let (writer, task) =
             AuditWriter::start(store.clone(), config(&spool), metrics.clone()).unwrap();
-        let mut e = AuditEvent::new(EventKind::Chat, "req-nul", "ns", "agent", "Allow");
+        let mut e = AuditEvent::new(
+            EventKind::Chat,
+            "req-nul",
+            "ns",
+            "agent",
+            AuditDecision::Allow,
+        );
         e.model = Some("gpt\0-4o".into());
         e.prompt_text = Some("before\0after".into());
         e.reason_codes = vec!["routing.\0default".into()];

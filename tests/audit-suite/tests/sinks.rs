@@ -4,8 +4,8 @@
 
 use palisade_audit::store::redact_url;
 use palisade_audit::{
-    AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, Filter, Migrations, Store,
-    WriterConfig,
+    AuditDecision, AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, Filter,
+    Migrations, Store, WriterConfig,
 };
 use palisade_audit_suite::{Backends, TestPostgres, temp_dir};
 use sqlx::Row;
@@ -14,7 +14,7 @@ use std::time::Duration;
 fn event(
     request: &str,
     agent: &str,
-    decision: &str,
+    decision: AuditDecision,
     reason: &str,
     tool: Option<&str>,
 ) -> AuditEvent {
@@ -86,7 +86,7 @@ async fn events_are_written_in_batches_and_found_by_every_filter() {
         w.record(event(
             "req-1",
             "intake",
-            "Allow",
+            AuditDecision::Allow,
             "tool.allowed_by_rule",
             Some("sql_query"),
         ))
@@ -94,7 +94,7 @@ async fn events_are_written_in_batches_and_found_by_every_filter() {
         w.record(event(
             "req-2",
             "intake",
-            "Deny",
+            AuditDecision::Deny,
             "tool.denied_by_rule",
             Some("bulk_export"),
         ))
@@ -102,12 +102,18 @@ async fn events_are_written_in_batches_and_found_by_every_filter() {
         w.record(event(
             "req-3",
             "billing",
-            "Deny",
+            AuditDecision::Deny,
             "kill_switch.agent",
             Some("pay"),
         ))
         .unwrap();
-        let mut chat = AuditEvent::new(EventKind::Chat, "req-4", "clinic", "intake", "Allow");
+        let mut chat = AuditEvent::new(
+            EventKind::Chat,
+            "req-4",
+            "clinic",
+            "intake",
+            AuditDecision::Allow,
+        );
         chat.reason_codes = vec!["routing.keyword".into(), "routing.prompt_length".into()];
         chat.provider = Some("local".into());
         w.record(chat).unwrap();
@@ -222,7 +228,15 @@ async fn inserts_are_idempotent_on_the_event_id() {
         let store = Store::open(&url, Migrations::Apply).await.unwrap();
         let mut chain = palisade_audit::event::Chain::new("w");
         let rows: Vec<_> = (0..250)
-            .map(|i| chain.link(event(&format!("r{i}"), "a", "Allow", "x", None)))
+            .map(|i| {
+                chain.link(event(
+                    &format!("r{i}"),
+                    "a",
+                    AuditDecision::Allow,
+                    "x",
+                    None,
+                ))
+            })
             .collect();
         assert_eq!(store.insert(&rows).await.unwrap(), 250, "{backend}");
         assert_eq!(store.insert(&rows).await.unwrap(), 0, "{backend}");
@@ -235,7 +249,13 @@ async fn every_field_reads_back_as_written_and_verifies() {
     // Each column set and each optional one empty, with text a naive
     // encoder would mangle: quotes, braces and commas (PostgreSQL array
     // syntax), newlines, NUL-free unicode, an empty string.
-    let mut full = AuditEvent::new(EventKind::Chat, "req-\"1\"", "clinic", "in{take}", "Allow");
+    let mut full = AuditEvent::new(
+        EventKind::Chat,
+        "req-\"1\"",
+        "clinic",
+        "in{take}",
+        AuditDecision::Allow,
+    );
     full.policy = Some("clinic, assistant".into());
     full.policy_generation = Some(i64::MAX);
     full.rule = Some(String::new());
@@ -254,7 +274,13 @@ async fn every_field_reads_back_as_written_and_verifies() {
     full.latency_us = Some(-1);
     full.approval = Some("intake-sql-query-7f3a".into());
     full.decided_by = Some("alice@example.com".into());
-    let mut empty = AuditEvent::new(EventKind::ToolCall, "req-2", "clinic", "intake", "Deny");
+    let mut empty = AuditEvent::new(
+        EventKind::ToolCall,
+        "req-2",
+        "clinic",
+        "intake",
+        AuditDecision::Deny,
+    );
     empty.reason_codes = Vec::new();
     let backends = Backends::start();
     for (backend, url) in backends.urls("roundtrip") {
@@ -276,7 +302,15 @@ async fn verify_finds_the_first_edited_deleted_or_reordered_row() {
         let store = Store::open(&url, Migrations::Apply).await.unwrap();
         let mut chain = palisade_audit::event::Chain::new("w");
         let rows: Vec<_> = (0..10)
-            .map(|i| chain.link(event(&format!("r{i}"), "a", "Allow", "x", None)))
+            .map(|i| {
+                chain.link(event(
+                    &format!("r{i}"),
+                    "a",
+                    AuditDecision::Allow,
+                    "x",
+                    None,
+                ))
+            })
             .collect();
         store.insert(&rows).await.unwrap();
         let report = store.verify().await.unwrap();
@@ -370,13 +404,20 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
             AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap())
                 .unwrap();
         let count = async || row_count(&store).await;
-        w.record(event("r0", "a", "Allow", "x", None)).unwrap();
+        w.record(event("r0", "a", AuditDecision::Allow, "x", None))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(count().await, 0, "{backend}: the first event lingers");
 
         for i in 1..10 {
-            w.record(event(&format!("r{i}"), "a", "Allow", "x", None))
-                .unwrap();
+            w.record(event(
+                &format!("r{i}"),
+                "a",
+                AuditDecision::Allow,
+                "x",
+                None,
+            ))
+            .unwrap();
         }
         let full = tokio::time::Instant::now();
         while count().await < 10 {
@@ -387,7 +428,8 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
 
-        w.record(event("r10", "a", "Allow", "x", None)).unwrap();
+        w.record(event("r10", "a", AuditDecision::Allow, "x", None))
+            .unwrap();
         tokio::time::timeout(Duration::from_secs(10), w.flush())
             .await
             .unwrap_or_else(|_| panic!("{backend}: a flush waited for the linger"))
@@ -397,8 +439,14 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
         // Full batches already queued do not linger either (at shutdown a
         // full queue would otherwise take one linger per batch).
         for i in 11..41 {
-            w.record(event(&format!("r{i}"), "a", "Allow", "x", None))
-                .unwrap();
+            w.record(event(
+                &format!("r{i}"),
+                "a",
+                AuditDecision::Allow,
+                "x",
+                None,
+            ))
+            .unwrap();
         }
         drop(w);
         tokio::time::timeout(Duration::from_secs(10), task.join())
@@ -433,15 +481,18 @@ async fn events_are_written_a_linger_after_they_are_recorded_busy_or_not() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
-        w.record(event("r0", "a", "Allow", "x", None)).unwrap();
+        w.record(event("r0", "a", AuditDecision::Allow, "x", None))
+            .unwrap();
         written_within(1, "the first event").await;
         // Recorded while the writer is between looks at the queue.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        w.record(event("r1", "a", "Allow", "x", None)).unwrap();
+        w.record(event("r1", "a", AuditDecision::Allow, "x", None))
+            .unwrap();
         written_within(2, "an event under steady traffic").await;
         // Quiet for several lingers: the writer waits for an event again.
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        w.record(event("r2", "a", "Allow", "x", None)).unwrap();
+        w.record(event("r2", "a", AuditDecision::Allow, "x", None))
+            .unwrap();
         written_within(3, "an event after a quiet spell").await;
 
         let mut config = WriterConfig::new(temp_dir("spool-cadence-stop"));
@@ -449,11 +500,12 @@ async fn events_are_written_a_linger_after_they_are_recorded_busy_or_not() {
         let (w2, task2) =
             AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap())
                 .unwrap();
-        w2.record_durable(event("r3", "a", "Allow", "x", None))
+        w2.record_durable(event("r3", "a", AuditDecision::Allow, "x", None))
             .await
             .unwrap();
         // The writer is now between looks at the queue, a minute apart.
-        w2.record(event("r4", "a", "Allow", "x", None)).unwrap();
+        w2.record(event("r4", "a", AuditDecision::Allow, "x", None))
+            .unwrap();
         drop(w2);
         tokio::time::timeout(Duration::from_secs(10), task2.join())
             .await
@@ -482,8 +534,14 @@ async fn events_are_written_while_the_recording_runtime_is_busy() {
     config.linger = Duration::from_millis(5);
     let (w, task) = AuditWriter::start(store.clone(), config, metrics.clone()).unwrap();
     for i in 0..20 {
-        w.record(event(&format!("busy-{i}"), "a", "Allow", "x", None))
-            .unwrap();
+        w.record(event(
+            &format!("busy-{i}"),
+            "a",
+            AuditDecision::Allow,
+            "x",
+            None,
+        ))
+        .unwrap();
     }
     // Hold this runtime's only thread without yielding.
     let started = std::time::Instant::now();

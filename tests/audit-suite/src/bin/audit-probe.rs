@@ -5,7 +5,8 @@
 //! event is in the database exactly once.
 
 use palisade_audit::{
-    AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store, WriterConfig,
+    AuditDecision, AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store,
+    WriterConfig,
 };
 use std::io::Write;
 use std::process::ExitCode;
@@ -51,7 +52,7 @@ async fn main() -> ExitCode {
             &format!("probe-{i}"),
             "probe",
             "agent",
-            "Allow",
+            AuditDecision::Allow,
         );
         let id = e.id.clone();
         if writer.record_durable(e).await.is_ok() {

@@ -1,9 +1,8 @@
-//! The audit's `decision` column, written from an enum: a policy outcome,
-//! an upstream failure of a routed chat request, or an approval outcome.
+//! The audit's `decision` column, written from an enum by the gateway and
+//! the operator alike: a policy outcome, an upstream failure of a routed
+//! chat request, or an approval outcome.
 
-use palisade_audit::AuditEvent;
-use palisade_crds::ApprovalDecision;
-use palisade_policy::Outcome;
+use palisade_policy::{ApprovalDecision, Outcome};
 
 /// What the audit's `decision` column says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +15,15 @@ pub enum AuditDecision {
     /// An approval outcome: a human approved or denied.
     Approved,
     Denied,
-    /// An approval outcome: nobody decided in time.
+    /// An approval outcome: nobody decided in time (or an approved call
+    /// was not used in time).
     Expired,
     /// An approval outcome: the approved call ran.
     Consumed,
 }
 
 impl AuditDecision {
+    /// Its name in the `decision` column.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "Allow",
@@ -56,7 +57,17 @@ impl From<ApprovalDecision> for AuditDecision {
     }
 }
 
-/// Sets an audit row's `decision`.
-pub fn set_decision(event: &mut AuditEvent, decision: AuditDecision) {
-    event.decision = decision.as_str().to_owned();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_outcomes_and_human_decisions_keep_their_names_in_the_audit() {
+        for o in [Outcome::Allow, Outcome::Deny, Outcome::RequireApproval] {
+            assert_eq!(AuditDecision::from(o).as_str(), o.as_str());
+        }
+        for d in [ApprovalDecision::Approved, ApprovalDecision::Denied] {
+            assert_eq!(AuditDecision::from(d).as_str(), d.as_str());
+        }
+    }
 }

@@ -1,0 +1,200 @@
+//! The database side, through one sqlx code path (`AnyPool`) for
+//! PostgreSQL and SQLite: connecting, embedded migrations and the schema
+//! check (here); idempotent batch inserts, which on PostgreSQL take a
+//! connection of their own and one fixed-shape statement (`UNNEST` of one
+//! array per column) ([`insert`]); queries and chain verification
+//! ([`read`]).
+
+mod insert;
+mod read;
+
+pub use insert::WriterConnection;
+pub use read::{BrokenLink, Filter, VerifyReport};
+
+use crate::error::AuditError;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The columns of `audit_events` in insert order, with their PostgreSQL
+/// types (for the array binds of the PostgreSQL insert).
+const COLUMNS: &[(&str, &str)] = &[
+    ("id", "text"),
+    ("writer", "text"),
+    ("seq", "int8"),
+    ("time", "text"),
+    ("time_ms", "int8"),
+    ("kind", "text"),
+    ("request_id", "text"),
+    ("namespace", "text"),
+    ("agent", "text"),
+    ("policy", "text"),
+    ("policy_generation", "int8"),
+    ("rule", "text"),
+    ("decision", "text"),
+    ("enforced", "int8"),
+    ("reason_codes", "text"),
+    ("tool", "text"),
+    ("argument_digest", "text"),
+    ("arguments", "text"),
+    ("provider", "text"),
+    ("model", "text"),
+    ("prompt_sha256", "text"),
+    ("prompt_chars", "int8"),
+    ("prompt_text", "text"),
+    ("upstream_status", "int8"),
+    ("latency_us", "int8"),
+    ("approval", "text"),
+    ("decided_by", "text"),
+    ("prev_hash", "text"),
+    ("hash", "text"),
+];
+
+fn column_names() -> String {
+    COLUMNS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Whether opening a store may change its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Apply pending migrations, then check.
+    Apply,
+    /// Only check; an older schema is an error.
+    VerifyOnly,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn backend_of(url: &str) -> Result<Backend, AuditError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else {
+        Err(AuditError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+/// Hides the password of a URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Store {
+    /// Connects without touching the schema.
+    pub async fn connect(url: &str) -> Result<Self, AuditError> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(url)?;
+        let url_with_mode = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
+            }
+            _ => url.to_owned(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 4 })
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&url_with_mode)
+            .await
+            .map_err(|source| AuditError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Connects, applies or checks migrations, and refuses a schema that
+    /// is not exactly the one this binary expects.
+    pub async fn open(url: &str, migrations: Migrations) -> Result<Self, AuditError> {
+        let store = Self::connect(url).await?;
+        if migrations == Migrations::Apply {
+            store.migrate().await?;
+        }
+        store.check_schema().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn migrate(&self) -> Result<(), AuditError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Compares the applied migrations with the embedded ones.
+    pub async fn check_schema(&self) -> Result<(), AuditError> {
+        let rows = sqlx::query(
+            "SELECT version, checksum, CAST(success AS INTEGER) AS ok FROM _sqlx_migrations",
+        )
+        .fetch_all(&self.pool)
+        .await;
+        let applied: Vec<(i64, Vec<u8>)> = match rows {
+            Ok(rows) => rows
+                .iter()
+                .filter(|r| r.try_get::<i64, _>("ok").unwrap_or(0) != 0)
+                .filter_map(|r| {
+                    Some((
+                        r.try_get::<i64, _>("version").ok()?,
+                        r.try_get::<Vec<u8>, _>("checksum").ok()?,
+                    ))
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        if let Some((found, _)) = applied.iter().find(|(v, _)| *v > known) {
+            return Err(AuditError::SchemaNewer {
+                found: *found,
+                known,
+            });
+        }
+        for m in MIGRATOR.iter() {
+            if let Some((_, checksum)) = applied.iter().find(|(v, _)| *v == m.version)
+                && checksum.as_slice() != &*m.checksum
+            {
+                return Err(AuditError::SchemaModified { version: m.version });
+            }
+        }
+        let missing: Vec<i64> = MIGRATOR
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.iter().any(|(a, _)| a == v))
+            .collect();
+        if !missing.is_empty() {
+            return Err(AuditError::SchemaOlder { missing });
+        }
+        Ok(())
+    }
+
+    /// The pool, for callers that need raw access (tests, tools).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
