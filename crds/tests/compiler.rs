@@ -698,6 +698,7 @@ fn cloud_routing_allow_rules_only_needs_a_local_default_and_fallback() {
             prompt: "hi",
             provider_text: "hi",
         })
+        .decision
         .route
         .unwrap();
     assert_eq!(

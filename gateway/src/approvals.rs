@@ -172,7 +172,10 @@ impl Approvals {
                 // The agent's approvals: this call's, if held already, and
                 // how many wait.
                 let mine = api
-                    .list(&ListParams::default().labels(&format!("{AGENT_LABEL}={}", hold.call.agent)))
+                    .list(
+                        &ListParams::default()
+                            .labels(&format!("{AGENT_LABEL}={}", hold.call.agent)),
+                    )
                     .await?;
                 if let Some(held) = mine
                     .items
