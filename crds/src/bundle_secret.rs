@@ -22,6 +22,14 @@ pub const BUNDLE_KEY: &str = "bundle.json.gz";
 pub const REVISION_ANNOTATION: &str = "palisade.dev/revision";
 /// Refuse to write more than this (the API server's limit is 1 MiB).
 pub const MAX_BYTES: usize = 900 * 1024;
+/// The bytes one compiled policy may take in the bundle (its JSON, before
+/// compression) unless the operator is told otherwise
+/// (`--policy-size-budget`, chart value `operator.policySizeBudget`): a
+/// policy over it is refused on its own, so one tenant cannot push the
+/// bundle past [`MAX_BYTES`] and stop it being written for everyone.
+/// Real policies take a few kB; even incompressible ones this size leave
+/// room for several in one Secret.
+pub const DEFAULT_POLICY_BUDGET: usize = 128 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleSecretError {

@@ -2,15 +2,19 @@
 //! one [`PolicyBundle`], plus a report per object.
 //!
 //! Each policy compiles on its own: a bad one gets diagnostics (object,
-//! field path, fix) and never breaks the others. A policy whose new
-//! generation does not compile keeps serving its last good generation from
-//! the previous bundle; one that never compiled denies its agents
-//! (`policy.invalid`). When two policies name the same agent in one
-//! namespace, or give an agent the same API key in any namespace, the
-//! older policy keeps it and the newer one is refused.
+//! field path, fix) and never breaks the others, nor does a panic on one
+//! (a bug: caught for that object, see [`crate::guard`]), nor one over the
+//! per-policy size budget. A policy whose new generation does not compile
+//! (or is over the budget) keeps serving its last good generation from the
+//! previous bundle, with the new generation's kill switches turned on over
+//! it; one that never compiled denies its agents (`policy.invalid`). When
+//! two policies name the same agent in one namespace, or give an agent the
+//! same API key in any namespace, the older policy keeps it and the newer
+//! one is refused.
 
 use crate::diagnostic::{Diagnostic, ObjectRef};
 use crate::duration::parse_duration;
+use crate::guard;
 use crate::namespaces::is_dns_label;
 use crate::resources::{
     AIPolicy, AgentSpec, ArgumentCapture, Enforcement, GrantState, PromptCapture, ProviderSpec,
@@ -29,10 +33,12 @@ use std::time::Duration;
 mod claims;
 mod providers;
 mod routing;
+mod served;
 mod tools;
 use claims::{Claims, claim_agents};
 use providers::compile_providers;
 use routing::compile_routing;
+use served::{last_good, spec_within_budget, within_budget};
 use tools::{compile_grant, compile_tools};
 
 /// Upstream timeout when a provider sets none.
@@ -121,6 +127,11 @@ pub struct CompileInput<'a> {
     pub previous: Option<&'a PolicyBundle>,
     /// Grants expiring at or before `now` are left out.
     pub now: Timestamp,
+    /// The most bytes one compiled policy may take in the bundle (its
+    /// JSON), so one tenant cannot fill the Secret that carries everyone's
+    /// configuration: a policy over it is refused on its own. `None`: no
+    /// budget (standalone files are not shipped in a Secret).
+    pub policy_budget: Option<usize>,
 }
 
 /// What became of one AIPolicy.
@@ -134,11 +145,24 @@ pub struct PolicyReport {
     /// good one, or none.
     pub served_generation: Option<i64>,
     pub agents: usize,
+    /// The generation was refused for its size (see
+    /// [`CompileInput::policy_budget`]), not for its content.
+    pub over_budget: bool,
 }
 
 impl PolicyReport {
     pub fn accepted(&self) -> bool {
         self.diagnostics.is_empty()
+    }
+
+    /// Why the current generation is not served: `TooLarge` or `Invalid`
+    /// (the `Accepted` condition's reason and the Event's).
+    pub fn refusal(&self) -> &'static str {
+        if self.over_budget {
+            "TooLarge"
+        } else {
+            "Invalid"
+        }
     }
 }
 
@@ -184,6 +208,18 @@ pub enum CompileError {
 
 /// Compiles every policy and grant; see the module docs for the rules.
 pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
+    compile_with(input, compile_policy)
+}
+
+/// How one policy's generation is compiled (the compiler's own
+/// [`compile_policy`]; a test gives one that fails on purpose).
+type CompileOne =
+    fn(&AIPolicy, &ObjectRef, &Secrets, &Egress) -> Result<Policy, Vec<Diagnostic>>;
+
+fn compile_with(
+    input: CompileInput<'_>,
+    compile_one: CompileOne,
+) -> Result<Compilation, CompileError> {
     // Oldest first, across namespaces: what two policies both claim (an
     // agent name in one namespace, an API key anywhere) stays with the
     // older. Reports keep the order by namespace, then age.
@@ -201,14 +237,21 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
         let object = object_ref("AIPolicy", &p.metadata);
         let generation = p.metadata.generation.unwrap_or(0);
         let mut diagnostics = Vec::new();
-        let fresh = match compile_policy(p, &object, input.secrets, input.egress) {
-            Ok(policy) => match claim_agents(&policy, &object, &claimed) {
-                Ok(()) => Some(policy),
-                Err(d) => {
-                    diagnostics.extend(d);
-                    None
-                }
-            },
+        let mut over_budget = false;
+        // A panic on one policy (a bug) refuses that generation alone.
+        let fresh = spec_within_budget(p, &object, input.policy_budget)
+            .inspect_err(|_| over_budget = true)
+            .and_then(|()| {
+                guard::isolated(|| compile_one(p, &object, input.secrets, input.egress))
+                    .unwrap_or_else(|panic| Err(vec![compiler_failed(&object, &panic)]))
+            })
+            .and_then(|policy| {
+                within_budget(policy, &object, input.policy_budget, "compiled policy")
+                    .inspect_err(|_| over_budget = true)
+            })
+            .and_then(|policy| claim_agents(&policy, &object, &claimed).map(|()| policy));
+        let fresh = match fresh {
+            Ok(policy) => Some(policy),
             Err(d) => {
                 diagnostics.extend(d);
                 None
@@ -219,6 +262,9 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
                 .previous?
                 .policy(&object.namespace, &object.name)?
                 .clone();
+            let previous = last_good(previous, p, &object, input.policy_budget)
+                .map_err(|d| diagnostics.extend(d))
+                .ok()?;
             claim_agents(&previous, &object, &claimed)
                 .ok()
                 .map(|()| previous)
@@ -248,6 +294,7 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
                 diagnostics,
                 served_generation,
                 agents: p.spec.agents.len(),
+                over_budget,
             },
         ));
     }
@@ -260,7 +307,9 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
     for g in input.grants {
         let object = object_ref("ToolGrant", &g.metadata);
         let generation = g.metadata.generation.unwrap_or(0);
-        let (state, diagnostics) = match compile_grant(g, &object) {
+        let compiled = guard::isolated(|| compile_grant(g, &object))
+            .unwrap_or_else(|panic| Err(vec![compiler_failed(&object, &panic)]));
+        let (state, diagnostics) = match compiled {
             Err(d) => (GrantState::Invalid, d),
             Ok(grant) if !grant.is_active(input.now) => (
                 GrantState::Expired,
@@ -293,6 +342,16 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
         policies: reports,
         grants: grant_reports,
     })
+}
+
+/// The diagnostic of an object the compiler panicked on (a bug).
+fn compiler_failed(object: &ObjectRef, panic: &str) -> Diagnostic {
+    Diagnostic::new(
+        object,
+        "spec",
+        format!("the compiler failed on this generation: {panic}"),
+        "this is a bug in Palisade: report it with the operator's log; the other objects are compiled as usual",
+    )
 }
 
 fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
@@ -590,3 +649,6 @@ fn compile_agents(
     }
     ok.then_some(out)
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,6 +19,7 @@ pub mod compiler;
 pub mod diagnostic;
 pub mod duration;
 pub mod gateway_report;
+pub mod guard;
 pub mod labels;
 pub mod manifests;
 pub mod namespaces;

@@ -73,6 +73,7 @@ fn run(
         egress: &Egress::default(),
         previous,
         now: now(),
+        policy_budget: None,
     })
     .unwrap()
 }
@@ -327,6 +328,7 @@ fn run_with_keys(policies: &[AIPolicy], keys: &[(&str, &str)]) -> Compilation {
         egress: &Egress::default(),
         previous: None,
         now: now(),
+        policy_budget: None,
     })
     .unwrap()
 }
@@ -565,6 +567,7 @@ fn compile_under(p: AIPolicy, secrets: &Secrets, egress: &Egress) -> Compilation
         egress,
         previous: None,
         now: now(),
+        policy_budget: None,
     })
     .unwrap()
 }

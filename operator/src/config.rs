@@ -2,7 +2,7 @@
 //! line in `main.rs`), the field manager of its writes, and the error
 //! that stops it.
 
-use palisade_crds::bundle_secret::DEFAULT_SECRET_NAME;
+use palisade_crds::bundle_secret::{DEFAULT_POLICY_BUDGET, DEFAULT_SECRET_NAME};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,9 @@ pub struct OperatorConfig {
     /// may go over plain `http://` (`--allowed-provider-urls`,
     /// `--allow-plaintext-credentials`).
     pub egress: palisade_policy::Egress,
+    /// The bytes one compiled policy may take in the bundle: a policy over
+    /// it is refused on its own, and the rest of the bundle is written.
+    pub policy_size_budget: usize,
 }
 
 impl OperatorConfig {
@@ -51,6 +54,7 @@ impl OperatorConfig {
             approval_retention: Duration::from_secs(24 * 3600),
             watch_namespaces: Vec::new(),
             egress: palisade_policy::Egress::default(),
+            policy_size_budget: DEFAULT_POLICY_BUDGET,
         }
     }
 }

@@ -2,24 +2,21 @@
 //! object runs under [`isolated`], so a panic on it (a bug, such as a
 //! cut inside a character) is caught, reported for that object, and the
 //! others carry on. The loops use the same catch around whole passes and
-//! around each Approval's reconcile.
-
-use std::panic::{AssertUnwindSafe, catch_unwind};
+//! around each Approval's reconcile; the catch itself is the compiler's
+//! ([`palisade_crds::guard`]), which isolates each object it compiles.
 
 /// Runs `work`; a panic is caught and returned as its message.
 pub fn isolated<T>(work: impl FnOnce() -> T) -> Result<T, String> {
-    // Nothing `work` could leave half-changed is kept: it only reads.
-    catch_unwind(AssertUnwindSafe(work)).map_err(|p| panic_message(&*p))
+    palisade_crds::guard::isolated(work).map_err(cut)
 }
 
 /// What a caught panic said (cut to an Event note's size: a panic on a
 /// string quotes the string).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    let mut message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into());
+    cut(palisade_crds::guard::panic_message(payload))
+}
+
+fn cut(mut message: String) -> String {
     crate::text::cut_to(&mut message, crate::text::EVENT_NOTE_BYTES);
     message
 }

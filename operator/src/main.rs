@@ -46,6 +46,11 @@ struct Args {
     /// Let policies send provider credentials over plain http://.
     #[arg(long, env = "PALISADE_ALLOW_PLAINTEXT_CREDENTIALS")]
     allow_plaintext_credentials: bool,
+    /// The bytes one compiled policy may take in the configuration Secret
+    /// (its JSON, before compression). A policy over it is refused on its
+    /// own (its status and an Event say so) and the others are written.
+    #[arg(long, value_name = "BYTES", default_value_t = palisade_crds::bundle_secret::DEFAULT_POLICY_BUDGET as u32, value_parser = clap::value_parser!(u32).range(1024..))]
+    policy_size_budget: u32,
 }
 
 fn config_identity() -> String {
@@ -97,6 +102,7 @@ async fn main() -> ExitCode {
     config.watch_namespaces = watch_namespaces;
     tracing::info!("provider base URLs allowed: {egress}");
     config.egress = egress;
+    config.policy_size_budget = args.policy_size_budget as usize;
     tracing::info!(
         "watching AIPolicies, ToolGrants and Approvals in {}",
         palisade_operator::scope::describe(&config.watch_namespaces)

@@ -82,7 +82,13 @@ pub fn policy_status(
         let mut message = format!("{problems}{serving}");
         cut_to(&mut message, CONDITION_MESSAGE_BYTES);
         condition(
-            conditions, "Accepted", false, "Invalid", message, generation, now,
+            conditions,
+            "Accepted",
+            false,
+            report.refusal(),
+            message,
+            generation,
+            now,
         )
     };
     // The revision that first served this generation stays its revision
@@ -120,7 +126,12 @@ pub fn policy_status(
                 false,
                 "ServingPrevious",
                 format!(
-                    "generation {g} is served (revision {r}); generation {generation} does not compile"
+                    "generation {g} is served (revision {r}), with any kill switch generation {generation} turns on; generation {generation} {}",
+                    if report.over_budget {
+                        "is over the size budget"
+                    } else {
+                        "does not compile"
+                    }
                 ),
                 generation,
                 now,
@@ -273,6 +284,7 @@ mod tests {
             generation,
             served_generation: served,
             agents: 2,
+            over_budget: false,
         }
     }
 
@@ -383,6 +395,7 @@ mod tests {
             generation: 1,
             served_generation: None,
             agents: 0,
+            over_budget: false,
         };
         let s = policy_status(
             &report,

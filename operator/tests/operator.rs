@@ -1243,6 +1243,7 @@ fn poisoned_policy(ns: &str, name: &str) -> AIPolicy {
             egress: &palisade_policy::Egress::default(),
             previous: None,
             now: jiff::Timestamp::now(),
+            policy_budget: None,
         })
         .unwrap();
         let shorts: Vec<String> = compiled.policies[0]

@@ -178,6 +178,24 @@ impl Policy {
         self.agents.iter().find(|a| a.name == name)
     }
 
+    /// Turns on the kill switches a newer generation of this policy sets
+    /// (`spec.suspend`, the `suspended` of the agents named), over this
+    /// one: how the last good generation keeps serving when a newer one
+    /// does not compile. A switch only ever turns on here; lifting one
+    /// takes a generation that compiles.
+    pub fn switch_on<'n>(
+        &mut self,
+        suspend: bool,
+        suspended_agents: impl IntoIterator<Item = &'n str>,
+    ) {
+        self.suspend |= suspend;
+        for name in suspended_agents {
+            if let Some(agent) = self.agents.iter_mut().find(|a| a.name == name) {
+                agent.suspended = true;
+            }
+        }
+    }
+
     pub(crate) fn enforces(&self) -> bool {
         self.enforcement == Enforcement::Enforce
     }

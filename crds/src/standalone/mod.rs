@@ -93,6 +93,8 @@ pub fn load(
         egress: &palisade_policy::Egress::any_url(true),
         previous: None,
         now,
+        // Standalone files are not shipped in a Secret.
+        policy_budget: None,
     })
     .map_err(|e| {
         vec![FileDiagnostic {

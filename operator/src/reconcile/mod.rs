@@ -205,6 +205,7 @@ impl Loop {
             namespace: &config.namespace,
             secret_name: &config.secret_name,
             now: Timestamp::now(),
+            policy_budget: config.policy_size_budget,
         };
         let plan = match plan::plan(&input) {
             Ok(plan) => plan,

@@ -51,6 +51,8 @@ pub struct Input<'a> {
     pub namespace: &'a str,
     pub secret_name: &'a str,
     pub now: Timestamp,
+    /// The bytes one compiled policy may take in the bundle.
+    pub policy_budget: usize,
 }
 
 impl std::fmt::Debug for Input<'_> {
@@ -147,6 +149,7 @@ pub fn plan(input: &Input<'_>) -> Result<Plan, CompileError> {
         egress: input.egress,
         previous: input.previous,
         now: input.now,
+        policy_budget: Some(input.policy_budget),
     })?;
     let mut counts = Counts::default();
     for r in &compilation.policies {
@@ -299,38 +302,48 @@ fn policy_update(
     )
 }
 
-/// Events for a policy's new generation: `Compiled` (and `Suspended`), or
-/// `Invalid` with the first problem.
+/// Events for a policy's new generation: `Compiled`, or `Invalid` /
+/// `TooLarge` with the first problem; then `Suspended` if it suspends the
+/// policy (served over the last good generation when it does not compile).
 fn policy_events(object: &AIPolicy, report: &PolicyReport) -> Vec<PlannedEvent> {
     let observed = object.status.as_ref().and_then(|s| s.observed_generation);
     if observed == Some(report.generation) {
         return Vec::new();
     }
-    if !report.accepted() {
+    let mut events = if report.accepted() {
+        vec![PlannedEvent::about(
+            object,
+            EventType::Normal,
+            "Compiled",
+            format!("generation {} compiled", report.generation),
+        )]
+    } else {
         let first = report
             .diagnostics
             .first()
             .map(|d| d.short())
             .unwrap_or_default();
-        return vec![PlannedEvent::about(
+        vec![PlannedEvent::about(
             object,
             EventType::Warning,
-            "Invalid",
+            report.refusal(),
             first,
-        )];
-    }
-    let mut events = vec![PlannedEvent::about(
-        object,
-        EventType::Normal,
-        "Compiled",
-        format!("generation {} compiled", report.generation),
-    )];
+        )]
+    };
+    let stopped = match report.served_generation {
+        Some(g) if g != report.generation => {
+            format!(" (on top of generation {g}, which is still served)")
+        }
+        Some(_) => String::new(),
+        // Nothing is served: its agents are denied anyway.
+        None => return events,
+    };
     if object.spec.suspend {
         events.push(PlannedEvent::about(
             object,
             EventType::Warning,
             "Suspended",
-            "spec.suspend is true: every agent of this policy is stopped".into(),
+            format!("spec.suspend is true: every agent of this policy is stopped{stopped}"),
         ));
     }
     events

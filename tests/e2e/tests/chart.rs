@@ -253,6 +253,15 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     let operator = find(&all, "Deployment", "palisade-operator");
     assert_eq!(operator["spec"]["replicas"], 2);
     assert!(!args(operator).iter().any(|a| a == "--no-leader-election"));
+    // The per-policy size budget, at the operator's own default.
+    assert!(
+        args(operator).contains(&format!(
+            "--policy-size-budget={}",
+            palisade_crds::bundle_secret::DEFAULT_POLICY_BUDGET
+        )),
+        "{:?}",
+        args(operator)
+    );
     let gateway = find(&all, "Deployment", "palisade-gateway");
     assert_eq!(gateway["spec"]["replicas"], 2);
     for d in [operator, gateway] {

@@ -125,6 +125,7 @@ impl World {
             namespace: "palisade-system",
             secret_name: "palisade-config",
             now: t(now),
+            policy_budget: palisade_crds::bundle_secret::DEFAULT_POLICY_BUDGET,
         })
         .unwrap()
     }
@@ -354,6 +355,7 @@ fn a_panic_while_planning_one_object_leaves_the_others_planned() {
         egress: &palisade_policy::Egress::default(),
         previous: None,
         now: t(NOW),
+        policy_budget: None,
     })
     .unwrap();
     let served = Served::Revision(compiled.bundle.revision().to_owned());
@@ -437,4 +439,209 @@ fn a_grant_that_expires_leaves_the_bundle_and_is_announced() {
         )]
     );
     assert_eq!(plan.counts.grants, BTreeMap::from([("expired", 1)]));
+}
+
+/// What the served bundle decides for `agent` calling a tool (the
+/// decision a gateway serving it would answer).
+fn decided(plan: &Plan, namespace: &str, agent: &str) -> palisade_policy::ReasonCode {
+    let bundle = plan.bundle.as_ref().expect("a bundle is served");
+    bundle
+        .evaluate_tool(
+            &palisade_policy::ToolCall {
+                namespace,
+                agent,
+                tool: "calendar_read",
+                arguments: &json!({}),
+            },
+            t(NOW),
+        )
+        .reason_code
+}
+
+/// A policy with two agents, `clinic-assistant-agent` and `second-agent`,
+/// whose tools are allowed by default.
+fn two_agent_policy() -> AIPolicy {
+    policy("clinic-assistant").edited(|p| {
+        p.spec.agents.push(
+            serde_json::from_value(json!({"name": "second-agent", "serviceAccount": "second"}))
+                .unwrap(),
+        );
+        p.spec.tools.default = serde_json::from_value(json!("Allow")).unwrap();
+    })
+}
+
+/// Issue 23: the newest `spec.suspend` applies on top of the last good
+/// generation when the edit that sets it does not compile.
+#[test]
+fn a_broken_edit_that_suspends_the_policy_stops_the_last_good_generation() {
+    let world = World::default().with(two_agent_policy()).applied_at(NOW);
+    let world = world.edit("clinic-assistant", |p| {
+        p.at_generation(2).with_tool_glob("send_[email").suspended()
+    });
+
+    let plan = world.plan_at(NOW);
+    assert!(
+        plan.secret.is_some(),
+        "the switch is a new revision to write"
+    );
+    let served = plan.bundle.as_ref().unwrap();
+    let p = served.policy("clinic", "clinic-assistant").unwrap();
+    assert_eq!((p.generation, p.suspend), (1, true));
+    for agent in ["clinic-assistant-agent", "second-agent"] {
+        assert_eq!(
+            decided(&plan, "clinic", agent),
+            palisade_policy::ReasonCode::KillSwitchPolicy,
+            "{agent}"
+        );
+    }
+    let status = policy_status_of(&plan, "clinic-assistant");
+    assert_eq!(
+        conditions(status),
+        [
+            ("Accepted", "False", "Invalid"),
+            ("Ready", "False", "ServingPrevious")
+        ]
+    );
+    let reasons: Vec<_> = events(update(&plan, "clinic-assistant"))
+        .into_iter()
+        .map(|(type_, reason, _)| (type_, reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (EventType::Warning, "Invalid"),
+            (EventType::Warning, "Suspended")
+        ]
+    );
+}
+
+/// Issue 23: likewise one agent's `suspended`.
+#[test]
+fn a_broken_edit_that_suspends_one_agent_stops_that_agent_on_the_last_good_generation() {
+    let world = World::default().with(two_agent_policy()).applied_at(NOW);
+    let world = world.edit("clinic-assistant", |p| {
+        p.at_generation(2)
+            .with_tool_glob("send_[email")
+            .edited(|p| p.spec.agents[1].suspended = true)
+    });
+
+    let plan = world.plan_at(NOW);
+    assert!(plan.secret.is_some());
+    assert_eq!(
+        decided(&plan, "clinic", "second-agent"),
+        palisade_policy::ReasonCode::KillSwitchAgent
+    );
+    assert_eq!(
+        decided(&plan, "clinic", "clinic-assistant-agent"),
+        palisade_policy::ReasonCode::ToolDefaultAllow,
+        "the other agent is not stopped"
+    );
+}
+
+/// A switch turned on stays on until an edit that compiles lifts it: a
+/// broken edit never lifts one (nor does the next broken edit after it).
+#[test]
+fn a_broken_edit_never_lifts_a_kill_switch() {
+    let world = World::default()
+        .with(two_agent_policy().suspended())
+        .applied_at(NOW);
+    let world = world
+        .edit("clinic-assistant", |p| {
+            p.at_generation(2)
+                .with_tool_glob("send_[email")
+                .edited(|p| p.spec.suspend = false)
+        })
+        .applied_at(NOW);
+    let plan = world.plan_at(NOW);
+    assert_eq!(
+        decided(&plan, "clinic", "second-agent"),
+        palisade_policy::ReasonCode::KillSwitchPolicy
+    );
+    // An edit that compiles does.
+    let world = world.edit("clinic-assistant", |_| two_agent_policy().at_generation(3));
+    let plan = world.plan_at(NOW);
+    assert_eq!(
+        decided(&plan, "clinic", "second-agent"),
+        palisade_policy::ReasonCode::ToolDefaultAllow
+    );
+}
+
+/// Keywords no compressor can shrink much: `rules` routing rules of 1,000
+/// keywords of 250 random letters and digits (about 250 kB each).
+fn incompressible_keywords(rules: usize, seed: u64) -> serde_json::Value {
+    let mut x = seed | 1;
+    let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut next = move || {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        alphabet[(x % alphabet.len() as u64) as usize] as char
+    };
+    let rules: Vec<_> = (0..rules)
+        .map(|i| {
+            let keywords: Vec<String> = (0..1000)
+                .map(|_| (0..250).map(|_| next()).collect())
+                .collect();
+            json!({"name": format!("bulk-{i}"), "keywords": keywords, "provider": "local"})
+        })
+        .collect();
+    json!(rules)
+}
+
+/// A policy of tenant `radiology` whose compiled form is about 750 kB:
+/// two of them are over what one Secret can hold.
+fn oversize_policy(name: &str, seed: u64) -> AIPolicy {
+    policy(name).edited(|p| {
+        p.metadata.namespace = Some("radiology".into());
+        p.spec.routing.rules = serde_json::from_value(incompressible_keywords(3, seed)).unwrap();
+    })
+}
+
+/// Issue 23: one tenant cannot stop the Secret from being written for
+/// everyone: its oversize policies are refused one by one, and another
+/// tenant's kill switch is still written.
+#[test]
+fn an_oversize_tenant_is_refused_alone_and_another_tenants_kill_switch_is_still_written() {
+    let world = World::default()
+        .with(two_agent_policy())
+        .applied_at(NOW)
+        .with(oversize_policy("scans", 1))
+        .with(oversize_policy("reports", 2));
+    let world = world.edit("clinic-assistant", |p| p.at_generation(2).suspended());
+
+    let plan = world.plan_at(NOW);
+    assert!(plan.secret.is_some(), "the Secret is still written");
+    assert!(!plan.counts.bundle_too_large);
+    assert_eq!(
+        decided(&plan, "clinic", "second-agent"),
+        palisade_policy::ReasonCode::KillSwitchPolicy
+    );
+    for name in ["scans", "reports"] {
+        assert_eq!(
+            decided(&plan, "radiology", &format!("{name}-agent")),
+            palisade_policy::ReasonCode::PolicyInvalid,
+            "{name}: refused, so its agents are denied"
+        );
+        let status = policy_status_of(&plan, name);
+        assert_eq!(
+            conditions(status),
+            [
+                ("Accepted", "False", "TooLarge"),
+                ("Ready", "False", "NotServed")
+            ]
+        );
+        let message = &status.conditions[0].message;
+        assert!(message.contains("-byte budget"), "{message}");
+        let announced = events(update(&plan, name));
+        assert_eq!(
+            (announced[0].0, announced[0].1),
+            (EventType::Warning, "TooLarge")
+        );
+        assert!(announced[0].2.contains("budget"), "{}", announced[0].2);
+    }
+    assert_eq!(
+        decided(&plan, "clinic", "clinic-assistant-agent"),
+        palisade_policy::ReasonCode::KillSwitchPolicy
+    );
 }

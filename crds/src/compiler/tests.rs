@@ -1,0 +1,77 @@
+//! The compiler's own seams, tested from inside: a panic on one object.
+
+use super::*;
+use serde_json::json;
+
+fn policy(name: &str, generation: i64) -> AIPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "AIPolicy",
+        "metadata": {"name": name, "namespace": "clinic", "generation": generation},
+        "spec": {
+            "agents": [{"name": format!("{name}-agent"), "serviceAccount": name}],
+            "providers": [{"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434"}],
+            "routing": {"defaultProvider": "local"},
+        }
+    }))
+    .unwrap()
+}
+
+fn input<'a>(
+    policies: &'a [AIPolicy],
+    secrets: &'a Secrets,
+    previous: Option<&'a PolicyBundle>,
+) -> CompileInput<'a> {
+    CompileInput {
+        policies,
+        grants: &[],
+        secrets,
+        egress: Box::leak(Box::default()),
+        previous,
+        now: "2026-11-22T12:00:00Z".parse().unwrap(),
+        policy_budget: None,
+    }
+}
+
+/// A bug that shows on policy `b` only.
+fn panics_on_b(
+    p: &AIPolicy,
+    object: &ObjectRef,
+    secrets: &Secrets,
+    egress: &Egress,
+) -> Result<Policy, Vec<Diagnostic>> {
+    assert_ne!(object.name, "b", "a bug that shows on b only");
+    compile_policy(p, object, secrets, egress)
+}
+
+/// Issue 23: a panic while compiling one policy (a bug) refuses that
+/// generation alone: the others are compiled, and the policy keeps its
+/// last good generation, kill switches included.
+#[test]
+fn a_panic_while_compiling_one_policy_leaves_the_others_compiled() {
+    let secrets = Secrets::default();
+    let first = compile(input(&[policy("b", 1)], &secrets, None)).unwrap();
+
+    let mut b = policy("b", 2);
+    b.spec.suspend = true;
+    let policies = [policy("a", 1), b, policy("c", 1)];
+    let c = compile_with(input(&policies, &secrets, Some(&first.bundle)), panics_on_b).unwrap();
+
+    let served: Vec<(&str, i64, bool)> = c
+        .bundle
+        .policies()
+        .iter()
+        .map(|p| (p.name.as_str(), p.generation, p.suspend))
+        .collect();
+    assert_eq!(served, [("a", 1, false), ("b", 1, true), ("c", 1, false)]);
+    let report = c.policies.iter().find(|r| r.object.name == "b").unwrap();
+    assert_eq!(
+        (report.served_generation, report.accepted()),
+        (Some(1), false)
+    );
+    let message = report.diagnostics[0].to_string();
+    assert!(
+        message.contains("the compiler failed on this generation")
+            && message.contains("a bug that shows on b only"),
+        "{message}"
+    );
+}
