@@ -9,7 +9,7 @@ fn policy(name: &str, generation: i64) -> AIPolicy {
         "metadata": {"name": name, "namespace": "clinic", "generation": generation},
         "spec": {
             "agents": [{"name": format!("{name}-agent"), "serviceAccount": name}],
-            "providers": [{"name": "local", "type": "ollama", "baseUrl": "http://ollama:11434"}],
+            "providers": [{"name": "local", "type": "ollama", "baseUrl": "http://ollama.ai.svc:11434"}],
             "routing": {"defaultProvider": "local"},
         }
     }))
