@@ -44,4 +44,24 @@ pub enum AuditError {
         "the audit database did not answer within {0:?}; events are kept in the spool until it does"
     )]
     Timeout(std::time::Duration),
+    #[error(
+        "audit key {source_name}: {len} bytes; use at least 32 random bytes, e.g. `openssl rand -hex 32 > palisade-audit.key`"
+    )]
+    KeyTooShort { source_name: String, len: usize },
+    #[error("audit key file {path}: {source}")]
+    KeyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "--runtime-role {0:?} is not a plain PostgreSQL role name; use lowercase letters, digits and _ (e.g. palisade_writer)"
+    )]
+    RoleName(String),
+    #[error(
+        "PostgreSQL role {0:?} does not exist; create it (CREATE ROLE {0} LOGIN PASSWORD '...') or pass its password with --runtime-password-env so that migrate creates it"
+    )]
+    NoSuchRole(String),
+    #[error("--runtime-role needs a PostgreSQL audit database; SQLite has no roles")]
+    RolesNeedPostgres,
 }

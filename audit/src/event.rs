@@ -4,6 +4,9 @@
 //! Full|Redacted`).
 
 use crate::decision::AuditDecision;
+use crate::key::AuditKey;
+use hmac::Hmac;
+use hmac::digest::{KeyInit, Mac};
 use jiff::Timestamp;
 use palisade_policy::{Decision, HeldCall};
 use serde::{Deserialize, Serialize};
@@ -180,21 +183,57 @@ pub struct ChainedEvent {
     pub writer: String,
     /// 1, 2, 3, ... within the writer.
     pub seq: i64,
-    /// `hash` of the writer's previous row (`genesis` for seq 1).
+    /// `hash` of the writer's previous row. For seq 1: `genesis`, or a
+    /// link to the newest row in the database when the writer started,
+    /// `WRITER:SEQ:HASH` (see [`link_to`]).
     pub prev_hash: String,
-    /// SHA-256 over the previous hash, the writer, seq and the event.
+    /// The row's hash over the previous hash, the writer, seq and the
+    /// event: `hmac-sha256:HEX` under the audit key, or (no key) the
+    /// plain SHA-256 as lowercase hex.
     pub hash: String,
 }
 
-/// The previous hash of a writer's first row.
+/// The previous hash of a writer's first row when it links to nothing.
 pub const GENESIS: &str = "genesis";
 
-/// `io::Write` into a running hash.
-struct HashSink<'a>(&'a mut Sha256);
+/// How a keyed row's hash starts.
+pub const KEYED_PREFIX: &str = "hmac-sha256:";
 
-impl std::io::Write for HashSink<'_> {
+/// A row another writer's chain can start from: the newest row in the
+/// database when that writer started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub writer: String,
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// The `prev_hash` of a first row that follows `head`: it names the row
+/// (so that `verify` can say which rows went missing) and carries its
+/// hash; the row's own (keyed) hash covers both.
+pub fn link_to(head: &ChainHead) -> String {
+    format!("{}:{}:{}", head.writer, head.seq, head.hash)
+}
+
+/// The row a first row's `prev_hash` links to, if it is a link.
+pub fn parse_link(prev_hash: &str) -> Option<ChainHead> {
+    let mut parts = prev_hash.splitn(3, ':');
+    let writer = parts.next()?;
+    let seq = parts.next()?.parse().ok()?;
+    let hash = parts.next()?;
+    Some(ChainHead {
+        writer: writer.to_owned(),
+        seq,
+        hash: hash.to_owned(),
+    })
+}
+
+/// `io::Write` into a running hash or MAC.
+struct HashSink<'a, F: FnMut(&[u8])>(&'a mut F);
+
+impl<F: FnMut(&[u8])> std::io::Write for HashSink<'_, F> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
+        (self.0)(buf);
         Ok(buf.len())
     }
 
@@ -203,28 +242,67 @@ impl std::io::Write for HashSink<'_> {
     }
 }
 
-/// The chain hash of one row.
-pub fn chain_hash(event: &AuditEvent, writer: &str, seq: i64, prev_hash: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(writer.as_bytes());
-    h.update(b"\n");
+/// Feeds the hashed input of one row to `update`: the previous hash, the
+/// writer and seq, one per line, then the event's JSON.
+fn hash_input(
+    mut update: impl FnMut(&[u8]),
+    event: &AuditEvent,
+    writer: &str,
+    seq: i64,
+    prev_hash: &str,
+) {
+    update(prev_hash.as_bytes());
+    update(b"\n");
+    update(writer.as_bytes());
+    update(b"\n");
     // Written straight into the hash: no buffers. Neither can fail (the
     // sink cannot, and an event has only string map keys).
-    let mut sink = HashSink(&mut h);
+    let mut sink = HashSink(&mut update);
     let _ = writeln!(sink, "{seq}");
     // Struct fields serialize in declaration order, and `arguments` is a
     // BTreeMap-backed value, so this is canonical for a given event.
     let _ = serde_json::to_writer(&mut sink, event);
-    let digest = h.finalize();
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = String::with_capacity(2 * digest.len());
-    for b in digest.iter() {
-        hex.push(char::from(HEX[usize::from(b >> 4)]));
-        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+}
+
+/// The unkeyed chain hash of one row (rows written without a key, and
+/// by releases before the key): lowercase hex SHA-256.
+pub fn chain_hash(event: &AuditEvent, writer: &str, seq: i64, prev_hash: &str) -> String {
+    let mut h = Sha256::new();
+    hash_input(|b| h.update(b), event, writer, seq, prev_hash);
+    crate::key::hex(&h.finalize())
+}
+
+/// The keyed chain hash of one row: `hmac-sha256:` and the lowercase hex
+/// HMAC-SHA256 under `key` of the same input as [`chain_hash`].
+pub fn keyed_chain_hash(
+    key: &AuditKey,
+    event: &AuditEvent,
+    writer: &str,
+    seq: i64,
+    prev_hash: &str,
+) -> String {
+    // Any key length is valid for HMAC.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    hash_input(|b| mac.update(b), event, writer, seq, prev_hash);
+    format!(
+        "{KEYED_PREFIX}{}",
+        crate::key::hex(&mac.finalize().into_bytes())
+    )
+}
+
+/// The hash of a row as a writer with (or without) `key` writes it.
+pub fn row_hash(
+    key: Option<&AuditKey>,
+    event: &AuditEvent,
+    writer: &str,
+    seq: i64,
+    prev_hash: &str,
+) -> String {
+    match key {
+        Some(key) => keyed_chain_hash(key, event, writer, seq, prev_hash),
+        None => chain_hash(event, writer, seq, prev_hash),
     }
-    hex
 }
 
 /// PostgreSQL's `text` cannot hold NUL, and a client can put one in
@@ -298,14 +376,23 @@ pub struct Chain {
     writer: String,
     seq: i64,
     prev: String,
+    key: Option<AuditKey>,
 }
 
 impl Chain {
+    /// An unkeyed chain (plain SHA-256).
     pub fn new(writer: impl Into<String>) -> Self {
+        Self::keyed(writer, None)
+    }
+
+    /// A chain whose rows are hashed with `key` (HMAC-SHA256), or plain
+    /// SHA-256 without one.
+    pub fn keyed(writer: impl Into<String>, key: Option<AuditKey>) -> Self {
         Self {
             writer: writer.into(),
             seq: 0,
             prev: GENESIS.to_owned(),
+            key,
         }
     }
 
@@ -313,10 +400,25 @@ impl Chain {
         &self.writer
     }
 
+    /// Links this chain's first row to `head` (the newest row when the
+    /// writer started), so that deleting the end of the earlier chain, or
+    /// all of it, breaks this link. Only before the first row.
+    pub fn follow(&mut self, head: &ChainHead) {
+        if self.seq == 0 {
+            self.prev = link_to(head);
+        }
+    }
+
     pub fn link(&mut self, mut event: AuditEvent) -> ChainedEvent {
         event.scrub_nul();
         self.seq += 1;
-        let hash = chain_hash(&event, &self.writer, self.seq, &self.prev);
+        let hash = row_hash(
+            self.key.as_ref(),
+            &event,
+            &self.writer,
+            self.seq,
+            &self.prev,
+        );
         ChainedEvent {
             event,
             writer: self.writer.clone(),
@@ -369,6 +471,49 @@ mod tests {
             .collect();
         assert_eq!(chain_hash(&event, "w1", 7, "prev"), expected);
         assert_eq!(expected.len(), 64);
+    }
+
+    #[test]
+    fn a_keyed_chain_hash_is_the_hmac_of_the_same_input_and_a_follower_links_by_position() {
+        use hmac::digest::{KeyInit, Mac};
+        let key = AuditKey::from_bytes(&[7u8; 32]).unwrap();
+        let event = AuditEvent::new(EventKind::Chat, "r", "n", "a", AuditDecision::Allow);
+        let mut input = b"prev\nw1\n7\n".to_vec();
+        input.extend(serde_json::to_vec(&event).unwrap());
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&[7u8; 32]).unwrap();
+        mac.update(&input);
+        let expected: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            keyed_chain_hash(&key, &event, "w1", 7, "prev"),
+            format!("hmac-sha256:{expected}")
+        );
+
+        let head = ChainHead {
+            writer: "w0".into(),
+            seq: 41,
+            hash: "hmac-sha256:ab".into(),
+        };
+        let mut chain = Chain::keyed("w1", Some(key.clone()));
+        chain.follow(&head);
+        let first = chain.link(event.clone());
+        assert_eq!(first.prev_hash, "w0:41:hmac-sha256:ab");
+        assert_eq!(parse_link(&first.prev_hash), Some(head.clone()));
+        assert_eq!(
+            first.hash,
+            keyed_chain_hash(&key, &first.event, "w1", 1, &first.prev_hash)
+        );
+        chain.follow(&head);
+        assert_eq!(
+            chain.link(event).prev_hash,
+            first.hash,
+            "only before the first row"
+        );
+        assert_eq!(parse_link(GENESIS), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 use crate::error::AuditError;
 use crate::event::{AuditEvent, Chain, ChainedEvent};
+use crate::key::AuditKey;
 use crate::metrics::AuditMetrics;
 use crate::spool::Spool;
 use crate::store::{Store, WriterConnection};
@@ -65,6 +66,11 @@ pub struct WriterConfig {
     /// Without it a server that stops answering, rather than refusing,
     /// would hold the writer, and every `flush`, for minutes.
     pub database_timeout: Duration,
+    /// The chain's key: rows are hashed with HMAC-SHA256 under it, so that
+    /// someone who can write to the database cannot recompute the hashes
+    /// of rows they rewrote. Without one, plain SHA-256 (tamper evidence
+    /// only against those who do not know the algorithm).
+    pub key: Option<AuditKey>,
 }
 
 impl WriterConfig {
@@ -79,6 +85,7 @@ impl WriterConfig {
             linger: Duration::from_millis(25),
             discard: false,
             database_timeout: Duration::from_secs(10),
+            key: None,
         }
     }
 }
@@ -172,7 +179,7 @@ impl AuditWriter {
         let task = Task {
             store,
             spool,
-            chain: Chain::new(writer_id.to_string()),
+            chain: Chain::keyed(writer_id.to_string(), config.key.clone()),
             shared: Arc::clone(&shared),
             config,
             db_down_since: None,
@@ -301,6 +308,7 @@ struct Task {
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         self.drain_spool().await;
+        self.follow_newest_row().await;
         let mut next_drain = Instant::now() + self.config.retry_interval;
         // A batch was written lately: look at the queue again after a
         // linger instead of waiting to be woken by the next event.
@@ -391,6 +399,37 @@ impl Task {
         }
         if let Some(conn) = self.conn.take() {
             conn.close().await;
+        }
+    }
+
+    /// Starts this writer's chain from the newest row in the database (an
+    /// earlier writer's spool is drained first), so that deleting the end
+    /// of an earlier chain, or all of it, breaks the link. A database that
+    /// does not answer leaves the chain unlinked (`verify` lists it).
+    async fn follow_newest_row(&mut self) {
+        let limit = self.config.database_timeout;
+        let head = tokio::time::timeout(limit, async {
+            Store::chain_head_on(self.connection().await?).await
+        })
+        .await;
+        if !matches!(head, Ok(Ok(_)))
+            && let Some(broken) = self.conn.take()
+        {
+            broken.discard();
+        } else if !self.store.can_keep_connection() {
+            self.conn = None;
+        }
+        match head {
+            Ok(Ok(Some(head))) => self.chain.follow(&head),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the newest audit row; this writer's chain starts unlinked")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the audit database did not answer; this writer's chain starts unlinked"
+                )
+            }
         }
     }
 

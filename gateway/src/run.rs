@@ -13,7 +13,9 @@ use crate::router::app;
 use crate::snapshot::{self, Current};
 use crate::state::AppState;
 use clap::Args;
-use palisade_audit::{AuditError, AuditWriter, FailureMode, Migrations, Store, WriterConfig};
+use palisade_audit::{
+    AuditError, AuditKey, AuditWriter, FailureMode, Migrations, Store, WriterConfig,
+};
 use palisade_crds::standalone;
 use palisade_policy::Egress;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,13 @@ pub struct RunArgs {
     /// required with --kubernetes).
     #[arg(long, env = "PALISADE_AUDIT_URL")]
     pub audit_url: Option<String>,
+    /// File holding the audit chain's key (HMAC-SHA256; at least 32
+    /// bytes), which the database never holds. Default standalone:
+    /// palisade-audit.key next to the first config file, created at the
+    /// first start. With --kubernetes the chart mounts it from a Secret;
+    /// without it rows are hashed unkeyed (and `audit verify` says so).
+    #[arg(long, env = "PALISADE_AUDIT_KEY_FILE")]
+    pub audit_key_file: Option<PathBuf>,
     /// Record no decisions: every audit event is dropped and counted in
     /// palisade_audit_discarded_total. Standalone only, for trying the
     /// gateway out and measuring what the audit costs; approvals are still
@@ -205,6 +214,30 @@ fn spool_dir(audit_url: &str, first_config: &Path) -> PathBuf {
             .unwrap_or(Path::new("."))
             .join("palisade-audit.spool"),
     }
+}
+
+/// The audit chain's key: the file given; standalone, the one next to
+/// the configuration (created at the first start); in a cluster without
+/// one, none (rows are hashed unkeyed, loudly).
+fn audit_key(args: &RunArgs, first_config: &Path) -> Result<Option<AuditKey>, StartupError> {
+    if let Some(path) = &args.audit_key_file {
+        return Ok(Some(AuditKey::from_file(path)?));
+    }
+    if args.no_audit {
+        return Ok(None);
+    }
+    if args.kubernetes {
+        tracing::warn!(
+            "no --audit-key-file (PALISADE_AUDIT_KEY_FILE): audit rows are hashed without a key, so anyone who can write to the database could rewrite them undetected; the chart mounts one from a Secret"
+        );
+        return Ok(None);
+    }
+    let path = crate::config::default_key_file(first_config);
+    let (key, created) = AuditKey::load_or_create(&path)?;
+    if created {
+        tracing::info!(path = %path.display(), "created the audit chain's key; keep it apart from the database and back it up: `audit verify` needs it");
+    }
+    Ok(Some(key))
 }
 
 /// This replica's name in reports and `consumedBy` (the pod name).
@@ -435,6 +468,7 @@ async fn serve(
         None => Approvals::local(store.clone(), instance),
     };
     let mut writer_config = WriterConfig::new(spool_dir(&audit_url, &first));
+    writer_config.key = audit_key(&args, &first)?;
     writer_config.discard = args.no_audit;
     if args.no_audit {
         tracing::warn!(

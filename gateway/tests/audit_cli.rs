@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_audit::{
-    AuditDecision, AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store,
+    AuditDecision, AuditEvent, AuditKey, AuditMetrics, AuditWriter, EventKind, Migrations, Store,
     WriterConfig,
 };
 use std::io::{BufRead, BufReader};
@@ -126,9 +126,11 @@ async fn verify_reports_an_intact_chain_and_then_the_edited_row() {
     let (_w, _t) = seed(&url).await;
     let ok = gateway(&["audit", "verify", "--url", &url]);
     assert!(ok.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&ok.stdout).trim(),
-        "chain intact: 3 rows from 1 writers"
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        text.starts_with("audit chain: 3 rows from 1 writer\n")
+            && text.ends_with("result: intact\n"),
+        "{text}"
     );
     let store = Store::connect(&url).await.unwrap();
     sqlx::query("UPDATE audit_events SET decision = 'Allow' WHERE request_id = 'req-2'")
@@ -139,11 +141,110 @@ async fn verify_reports_an_intact_chain_and_then_the_edited_row() {
     assert_eq!(broken.status.code(), Some(1));
     let text = String::from_utf8_lossy(&broken.stdout);
     assert!(
-        text.starts_with("BROKEN at writer ")
+        text.contains("\nresult: BROKEN at writer ")
             && text.contains(" seq 2 ")
             && text.contains("edited"),
         "{text}"
     );
+}
+
+/// One process start of a gateway holding `key`: `n` decisions.
+async fn keyed_writer(url: &str, key: &AuditKey, n: usize) {
+    let store = Store::open(url, Migrations::Apply).await.unwrap();
+    let mut config = WriterConfig::new(dir("keyed-spool"));
+    config.key = Some(key.clone());
+    let (w, t) = AuditWriter::start(store, config, AuditMetrics::unregistered().unwrap()).unwrap();
+    for i in 0..n {
+        w.record(AuditEvent::new(
+            EventKind::Chat,
+            &format!("req-{i}"),
+            "clinic",
+            "intake",
+            "Allow",
+        ))
+        .unwrap();
+    }
+    drop(w);
+    t.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_says_which_checks_ran_and_without_the_key_that_it_could_not_check_them() {
+    let d = dir("checks");
+    // Where a standalone gateway run with d/policy.yaml keeps them.
+    let url = format!("sqlite://{}", d.join("palisade-audit.db").display());
+    let key_file = d.join("palisade-audit.key");
+    std::fs::write(&key_file, format!("{}\n", "7f".repeat(32))).unwrap();
+    let key = AuditKey::from_file(&key_file).unwrap();
+    keyed_writer(&url, &key, 4).await;
+    keyed_writer(&url, &key, 2).await;
+
+    let ok = gateway(&[
+        "audit",
+        "verify",
+        "--url",
+        &url,
+        "--key-file",
+        key_file.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for line in [
+        "audit chain: 6 rows from 2 writers\n",
+        "- order within each writer (seq, previous-hash links): checked\n",
+        "- linkage between writers: checked: 1 of 2 chains starts from the newest row before it; 1 starts a new history (the first writer",
+        "- chain ends no later writer links to (rows deleted from their end cannot be detected): 1 (writer ",
+        &format!(
+            "- keyed hashes (HMAC-SHA256): checked with key {}: 6 rows\n",
+            key.fingerprint()
+        ),
+        "- unkeyed rows (plain SHA-256): none\n",
+        "result: intact\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+
+    // Without the key nothing says intact: exit 2, and why.
+    let unkeyed = gateway(&["audit", "verify", "--url", &url]);
+    let text = String::from_utf8_lossy(&unkeyed.stdout);
+    assert_eq!(unkeyed.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("- keyed hashes (HMAC-SHA256): NOT checked for 6 rows: no key given (--key-file or PALISADE_AUDIT_KEY_FILE)\n")
+            && text.contains("result: no broken link found, but not every check ran\n"),
+        "{text}"
+    );
+
+    // A standalone gateway's key is found next to its configuration.
+    let config = d.join("policy.yaml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml"),
+        &config,
+    )
+    .unwrap();
+    let by_config = gateway(&["audit", "verify", "--config", config.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&by_config.stdout);
+    assert_eq!(by_config.status.code(), Some(0), "{text}");
+    assert!(text.contains("result: intact\n"), "{text}");
+
+    // The wrong key: every keyed row fails its check.
+    let wrong = d.join("wrong.key");
+    std::fs::write(&wrong, "00".repeat(32)).unwrap();
+    let out = gateway(&[
+        "audit",
+        "verify",
+        "--url",
+        &url,
+        "--key-file",
+        wrong.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("not the key it was written with"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,4 +328,103 @@ async fn follow_prints_decisions_as_they_are_recorded() {
     assert_eq!(next()["requestId"], "req-new");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_as_the_owner_leaves_the_runtime_role_insert_and_select_only() {
+    let pg = palisade_audit_suite::TestPostgres::start();
+    let owner = pg.database("runtime_role");
+    // What the chart's migration Job runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .args([
+            "audit",
+            "migrate",
+            "--url",
+            &owner,
+            "--runtime-role",
+            "palisade_writer",
+            "--runtime-password-env",
+            "WRITER_PASSWORD",
+        ])
+        .env("WRITER_PASSWORD", "it's-a-secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("role palisade_writer may SELECT and INSERT audit rows, nothing else"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // What the gateways and the operator connect as.
+    let runtime = owner.replace("palisade@", "palisade_writer:it%27s-a-secret@");
+    let d = dir("runtime-role");
+    let key_file = d.join("audit.key");
+    std::fs::write(&key_file, "ab".repeat(32)).unwrap();
+    keyed_writer(&runtime, &AuditKey::from_file(&key_file).unwrap(), 3).await;
+    let verified = gateway(&[
+        "audit",
+        "verify",
+        "--url",
+        &runtime,
+        "--key-file",
+        key_file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let store = Store::connect(&runtime).await.unwrap();
+    for sql in [
+        "UPDATE audit_events SET decision = 'Deny'",
+        "DELETE FROM audit_events",
+    ] {
+        let refused = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(store.pool())
+            .await
+            .expect_err(sql);
+        assert!(
+            refused.to_string().contains("permission denied"),
+            "{sql}: {refused}"
+        );
+    }
+    // Run again (every upgrade): the role exists, its password is reset.
+    let again = Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .args([
+            "audit",
+            "migrate",
+            "--url",
+            &owner,
+            "--runtime-role",
+            "palisade_writer",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // A role name that is not plain is refused, naming the flag.
+    let bad = gateway(&[
+        "audit",
+        "migrate",
+        "--url",
+        &owner,
+        "--runtime-role",
+        "w; DROP TABLE x",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("--runtime-role \"w; DROP TABLE x\" is not a plain PostgreSQL role name"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }

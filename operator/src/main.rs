@@ -24,6 +24,11 @@ struct Args {
     /// database) or sqlite://PATH. Without it, outcomes are only logged.
     #[arg(long, env = "PALISADE_AUDIT_URL")]
     audit_url: Option<String>,
+    /// File holding the audit chain's key (HMAC-SHA256), which the
+    /// database never holds; the chart mounts it from a Secret. Without
+    /// it, approval outcomes are hashed unkeyed (`audit verify` says so).
+    #[arg(long, env = "PALISADE_AUDIT_KEY_FILE")]
+    audit_key_file: Option<std::path::PathBuf>,
     /// Where audit events wait while the database is unreachable.
     #[arg(long, default_value_os_t = std::env::temp_dir().join("palisade-operator-spool"))]
     audit_spool_dir: std::path::PathBuf,
@@ -125,12 +130,20 @@ async fn main() -> ExitCode {
                 let audit_metrics =
                     palisade_audit::AuditMetrics::register(&config.metrics.registry)
                         .map_err(|e| e.to_string())?;
-                palisade_audit::AuditWriter::start(
-                    store,
-                    palisade_audit::WriterConfig::new(&args.audit_spool_dir),
-                    audit_metrics,
-                )
-                .map_err(|e| e.to_string())
+                let mut writer_config = palisade_audit::WriterConfig::new(&args.audit_spool_dir);
+                writer_config.key = match &args.audit_key_file {
+                    Some(path) => {
+                        Some(palisade_audit::AuditKey::from_file(path).map_err(|e| e.to_string())?)
+                    }
+                    None => {
+                        tracing::warn!(
+                            "no --audit-key-file (PALISADE_AUDIT_KEY_FILE): approval outcomes are hashed without a key"
+                        );
+                        None
+                    }
+                };
+                palisade_audit::AuditWriter::start(store, writer_config, audit_metrics)
+                    .map_err(|e| e.to_string())
             };
             match opened.await {
                 Ok((writer, task)) => {

@@ -4,9 +4,9 @@
 
 use super::{Backend, COLUMNS, Store, column_names, redact_url};
 use crate::error::AuditError;
-use crate::event::ChainedEvent;
+use crate::event::{ChainHead, ChainedEvent};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Connection, PgConnection};
+use sqlx::{Any, AnyConnection, Connection, PgConnection, Row};
 use std::sync::LazyLock;
 
 /// `INSERT ... SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], ...)`.
@@ -90,6 +90,28 @@ pub enum WriterConnection {
     Pooled(PoolConnection<Any>),
 }
 
+impl Store {
+    /// The newest row (by id: UUIDv7, time-ordered), which a new writer's
+    /// chain starts from; on the writer's connection (SQLite's one pooled
+    /// connection is otherwise not back in the pool in time for the
+    /// writer's first batch).
+    pub async fn chain_head_on(
+        conn: &mut WriterConnection,
+    ) -> Result<Option<ChainHead>, AuditError> {
+        const NEWEST: &str = "SELECT writer, seq, hash FROM audit_events ORDER BY id DESC LIMIT 1";
+        Ok(match conn {
+            WriterConnection::Postgres(pg) => {
+                let row = sqlx::query(NEWEST).fetch_optional(&mut **pg).await?;
+                row.map(|r| head_of(&r)).transpose()?
+            }
+            WriterConnection::Pooled(any) => {
+                let row = sqlx::query(NEWEST).fetch_optional(&mut **any).await?;
+                row.map(|r| head_of(&r)).transpose()?
+            }
+        })
+    }
+}
+
 impl WriterConnection {
     /// Ends the session politely (PostgreSQL: a Terminate message, so the
     /// server does not log an unexpected EOF); a pooled connection goes
@@ -113,6 +135,20 @@ impl WriterConnection {
             WriterConnection::Pooled(mut c) => c.close_on_drop(),
         }
     }
+}
+
+/// A [`ChainHead`] from a row of either database.
+fn head_of<'r, R: Row>(r: &'r R) -> Result<ChainHead, sqlx::Error>
+where
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    Ok(ChainHead {
+        writer: r.try_get("writer")?,
+        seq: r.try_get("seq")?,
+        hash: r.try_get("hash")?,
+    })
 }
 
 /// The reason codes column: `,a,b,` so that a LIKE on `,code,` matches

@@ -132,11 +132,17 @@ impl Store {
     /// is not exactly the one this binary expects.
     pub async fn open(url: &str, migrations: Migrations) -> Result<Self, AuditError> {
         let store = Self::connect(url).await?;
-        if migrations == Migrations::Apply {
-            store.migrate().await?;
+        match store.check_schema().await {
+            // Up to date: nothing to apply, so a role that may not change
+            // the schema (the chart's runtime role) opens it too.
+            Ok(()) => Ok(store),
+            Err(AuditError::SchemaOlder { .. }) if migrations == Migrations::Apply => {
+                store.migrate().await?;
+                store.check_schema().await?;
+                Ok(store)
+            }
+            Err(e) => Err(e),
         }
-        store.check_schema().await?;
-        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

@@ -3,7 +3,8 @@
 
 use super::{Store, column_names};
 use crate::error::AuditError;
-use crate::event::{AuditEvent, ChainedEvent, EventKind, GENESIS, chain_hash};
+use crate::event::{AuditEvent, ChainedEvent, EventKind};
+use crate::key::AuditKey;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -24,22 +25,7 @@ pub struct Filter {
     pub limit: Option<i64>,
 }
 
-/// The first broken link `verify` found, if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokenLink {
-    pub writer: String,
-    pub seq: i64,
-    pub id: String,
-    pub problem: String,
-}
-
-/// What `verify` found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub rows: u64,
-    pub writers: u64,
-    pub broken: Option<BrokenLink>,
-}
+pub use crate::verify::{BrokenLink, VerifyReport};
 
 impl Store {
     /// Rows matching `filter`, oldest first.
@@ -100,10 +86,9 @@ impl Store {
         q.fetch_all(&self.pool).await?.iter().map(decode).collect()
     }
 
-    /// Walks every writer's chain and reports the first broken link:
-    /// an edited row (hash mismatch), a deleted or reordered row (previous
-    /// hash mismatch or a gap in seq).
-    pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
+    /// Walks every writer's chain and reports the first broken link
+    /// (see [`crate::verify`]); keyed rows are checked with `key`.
+    pub async fn verify(&self, key: Option<&AuditKey>) -> Result<VerifyReport, AuditError> {
         let sql = format!(
             "SELECT {} FROM audit_events ORDER BY writer, seq",
             column_names()
@@ -111,47 +96,8 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await?;
-        let mut report = VerifyReport {
-            rows: rows.len() as u64,
-            writers: 0,
-            broken: None,
-        };
-        let mut current: Option<(String, i64, String)> = None;
-        for row in &rows {
-            let c = decode(row)?;
-            let broken = |problem: String| BrokenLink {
-                writer: c.writer.clone(),
-                seq: c.seq,
-                id: c.event.id.clone(),
-                problem,
-            };
-            let (expected_seq, expected_prev) = match &current {
-                Some((w, seq, hash)) if *w == c.writer => (seq + 1, hash.clone()),
-                _ => {
-                    report.writers += 1;
-                    (1, GENESIS.to_owned())
-                }
-            };
-            if c.seq != expected_seq {
-                report.broken = Some(broken(format!(
-                    "expected seq {expected_seq} but found {}: rows are missing or were reordered",
-                    c.seq
-                )));
-                break;
-            }
-            if c.prev_hash != expected_prev {
-                report.broken = Some(broken("previous-hash link does not match the previous row: rows were deleted or reordered".into()));
-                break;
-            }
-            if chain_hash(&c.event, &c.writer, c.seq, &c.prev_hash) != c.hash {
-                report.broken = Some(broken(
-                    "row content does not match its hash: the row was edited".into(),
-                ));
-                break;
-            }
-            current = Some((c.writer.clone(), c.seq, c.hash.clone()));
-        }
-        Ok(report)
+        let rows: Vec<ChainedEvent> = rows.iter().map(decode).collect::<Result<_, _>>()?;
+        Ok(crate::verify::check(&rows, key))
     }
 }
 

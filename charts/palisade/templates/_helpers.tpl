@@ -27,23 +27,47 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .image.repository $tag -}}
 {{- end -}}
 
-{{/* The audit database URL: the bundled Postgres, or the external DSN Secret. */}}
+{{/* The audit database URL (the runtime role's: INSERT and SELECT only),
+from the bundled Postgres or the external DSN Secret, and the chain's key. */}}
 {{- define "palisade.auditEnv" -}}
 {{- if .Values.postgres.bundled.enabled }}
-- name: PALISADE_POSTGRES_PASSWORD
+- name: PALISADE_POSTGRES_WRITER_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "palisade.fullname" . }}-postgres
-      key: password
+      key: writer-password
 - name: PALISADE_AUDIT_URL
-  value: {{ printf "postgres://palisade:$(PALISADE_POSTGRES_PASSWORD)@%s-postgres:5432/palisade" (include "palisade.fullname" .) | quote }}
+  value: {{ printf "postgres://%s:$(PALISADE_POSTGRES_WRITER_PASSWORD)@%s-postgres:5432/palisade" .Values.postgres.runtimeRole (include "palisade.fullname" .) | quote }}
 {{- else }}
 - name: PALISADE_AUDIT_URL
   valueFrom:
     secretKeyRef:
-      name: {{ required "postgres.external.secretName is required unless postgres.bundled.enabled" .Values.postgres.external.secretName }}
+      name: {{ include "palisade.externalAuditSecret" . }}
       key: {{ .Values.postgres.external.secretKey }}
 {{- end }}
+- name: PALISADE_AUDIT_KEY_FILE
+  value: /etc/palisade/audit-key/key
+{{- end -}}
+
+{{- define "palisade.externalAuditSecret" -}}
+{{- required "postgres.external.secretName is required unless postgres.bundled.enabled" .Values.postgres.external.secretName -}}
+{{- end -}}
+
+{{/* The Secret holding the audit chain's key. */}}
+{{- define "palisade.auditKeySecret" -}}
+{{- .Values.audit.key.existingSecret | default (printf "%s-audit-key" (include "palisade.fullname" .)) -}}
+{{- end -}}
+
+{{/* The audit key, mounted read-only where PALISADE_AUDIT_KEY_FILE says. */}}
+{{- define "palisade.auditKeyMount" -}}
+- {name: audit-key, mountPath: /etc/palisade/audit-key, readOnly: true}
+{{- end -}}
+
+{{- define "palisade.auditKeyVolume" -}}
+- name: audit-key
+  secret:
+    secretName: {{ include "palisade.auditKeySecret" . }}
+    items: [{key: key, path: key}]
 {{- end -}}
 
 {{/* The container security context every Palisade container runs with. */}}

@@ -5,7 +5,7 @@
 //! (`cli:$USER`). In a cluster, decide with `kubectl patch approval` instead.
 
 use super::CliError;
-use super::audit::{Target, resolve};
+use super::audit::{KeyArg, Target, resolve};
 use crate::approvals::{View, decide_and_audit};
 use clap::{Args, Subcommand};
 use palisade_audit::approvals::{ApprovalStore, DecideRefused};
@@ -46,6 +46,8 @@ pub struct DecideArgs {
     pub namespace: Option<String>,
     #[command(flatten)]
     pub target: Target,
+    #[command(flatten)]
+    pub key: KeyArg,
 }
 
 fn who() -> String {
@@ -133,11 +135,14 @@ async fn decide(args: DecideArgs, decision: ApprovalDecision) -> Result<ExitCode
         }
     };
     let spool = std::env::temp_dir().join(format!("palisade-approvals-cli-{}", std::process::id()));
-    let (audit, task) = AuditWriter::start(
-        store,
-        WriterConfig::new(&spool),
-        AuditMetrics::unregistered()?,
-    )?;
+    let mut config = WriterConfig::new(&spool);
+    config.key = args.key.resolve(&args.target, true)?;
+    if config.key.is_none() {
+        eprintln!(
+            "warning: no audit key (--key-file or PALISADE_AUDIT_KEY_FILE): this decision's audit row is hashed without it, and `audit verify` will report it"
+        );
+    }
+    let (audit, task) = AuditWriter::start(store, config, AuditMetrics::unregistered()?)?;
     let by = who();
     let outcome = decide_and_audit(
         &approvals,

@@ -2,9 +2,10 @@
 //! database from the command line.
 
 use super::CliError;
-use crate::config::{default_sqlite_url, load_files};
+use crate::config::{default_key_file, default_sqlite_url, load_files};
 use clap::{Args, Subcommand, ValueEnum};
-use palisade_audit::{ChainedEvent, Filter, Migrations, Store};
+use palisade_audit::roles::grant_runtime_role;
+use palisade_audit::{AuditKey, ChainedEvent, Filter, Migrations, Store};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,12 +24,68 @@ pub struct Target {
     pub config: Vec<PathBuf>,
 }
 
+/// The audit chain's key (HMAC-SHA256), which the database never holds.
+#[derive(Args, Debug, Clone)]
+pub struct KeyArg {
+    /// File holding the audit chain's key (default with --config: the
+    /// standalone gateway's palisade-audit.key next to the first file).
+    #[arg(long, env = "PALISADE_AUDIT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl KeyArg {
+    /// The key given, or the standalone gateway's next to its
+    /// configuration; `create`: make that one if it is not there yet
+    /// (for commands that write to the chain).
+    pub fn resolve(&self, target: &Target, create: bool) -> Result<Option<AuditKey>, CliError> {
+        if let Some(path) = &self.key_file {
+            return Ok(Some(AuditKey::from_file(path)?));
+        }
+        let Some(first) = target.config.first() else {
+            return Ok(None);
+        };
+        let path = default_key_file(first);
+        if create {
+            return Ok(Some(AuditKey::load_or_create(&path)?.0));
+        }
+        Ok(path
+            .exists()
+            .then(|| AuditKey::from_file(&path))
+            .transpose()?)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    target: Target,
+    /// PostgreSQL: after migrating, give this role SELECT and INSERT on
+    /// the audit table and nothing else (the role gateways and operators
+    /// connect as); run migrate as the tables' owner.
+    #[arg(long, value_name = "ROLE")]
+    runtime_role: Option<String>,
+    /// With --runtime-role: the environment variable holding its password;
+    /// the role is created (LOGIN) if missing, else its password is set.
+    #[arg(long, value_name = "VAR", requires = "runtime_role")]
+    runtime_password_env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    key: KeyArg,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Create or upgrade the audit schema.
-    Migrate(Target),
-    /// Check every writer's hash chain; exit 1 at the first broken link.
-    Verify(Target),
+    /// Create or upgrade the audit schema (and grant the runtime role).
+    Migrate(MigrateArgs),
+    /// Check every writer's hash chain, the links between writers and the
+    /// keyed hashes; exit 1 at the first broken link, 2 when a check could
+    /// not run (keyed rows but no key).
+    Verify(VerifyArgs),
     /// List decisions.
     Query(Box<QueryArgs>),
 }
@@ -166,35 +223,39 @@ fn print_rows(rows: &[ChainedEvent], output: Output, header: bool) {
 pub fn run(command: AuditCommand) -> Result<ExitCode, CliError> {
     super::runtime()?.block_on(async move {
         match command {
-            AuditCommand::Migrate(target) => {
-                let url = resolve(&target)?;
-                Store::open(&url, Migrations::Apply).await?;
+            AuditCommand::Migrate(args) => {
+                let url = resolve(&args.target)?;
+                let store = Store::open(&url, Migrations::Apply).await?;
                 println!(
                     "audit schema is up to date ({})",
                     palisade_audit::store::redact_url(&url)
                 );
+                if let Some(role) = &args.runtime_role {
+                    let password = match &args.runtime_password_env {
+                        None => None,
+                        Some(var) => Some(
+                            std::env::var(var)
+                                .map_err(|_| CliError::PasswordEnvUnset(var.clone()))?,
+                        ),
+                    };
+                    grant_runtime_role(&store, role, password.as_deref()).await?;
+                    println!("role {role} may SELECT and INSERT audit rows, nothing else");
+                }
                 Ok(ExitCode::SUCCESS)
             }
-            AuditCommand::Verify(target) => {
-                let url = resolve(&target)?;
+            AuditCommand::Verify(args) => {
+                let url = resolve(&args.target)?;
+                let key = args.key.resolve(&args.target, false)?;
                 let store = Store::open(&url, Migrations::VerifyOnly).await?;
-                let report = store.verify().await?;
-                match report.broken {
-                    None => {
-                        println!(
-                            "chain intact: {} rows from {} writers",
-                            report.rows, report.writers
-                        );
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Some(b) => {
-                        println!(
-                            "BROKEN at writer {} seq {} (event {}): {}",
-                            b.writer, b.seq, b.id, b.problem
-                        );
-                        Ok(ExitCode::FAILURE)
-                    }
-                }
+                let report = store.verify(key.as_ref()).await?;
+                print!("{}", palisade_audit::verify::render(&report));
+                Ok(if report.broken.is_some() {
+                    ExitCode::FAILURE
+                } else if report.complete() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                })
             }
             AuditCommand::Query(q) => {
                 let q = *q;

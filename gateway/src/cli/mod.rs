@@ -49,6 +49,8 @@ pub enum CliError {
     NoApprovalNamed(String),
     #[error("approvals named {0:?} exist in several namespaces; add --namespace")]
     AmbiguousApproval(String),
+    #[error("--runtime-password-env names {0}, which is not set; export it or leave the flag out")]
+    PasswordEnvUnset(String),
     #[error("no approval {0}")]
     NoApproval(String),
     #[error("approval {approval} was already decided ({}); a decision is final", .decision.as_str())]

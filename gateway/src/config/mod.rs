@@ -78,11 +78,24 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, ConfigError> {
     })
 }
 
-/// The SQLite file a standalone gateway audits to by default.
-pub fn default_sqlite_url(first_config: &Path) -> String {
-    let dir = first_config
+/// The directory of a standalone gateway's first configuration file.
+fn config_dir(first_config: &Path) -> &Path {
+    first_config
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    format!("sqlite://{}", dir.join("palisade-audit.db").display())
+        .unwrap_or(Path::new("."))
+}
+
+/// The SQLite file a standalone gateway audits to by default.
+pub fn default_sqlite_url(first_config: &Path) -> String {
+    format!(
+        "sqlite://{}",
+        config_dir(first_config).join("palisade-audit.db").display()
+    )
+}
+
+/// The audit chain's key file of a standalone gateway by default (created
+/// at its first start): next to its configuration, not in the database.
+pub fn default_key_file(first_config: &Path) -> std::path::PathBuf {
+    config_dir(first_config).join(palisade_audit::key::DEFAULT_KEY_FILE)
 }

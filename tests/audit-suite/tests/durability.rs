@@ -98,7 +98,7 @@ async fn killing_postgres_mid_stream_loses_and_duplicates_nothing() {
     );
     assert_eq!(metrics.drained.get(), metrics.spooled.get());
     assert_eq!(metrics.written.get() + metrics.drained.get(), 10_000);
-    assert_eq!(fresh.verify().await.unwrap().broken, None);
+    assert_eq!(fresh.verify(None).await.unwrap().broken, None);
     drop(writer);
     task.join().await;
 }
@@ -144,7 +144,7 @@ async fn a_database_restart_between_batches_is_bridged_without_the_spool() {
     task.join().await;
     let fresh = Store::connect(&url).await.unwrap();
     assert_eq!(ids_in(&fresh).await.0, 100, "each event exactly once");
-    assert_eq!(fresh.verify().await.unwrap().broken, None);
+    assert_eq!(fresh.verify(None).await.unwrap().broken, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +199,7 @@ async fn a_writer_killed_with_sigkill_mid_spool_loses_no_acknowledged_event() {
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    assert_eq!(store.verify().await.unwrap().broken, None);
+    assert_eq!(store.verify(None).await.unwrap().broken, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,7 +499,7 @@ async fn a_nul_sent_by_a_client_is_stored_as_a_replacement_character_not_a_stuck
             rows[0].event.prompt_text.as_deref(),
             Some("before\u{FFFD}after")
         );
-        assert_eq!(store.verify().await.unwrap().broken, None, "{backend}");
+        assert_eq!(store.verify(None).await.unwrap().broken, None, "{backend}");
         drop(writer);
         task.join().await;
     }
@@ -563,7 +563,7 @@ async fn the_spool_drains_while_traffic_keeps_coming() {
         sent as i64,
         "each event exactly once"
     );
-    assert_eq!(fresh.verify().await.unwrap().broken, None);
+    assert_eq!(fresh.verify(None).await.unwrap().broken, None);
     drop(writer);
     task.join().await;
 }
@@ -603,7 +603,7 @@ async fn a_database_that_stops_answering_costs_a_timeout_not_a_hang() {
     })
     .await;
     assert_eq!(ids_in(&fresh).await.0, 11, "each event exactly once");
-    assert_eq!(fresh.verify().await.unwrap().broken, None);
+    assert_eq!(fresh.verify(None).await.unwrap().broken, None);
     drop(writer);
     task.join().await;
 }

@@ -290,7 +290,7 @@ async fn every_field_reads_back_as_written_and_verifies() {
         assert_eq!(store.insert(&rows).await.unwrap(), 2, "{backend}");
         let back = store.query(&Filter::default()).await.unwrap();
         assert_eq!(back, rows, "{backend}");
-        let report = store.verify().await.unwrap();
+        let report = store.verify(None).await.unwrap();
         assert_eq!((report.rows, report.broken), (2, None), "{backend}");
     }
 }
@@ -313,7 +313,7 @@ async fn verify_finds_the_first_edited_deleted_or_reordered_row() {
             })
             .collect();
         store.insert(&rows).await.unwrap();
-        let report = store.verify().await.unwrap();
+        let report = store.verify(None).await.unwrap();
         assert_eq!(
             (report.rows, report.writers, report.broken),
             (10, 1, None),
@@ -324,7 +324,7 @@ async fn verify_finds_the_first_edited_deleted_or_reordered_row() {
             .execute(store.pool())
             .await
             .unwrap();
-        let broken = store.verify().await.unwrap().broken.unwrap();
+        let broken = store.verify(None).await.unwrap().broken.unwrap();
         assert_eq!(broken.seq, 4, "{backend}");
         assert!(
             broken.problem.contains("edited"),
@@ -336,7 +336,7 @@ async fn verify_finds_the_first_edited_deleted_or_reordered_row() {
             .await
             .unwrap();
         assert_eq!(
-            store.verify().await.unwrap().broken,
+            store.verify(None).await.unwrap().broken,
             None,
             "{backend}: restoring the value restores the chain"
         );
@@ -345,7 +345,7 @@ async fn verify_finds_the_first_edited_deleted_or_reordered_row() {
             .execute(store.pool())
             .await
             .unwrap();
-        let broken = store.verify().await.unwrap().broken.unwrap();
+        let broken = store.verify(None).await.unwrap().broken.unwrap();
         assert_eq!(broken.seq, 7, "{backend}");
         assert!(
             broken.problem.contains("missing or were reordered"),
@@ -367,7 +367,7 @@ async fn verify_finds_the_first_edited_deleted_or_reordered_row() {
             .execute(store.pool())
             .await
             .unwrap();
-        let broken = store.verify().await.unwrap().broken.unwrap();
+        let broken = store.verify(None).await.unwrap().broken.unwrap();
         assert_eq!(broken.seq, 2, "{backend}");
         assert!(
             broken.problem.contains("reordered"),

@@ -307,7 +307,57 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
             audit["valueFrom"]["secretKeyRef"]["name"],
             "palisade-audit-dsn"
         );
+        // The audit chain's key: a file from its own Secret, never in the
+        // database.
+        let key_file = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "PALISADE_AUDIT_KEY_FILE")
+            .unwrap_or_else(|| panic!("{}: no PALISADE_AUDIT_KEY_FILE", d["metadata"]["name"]));
+        assert_eq!(key_file["value"], "/etc/palisade/audit-key/key");
+        assert!(
+            c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["name"] == "audit-key"
+                    && m["mountPath"] == "/etc/palisade/audit-key"
+                    && m["readOnly"] == true)
+        );
+        assert!(
+            pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["name"] == "audit-key"
+                    && v["secret"]["secretName"] == "palisade-audit-key")
+        );
     }
+    let key = find(&all, "Secret", "palisade-audit-key");
+    assert_eq!(
+        key["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    assert!(key["data"]["key"].as_str().unwrap().len() >= 64);
+    // The migration Job: as the tables' owner, granting the runtime role
+    // (the gateways' and the operator's DSN) SELECT and INSERT only.
+    let migrate = find(&all, "Job", "palisade-audit-migrate-1");
+    let c = &migrate["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        strings(&c["args"]),
+        [
+            "audit",
+            "migrate",
+            "--url=$(PALISADE_AUDIT_OWNER_URL)",
+            "--runtime-role=palisade_writer"
+        ]
+    );
+    assert_eq!(
+        c["env"][0]["valueFrom"]["secretKeyRef"],
+        json!({"name": "palisade-audit-dsn", "key": "ownerUrl"})
+    );
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(
         gateway["spec"]["template"]["spec"]["serviceAccountName"],
         "palisade-gateway"
@@ -592,6 +642,22 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         .clone();
     assert_eq!(
         audit["value"],
+        "postgres://palisade_writer:$(PALISADE_POSTGRES_WRITER_PASSWORD)@palisade-postgres:5432/palisade"
+    );
+    let migrate =
+        &find(&all, "Job", "palisade-audit-migrate-1")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        strings(&migrate["args"])
+            .contains(&"--runtime-password-env=PALISADE_POSTGRES_WRITER_PASSWORD")
+    );
+    let owner = migrate["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "PALISADE_AUDIT_OWNER_URL")
+        .unwrap();
+    assert_eq!(
+        owner["value"],
         "postgres://palisade:$(PALISADE_POSTGRES_PASSWORD)@palisade-postgres:5432/palisade"
     );
     let operator = find(&all, "Deployment", "palisade-operator");
