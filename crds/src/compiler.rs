@@ -213,8 +213,7 @@ pub fn compile(input: CompileInput<'_>) -> Result<Compilation, CompileError> {
 
 /// How one policy's generation is compiled (the compiler's own
 /// [`compile_policy`]; a test gives one that fails on purpose).
-type CompileOne =
-    fn(&AIPolicy, &ObjectRef, &Secrets, &Egress) -> Result<Policy, Vec<Diagnostic>>;
+type CompileOne = fn(&AIPolicy, &ObjectRef, &Secrets, &Egress) -> Result<Policy, Vec<Diagnostic>>;
 
 fn compile_with(
     input: CompileInput<'_>,

@@ -160,7 +160,7 @@ async fn keyed_writer(url: &str, key: &AuditKey, n: usize) {
             &format!("req-{i}"),
             "clinic",
             "intake",
-            "Allow",
+            AuditDecision::Allow,
         ))
         .unwrap();
     }

@@ -18,7 +18,7 @@ fn event(i: usize) -> AuditEvent {
         &format!("req-{i}"),
         "clinic",
         "intake",
-        "Deny",
+        palisade_audit::AuditDecision::Deny,
     );
     e.reason_codes = vec!["tool.denied_by_rule".into()];
     e.tool = Some("bulk_export".into());

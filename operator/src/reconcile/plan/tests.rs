@@ -455,6 +455,7 @@ fn decided(plan: &Plan, namespace: &str, agent: &str) -> palisade_policy::Reason
             },
             t(NOW),
         )
+        .decision
         .reason_code
 }
 
