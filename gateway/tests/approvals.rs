@@ -29,8 +29,12 @@ struct Gateway {
 }
 
 async fn gateway(name: &str, ttl: &str) -> Gateway {
+    gateway_with(name, Policy::quickstart().approvals_ttl(ttl)).await
+}
+
+async fn gateway_with(name: &str, policy: Policy) -> Gateway {
     let d = temp_dir(&format!("appr-{name}"));
-    let files = vec![Policy::quickstart().approvals_ttl(ttl).write_to(&d)];
+    let files = vec![policy.write_to(&d)];
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = snapshot::empty();
     reload::load_into(&files, &current, &metrics).unwrap();
@@ -474,7 +478,13 @@ async fn the_approvals_cli_decides_for_a_running_gateway_and_expiry_is_audited()
 
 #[tokio::test]
 async fn beyond_its_pending_approvals_an_agent_gets_429_and_a_retry_still_finds_its_own() {
-    let g = gateway("cap", "15m\n    maxPendingPerAgent: 2").await;
+    let g = gateway_with(
+        "cap",
+        Policy::quickstart()
+            .approvals_ttl("15m")
+            .max_pending_per_agent(2),
+    )
+    .await;
     let call = |to: &str, id: &str| json!({"tool": "send_email", "arguments": {"to": to}, "requestId": id});
     let (status, first) = tool(&g, call("a@b.c", "r-1")).await;
     assert_eq!(status, 202, "{first}");

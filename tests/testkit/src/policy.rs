@@ -71,6 +71,12 @@ impl Policy {
         self.set("approvals", json!({"ttl": ttl}))
     }
 
+    /// `spec.approvals.maxPendingPerAgent`.
+    pub fn max_pending_per_agent(mut self, n: u32) -> Self {
+        self.spec_mut()["approvals"]["maxPendingPerAgent"] = json!(n);
+        self
+    }
+
     /// `spec.routing.fallbackProvider`.
     pub fn fallback_provider(mut self, provider: &str) -> Self {
         self.spec_mut()["routing"]["fallbackProvider"] = json!(provider);
@@ -170,12 +176,14 @@ mod tests {
             .suspended()
             .agent_suspended("demo")
             .approvals_ttl("2s")
+            .max_pending_per_agent(3)
             .provider_timeout("local", "500ms")
             .rule(json!({"tools": ["x"], "action": "Deny"}));
         let spec = &p.aipolicy()["spec"];
         assert_eq!(spec["suspend"], true);
         assert_eq!(spec["agents"][0]["suspended"], true);
         assert_eq!(spec["approvals"]["ttl"], "2s");
+        assert_eq!(spec["approvals"]["maxPendingPerAgent"], 3);
         assert_eq!(spec["providers"][0]["timeout"], "500ms");
         assert_eq!(spec["tools"]["rules"][2]["tools"][0], "x");
         assert_eq!(p.documents[0], Policy::quickstart().documents[0]);
