@@ -481,6 +481,62 @@ fn a_reload_that_gives_an_agent_the_operator_token_is_rejected() {
     );
 }
 
+/// Issue 23: a kill switch always wins. An edit that sets `suspend: true`
+/// but does not load (here: a misspelt field) is rejected — and its kill
+/// switch still turns on over the configuration being served; fixing the
+/// edit without the switch lifts it.
+#[test]
+fn a_kill_switch_in_an_edit_that_does_not_load_still_stops_the_agent() {
+    let config = temp_dir("gw-switch-broken").join("policy.yaml");
+    let quickstart = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/quickstart.yaml"
+    ))
+    .unwrap();
+    std::fs::write(&config, &quickstart).unwrap();
+    let args = [&run_args(&config)[..], &["--reload-interval", "100ms"]].concat();
+    let (mut child, addr) = common::spawn_gateway(&args);
+    let before = tool_call_with_key(&addr, KEY);
+    let until = |wanted: &str| {
+        let mut last = String::new();
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            last = tool_call_with_key(&addr, KEY);
+            if last.contains(wanted) {
+                break;
+            }
+        }
+        last
+    };
+    std::fs::write(
+        &config,
+        quickstart.replace(
+            "spec:\n  agents:\n",
+            "spec:\n  suspend: true\n  toolz: {}\n  agents:\n",
+        ),
+    )
+    .unwrap();
+    let suspended = until("kill_switch.policy");
+    let metrics = http_get(&addr, "/metrics");
+    std::fs::write(&config, &quickstart).unwrap();
+    let lifted = until("HTTP/1.1 200");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(before.starts_with("HTTP/1.1 200"), "{before}");
+    assert!(
+        metrics.contains("palisade_config_reload_errors_total 1"),
+        "the broken edit was rejected: {metrics}"
+    );
+    assert!(
+        suspended.starts_with("HTTP/1.1 403") && suspended.contains("kill_switch.policy"),
+        "the rejected edit's kill switch stops the agent: {suspended}"
+    );
+    assert!(
+        lifted.starts_with("HTTP/1.1 200"),
+        "an edit that loads lifts it: {lifted}"
+    );
+}
+
 fn http_get(addr: &str, path: &str) -> String {
     exchange(
         addr,

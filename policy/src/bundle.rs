@@ -196,6 +196,17 @@ impl Policy {
         }
     }
 
+    /// [`Policy::switch_on`] with the switches `edit` sets, if it is for
+    /// this policy.
+    fn switch_on_from(&mut self, edit: &KillSwitches) {
+        if edit.namespace == self.namespace && edit.policy == self.name {
+            self.switch_on(
+                edit.suspend,
+                edit.suspended_agents.iter().map(String::as_str),
+            );
+        }
+    }
+
     pub(crate) fn enforces(&self) -> bool {
         self.enforcement == Enforcement::Enforce
     }
@@ -316,6 +327,19 @@ pub struct PolicyBundle {
     index: HashMap<String, NamespaceIndex>,
 }
 
+/// The kill switches one edit of a policy sets: read from an edit that
+/// is refused (it does not compile) so that they still apply over the
+/// version being served — a kill switch always wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillSwitches {
+    pub namespace: String,
+    pub policy: String,
+    /// `spec.suspend: true`.
+    pub suspend: bool,
+    /// The agents with `suspended: true`.
+    pub suspended_agents: Vec<String>,
+}
+
 impl PolicyBundle {
     /// Builds and validates a bundle. Order does not matter: policies and
     /// grants are sorted by namespace and name so the revision is stable.
@@ -350,6 +374,20 @@ impl PolicyBundle {
             grants,
             index,
         })
+    }
+
+    /// This bundle with `edits`' kill switches turned on over the policies
+    /// they name (a switch is only ever turned on; an edit for a policy
+    /// that is not served changes nothing). The revision changes exactly
+    /// when a switch did.
+    pub fn with_switches_on(&self, edits: &[KillSwitches]) -> Result<Self, BundleError> {
+        let mut policies = self.policies.clone();
+        for policy in &mut policies {
+            for edit in edits {
+                policy.switch_on_from(edit);
+            }
+        }
+        Self::new(policies, self.invalid.clone(), self.grants.clone())
     }
 
     /// A bundle that governs nobody: every request is denied `policy.none`.

@@ -6,14 +6,17 @@
 //!
 //! Here: reading the documents and compiling them; the `GatewaySettings`
 //! document's types are in [`settings`], and finding the line of a field
-//! path in a document's text is in [`lines`].
+//! path in a document's text is in [`lines`]; the kill switches of an
+//! edit that does not load are read by [`switches`].
 
 mod lines;
 mod settings;
+mod switches;
 
 pub use settings::{
     ApprovalSettings, AuditSettings, EnvSecret, FailureMode, GatewaySettings, OperatorToken,
 };
+pub use switches::kill_switches;
 
 use crate::compiler::{Compilation, CompileInput, Secrets, compile};
 use crate::diagnostic::{Diagnostic, ObjectRef};

@@ -56,18 +56,8 @@ impl fmt::Display for Lines<'_> {
 /// Reads and compiles the files; secrets named in `GatewaySettings` come
 /// from the process environment.
 pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, ConfigError> {
-    let mut texts = Vec::with_capacity(paths.len());
-    for path in paths {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        texts.push((path.display().to_string(), text));
-    }
-    let sources: Vec<Source<'_>> = texts
-        .iter()
-        .map(|(name, text)| Source { name, text })
-        .collect();
+    let texts = read_files(paths)?;
+    let sources = sources(&texts);
     let env = |var: &str| std::env::var(var).ok();
     let (config, compilation, warnings) =
         load(&sources, &env, jiff::Timestamp::now()).map_err(ConfigError::Invalid)?;
@@ -76,6 +66,36 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, ConfigError> {
         compilation,
         warnings,
     })
+}
+
+/// The kill switches the files set, read even from files that do not
+/// load ([`palisade_crds::standalone::kill_switches`]); none if a file
+/// cannot be read.
+pub fn kill_switches_in(paths: &[PathBuf]) -> Vec<palisade_policy::KillSwitches> {
+    read_files(paths)
+        .map(|texts| palisade_crds::standalone::kill_switches(&sources(&texts)))
+        .unwrap_or_default()
+}
+
+/// Each file's name and text.
+fn read_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, ConfigError> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Ok((path.display().to_string(), text))
+        })
+        .collect()
+}
+
+fn sources(texts: &[(String, String)]) -> Vec<Source<'_>> {
+    texts
+        .iter()
+        .map(|(name, text)| Source { name, text })
+        .collect()
 }
 
 /// The directory of a standalone gateway's first configuration file.

@@ -1,10 +1,12 @@
 //! Configuration from files: load once at start, then reload whenever a
 //! file changes. An edit that does not load is rejected with its
-//! diagnostics and the previous configuration keeps serving. So is one
-//! that gives an agent an operator's token as its key, checked on every
-//! load, not only at start-up: an agent must never decide approvals.
+//! diagnostics and the previous configuration keeps serving — with the
+//! kill switches the edit sets turned on over it (a kill switch always
+//! wins). So is one that gives an agent an operator's token as its key,
+//! checked on every load, not only at start-up: an agent must never
+//! decide approvals.
 
-use super::{ConfigError, load_files};
+use super::{ConfigError, kill_switches_in, load_files};
 use crate::credentials::sha256;
 use crate::metrics::GatewayMetrics;
 use crate::snapshot::{Current, Snapshot};
@@ -119,8 +121,53 @@ pub fn watch(
                     tracing::error!(
                         "configuration change rejected; the previous configuration keeps serving:\n{diagnostics}"
                     );
+                    switch_on_rejected(&paths, &current, &metrics, &operators);
                 }
             }
         }
     })
+}
+
+/// Turns the kill switches of a rejected edit on over the configuration
+/// being served, and says so.
+fn switch_on_rejected(
+    paths: &[PathBuf],
+    current: &Current,
+    metrics: &GatewayMetrics,
+    operators: &[OperatorKey],
+) {
+    let switches = kill_switches_in(paths);
+    let Some(served) = current.load_full() else {
+        return;
+    };
+    if switches.is_empty() {
+        return;
+    }
+    let switched = match served.bundle.with_switches_on(&switches) {
+        Ok(bundle) if bundle.revision() != served.revision() => bundle,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "the rejected edit's kill switches could not be applied");
+            return;
+        }
+    };
+    let named: Vec<String> = switches
+        .iter()
+        .map(|s| {
+            let what = if s.suspend {
+                "suspend".to_owned()
+            } else {
+                format!("agents {} suspended", s.suspended_agents.join(", "))
+            };
+            format!("{}/{}: {what}", s.namespace, s.policy)
+        })
+        .collect();
+    match serve(Snapshot::new(switched), current, metrics, operators) {
+        Ok(revision) => tracing::warn!(
+            revision,
+            "the rejected edit's kill switches are on over the previous configuration: {}",
+            named.join("; ")
+        ),
+        Err(e) => tracing::error!(error = %e, "the rejected edit's kill switches could not be applied"),
+    }
 }
