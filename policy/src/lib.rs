@@ -27,7 +27,8 @@ pub use approval::{ApprovalDecision, HeldCall};
 pub use arguments::{Arguments, ArgumentsError, ToolArguments};
 pub use bundle::{
     Agent, ApprovalSettings, ArgumentCapture, AuditSettings, BundleError, Enforcement,
-    InvalidPolicy, KillSwitches, Policy, PolicyBundle, PromptCapture, Provider, ProviderKind, SecretString,
+    InvalidPolicy, KillSwitches, Policy, PolicyBundle, PromptCapture, Provider, ProviderKind,
+    SecretString,
 };
 pub use condition::{Condition, ConditionError};
 pub use decision::{Decision, Evaluated, Outcome, PolicyRef};

@@ -7,9 +7,9 @@
 //! not even fit the AIPolicy schema still has its `spec.suspend` and its
 //! agents' `suspended` honoured. Documents that are not YAML say nothing.
 
-use crate::resources::API_VERSION;
 use super::lines::documents;
 use super::settings::GatewaySettings;
+use crate::resources::API_VERSION;
 use palisade_policy::KillSwitches;
 use serde_yaml::Value;
 

@@ -168,6 +168,8 @@ fn switch_on_rejected(
             "the rejected edit's kill switches are on over the previous configuration: {}",
             named.join("; ")
         ),
-        Err(e) => tracing::error!(error = %e, "the rejected edit's kill switches could not be applied"),
+        Err(e) => {
+            tracing::error!(error = %e, "the rejected edit's kill switches could not be applied")
+        }
     }
 }

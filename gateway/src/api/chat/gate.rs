@@ -129,6 +129,24 @@ pub fn tool_name(call: &ToolCall) -> Option<String> {
 const UNREADABLE: &str =
     "[palisade] A tool call the model proposed could not be read; it was not passed on.";
 
+/// Decides a legacy `function_call` (the `functions` API) under its name
+/// like any tool call: the call to pass on, if it was allowed.
+fn decide_legacy(
+    function: FunctionCall,
+    decide: &mut impl Decide,
+    withheld: &mut Vec<String>,
+) -> Option<serde_json::Value> {
+    let call = ToolCall {
+        kind: Some("function".into()),
+        function,
+        ..ToolCall::default()
+    };
+    let (allowed, why) = decide.decide(vec![call]);
+    withheld.extend(why);
+    let kept = allowed.into_iter().next()?;
+    serde_json::to_value(kept.function).ok()
+}
+
 /// Applies the decisions to a (not streamed) completion: `tool_calls` and
 /// a legacy `function_call`, in every choice.
 pub fn gate_completion(completion: &mut ChatCompletion, decide: &mut impl Decide) {
@@ -141,32 +159,18 @@ pub fn gate_completion(completion: &mut ChatCompletion, decide: &mut impl Decide
         // its name like any tool call; one that does not read as a
         // function call is withheld.
         if let Some(legacy) = message.rest.remove("function_call") {
-            match serde_json::from_value::<FunctionCall>(legacy) {
-                Ok(function) => {
-                    let call = ToolCall {
-                        kind: Some("function".into()),
-                        function,
-                        ..ToolCall::default()
-                    };
-                    let (allowed, why) = decide.decide(vec![call]);
-                    withheld.extend(why);
-                    match allowed
-                        .into_iter()
-                        .next()
-                        .map(|c| serde_json::to_value(c.function))
-                    {
-                        Some(Ok(f)) => {
-                            message.rest.insert("function_call".into(), f);
-                        }
-                        _ => {
-                            if choice.finish_reason.as_deref() == Some("function_call") {
-                                choice.finish_reason = Some("stop".into());
-                            }
-                        }
-                    }
-                }
+            let kept = match serde_json::from_value::<FunctionCall>(legacy) {
+                Ok(function) => decide_legacy(function, decide, &mut withheld),
                 Err(_) => {
                     withheld.push(UNREADABLE.into());
+                    None
+                }
+            };
+            match kept {
+                Some(f) => {
+                    message.rest.insert("function_call".into(), f);
+                }
+                None => {
                     if choice.finish_reason.as_deref() == Some("function_call") {
                         choice.finish_reason = Some("stop".into());
                     }
@@ -388,24 +392,13 @@ impl SseGate {
                 emit(Delta::tool_calls(calls));
             }
         }
-        if let Some(function) = pending.legacy {
-            let call = ToolCall {
-                kind: Some("function".into()),
-                function,
-                ..ToolCall::default()
-            };
-            let (allowed, why) = decide.decide(vec![call]);
-            withheld.extend(why);
-            if let Some(Ok(f)) = allowed
-                .into_iter()
-                .next()
-                .map(|c| serde_json::to_value(c.function))
-            {
-                any_allowed = true;
-                let mut delta = Delta::default();
-                delta.rest.insert("function_call".into(), f);
-                emit(delta);
-            }
+        if let Some(function) = pending.legacy
+            && let Some(f) = decide_legacy(function, decide, &mut withheld)
+        {
+            any_allowed = true;
+            let mut delta = Delta::default();
+            delta.rest.insert("function_call".into(), f);
+            emit(delta);
         }
         if !any_allowed
             && let Some(f) = finish_reason
