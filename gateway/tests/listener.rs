@@ -4,7 +4,7 @@
 //! flight share one byte budget, connections are capped, HTTP/2 has the
 //! same header-read / idle timeout as HTTP/1, and TLS is served from a
 //! certificate and key in files.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -9,7 +9,7 @@
 //! Each test starts a control plane of its own: the operator runs
 //! cluster-wide (and writes one Secret and one Lease per installation), so
 //! two tests sharing a server would see each other's policies.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -21,50 +21,13 @@ use palisade_crds::{AIPolicy, ToolGrant};
 use palisade_operator::bundle_secret;
 use palisade_operator::leader::{LeaseConfig, run_while_leader, run_while_leader_until};
 use palisade_policy::PolicyBundle;
+use palisade_testkit::{cluster, cluster_with_crds, install_crds};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-/// A fresh control plane (started off the runtime: it blocks for seconds)
-/// and an admin client to it. Namespace `clinic` exists already.
-async fn cluster(name: &'static str) -> (ControlPlane, kube::Client) {
-    let cp = tokio::task::spawn_blocking(move || ControlPlane::start(name))
-        .await
-        .unwrap();
-    let client = cp.client().await;
-    (cp, client)
-}
 
 /// Runs blocking kit calls (kubectl) without stalling the runtime.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
-}
-
-/// The CRDs, each waited for until the API server serves it (Established):
-/// a real API server installs a CRD's handler asynchronously.
-async fn install_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut names = Vec::new();
-    for (_, yaml) in palisade_crds::manifests::crd_manifests().unwrap() {
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
-        names.push(crd.metadata.name.clone().unwrap());
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
-    for name in names {
-        until(&format!("{name} is Established"), async || {
-            established(&crds.get(&name).await.unwrap()).then_some(())
-        })
-        .await;
-    }
-}
-
-fn established(crd: &CustomResourceDefinition) -> bool {
-    crd.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        })
 }
 
 async fn create_namespace(client: &kube::Client, name: &str) {
@@ -1272,8 +1235,7 @@ fn poisoned_policy(ns: &str, name: &str) -> AIPolicy {
 /// running, and the next policy is compiled and served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_message_cut_inside_a_character_stops_neither_the_operator_nor_the_next_policy() {
-    let (_cp, client) = cluster("op-multibyte").await;
-    install_crds(&client).await;
+    let (_cp, client) = cluster_with_crds("op-multibyte").await;
     create_namespace(&client, "palisade-system").await;
     let op = operator(&client);
     let policies: Api<AIPolicy> = Api::namespaced(client.clone(), "clinic");
@@ -1316,8 +1278,7 @@ async fn a_status_message_cut_inside_a_character_stops_neither_the_operator_nor_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_sends_only_opted_in_secrets_and_only_to_allowed_provider_urls() {
-    let (_cp, client) = cluster("op-egress").await;
-    install_crds(&client).await;
+    let (_cp, client) = cluster_with_crds("op-egress").await;
     create_namespace(&client, "palisade-system").await;
     // A Secret of the namespace that was never meant for a model provider.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "clinic");

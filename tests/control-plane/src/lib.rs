@@ -5,7 +5,7 @@
 //! stops it when the test process exits, however it exits, so nothing is
 //! left running. See `tests/README.md`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! The kit itself: what start.sh promises (users, token issuer, admission
 //! policies served) and that nothing outlives a control plane, whether it
 //! is dropped or fails to start.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_control_plane::{ControlPlane, Options, User};
 use std::process::Command;

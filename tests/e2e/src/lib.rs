@@ -11,7 +11,7 @@
 //! The binaries are the ones `cargo test --workspace` builds next to this
 //! test (`target/<profile>/palisade-gateway`, `palisade-operator`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_audit_suite::TestPostgres;
 pub use palisade_control_plane::{ControlPlane, User};

@@ -11,7 +11,6 @@ use axum::body::Body;
 use axum::http::Request;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
 use palisade_control_plane::ControlPlane;
@@ -28,15 +27,7 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 async fn apply_example(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, yaml) in palisade_crds::manifests::crd_manifests().unwrap() {
-        crds.create(
-            &PostParams::default(),
-            &serde_yaml::from_str(&yaml).unwrap(),
-        )
-        .await
-        .unwrap();
-    }
+    palisade_testkit::install_crds(client).await;
     // `clinic` comes with the control plane.
     Api::<Namespace>::all(client.clone())
         .create(

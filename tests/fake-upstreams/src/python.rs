@@ -21,7 +21,6 @@ pub fn python_with_openai(venv: &Path) -> PathBuf {
 /// `(requirement, module)` pair's module imports, installing the missing
 /// requirements from PyPI on first use. Panics with the fix when Python or
 /// PyPI are missing: a suite that needs the client never skips.
-#[allow(clippy::panic)]
 pub fn python_with(venv: &Path, packages: &[(&str, &str)]) -> PathBuf {
     let lock_path = venv.with_extension("lock");
     let lock = File::create(&lock_path)

@@ -1,5 +1,8 @@
 //! The test kit the suites share, so a test reads as the story it checks:
 //!
+//! - [`cluster_with_crds`]: a real control plane with Palisade's CRDs
+//!   installed and served ([`cluster`] without them, [`install_crds`] to
+//!   add them later);
 //! - [`Policy`]: a standalone configuration built in code —
 //!   `Policy::quickstart().suspended()` — and rendered as the YAML
 //!   documents the gateway and `palisade-crds` load, instead of YAML
@@ -9,8 +12,10 @@
 //! Test support: it panics on misuse instead of returning errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cluster;
 mod policy;
 
+pub use cluster::{cluster, cluster_with_crds, install_crds};
 pub use policy::Policy;
 
 use std::path::PathBuf;
