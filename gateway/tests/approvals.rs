@@ -414,6 +414,27 @@ async fn the_approvals_cli_decides_for_a_running_gateway_and_expiry_is_audited()
         list.status.success() && listed.contains(&name) && listed.contains("Pending"),
         "{listed}"
     );
+    // `show` gives the human what was held, the arguments included.
+    let show = gateway_binary(&["approvals", "show", &name, "--config", &file_arg]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    assert!(shown.contains("tool:        send_email"), "{shown}");
+    assert!(
+        shown.contains("arguments:\n{\n  \"to\": \"cli\"\n}"),
+        "{shown}"
+    );
+    let missing = gateway_binary(&[
+        "approvals",
+        "show",
+        "demo-000000000000",
+        "--config",
+        &file_arg,
+    ]);
+    assert!(!missing.status.success());
 
     let approve = gateway_binary(&[
         "approvals",
