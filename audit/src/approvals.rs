@@ -16,7 +16,8 @@ use sqlx::Row;
 pub struct ApprovalRow {
     pub namespace: String,
     pub name: String,
-    /// What was held (the arguments as the policy lets them be shown).
+    /// What was held (a bounded preview of the arguments, redacted as the
+    /// policy says).
     pub call: HeldCall,
     pub requested_at: Timestamp,
     pub expires_at: Timestamp,
@@ -61,7 +62,7 @@ pub enum DecideRefused {
     Expired,
 }
 
-const COLUMNS: &str = "namespace, name, agent, tool, arguments, arguments_digest, request_id, policy, policy_generation, rule, requested_by, requested_at_ms, expires_at_ms, decision, reason, decided_by, decided_at_ms, consumed_at_ms, consumed_by";
+const COLUMNS: &str = "namespace, name, agent, tool, arguments_preview, arguments_truncated, arguments_digest, request_id, policy, policy_generation, rule, requested_by, requested_at_ms, expires_at_ms, decision, reason, decided_by, decided_at_ms, consumed_at_ms, consumed_by";
 
 /// An approval waiting for a decision at the time bound to `?`:
 /// undecided, unused, unexpired.
@@ -76,7 +77,7 @@ fn ts(ms: i64) -> Timestamp {
 }
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<ApprovalRow, sqlx::Error> {
-    let arguments: String = r.try_get("arguments")?;
+    let truncated: i64 = r.try_get("arguments_truncated")?;
     let decision: Option<String> = r.try_get("decision")?;
     Ok(ApprovalRow {
         namespace: r.try_get("namespace")?,
@@ -84,7 +85,8 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<ApprovalRow, sqlx::Error> {
         call: HeldCall {
             agent: r.try_get("agent")?,
             tool: r.try_get("tool")?,
-            arguments: serde_json::from_str(&arguments).unwrap_or(serde_json::Value::Null),
+            arguments_preview: r.try_get("arguments_preview")?,
+            arguments_truncated: truncated != 0,
             arguments_digest: r.try_get("arguments_digest")?,
             request_id: r.try_get("request_id")?,
             policy: r.try_get("policy")?,
@@ -134,14 +136,15 @@ impl ApprovalStore {
     /// stored either way (idempotent for the same request).
     pub async fn create(&self, row: &ApprovalRow) -> Result<ApprovalRow, AuditError> {
         let insert = self.sql(&format!(
-            "INSERT INTO approvals ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL) ON CONFLICT (namespace, name) DO NOTHING"
+            "INSERT INTO approvals ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL) ON CONFLICT (namespace, name) DO NOTHING"
         ));
         sqlx::query(sqlx::AssertSqlSafe(insert))
             .bind(&row.namespace)
             .bind(&row.name)
             .bind(&row.call.agent)
             .bind(&row.call.tool)
-            .bind(row.call.arguments.to_string())
+            .bind(&row.call.arguments_preview)
+            .bind(i64::from(row.call.arguments_truncated))
             .bind(&row.call.arguments_digest)
             .bind(&row.call.request_id)
             .bind(&row.call.policy)

@@ -165,7 +165,8 @@ fn the_aipolicy_cel_rules_require_an_identity_for_every_agent() {
 
 fn approval(decision: Option<&str>, reason: Option<&str>) -> serde_json::Value {
     let mut spec = json!({
-        "agent": "intake", "tool": "send_email", "arguments": {"to": "x"},
+        "agent": "intake", "tool": "send_email",
+        "argumentsPreview": "{\n  \"to\": \"x\"\n}", "argumentsTruncated": false,
         "argumentsDigest": format!("sha256:{}", "a".repeat(64)),
         "requestId": "req-1", "policy": "clinic-assistant", "policyGeneration": 1,
         "requestedAt": "2026-11-22T12:00:00Z", "expiresAt": "2026-11-22T12:30:00Z"
@@ -229,4 +230,44 @@ fn an_approvals_request_cannot_be_rewritten_and_must_expire_after_it_was_made() 
         err.contains("spec.expiresAt must be after spec.requestedAt"),
         "{err}"
     );
+}
+
+#[test]
+fn what_an_approval_shows_and_what_it_is_bound_to_cannot_change_after_creation() {
+    let schema = schema_of(Approval::crd());
+    let mut old = approval(None, None);
+    old["spec"]["rule"] = json!("email-needs-a-human");
+    let decided = || {
+        let mut a = old.clone();
+        a["spec"]["decision"] = json!("Approved");
+        a
+    };
+    validate(&schema, decided(), Some(old.clone())).unwrap();
+    let shows = "what an Approval shows of the arguments cannot change";
+    let bound = "the request an Approval describes cannot change";
+    for (field, value, why) in [
+        (
+            "argumentsPreview",
+            json!("{\"to\": \"someone-else\"}"),
+            shows,
+        ),
+        ("argumentsTruncated", json!(true), shows),
+        ("arguments", json!({"to": "someone-else"}), shows),
+        (
+            "argumentsDigest",
+            json!(format!("sha256:{}", "b".repeat(64))),
+            bound,
+        ),
+        ("policyGeneration", json!(2), bound),
+        ("rule", json!("another-rule"), bound),
+    ] {
+        let mut changed = decided();
+        changed["spec"][field] = value;
+        let err = validate(&schema, changed, Some(old.clone())).unwrap_err();
+        assert!(err.contains(why), "{field}: {err}");
+    }
+    let mut removed = decided();
+    removed["spec"].as_object_mut().unwrap().remove("rule");
+    let err = validate(&schema, removed, Some(old.clone())).unwrap_err();
+    assert!(err.contains(bound), "{err}");
 }

@@ -206,6 +206,7 @@ impl Approvals {
                     },
                     spec: ApprovalSpec {
                         call: hold.call.clone(),
+                        arguments: None,
                         requested_at: Time(now),
                         expires_at: Time(expires),
                         decision: None,
@@ -458,7 +459,8 @@ mod tests {
         palisade_policy::HeldCall {
             agent: "intake".into(),
             tool: "send_email".into(),
-            arguments: json!({}),
+            arguments_preview: "{}".into(),
+            arguments_truncated: false,
             arguments_digest: format!("sha256:{}", "0".repeat(64)),
             request_id: "r-1".into(),
             policy: "clinic".into(),

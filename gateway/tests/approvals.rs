@@ -414,6 +414,27 @@ async fn the_approvals_cli_decides_for_a_running_gateway_and_expiry_is_audited()
         list.status.success() && listed.contains(&name) && listed.contains("Pending"),
         "{listed}"
     );
+    // `show` gives the human what was held, the arguments included.
+    let show = gateway_binary(&["approvals", "show", &name, "--config", &file_arg]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    assert!(shown.contains("tool:        send_email"), "{shown}");
+    assert!(
+        shown.contains("arguments:\n{\n  \"to\": \"cli\"\n}"),
+        "{shown}"
+    );
+    let missing = gateway_binary(&[
+        "approvals",
+        "show",
+        "demo-000000000000",
+        "--config",
+        &file_arg,
+    ]);
+    assert!(!missing.status.success());
 
     let approve = gateway_binary(&[
         "approvals",
@@ -538,4 +559,78 @@ async fn beyond_its_pending_approvals_an_agent_gets_429_and_a_retry_still_finds_
         .unwrap();
     assert_eq!(limited.len(), 1, "{limited:?}");
     assert_eq!(limited[0].event.decision, "Deny");
+}
+
+#[tokio::test]
+async fn a_megabyte_of_arguments_is_shown_as_a_4_kib_preview_and_the_approval_is_for_exactly_that_call()
+ {
+    let policy = Policy::quickstart()
+        .approvals_ttl("15m")
+        .set("audit", json!({"redactKeys": ["password"]}));
+    let g = gateway_with("preview", policy).await;
+    let text = "x".repeat(1_000_000);
+    let call = json!({"tool": "send_email", "arguments": {"password": "hunter2", "recipient": "a@b.c", "text": text}, "requestId": "r-big"});
+    let (status, held) = tool(&g, call.clone()).await;
+    assert_eq!(status, 202, "{held}");
+    let name = held["approval"]["name"].as_str().unwrap().to_owned();
+
+    // What the operator sees: the start of the arguments, the password
+    // redacted, at most 4 KiB, and that it was cut.
+    let (status, list) = send(&g, "GET", "/v1/approvals", Some(OPERATOR), None).await;
+    assert_eq!(status, 200);
+    let seen = &list["items"][0];
+    assert_eq!(seen["name"], name.as_str());
+    assert_eq!(seen["argumentsTruncated"], true, "{seen}");
+    let preview = seen["argumentsPreview"].as_str().unwrap();
+    assert!(preview.len() <= 4096, "{}", preview.len());
+    assert!(
+        preview.starts_with(
+            "{\n  \"password\": \"[REDACTED]\",\n  \"recipient\": \"a@b.c\",\n  \"text\": \"xxx"
+        ),
+        "{preview}"
+    );
+    assert!(!preview.contains("hunter2"));
+    assert!(
+        preview
+            .ends_with("bytes are shown; the approval is for the full arguments, by their digest]"),
+        "{preview}"
+    );
+    // The table stores the preview, not the megabyte.
+    let namespace = seen["namespace"].as_str().unwrap();
+    let stored = palisade_audit::approvals::ApprovalStore::new(g.store.clone())
+        .get(namespace, &name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.call.arguments_preview, preview);
+    assert!(stored.call.arguments_truncated);
+
+    let (status, _) = send(
+        &g,
+        "POST",
+        &format!("/v1/approvals/{name}/approve"),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Arguments that differ only past the preview are another call.
+    let mut other = call.clone();
+    other["arguments"]["text"] = json!(format!("{}y", "x".repeat(999_999)));
+    other["approval"] = json!(name);
+    let (status, body) = tool(&g, other).await;
+    assert_eq!(
+        (status.as_u16(), code(&body)),
+        (403, "approval.mismatch"),
+        "{body}"
+    );
+    // Exactly the held call runs, once.
+    let mut using = call;
+    using["approval"] = json!(name);
+    let (status, body) = tool(&g, using).await;
+    assert_eq!(
+        (status.as_u16(), code(&body)),
+        (200, "tool.allowed_by_approval"),
+        "{body}"
+    );
 }

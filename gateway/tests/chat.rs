@@ -423,6 +423,26 @@ async fn tool_calls_the_model_proposes_are_decided_before_the_client_sees_them()
             ("bulk_export".into(), "Deny".into())
         ]
     );
+    // The approval the held call was recorded as (in the background) shows
+    // the arguments the model proposed, not `{}`.
+    let approvals = palisade_audit::approvals::ApprovalStore::new(s.store.clone());
+    let started = std::time::Instant::now();
+    let held = loop {
+        let now = jiff::Timestamp::now();
+        if let [one] = approvals
+            .list(None, true, now, 10)
+            .await
+            .unwrap()
+            .as_slice()
+        {
+            break one.clone();
+        }
+        assert!(started.elapsed().as_secs() < 5, "no approval was recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(held.call.tool, "send_email");
+    assert_eq!(held.call.arguments_preview, "{\n  \"to\": \"x@y.z\"\n}");
+    assert!(!held.call.arguments_truncated);
 }
 
 fn sse_events(bytes: &[u8]) -> Vec<Value> {

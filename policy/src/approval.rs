@@ -9,7 +9,6 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// What an approval is for: the call that was held, and where it came
 /// from. Nothing here changes after the call is held.
@@ -22,10 +21,17 @@ pub struct HeldCall {
     /// The tool it wants to run.
     #[schemars(length(min = 1, max = 253))]
     pub tool: String,
-    /// The arguments, redacted as the policy's `audit.redactKeys` say.
+    /// What a human sees of the arguments: indented JSON, with the values
+    /// of the policy's `audit.redactKeys` shown as `[REDACTED]`, at most
+    /// 4096 bytes. Longer arguments are cut, ending with a line saying how
+    /// much is shown, and `argumentsTruncated` is true. The approval is for
+    /// the full arguments, by `argumentsDigest`, never for this text.
     #[serde(default)]
-    #[schemars(schema_with = "free_form_object")]
-    pub arguments: Value,
+    #[schemars(length(max = 4096))]
+    pub arguments_preview: String,
+    /// Whether `argumentsPreview` shows only the start of the arguments.
+    #[serde(default)]
+    pub arguments_truncated: bool,
     /// SHA-256 of the canonical JSON of the full (unredacted) arguments;
     /// the approval is valid only for a call with exactly these arguments.
     #[schemars(pattern(r"^sha256:[0-9a-f]{64}$"))]
@@ -49,13 +55,6 @@ pub struct HeldCall {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub requested_by: Option<String>,
-}
-
-fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true
-    })
 }
 
 /// A human's decision.
@@ -94,5 +93,13 @@ mod tests {
             assert_eq!(ApprovalDecision::parse(d.as_str()), Some(d));
         }
         assert_eq!(ApprovalDecision::parse("approved"), None);
+    }
+
+    #[test]
+    fn the_schema_bounds_the_preview_at_the_preview_limit() {
+        // maxLength counts characters, the limit bytes: never fewer.
+        let schema = serde_json::to_value(schemars::schema_for!(HeldCall)).unwrap();
+        let preview = &schema["properties"]["argumentsPreview"];
+        assert_eq!(preview["maxLength"], crate::PREVIEW_LIMIT, "{schema}");
     }
 }

@@ -2,7 +2,8 @@
 //! evaluation of tool calls ([`PolicyBundle::evaluate_tool`]) and chat
 //! routing ([`PolicyBundle::evaluate_chat`]), the stable [`ReasonCode`]
 //! list, tool arguments as evaluated ([`ToolArguments`]: parsed once,
-//! canonical JSON and digest), and prompt / argument fingerprints.
+//! canonical JSON and digest), prompt / argument fingerprints, and the
+//! bounded [`ArgumentsPreview`] a human sees of a held call.
 //!
 //! Nothing here knows about Kubernetes, HTTP, databases or async: the
 //! `palisade-crds` compiler builds a bundle from resources, the gateway
@@ -19,6 +20,7 @@ mod decision;
 mod egress;
 mod fingerprint;
 mod globs;
+mod preview;
 mod reason;
 mod routing;
 mod tool;
@@ -37,6 +39,7 @@ pub use fingerprint::{
     PromptFingerprint, REDACTED, api_key_digest, argument_digest, redact_arguments,
 };
 pub use globs::{GlobError, NameGlobs};
+pub use preview::{ArgumentsPreview, PREVIEW_LIMIT};
 pub use reason::ReasonCode;
 pub use routing::{
     ChatDecision, ChatRequest, CloudRouting, Fallback, PATTERN_DFA_SIZE_LIMIT, PATTERN_MAX_LEN,

@@ -8,6 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use palisade_policy::ArgumentsPreview;
 pub use palisade_policy::{ApprovalDecision, HeldCall};
 
 /// A tool call that needs a human's decision. Only `spec.decision` and
@@ -45,15 +46,24 @@ pub use palisade_policy::{ApprovalDecision, HeldCall};
     validation = Rule::new("!has(oldSelf.decidedBy) || (has(self.decidedBy) && self.decidedBy == oldSelf.decidedBy)")
         .message("spec.decidedBy is final once recorded")
         .field_path(".decidedBy"),
-    validation = Rule::new("self.agent == oldSelf.agent && self.tool == oldSelf.tool && self.argumentsDigest == oldSelf.argumentsDigest && self.requestId == oldSelf.requestId && self.policy == oldSelf.policy && self.requestedAt == oldSelf.requestedAt && has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy) && self.expiresAt == oldSelf.expiresAt")
-        .message("the request an Approval describes cannot change; only spec.decision, spec.reason and spec.decidedBy may be set")
+    validation = Rule::new("self.agent == oldSelf.agent && self.tool == oldSelf.tool && self.argumentsDigest == oldSelf.argumentsDigest && self.requestId == oldSelf.requestId && self.policy == oldSelf.policy && self.policyGeneration == oldSelf.policyGeneration && self.requestedAt == oldSelf.requestedAt && has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy) && has(self.rule) == has(oldSelf.rule) && (!has(self.rule) || self.rule == oldSelf.rule) && self.expiresAt == oldSelf.expiresAt")
+        .message("the request an Approval describes cannot change; only spec.decision, spec.reason and spec.decidedBy may be set"),
+    validation = Rule::new("has(self.argumentsPreview) == has(oldSelf.argumentsPreview) && (!has(self.argumentsPreview) || self.argumentsPreview == oldSelf.argumentsPreview) && has(self.argumentsTruncated) == has(oldSelf.argumentsTruncated) && (!has(self.argumentsTruncated) || self.argumentsTruncated == oldSelf.argumentsTruncated) && has(self.arguments) == has(oldSelf.arguments)")
+        .message("what an Approval shows of the arguments cannot change: spec.argumentsPreview and spec.argumentsTruncated are written once, by the gateway")
+        .field_path(".argumentsPreview")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalSpec {
     /// The held call (its fields are this spec's fields: `agent`, `tool`,
-    /// `arguments`, `argumentsDigest`, ...).
+    /// `argumentsPreview`, `argumentsDigest`, ...).
     #[serde(flatten)]
     pub call: HeldCall,
+    /// Deprecated, read only: the whole (redacted) arguments, as gateways
+    /// before the bounded `argumentsPreview` wrote them. Still shown for
+    /// such an Approval; never written now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "legacy_arguments")]
+    pub arguments: Option<serde_json::Value>,
     /// When the gateway held the call.
     pub requested_at: Time,
     /// Deadline for a decision; afterwards the approval expires.
@@ -90,6 +100,32 @@ pub fn approval_phase_at(
         _ if now >= expires_at => ApprovalPhase::Expired,
         Some(ApprovalDecision::Approved) => ApprovalPhase::Approved,
         None => ApprovalPhase::Pending,
+    }
+}
+
+fn legacy_arguments(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+impl ApprovalSpec {
+    /// The held call as a human sees it. An Approval written before the
+    /// bounded preview carries its whole (already redacted) `arguments`
+    /// instead: its preview is made from them here.
+    pub fn held_call(&self) -> HeldCall {
+        let mut call = self.call.clone();
+        if let Some(old) = self
+            .arguments
+            .as_ref()
+            .filter(|_| call.arguments_preview.is_empty())
+        {
+            let preview = ArgumentsPreview::of(old, &[]);
+            call.arguments_preview = preview.text;
+            call.arguments_truncated = preview.truncated;
+        }
+        call
     }
 }
 
@@ -158,4 +194,37 @@ pub struct ApprovalStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_written_before_the_preview_shows_its_old_arguments_as_one() {
+        let old = serde_json::json!({
+            "agent": "intake", "tool": "send_email",
+            "arguments": {"to": "a@b.c", "ssn": "[REDACTED]", "zz_body": "x".repeat(10_000)},
+            "argumentsDigest": format!("sha256:{}", "a".repeat(64)),
+            "requestId": "r-1", "policy": "clinic", "policyGeneration": 1,
+            "requestedAt": "2026-01-01T00:00:00Z", "expiresAt": "2026-01-01T00:15:00Z"
+        });
+        let spec: ApprovalSpec = serde_json::from_value(old).unwrap();
+        let call = spec.held_call();
+        assert!(call.arguments_truncated);
+        assert!(call.arguments_preview.len() <= palisade_policy::PREVIEW_LIMIT);
+        assert!(call.arguments_preview.contains(r#""ssn": "[REDACTED]""#));
+        // A new one carries its preview, and is written without `arguments`.
+        let mut new = spec.clone();
+        new.arguments = None;
+        new.call.arguments_preview = "{}".into();
+        new.call.arguments_truncated = false;
+        assert_eq!(new.held_call(), new.call);
+        assert!(
+            serde_json::to_value(&new)
+                .unwrap()
+                .get("arguments")
+                .is_none()
+        );
+    }
 }

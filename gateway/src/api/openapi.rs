@@ -48,7 +48,8 @@ pub fn document() -> Value {
                     "type": "object",
                     "properties": {
                         "name": {"type": "string"}, "namespace": {"type": "string"}, "agent": {"type": "string"}, "tool": {"type": "string"},
-                        "arguments": {"type": "object", "description": "Redacted as the policy says."},
+                        "argumentsPreview": {"type": "string", "maxLength": 4096, "description": "What a human sees of the arguments: indented JSON, redacted as the policy says, at most 4096 bytes; longer arguments are cut, ending with a line saying how much is shown."},
+                        "argumentsTruncated": {"type": "boolean", "description": "Whether argumentsPreview shows only the start of the arguments. The approval is for the full arguments, by argumentsDigest."},
                         "argumentsDigest": {"type": "string"}, "requestId": {"type": "string"}, "policy": {"type": "string"}, "rule": {"type": "string", "nullable": true},
                         "phase": {"type": "string", "enum": ["Pending", "Approved", "Denied", "Expired", "Consumed"]},
                         "decision": {"type": "string", "nullable": true}, "reason": {"type": "string", "nullable": true}, "decidedBy": {"type": "string", "nullable": true},

@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 use palisade_audit::approvals::ApprovalRow;
 use palisade_crds::{Approval, ApprovalDecision, ApprovalPhase, approval_phase_at};
-use palisade_policy::{HeldCall, ReasonCode};
+use palisade_policy::{ArgumentsPreview, HeldCall, ReasonCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -23,8 +23,9 @@ pub struct Hold {
 
 impl Hold {
     /// What to record for a call by `agent` (of `policy`'s namespace) that
-    /// `rule` holds: the arguments as the policy lets humans see them, the
-    /// digest of the real ones, the policy's TTL, and the agent's
+    /// `rule` holds: a bounded preview of the arguments as the policy lets
+    /// humans see them (redacted, at most 4 KiB), the digest of the real
+    /// ones, the policy's TTL, and the agent's
     /// ServiceAccount user (so admission can refuse its own decision).
     pub fn new(
         policy: &palisade_policy::Policy,
@@ -35,12 +36,14 @@ impl Hold {
         arguments_digest: String,
         request_id: &str,
     ) -> Self {
+        let preview = ArgumentsPreview::of(arguments, &policy.audit.redact_keys);
         Self {
             namespace: policy.namespace.clone(),
             call: HeldCall {
                 agent: agent.to_owned(),
                 tool: tool.to_owned(),
-                arguments: palisade_policy::redact_arguments(arguments, &policy.audit.redact_keys),
+                arguments_preview: preview.text,
+                arguments_truncated: preview.truncated,
                 arguments_digest,
                 request_id: request_id.to_owned(),
                 policy: policy.name.clone(),
@@ -112,7 +115,8 @@ impl View {
             "namespace": self.namespace,
             "agent": call.agent,
             "tool": call.tool,
-            "arguments": call.arguments,
+            "argumentsPreview": call.arguments_preview,
+            "argumentsTruncated": call.arguments_truncated,
             "argumentsDigest": call.arguments_digest,
             "requestId": call.request_id,
             "policy": call.policy,
@@ -161,7 +165,7 @@ impl View {
         Self {
             namespace: a.metadata.namespace.clone().unwrap_or_default(),
             name: a.metadata.name.clone().unwrap_or_default(),
-            call: a.spec.call.clone(),
+            call: a.spec.held_call(),
             requested_at: a.spec.requested_at.0,
             expires_at: a.spec.expires_at.0,
             phase: a.phase_at(now),

@@ -1,4 +1,4 @@
-//! `palisade-gateway approvals list|approve NAME|deny NAME`: decide held
+//! `palisade-gateway approvals list|show NAME|approve NAME|deny NAME`: decide held
 //! tool calls of a standalone gateway from the command line, straight in
 //! its database (the gateway notices at once: it reads the approval when
 //! the agent polls or retries). Each decision is audited with who made it
@@ -8,7 +8,7 @@ use super::CliError;
 use super::audit::{KeyArg, Target, resolve};
 use crate::approvals::{View, decide_and_audit};
 use clap::{Args, Subcommand};
-use palisade_audit::approvals::{ApprovalStore, DecideRefused};
+use palisade_audit::approvals::{ApprovalRow, ApprovalStore, DecideRefused};
 use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
 use palisade_crds::ApprovalDecision;
 use std::process::ExitCode;
@@ -25,6 +25,19 @@ pub enum ApprovalsCommand {
         #[arg(long)]
         pending: bool,
         /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one approval: what was held, with the preview of its arguments.
+    Show {
+        /// The approval's name (from `approvals list` or the agent's 202).
+        name: String,
+        /// The approval's namespace (default: found by name).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -81,6 +94,38 @@ fn print_table(views: &[View]) {
     }
 }
 
+/// One approval, for a human deciding it: every field, then the
+/// arguments as the preview shows them, saying whether they were cut.
+fn print_one(v: &View) {
+    let call = &v.call;
+    let field = |k: &str, val: &str| println!("{k:<12} {val}");
+    field("name:", &v.name);
+    field("namespace:", &v.namespace);
+    field("agent:", &call.agent);
+    field("tool:", &call.tool);
+    field("phase:", v.phase.as_str());
+    let rule = call.rule.as_deref().map(|r| format!(", rule {r}"));
+    let policy = format!(
+        "{} (generation {}{})",
+        call.policy,
+        call.policy_generation,
+        rule.unwrap_or_default()
+    );
+    field("policy:", &policy);
+    field("request:", &call.request_id);
+    field("digest:", &call.arguments_digest);
+    field("expires:", &v.expires_at.to_string());
+    field("decided by:", v.decided_by.as_deref().unwrap_or("-"));
+    if call.arguments_truncated {
+        println!(
+            "arguments (truncated: only their start is shown; the approval is for the full arguments, by their digest):"
+        );
+    } else {
+        println!("arguments:");
+    }
+    println!("{}", call.arguments_preview);
+}
+
 pub fn run(command: ApprovalsCommand) -> Result<ExitCode, CliError> {
     super::runtime()?.block_on(async move {
         match command {
@@ -105,6 +150,22 @@ pub fn run(command: ApprovalsCommand) -> Result<ExitCode, CliError> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            ApprovalsCommand::Show {
+                name,
+                namespace,
+                target,
+                json,
+            } => {
+                let store = open(&target).await?;
+                let row = locate(&store, &name, namespace).await?;
+                let view = View::of_row(row, jiff::Timestamp::now());
+                if json {
+                    println!("{}", view.to_json());
+                } else {
+                    print_one(&view);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             ApprovalsCommand::Approve(args) => decide(args, ApprovalDecision::Approved).await,
             ApprovalsCommand::Deny(args) => decide(args, ApprovalDecision::Denied).await,
         }
@@ -120,19 +181,33 @@ async fn open(target: &Target) -> Result<ApprovalStore, CliError> {
     Ok(ApprovalStore::new(open_store(target).await?))
 }
 
+/// The approval `name`, in `namespace` or, without one, the only
+/// approval of that name.
+async fn locate(
+    approvals: &ApprovalStore,
+    name: &str,
+    namespace: Option<String>,
+) -> Result<ApprovalRow, CliError> {
+    let found = match namespace {
+        Some(ns) => match approvals.get(&ns, name).await? {
+            Some(row) => vec![row],
+            None => return Err(CliError::NoApproval(format!("{ns}/{name}"))),
+        },
+        None => approvals.find(name).await?,
+    };
+    match <[ApprovalRow; 1]>::try_from(found) {
+        Ok([one]) => Ok(one),
+        Err(found) if found.is_empty() => Err(CliError::NoApprovalNamed(name.to_owned())),
+        Err(_) => Err(CliError::AmbiguousApproval(name.to_owned())),
+    }
+}
+
 async fn decide(args: DecideArgs, decision: ApprovalDecision) -> Result<ExitCode, CliError> {
     let store = open_store(&args.target).await?;
     let approvals = ApprovalStore::new(store.clone());
     let namespace = match args.namespace {
         Some(ns) => ns,
-        None => {
-            let found = approvals.find(&args.name).await?;
-            match found.as_slice() {
-                [one] => one.namespace.clone(),
-                [] => return Err(CliError::NoApprovalNamed(args.name)),
-                _ => return Err(CliError::AmbiguousApproval(args.name)),
-            }
-        }
+        None => locate(&approvals, &args.name, None).await?.namespace,
     };
     let spool = std::env::temp_dir().join(format!("palisade-approvals-cli-{}", std::process::id()));
     let mut config = WriterConfig::new(&spool);

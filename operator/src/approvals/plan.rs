@@ -128,7 +128,6 @@ pub fn newly_recorded(
 mod tests {
     use super::*;
     use palisade_crds::{ApprovalSpec, HeldCall};
-    use serde_json::json;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap_or(Timestamp::UNIX_EPOCH)
@@ -141,7 +140,8 @@ mod tests {
                 call: HeldCall {
                     agent: "intake".into(),
                     tool: "send_email".into(),
-                    arguments: json!({}),
+                    arguments_preview: "{}".into(),
+                    arguments_truncated: false,
                     arguments_digest: format!("sha256:{}", "0".repeat(64)),
                     request_id: "r-1".into(),
                     policy: "clinic".into(),
@@ -149,6 +149,7 @@ mod tests {
                     rule: None,
                     requested_by: None,
                 },
+                arguments: None,
                 requested_at: Time(t("2026-11-22T10:00:00Z")),
                 expires_at: Time(t("2026-11-22T10:15:00Z")),
                 decision,

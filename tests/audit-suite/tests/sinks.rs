@@ -70,7 +70,7 @@ async fn migrations_are_applied_and_a_schema_older_or_newer_than_expected_is_ref
         let newer = Store::open(&url, Migrations::VerifyOnly).await.unwrap_err();
         assert_eq!(
             newer.to_string(),
-            "the audit database schema is newer than this binary supports (it has migration 99999, this binary knows up to 2); upgrade Palisade before writing to it",
+            "the audit database schema is newer than this binary supports (it has migration 99999, this binary knows up to 3); upgrade Palisade before writing to it",
             "{backend}"
         );
     }

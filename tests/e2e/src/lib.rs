@@ -484,6 +484,34 @@ impl Harness {
         self.cp.kubectl(user, args)
     }
 
+    /// `kubectl patch approval NAME -n clinic --type=merge -p PATCH` as `user`.
+    pub fn patch_approval(&self, user: User, name: &str, patch: &serde_json::Value) -> Output {
+        let patch = patch.to_string();
+        let args = [
+            "patch",
+            "approval",
+            name,
+            "-n",
+            "clinic",
+            "--type=merge",
+            "-p",
+            &patch,
+        ];
+        self.kubectl_as(user, &args)
+    }
+
+    /// Decides Approval `name` in `clinic` (`Approved` or `Denied`, for
+    /// `reason`) as the approver; panics with kubectl's error if refused.
+    pub fn decide(&self, name: &str, decision: &str, reason: &str) {
+        let patch = serde_json::json!({"spec": {"decision": decision, "reason": reason}});
+        let out = self.patch_approval(User::Approver, name, &patch);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `kubectl apply -f` of `yaml` (written to a file named `name`), as the admin.
     pub fn apply_yaml(&self, name: &str, yaml: &str) -> String {
         let path = self.dir.join(format!("{name}.yaml"));

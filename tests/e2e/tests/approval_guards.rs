@@ -216,3 +216,79 @@ fn the_charts_resource_quota_caps_how_many_approvals_a_namespace_holds() {
         "exceeded quota: palisade-approvals, requested: count/approvals.palisade.dev=1",
     );
 }
+
+#[test]
+fn what_an_approval_shows_and_is_bound_to_cannot_be_rewritten_and_the_preview_is_bounded() {
+    let cp = cluster();
+    let approver = cp.kubeconfig(User::Approver);
+    let preview = "{\n  \"to\": \"a@b.c\"\n}";
+    let extra = format!(
+        ", argumentsPreview: {}, argumentsTruncated: false, rule: email-needs-a-human",
+        serde_json::to_string(preview).unwrap()
+    );
+    cp.apply(&approval_manifest("clinic", "preview-guard", &extra));
+    assert_eq!(
+        field(cp, "preview-guard", "{.spec.argumentsPreview}"),
+        preview
+    );
+
+    let shows = "what an Approval shows of the arguments cannot change";
+    let bound = "the request an Approval describes cannot change";
+    for (spec, why) in [
+        (
+            json!({"argumentsPreview": "{\"to\": \"someone@else.example\"}"}),
+            shows,
+        ),
+        (json!({"argumentsTruncated": true}), shows),
+        (
+            json!({"argumentsDigest": format!("sha256:{}", "b".repeat(64))}),
+            bound,
+        ),
+        (json!({"policyGeneration": 2}), bound),
+        (json!({"rule": "another-rule"}), bound),
+    ] {
+        let mut spec = spec;
+        spec["decision"] = json!("Approved");
+        refused(
+            &patch(
+                cp,
+                &approver,
+                "preview-guard",
+                false,
+                &json!({ "spec": spec }),
+            ),
+            why,
+        );
+    }
+    assert_eq!(
+        field(cp, "preview-guard", "{.spec.argumentsPreview}"),
+        preview
+    );
+    accepted(&patch(
+        cp,
+        &approver,
+        "preview-guard",
+        false,
+        &json!({"spec": {"decision": "Approved", "reason": "ok"}}),
+    ));
+
+    // The API server refuses a preview over 4096 characters.
+    let long = format!(", argumentsPreview: '{}'", "x".repeat(4097));
+    let path = cp.dir().join("long-preview.yaml");
+    std::fs::write(&path, approval_manifest("clinic", "long-preview", &long)).unwrap();
+    let out = cp.kubectl(User::Admin, &["create", "-f", path.to_str().unwrap()]);
+    refused(&out, "spec.argumentsPreview: Too long");
+
+    // An Approval written the old way (whole `arguments`, no preview) is
+    // still served and can still be decided.
+    let old = ", arguments: {to: a@b.c, ssn: '[REDACTED]'}";
+    cp.apply(&approval_manifest("clinic", "old-style", old));
+    assert_eq!(field(cp, "old-style", "{.spec.arguments.to}"), "a@b.c");
+    accepted(&patch(
+        cp,
+        &approver,
+        "old-style",
+        false,
+        &json!({"spec": {"decision": "Denied", "reason": "old"}}),
+    ));
+}

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_audit::Filter;
-use palisade_e2e::{GATEWAY_USER, Harness, User, code};
+use palisade_e2e::{GATEWAY_USER, Harness, code};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -63,24 +63,7 @@ async fn many_long_polls_on_a_gateway_share_one_watch_of_the_api_server() {
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
     for name in &names {
-        let out = h.kubectl_as(
-            User::Approver,
-            &[
-                "patch",
-                "approval",
-                name,
-                "-n",
-                "clinic",
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"decision":"Approved","reason":"ok"}}"#,
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        h.decide(name, "Approved", "ok");
     }
     for poll in polls {
         let answer = tokio::time::timeout(Duration::from_secs(20), poll)
@@ -167,24 +150,7 @@ async fn an_agent_gets_429_beyond_its_policys_pending_approvals_and_a_retry_stil
     assert_eq!(body["approval"]["name"], held[0]);
 
     // Once a human decides one, there is room again.
-    let out = h.kubectl_as(
-        User::Approver,
-        &[
-            "patch",
-            "approval",
-            &held[1],
-            "-n",
-            "clinic",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"decision":"Denied","reason":"no"}}"#,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    h.decide(&held[1], "Denied", "no");
     let (status, body) = send_email(&h, 0, "p3@clinic.example", "r-3").await;
     assert_eq!(status, 202, "{body}");
 
@@ -205,4 +171,47 @@ async fn an_agent_gets_429_beyond_its_policys_pending_approvals_and_a_retry_stil
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_megabyte_of_held_arguments_is_stored_as_a_4_kib_preview_and_the_approval_is_for_exactly_that_call()
+ {
+    let h = Harness::start("big-arguments").await;
+    let call = json!({"tool": "send_email", "arguments": {"body": "x".repeat(1_000_000), "ssn": "123-45-6789", "to": "a@clinic.example"}});
+    let (status, body) = h.tool_call(0, &h.intake, &call).await;
+    assert_eq!(status, 202, "{body}");
+    let name = body["approval"]["name"].as_str().unwrap().to_string();
+
+    let obj: Value = serde_json::from_str(
+        &h.kubectl_ok(&["get", "approval", &name, "-n", "clinic", "-o", "json"]),
+    )
+    .unwrap();
+    let spec = &obj["spec"];
+    let preview = spec["argumentsPreview"].as_str().unwrap();
+    assert!(preview.len() <= 4096, "{}", preview.len());
+    assert!(preview.starts_with("{\n  \"body\": \"xxx"), "{preview}");
+    assert!(preview.contains("[truncated: the first"), "{preview}");
+    assert_eq!(spec["argumentsTruncated"], true);
+    assert!(spec.get("arguments").is_none());
+    assert!(
+        obj.to_string().len() < 8192,
+        "the Approval is {} bytes",
+        obj.to_string().len()
+    );
+
+    h.decide(&name, "Approved", "ok");
+    // Arguments that differ only past the preview are another call.
+    let mut other = call.clone();
+    other["arguments"]["to"] = json!("someone@else.example");
+    other["approval"] = json!(name);
+    let (status, body) = h.tool_call(1, &h.intake, &other).await;
+    assert_eq!((status, code(&body)), (403, "approval.mismatch"), "{body}");
+    let mut exact = call;
+    exact["approval"] = json!(name);
+    let (status, body) = h.tool_call(1, &h.intake, &exact).await;
+    assert_eq!(
+        (status, code(&body)),
+        (200, "tool.allowed_by_approval"),
+        "{body}"
+    );
 }

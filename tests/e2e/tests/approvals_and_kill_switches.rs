@@ -9,27 +9,9 @@ use palisade_e2e::{Harness, INTAKE_USER, User, code};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// `kubectl patch approval NAME --type=merge -p PATCH` as `user`.
-fn patch_approval(h: &Harness, user: User, name: &str, patch: &Value) -> std::process::Output {
-    h.kubectl_as(
-        user,
-        &[
-            "patch",
-            "approval",
-            name,
-            "-n",
-            "clinic",
-            "--type=merge",
-            "-p",
-            &patch.to_string(),
-        ],
-    )
-}
-
 /// The approver decides, the way the README tells people to.
 fn decide(h: &Harness, name: &str, decision: &str, reason: &str) {
-    let out = patch_approval(
-        h,
+    let out = h.patch_approval(
         User::Approver,
         name,
         &json!({"spec": {"decision": decision, "reason": reason}}),
@@ -93,7 +75,11 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
         &h.kubectl_ok(&["get", "approval", &name, "-n", "clinic", "-o", "json"]),
     )
     .unwrap();
-    assert_eq!(obj["spec"]["arguments"]["ssn"], "[REDACTED]", "{obj}");
+    let preview = obj["spec"]["argumentsPreview"].as_str().unwrap();
+    assert!(preview.contains(r#""ssn": "[REDACTED]""#), "{obj}");
+    assert!(!preview.contains("123-45-6789"), "{obj}");
+    assert_eq!(obj["spec"]["argumentsTruncated"], false, "{obj}");
+    assert!(obj["spec"].get("arguments").is_none(), "{obj}");
     assert_eq!(obj["spec"]["requestedBy"], INTAKE_USER);
     assert_eq!(obj["spec"]["policy"], "clinic-assistant");
 
@@ -161,13 +147,11 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
         "clinic",
     ]);
     // A namespace editor may patch Approvals but holds no `approve`.
-    let by_editor = patch_approval(&h, User::Editor, &name, &decision);
+    let by_editor = h.patch_approval(User::Editor, &name, &decision);
     refused(&by_editor, "may not decide approvals");
     // The approver decides; whatever the client writes as the decider, the
     // API server records who sent the request.
-    let out = patch_approval(
-        &h,
-        User::Approver,
+    let out = h.patch_approval(User::Approver,
         &name,
         &json!({"spec": {"decision": "Approved", "reason": "the patient asked for it", "decidedBy": "mallory"}}),
     );
@@ -197,8 +181,7 @@ async fn approve_deny_expire_mismatch_and_restart_through_kubectl() {
         .await;
     assert_eq!(status, 404);
     // A decision is final, even for the approver.
-    let changed = patch_approval(
-        &h,
+    let changed = h.patch_approval(
         User::Approver,
         &name,
         &json!({"spec": {"decision": "Denied"}}),
