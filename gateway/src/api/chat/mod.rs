@@ -36,20 +36,8 @@ pub async fn handle(
 ) -> Result<Response, GatewayError> {
     // Read only now that the agent is authenticated.
     let body = body.read().await?;
-    let request: ChatRequest = json_body(&headers, &body, |e| {
-        if e.is_syntax() || e.is_eof() {
-            format!("the body is not JSON: {e}")
-        } else {
-            format!("not a chat completion request: {e}")
-        }
-    })?;
+    let request = parse_request(&headers, &body)?;
     drop(body);
-    if request.messages.is_none() {
-        return Err(GatewayError::BadRequest(
-            "messages: a chat completion needs a `messages` array".into(),
-        ));
-    }
-    refuse_legacy_functions(&request)?;
     let request_id = request_id(&headers, None);
     let prompt = request.prompt_text();
     let seen = provider_text::of(&request);
@@ -90,6 +78,27 @@ pub async fn handle(
         request_id: request_id.clone(),
     };
     Ok(respond(reply, gate, &served))
+}
+
+/// A request body as the gateway reads it: JSON (declared so in
+/// `content-type`, nested no deeper than the limit), a chat completion
+/// request with `messages`, not using the legacy functions API; or the
+/// error the client gets.
+pub fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<ChatRequest, GatewayError> {
+    let request: ChatRequest = json_body(headers, body, |e| {
+        if e.is_syntax() || e.is_eof() {
+            format!("the body is not JSON: {e}")
+        } else {
+            format!("not a chat completion request: {e}")
+        }
+    })?;
+    if request.messages.is_none() {
+        return Err(GatewayError::BadRequest(
+            "messages: a chat completion needs a `messages` array".into(),
+        ));
+    }
+    refuse_legacy_functions(&request)?;
+    Ok(request)
 }
 
 /// Refuses the legacy functions API (`functions`, `function_call`): a
