@@ -268,6 +268,7 @@ fn route_headers(response: &mut Response, routed: &Routed<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::openai::Outgoing;
     use serde_json::{Value, json};
 
     #[test]
@@ -284,5 +285,38 @@ mod tests {
             let out: Value = serde_json::from_slice(&with_palisade(input.as_bytes(), &p)).unwrap();
             assert_eq!(out, expected, "{input}");
         }
+    }
+
+    #[test]
+    fn numbers_in_a_request_are_forwarded_as_the_client_wrote_them() {
+        // Found by fuzz/chat_request (docs/fuzzing.md): `4.5e+299` was
+        // read a bit off and forwarded as `4.4999999999999995e+299` (and
+        // that, read again, as `4.499999999999999e+299`): a float is read
+        // to the nearest double, so it is sent on unchanged.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let sent = |body: &[u8]| {
+            let request = parse_request(&headers, body).unwrap();
+            serde_json::to_string(&Outgoing {
+                model: "m",
+                request: &request,
+            })
+            .unwrap()
+        };
+        let minimal =
+            br#"{"messages": [], "temperature": 0.7, "x": [4.5e+299, 1.2345678901234568e-300]}"#;
+        assert_eq!(
+            sent(minimal),
+            r#"{"model":"m","messages":[],"temperature":0.7,"x":[4.5e+299,1.2345678901234568e-300]}"#
+        );
+        let found = include_bytes!(
+            "../../../tests/fuzz/chat_request/crash-4d814788f196a765244c3fa7deb23cc941b4b663"
+        );
+        let once = sent(found);
+        assert!(once.contains("4.5e+299"), "{once}");
+        assert_eq!(sent(once.as_bytes()), once);
     }
 }
