@@ -37,6 +37,10 @@ export RUSTC_BOOTSTRAP=1
 build=(-s none --debug-assertions)
 
 started=$SECONDS
+# cargo fuzz has no --locked: check the committed fuzz/Cargo.lock is
+# current first, so the build uses exactly its versions.
+cargo metadata --locked --format-version 1 >/dev/null ||
+  fail "fuzz/Cargo.lock is out of date (cd fuzz && cargo update -w)"
 cargo fuzz build "${build[@]}" || fail "the fuzz targets do not build"
 echo "fuzz: built in $((SECONDS - started)) s"
 
