@@ -56,7 +56,7 @@ pub struct Condition {
 /// by every condition after it: the arguments are converted to CEL values
 /// at most once per call (and not at all when no condition reads them),
 /// with strings borrowed, not copied.
-pub(crate) struct ConditionInput<'a> {
+pub struct ConditionInput<'a> {
     args: &'a serde_json::Value,
     tool: &'a str,
     agent: &'a str,
@@ -69,7 +69,9 @@ pub(crate) struct ConditionInput<'a> {
 }
 
 impl<'a> ConditionInput<'a> {
-    pub(crate) fn new(
+    /// The variables of one call: `args`, `tool`, and the agent's `name`
+    /// and `namespace`.
+    pub fn new(
         args: &'a serde_json::Value,
         tool: &'a str,
         agent: &'a str,
@@ -156,7 +158,9 @@ impl Condition {
         &self.source
     }
 
-    pub(crate) fn evaluate(&self, input: &ConditionInput<'_>) -> Result<bool, ConditionError> {
+    /// Whether the condition holds for `input`; an error (the caller
+    /// fails closed) when it cannot be evaluated or is not a bool.
+    pub fn evaluate(&self, input: &ConditionInput<'_>) -> Result<bool, ConditionError> {
         match self.program.execute(input.context(self.uses_args)?) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(ConditionError::NotBool(format!("{other:?}"))),

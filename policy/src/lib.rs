@@ -32,7 +32,7 @@ pub use bundle::{
     InvalidPolicy, KillSwitches, Policy, PolicyBundle, PromptCapture, Provider, ProviderKind,
     SecretString,
 };
-pub use condition::{Condition, ConditionError};
+pub use condition::{Condition, ConditionError, ConditionInput};
 pub use decision::{Decision, Evaluated, Outcome, PolicyRef};
 pub use egress::{DEFAULT_ALLOWED_PROVIDER_URLS, Egress, EgressPatternError, EgressRefusal};
 pub use fingerprint::{

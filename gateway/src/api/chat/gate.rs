@@ -251,10 +251,13 @@ impl SseGate {
         }
         // Whole events with nothing to gate, as providers send most of a
         // streamed answer (an event a chunk): passed on as they came, the
-        // same bytes, no copy. What the loop below does with them too.
+        // same bytes, no copy. What the loop below does with them too, so
+        // only when the loop would leave nothing behind: a chunk ending in
+        // an odd number of newlines (`\n\n\n`) ends an event and starts
+        // the next one's blank line, which waits like any partial event.
         if self.buf.is_empty()
             && self.pending.is_empty()
-            && chunk.ends_with(b"\n\n")
+            && ends_events(&chunk)
             && !openai::may_hold_tool_calls(&chunk)
         {
             return chunk;
@@ -465,6 +468,14 @@ fn assemble(pending: &mut Pending, fragment: ToolCallDelta) {
             call.function.arguments.push_str(&more);
         }
     }
+}
+
+/// Whether `chunk`, read from an event boundary, ends exactly at one:
+/// it ends in a run of newlines of even length (events end at the first
+/// `\n\n`, so a run of `2k + 1` leaves one newline behind).
+fn ends_events(chunk: &[u8]) -> bool {
+    let newlines = chunk.iter().rev().take_while(|&&b| b == b'\n').count();
+    newlines >= 2 && newlines % 2 == 0
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -36,20 +36,8 @@ pub async fn handle(
 ) -> Result<Response, GatewayError> {
     // Read only now that the agent is authenticated.
     let body = body.read().await?;
-    let request: ChatRequest = json_body(&headers, &body, |e| {
-        if e.is_syntax() || e.is_eof() {
-            format!("the body is not JSON: {e}")
-        } else {
-            format!("not a chat completion request: {e}")
-        }
-    })?;
+    let request = parse_request(&headers, &body)?;
     drop(body);
-    if request.messages.is_none() {
-        return Err(GatewayError::BadRequest(
-            "messages: a chat completion needs a `messages` array".into(),
-        ));
-    }
-    refuse_legacy_functions(&request)?;
     let request_id = request_id(&headers, None);
     let prompt = request.prompt_text();
     let seen = provider_text::of(&request);
@@ -90,6 +78,27 @@ pub async fn handle(
         request_id: request_id.clone(),
     };
     Ok(respond(reply, gate, &served))
+}
+
+/// A request body as the gateway reads it: JSON (declared so in
+/// `content-type`, nested no deeper than the limit), a chat completion
+/// request with `messages`, not using the legacy functions API; or the
+/// error the client gets.
+pub fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<ChatRequest, GatewayError> {
+    let request: ChatRequest = json_body(headers, body, |e| {
+        if e.is_syntax() || e.is_eof() {
+            format!("the body is not JSON: {e}")
+        } else {
+            format!("not a chat completion request: {e}")
+        }
+    })?;
+    if request.messages.is_none() {
+        return Err(GatewayError::BadRequest(
+            "messages: a chat completion needs a `messages` array".into(),
+        ));
+    }
+    refuse_legacy_functions(&request)?;
+    Ok(request)
 }
 
 /// Refuses the legacy functions API (`functions`, `function_call`): a
@@ -259,6 +268,7 @@ fn route_headers(response: &mut Response, routed: &Routed<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::openai::Outgoing;
     use serde_json::{Value, json};
 
     #[test]
@@ -275,5 +285,38 @@ mod tests {
             let out: Value = serde_json::from_slice(&with_palisade(input.as_bytes(), &p)).unwrap();
             assert_eq!(out, expected, "{input}");
         }
+    }
+
+    #[test]
+    fn numbers_in_a_request_are_forwarded_as_the_client_wrote_them() {
+        // Found by fuzz/chat_request (docs/fuzzing.md): `4.5e+299` was
+        // read a bit off and forwarded as `4.4999999999999995e+299` (and
+        // that, read again, as `4.499999999999999e+299`): a float is read
+        // to the nearest double, so it is sent on unchanged.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let sent = |body: &[u8]| {
+            let request = parse_request(&headers, body).unwrap();
+            serde_json::to_string(&Outgoing {
+                model: "m",
+                request: &request,
+            })
+            .unwrap()
+        };
+        let minimal =
+            br#"{"messages": [], "temperature": 0.7, "x": [4.5e+299, 1.2345678901234568e-300]}"#;
+        assert_eq!(
+            sent(minimal),
+            r#"{"model":"m","messages":[],"temperature":0.7,"x":[4.5e+299,1.2345678901234568e-300]}"#
+        );
+        let found = include_bytes!(
+            "../../../tests/fuzz/chat_request/crash-4d814788f196a765244c3fa7deb23cc941b4b663"
+        );
+        let once = sent(found);
+        assert!(once.contains("4.5e+299"), "{once}");
+        assert_eq!(sent(once.as_bytes()), once);
     }
 }

@@ -450,3 +450,39 @@ fn a_streamed_custom_tool_call_is_decided_under_its_name() {
         "{out}"
     );
 }
+
+/// The bytes the gate passes on for `chunks`.
+fn gated_bytes<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut gate = SseGate::default();
+    chunks
+        .into_iter()
+        .flat_map(|c| {
+            gate.push(Bytes::copy_from_slice(c), &mut AllowSearch)
+                .to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn a_chunk_ending_in_an_extra_blank_line_passes_as_it_would_split() {
+    // Found by fuzz/gate_stream (docs/fuzzing.md): a whole chunk ending
+    // in `\n\n\n` was passed on at once, while split its last newline
+    // waited for the next event; the same bytes must come out however
+    // they are split.
+    let minimal = b"data: {}\n\n\n".as_slice();
+    let found = include_bytes!(
+        "../../../../tests/fuzz/gate_stream/crash-3f0b11cf2b34a97a5df0b607eb3784b67ac1f1e8"
+    );
+    // The fuzzer's input starts with 4 bytes choosing its split points.
+    for input in [minimal, &found[4..]] {
+        let whole = gated_bytes([input]);
+        for at in 1..input.len() {
+            let (a, b) = input.split_at(at);
+            assert_eq!(
+                String::from_utf8_lossy(&gated_bytes([a, b])),
+                String::from_utf8_lossy(&whole),
+                "split at {at}"
+            );
+        }
+    }
+}
