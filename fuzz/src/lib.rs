@@ -58,14 +58,16 @@ pub fn drain<S: Stream<Item = std::io::Result<Bytes>> + Unpin>(mut stream: S) ->
 }
 
 /// The data of every event in `bytes`, as an SSE client (the WHATWG
-/// `EventSource` rules) reads them: lines end at CRLF, LF or CR, a blank
+/// `EventSource` rules) reads them: a byte-order mark starting the stream
+/// is dropped, lines end at CRLF, LF or CR, a blank
 /// line ends an event, `data` fields are joined by LF, one space after the
 /// colon is dropped. An unterminated last event is not dispatched.
 pub fn sse_events(bytes: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(bytes);
     let mut events = Vec::new();
     let mut data: Option<String> = None;
-    let mut rest = text.as_ref();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut rest = text;
     while let Some(end) = rest.find(['\r', '\n']) {
         let line = &rest[..end];
         let skip = if rest[end..].starts_with("\r\n") {
@@ -223,7 +225,7 @@ mod tests {
     #[test]
     fn sse_events_are_read_like_a_client_reads_them() {
         let got =
-            sse_events(b"data: a\r\n\r\ndata:b\rdata: c\r\r: note\n\nevent: x\ndata\n\ndata: cut");
+            sse_events("\u{feff}data: a\r\n\r\ndata:b\rdata: c\r\r: note\n\nevent: x\ndata\n\ndata: cut".as_bytes());
         assert_eq!(got, ["a", "b\nc", ""]);
     }
 

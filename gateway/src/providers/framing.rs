@@ -28,15 +28,45 @@ pub fn data_of(line: &str) -> Option<&str> {
     line.strip_prefix("data:").map(str::trim)
 }
 
-/// Splits a byte stream into lines (without their line ends), however its
-/// chunks fall.
+/// Rewrites every line end of a byte stream to LF, however its chunks
+/// fall: SSE ends a line at CRLF, LF or a lone CR, and a client reads all
+/// three, so whatever reads a provider's stream must too.
+#[derive(Debug, Default)]
+pub struct LineEnds {
+    /// The last byte seen was a CR: an LF right after it ends no new line.
+    after_cr: bool,
+}
+
+impl LineEnds {
+    /// `chunk` with LF line ends; the same bytes (no copy) when it has no
+    /// CR and the chunk before did not end in one.
+    pub fn to_lf(&mut self, chunk: Bytes) -> Bytes {
+        if !self.after_cr && memchr::memchr(b'\r', &chunk).is_none() {
+            return chunk;
+        }
+        let mut out = Vec::with_capacity(chunk.len());
+        for &b in chunk.iter() {
+            match b {
+                b'\r' => out.push(b'\n'),
+                b'\n' if self.after_cr => {}
+                _ => out.push(b),
+            }
+            self.after_cr = b == b'\r';
+        }
+        Bytes::from(out)
+    }
+}
+
+/// Splits a byte stream into lines (without their line ends, which may be
+/// CRLF, LF or CR), however its chunks fall.
 pub fn lines(
     upstream: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
 ) -> BoxStream<'static, std::io::Result<String>> {
     let mut buf: Vec<u8> = Vec::new();
+    let mut ends = LineEnds::default();
     upstream
         .map_ok(move |bytes| {
-            buf.extend_from_slice(&bytes);
+            buf.extend_from_slice(&ends.to_lf(bytes));
             let mut out = Vec::new();
             while let Some(i) = memchr::memchr(b'\n', &buf) {
                 let line: Vec<u8> = buf.drain(..=i).collect();
@@ -70,11 +100,19 @@ mod tests {
 
     #[tokio::test]
     async fn lines_are_whole_however_the_chunks_fall() {
-        let chunks = ["{\"a\"", ":1}\n{\"b\":2}\r\n", "\n{\"c\"", ":3}\n"];
+        let chunks = [
+            "{\"a\"",
+            ":1}\n{\"b\":2}\r",
+            "\n\n{\"c\"",
+            ":3}\r{\"d\":4}\n",
+        ];
         let upstream =
             futures_util::stream::iter(chunks.map(|c| Ok::<_, std::io::Error>(Bytes::from(c))));
         let got: Vec<String> = lines(upstream).try_collect().await.unwrap();
-        assert_eq!(got, ["{\"a\":1}", "{\"b\":2}", "", "{\"c\":3}"]);
+        assert_eq!(
+            got,
+            ["{\"a\":1}", "{\"b\":2}", "", "{\"c\":3}", "{\"d\":4}"]
+        );
     }
 
     #[test]

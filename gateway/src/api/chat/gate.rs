@@ -221,6 +221,8 @@ pub struct SseGate {
     template: ChatCompletionChunk,
     /// Ended with an error: nothing more is passed on.
     closed: bool,
+    /// The provider's line ends, read as a client reads them.
+    ends: framing::LineEnds,
 }
 
 /// One choice's calls being assembled.
@@ -249,6 +251,10 @@ impl SseGate {
         if self.closed {
             return Bytes::new();
         }
+        // A client ends a line at CR, LF or CRLF: so does the gate, or a
+        // `data:` line after a lone CR would pass undecided. Passed on
+        // with LF ends.
+        let chunk = self.ends.to_lf(chunk);
         // Whole events with nothing to gate, as providers send most of a
         // streamed answer (an event a chunk): passed on as they came, the
         // same bytes, no copy. What the loop below does with them too, so
@@ -275,18 +281,31 @@ impl SseGate {
         Bytes::from(out)
     }
 
+    /// Ends the stream with an error: what may be a tool call is never
+    /// passed on undecided.
+    fn fail_closed(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&invalid_response_event());
+        self.closed = true;
+    }
+
     /// One complete event (`\n\n` included): passed on, held, or
     /// rewritten into `out`.
     fn event(&mut self, event: &[u8], out: &mut Vec<u8>, decide: &mut impl Decide) {
         let text = String::from_utf8_lossy(event);
         // Every data line, as a client joins them.
         let lines: Vec<&str> = text.lines().filter_map(framing::data_of).collect();
+        let tool_like = openai::may_hold_tool_calls(event);
         if lines.is_empty() {
-            out.extend_from_slice(event);
+            if tool_like {
+                // No data line to the gate, yet a client may read one
+                // (after a byte-order mark, say): fail closed.
+                self.fail_closed(out);
+            } else {
+                out.extend_from_slice(event);
+            }
             return;
         }
         let data = lines.join("\n");
-        let tool_like = openai::may_hold_tool_calls(event);
         // Nothing to gate: pass the event on byte for byte (no
         // re-serialization).
         if self.pending.is_empty() && !tool_like {
@@ -305,8 +324,7 @@ impl SseGate {
             if tool_like {
                 // Fail closed: what may be a tool call is not passed on
                 // undecided.
-                out.extend_from_slice(&invalid_response_event());
-                self.closed = true;
+                self.fail_closed(out);
             } else {
                 out.extend_from_slice(event);
             }
@@ -326,8 +344,7 @@ impl SseGate {
             }
             if let Some(legacy) = choice.delta.rest.remove("function_call") {
                 let Ok(fragment) = serde_json::from_value::<FunctionDelta>(legacy) else {
-                    out.extend_from_slice(&invalid_response_event());
-                    self.closed = true;
+                    self.fail_closed(out);
                     return;
                 };
                 let call = self

@@ -486,3 +486,83 @@ fn a_chunk_ending_in_an_extra_blank_line_passes_as_it_would_split() {
         }
     }
 }
+
+/// The data of every event as an SSE client reads `stream` (the WHATWG
+/// rules the SDKs follow): one byte-order mark starting the stream is
+/// dropped; a line ends at CRLF, LF or a lone CR; a blank line ends an
+/// event; an unterminated last event is dropped.
+fn client_events(stream: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8_lossy(stream);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut events = Vec::new();
+    let mut data: Vec<&str> = Vec::new();
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    lines.pop(); // what follows the last line end
+    for line in lines {
+        if line.is_empty() {
+            if !data.is_empty() {
+                let joined = data.join("\n");
+                events.push(serde_json::from_str(&joined).unwrap_or(json!(joined)));
+            }
+            data.clear();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            data.push(d.strip_prefix(' ').unwrap_or(d));
+        }
+    }
+    events
+}
+
+/// The names of the tool calls a client reads in `stream`.
+fn client_call_names(stream: &[u8]) -> Vec<String> {
+    client_events(stream)
+        .iter()
+        .filter_map(|e| e["choices"].as_array())
+        .flatten()
+        .filter_map(|c| c["delta"]["tool_calls"].as_array())
+        .flatten()
+        .filter_map(|c| c["function"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_provider_ending_lines_with_cr_cannot_slip_a_tool_call_past_the_gate() {
+    // Found by fuzz/gate_stream (docs/fuzzing.md): clients end an SSE line
+    // at CR, LF or CRLF; the gate only at LF. A `data:` line after a lone
+    // CR was no data line to the gate, so the event passed undecided and
+    // the client ran the tool call in it.
+    let lf = tool_call_stream().concat();
+    for ending in ["\r", "\r\n"] {
+        let stream = lf.replace('\n', ending);
+        let bytes = stream.as_bytes();
+        let whole = gated_bytes([bytes]);
+        assert_eq!(client_call_names(&whole), ["search_web"], "{ending:?}");
+        assert!(
+            String::from_utf8_lossy(&whole).contains("\\\"delete_all\\\" was blocked"),
+            "{ending:?}"
+        );
+        for at in 1..bytes.len() {
+            let (a, b) = bytes.split_at(at);
+            assert_eq!(gated_bytes([a, b]), whole, "{ending:?} split at {at}");
+        }
+    }
+    let call = chunk_of(json!([{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "c", "type": "function", "function": {"name": "delete_all", "arguments": "{}"}}
+    ]}, "finish_reason": null}]));
+    let hidden = format!("event: x\r{call}");
+    // A byte-order mark starting the stream, which a client drops.
+    let marked = format!("\u{feff}{call}");
+    let found = include_bytes!(
+        "../../../../tests/fuzz/gate_stream/crash-2828232644d1ecba2dc1b8f8c4d6d9bcc9ab33f6"
+    );
+    // The fuzzer's input starts with 4 bytes choosing its split points.
+    for input in [hidden.as_bytes(), marked.as_bytes(), &found[4..]] {
+        let out = gated_bytes([input]);
+        let names = client_call_names(&out);
+        assert!(
+            names.iter().all(|n| n.starts_with("search_")),
+            "a client read the undecided calls {names:?} in {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
