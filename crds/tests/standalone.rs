@@ -352,6 +352,22 @@ fn yaml_syntax_errors_name_the_line_in_the_right_document() {
 }
 
 #[test]
+fn a_yaml_error_after_a_stray_carriage_return_names_the_line_grep_shows() {
+    // Found by fuzz/standalone (docs/fuzzing.md): YAML ends a line at a
+    // lone CR too, so its line numbers ran past those of `grep -n` and
+    // editors (which end lines at LF), beyond the end of the file.
+    let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: a\rb\n  namespace: [oops\n";
+    let e = errors(&[("s.yaml", text)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    let lines = text.lines().count();
+    assert!(e[0].starts_with(&format!("s.yaml:{lines}:")), "{e:?}");
+    // In a later document and before a CRLF line too.
+    let text = format!("# secrets\r\n---\r\n{text}");
+    let e = errors(&[("s.yaml", &text)]);
+    assert!(e[0].starts_with(&format!("s.yaml:{}:", lines + 2)), "{e:?}");
+}
+
+#[test]
 fn unsupported_kinds_and_versions_say_what_a_file_may_hold() {
     let e = errors(&[(
         "p.yaml",

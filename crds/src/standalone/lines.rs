@@ -22,6 +22,55 @@ pub(super) fn documents(text: &str) -> Vec<(usize, &str)> {
     docs
 }
 
+/// The 0-based line of `doc`, as editors and `grep -n` count them (a line
+/// ends at LF), that YAML's 0-based line `yaml_line` is on: YAML also ends
+/// a line at a lone CR, NEL, LS and PS.
+pub(super) fn file_line(doc: &str, yaml_line: usize) -> usize {
+    let (mut yaml, mut file) = (0, 0);
+    let mut chars = doc.chars().peekable();
+    while yaml < yaml_line {
+        match chars.next() {
+            None => break,
+            Some('\n') => file += 1,
+            Some('\r') if chars.peek() == Some(&'\n') => {
+                chars.next();
+                file += 1;
+            }
+            Some('\r' | '\u{85}' | '\u{2028}' | '\u{2029}') => {}
+            Some(_) => continue,
+        }
+        yaml += 1;
+    }
+    file
+}
+
+/// A YAML error message without the ` at line L column C` positions it
+/// carries (once, or more with a context such as "while scanning").
+pub(super) fn without_positions(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + " at line ".len()..];
+        let digits = |t: &str| t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n = digits(after);
+        let position = after[n..]
+            .strip_prefix(" column ")
+            .filter(|_| n > 0)
+            .map(|t| (t, digits(t)))
+            .filter(|(_, m)| *m > 0);
+        match position {
+            Some((t, m)) => rest = &t[m..],
+            None => {
+                out.push_str(" at line ");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Finds the 0-based line (within a document) of a field path such as
 /// `spec.routing.rules[1].patterns[0]` in block-style YAML; falls back to
 /// the deepest part it could find, or the document's first line.
@@ -165,6 +214,20 @@ mod tests {
         assert_eq!(locate(DOC, "spec.routing.rules[0].keywords[0]"), 7);
         assert_eq!(locate(DOC, "spec.routing.nothing"), 3);
         assert_eq!(locate(DOC, "nothing"), 0);
+    }
+
+    #[test]
+    fn yaml_positions_are_dropped_from_messages() {
+        assert_eq!(
+            without_positions(
+                "could not find expected ':' at line 6 column 12, while scanning a simple key at line 5 column 3"
+            ),
+            "could not find expected ':', while scanning a simple key"
+        );
+        assert_eq!(
+            without_positions("a value at line one"),
+            "a value at line one"
+        );
     }
 
     #[test]

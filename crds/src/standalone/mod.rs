@@ -22,7 +22,7 @@ use crate::compiler::{Compilation, CompileInput, Secrets, compile};
 use crate::diagnostic::{Diagnostic, ObjectRef};
 use crate::resources::{AIPolicy, API_VERSION, ToolGrant};
 use jiff::Timestamp;
-use lines::{documents, locate};
+use lines::{documents, file_line, locate, without_positions};
 use serde::de::DeserializeOwned;
 use settings::SettingsDocument;
 use std::collections::HashMap;
@@ -390,16 +390,14 @@ fn typed<T: DeserializeOwned>(origin: &Origin, errors: &mut Vec<FileDiagnostic>)
 }
 
 fn yaml_error(origin: &Origin, e: &serde_yaml::Error) -> FileDiagnostic {
-    let message = e.to_string();
-    // serde_yaml appends " at line L column C"; the prefix already says where.
-    let message = match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message,
-    };
     FileDiagnostic {
         file: origin.file.clone(),
-        line: e.location().map(|l| origin.start + l.line() - 1),
-        message,
+        line: e
+            .location()
+            .map(|l| origin.start + file_line(&origin.text, l.line() - 1)),
+        // The `file:line:` prefix says where; YAML's own positions count
+        // from the document and its own line ends.
+        message: without_positions(&e.to_string()),
         warning: false,
     }
 }
