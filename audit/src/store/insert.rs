@@ -225,21 +225,11 @@ async fn insert_values(
     let mut inserted = 0;
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
         let mut sql = format!("INSERT INTO audit_events ({}) VALUES ", column_names());
-        let mut n = 0;
-        for r in 0..chunk.len() {
-            if r > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            for c in 0..COLUMNS.len() {
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                n += 1;
-                sql.push_str(&format!("${n}"));
-            }
-            sql.push(')');
-        }
+        // Anonymous `?` placeholders, bound in order: SQLite keeps `$N`
+        // and `?N` in a list it searches for every parameter bound, which
+        // made a 1,000-row batch cost 1.4 s (29,000 parameters, quadratic).
+        let row = format!("({})", vec!["?"; COLUMNS.len()].join(", "));
+        sql.push_str(&vec![row.as_str(); chunk.len()].join(", "));
         sql.push_str(" ON CONFLICT (id) DO NOTHING");
         // Built only from constant column names and numbered placeholders.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
