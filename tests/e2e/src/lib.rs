@@ -487,17 +487,7 @@ impl Harness {
     /// `kubectl patch approval NAME -n clinic --type=merge -p PATCH` as `user`.
     pub fn patch_approval(&self, user: User, name: &str, patch: &serde_json::Value) -> Output {
         let patch = patch.to_string();
-        let args = [
-            "patch",
-            "approval",
-            name,
-            "-n",
-            "clinic",
-            "--type=merge",
-            "-p",
-            &patch,
-        ];
-        self.kubectl_as(user, &args)
+        self.kubectl_as(user, &approval_patch_args(name, &patch, false))
     }
 
     /// Decides Approval `name` in `clinic` (`Approved` or `Denied`, for
@@ -736,4 +726,23 @@ pub fn rendered_documents(case: &Value) -> Vec<Value> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// The kubectl arguments of `kubectl patch approval NAME -n clinic
+/// --type=merge -p PATCH`, on the status subresource when `status`.
+pub fn approval_patch_args<'a>(name: &'a str, patch: &'a str, status: bool) -> Vec<&'a str> {
+    let mut args = vec![
+        "patch",
+        "approval",
+        name,
+        "-n",
+        "clinic",
+        "--type=merge",
+        "-p",
+        patch,
+    ];
+    if status {
+        args.push("--subresource=status");
+    }
+    args
 }

@@ -39,20 +39,10 @@ fn cluster() -> &'static ControlPlane {
 /// status subresource when `status`.
 fn patch(cp: &ControlPlane, as_: &Path, name: &str, status: bool, patch: &Value) -> Output {
     let patch = patch.to_string();
-    let mut args = vec![
-        "patch",
-        "approval",
-        name,
-        "-n",
-        "clinic",
-        "--type=merge",
-        "-p",
-        &patch,
-    ];
-    if status {
-        args.push("--subresource=status");
-    }
-    cp.kubectl_as(as_, &args)
+    cp.kubectl_as(
+        as_,
+        &palisade_e2e::approval_patch_args(name, &patch, status),
+    )
 }
 
 fn refused(out: &Output, why: &str) {

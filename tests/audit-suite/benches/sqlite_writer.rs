@@ -4,7 +4,9 @@
 //! asks the writer for at least 30,000 events/s on the 2-core machine;
 //! the ratio to the peer says how much of SQLite's speed the writer uses.
 //!
-//!   cargo bench -p palisade-audit --bench sqlite_writer
+//!   cargo bench -p palisade-audit-suite --bench sqlite_writer
+//!
+//! (PostgreSQL's writer: `benches/throughput.rs`.)
 
 #![allow(clippy::expect_used, missing_docs)]
 
@@ -31,6 +33,17 @@ async fn store(dir: &std::path::Path) -> Store {
         .expect("a SQLite audit store")
 }
 
+/// `iters` runs of `run`, timed one by one.
+fn timed(iters: u64, mut run: impl FnMut()) -> Duration {
+    (0..iters)
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed()
+        })
+        .sum()
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -53,9 +66,7 @@ fn bench(c: &mut Criterion) {
     let mut n = 0u64;
     group.bench_function("writer_record_then_flush", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
+            timed(iters, || {
                 for _ in 0..EVENTS {
                     n += 1;
                     let mut e = AuditEvent::new(
@@ -69,9 +80,7 @@ fn bench(c: &mut Criterion) {
                     writer.record(e).expect("the queue has room");
                 }
                 rt.block_on(writer.flush()).expect("written");
-                total += start.elapsed();
-            }
-            total
+            })
         })
     });
 
@@ -80,9 +89,7 @@ fn bench(c: &mut Criterion) {
     let mut m = 0u64;
     group.bench_function("peer_one_transaction_prepared_insert", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
+            timed(iters, || {
                 rt.block_on(async {
                     let mut tx = peer.pool().begin().await.expect("a transaction");
                     for _ in 0..EVENTS {
@@ -100,9 +107,7 @@ fn bench(c: &mut Criterion) {
                     }
                     tx.commit().await.expect("committed");
                 });
-                total += start.elapsed();
-            }
-            total
+            })
         })
     });
     group.finish();
