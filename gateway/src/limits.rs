@@ -27,15 +27,25 @@ pub const BODY_BUDGET: usize = 64 << 20;
 /// The bytes of request bodies the process may hold at once, shared by
 /// every request (a semaphore of bytes).
 #[derive(Debug, Clone)]
-pub struct BodyBudget(Arc<Semaphore>);
+pub struct BodyBudget {
+    free: Arc<Semaphore>,
+    total: usize,
+}
 
 impl BodyBudget {
     /// A budget of `bytes` (at least [`BODY_LIMIT`], so that any body
     /// allowed can be read).
     pub fn new(bytes: usize) -> Self {
-        Self(Arc::new(Semaphore::new(
-            bytes.clamp(BODY_LIMIT, Semaphore::MAX_PERMITS),
-        )))
+        let total = bytes.clamp(BODY_LIMIT, Semaphore::MAX_PERMITS);
+        Self {
+            free: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// The bytes held or reserved by bodies being read or in use now.
+    pub fn in_use(&self) -> usize {
+        self.total.saturating_sub(self.free.available_permits())
     }
 
     /// `bytes` of the budget, held until the permit is dropped; `503
@@ -43,7 +53,7 @@ impl BodyBudget {
     fn take(&self, bytes: usize) -> Result<OwnedSemaphorePermit, GatewayError> {
         let n =
             u32::try_from(bytes).map_err(|_| GatewayError::BodyTooLarge { limit: BODY_LIMIT })?;
-        Arc::clone(&self.0)
+        Arc::clone(&self.free)
             .try_acquire_many_owned(n)
             .map_err(|_| GatewayError::Overloaded)
     }

@@ -18,6 +18,8 @@ pub struct GatewayMetrics {
     pub config_loaded_seconds: IntGauge,
     pub config_reload_errors: IntCounter,
     pub approvals: IntCounterVec,
+    /// Request-body bytes held or reserved now (set when scraped).
+    pub body_bytes_in_flight: IntGauge,
     pub audit: AuditMetrics,
 }
 
@@ -71,6 +73,11 @@ impl GatewayMetrics {
             ),
             &["outcome"],
         )?;
+        let body_bytes_in_flight = IntGauge::new(
+            "palisade_request_body_bytes_in_flight",
+            "Request-body bytes held or reserved now, against --max-in-flight-body-bytes (past it: 503 gateway.overloaded)",
+        )?;
+        registry.register(Box::new(body_bytes_in_flight.clone()))?;
         registry.register(Box::new(approvals.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(kill_switch_hits.clone()))?;
@@ -88,6 +95,7 @@ impl GatewayMetrics {
             config_loaded_seconds,
             config_reload_errors,
             approvals,
+            body_bytes_in_flight,
             audit,
         })
     }

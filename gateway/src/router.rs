@@ -63,6 +63,11 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, GatewayError>
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let in_use = state.body_budget.in_use();
+    state
+        .metrics
+        .body_bytes_in_flight
+        .set(i64::try_from(in_use).unwrap_or(i64::MAX));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -96,6 +96,24 @@ async fn tool_call(addr: &str) -> String {
     answer
 }
 
+/// The gateway's `palisade_request_body_bytes_in_flight`, scraped on a
+/// fresh connection.
+async fn body_bytes_in_flight(addr: &str) -> u64 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("palisade_request_body_bytes_in_flight "))
+        .unwrap_or_else(|| panic!("no body gauge in {answer}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// Headers of an upload of `len` bytes with `authorization` (or none).
 fn upload_head(authorization: Option<&str>, len: usize) -> String {
     let auth = authorization
@@ -237,16 +255,23 @@ async fn bodies_in_flight_share_one_byte_budget_and_connections_are_capped() {
     }
     done.recv().await.unwrap();
     done.recv().await.unwrap();
-    // A third agent's body does not fit: 503 gateway.overloaded, at once
-    // (retried until the gateway has read what the two sent).
-    let mut answer = String::new();
-    for _ in 0..200 {
-        answer = tool_call(&g.addr).await;
-        if !answer.starts_with("HTTP/1.1 200") {
+    // Sent is not yet reserved: wait until the gateway shows both bodies
+    // in `palisade_request_body_bytes_in_flight` (probing with a request
+    // instead would race a reservation still to come).
+    let mut in_flight = 0;
+    for _ in 0..600 {
+        in_flight = body_bytes_in_flight(&g.addr).await;
+        if in_flight >= 2_000_000 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        in_flight, 2_000_000,
+        "the two uploads' bodies never reserved"
+    );
+    // A third agent's body does not fit: 503 gateway.overloaded, at once.
+    let answer = tool_call(&g.addr).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("gateway.overloaded"), "{answer}");
     assert!(
