@@ -35,4 +35,4 @@ pub use event::{ApprovalFacts, AuditEvent, ChainedEvent, EventKind};
 pub use key::AuditKey;
 pub use metrics::AuditMetrics;
 pub use store::{Backend, Filter, Migrations, Store, VerifyReport, WriterConnection};
-pub use writer::{AuditWriter, FailureMode, Reservation, WriterConfig, WriterTask};
+pub use writer::{AuditWriter, Durable, FailureMode, Reservation, WriterConfig, WriterTask};

@@ -18,6 +18,13 @@ pub struct AuditMetrics {
     pub refused: IntCounter,
     /// Events dropped on purpose: the writer was started with `discard`.
     pub discarded: IntCounter,
+    /// Times work waited for room in the queue (the writer was behind).
+    pub backpressure: IntCounter,
+    /// Requests waiting for room in the queue now.
+    pub backpressure_waiting: IntGauge,
+    /// Events whose request was answered before they were durable
+    /// (chat routing events in the `buffered` setting).
+    pub buffered: IntCounter,
     /// Bytes in the spool.
     pub spool_bytes: IntGauge,
     /// 1 while the database is unreachable.
@@ -37,6 +44,9 @@ impl AuditMetrics {
         registry.register(Box::new(m.failed.clone()))?;
         registry.register(Box::new(m.refused.clone()))?;
         registry.register(Box::new(m.discarded.clone()))?;
+        registry.register(Box::new(m.backpressure.clone()))?;
+        registry.register(Box::new(m.backpressure_waiting.clone()))?;
+        registry.register(Box::new(m.buffered.clone()))?;
         registry.register(Box::new(m.spool_bytes.clone()))?;
         registry.register(Box::new(m.database_down.clone()))?;
         registry.register(Box::new(m.batch_seconds.clone()))?;
@@ -73,6 +83,18 @@ impl AuditMetrics {
             discarded: IntCounter::new(
                 "palisade_audit_discarded_total",
                 "Audit events dropped on purpose because auditing is off (palisade-gateway run --no-audit)",
+            )?,
+            backpressure: IntCounter::new(
+                "palisade_audit_backpressure_total",
+                "Requests that waited for room in the audit queue because the writer was behind",
+            )?,
+            backpressure_waiting: IntGauge::new(
+                "palisade_audit_backpressure_waiting",
+                "Requests waiting now for room in the audit queue",
+            )?,
+            buffered: IntCounter::new(
+                "palisade_audit_buffered_total",
+                "Audit events whose request was answered before they were durable (chat events with --audit-chat-events buffered)",
             )?,
             spool_bytes: IntGauge::new("palisade_audit_spool_bytes", "Bytes in the audit spool")?,
             database_down: IntGauge::new(

@@ -4,6 +4,19 @@
 //! drains the spool exactly once when it is back, and drains the queue on
 //! shutdown.
 //!
+//! An event handed over with [`AuditWriter::submit`] comes with a
+//! [`Durable`] receipt that resolves once its batch is committed to the
+//! database or fsync'd to the spool: callers that must not answer before
+//! their event is recorded wait on it. Such an event wakes the writer at
+//! once, and everything queued meanwhile joins its batch: many concurrent
+//! requests share one commit (group commit).
+//!
+//! Backpressure: past [`WriterConfig::backpressure_at`] queued events,
+//! [`AuditWriter::room`] makes new work wait until the writer catches up
+//! (counted, logged), so a database that is healthy but behind slows
+//! requests down instead of refusing them; the rest of the queue is
+//! headroom for the events of work already admitted.
+//!
 //! The task runs on its own thread (with its own single-threaded
 //! runtime), not on the caller's runtime: chaining and encoding a batch,
 //! and fsyncing the spool while the database is down, are stretches of
@@ -23,17 +36,22 @@ use tokio::sync::{mpsc, oneshot};
 
 mod admission;
 mod config;
+mod drain;
 
-pub use admission::Reservation;
+pub use admission::{Durable, Reservation};
 pub use config::{FailureMode, WriterConfig};
 
 const HEALTHY: u8 = 0;
 const DB_DOWN: u8 = 1;
 const SPOOL_FULL: u8 = 2;
 
+/// Told whether a batch was made durable (`Err`: why not).
+type Waiter = oneshot::Sender<Result<(), String>>;
+
 enum Msg {
-    Event(Box<AuditEvent>),
-    Flush(oneshot::Sender<Result<(), String>>),
+    /// An event, and who waits for it to be durable.
+    Event(Box<AuditEvent>, Option<Waiter>),
+    Flush(Waiter),
 }
 
 #[derive(Debug)]
@@ -46,6 +64,11 @@ struct Shared {
     /// is waiting. (Events do not wake a lingering writer one by one.)
     wake: tokio::sync::Notify,
     batch_max: usize,
+    /// Told after every batch: the queue has room again.
+    room: tokio::sync::Notify,
+    /// Queued events past which [`AuditWriter::room`] waits.
+    backpressure_at: usize,
+    backpressure_timeout: std::time::Duration,
 }
 
 /// A handle to the writer; cheap to clone.
@@ -112,6 +135,9 @@ impl AuditWriter {
             metrics,
             wake: tokio::sync::Notify::new(),
             batch_max: config.batch_max.max(1),
+            room: tokio::sync::Notify::new(),
+            backpressure_at: config.backpressure_at(),
+            backpressure_timeout: config.backpressure_timeout,
         });
         let task = Task {
             store,
@@ -152,23 +178,53 @@ impl AuditWriter {
     }
 
     /// Offers an event without waiting. `Err` means it was not accepted and
-    /// will not be recorded: the caller should refuse its request.
+    /// will not be recorded: the caller should refuse its request. `Ok`
+    /// means accepted, not yet durable: see [`Self::submit`].
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        if self.tx.shared.discard {
-            self.tx.shared.metrics.discarded.inc();
+        self.offer(event, None)
+    }
+
+    /// Offers an event without waiting, like [`Self::record`], with a
+    /// receipt that resolves once the event is durable.
+    pub fn submit(&self, event: AuditEvent) -> Result<Durable, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.offer(event, Some(tx))?;
+        Ok(Durable(Some(rx)))
+    }
+
+    fn offer(&self, event: AuditEvent, waiter: Option<Waiter>) -> Result<(), AuditError> {
+        let shared = &self.tx.shared;
+        if shared.discard {
+            shared.metrics.discarded.inc();
+            if let Some(w) = waiter {
+                let _ = w.send(Ok(()));
+            }
             return Ok(());
         }
-        self.tx.shared.admit()?;
+        shared.admit()?;
         let Some(tx) = &self.tx.tx else {
             return Err(AuditError::Stopped);
         };
-        match tx.try_send(Msg::Event(Box::new(event))) {
+        let durable = waiter.is_some();
+        match tx.try_send(Msg::Event(Box::new(event), waiter)) {
             Ok(()) => {
-                self.tx.shared.queued(tx);
+                shared.queued(tx, durable);
                 Ok(())
             }
-            Err(e) => Err(self.tx.shared.not_queued(e)),
+            Err(e) => Err(shared.not_queued(e)),
         }
+    }
+
+    /// Waits while the queue holds more than
+    /// [`WriterConfig::backpressure_at`] events (the database is behind),
+    /// at most [`WriterConfig::backpressure_timeout`]: call before starting
+    /// work whose events will be offered. `Err` only when the writer stays
+    /// behind that long, or has stopped.
+    pub async fn room(&self) -> Result<(), AuditError> {
+        let Some(tx) = &self.tx.tx else {
+            return Err(AuditError::Stopped);
+        };
+        self.tx.shared.room(tx).await
     }
 
     /// Accepts an event before it is known: a place in the queue, taken
@@ -219,8 +275,7 @@ impl AuditWriter {
 
     /// Records and waits until this event is durable.
     pub async fn record_durable(&self, event: AuditEvent) -> Result<(), AuditError> {
-        self.record(event)?;
-        self.flush().await
+        self.submit(event)?.wait().await
     }
 
     /// Whether the database is currently unreachable.
@@ -270,7 +325,8 @@ impl Task {
                 // queue, so recording an event never wakes this thread (a
                 // wake-up is a syscall and a context switch on the
                 // request's path); it looks once a linger. A full batch, a
-                // flush or the last handle going still wake it at once.
+                // flush, a submitted event or the last handle going still
+                // wake it at once.
                 // Quiet for a whole linger: back to waiting for an event.
                 if !rx.is_closed() {
                     tokio::select! {
@@ -296,11 +352,15 @@ impl Task {
             let mut events = Vec::new();
             let mut waiters = Vec::new();
             let mut push = |m: Msg, events: &mut Vec<ChainedEvent>, waiters: &mut Vec<_>| match m {
-                Msg::Event(e) => events.push(self.chain.link(*e)),
+                Msg::Event(e, waiter) => {
+                    events.push(self.chain.link(*e));
+                    waiters.extend(waiter);
+                }
                 Msg::Flush(w) => waiters.push(w),
             };
             push(first, &mut events, &mut waiters);
-            // Linger for more, unless a flush is waiting for this batch,
+            // Linger for more, unless someone waits for this batch to be
+            // durable (a flush or a submitted event),
             // a full batch is already queued, or every sender is gone
             // (shutdown). The queue is not watched meanwhile (one wake-up
             // per batch, not one per event): a sender wakes the writer
@@ -328,6 +388,7 @@ impl Task {
             for w in waiters {
                 let _ = w.send(result.clone());
             }
+            self.shared.room.notify_waiters();
         }
         // Every handle is gone: the queue is drained; try once more to
         // empty the spool before exiting.
@@ -482,62 +543,5 @@ impl Task {
                 Err(e.to_string())
             }
         }
-    }
-
-    /// Writes every spool file to the database, oldest first, then deletes
-    /// it. Inserts are idempotent on the event id, so a crash between the
-    /// insert and the delete replays harmlessly.
-    async fn drain_spool(&mut self) {
-        let files = self.spool.files();
-        // Reading a spool file costs time in proportion to its size (a
-        // long outage spools hundreds of megabytes): first make sure the
-        // database answers at all.
-        if !files.is_empty()
-            && let Err(e) = self.connection().await
-        {
-            tracing::debug!(error = %e, "audit database still unreachable");
-            self.mark_down();
-            return;
-        }
-        // SQLite's one pooled connection is not held while a file is read
-        // (`insert` takes it again per chunk).
-        if !self.store.can_keep_connection() {
-            self.conn = None;
-        }
-        for path in files {
-            let contents = match Spool::read(&path) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot read audit spool file");
-                    return;
-                }
-            };
-            if let Some(w) = &contents.warning {
-                tracing::warn!("{w}");
-            }
-            for chunk in contents.events.chunks(self.config.batch_max.max(1)) {
-                if let Err(e) = self.insert(chunk).await {
-                    tracing::debug!(error = %e, "audit database still unreachable");
-                    self.mark_down();
-                    return;
-                }
-            }
-            if let Err(e) = self.spool.remove(&path) {
-                tracing::error!(path = %path.display(), error = %e, "cannot remove drained audit spool file");
-                return;
-            }
-            self.shared
-                .metrics
-                .drained
-                .inc_by(contents.events.len() as u64);
-        }
-        self.shared
-            .metrics
-            .spool_bytes
-            .set(self.spool.used_bytes() as i64);
-        if let Some(since) = self.db_down_since.take() {
-            tracing::info!(down_for = ?since.elapsed(), "audit database reachable again; spool drained");
-        }
-        self.set_state(HEALTHY);
     }
 }

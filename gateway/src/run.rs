@@ -67,6 +67,13 @@ pub struct RunArgs {
     /// kept in the audit database.
     #[arg(long, conflicts_with = "kubernetes")]
     pub no_audit: bool,
+    /// When a chat request's routing event is recorded: `durable` (the
+    /// answer waits until it is committed or spooled, like every tool-call
+    /// decision) or `buffered` (answered at once, written moments later,
+    /// lost if the process dies first; counted in
+    /// palisade_audit_buffered_total).
+    #[arg(long, env = "PALISADE_AUDIT_CHAT_EVENTS", value_enum, default_value_t = crate::decisions::ChatEvents::Durable)]
+    pub audit_chat_events: crate::decisions::ChatEvents,
     /// How often to check the config files for changes.
     #[arg(long, default_value = "1s")]
     pub reload_interval: String,
@@ -508,6 +515,7 @@ async fn serve(
         }
     );
     let mut state = AppState::builder(current, audit, metrics, approvals)
+        .chat_events(args.audit_chat_events)
         .operators(operator_tokens)
         .body_timeout(body_timeout)
         .body_budget(args.max_in_flight_body_bytes)

@@ -5,6 +5,7 @@
 use crate::approvals::Approvals;
 use crate::auth::{AuthState, Authenticator};
 use crate::credentials::Tokens;
+use crate::decisions::ChatEvents;
 use crate::http_client::HttpClient;
 use crate::kubernetes::TokenReviewer;
 use crate::limits::{BodyBudget, BodyLimits};
@@ -52,6 +53,8 @@ pub struct StateParts {
     /// Which provider URLs may be connected to, and whether credentials
     /// may go over plain `http://`: checked before every provider call.
     pub egress: Egress,
+    /// Whether a chat request waits for its routing event to be durable.
+    pub chat_events: ChatEvents,
 }
 
 /// The audit database, readable over HTTP with the auditor's token.
@@ -101,6 +104,7 @@ impl AppState {
             body_budget: BodyBudget::default(),
             audit_reader: None,
             egress: Egress::default(),
+            chat_events: ChatEvents::default(),
         }
     }
 }
@@ -118,9 +122,17 @@ pub struct AppStateBuilder {
     body_budget: BodyBudget,
     audit_reader: Option<AuditReader>,
     egress: Egress,
+    chat_events: ChatEvents,
 }
 
 impl AppStateBuilder {
+    /// Whether chat requests wait for their routing event to be durable
+    /// (default: they do).
+    pub fn chat_events(mut self, chat_events: ChatEvents) -> Self {
+        self.chat_events = chat_events;
+        self
+    }
+
     /// The provider URLs the gateway may connect to (default: the chart's
     /// allow-list, no credentials over plain `http://`).
     pub fn egress(mut self, egress: Egress) -> Self {
@@ -175,6 +187,7 @@ impl AppStateBuilder {
             body_budget: self.body_budget,
             audit_reader: self.audit_reader,
             egress: self.egress,
+            chat_events: self.chat_events,
         }))
     }
 }

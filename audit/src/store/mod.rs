@@ -116,9 +116,30 @@ impl Store {
             }
             _ => url.to_owned(),
         };
-        let pool = AnyPoolOptions::new()
+        let mut options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 1 } else { 4 })
-            .acquire_timeout(std::time::Duration::from_secs(5))
+            .acquire_timeout(std::time::Duration::from_secs(5));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL: a commit appends to the log instead of
+                    // rewriting pages through a rollback journal, and
+                    // readers do not block the writer. `synchronous=FULL`
+                    // (SQLite's default, said explicitly): each commit is
+                    // fsync'd, so an answered decision survives a power cut,
+                    // not only the process dying; group commit shares one
+                    // fsync among every event of a batch.
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
             .connect(&url_with_mode)
             .await
             .map_err(|source| AuditError::Connect {

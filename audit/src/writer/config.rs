@@ -20,8 +20,14 @@ pub enum FailureMode {
 pub struct WriterConfig {
     pub spool_dir: PathBuf,
     pub failure_mode: FailureMode,
-    /// Events the queue holds before `record` reports `QueueFull`.
+    /// Events the queue holds before `record` reports `QueueFull`. Past
+    /// three quarters of it ([`Self::backpressure_at`]), `room` makes new
+    /// work wait; the last quarter is for the events of work already
+    /// under way.
     pub queue_capacity: usize,
+    /// How long `room` waits for the writer to catch up before the
+    /// request is refused.
+    pub backpressure_timeout: Duration,
     /// Events per database batch.
     pub batch_max: usize,
     /// Spool size at which new events are refused.
@@ -52,11 +58,18 @@ pub struct WriterConfig {
 }
 
 impl WriterConfig {
+    /// Queued events past which new work waits for room: three quarters
+    /// of the queue.
+    pub fn backpressure_at(&self) -> usize {
+        (self.queue_capacity.max(1) * 3 / 4).max(1)
+    }
+
     pub fn new(spool_dir: impl Into<PathBuf>) -> Self {
         Self {
             spool_dir: spool_dir.into(),
             failure_mode: FailureMode::Spool,
             queue_capacity: 65_536,
+            backpressure_timeout: Duration::from_secs(10),
             batch_max: 1000,
             spool_max_bytes: 1 << 30,
             retry_interval: Duration::from_secs(1),

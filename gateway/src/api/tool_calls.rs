@@ -8,7 +8,8 @@ use crate::api::{json_body, request_id};
 use crate::auth::Agent;
 use crate::decisions::held::{self, Step};
 use crate::decisions::{
-    Proposed, ToolCallDecision, ToolCallRequest, bounded_tool_name, decide_tool_call,
+    Proposed, ToolCallDecision, ToolCallRequest, admit, bounded_tool_name, decide_tool_call,
+    recorded,
 };
 use crate::error::GatewayError;
 use crate::limits::UnreadBody;
@@ -106,6 +107,7 @@ pub async fn handle(
     })?;
     let arguments = ToolArguments::parse(req.arguments.as_deref().map_or("", RawValue::get));
     let request_id = request_id(&headers, req.request_id.as_deref());
+    admit(&state, &request_id).await?;
     let call = ToolCallRequest {
         proposed: Proposed::Api,
         request_id: &request_id,
@@ -122,7 +124,9 @@ pub async fn handle(
         }
         _ => None,
     };
-    decided.audit(&state, &call, step.as_ref())?;
+    // Answered means recorded: the decision is given once its row is
+    // durable (many requests share one commit).
+    recorded(decided.audit(&state, &call, step.as_ref())?, &request_id).await?;
 
     let body = DecisionBody::of(&decided, &request_id);
     if let Some(step) = step {

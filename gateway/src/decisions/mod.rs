@@ -16,7 +16,7 @@ use crate::credentials::Identity;
 use crate::error::GatewayError;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
-use palisade_audit::{AuditEvent, EventKind, Reservation};
+use palisade_audit::{AuditEvent, Durable, EventKind, Reservation};
 use palisade_policy::{
     ArgumentCapture, ChatDecision, ChatRequest, Decision, Evaluated, MAX_TOOL_NAME_BYTES, Policy,
     PromptCapture, PromptFingerprint, ReasonCode, Route, ToolArguments, ToolCall, redact_arguments,
@@ -125,14 +125,19 @@ impl ToolCallDecision<'_> {
     }
 
     /// Audits the decision (see [`Self::event`]): `503 audit.unavailable`
-    /// when the audit cannot take it, and the decision must not be given.
+    /// when the audit cannot take it, and the decision must not be given;
+    /// otherwise a receipt to wait on ([`recorded`]) before the decision
+    /// is given: answered means recorded.
     pub fn audit(
         &self,
         state: &AppState,
         call: &ToolCallRequest<'_>,
         held: Option<&held::Step>,
-    ) -> Result<(), GatewayError> {
-        record(state, self.event(call, held), call.request_id)
+    ) -> Result<Durable, GatewayError> {
+        state
+            .audit
+            .submit(self.event(call, held))
+            .map_err(|e| unaudited(&e, call.request_id))
     }
 }
 
@@ -197,15 +202,20 @@ impl ChatRouting<'_> {
         Some((self.decision.permitted_route()?, self.policy?))
     }
 
-    /// Audits a refusal and says why: `403` with the decision's reason.
-    pub fn refuse(self, state: &AppState) -> GatewayError {
+    /// Audits a refusal (as `--audit-chat-events` says) and says why:
+    /// `403` with the decision's reason.
+    pub async fn refuse(self, state: &AppState) -> GatewayError {
         let d = &self.decision.decision;
         let refused = GatewayError::Refused {
             code: d.reason_code,
             message: format!("chat request refused ({})", d.reason_code),
             details: serde_json::json!({"reasonCode": d.reason_code.as_str(), "rule": d.rule, "policy": d.policy, "requestId": self.request_id}),
         };
-        match record(state, self.event, &self.request_id) {
+        let receipt = match state.audit.reserve() {
+            Ok(row) => chat_row(state, row, self.event),
+            Err(e) => return unaudited(&e, &self.request_id),
+        };
+        match recorded(receipt, &self.request_id).await {
             Ok(()) => refused,
             Err(unaudited) => unaudited,
         }
@@ -224,8 +234,15 @@ impl ChatRouting<'_> {
 
     /// Audits the request, in its accepted `row`, as served by `route`
     /// (the fallback's, if it was used): `Ok(())` the provider answered,
-    /// `Err(status)` it failed.
-    pub fn served(mut self, row: Reservation, route: &Route, upstream: Result<(), Option<i64>>) {
+    /// `Err(status)` it failed. The receipt to wait on before answering
+    /// ([`recorded`]; ready at once with `--audit-chat-events buffered`).
+    pub fn served(
+        mut self,
+        state: &AppState,
+        row: Reservation,
+        route: &Route,
+        upstream: Result<(), Option<i64>>,
+    ) -> Durable {
         let e = &mut self.event;
         e.provider = Some(route.provider.clone());
         e.model = Some(route.model.clone());
@@ -243,15 +260,50 @@ impl ChatRouting<'_> {
                 e.set_decision(AuditDecision::UpstreamError);
             }
         }
-        row.record(self.event);
+        chat_row(state, row, self.event)
     }
 }
 
-/// Hands `event` to the audit writer, or `503 audit.unavailable`.
-fn record(state: &AppState, event: AuditEvent, request_id: &str) -> Result<(), GatewayError> {
+/// When a chat request's routing event must be durable
+/// (`--audit-chat-events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ChatEvents {
+    /// Answered only once its event is recorded (the default).
+    #[default]
+    Durable,
+    /// Answered at once; the event is written moments later, and lost if
+    /// the process dies first (counted in `palisade_audit_buffered_total`).
+    Buffered,
+}
+
+/// Fills a chat request's `row` with `event` as the chat-events setting
+/// says: the receipt to wait on.
+fn chat_row(state: &AppState, row: Reservation, event: AuditEvent) -> Durable {
+    match state.chat_events {
+        ChatEvents::Durable => row.submit(event),
+        ChatEvents::Buffered => {
+            row.record(event);
+            state.metrics.audit.buffered.inc();
+            Durable::ready()
+        }
+    }
+}
+
+/// Waits until the audit has recorded what `receipt` stands for:
+/// `503 audit.unavailable` when it could not be made durable (the
+/// decision is then not given).
+pub async fn recorded(receipt: Durable, request_id: &str) -> Result<(), GatewayError> {
+    receipt.wait().await.map_err(|e| unaudited(&e, request_id))
+}
+
+/// Waits while the audit writer is behind (backpressure), before any work
+/// whose decisions it will record: `503 audit.unavailable` only when it
+/// stays behind for the writer's backpressure timeout.
+pub async fn admit(state: &AppState, request_id: &str) -> Result<(), GatewayError> {
     state
         .audit
-        .record(event)
+        .room()
+        .await
         .map_err(|e| unaudited(&e, request_id))
 }
 

@@ -283,3 +283,15 @@ impl Drop for Backends {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// An allowed tool-call event of agent `ns/agent` with request id
+/// `req-{i}`.
+pub fn numbered(i: usize) -> palisade_audit::AuditEvent {
+    palisade_audit::AuditEvent::new(
+        palisade_audit::EventKind::ToolCall,
+        &format!("req-{i}"),
+        "ns",
+        "agent",
+        palisade_audit::AuditDecision::Allow,
+    )
+}

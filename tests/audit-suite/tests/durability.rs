@@ -9,7 +9,7 @@ use palisade_audit::{
     AuditDecision, AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, FailureMode,
     Migrations, Store, WriterConfig,
 };
-use palisade_audit_suite::{Backends, TestPostgres, temp_dir};
+use palisade_audit_suite::{Backends, TestPostgres, numbered, temp_dir};
 use sqlx::Row;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -20,16 +20,6 @@ fn config(spool: &std::path::Path) -> WriterConfig {
     let mut c = WriterConfig::new(spool);
     c.retry_interval = Duration::from_millis(100);
     c
-}
-
-fn numbered(i: usize) -> AuditEvent {
-    AuditEvent::new(
-        EventKind::ToolCall,
-        &format!("req-{i}"),
-        "ns",
-        "agent",
-        AuditDecision::Allow,
-    )
 }
 
 async fn ids_in(store: &Store) -> (i64, HashSet<String>) {

@@ -18,6 +18,7 @@ use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt};
+use palisade_audit::Durable;
 use palisade_policy::{Outcome, ToolArguments};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -27,15 +28,23 @@ use std::sync::Arc;
 /// withheld ones)`.
 pub trait Decide {
     fn decide(&mut self, calls: Vec<ToolCall>) -> (Vec<ToolCall>, Vec<String>);
+
+    /// The audit receipts of the decisions made since last asked: what
+    /// the gate decided goes out only once they are durable.
+    fn receipts(&mut self) -> Vec<Durable> {
+        Vec::new()
+    }
 }
 
 /// The gate of one chat request: its agent, configuration and request id.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Gate {
     pub state: AppState,
     pub snapshot: Arc<Snapshot>,
     pub who: Identity,
     pub request_id: String,
+    /// Receipts of the audit rows of decisions not yet given.
+    pub receipts: Vec<Durable>,
 }
 
 impl Decide for Gate {
@@ -78,7 +87,13 @@ impl Decide for Gate {
                 arguments: &parsed,
             };
             let decided = decide_tool_call(&self.state, &self.snapshot, &request);
-            let audited = decided.audit(&self.state, &request, None).is_ok();
+            let audited = match decided.audit(&self.state, &request, None) {
+                Ok(receipt) => {
+                    self.receipts.push(receipt);
+                    true
+                }
+                Err(_) => false,
+            };
             let name = bounded_tool_name(&name);
             let d = &decided.decision;
             let why = format!(
@@ -109,6 +124,10 @@ impl Decide for Gate {
             }
         }
         (allowed, withheld)
+    }
+
+    fn receipts(&mut self) -> Vec<Durable> {
+        std::mem::take(&mut self.receipts)
     }
 }
 
@@ -198,13 +217,39 @@ pub fn gate_completion(completion: &mut ChatCompletion, decide: &mut impl Decide
     }
 }
 
-/// A streamed completion with its tool calls gated.
+/// A streamed completion with its tool calls gated. What the gate
+/// writes after deciding goes out once the decisions are recorded; when
+/// they cannot be, the stream ends with an `audit.unavailable` error
+/// instead.
 pub fn gate_stream(
     upstream: ByteStream,
-    mut decide: impl Decide + Send + 'static,
+    decide: impl Decide + Send + 'static,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let mut gate = SseGate::default();
-    upstream.map(move |chunk| Ok(gate.push(chunk?, &mut decide)))
+    let start = (upstream, SseGate::default(), decide, false);
+    futures_util::stream::unfold(
+        start,
+        |(mut upstream, mut gate, mut decide, ended)| async move {
+            if ended {
+                return None;
+            }
+            let out = match upstream.next().await? {
+                Ok(chunk) => gate.push(chunk, &mut decide),
+                Err(e) => return Some((Err(e), (upstream, gate, decide, false))),
+            };
+            let recorded = Durable::wait_all(decide.receipts()).await.is_ok();
+            let out = if recorded { out } else { unaudited_event() };
+            Some((Ok(out), (upstream, gate, decide, !recorded)))
+        },
+    )
+}
+
+/// The event that ends a stream whose tool-call decisions could not be
+/// recorded: they are not given.
+fn unaudited_event() -> Bytes {
+    error_event(
+        "the decisions on this answer's tool calls could not be recorded; the stream was ended",
+        ErrorCode::AuditUnavailable,
+    )
 }
 
 /// The state of one gated SSE stream: the bytes of an event not complete
@@ -236,11 +281,19 @@ struct Pending {
 /// The event that ends a stream whose provider sent something tool-like
 /// the gate cannot read: OpenAI's error shape, so a client stops there.
 fn invalid_response_event() -> Bytes {
+    error_event(
+        "the provider streamed a tool call that could not be read; the stream was ended",
+        ErrorCode::UpstreamInvalidResponse,
+    )
+}
+
+/// An SSE event in OpenAI's error shape, which makes a client stop.
+fn error_event(message: &str, code: ErrorCode) -> Bytes {
     framing::event(&serde_json::json!({"error": {
-        "message": "the provider streamed a tool call that could not be read; the stream was ended",
+        "message": message,
         "type": "api_error",
         "param": null,
-        "code": ErrorCode::UpstreamInvalidResponse.as_str(),
+        "code": code.as_str(),
     }}))
 }
 

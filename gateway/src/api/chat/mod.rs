@@ -11,7 +11,7 @@ pub mod provider_text;
 
 use crate::api::{json_body, request_id};
 use crate::auth::Agent;
-use crate::decisions::decide_chat;
+use crate::decisions::{admit, decide_chat, recorded};
 use crate::error::GatewayError;
 use crate::limits::UnreadBody;
 use crate::providers::openai::{ChatCompletion, ChatRequest};
@@ -23,7 +23,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use gate::{Gate, gate_completion, gate_stream};
+use gate::{Decide, Gate, gate_completion, gate_stream};
 use palisade_policy::{Policy, ReasonCode, Route};
 use serde::Serialize;
 
@@ -39,6 +39,7 @@ pub async fn handle(
     let request = parse_request(&headers, &body)?;
     drop(body);
     let request_id = request_id(&headers, None);
+    admit(&state, &request_id).await?;
     let prompt = request.prompt_text();
     let seen = provider_text::of(&request);
     let model = request.model.as_deref().unwrap_or("");
@@ -51,7 +52,7 @@ pub async fn handle(
         (prompt.as_str(), seen.as_str()),
     );
     let Some((route, policy)) = routing.permitted() else {
-        return Err(routing.refuse(&state));
+        return Err(routing.refuse(&state).await);
     };
     // The audit row is accepted before the prompt goes anywhere
     // (`FailClosed` holds for chat too); filled in once it is answered.
@@ -59,11 +60,12 @@ pub async fn handle(
     let (served, reply) = call_with_fallback(&state, &snapshot, policy, route, &request).await;
     let reply = match reply {
         Ok(reply) => {
-            routing.served(row, &served, Ok(()));
+            recorded(routing.served(&state, row, &served, Ok(())), &request_id).await?;
             reply
         }
         Err(error) => {
-            routing.served(row, &served, Err(error.status()));
+            let receipt = routing.served(&state, row, &served, Err(error.status()));
+            recorded(receipt, &request_id).await?;
             return Err(GatewayError::Upstream {
                 provider: served.provider,
                 request_id,
@@ -76,8 +78,9 @@ pub async fn handle(
         snapshot,
         who,
         request_id: request_id.clone(),
+        receipts: Vec::new(),
     };
-    Ok(respond(reply, gate, &served))
+    respond(reply, gate, &served).await
 }
 
 /// A request body as the gateway reads it: JSON (declared so in
@@ -166,8 +169,13 @@ async fn call_with_fallback(
 }
 
 /// The answer: gated, with where it went (headers, and a `palisade`
-/// object in a whole completion).
-fn respond(reply: ProviderReply, mut gate: Gate, route: &Route) -> Response {
+/// object in a whole completion); given once the decisions on its tool
+/// calls are recorded.
+async fn respond(
+    reply: ProviderReply,
+    mut gate: Gate,
+    route: &Route,
+) -> Result<Response, GatewayError> {
     let request_id = gate.request_id.clone();
     let routed = Routed {
         provider: &route.provider,
@@ -195,6 +203,12 @@ fn respond(reply: ProviderReply, mut gate: Gate, route: &Route) -> Response {
         }
         ProviderReply::Completion(mut completion) => {
             gate_completion(&mut completion, &mut gate);
+            let receipts = Decide::receipts(&mut gate);
+            palisade_audit::Durable::wait_all(receipts)
+                .await
+                .map_err(|_| GatewayError::AuditUnavailable {
+                    request_id: Some(request_id.clone()),
+                })?;
             completion.rest.remove("palisade");
             Json(WithRoute {
                 palisade: &routed,
@@ -204,7 +218,7 @@ fn respond(reply: ProviderReply, mut gate: Gate, route: &Route) -> Response {
         }
     };
     route_headers(&mut response, &routed);
-    response
+    Ok(response)
 }
 
 /// Where a request went and why: the `palisade` object of a completion.
