@@ -13,6 +13,10 @@
 #   GW_OLD=/tmp/palisade-gateway.old bash bench/ab.sh  # also an older build, audit to PostgreSQL
 #   RATE=1000 SECONDS_PER_STEP=15 ROUNDS=6 bash bench/ab.sh
 #   LAYOUT=shared bash bench/ab.sh    # targets on the load's core, PostgreSQL on CPU 1 (as bench/run.sh)
+#   DURABILITY=1 bash bench/ab.sh     # also what answered-means-recorded costs: SQLite
+#                                     # (synchronous=normal, the default, and =full) and
+#                                     # PostgreSQL with chat rows durable (the default) and
+#                                     # `--audit-chat-events buffered`
 #   KIND=ttft LAYOUT=shared bash bench/ab.sh   # time to first token instead (bench/run.sh's TTFT step:
 #                                              # 50 streams/s of 64 chunks each, `loadgen --ttft`),
 #                                              # judged from each request's send
@@ -56,6 +60,13 @@ GWPID[nginx]=$!
 URLS[nginx]=http://127.0.0.1:$NGINX_PORT
 start_gw off "$T/palisade-gateway" --no-audit
 start_gw pg "$T/palisade-gateway" --audit-url "$PG_URL"
+if [ -n "${DURABILITY:-}" ]; then
+  start_gw pg-buffered "$T/palisade-gateway" --audit-url "$PG_URL" --audit-chat-events buffered
+  start_gw sqlite "$T/palisade-gateway" --audit-url "sqlite://$WORK/durable.db"
+  start_gw sqlite-full "$T/palisade-gateway" --audit-url "sqlite://$WORK/full.db?synchronous=full"
+  start_gw sqlite-buffered "$T/palisade-gateway" --audit-url "sqlite://$WORK/buffered.db" --audit-chat-events buffered
+  VARIANTS+=(pg-buffered sqlite sqlite-full sqlite-buffered)
+fi
 if [ -n "${GW_OLD:-}" ]; then
   start_gw pg-old "$GW_OLD" --audit-url "$PG_URL"
   VARIANTS+=(pg-old)

@@ -127,3 +127,14 @@ load_at_rate() { # URL SECONDS
     -H 'authorization: Bearer bench-key' -H 'content-type: application/json' -d "$chat" "$1/v1/chat/completions" \
     | python3 bench/oha_summary.py "$RATE" "$2"
 }
+
+# What most bench scripts start from: oha, a release build of the gateway
+# and the fake upstream (T=target/release), a scratch directory and the
+# bench upstream (UP).
+start_bench() {
+  ensure_oha
+  cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams
+  T=target/release
+  start_scratch
+  start_upstream
+}

@@ -21,11 +21,7 @@ STEP=${SECONDS_PER_STEP:-6}
 ROUNDS=${ROUNDS:-3}
 LAYOUT=${LAYOUT:-shared}
 set_layout
-ensure_oha
-cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams
-T=target/release
-start_scratch
-start_upstream
+start_bench
 start_postgres "$WORK/pg"
 PG_START=(as_pg taskset -c "$PG_CPU" "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w
   -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1" start)

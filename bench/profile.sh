@@ -18,11 +18,7 @@ AUDIT=${AUDIT:---no-audit}
 OUT=bench/out/profile
 mkdir -p "$OUT"
 command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }
-ensure_oha
-cargo build --release -q -p palisade-gateway -p palisade-fake-upstreams
-T=target/release
-start_scratch
-start_upstream
+start_bench
 write_policy "$WORK/policy.yaml" "$UP"
 # shellcheck disable=SC2086
 taskset -c 1 "$T/palisade-gateway" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 $AUDIT > "$WORK/gw.out" 2>/dev/null & GW_PID=$!; PIDS+=($GW_PID)

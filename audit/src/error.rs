@@ -28,6 +28,10 @@ pub enum AuditError {
     SchemaModified { version: i64 },
     #[error("unsupported audit URL {0:?}: use postgres://... or sqlite://PATH")]
     UnsupportedUrl(String),
+    #[error(
+        "audit URL: synchronous={value:?} is not a setting; use ?synchronous=normal (the default: a recorded decision survives the process dying) or ?synchronous=full (it also survives a power cut, at an fsync per batch)"
+    )]
+    SqliteSynchronous { value: String },
     #[error(transparent)]
     Spool(#[from] SpoolError),
     #[error("the audit queue is full; the event was not accepted")]

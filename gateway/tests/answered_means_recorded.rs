@@ -3,7 +3,9 @@
 //! moment the last answer arrived — tool calls over `/v1/tool-calls`, chat
 //! requests and the tool calls their answers proposed — on SQLite (the
 //! standalone default) and on PostgreSQL. With `--audit-chat-events
-//! buffered`, the chat events are counted as answered before recorded.
+//! buffered`, the chat events are counted as answered before recorded. An
+//! SQLite durability setting (`?synchronous=`) that does not exist stops
+//! the start.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -52,6 +54,20 @@ stringData: {{app: {KEY}}}
     )
     .unwrap();
     path.to_str().unwrap().to_owned()
+}
+
+/// `palisade-gateway run` on `config`, a free port, auditing to
+/// `audit_url`.
+fn run_args<'a>(config: &'a str, audit_url: &'a str) -> Vec<&'a str> {
+    vec![
+        "run",
+        "--config",
+        config,
+        "--listen",
+        "127.0.0.1:0",
+        "--audit-url",
+        audit_url,
+    ]
 }
 
 /// Sends tool calls and chat requests from `clients` concurrent clients
@@ -147,15 +163,7 @@ async fn kill_after_answers(
     .await
     .unwrap();
     let config = write_policy(dir, &upstream.base_url());
-    let mut args = vec![
-        "run",
-        "--config",
-        &config,
-        "--listen",
-        "127.0.0.1:0",
-        "--audit-url",
-        audit_url,
-    ];
+    let mut args = run_args(&config, audit_url);
     args.extend_from_slice(extra);
     let (mut gateway, addr) = common::spawn_gateway(&args);
     let answered = answered(&addr, 32, Duration::from_millis(1500)).await;
@@ -238,4 +246,30 @@ async fn buffered_chat_events_are_counted_and_tool_call_decisions_stay_durable()
         .map(|(id, n)| (id, if n == 3 { 2 } else { 1 }))
         .collect();
     assert_all_recorded(&tool_calls, &rows_by_request(&url, TOOL_CALLS).await);
+}
+
+#[test]
+fn an_sqlite_durability_setting_that_does_not_exist_is_refused_at_start_up() {
+    let dir = palisade_testkit::temp_dir("recorded-bad-sync");
+    let config = write_policy(&dir, "http://127.0.0.1:9");
+    let url = format!(
+        "sqlite://{}?synchronous=off",
+        dir.join("audit.db").display()
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .args(run_args(&config, &url))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with synchronous=off");
+    assert!(stderr.contains("synchronous=\"off\""), "{stderr}");
+    assert!(stderr.contains("?synchronous=full"), "{stderr}");
+    // A setting that exists starts.
+    let full = format!(
+        "sqlite://{}?synchronous=full",
+        dir.join("audit.db").display()
+    );
+    let (mut gateway, _) = common::spawn_gateway(&run_args(&config, &full));
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
 }

@@ -105,36 +105,66 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// An SQLite audit URL as sqlx takes it (`mode=rwc` unless a mode is
+/// given; Palisade's own `synchronous` parameter taken out), and the
+/// `PRAGMA synchronous` statement that parameter asks for:
+///
+/// - `normal` (default): in WAL mode a commit is written to the log but
+///   not fsync'd (the log is, at each checkpoint). A committed decision
+///   survives the gateway dying — SIGKILL, OOM, a panic — since the data
+///   is in the kernel's page cache; a power cut or kernel crash may lose
+///   the commits since the last checkpoint.
+/// - `full`: every commit fsyncs the log, so a committed decision also
+///   survives a power cut; costs an fsync per batch (group commit shares
+///   it among the batch's events).
+fn sqlite_url(url: &str) -> Result<(String, &'static str), AuditError> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut synchronous = "PRAGMA synchronous = NORMAL";
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("synchronous", value)) => {
+                synchronous = match value.to_ascii_lowercase().as_str() {
+                    "normal" => "PRAGMA synchronous = NORMAL",
+                    "full" => "PRAGMA synchronous = FULL",
+                    _ => {
+                        return Err(AuditError::SqliteSynchronous {
+                            value: value.to_owned(),
+                        });
+                    }
+                }
+            }
+            _ => kept.push(pair),
+        }
+    }
+    if !kept.iter().any(|p| p.starts_with("mode=")) {
+        kept.push("mode=rwc");
+    }
+    Ok((format!("{base}?{}", kept.join("&")), synchronous))
+}
+
 impl Store {
     /// Connects without touching the schema.
     pub async fn connect(url: &str) -> Result<Self, AuditError> {
         sqlx::any::install_default_drivers();
         let backend = backend_of(url)?;
-        let url_with_mode = match backend {
-            Backend::Sqlite if !url.contains("mode=") => {
-                format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
-            }
-            _ => url.to_owned(),
+        let (url_with_mode, synchronous) = match backend {
+            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Postgres => (url.to_owned(), ""),
         };
         let mut options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 1 } else { 4 })
             .acquire_timeout(std::time::Duration::from_secs(5));
         if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _| {
+            options = options.after_connect(move |conn, _| {
                 Box::pin(async move {
                     // WAL: a commit appends to the log instead of
                     // rewriting pages through a rollback journal, and
-                    // readers do not block the writer. `synchronous=FULL`
-                    // (SQLite's default, said explicitly): each commit is
-                    // fsync'd, so an answered decision survives a power cut,
-                    // not only the process dying; group commit shares one
-                    // fsync among every event of a batch.
+                    // readers do not block the writer.
                     sqlx::query("PRAGMA journal_mode = WAL")
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query("PRAGMA synchronous = FULL")
-                        .execute(&mut *conn)
-                        .await?;
+                    sqlx::query(synchronous).execute(&mut *conn).await?;
                     Ok(())
                 })
             });
@@ -223,5 +253,33 @@ impl Store {
     /// The pool, for callers that need raw access (tests, tools).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sqlite_url_takes_palisades_synchronous_out_and_names_a_bad_value() {
+        assert_eq!(
+            sqlite_url("sqlite:///a/b.db").unwrap(),
+            (
+                "sqlite:///a/b.db?mode=rwc".to_owned(),
+                "PRAGMA synchronous = NORMAL"
+            )
+        );
+        assert_eq!(
+            sqlite_url("sqlite:///a/b.db?synchronous=FULL&mode=ro").unwrap(),
+            (
+                "sqlite:///a/b.db?mode=ro".to_owned(),
+                "PRAGMA synchronous = FULL"
+            )
+        );
+        let err = sqlite_url("sqlite:///a/b.db?synchronous=off")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("synchronous=\"off\""), "{err}");
+        assert!(err.contains("?synchronous=full"), "{err}");
     }
 }
