@@ -16,16 +16,18 @@ stop() { # PIDFILE
   kill -TERM "$pid" 2>/dev/null || return 0
   for _ in $(seq 1 10); do alive "$pid" || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
-  # A process killed in the middle of disk I/O dies when the I/O returns:
-  # on a loaded 2-core machine that took more than 5 s (CI, 2026-12-05).
+  # A process killed in the middle of disk I/O dies when the I/O returns.
   for _ in $(seq 1 300); do alive "$pid" || return 0; sleep 0.1; done
   echo "stop.sh: process $pid still running 30 s after SIGKILL" >&2
 }
-stop "$dir/apiserver.pid"
-stop "$dir/etcd.pid"
-# The watchdog, unless it is what called us.
+# The watchdog first, unless it is what called us: it stops the control
+# plane itself once apiserver.pid is gone, and a second stop.sh running
+# beside this one would find etcd.pid removed and return while etcd was
+# still dying (CI, 2026-12-05: "outlived its control plane").
 if [ -f "$dir/watchdog.pid" ]; then
   wd="$(cat "$dir/watchdog.pid")"; rm -f "$dir/watchdog.pid"
   [ "$wd" != "$PPID" ] && kill "$wd" 2>/dev/null
 fi
+stop "$dir/apiserver.pid"
+stop "$dir/etcd.pid"
 exit 0
