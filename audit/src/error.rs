@@ -12,6 +12,17 @@ pub enum AuditError {
     },
     #[error("audit database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The audit writer's own SQLite connection (see `WriterConnection`).
+    #[error("SQLite audit database {path}: {source}")]
+    SqliteWriter {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "an in-memory SQLite audit ({url}) keeps nothing past the process, and the audit writer \
+         could not share it: give a file, e.g. sqlite:///var/lib/palisade/audit.db"
+    )]
+    SqliteInMemory { url: String },
     #[error("audit database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(

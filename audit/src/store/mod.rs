@@ -79,6 +79,16 @@ pub enum Migrations {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: the database file and the `PRAGMA synchronous` statement,
+    /// for the audit writer's own connection ([`Store::writer_connection`]).
+    sqlite: Option<SqliteFile>,
+}
+
+/// An SQLite database file as the audit writer opens it.
+#[derive(Debug, Clone)]
+struct SqliteFile {
+    path: std::path::PathBuf,
+    synchronous: &'static str,
 }
 
 fn backend_of(url: &str) -> Result<Backend, AuditError> {
@@ -143,6 +153,30 @@ fn sqlite_url(url: &str) -> Result<(String, &'static str), AuditError> {
     Ok((format!("{base}?{}", kept.join("&")), synchronous))
 }
 
+/// The file an SQLite audit URL names, as sqlx reads the URL; an
+/// in-memory database is refused (the writer's own connection could not
+/// see it, and an audit that ends with the process is no audit).
+fn sqlite_file(
+    url: &str,
+    url_with_mode: &str,
+    synchronous: &'static str,
+) -> Result<SqliteFile, AuditError> {
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url_with_mode)?;
+    let path = options.get_filename().to_path_buf();
+    let name = path.to_string_lossy();
+    if name.is_empty()
+        || name.starts_with("file:sqlx-in-memory")
+        || name.contains(":memory:")
+        || url_with_mode.contains("mode=memory")
+    {
+        return Err(AuditError::SqliteInMemory {
+            url: url.to_owned(),
+        });
+    }
+    Ok(SqliteFile { path, synchronous })
+}
+
 impl Store {
     /// Connects without touching the schema.
     pub async fn connect(url: &str) -> Result<Self, AuditError> {
@@ -169,6 +203,10 @@ impl Store {
                 })
             });
         }
+        let sqlite = match backend {
+            Backend::Sqlite => Some(sqlite_file(url, &url_with_mode, synchronous)?),
+            Backend::Postgres => None,
+        };
         let pool = options
             .connect(&url_with_mode)
             .await
@@ -176,7 +214,11 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            sqlite,
+        })
     }
 
     /// Connects, applies or checks migrations, and refuses a schema that
@@ -281,5 +323,20 @@ mod tests {
             .to_string();
         assert!(err.contains("synchronous=\"off\""), "{err}");
         assert!(err.contains("?synchronous=full"), "{err}");
+    }
+
+    #[test]
+    fn an_in_memory_sqlite_audit_is_refused_with_the_fix() {
+        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory"] {
+            let (with_mode, synchronous) = sqlite_url(url).unwrap();
+            let err = sqlite_file(url, &with_mode, synchronous)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("in-memory"), "{url}: {err}");
+            assert!(err.contains("sqlite:///"), "{url}: {err}");
+        }
+        let (with_mode, synchronous) = sqlite_url("sqlite:///var/lib/a.db").unwrap();
+        let file = sqlite_file("sqlite:///var/lib/a.db", &with_mode, synchronous).unwrap();
+        assert_eq!(file.path, std::path::Path::new("/var/lib/a.db"));
     }
 }

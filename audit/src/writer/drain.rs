@@ -19,11 +19,6 @@ impl Task {
             self.mark_down();
             return;
         }
-        // SQLite's one pooled connection is not held while a file is read
-        // (`insert` takes it again per chunk).
-        if !self.store.can_keep_connection() {
-            self.conn = None;
-        }
         for path in files {
             let contents = match Spool::read(&path) {
                 Ok(c) => c,
