@@ -346,7 +346,11 @@ impl Task {
                 // flush, a submitted event or the last handle going still
                 // wake it at once.
                 // Quiet for a whole linger: back to waiting for an event.
-                if !rx.is_closed() {
+                // A full batch already queued is taken at once: a writer
+                // behind the traffic writes batches back to back (its
+                // wake-up may have come while it was writing, and a
+                // wake-up given then is kept for one wait only).
+                if !rx.is_closed() && rx.len() < self.config.batch_max {
                     tokio::select! {
                         _ = self.shared.wake.notified() => {}
                         _ = tokio::time::sleep(self.config.linger) => {}

@@ -436,9 +436,33 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
             .unwrap();
         assert_eq!(count().await, 11, "{backend}");
 
+        // A backlog of full batches is written back to back while senders
+        // stay: the writer does not sleep a linger between batches it
+        // already has (it did: a writer behind the traffic wrote one batch
+        // per linger, whatever the database's speed).
+        for i in 11..41 {
+            w.record(event(
+                &format!("r{i}"),
+                "a",
+                AuditDecision::Allow,
+                "x",
+                None,
+            ))
+            .unwrap();
+        }
+        let backlog = tokio::time::Instant::now();
+        while count().await < 41 {
+            assert!(
+                backlog.elapsed() < Duration::from_secs(10),
+                "{backend}: a backlog of full batches waited a linger between batches ({} of 41 written)",
+                count().await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
         // Full batches already queued do not linger either (at shutdown a
         // full queue would otherwise take one linger per batch).
-        for i in 11..41 {
+        for i in 41..71 {
             w.record(event(
                 &format!("r{i}"),
                 "a",
@@ -452,7 +476,7 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
         tokio::time::timeout(Duration::from_secs(10), task.join())
             .await
             .unwrap_or_else(|_| panic!("{backend}: queued full batches waited for the linger"));
-        assert_eq!(count().await, 41, "{backend}");
+        assert_eq!(count().await, 71, "{backend}");
     }
 }
 
