@@ -58,13 +58,24 @@ start_postgres() { # DIR
   PG_URL="postgres://palisade@127.0.0.1:$PGPORT/palisade"
 }
 
-# nginx as the plain reverse proxy: one worker on CPU TARGET_CPU, upstream
-# keepalive, no buffering, no access log.
+# nginx's worker_cpu_affinity mask for CPUs 0..N-1 shifted by FIRST:
+# cpu_mask 2 1 -> 110 (CPUs 1 and 2).
+cpu_mask() { # N [FIRST]
+  local m="" i
+  for ((i = 0; i < $1; i++)); do m="1$m"; done
+  for ((i = 0; i < ${2:-0}; i++)); do m="${m}0"; done
+  echo "$m"
+}
+
+# nginx as the plain reverse proxy: NGINX_WORKERS workers (default 1), one
+# per CPU from TARGET_CPU on, upstream keepalive, no buffering, no access
+# log.
 write_nginx_conf() { # DIR PORT UPSTREAM_URL
   mkdir -p "$1/logs"
+  local workers=${NGINX_WORKERS:-1}
   cat > "$1/nginx.conf" <<NGINX
-worker_processes 1;
-worker_cpu_affinity $( [ "${TARGET_CPU:-1}" = 0 ] && echo 01 || echo 10 );
+worker_processes $workers;
+worker_cpu_affinity $( [ "$workers" = 1 ] || echo auto ) $(cpu_mask "$workers" "${TARGET_CPU:-1}");
 daemon off;
 pid $1/nginx.pid;
 error_log $1/logs/error.log warn;
@@ -113,9 +124,9 @@ stop_scratch() {
 }
 
 # The bench upstream (`fake-openai --bench`, extra arguments appended) on
-# CPU 0; sets UP to its URL.
+# CPUs UPSTREAM_CPUS (default 0); sets UP to its URL.
 start_upstream() {
-  taskset -c 0 "$T/fake-openai" --bench --port 0 "$@" > "$WORK/up.out" & PIDS+=($!)
+  taskset -c "${UPSTREAM_CPUS:-0}" "$T/fake-openai" --bench --port 0 "$@" > "$WORK/up.out" & PIDS+=($!)
   UP=$(first_line "$WORK/up.out")
 }
 

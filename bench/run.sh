@@ -12,6 +12,7 @@
 #   TARGETS="direct palisade" DURATION=5 bash bench/run.sh   # a subset
 #   LAYOUT=shared bash bench/run.sh                           # see below
 #   PAIRED_ROUNDS=9 bash bench/run.sh                         # more paired rounds (default 5)
+#   SCALE=1 bash bench/run.sh      # per-core throughput and scaling over 1, 2, 4, … cores (bench/scale.sh)
 #
 # Load: oha (crates.io; open loop `-q` with --latency-correction, 32
 # connections at fixed rates, 128 on the ladder) for the
@@ -39,6 +40,7 @@
 # venv under target/) and stops every process it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -z "${SCALE:-}" ] || exec bash bench/scale.sh
 # shellcheck source=bench/common.sh
 . bench/common.sh
 ROOT=$PWD

@@ -5,12 +5,36 @@
 //! `fake-openai --bench [--stream-chunks 64] [--chunk-interval-ms 20]`: the
 //! peer benchmarks' upstream: instant answers, `slow-<N>ms` models answer
 //! after N ms, streams send 64 content chunks 20 ms apart.
+//!
+//! `--threads N` (default 1): runtime worker threads, for load tests that
+//! give the upstream more than one core (`SCALE=1 bench/run.sh`).
 
 use palisade_fake_upstreams::{FakeOpenAi, Script};
 use std::time::Duration;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
-async fn main() {
+fn main() {
+    let threads = std::env::args()
+        .skip_while(|a| a != "--threads")
+        .nth(1)
+        .map_or(Ok(1), |n| n.parse::<usize>())
+        .unwrap_or_else(|e| {
+            eprintln!("fake-openai: --threads must be a positive number: {e}");
+            std::process::exit(2);
+        });
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(serve()),
+        Err(e) => {
+            eprintln!("fake-openai: cannot start its runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn serve() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
         args.iter()
