@@ -169,14 +169,13 @@ async fn the_example_is_compiled_into_the_secret_and_the_status_says_ready() {
         (Some(1), Some(1), Some(2))
     );
     assert_eq!(status.served_revision.as_deref(), Some(b.revision()));
-    let grant = Api::<ToolGrant>::namespaced(client.clone(), "clinic")
-        .get("lab-migration")
-        .await
-        .unwrap();
-    assert_eq!(
-        grant.status.unwrap().state,
-        Some(palisade_crds::GrantState::Active)
-    );
+    // The grant's status is its own write, after or before the policy's.
+    let grants = Api::<ToolGrant>::namespaced(client.clone(), "clinic");
+    let state = until("the grant has a status", async || {
+        grants.get("lab-migration").await.unwrap().status?.state
+    })
+    .await;
+    assert_eq!(state, palisade_crds::GrantState::Active);
     stop(op).await;
 }
 
