@@ -389,6 +389,36 @@ fn database_urls_are_printed_without_their_password() {
     );
 }
 
+/// Records events r{i} for each i in `range`.
+fn record_range(w: &AuditWriter, range: std::ops::Range<u32>) {
+    for i in range {
+        w.record(event(
+            &format!("r{i}"),
+            "a",
+            AuditDecision::Allow,
+            "x",
+            None,
+        ))
+        .unwrap();
+    }
+}
+
+/// Waits until `store` holds `rows` rows, failing with `what` after 10 s.
+async fn rows_within_10_s(store: &Store, rows: i64, what: &str) {
+    let start = tokio::time::Instant::now();
+    loop {
+        let n = row_count(store).await;
+        if n >= rows {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what} ({n} of {rows} written)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The writer sleeps through its linger (events do not wake it one by
 /// one), yet a full batch or a waiting flush never waits for the linger
 /// to end.
@@ -409,24 +439,13 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(count().await, 0, "{backend}: the first event lingers");
 
-        for i in 1..10 {
-            w.record(event(
-                &format!("r{i}"),
-                "a",
-                AuditDecision::Allow,
-                "x",
-                None,
-            ))
-            .unwrap();
-        }
-        let full = tokio::time::Instant::now();
-        while count().await < 10 {
-            assert!(
-                full.elapsed() < Duration::from_secs(10),
-                "{backend}: a full batch waited for the linger"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        record_range(&w, 1..10);
+        rows_within_10_s(
+            &store,
+            10,
+            &format!("{backend}: a full batch waited for the linger"),
+        )
+        .await;
 
         w.record(event("r10", "a", AuditDecision::Allow, "x", None))
             .unwrap();
@@ -440,38 +459,17 @@ async fn a_full_batch_or_a_flush_ends_the_linger_at_once() {
         // stay: the writer does not sleep a linger between batches it
         // already has (it did: a writer behind the traffic wrote one batch
         // per linger, whatever the database's speed).
-        for i in 11..41 {
-            w.record(event(
-                &format!("r{i}"),
-                "a",
-                AuditDecision::Allow,
-                "x",
-                None,
-            ))
-            .unwrap();
-        }
-        let backlog = tokio::time::Instant::now();
-        while count().await < 41 {
-            assert!(
-                backlog.elapsed() < Duration::from_secs(10),
-                "{backend}: a backlog of full batches waited a linger between batches ({} of 41 written)",
-                count().await
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        record_range(&w, 11..41);
+        rows_within_10_s(
+            &store,
+            41,
+            &format!("{backend}: a backlog of full batches waited a linger between batches"),
+        )
+        .await;
 
         // Full batches already queued do not linger either (at shutdown a
         // full queue would otherwise take one linger per batch).
-        for i in 41..71 {
-            w.record(event(
-                &format!("r{i}"),
-                "a",
-                AuditDecision::Allow,
-                "x",
-                None,
-            ))
-            .unwrap();
-        }
+        record_range(&w, 41..71);
         drop(w);
         tokio::time::timeout(Duration::from_secs(10), task.join())
             .await
