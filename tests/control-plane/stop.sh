@@ -20,13 +20,15 @@ stop() { # PIDFILE
   for _ in $(seq 1 300); do alive "$pid" || return 0; sleep 0.1; done
   echo "stop.sh: process $pid still running 30 s after SIGKILL" >&2
 }
-# The watchdog first, unless it is what called us: it stops the control
+# The watchdog first, unless it is what runs us: it stops the control
 # plane itself once apiserver.pid is gone, and a second stop.sh running
 # beside this one would find etcd.pid removed and return while etcd was
-# still dying (CI, 2026-12-05: "outlived its control plane").
+# still dying (CI, 2026-12-05: "outlived its control plane"). The watchdog
+# runs us as its last command, which bash execs: then we *are* the
+# watchdog's process ($$), not its child.
 if [ -f "$dir/watchdog.pid" ]; then
   wd="$(cat "$dir/watchdog.pid")"; rm -f "$dir/watchdog.pid"
-  [ "$wd" != "$PPID" ] && kill "$wd" 2>/dev/null
+  [ "$wd" != "$PPID" ] && [ "$wd" != "$$" ] && kill "$wd" 2>/dev/null
 fi
 stop "$dir/apiserver.pid"
 stop "$dir/etcd.pid"

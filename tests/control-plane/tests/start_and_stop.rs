@@ -138,3 +138,48 @@ fn a_failed_start_leaves_nothing_running() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A control plane held in a `static` is never dropped: the watchdog
+/// start.sh leaves behind must stop it once its owner exits, however it
+/// exits. (It used to remove its own pid file, run stop.sh in its own
+/// process and have stop.sh kill it: every suite with a shared cluster left
+/// an API server and etcd running after CI.)
+#[test]
+fn a_control_plane_whose_owner_exits_without_stopping_it_is_stopped() {
+    let dir = std::env::temp_dir().join(format!("palisade-cp-orphan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // The owner: a process that exits when told to, never calling stop.sh.
+    let mut owner = Command::new("sleep").arg("600").spawn().unwrap();
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/start.sh"))
+        .arg(&dir)
+        .env("PALISADE_CONTROL_PLANE_OWNER", owner.id().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pids: Vec<String> = ["apiserver.pid", "etcd.pid"]
+        .iter()
+        .map(|f| running(&dir.join(f)).unwrap())
+        .collect();
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    // The watchdog looks every 0.5 s; stop.sh gives each process a second
+    // on SIGTERM before SIGKILL.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pids.iter().any(|p| alive(p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let left: Vec<&String> = pids.iter().filter(|p| alive(p)).collect();
+    for pid in &left {
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
+    }
+    assert!(
+        left.is_empty(),
+        "processes {left:?} outlived their owner by 30 s"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
