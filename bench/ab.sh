@@ -11,6 +11,7 @@
 #
 #   bash bench/ab.sh                                   # direct, nginx, audit off, audit to PostgreSQL
 #   GW_OLD=/tmp/palisade-gateway.old bash bench/ab.sh  # also an older build, audit to PostgreSQL
+#   GW_OLD=... GW_OLD_AUDIT=sqlite bash bench/ab.sh     # the older and this build, each on its own SQLite file
 #   RATE=1000 SECONDS_PER_STEP=15 ROUNDS=6 bash bench/ab.sh
 #   LAYOUT=shared bash bench/ab.sh    # targets on the load's core, PostgreSQL on CPU 1 (as bench/run.sh)
 #   DURABILITY=1 bash bench/ab.sh     # also what answered-means-recorded costs: SQLite
@@ -68,8 +69,17 @@ if [ -n "${DURABILITY:-}" ]; then
   VARIANTS+=(pg-buffered sqlite sqlite-full sqlite-buffered)
 fi
 if [ -n "${GW_OLD:-}" ]; then
-  start_gw pg-old "$GW_OLD" --audit-url "$PG_URL"
-  VARIANTS+=(pg-old)
+  case ${GW_OLD_AUDIT:-pg} in
+    pg) start_gw pg-old "$GW_OLD" --audit-url "$PG_URL"
+        VARIANTS+=(pg-old) ;;
+    sqlite) start_gw sqlite-old "$GW_OLD" --audit-url "sqlite://$WORK/old.db"
+        VARIANTS+=(sqlite-old)
+        if [ -z "${DURABILITY:-}" ]; then
+          start_gw sqlite "$T/palisade-gateway" --audit-url "sqlite://$WORK/durable.db"
+          VARIANTS+=(sqlite)
+        fi ;;
+    *) echo "GW_OLD_AUDIT must be pg or sqlite, not '$GW_OLD_AUDIT'" >&2; exit 2 ;;
+  esac
 fi
 
 # CPU ticks of a process and its children (nginx's worker).
