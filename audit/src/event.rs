@@ -21,6 +21,8 @@ pub enum EventKind {
     ToolCall,
     /// A chat request's routing (or refusal).
     Chat,
+    /// An embeddings request's routing (or refusal).
+    Embedding,
     /// An Approval's outcome (approved, denied, expired, consumed).
     Approval,
 }
@@ -30,6 +32,7 @@ impl EventKind {
         match self {
             Self::ToolCall => "tool_call",
             Self::Chat => "chat",
+            Self::Embedding => "embedding",
             Self::Approval => "approval",
         }
     }
@@ -38,6 +41,7 @@ impl EventKind {
         match s {
             "tool_call" => Some(Self::ToolCall),
             "chat" => Some(Self::Chat),
+            "embedding" => Some(Self::Embedding),
             "approval" => Some(Self::Approval),
             _ => None,
         }

@@ -48,6 +48,9 @@ pub enum ErrorCode {
     UpstreamNotAllowed,
     /// The provider answered something its API does not promise.
     UpstreamInvalidResponse,
+    /// The routed provider's protocol has no such API (Anthropic has no
+    /// embeddings): the policy must route the request elsewhere.
+    UpstreamUnsupported,
     /// The agent's namespace is outside the gateway's `--watch-namespaces`.
     ApprovalsNamespaceNotWatched,
     /// The approvals store cannot be reached.
@@ -72,6 +75,10 @@ pub enum ErrorCode {
     AuthReviewUnavailable,
     /// The request bodies in flight use the whole body budget.
     GatewayOverloaded,
+    /// No such route on the gateway.
+    NotFound,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
@@ -87,6 +94,7 @@ impl ErrorCode {
         Self::UpstreamRejected,
         Self::UpstreamNotAllowed,
         Self::UpstreamInvalidResponse,
+        Self::UpstreamUnsupported,
         Self::ApprovalsNamespaceNotWatched,
         Self::ApprovalsUnavailable,
         Self::ApprovalsQuotaExceeded,
@@ -99,6 +107,8 @@ impl ErrorCode {
         Self::AuthReviewRateLimited,
         Self::AuthReviewUnavailable,
         Self::GatewayOverloaded,
+        Self::NotFound,
+        Self::MethodNotAllowed,
     ];
 
     /// The wire form.
@@ -114,6 +124,7 @@ impl ErrorCode {
             Self::UpstreamRejected => "upstream.rejected",
             Self::UpstreamNotAllowed => "upstream.not_allowed",
             Self::UpstreamInvalidResponse => "upstream.invalid_response",
+            Self::UpstreamUnsupported => "upstream.unsupported",
             Self::ApprovalsNamespaceNotWatched => "approvals.namespace_not_watched",
             Self::ApprovalsUnavailable => "approvals.unavailable",
             Self::ApprovalsQuotaExceeded => "approvals.quota_exceeded",
@@ -126,6 +137,8 @@ impl ErrorCode {
             Self::AuthReviewRateLimited => "auth.review_rate_limited",
             Self::AuthReviewUnavailable => "auth.review_unavailable",
             Self::GatewayOverloaded => "gateway.overloaded",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
         }
     }
 }
@@ -258,6 +271,16 @@ pub enum GatewayError {
         "the gateway holds as many request bodies as it may (--max-in-flight-body-bytes); try again shortly"
     )]
     Overloaded,
+    /// `404 not_found`: no such route.
+    #[error(
+        "no route {method} {path} on this gateway; every route it serves is listed at /openapi.json"
+    )]
+    UnknownRoute { method: String, path: String },
+    /// `405 method_not_allowed`.
+    #[error(
+        "{path} does not take {method}; every route and its methods are listed at /openapi.json"
+    )]
+    MethodNotAllowed { method: String, path: String },
 }
 
 impl GatewayError {
@@ -283,9 +306,11 @@ impl GatewayError {
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::UnknownAction(_) | Self::ApprovalNotFound(_) | Self::DecisionsOff => {
-                StatusCode::NOT_FOUND
-            }
+            Self::UnknownAction(_)
+            | Self::ApprovalNotFound(_)
+            | Self::DecisionsOff
+            | Self::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::AmbiguousApproval(_)
             | Self::ApprovalAlreadyDecided { .. }
             | Self::ApprovalExpiredUndecided(_) => StatusCode::CONFLICT,
@@ -304,6 +329,9 @@ impl GatewayError {
                 UpstreamError::Client(s, _) => {
                     StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST)
                 }
+                // The policy routed it where it cannot go: a request that
+                // cannot succeed as configured, not a provider failure.
+                UpstreamError::Unsupported(_) => StatusCode::BAD_REQUEST,
                 _ => StatusCode::BAD_GATEWAY,
             },
         }
@@ -341,6 +369,7 @@ impl GatewayError {
                 UpstreamError::Client(..) => E::UpstreamRejected,
                 UpstreamError::NotAllowed(_) => E::UpstreamNotAllowed,
                 UpstreamError::Invalid(_) => E::UpstreamInvalidResponse,
+                UpstreamError::Unsupported(_) => E::UpstreamUnsupported,
             },
             Self::AuditReadUnauthorized => E::AuditQueryUnauthorized,
             Self::AuditQueryParameter(_) => E::AuditQueryInvalidParameter,
@@ -348,6 +377,8 @@ impl GatewayError {
             Self::TokenReview(ReviewError::RateLimited) => E::AuthReviewRateLimited,
             Self::TokenReview(ReviewError::Unavailable) => E::AuthReviewUnavailable,
             Self::Overloaded => E::GatewayOverloaded,
+            Self::UnknownRoute { .. } => E::NotFound,
+            Self::MethodNotAllowed { .. } => E::MethodNotAllowed,
         };
         Code::Error(code)
     }
@@ -390,7 +421,12 @@ impl GatewayError {
                     "provider {provider} is not at a URL this installation allows the gateway to reach; ask the platform team"
                 ),
                 UpstreamError::Invalid(_) => format!(
-                    "provider {provider} answered something that is not a chat completion"
+                    "provider {provider} answered something its API does not promise"
+                ),
+                UpstreamError::Unsupported(api) => format!(
+                    "provider {provider} has no {} API, and the policy routes this request there; route {} to an OpenAI-compatible or Ollama provider (a routing rule on the model, or another defaultProvider)",
+                    api.as_str(),
+                    api.as_str()
                 ),
             },
             other => other.to_string(),
@@ -455,7 +491,7 @@ fn error_type(status: StatusCode) -> &'static str {
         403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
-        400 | 413 | 415 | 422 => "invalid_request_error",
+        400 | 405 | 413 | 415 | 422 => "invalid_request_error",
         _ => "api_error",
     }
 }

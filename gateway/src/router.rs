@@ -8,7 +8,7 @@ use crate::error::GatewayError;
 use crate::limits::BODY_LIMIT;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +24,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/tool-calls", post(api::tool_calls::handle))
         .route("/v1/chat/completions", post(api::chat::handle))
+        .route("/v1/embeddings", post(api::embeddings::handle))
+        .route("/v1/models", get(api::models::list))
         .route("/v1/approvals", get(api::approvals::list))
         .route("/v1/approvals/{name}", get(api::approvals::get))
         .route("/v1/approvals/{name}/{verb}", post(api::approvals::decide))
@@ -33,6 +35,8 @@ pub fn app(state: AppState) -> Router {
         router = router.route("/v1/audit/events", get(api::audit_query::events));
     }
     router
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -53,6 +57,22 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .with_label_values(&[route.as_str(), response.status().as_str()])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// `404 not_found` in OpenAI's error shape, as any client expects.
+async fn unknown_route(method: Method, uri: Uri) -> GatewayError {
+    GatewayError::UnknownRoute {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+/// `405 method_not_allowed` in OpenAI's error shape.
+async fn wrong_method(method: Method, uri: Uri) -> GatewayError {
+    GatewayError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<Response, GatewayError> {

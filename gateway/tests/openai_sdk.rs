@@ -1,5 +1,6 @@
 //! The official `openai` Python SDK drives the real gateway binary, which
-//! talks to fake providers: plain, streamed, tools, refusals. The SDK is
+//! talks to fake providers: plain, streamed, tools, refusals, the model
+//! list, embeddings and an unknown route. The SDK is
 //! installed into a virtualenv under `target/` on first use (PyPI).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,7 +41,7 @@ metadata: {{name: sdk}}
 spec:
   agents:
     - {{name: app, apiKeySecretRef: {{name: keys, key: app}}}}
-  models: {{allow: ["gpt-4o*"]}}
+  models: {{allow: ["gpt-4o*", "text-embedding-*"]}}
   providers:
     - {{name: cloud, type: openai, baseUrl: "{}"}}
     - {{name: tools, type: openai, baseUrl: "{}"}}

@@ -20,6 +20,7 @@ mod decision;
 mod egress;
 mod fingerprint;
 mod globs;
+mod models;
 mod preview;
 mod reason;
 mod routing;

@@ -3,6 +3,9 @@
 //!
 //! - [`tool_calls`]: `POST /v1/tool-calls`;
 //! - [`chat`]: `POST /v1/chat/completions`;
+//! - [`embeddings`]: `POST /v1/embeddings`;
+//! - [`models`]: `GET /v1/models`;
+//! - [`routed`]: what chat and embeddings share (fallback, route headers);
 //! - [`approvals`]: `GET /v1/approvals[/{name}]`, `POST
 //!   /v1/approvals/{name}/approve|deny`;
 //! - [`audit_query`]: `GET /v1/audit/events`;
@@ -11,7 +14,10 @@
 pub mod approvals;
 pub mod audit_query;
 pub mod chat;
+pub mod embeddings;
+pub mod models;
 pub mod openapi;
+pub mod routed;
 pub mod tool_calls;
 
 use crate::error::GatewayError;

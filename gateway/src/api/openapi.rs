@@ -17,7 +17,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Palisade gateway",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Policy gateway for AI agents: OpenAI-compatible chat routed by policy, tool-call decisions, audit. Every error uses OpenAI's error shape; `error.code` is a Palisade reason code (see docs/reason-codes.md)."
+            "description": "Policy gateway for AI agents: OpenAI-compatible chat and embeddings routed by policy, the models each agent may use, tool-call decisions, audit. Every error uses OpenAI's error shape; `error.code` is a Palisade reason code (see docs/reason-codes.md), unknown routes included (404 not_found, 405 method_not_allowed)."
         },
         "components": {
             "securitySchemes": {
@@ -85,6 +85,31 @@ pub fn document() -> Value {
                     "502": error_response("Provider failed (and its fallback, if any)"),
                     "503": error_response("Not ready, or the request could not be audited"),
                     "504": error_response("Provider timed out")
+                }
+            }},
+            "/v1/embeddings": {"post": {
+                "summary": "Embeddings (OpenAI-compatible), routed by policy like chat",
+                "description": "Same request and response as OpenAI's embeddings; `input` is a string or an array of strings (token ids are refused: the routing rules read the text). Routed and refused like a chat request (kill switches, model allow-list); OpenAI-compatible providers get the request as sent, Ollama's /api/embed is translated (`encoding_format: base64` included), Anthropic has none (400 upstream.unsupported). Audited as an `embedding` event. Response headers as for chat.",
+                "security": [{"agentKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["input"]}}}},
+                "responses": {
+                    "200": {"description": "OpenAI's list of embeddings, with a `palisade` object saying where it went"},
+                    "400": error_response("Malformed request, or routed to a provider without embeddings (upstream.unsupported)"),
+                    "401": error_response("Unknown API key"),
+                    "403": error_response("Refused by policy (kill switch, model not allowed, no policy)"),
+                    "502": error_response("Provider failed (and its fallback, if any)"),
+                    "503": error_response("Not ready, or the request could not be audited"),
+                    "504": error_response("Provider timed out")
+                }
+            }},
+            "/v1/models": {"get": {
+                "summary": "The models this agent may ask for (OpenAI's list shape)",
+                "description": "Every model the agent's policy's providers list (OpenAI and Anthropic GET /v1/models, Ollama /api/tags) that the policy's models.allow matches, plus each provider's defaultModel when allowed; `owned_by` is the provider's name in the policy. A provider that cannot be listed is left out. Not audited.",
+                "security": [{"agentKey": []}],
+                "responses": {
+                    "200": {"description": "{\"object\": \"list\", \"data\": [{\"id\", \"object\": \"model\", \"created\", \"owned_by\"}]}"},
+                    "401": error_response("Unknown API key"),
+                    "403": error_response("A kill switch, or no valid policy for the agent")
                 }
             }},
             "/v1/tool-calls": {"post": {

@@ -155,11 +155,12 @@ pub struct ChatRouting<'s> {
 /// Routes the chat request `request_id` of `who`, asking for `model` with
 /// `prompt` (the messages' text: measured, fingerprinted and audited) and
 /// `provider_text` (all the provider will see: scanned by the rules), and
-/// counts the decision.
+/// counts the decision. An embeddings request is routed the same way,
+/// audited as `kind` [`EventKind::Embedding`].
 pub fn decide_chat<'s>(
     state: &AppState,
     snapshot: &'s Snapshot,
-    request_id: &str,
+    (request_id, kind): (&str, EventKind),
     who: &Identity,
     model: &str,
     (prompt, provider_text): (&str, &str),
@@ -171,9 +172,9 @@ pub fn decide_chat<'s>(
         prompt,
         provider_text,
     });
-    count(state, "chat", &who.namespace, &decision.decision);
+    count(state, kind.as_str(), &who.namespace, &decision.decision);
     let mut event = AuditEvent::from_decision(
-        EventKind::Chat,
+        kind,
         request_id,
         &who.namespace,
         &who.agent,
@@ -195,10 +196,10 @@ pub fn decide_chat<'s>(
     }
 }
 
-impl ChatRouting<'_> {
+impl<'s> ChatRouting<'s> {
     /// The route to take and the policy that chose it, unless the request
     /// is refused.
-    pub fn permitted(&self) -> Option<(&Route, &Policy)> {
+    pub fn permitted(&self) -> Option<(&Route, &'s Policy)> {
         Some((self.decision.permitted_route()?, self.policy?))
     }
 
@@ -208,7 +209,11 @@ impl ChatRouting<'_> {
         let d = &self.decision.decision;
         let refused = GatewayError::Refused {
             code: d.reason_code,
-            message: format!("chat request refused ({})", d.reason_code),
+            message: format!(
+                "{} request refused ({})",
+                self.event.kind.as_str(),
+                d.reason_code
+            ),
             details: serde_json::json!({"reasonCode": d.reason_code.as_str(), "rule": d.rule, "policy": d.policy, "requestId": self.request_id}),
         };
         let receipt = match state.audit.reserve() {

@@ -156,15 +156,40 @@ impl HttpClient {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<UpstreamResponse, CallError> {
+        self.send(Method::POST, uri, headers, Some(body), timeout)
+            .await
+    }
+
+    /// GETs `uri` with `headers`, like [`HttpClient::post_json`].
+    pub async fn get(
+        &self,
+        uri: Uri,
+        headers: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<UpstreamResponse, CallError> {
+        self.send(Method::GET, uri, headers, None, timeout).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        uri: Uri,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<UpstreamResponse, CallError> {
         let deadline = Instant::now() + timeout;
-        let mut request = Request::new(Full::new(Bytes::from(body)));
-        *request.method_mut() = Method::POST;
+        let json = body.is_some();
+        let mut request = Request::new(Full::new(Bytes::from(body.unwrap_or_default())));
+        *request.method_mut() = method;
         *request.uri_mut() = uri;
         let h = request.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        if json {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| CallError::Connect(format!("header {name}: {e}")))?;

@@ -8,6 +8,9 @@
 //! - [`ollama`]: Ollama's native `/api/chat` (NDJSON streaming), translated;
 //! - [`anthropic`]: the Messages API (SSE), translated.
 //!
+//! Beside chat: [`models`] (each protocol's model list) and [`embeddings`]
+//! (OpenAI's passed through, Ollama's `/api/embed` translated).
+//!
 //! Requests go out through [`crate::http_client`] (pooled, no redirects,
 //! one deadline per call), and only to URLs the platform's [`Egress`]
 //! allows (credentials only over `https://` unless it says otherwise),
@@ -15,7 +18,9 @@
 //! never passed on as it came ([`refusal`]).
 
 pub mod anthropic;
+pub mod embeddings;
 pub mod framing;
+pub mod models;
 pub mod ollama;
 pub mod openai;
 pub mod refusal;
@@ -52,6 +57,9 @@ pub enum UpstreamError {
     /// The provider answered something that is not what its API promises.
     #[error("answered something unexpected: {0}")]
     Invalid(String),
+    /// The provider's protocol has no such API (Anthropic: embeddings).
+    #[error("its API has no {} endpoint", .0.as_str())]
+    Unsupported(Api),
 }
 
 impl UpstreamError {
@@ -109,17 +117,49 @@ fn url(base: &str, path: &str) -> String {
     }
 }
 
-/// The chat endpoint of `provider`: its base URL and its API's path.
-fn endpoint(provider: &Provider) -> String {
-    let path = match provider.kind {
-        ProviderKind::OpenAi => "/v1/chat/completions",
-        ProviderKind::Ollama => "/api/chat",
-        ProviderKind::Anthropic => "/v1/messages",
-    };
-    url(&provider.base_url, path)
+/// What a request asks a provider for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Chat,
+    Embeddings,
+    Models,
 }
 
-/// Every provider's chat endpoint, parsed once per configuration: parsing
+impl Api {
+    const ALL: [Api; 3] = [Api::Chat, Api::Embeddings, Api::Models];
+
+    /// Its name in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Embeddings => "embeddings",
+            Api::Models => "models",
+        }
+    }
+
+    /// The path of this API on a provider of `kind`; `None` where its
+    /// protocol has none (Anthropic has no embeddings).
+    fn path(self, kind: ProviderKind) -> Option<&'static str> {
+        Some(match (kind, self) {
+            (ProviderKind::OpenAi, Api::Chat) => "/v1/chat/completions",
+            (ProviderKind::OpenAi, Api::Embeddings) => "/v1/embeddings",
+            (ProviderKind::OpenAi, Api::Models) => "/v1/models",
+            (ProviderKind::Anthropic, Api::Models) => "/v1/models?limit=1000",
+            (ProviderKind::Ollama, Api::Chat) => "/api/chat",
+            (ProviderKind::Ollama, Api::Embeddings) => "/api/embed",
+            (ProviderKind::Ollama, Api::Models) => "/api/tags",
+            (ProviderKind::Anthropic, Api::Chat) => "/v1/messages",
+            (ProviderKind::Anthropic, Api::Embeddings) => return None,
+        })
+    }
+}
+
+/// The endpoint of `api` on `provider`: its base URL and the API's path.
+fn endpoint(provider: &Provider, api: Api) -> Option<String> {
+    Some(url(&provider.base_url, api.path(provider.kind)?))
+}
+
+/// Every provider's endpoints, parsed once per configuration: parsing
 /// a URL per request (host name normalisation included) was ~2% of the
 /// gateway's CPU. Part of the [`crate::snapshot::Snapshot`].
 #[derive(Debug, Default)]
@@ -131,17 +171,19 @@ impl Endpoints {
             .policies()
             .iter()
             .flat_map(|p| &p.providers)
-            .map(endpoint)
+            .flat_map(|p| Api::ALL.iter().filter_map(|api| endpoint(p, *api)))
             .filter_map(|e| e.parse::<Uri>().ok().map(|u| (e, u)))
             .collect();
         Self(parsed)
     }
 
-    /// `provider`'s endpoint; one the configuration did not parse (it
-    /// cannot happen: the compiler checks base URLs) is parsed here, and
-    /// an unparsable one is a connect error naming it.
-    fn get(&self, provider: &Provider) -> Result<Uri, UpstreamError> {
-        let e = endpoint(provider);
+    /// `provider`'s endpoint for `api`; one the configuration did not
+    /// parse (it cannot happen: the compiler checks base URLs) is parsed
+    /// here, and an unparsable one is a connect error naming it.
+    fn get(&self, provider: &Provider, api: Api) -> Result<Uri, UpstreamError> {
+        let Some(e) = endpoint(provider, api) else {
+            return Err(UpstreamError::Unsupported(api));
+        };
         match self.0.get(&e) {
             Some(u) => Ok(u.clone()),
             None => e.parse::<Uri>().map_err(|err| {
@@ -165,16 +207,37 @@ pub struct Upstream<'a> {
 }
 
 impl Upstream<'_> {
-    /// POSTs `body` to `provider`'s chat endpoint; a 2xx answer, or why not.
+    /// POSTs `body` to `provider`'s `api` endpoint; a 2xx answer, or why not.
     async fn post(
         &self,
         provider: &Provider,
+        api: Api,
         body: &impl serde::Serialize,
         headers: &[(&str, String)],
     ) -> Result<UpstreamResponse, UpstreamError> {
         let body = serde_json::to_vec(body)
             .map_err(|e| UpstreamError::Invalid(format!("cannot encode the request: {e}")))?;
-        let uri = self.endpoints.get(provider)?;
+        let uri = self.endpoint(provider, api)?;
+        let timeout = Duration::from_millis(provider.timeout_ms);
+        let r = self.http.post_json(uri, headers, body, timeout).await?;
+        answer(provider, r).await
+    }
+
+    /// GETs `provider`'s `api` endpoint; a 2xx answer, or why not.
+    async fn get(
+        &self,
+        provider: &Provider,
+        api: Api,
+        headers: &[(&str, String)],
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let uri = self.endpoint(provider, api)?;
+        let timeout = Duration::from_millis(provider.timeout_ms);
+        answer(provider, self.http.get(uri, headers, timeout).await?).await
+    }
+
+    /// The URL of `provider`'s `api`, if the platform allows connecting to it.
+    fn endpoint(&self, provider: &Provider, api: Api) -> Result<Uri, UpstreamError> {
+        let uri = self.endpoints.get(provider, api)?;
         self.egress
             .check(
                 &format!(
@@ -188,25 +251,7 @@ impl Upstream<'_> {
                 provider.api_key.is_some(),
             )
             .map_err(UpstreamError::NotAllowed)?;
-        let timeout = Duration::from_millis(provider.timeout_ms);
-        let r = self.http.post_json(uri, headers, body, timeout).await?;
-        let s = r.status;
-        if s.is_server_error() {
-            Err(UpstreamError::Server(s.as_u16()))
-        } else if s.is_redirection() {
-            Err(UpstreamError::Invalid(format!(
-                "HTTP {s} (redirects are not followed: set the provider's baseUrl to where it points)"
-            )))
-        } else if !s.is_success() {
-            let body = r.bytes().await.unwrap_or_default();
-            let key = provider.api_key.as_ref().map(|k| k.expose());
-            Err(UpstreamError::Client(
-                s.as_u16(),
-                Refusal::from_body(&body, key),
-            ))
-        } else {
-            Ok(r)
-        }
+        Ok(uri)
     }
 
     /// Sends an OpenAI-shaped chat request to `provider` asking for `model`.
@@ -220,7 +265,9 @@ impl Upstream<'_> {
         match provider.kind {
             ProviderKind::OpenAi => {
                 let body = Outgoing { model, request };
-                let r = self.post(provider, &body, &bearer(provider)).await?;
+                let r = self
+                    .post(provider, Api::Chat, &body, &credentials(provider))
+                    .await?;
                 if stream {
                     return Ok(ProviderReply::Stream(r.bytes_stream().boxed()));
                 }
@@ -233,7 +280,9 @@ impl Upstream<'_> {
             }
             ProviderKind::Ollama => {
                 let body = ollama::request(request, model);
-                let r = self.post(provider, &body, &bearer(provider)).await?;
+                let r = self
+                    .post(provider, Api::Chat, &body, &credentials(provider))
+                    .await?;
                 Ok(if stream {
                     ProviderReply::Stream(ollama::stream(r.bytes_stream(), model.to_owned()))
                 } else {
@@ -242,11 +291,9 @@ impl Upstream<'_> {
             }
             ProviderKind::Anthropic => {
                 let body = anthropic::request(request, model);
-                let mut headers = vec![("anthropic-version", anthropic::VERSION.to_owned())];
-                if let Some(k) = &provider.api_key {
-                    headers.push(("x-api-key", k.expose().to_owned()));
-                }
-                let r = self.post(provider, &body, &headers).await?;
+                let r = self
+                    .post(provider, Api::Chat, &body, &credentials(provider))
+                    .await?;
                 Ok(if stream {
                     ProviderReply::Stream(anthropic::stream(r.bytes_stream(), model.to_owned()))
                 } else {
@@ -257,6 +304,31 @@ impl Upstream<'_> {
                 })
             }
         }
+    }
+}
+
+/// A 2xx answer, or why not: 5xx retryable, redirects not followed, a
+/// 4xx with the provider's message sanitised.
+async fn answer(
+    provider: &Provider,
+    r: UpstreamResponse,
+) -> Result<UpstreamResponse, UpstreamError> {
+    let s = r.status;
+    if s.is_server_error() {
+        Err(UpstreamError::Server(s.as_u16()))
+    } else if s.is_redirection() {
+        Err(UpstreamError::Invalid(format!(
+            "HTTP {s} (redirects are not followed: set the provider's baseUrl to where it points)"
+        )))
+    } else if !s.is_success() {
+        let body = r.bytes().await.unwrap_or_default();
+        let key = provider.api_key.as_ref().map(|k| k.expose());
+        Err(UpstreamError::Client(
+            s.as_u16(),
+            Refusal::from_body(&body, key),
+        ))
+    } else {
+        Ok(r)
     }
 }
 
@@ -277,13 +349,21 @@ fn verbatim(bytes: &[u8]) -> bool {
         && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
-/// `Authorization: Bearer <key>` when the provider has credentials.
-fn bearer(provider: &Provider) -> Vec<(&'static str, String)> {
-    provider
-        .api_key
-        .iter()
-        .map(|k| ("authorization", format!("Bearer {}", k.expose())))
-        .collect()
+/// The headers that carry the provider's credentials (and Anthropic's
+/// API version): `Authorization: Bearer <key>`, or Anthropic's
+/// `x-api-key`; none without a key.
+fn credentials(provider: &Provider) -> Vec<(&'static str, String)> {
+    let key = provider.api_key.iter().map(|k| k.expose());
+    match provider.kind {
+        ProviderKind::Anthropic => {
+            std::iter::once(("anthropic-version", anthropic::VERSION.into()))
+                .chain(key.map(|k| ("x-api-key", k.to_owned())))
+                .collect()
+        }
+        ProviderKind::OpenAi | ProviderKind::Ollama => key
+            .map(|k| ("authorization", format!("Bearer {k}")))
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -339,7 +419,7 @@ spec:
         let providers = &bundle.policies()[0].providers;
         let got: Vec<String> = providers
             .iter()
-            .map(|p| endpoints.get(p).unwrap().to_string())
+            .map(|p| endpoints.get(p, Api::Chat).unwrap().to_string())
             .collect();
         assert_eq!(
             got,
@@ -349,18 +429,22 @@ spec:
                 "https://api.anthropic.com/v1/messages"
             ]
         );
-        assert_eq!(endpoints.0.len(), 3, "all parsed up front");
+        assert_eq!(
+            endpoints.0.len(),
+            8,
+            "every API of every provider parsed up front (Anthropic has no embeddings)"
+        );
 
         // A provider the configuration did not hold: parsed on the spot,
         // or refused naming the provider and its URL.
         let mut stray = providers[0].clone();
         stray.base_url = "http://other:9".into();
         assert_eq!(
-            endpoints.get(&stray).unwrap().to_string(),
+            endpoints.get(&stray, Api::Chat).unwrap().to_string(),
             "http://other:9/v1/chat/completions"
         );
         stray.base_url = "not a url".into();
-        let Err(UpstreamError::Connect(message)) = endpoints.get(&stray) else {
+        let Err(UpstreamError::Connect(message)) = endpoints.get(&stray, Api::Chat) else {
             panic!("a bad base URL is a connect error");
         };
         assert!(

@@ -75,4 +75,27 @@ try:
 except openai.PermissionDeniedError as e:
     check("denied tool call", e.code == "tool.denied_by_rule", e.body)
 
+# The models this agent may ask for: what its providers list (each fake
+# lists gpt-4o, gpt-4o-mini and llama3.1:8b) that the policy allows.
+ids = sorted(m.id for m in client.models.list())
+check("models listed by policy", ids == ["gpt-4o", "gpt-4o-mini"], ids)
+
+# Embeddings: the SDK asks for base64 and decodes it; the fake's vector of
+# a text is [characters, words, 1.0].
+embedded = client.embeddings.create(model="text-embedding-3-small", input=["hello world", "abc"])
+vectors = [list(d.embedding) for d in embedded.data]
+check("embeddings", vectors == [[11.0, 2.0, 1.0], [3.0, 1.0, 1.0]], vectors)
+try:
+    client.embeddings.create(model="o3", input="x")
+    check("embedding model not allowed", False, "no error")
+except openai.PermissionDeniedError as e:
+    check("embedding model not allowed", e.code == "model.not_allowed", e.body)
+
+# A route the gateway does not serve: the SDK's typed 404.
+try:
+    client.get("/no-such-route", cast_to=object)
+    check("unknown route", False, "no error")
+except openai.NotFoundError as e:
+    check("unknown route", e.code == "not_found", e.body)
+
 print("all checks passed")

@@ -4,10 +4,13 @@
 //!
 //! - OpenAI `POST /v1/chat/completions` (JSON, or SSE with `stream: true`);
 //! - Ollama `POST /api/chat` (JSON, or NDJSON with `stream: true`);
-//! - Anthropic `POST /v1/messages` (JSON, or SSE events with `stream: true`).
+//! - Anthropic `POST /v1/messages` (JSON, or SSE events with `stream: true`);
+//! - [`catalog`]: model lists (`GET /v1/models`, `GET /api/tags`) and
+//!   embeddings (`POST /v1/embeddings`, `POST /api/embed`).
 //!
 //! [`python`]: the official `openai` Python SDK, as a client for tests.
 
+pub mod catalog;
 pub mod python;
 
 use axum::Router;
@@ -15,7 +18,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -48,7 +51,8 @@ pub enum Script {
 /// A request the fake received.
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// `openai`, `ollama` or `anthropic`: which API was called.
+    /// `openai`, `ollama` or `anthropic`: which chat API was called; or
+    /// `models`, `ollama-tags`, `openai-embeddings`, `ollama-embed`.
     pub api: &'static str,
     pub body: Value,
     pub authorization: Option<String>,
@@ -60,6 +64,8 @@ pub struct Received {
 #[derive(Debug, Default)]
 struct Inner {
     script: Option<Script>,
+    /// What the model lists name.
+    models: Vec<String>,
     received: Vec<Received>,
     /// Benchmarks turn recording off so memory stays flat under load.
     quiet: bool,
@@ -84,6 +90,9 @@ impl FakeOpenAi {
         let addr = listener.local_addr()?;
         let inner = Arc::new(Mutex::new(Inner {
             script: Some(script),
+            models: ["gpt-4o", "gpt-4o-mini", "llama3.1:8b"]
+                .map(String::from)
+                .to_vec(),
             received: Vec::new(),
             quiet: false,
         }));
@@ -91,6 +100,10 @@ impl FakeOpenAi {
             .route("/v1/chat/completions", post(completions))
             .route("/api/chat", post(ollama_chat))
             .route("/v1/messages", post(anthropic_messages))
+            .route("/v1/models", get(catalog::list_models))
+            .route("/api/tags", get(catalog::ollama_tags))
+            .route("/v1/embeddings", post(catalog::embeddings))
+            .route("/api/embed", post(catalog::ollama_embed))
             .with_state(Arc::clone(&inner));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         // Small SSE events go out at once, as from a real provider's edge.
@@ -122,6 +135,12 @@ impl FakeOpenAi {
         let mut g = self.lock();
         g.quiet = true;
         g.received.clear();
+    }
+
+    /// The models its lists name (by default gpt-4o, gpt-4o-mini and
+    /// llama3.1:8b).
+    pub fn set_models(&self, models: &[&str]) {
+        self.lock().models = models.iter().map(|m| m.to_string()).collect();
     }
 
     pub fn set_script(&self, script: Script) {
@@ -165,7 +184,12 @@ fn chunk(model: &str, delta: Value, finish: Option<&str>) -> String {
 }
 
 /// Records the request and returns the script to play.
-fn receive(inner: &Mutex<Inner>, api: &'static str, headers: &HeaderMap, body: &Value) -> Script {
+pub(crate) fn receive(
+    inner: &Mutex<Inner>,
+    api: &'static str,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Script {
     let h = |name: &str| {
         headers
             .get(name)
@@ -236,7 +260,7 @@ async fn bench_answer(body: &Value, chunks: usize, interval: Duration) -> Respon
 }
 
 /// Plays `Status`, `Slow` and `Redirect`; `None` means: answer normally.
-async fn play_failures(script: &Script) -> Option<Response> {
+pub(crate) async fn play_failures(script: &Script) -> Option<Response> {
     match script {
         Script::Status(code) => {
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -9,22 +9,23 @@
 pub mod gate;
 pub mod provider_text;
 
+use crate::api::routed::{Routed, ToRoute, route_and_call, route_headers, upstream, with_palisade};
 use crate::api::{json_body, request_id};
 use crate::auth::Agent;
-use crate::decisions::{admit, decide_chat, recorded};
+use crate::decisions::admit;
 use crate::error::GatewayError;
 use crate::limits::UnreadBody;
+use crate::providers::ProviderReply;
 use crate::providers::openai::{ChatCompletion, ChatRequest};
-use crate::providers::{ProviderReply, Upstream, UpstreamError};
-use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use gate::{Decide, Gate, gate_completion, gate_stream};
-use palisade_policy::{Policy, ReasonCode, Route};
+use palisade_audit::EventKind;
+use palisade_policy::Route;
 use serde::Serialize;
 
 /// `POST /v1/chat/completions`.
@@ -42,37 +43,23 @@ pub async fn handle(
     admit(&state, &request_id).await?;
     let prompt = request.prompt_text();
     let seen = provider_text::of(&request);
-    let model = request.model.as_deref().unwrap_or("");
-    let routing = decide_chat(
+    let to_route = ToRoute {
+        request_id: &request_id,
+        kind: EventKind::Chat,
+        model: request.model.as_deref().unwrap_or(""),
+        prompt: &prompt,
+        provider_text: &seen,
+    };
+    let upstream = &upstream(&state, &snapshot);
+    let request = &request;
+    let (served, reply) = route_and_call(
         &state,
         &snapshot,
-        &request_id,
         &who,
-        model,
-        (prompt.as_str(), seen.as_str()),
-    );
-    let Some((route, policy)) = routing.permitted() else {
-        return Err(routing.refuse(&state).await);
-    };
-    // The audit row is accepted before the prompt goes anywhere
-    // (`FailClosed` holds for chat too); filled in once it is answered.
-    let row = routing.accept(&state)?;
-    let (served, reply) = call_with_fallback(&state, &snapshot, policy, route, &request).await;
-    let reply = match reply {
-        Ok(reply) => {
-            recorded(routing.served(&state, row, &served, Ok(())), &request_id).await?;
-            reply
-        }
-        Err(error) => {
-            let receipt = routing.served(&state, row, &served, Err(error.status()));
-            recorded(receipt, &request_id).await?;
-            return Err(GatewayError::Upstream {
-                provider: served.provider,
-                request_id,
-                error,
-            });
-        }
-    };
+        to_route,
+        |provider, model| async move { upstream.call(provider, &model, request).await },
+    )
+    .await?;
     let gate = Gate {
         state: state.clone(),
         snapshot,
@@ -132,42 +119,6 @@ fn refuse_legacy_functions(request: &ChatRequest) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// Calls the routed provider, and on a retryable failure the policy's
-/// fallback; the route that served (or failed last), and what it answered.
-async fn call_with_fallback(
-    state: &AppState,
-    snapshot: &Snapshot,
-    policy: &Policy,
-    route: &Route,
-    request: &ChatRequest,
-) -> (Route, Result<ProviderReply, UpstreamError>) {
-    let upstream = Upstream {
-        http: &state.http,
-        endpoints: &snapshot.endpoints,
-        egress: &state.egress,
-    };
-    let mut attempt = route.clone();
-    loop {
-        let result = match policy.provider(&attempt.provider) {
-            Some(provider) => upstream.call(provider, &attempt.model, request).await,
-            None => Err(UpstreamError::Connect(format!(
-                "provider {} is not defined",
-                attempt.provider
-            ))),
-        };
-        match result {
-            Err(e) if e.retryable() => match attempt.fallback_route() {
-                Some(f) => {
-                    tracing::warn!(provider = %attempt.provider, fallback = %f.provider, error = %e, "upstream failed; using the fallback provider");
-                    attempt = f;
-                }
-                None => return (attempt, Err(e)),
-            },
-            result => return (attempt, result),
-        }
-    }
-}
-
 /// The answer: gated, with where it went (headers, and a `palisade`
 /// object in a whole completion); given once the decisions on its tool
 /// calls are recorded.
@@ -177,13 +128,7 @@ async fn respond(
     route: &Route,
 ) -> Result<Response, GatewayError> {
     let request_id = gate.request_id.clone();
-    let routed = Routed {
-        provider: &route.provider,
-        model: &route.model,
-        reason_codes: &route.reasons,
-        rule: route.rule.as_deref(),
-        request_id: &request_id,
-    };
+    let routed = Routed::new(route, &request_id);
     let mut response = match reply {
         ProviderReply::Stream(body) => {
             let mut r = Response::new(Body::from_stream(gate_stream(body, gate)));
@@ -221,17 +166,6 @@ async fn respond(
     Ok(response)
 }
 
-/// Where a request went and why: the `palisade` object of a completion.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Routed<'a> {
-    provider: &'a str,
-    model: &'a str,
-    reason_codes: &'a [ReasonCode],
-    rule: Option<&'a str>,
-    request_id: &'a str,
-}
-
 /// A completion with the gateway's `palisade` object first.
 #[derive(Debug, Serialize)]
 struct WithRoute<'a> {
@@ -240,66 +174,10 @@ struct WithRoute<'a> {
     completion: &'a ChatCompletion,
 }
 
-/// `object` (a JSON object's bytes) with `"palisade": palisade` added as
-/// its first member.
-fn with_palisade(object: &[u8], palisade: &impl Serialize) -> Vec<u8> {
-    let open = object.iter().position(|&b| b == b'{').map_or(0, |i| i + 1);
-    let (head, rest) = object.split_at(open);
-    let empty = rest.trim_ascii_start().first() == Some(&b'}');
-    let mut out = Vec::with_capacity(object.len() + 256);
-    out.extend_from_slice(head);
-    out.extend_from_slice(b"\"palisade\":");
-    // The gateway's own type always serializes.
-    let _ = serde_json::to_writer(&mut out, palisade);
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(rest);
-    out
-}
-
-fn route_headers(response: &mut Response, routed: &Routed<'_>) {
-    // Names built once (a `&'static str` key is copied into a new name
-    // on every insert).
-    static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-    static PROVIDER: HeaderName = HeaderName::from_static("x-palisade-provider");
-    static MODEL: HeaderName = HeaderName::from_static("x-palisade-model");
-    static REASONS: HeaderName = HeaderName::from_static("x-palisade-reasons");
-    let h = response.headers_mut();
-    let reasons: Vec<&str> = routed.reason_codes.iter().map(|r| r.as_str()).collect();
-    for (name, value) in [
-        (&REQUEST_ID, routed.request_id),
-        (&PROVIDER, routed.provider),
-        (&MODEL, routed.model),
-        (&REASONS, reasons.join(",").as_str()),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name.clone(), v);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::providers::openai::Outgoing;
-    use serde_json::{Value, json};
-
-    #[test]
-    fn the_palisade_object_becomes_the_first_member_of_any_object() {
-        let p = json!({"requestId": "r1"});
-        for (input, expected) in [
-            (
-                r#"{"id":"x","choices":[]}"#,
-                json!({"palisade": p, "id": "x", "choices": []}),
-            ),
-            ("  {  }  ", json!({"palisade": p})),
-            ("{\n \"a\": 1\n}", json!({"palisade": p, "a": 1})),
-        ] {
-            let out: Value = serde_json::from_slice(&with_palisade(input.as_bytes(), &p)).unwrap();
-            assert_eq!(out, expected, "{input}");
-        }
-    }
 
     #[test]
     fn numbers_in_a_request_are_forwarded_as_the_client_wrote_them() {

@@ -1,0 +1,308 @@
+//! The API beside chat that agents call: `GET /v1/models` (what this agent
+//! may use, from what each provider lists), `POST /v1/embeddings` (routed,
+//! refused and audited like chat; Ollama translated), and unknown routes
+//! answered in OpenAI's error shape. Against fake providers that speak
+//! each protocol.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use palisade_audit::{Filter, Migrations, Store};
+use palisade_fake_upstreams::catalog::vector_of;
+use palisade_fake_upstreams::{FakeOpenAi, Script};
+use palisade_gateway::router::app;
+use palisade_gateway::state::AppState;
+use palisade_policy::Egress;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const KEY: &str = "agent-key";
+const SUSPENDED_KEY: &str = "suspended-key";
+
+/// Three providers, one per protocol, each a fake: `cloud` (OpenAI, the
+/// default route), `local` (Ollama; routing rule: the keyword `patient`
+/// and models `local-*`), `claude` (Anthropic, with an API key; models
+/// `claude-*`), and `gone` (nothing listens there).
+struct Providers {
+    cloud: FakeOpenAi,
+    local: FakeOpenAi,
+    claude: FakeOpenAi,
+}
+
+impl Providers {
+    async fn start() -> Self {
+        let fake = async || FakeOpenAi::start(Script::Text("ok".into())).await.unwrap();
+        let p = Self {
+            cloud: fake().await,
+            local: fake().await,
+            claude: fake().await,
+        };
+        p.cloud
+            .set_models(&["gpt-4o", "gpt-4o-mini", "o3", "text-embedding-3-small"]);
+        p.local
+            .set_models(&["llama3.1:8b", "nomic-embed-text", "qwen2.5:72b"]);
+        p.claude
+            .set_models(&["claude-3-5-sonnet-20241022", "claude-3-opus-20240229"]);
+        p
+    }
+
+    /// The gateway's state (and its audit directory) serving the policy.
+    async fn gateway(&self, name: &str) -> (AppState, std::path::PathBuf) {
+        let yaml = format!(
+            r#"apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {{name: p, namespace: ns}}
+spec:
+  agents:
+    - {{name: a, apiKeySecretRef: {{name: k, key: a}}}}
+    - {{name: off, apiKeySecretRef: {{name: k, key: off}}, suspended: true}}
+  models: {{allow: ["gpt-4o*", "text-embedding-*", "llama3.1:*", "nomic-embed-text", "local-*", "claude-3-5-*"]}}
+  providers:
+    - {{name: cloud, type: openai, baseUrl: "{cloud}"}}
+    - {{name: local, type: ollama, baseUrl: "{local}", defaultModel: local-default}}
+    - {{name: claude, type: anthropic, baseUrl: "{claude}", credentialsSecretRef: {{name: k, key: anthropic}}}}
+    - {{name: gone, type: openai, baseUrl: "http://127.0.0.1:1", timeout: 2s}}
+  routing:
+    defaultProvider: cloud
+    rules:
+      - {{name: phi, keywords: [patient], provider: local}}
+      - {{name: local-models, models: ["local-*", "nomic-*"], provider: local}}
+      - {{name: claude, models: ["claude-*"], provider: claude}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: k, namespace: ns}}
+stringData: {{a: {KEY}, off: {SUSPENDED_KEY}, anthropic: sk-ant-0123456789}}
+"#,
+            cloud = self.cloud.base_url(),
+            local = self.local.base_url(),
+            claude = self.claude.base_url(),
+        );
+        let name = format!("api-{name}");
+        let state = common::standalone_config(&name, &yaml, Egress::any_url(true)).await;
+        let dir = std::env::temp_dir().join(format!("palisade-{name}-{}", std::process::id()));
+        (state, dir)
+    }
+}
+
+async fn send(state: &AppState, request: Request<Body>) -> (u16, Value, axum::http::HeaderMap) {
+    let resp = app(state.clone()).oneshot(request).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, body, headers)
+}
+
+async fn models(state: &AppState, key: &str) -> (u16, Value) {
+    let req = Request::get("/v1/models")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, body, _) = send(state, req).await;
+    (status, body)
+}
+
+async fn embed(state: &AppState, body: Value) -> (u16, Value, axum::http::HeaderMap) {
+    let req = Request::post("/v1/embeddings")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(state, req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_lists_the_models_its_policy_allows_from_every_provider() {
+    let p = Providers::start().await;
+    let (state, _) = p.gateway("models").await;
+    let (status, body) = models(&state, KEY).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "list");
+    let listed: Vec<(String, String)> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["object"], "model", "{m}");
+            (
+                m["id"].as_str().unwrap().to_owned(),
+                m["owned_by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expect = |id: &str, by: &str| (id.to_owned(), by.to_owned());
+    // Not o3, qwen2.5:72b nor claude-3-opus (not allowed); the local
+    // provider's default model, allowed, although its list lacks it; the
+    // unreachable provider left out, not failing the listing.
+    assert_eq!(
+        listed,
+        [
+            expect("gpt-4o", "cloud"),
+            expect("gpt-4o-mini", "cloud"),
+            expect("text-embedding-3-small", "cloud"),
+            expect("llama3.1:8b", "local"),
+            expect("nomic-embed-text", "local"),
+            expect("local-default", "local"),
+            expect("claude-3-5-sonnet-20241022", "claude"),
+        ]
+    );
+    // Each provider asked in its own protocol, with its own credentials.
+    let asked = |f: &FakeOpenAi| f.received().iter().map(|r| r.api).collect::<Vec<_>>();
+    assert_eq!(asked(&p.cloud), ["models"]);
+    assert_eq!(asked(&p.local), ["ollama-tags"]);
+    let claude = p.claude.received();
+    assert_eq!(claude[0].api, "models");
+    assert_eq!(claude[0].x_api_key.as_deref(), Some("sk-ant-0123456789"));
+    assert!(claude[0].anthropic_version.is_some());
+
+    // A kill switch leaves the agent nothing to list.
+    let (status, body) = models(&state, SUSPENDED_KEY).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "kill_switch.agent");
+    let (status, _) = models(&state, "nobody's key").await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_are_routed_by_policy_translated_for_ollama_and_audited() {
+    let p = Providers::start().await;
+    let (state, dir) = p.gateway("embed").await;
+
+    // Sensitive text stays local: Ollama's /api/embed, answered as
+    // OpenAI's list of floats.
+    let text = "the patient's medication list";
+    let (status, body, headers) = embed(
+        &state,
+        json!({"model": "nomic-embed-text", "input": [text, "b c"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-palisade-provider"], "local");
+    assert_eq!(
+        headers["x-palisade-reasons"],
+        "routing.keyword,routing.model"
+    );
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["data"][0]["embedding"], json!(vector_of(text)));
+    assert_eq!(body["data"][1]["index"], 1);
+    assert_eq!(body["palisade"]["provider"], "local");
+    let sent = p.local.received();
+    assert_eq!(sent[0].api, "ollama-embed");
+    assert_eq!(sent[0].body["input"], json!([text, "b c"]));
+
+    // The rest goes to the default provider as the client sent it;
+    // base64 (what the SDKs ask for) passes through.
+    let (status, body, headers) = embed(
+        &state,
+        json!({"model": "text-embedding-3-small", "input": "hello world", "encoding_format": "base64", "dimensions": 3}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-palisade-provider"], "cloud");
+    assert!(body["data"][0]["embedding"].is_string(), "{body}");
+    let sent = p.cloud.received();
+    assert_eq!(sent[0].api, "openai-embeddings");
+    assert_eq!(sent[0].body["dimensions"], 3);
+
+    // Ollama, asked for base64, gets it too.
+    let (_, body, _) = embed(
+        &state,
+        json!({"model": "local-x", "input": "abc", "encoding_format": "base64"}),
+    )
+    .await;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let floats: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(floats, vector_of("abc"));
+
+    // Refused like chat: a model off the allow-list.
+    let (status, body, _) = embed(&state, json!({"model": "o3", "input": "x"})).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "model.not_allowed");
+    // Routed to a provider without embeddings: said so, nothing sent.
+    let (status, body, _) = embed(&state, json!({"model": "claude-3-5-haiku", "input": "x"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "upstream.unsupported");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("provider claude has no embeddings API"),
+        "{message}"
+    );
+    assert!(p.claude.received().is_empty());
+    // Token ids cannot be read by the routing rules: refused, naming input.
+    let (status, body, _) = embed(&state, json!({"model": "gpt-4o", "input": [[1, 2, 3]]})).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("input:"), "{message}");
+
+    // Audited as embedding events: the input fingerprinted, not kept.
+    state.audit.flush().await.unwrap();
+    let store = Store::open(
+        &format!("sqlite://{}", dir.join("audit.db").display()),
+        Migrations::VerifyOnly,
+    )
+    .await
+    .unwrap();
+    let rows = store.query(&Filter::default()).await.unwrap();
+    let kinds: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.event.kind.as_str(), r.event.decision.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("embedding", "Allow"),
+            ("embedding", "Allow"),
+            ("embedding", "Allow"),
+            ("embedding", "Deny"),
+            ("embedding", "UpstreamError"),
+        ],
+        "newest last"
+    );
+    let first = &rows[0].event;
+    assert_eq!(first.provider.as_deref(), Some("local"));
+    assert!(first.prompt_sha256.is_some() && first.prompt_text.is_none());
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_openais_error_shape() {
+    let p = Providers::start().await;
+    let (state, _) = p.gateway("404").await;
+    let (status, body, headers) = send(
+        &state,
+        Request::post("/v1/no-such-thing")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["type"], "not_found_error");
+    assert_eq!(headers["x-palisade-reason"], "not_found");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("POST /v1/no-such-thing") && message.contains("/openapi.json"),
+        "{message}"
+    );
+
+    let (status, body, _) = send(
+        &state,
+        Request::get("/v1/chat/completions")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+}
