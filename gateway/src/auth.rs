@@ -11,7 +11,7 @@
 //! agents may call, [`Caller`] where operators may too. Every token comes
 //! through [`crate::credentials::bearer`] and is compared in constant time.
 
-use crate::credentials::{Identity, Tokens, bearer};
+use crate::credentials::{Identity, Tokens, agent_key, bearer};
 use crate::error::GatewayError;
 use crate::kubernetes::TokenReviewer;
 use crate::snapshot::{Current, Snapshot};
@@ -46,7 +46,7 @@ impl Authenticator {
         snapshot: &Snapshot,
         headers: &HeaderMap,
     ) -> Result<Identity, GatewayError> {
-        let token = bearer(headers).ok_or(GatewayError::Unauthenticated)?;
+        let token = agent_key(headers).ok_or(GatewayError::Unauthenticated)?;
         if let Some(who) = snapshot.agent_keys.holder(token) {
             return Ok(who.clone());
         }

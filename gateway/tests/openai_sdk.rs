@@ -9,7 +9,6 @@ mod common;
 use palisade_fake_upstreams::{FakeOpenAi, Script};
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::Command;
 
 /// A Python with the `openai` package, set up once per target dir.
 fn python_with_openai() -> PathBuf {
@@ -68,32 +67,18 @@ stringData: {{app: sdk-key}}
     let python = tokio::task::spawn_blocking(python_with_openai)
         .await
         .unwrap();
-    let (mut gateway, addr) = common::spawn_gateway(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let url = format!("http://{addr}");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_client.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("PALISADE_URL", url)
-            .env("PALISADE_KEY", "sdk-key")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let _ = gateway.kill();
-    let _ = gateway.wait();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    common::sdk_checks(
+        python,
+        script,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "sdk-key",
+    )
+    .await;
 }

@@ -4,6 +4,7 @@
 //! - [`tool_calls`]: `POST /v1/tool-calls`;
 //! - [`chat`]: `POST /v1/chat/completions`;
 //! - [`embeddings`]: `POST /v1/embeddings`;
+//! - [`messages`]: `POST /v1/messages` (Anthropic's Messages API);
 //! - [`models`]: `GET /v1/models`;
 //! - [`routed`]: what chat and embeddings share (fallback, route headers);
 //! - [`approvals`]: `GET /v1/approvals[/{name}]`, `POST
@@ -15,6 +16,7 @@ pub mod approvals;
 pub mod audit_query;
 pub mod chat;
 pub mod embeddings;
+pub mod messages;
 pub mod models;
 pub mod openapi;
 pub mod routed;

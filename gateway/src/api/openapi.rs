@@ -17,7 +17,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Palisade gateway",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Policy gateway for AI agents: OpenAI-compatible chat and embeddings routed by policy, the models each agent may use, tool-call decisions, audit. Every error uses OpenAI's error shape; `error.code` is a Palisade reason code (see docs/reason-codes.md), unknown routes included (404 not_found, 405 method_not_allowed)."
+            "description": "Policy gateway for AI agents: OpenAI-compatible chat and embeddings and Anthropic's Messages API routed by policy, the models each agent may use, tool-call decisions, audit. Every error uses OpenAI's error shape; `error.code` is a Palisade reason code (see docs/reason-codes.md), unknown routes included (404 not_found, 405 method_not_allowed)."
         },
         "components": {
             "securitySchemes": {
@@ -95,6 +95,21 @@ pub fn document() -> Value {
                 "responses": {
                     "200": {"description": "OpenAI's list of embeddings, with a `palisade` object saying where it went"},
                     "400": error_response("Malformed request, or routed to a provider without embeddings (upstream.unsupported)"),
+                    "401": error_response("Unknown API key"),
+                    "403": error_response("Refused by policy (kill switch, model not allowed, no policy)"),
+                    "502": error_response("Provider failed (and its fallback, if any)"),
+                    "503": error_response("Not ready, or the request could not be audited"),
+                    "504": error_response("Provider timed out")
+                }
+            }},
+            "/v1/messages": {"post": {
+                "summary": "Anthropic's Messages API (the anthropic SDKs), routed by policy like chat",
+                "description": "Same request and response as Anthropic's Messages API, `stream: true` included (Anthropic's SSE events). The agent's key in `x-api-key` or `Authorization: Bearer`. Routed to any provider (Anthropic's own, or translated to OpenAI-compatible and Ollama ones), audited as a chat request; every `tool_use` the model proposes is decided before the client sees it (denied and held ones replaced by an explanation in the text). Text, tool_use and tool_result blocks are carried; other block types (images, documents, thinking) are refused 400 naming the block. Errors in OpenAI's shape with Palisade's codes (the SDK raises its typed errors).",
+                "security": [{"agentKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["max_tokens", "messages"]}}}},
+                "responses": {
+                    "200": {"description": "A Messages answer (JSON, with a `palisade` object) or a Messages stream (text/event-stream)"},
+                    "400": error_response("Malformed request, or a content block it does not carry"),
                     "401": error_response("Unknown API key"),
                     "403": error_response("Refused by policy (kill switch, model not allowed, no policy)"),
                     "502": error_response("Provider failed (and its fallback, if any)"),

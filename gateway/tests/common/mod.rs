@@ -107,3 +107,36 @@ pub fn spawn_gateway_with_env(args: &[&str], env: &[(&str, &str)]) -> (Child, St
         .to_string();
     (child, addr)
 }
+
+/// Starts `palisade-gateway ARGS`, runs the SDK script `script` with
+/// `python` against it (`PALISADE_URL`, `PALISADE_KEY=key`), stops the
+/// gateway, and fails with the script's output unless it printed "all
+/// checks passed".
+pub async fn sdk_checks(
+    python: std::path::PathBuf,
+    script: &'static str,
+    args: &[&str],
+    key: &'static str,
+) {
+    let (mut gateway, addr) = spawn_gateway(args);
+    let url = format!("http://{addr}");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .env("PALISADE_URL", url)
+            .env("PALISADE_KEY", key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}

@@ -12,11 +12,13 @@ pub mod provider_text;
 use crate::api::routed::{Routed, ToRoute, route_and_call, route_headers, upstream, with_palisade};
 use crate::api::{json_body, request_id};
 use crate::auth::Agent;
+use crate::credentials::Identity;
 use crate::decisions::admit;
 use crate::error::GatewayError;
 use crate::limits::UnreadBody;
 use crate::providers::ProviderReply;
 use crate::providers::openai::{ChatCompletion, ChatRequest};
+use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -27,6 +29,7 @@ use gate::{Decide, Gate, gate_completion, gate_stream};
 use palisade_audit::EventKind;
 use palisade_policy::Route;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// `POST /v1/chat/completions`.
 pub async fn handle(
@@ -41,8 +44,23 @@ pub async fn handle(
     drop(body);
     let request_id = request_id(&headers, None);
     admit(&state, &request_id).await?;
+    let (served, reply, gate) = route_chat(state, snapshot, who, request_id, &request).await?;
+    respond(reply, gate, &served).await
+}
+
+/// The chat path after parsing, for `/v1/chat/completions` and
+/// `/v1/messages` alike: `request` routed by policy, audited and sent to
+/// the routed provider (or its fallback); the route that served, what it
+/// answered, and the gate its tool calls are to pass.
+pub async fn route_chat(
+    state: AppState,
+    snapshot: Arc<Snapshot>,
+    who: Identity,
+    request_id: String,
+    request: &ChatRequest,
+) -> Result<(Route, ProviderReply, Gate), GatewayError> {
     let prompt = request.prompt_text();
-    let seen = provider_text::of(&request);
+    let seen = provider_text::of(request);
     let to_route = ToRoute {
         request_id: &request_id,
         kind: EventKind::Chat,
@@ -51,7 +69,6 @@ pub async fn handle(
         provider_text: &seen,
     };
     let upstream = &upstream(&state, &snapshot);
-    let request = &request;
     let (served, reply) = route_and_call(
         &state,
         &snapshot,
@@ -64,10 +81,10 @@ pub async fn handle(
         state: state.clone(),
         snapshot,
         who,
-        request_id: request_id.clone(),
+        request_id,
         receipts: Vec::new(),
     };
-    respond(reply, gate, &served).await
+    Ok((served, reply, gate))
 }
 
 /// A request body as the gateway reads it: JSON (declared so in
@@ -119,6 +136,18 @@ fn refuse_legacy_functions(request: &ChatRequest) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// Decides every tool call of `completion` ([`gate_completion`]) and
+/// waits until those decisions are recorded: only then may it be given.
+pub async fn gated(completion: &mut ChatCompletion, gate: &mut Gate) -> Result<(), GatewayError> {
+    gate_completion(completion, gate);
+    let receipts = Decide::receipts(gate);
+    palisade_audit::Durable::wait_all(receipts)
+        .await
+        .map_err(|_| GatewayError::AuditUnavailable {
+            request_id: Some(gate.request_id.clone()),
+        })
+}
+
 /// The answer: gated, with where it went (headers, and a `palisade`
 /// object in a whole completion); given once the decisions on its tool
 /// calls are recorded.
@@ -147,13 +176,7 @@ async fn respond(
             r
         }
         ProviderReply::Completion(mut completion) => {
-            gate_completion(&mut completion, &mut gate);
-            let receipts = Decide::receipts(&mut gate);
-            palisade_audit::Durable::wait_all(receipts)
-                .await
-                .map_err(|_| GatewayError::AuditUnavailable {
-                    request_id: Some(request_id.clone()),
-                })?;
+            gated(&mut completion, &mut gate).await?;
             completion.rest.remove("palisade");
             Json(WithRoute {
                 palisade: &routed,
