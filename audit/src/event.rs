@@ -23,6 +23,9 @@ pub enum EventKind {
     Chat,
     /// An embeddings request's routing (or refusal).
     Embedding,
+    /// The tokens of a streamed answer, known once it ended (a whole
+    /// answer's are in its chat row).
+    Usage,
     /// An Approval's outcome (approved, denied, expired, consumed).
     Approval,
 }
@@ -33,6 +36,7 @@ impl EventKind {
             Self::ToolCall => "tool_call",
             Self::Chat => "chat",
             Self::Embedding => "embedding",
+            Self::Usage => "usage",
             Self::Approval => "approval",
         }
     }
@@ -42,6 +46,7 @@ impl EventKind {
             "tool_call" => Some(Self::ToolCall),
             "chat" => Some(Self::Chat),
             "embedding" => Some(Self::Embedding),
+            "usage" => Some(Self::Usage),
             "approval" => Some(Self::Approval),
             _ => None,
         }
@@ -81,6 +86,16 @@ pub struct AuditEvent {
     pub latency_us: Option<i64>,
     pub approval: Option<String>,
     pub decided_by: Option<String>,
+    /// Tokens the provider reported for a routed request (prompt, answer,
+    /// and of the prompt those read from its cache). Left out of the JSON
+    /// (and so of the chain hash) when unknown, as in rows written before
+    /// they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<i64>,
 }
 
 impl AuditEvent {
@@ -117,6 +132,9 @@ impl AuditEvent {
             latency_us: None,
             approval: None,
             decided_by: None,
+            input_tokens: None,
+            output_tokens: None,
+            cached_tokens: None,
         }
     }
 
@@ -349,6 +367,9 @@ impl AuditEvent {
             latency_us: _,
             approval,
             decided_by,
+            input_tokens: _,
+            output_tokens: _,
+            cached_tokens: _,
         } = self;
         for field in [id, request_id, namespace, agent, decision] {
             scrub(field);

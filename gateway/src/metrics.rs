@@ -18,6 +18,10 @@ pub struct GatewayMetrics {
     pub config_loaded_seconds: IntGauge,
     pub config_reload_errors: IntCounter,
     pub approvals: IntCounterVec,
+    /// Tokens providers reported, by namespace, agent (declared agents
+    /// only: callers are authenticated), provider, model (routed, so
+    /// allowed by policy) and type (input, output, cached).
+    pub tokens: IntCounterVec,
     /// Request-body bytes held or reserved now (set when scraped).
     pub body_bytes_in_flight: IntGauge,
     pub audit: AuditMetrics,
@@ -73,6 +77,14 @@ impl GatewayMetrics {
             ),
             &["outcome"],
         )?;
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "palisade_tokens_total",
+                "Tokens providers reported for routed requests, by namespace, agent, provider, model and type (input, output, cached: of the input, read from the provider's cache)",
+            ),
+            &["namespace", "agent", "provider", "model", "type"],
+        )?;
+        registry.register(Box::new(tokens.clone()))?;
         let body_bytes_in_flight = IntGauge::new(
             "palisade_request_body_bytes_in_flight",
             "Request-body bytes held or reserved now, against --max-in-flight-body-bytes (past it: 503 gateway.overloaded)",
@@ -95,6 +107,7 @@ impl GatewayMetrics {
             config_loaded_seconds,
             config_reload_errors,
             approvals,
+            tokens,
             body_bytes_in_flight,
             audit,
         })

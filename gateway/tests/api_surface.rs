@@ -87,6 +87,17 @@ stringData: {{a: {KEY}, off: {SUSPENDED_KEY}, anthropic: sk-ant-0123456789}}
     }
 }
 
+/// The gateway's audit database, once what it recorded is written.
+async fn audit_of(state: &AppState, dir: &std::path::Path) -> Store {
+    state.audit.flush().await.unwrap();
+    Store::open(
+        &format!("sqlite://{}", dir.join("audit.db").display()),
+        Migrations::VerifyOnly,
+    )
+    .await
+    .unwrap()
+}
+
 async fn send(state: &AppState, request: Request<Body>) -> (u16, Value, axum::http::HeaderMap) {
     let resp = app(state.clone()).oneshot(request).await.unwrap();
     let status = resp.status().as_u16();
@@ -246,13 +257,7 @@ async fn embeddings_are_routed_by_policy_translated_for_ollama_and_audited() {
     assert!(message.starts_with("input:"), "{message}");
 
     // Audited as embedding events: the input fingerprinted, not kept.
-    state.audit.flush().await.unwrap();
-    let store = Store::open(
-        &format!("sqlite://{}", dir.join("audit.db").display()),
-        Migrations::VerifyOnly,
-    )
-    .await
-    .unwrap();
+    let store = audit_of(&state, &dir).await;
     let rows = store.query(&Filter::default()).await.unwrap();
     let kinds: Vec<(&str, &str)> = rows
         .iter()
@@ -272,6 +277,159 @@ async fn embeddings_are_routed_by_policy_translated_for_ollama_and_audited() {
     let first = &rows[0].event;
     assert_eq!(first.provider.as_deref(), Some("local"));
     assert!(first.prompt_sha256.is_some() && first.prompt_text.is_none());
+    // With the tokens each provider reported (Ollama's prompt_eval_count).
+    assert_eq!(
+        (first.input_tokens, first.output_tokens),
+        (Some(4), Some(0))
+    );
+    assert_eq!(rows[1].event.input_tokens, Some(3), "OpenAI's usage");
+    assert_eq!(rows[3].event.input_tokens, None, "refused: nothing used");
+}
+
+/// Every routed answer's tokens, as its provider reported them, are kept
+/// in its audit row and counted per namespace, agent, provider and model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tokens_of_each_answer_are_audited_and_counted_per_agent() {
+    let p = Providers::start().await;
+    let (state, dir) = p.gateway("tokens").await;
+    let post = |path: &str, body: Value| {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .header("x-api-key", KEY)
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let hello = json!([{"role": "user", "content": "hello"}]);
+    for _ in 0..2 {
+        let (status, body, _) = send(
+            &state,
+            post(
+                "/v1/chat/completions",
+                json!({"model": "gpt-4o", "messages": hello}),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body, _) = send(
+        &state,
+        post(
+            "/v1/messages",
+            json!({"model": "claude-3-5-sonnet", "max_tokens": 10, "messages": hello}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["usage"],
+        json!({"input_tokens": 5, "output_tokens": 7})
+    );
+
+    let store = audit_of(&state, &dir).await;
+    let tokens: Vec<(Option<String>, Option<i64>, Option<i64>)> = store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.event.provider,
+                r.event.input_tokens,
+                r.event.output_tokens,
+            )
+        })
+        .collect();
+    let row = |p: &str| (Some(p.to_owned()), Some(5), Some(7));
+    assert_eq!(tokens, [row("cloud"), row("cloud"), row("claude")]);
+
+    // A stream's tokens are known at its end: a `usage` row of the request.
+    // From an OpenAI provider the gateway asks for the usage event and,
+    // unless the client asked too, does not pass it on.
+    let streamed = async |path: &str, body: Value| {
+        let resp = app(state.clone()).oneshot(post(path, body)).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    };
+    let plain = streamed(
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o", "messages": hello, "stream": true}),
+    )
+    .await;
+    assert!(
+        plain.ends_with("data: [DONE]\n\n") && !plain.contains("\"usage\""),
+        "{plain}"
+    );
+    let asked = streamed(
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o", "messages": hello, "stream": true, "stream_options": {"include_usage": true}}),
+    )
+    .await;
+    assert!(
+        asked.contains(r#""choices":[],"#) && asked.contains(r#""prompt_tokens":5"#),
+        "{asked}"
+    );
+    let ollama = streamed(
+        "/v1/chat/completions",
+        json!({"model": "local-x", "messages": hello, "stream": true}),
+    )
+    .await;
+    assert!(ollama.ends_with("data: [DONE]\n\n"), "{ollama}");
+    let anthropic = streamed(
+        "/v1/messages",
+        json!({"model": "claude-3-5-sonnet", "max_tokens": 10, "messages": hello, "stream": true}),
+    )
+    .await;
+    assert!(
+        anthropic.contains(r#""usage":{"input_tokens":5,"output_tokens":7}"#),
+        "{anthropic}"
+    );
+    state.audit.flush().await.unwrap();
+    let usage: Vec<(Option<String>, Option<i64>, Option<i64>)> = store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.kind.as_str() == "usage")
+        .map(|r| {
+            (
+                r.event.provider,
+                r.event.input_tokens,
+                r.event.output_tokens,
+            )
+        })
+        .collect();
+    assert_eq!(
+        usage,
+        [row("cloud"), row("cloud"), row("local"), row("claude")]
+    );
+
+    let metrics = state.metrics.render();
+    for (line, n) in [
+        (
+            r#"palisade_tokens_total{agent="a",model="gpt-4o",namespace="ns",provider="cloud",type="input"}"#,
+            20,
+        ),
+        (
+            r#"palisade_tokens_total{agent="a",model="gpt-4o",namespace="ns",provider="cloud",type="output"}"#,
+            28,
+        ),
+        (
+            r#"palisade_tokens_total{agent="a",model="claude-3-5-sonnet",namespace="ns",provider="claude",type="input"}"#,
+            10,
+        ),
+        (
+            r#"palisade_tokens_total{agent="a",model="local-x",namespace="ns",provider="local",type="output"}"#,
+            7,
+        ),
+    ] {
+        assert!(
+            metrics.contains(&format!("{line} {n}\n")),
+            "{line} {n} in\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

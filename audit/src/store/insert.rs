@@ -214,6 +214,9 @@ async fn insert_postgres(
             .bind(int(|c| c.event.latency_us))
             .bind(opt(|c| c.event.approval.as_deref()))
             .bind(opt(|c| c.event.decided_by.as_deref()))
+            .bind(int(|c| c.event.input_tokens))
+            .bind(int(|c| c.event.output_tokens))
+            .bind(int(|c| c.event.cached_tokens))
             .bind(col(|c| &c.prev_hash))
             .bind(col(|c| &c.hash));
         inserted += q.execute(&mut *conn).await?.rows_affected();
@@ -293,6 +296,9 @@ fn insert_sqlite(
                 e.latency_us,
                 e.approval,
                 e.decided_by,
+                e.input_tokens,
+                e.output_tokens,
+                e.cached_tokens,
                 c.prev_hash,
                 c.hash,
             ])? as u64;

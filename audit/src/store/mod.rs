@@ -47,6 +47,9 @@ const COLUMNS: &[(&str, &str)] = &[
     ("latency_us", "int8"),
     ("approval", "text"),
     ("decided_by", "text"),
+    ("input_tokens", "int8"),
+    ("output_tokens", "int8"),
+    ("cached_tokens", "int8"),
     ("prev_hash", "text"),
     ("hash", "text"),
 ];

@@ -145,6 +145,9 @@ fn decode(row: &AnyRow) -> Result<ChainedEvent, AuditError> {
         latency_us: oi("latency_us")?,
         approval: os("approval")?,
         decided_by: os("decided_by")?,
+        input_tokens: oi("input_tokens")?,
+        output_tokens: oi("output_tokens")?,
+        cached_tokens: oi("cached_tokens")?,
     };
     Ok(ChainedEvent {
         event,

@@ -5,6 +5,7 @@
 use crate::credentials::Identity;
 use crate::decisions::{decide_chat, recorded};
 use crate::error::GatewayError;
+use crate::providers::usage::Metered;
 use crate::providers::{Upstream, UpstreamError};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
@@ -40,6 +41,7 @@ pub async fn route_and_call<'s, T, F>(
     call: impl FnMut(&'s Provider, String) -> F,
 ) -> Result<(Route, T), GatewayError>
 where
+    T: Metered,
     F: Future<Output = Result<T, UpstreamError>>,
 {
     let ToRoute {
@@ -59,7 +61,10 @@ where
     // `FailClosed` holds here too; the row is filled in once answered.
     let row = routing.accept(state)?;
     let (served, answer) = with_fallback(policy, route, call).await;
-    let outcome = answer.as_ref().map(|_| ()).map_err(UpstreamError::status);
+    let outcome = answer
+        .as_ref()
+        .map(Metered::tokens)
+        .map_err(UpstreamError::status);
     recorded(routing.served(state, row, &served, outcome), request_id).await?;
     match answer {
         Ok(answer) => Ok((served, answer)),

@@ -14,6 +14,7 @@ pub use palisade_audit::AuditDecision;
 
 use crate::credentials::Identity;
 use crate::error::GatewayError;
+use crate::providers::usage::Tokens;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use palisade_audit::{AuditEvent, Durable, EventKind, Reservation};
@@ -238,15 +239,17 @@ impl<'s> ChatRouting<'s> {
     }
 
     /// Audits the request, in its accepted `row`, as served by `route`
-    /// (the fallback's, if it was used): `Ok(())` the provider answered,
-    /// `Err(status)` it failed. The receipt to wait on before answering
-    /// ([`recorded`]; ready at once with `--audit-chat-events buffered`).
+    /// (the fallback's, if it was used): `Ok(tokens)` the provider
+    /// answered (with the tokens it reported, if known yet; counted in
+    /// `palisade_tokens_total` too), `Err(status)` it failed. The receipt
+    /// to wait on before answering ([`recorded`]; ready at once with
+    /// `--audit-chat-events buffered`).
     pub fn served(
         mut self,
         state: &AppState,
         row: Reservation,
         route: &Route,
-        upstream: Result<(), Option<i64>>,
+        upstream: Result<Option<Tokens>, Option<i64>>,
     ) -> Durable {
         let e = &mut self.event;
         e.provider = Some(route.provider.clone());
@@ -259,13 +262,40 @@ impl<'s> ChatRouting<'s> {
         e.rule = route.rule.clone();
         e.latency_us = Some(self.started.elapsed().as_micros() as i64);
         match upstream {
-            Ok(()) => e.upstream_status = Some(200),
+            Ok(tokens) => {
+                e.upstream_status = Some(200);
+                if let Some(t) = tokens {
+                    count_tokens(state, e, t);
+                }
+            }
             Err(status) => {
                 e.upstream_status = status;
                 e.set_decision(AuditDecision::UpstreamError);
             }
         }
         chat_row(state, row, self.event)
+    }
+}
+
+/// Puts `tokens` in the routing event `e` (served: provider and model
+/// set) and counts them in `palisade_tokens_total`.
+pub fn count_tokens(state: &AppState, e: &mut AuditEvent, tokens: Tokens) {
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    e.input_tokens = Some(as_i64(tokens.input));
+    e.output_tokens = Some(as_i64(tokens.output));
+    e.cached_tokens = Some(as_i64(tokens.cached));
+    let provider = e.provider.as_deref().unwrap_or("");
+    let model = e.model.as_deref().unwrap_or("");
+    for (kind, n) in [
+        ("input", tokens.input),
+        ("output", tokens.output),
+        ("cached", tokens.cached),
+    ] {
+        state
+            .metrics
+            .tokens
+            .with_label_values(&[&e.namespace, &e.agent, provider, model, kind])
+            .inc_by(n);
     }
 }
 

@@ -104,12 +104,35 @@ pub enum ResponseBlock {
     Other,
 }
 
+/// Anthropic's counts: `input_tokens` leaves out what was read from or
+/// written to the prompt cache, which OpenAI's `prompt_tokens` includes.
 #[derive(Debug, Default, Deserialize)]
 pub struct ResponseUsage {
     #[serde(default)]
     pub input_tokens: u64,
     #[serde(default)]
     pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+}
+
+impl ResponseUsage {
+    /// In OpenAI's terms: all input tokens, of which `cached_tokens` read
+    /// from the cache.
+    pub fn openai(&self) -> openai::Usage {
+        let input =
+            self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens;
+        let mut usage = openai::Usage::of(input, self.output_tokens);
+        if self.cache_read_input_tokens > 0 {
+            usage.rest.insert(
+                "prompt_tokens_details".into(),
+                json!({"cached_tokens": self.cache_read_input_tokens}),
+            );
+        }
+        usage
+    }
 }
 
 /// One event of a streamed answer (those the gateway translates).
@@ -131,6 +154,9 @@ pub enum StreamEvent {
     },
     MessageDelta {
         delta: MessageDelta,
+        /// The answer's output tokens (Anthropic counts them here).
+        #[serde(default)]
+        usage: Option<ResponseUsage>,
     },
     MessageStop,
     #[serde(other)]
@@ -141,6 +167,9 @@ pub enum StreamEvent {
 pub struct StartedMessage {
     #[serde(default)]
     pub id: Option<String>,
+    /// The input tokens (and cache counts), known at the start.
+    #[serde(default)]
+    pub usage: ResponseUsage,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,7 +276,7 @@ pub fn completion(r: MessagesResponse, model: &str) -> ChatCompletion {
         }
     }
     let finish = finish_reason(r.stop_reason.as_deref().unwrap_or(""));
-    let usage = openai::Usage::of(r.usage.input_tokens, r.usage.output_tokens);
+    let usage = r.usage.openai();
     let mut completion = ChatCompletion::new(
         String::new(),
         model,
@@ -271,6 +300,8 @@ pub fn stream(
     let mut id = completion_id();
     // Content block index → OpenAI tool-call index.
     let mut tool_index: Vec<(u64, usize)> = Vec::new();
+    // Input counts from the start, output counts from the end.
+    let mut usage = ResponseUsage::default();
     framing::translate_lines(upstream, move |line| {
         let Some(event) =
             framing::data_of(line).and_then(|data| serde_json::from_str::<StreamEvent>(data).ok())
@@ -285,6 +316,7 @@ pub fn stream(
                 if let Some(mid) = message.id {
                     id = mid;
                 }
+                usage = message.usage;
                 vec![chunk(&id, Delta::start(), None)]
             }
             StreamEvent::ContentBlockStart {
@@ -309,11 +341,23 @@ pub fn stream(
                     .collect(),
                 BlockDelta::Other => Vec::new(),
             },
-            StreamEvent::MessageDelta { delta } => delta
-                .stop_reason
-                .map(|r| chunk(&id, Delta::default(), Some(finish_reason(&r))))
-                .into_iter()
-                .collect(),
+            StreamEvent::MessageDelta { delta, usage: end } => {
+                if let Some(end) = end {
+                    usage.output_tokens = end.output_tokens;
+                }
+                // The finish carries the counts, as OpenAI's usage.
+                let finish = delta.stop_reason.map(|r| {
+                    let mut c = ChatCompletionChunk::new(
+                        &id,
+                        &model,
+                        Delta::default(),
+                        Some(finish_reason(&r)),
+                    );
+                    c.usage = Some(usage.openai());
+                    framing::event(&c)
+                });
+                finish.into_iter().collect()
+            }
             StreamEvent::MessageStop => vec![Bytes::from_static(framing::DONE)],
             _ => Vec::new(),
         }
@@ -362,7 +406,7 @@ mod tests {
     #[test]
     fn answers_become_chat_completions() {
         let r: MessagesResponse = serde_json::from_value(json!({"id": "msg_1", "content": [{"type": "text", "text": "Let me check."}, {"type": "tool_use", "id": "tu1", "name": "sql_query", "input": {"q": 1}}, {"type": "thinking", "thinking": "..."}],
-                       "stop_reason": "tool_use", "usage": {"input_tokens": 3, "output_tokens": 4}})).unwrap();
+                       "stop_reason": "tool_use", "usage": {"input_tokens": 3, "output_tokens": 4, "cache_read_input_tokens": 10}})).unwrap();
         let c = serde_json::to_value(completion(r, "claude-x")).unwrap();
         assert_eq!(c["id"], "msg_1");
         assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
@@ -371,6 +415,11 @@ mod tests {
             c["choices"][0]["message"]["tool_calls"][0]["function"],
             json!({"name": "sql_query", "arguments": "{\"q\":1}"})
         );
-        assert_eq!(c["usage"]["total_tokens"], 7);
+        assert_eq!(c["usage"]["total_tokens"], 17);
+        assert_eq!(
+            c["usage"]["prompt_tokens"], 13,
+            "cached tokens are input too"
+        );
+        assert_eq!(c["usage"]["prompt_tokens_details"]["cached_tokens"], 10);
     }
 }

@@ -24,6 +24,7 @@ pub mod models;
 pub mod ollama;
 pub mod openai;
 pub mod refusal;
+pub mod usage;
 
 use crate::http_client::{CallError, HttpClient, UpstreamResponse};
 use axum::body::Bytes;
@@ -264,7 +265,7 @@ impl Upstream<'_> {
         let stream = request.streamed();
         match provider.kind {
             ProviderKind::OpenAi => {
-                let body = Outgoing { model, request };
+                let body = Outgoing::new(model, request);
                 let r = self
                     .post(provider, Api::Chat, &body, &credentials(provider))
                     .await?;

@@ -199,7 +199,15 @@ pub fn stream(
             out.push(chunk(Delta::tool_calls(deltas), None));
         }
         if r.done {
-            out.push(chunk(Delta::default(), Some(r.finish_reason(saw_tools))));
+            // The finish carries the counts, as OpenAI's usage.
+            let mut finish = ChatCompletionChunk::new(
+                &id,
+                &model,
+                Delta::default(),
+                Some(r.finish_reason(saw_tools)),
+            );
+            finish.usage = Some(Usage::of(r.prompt_eval_count, r.eval_count));
+            out.push(framing::event(&finish));
             out.push(Bytes::from_static(framing::DONE));
         }
         out

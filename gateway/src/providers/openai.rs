@@ -50,6 +50,17 @@ impl ChatRequest {
         self.stream.unwrap_or(false)
     }
 
+    /// Whether the client asked for a stream's usage event itself
+    /// (`stream_options.include_usage`): if not, the one the gateway asks
+    /// for is not passed on.
+    pub fn asked_for_usage(&self) -> bool {
+        self.rest
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// The messages (none when the client sent none).
     pub fn messages(&self) -> &[Message] {
         self.messages.as_deref().unwrap_or_default()
@@ -81,6 +92,23 @@ pub struct Outgoing<'a> {
     pub model: &'a str,
     #[serde(flatten)]
     pub request: &'a ChatRequest,
+    /// `{"include_usage": true}` on a stream whose client did not set
+    /// `stream_options`: the gateway counts the tokens (and takes the
+    /// extra usage event out again, [`ChatRequest::asked_for_usage`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<Value>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// `request` asking for `model`, with the stream's usage asked for.
+    pub fn new(model: &'a str, request: &'a ChatRequest) -> Self {
+        let ask = request.streamed() && !request.rest.contains_key("stream_options");
+        Self {
+            model,
+            request,
+            stream_options: ask.then(|| serde_json::json!({"include_usage": true})),
+        }
+    }
 }
 
 /// `stop`: one sequence or several.
@@ -396,11 +424,7 @@ mod tests {
             ]
         }))
         .unwrap();
-        let sent = serde_json::to_value(Outgoing {
-            model: "routed",
-            request: &request,
-        })
-        .unwrap();
+        let sent = serde_json::to_value(Outgoing::new("routed", &request)).unwrap();
         assert_eq!(
             sent,
             json!({
@@ -412,6 +436,26 @@ mod tests {
             })
         );
         assert_eq!(request.prompt_text(), "hi\n");
+    }
+
+    #[test]
+    fn a_stream_asks_for_its_usage_unless_the_client_said_how() {
+        let sent = |body: serde_json::Value| {
+            let request: ChatRequest = serde_json::from_value(body).unwrap();
+            serde_json::to_value(Outgoing::new("m", &request)).unwrap()["stream_options"].clone()
+        };
+        assert_eq!(
+            sent(json!({"messages": [], "stream": true})),
+            json!({"include_usage": true})
+        );
+        assert_eq!(
+            sent(
+                json!({"messages": [], "stream": true, "stream_options": {"include_usage": false}})
+            ),
+            json!({"include_usage": false}),
+            "the client's choice is passed on as it is"
+        );
+        assert_eq!(sent(json!({"messages": []})), serde_json::Value::Null);
     }
 
     #[test]

@@ -232,3 +232,19 @@ async fn the_runtime_role_inserts_and_reads_but_cannot_update_or_delete() {
     assert_eq!(rows_of(&owner, &before).await.len(), 2);
     assert_eq!(owner.verify(Some(&key())).await.unwrap().broken, None);
 }
+
+/// A row's hash does not change when the event type grows: fields added
+/// later (token counts) are left out of the hashed JSON when empty, so a
+/// row written before them still verifies. The hash below was computed by
+/// the build before token counts were kept (b6ccd9d).
+#[test]
+fn rows_written_before_token_counts_were_kept_hash_as_they_did() {
+    let mut e = event(1);
+    e.id = "0190f3a2-7b1c-7d4e-8f00-000000000001".into();
+    e.time = "2026-12-06T12:00:00Z".parse().unwrap();
+    e.provider = Some("cloud".into());
+    assert_eq!(
+        chain_hash(&e, "w-1", 7, "prev"),
+        "6bce6212852d563c15a4a00f5bcaa620fe4f8f90adf885fd1f94db54cdee42aa"
+    );
+}

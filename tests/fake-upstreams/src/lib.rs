@@ -243,6 +243,7 @@ async fn bench_answer(body: &Value, chunks: usize, interval: Duration) -> Respon
     )];
     events.extend((0..chunks).map(|i| chunk(&model, json!({"content": format!("w{i} ")}), None)));
     events.push(chunk(&model, json!({}), Some("stop")));
+    events.extend(usage_event(body, &model));
     events.push("data: [DONE]\n\n".into());
     let stream = futures_util::StreamExt::then(
         futures_util::stream::iter(events.into_iter().enumerate()),
@@ -361,8 +362,19 @@ async fn completions(
         ));
     }
     events.push(chunk(&model, json!({}), Some(finish)));
+    events.extend(usage_event(&body, &model));
     events.push("data: [DONE]\n\n".into());
     stream_response("text/event-stream", events)
+}
+
+/// OpenAI's closing usage event (no choices), when the request asked for
+/// it with `stream_options.include_usage`.
+fn usage_event(body: &Value, model: &str) -> Option<String> {
+    (body["stream_options"]["include_usage"].as_bool() == Some(true)).then(|| {
+        let c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+                       "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}});
+        format!("data: {c}\n\n")
+    })
 }
 
 async fn ollama_chat(

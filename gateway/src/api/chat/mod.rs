@@ -7,6 +7,7 @@
 //! ([`gate`]).
 
 pub mod gate;
+pub mod metering;
 pub mod provider_text;
 
 use crate::api::routed::{Routed, ToRoute, route_and_call, route_headers, upstream, with_palisade};
@@ -26,6 +27,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use gate::{Decide, Gate, gate_completion, gate_stream};
+use metering::{Meter, metered};
 use palisade_audit::EventKind;
 use palisade_policy::Route;
 use serde::Serialize;
@@ -45,7 +47,8 @@ pub async fn handle(
     let request_id = request_id(&headers, None);
     admit(&state, &request_id).await?;
     let (served, reply, gate) = route_chat(state, snapshot, who, request_id, &request).await?;
-    respond(reply, gate, &served).await
+    let strip_usage = !request.asked_for_usage();
+    respond(reply, gate, &served, strip_usage).await
 }
 
 /// The chat path after parsing, for `/v1/chat/completions` and
@@ -148,19 +151,21 @@ pub async fn gated(completion: &mut ChatCompletion, gate: &mut Gate) -> Result<(
         })
 }
 
-/// The answer: gated, with where it went (headers, and a `palisade`
+/// The answer: gated (and a stream metered), with where it went (headers, and a `palisade`
 /// object in a whole completion); given once the decisions on its tool
 /// calls are recorded.
 async fn respond(
     reply: ProviderReply,
     mut gate: Gate,
     route: &Route,
+    strip_usage: bool,
 ) -> Result<Response, GatewayError> {
     let request_id = gate.request_id.clone();
     let routed = Routed::new(route, &request_id);
     let mut response = match reply {
         ProviderReply::Stream(body) => {
-            let mut r = Response::new(Body::from_stream(gate_stream(body, gate)));
+            let meter = Meter::of(&gate, route, strip_usage);
+            let mut r = Response::new(Body::from_stream(metered(gate_stream(body, gate), meter)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),
@@ -215,11 +220,7 @@ mod tests {
         );
         let sent = |body: &[u8]| {
             let request = parse_request(&headers, body).unwrap();
-            serde_json::to_string(&Outgoing {
-                model: "m",
-                request: &request,
-            })
-            .unwrap()
+            serde_json::to_string(&Outgoing::new("m", &request)).unwrap()
         };
         let minimal =
             br#"{"messages": [], "temperature": 0.7, "x": [4.5e+299, 1.2345678901234568e-300]}"#;

@@ -12,6 +12,7 @@ mod stream;
 mod translate;
 
 use crate::api::chat::gate::gate_stream;
+use crate::api::chat::metering::{Meter, metered};
 use crate::api::chat::{gated, route_chat};
 use crate::api::routed::{Routed, route_headers, with_palisade};
 use crate::api::{json_body, request_id};
@@ -52,7 +53,10 @@ pub async fn handle(
     let routed = Routed::new(&served, &request_id);
     let mut completion = match reply {
         ProviderReply::Stream(chunks) => {
-            let events = stream::messages_stream(gate_stream(chunks, gate), served.model.clone());
+            // The translation reads the usage events: none is taken out.
+            let meter = Meter::of(&gate, &served, false);
+            let gated = metered(gate_stream(chunks, gate), meter);
+            let events = stream::messages_stream(gated, served.model.clone());
             return Ok(answer(
                 Body::from_stream(events),
                 "text/event-stream",
