@@ -34,5 +34,7 @@ pub use error::AuditError;
 pub use event::{ApprovalFacts, AuditEvent, ChainedEvent, EventKind};
 pub use key::AuditKey;
 pub use metrics::AuditMetrics;
-pub use store::{Backend, Filter, Migrations, Store, VerifyReport, WriterConnection};
+pub use store::{
+    Backend, Filter, Migrations, Store, Usage, UsageFilter, VerifyReport, WriterConnection,
+};
 pub use writer::{AuditWriter, Durable, FailureMode, Reservation, WriterConfig, WriterTask};

@@ -33,7 +33,9 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(api::openapi::serve_document))
         .route("/docs", get(api::openapi::serve_docs));
     if state.audit_reader.is_some() {
-        router = router.route("/v1/audit/events", get(api::audit_query::events));
+        router = router
+            .route("/v1/audit/events", get(api::audit_query::events))
+            .route("/v1/audit/usage", get(api::audit_query::usage));
     }
     router
         .fallback(unknown_route)

@@ -428,3 +428,66 @@ async fn migrate_as_the_owner_leaves_the_runtime_role_insert_and_select_only() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// `audit usage`: requests and tokens per namespace, agent, provider and
+/// model over the last 24 hours (or `--since`), as a table or JSON lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_prints_tokens_per_agent_provider_and_model() {
+    let d = dir("usage");
+    let url = format!("sqlite://{}", d.join("audit.db").display());
+    let (w, _t) = seed(&url).await;
+    for (req, kind, tokens) in [
+        ("req-4", EventKind::Chat, Some((120, 30, 100))),
+        ("req-5", EventKind::Chat, None),
+        ("req-5", EventKind::Usage, Some((80, 10, 0))),
+    ] {
+        let mut e = AuditEvent::new(kind, req, "clinic", "intake", AuditDecision::Allow);
+        e.provider = Some("cloud".into());
+        e.model = Some("gpt-4o".into());
+        if let Some((i, o, c)) = tokens {
+            (e.input_tokens, e.output_tokens, e.cached_tokens) = (Some(i), Some(o), Some(c));
+        }
+        w.record(e).unwrap();
+    }
+    w.flush().await.unwrap();
+    let out = gateway(&["audit", "usage", "--url", &url]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec![
+                "NAMESPACE/AGENT",
+                "PROVIDER",
+                "MODEL",
+                "REQUESTS",
+                "INPUT",
+                "OUTPUT",
+                "CACHED"
+            ],
+            vec!["clinic/intake", "cloud", "gpt-4o", "2", "200", "40", "100"],
+        ]
+    );
+    let out = gateway(&[
+        "audit", "usage", "--url", &url, "--agent", "billing", "--output", "jsonl",
+    ]);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "no routed requests of billing"
+    );
+    let bad = gateway(&["audit", "usage", "--url", &url, "--since", "yesterday"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--since"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

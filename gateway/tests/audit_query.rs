@@ -1,4 +1,4 @@
-//! `GET /v1/audit/events`, the audit query the gateway serves, against
+//! `GET /v1/audit/events` and `/v1/audit/usage`, the audit queries the gateway serves, against
 //! both audit backends (a throwaway PostgreSQL and SQLite): it needs the
 //! auditor's token and takes the CLI's filters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -61,6 +61,18 @@ async fn the_http_query_needs_a_token_and_takes_the_cli_filters() {
             Some("bulk_export"),
         ))
         .unwrap();
+        let mut chat = AuditEvent::new(
+            EventKind::Chat,
+            "req-c",
+            "clinic",
+            "intake",
+            AuditDecision::Allow,
+        );
+        chat.provider = Some("cloud".into());
+        chat.model = Some("gpt-4o".into());
+        (chat.input_tokens, chat.output_tokens, chat.cached_tokens) =
+            (Some(120), Some(30), Some(100));
+        w.record(chat).unwrap();
         w.flush().await.unwrap();
         let state = AppState::builder(
             palisade_gateway::snapshot::empty(),
@@ -110,6 +122,7 @@ async fn the_http_query_needs_a_token_and_takes_the_cli_filters() {
             .collect();
         assert_eq!(ids, ["req-b"], "{backend}");
         let bad = app
+            .clone()
             .oneshot(get(
                 "/v1/audit/events?since=yesterday",
                 Some("auditor-token"),
@@ -117,5 +130,49 @@ async fn the_http_query_needs_a_token_and_takes_the_cli_filters() {
             .await
             .unwrap();
         assert_eq!(bad.status(), 400, "{backend}");
+
+        // Tokens and requests per agent, provider and model (the last 24
+        // hours unless `since` says otherwise), with the same token.
+        let usage = |uri: &'static str, token: Option<&'static str>| {
+            let app = app.clone();
+            async move {
+                let resp = app.oneshot(get(uri, token)).await.unwrap();
+                let status = resp.status().as_u16();
+                let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (
+                    status,
+                    serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default(),
+                )
+            }
+        };
+        assert_eq!(usage("/v1/audit/usage", None).await.0, 401, "{backend}");
+        let (status, body) = usage("/v1/audit/usage?agent=intake", Some("auditor-token")).await;
+        assert_eq!(status, 200, "{backend}: {body}");
+        assert_eq!(
+            body["usage"],
+            serde_json::json!([{"namespace": "clinic", "agent": "intake", "provider": "cloud", "model": "gpt-4o",
+                                "requests": 1, "inputTokens": 120, "outputTokens": 30, "cachedTokens": 100}]),
+            "{backend}"
+        );
+        let (status, body) = usage(
+            "/v1/audit/usage?since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z",
+            Some("auditor-token"),
+        )
+        .await;
+        assert_eq!(
+            (status, body["usage"].clone()),
+            (200, serde_json::json!([])),
+            "{backend}"
+        );
+        let (status, body) = usage("/v1/audit/usage?tool=x", Some("auditor-token")).await;
+        assert_eq!(status, 400, "{backend}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("use namespace, agent, since, until")
+        );
     }
 }

@@ -3,13 +3,16 @@
 //! check (here); idempotent batch inserts, which on PostgreSQL take a
 //! connection of their own and one fixed-shape statement (`UNNEST` of one
 //! array per column) ([`insert`]); queries and chain verification
-//! ([`read`]).
+//! ([`read`]); tokens and requests per agent, provider and model
+//! ([`usage`]).
 
 mod insert;
 mod read;
+mod usage;
 
 pub use insert::WriterConnection;
 pub use read::{BrokenLink, Filter, VerifyReport};
+pub use usage::{Usage, UsageFilter};
 
 use crate::error::AuditError;
 use sqlx::any::AnyPoolOptions;

@@ -1,15 +1,17 @@
-//! `GET /v1/audit/events`: the audit query over HTTP, with the CLI's
-//! filters, for the holder of the auditor token (GatewaySettings
-//! `spec.audit.readTokenEnv`). Served only when that token is configured.
+//! `GET /v1/audit/events` (the audit query over HTTP, with the CLI's
+//! filters) and `GET /v1/audit/usage` (tokens and requests per agent,
+//! provider and model), for the holder of the auditor token
+//! (GatewaySettings `spec.audit.readTokenEnv`). Served only when that
+//! token is configured.
 
 use crate::credentials::bearer;
 use crate::error::GatewayError;
-use crate::state::AppState;
+use crate::state::{AppState, AuditReader};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use palisade_audit::{ChainedEvent, Filter};
+use palisade_audit::{ChainedEvent, Filter, Usage, UsageFilter};
 use serde::Serialize;
 
 /// The answer: the matching rows, oldest first.
@@ -27,16 +29,9 @@ fn filter_of(params: Vec<(String, String)>) -> Result<Filter, GatewayError> {
         ..Filter::default()
     };
     for (name, value) in params {
-        let time = |v: &str| {
-            v.parse::<jiff::Timestamp>().map_err(|e| {
-                GatewayError::AuditQueryParameter(format!(
-                    "{name}: {v:?} is not an RFC 3339 time ({e}); write e.g. 2026-11-22T10:00:00Z"
-                ))
-            })
-        };
         match name.as_str() {
-            "since" => filter.since = Some(time(&value)?),
-            "until" => filter.until = Some(time(&value)?),
+            "since" => filter.since = Some(time(&name, &value)?),
+            "until" => filter.until = Some(time(&name, &value)?),
             "limit" => {
                 let n: i64 = value.parse().map_err(|_| {
                     GatewayError::AuditQueryParameter(format!(
@@ -61,24 +56,79 @@ fn filter_of(params: Vec<(String, String)>) -> Result<Filter, GatewayError> {
     Ok(filter)
 }
 
+/// The audit database, for the holder of the auditor token only.
+fn reader<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<&'s AuditReader, GatewayError> {
+    state
+        .audit_reader
+        .as_ref()
+        .filter(|r| bearer(headers).and_then(|t| r.token.holder(t)).is_some())
+        .ok_or(GatewayError::AuditReadUnauthorized)
+}
+
+/// A database error, logged; `503 audit_unavailable` to the caller.
+fn unavailable(e: palisade_audit::AuditError) -> GatewayError {
+    tracing::error!(error = %e, "audit query failed");
+    GatewayError::AuditQueryUnavailable
+}
+
 /// `GET /v1/audit/events?...`.
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Events>, GatewayError> {
-    let reader = state
-        .audit_reader
-        .as_ref()
-        .filter(|r| bearer(&headers).and_then(|t| r.token.holder(t)).is_some())
-        .ok_or(GatewayError::AuditReadUnauthorized)?;
+    let reader = reader(&state, &headers)?;
     let Query(params) = query.map_err(|e| GatewayError::AuditQueryParameter(e.body_text()))?;
     let filter = filter_of(params)?;
-    match reader.store.query(&filter).await {
-        Ok(events) => Ok(Json(Events { events })),
-        Err(e) => {
-            tracing::error!(error = %e, "audit query failed");
-            Err(GatewayError::AuditQueryUnavailable)
+    let events = reader.store.query(&filter).await.map_err(unavailable)?;
+    Ok(Json(Events { events }))
+}
+
+/// The answer of `GET /v1/audit/usage`: totals per namespace, agent,
+/// provider and model.
+#[derive(Debug, Serialize)]
+pub struct UsageTotals {
+    pub usage: Vec<Usage>,
+}
+
+/// `GET /v1/audit/usage?namespace=&agent=&since=&until=` (times RFC 3339;
+/// `since` defaults to 24 hours ago): what `palisade-gateway audit usage`
+/// prints.
+pub async fn usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<UsageTotals>, GatewayError> {
+    let reader = reader(&state, &headers)?;
+    let Query(params) = query.map_err(|e| GatewayError::AuditQueryParameter(e.body_text()))?;
+    let mut filter = UsageFilter {
+        since: jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_hours(24))
+            .ok(),
+        ..UsageFilter::default()
+    };
+    for (name, value) in params {
+        match name.as_str() {
+            "since" => filter.since = Some(time(&name, &value)?),
+            "until" => filter.until = Some(time(&name, &value)?),
+            "namespace" => filter.namespace = Some(value),
+            "agent" => filter.agent = Some(value),
+            _ => {
+                return Err(GatewayError::AuditQueryParameter(format!(
+                    "unknown parameter {name:?}: use namespace, agent, since, until"
+                )));
+            }
         }
     }
+    let usage = reader.store.usage(&filter).await.map_err(unavailable)?;
+    Ok(Json(UsageTotals { usage }))
+}
+
+/// A time parameter, or `400 invalid_parameter` naming it.
+fn time(name: &str, value: &str) -> Result<jiff::Timestamp, GatewayError> {
+    value.parse::<jiff::Timestamp>().map_err(|e| {
+        GatewayError::AuditQueryParameter(format!(
+            "{name}: {value:?} is not an RFC 3339 time ({e}); write e.g. 2026-11-22T10:00:00Z"
+        ))
+    })
 }

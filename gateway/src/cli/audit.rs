@@ -5,7 +5,7 @@ use super::CliError;
 use crate::config::{default_key_file, default_sqlite_url, load_files};
 use clap::{Args, Subcommand, ValueEnum};
 use palisade_audit::roles::grant_runtime_role;
-use palisade_audit::{AuditKey, ChainedEvent, Filter, Migrations, Store};
+use palisade_audit::{AuditKey, ChainedEvent, Filter, Migrations, Store, Usage, UsageFilter};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,6 +88,27 @@ pub enum AuditCommand {
     Verify(VerifyArgs),
     /// List decisions.
     Query(Box<QueryArgs>),
+    /// Requests and tokens (input, output, cached) per namespace, agent,
+    /// provider and model over a time range.
+    Usage(UsageArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UsageArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long)]
+    namespace: Option<String>,
+    #[arg(long)]
+    agent: Option<String>,
+    /// RFC 3339 time, or a duration back from now (e.g. 24h).
+    #[arg(long, default_value = "24h")]
+    since: String,
+    /// RFC 3339 time, or a duration back from now.
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -167,14 +188,17 @@ fn time_arg(
         .map_err(out_of_range)
 }
 
+/// Each row as one line of JSON.
+fn print_jsonl<T: serde::Serialize>(out: &mut impl Write, rows: &[T]) {
+    for r in rows {
+        let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
+    }
+}
+
 fn print_rows(rows: &[ChainedEvent], output: Output, header: bool) {
     let mut out = std::io::stdout().lock();
     match output {
-        Output::Jsonl => {
-            for r in rows {
-                let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
-            }
-        }
+        Output::Jsonl => print_jsonl(&mut out, rows),
         Output::Table => {
             if header {
                 let _ = writeln!(
@@ -219,6 +243,34 @@ fn print_rows(rows: &[ChainedEvent], output: Output, header: bool) {
     let _ = out.flush();
 }
 
+fn print_usage(rows: &[Usage], output: Output) {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Jsonl => print_jsonl(&mut out, rows),
+        Output::Table => {
+            let _ = writeln!(
+                out,
+                "{:<32} {:<16} {:<28} {:>9} {:>12} {:>12} {:>12}",
+                "NAMESPACE/AGENT", "PROVIDER", "MODEL", "REQUESTS", "INPUT", "OUTPUT", "CACHED"
+            );
+            for r in rows {
+                let _ = writeln!(
+                    out,
+                    "{:<32} {:<16} {:<28} {:>9} {:>12} {:>12} {:>12}",
+                    format!("{}/{}", r.namespace, r.agent),
+                    r.provider,
+                    r.model,
+                    r.requests,
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.cached_tokens
+                );
+            }
+        }
+    }
+    let _ = out.flush();
+}
+
 /// Runs an audit command to completion (or, with `--follow`, until killed).
 pub fn run(command: AuditCommand) -> Result<ExitCode, CliError> {
     super::runtime()?.block_on(async move {
@@ -256,6 +308,18 @@ pub fn run(command: AuditCommand) -> Result<ExitCode, CliError> {
                 } else {
                     ExitCode::from(2)
                 })
+            }
+            AuditCommand::Usage(u) => {
+                let url = resolve(&u.target)?;
+                let store = Store::open(&url, Migrations::VerifyOnly).await?;
+                let filter = UsageFilter {
+                    namespace: u.namespace,
+                    agent: u.agent,
+                    since: time_arg("since", Some(&u.since))?,
+                    until: time_arg("until", u.until.as_ref())?,
+                };
+                print_usage(&store.usage(&filter).await?, u.output);
+                Ok(ExitCode::SUCCESS)
             }
             AuditCommand::Query(q) => {
                 let q = *q;

@@ -628,9 +628,18 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         "Approvals pending",
         "Kill-switch hits",
         "Audit queue depth and spool bytes",
+        "Tokens per second by agent and model",
+        "Tokens in the last 24 hours by agent, provider and model",
     ] {
         assert!(titles.contains(&wanted), "{titles:?}");
     }
+    let variables: Vec<&str> = json["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["datasource", "namespace", "agent"]);
     find(&all, "Deployment", "palisade-postgres");
     find(&all, "Deployment", "palisade-ollama");
     let audit = gateway["spec"]["template"]["spec"]["containers"][0]["env"]
