@@ -12,7 +12,8 @@
 //!   operator to the gateways, and [`gateway_report`]: the Lease in which
 //!   each gateway reports the revision it applied; [`labels`]: the label
 //!   keys and values both sides write and select on; [`namespaces`]:
-//!   namespace names and the `--watch-namespaces` list.
+//!   namespace names and the `--watch-namespaces` list; [`logging`]: the
+//!   logger both binaries install (`--log-format text|json`).
 
 pub mod bundle_secret;
 pub mod compiler;
@@ -21,6 +22,7 @@ pub mod duration;
 pub mod gateway_report;
 pub mod guard;
 pub mod labels;
+pub mod logging;
 pub mod manifests;
 pub mod namespaces;
 pub mod resources;

@@ -25,6 +25,10 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// How to log to stderr: `text`, or `json` (one object per line, for
+    /// log pipelines). The level comes from `RUST_LOG` (default `info`).
+    #[arg(long, env = "PALISADE_LOG_FORMAT", default_value = "text")]
+    pub log_format: palisade_crds::logging::LogFormat,
     /// A YAML file with AIPolicy, ToolGrant, Secret and GatewaySettings
     /// documents; repeat to combine files.
     #[arg(long = "config", short = 'c', required_unless_present = "kubernetes")]
@@ -294,14 +298,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, StartupError> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    palisade_crds::logging::init(args.log_format);
     let interval = duration("reload-interval", &args.reload_interval)?;
     let header_timeout = duration("header-read-timeout", &args.header_read_timeout)?;
     let body_timeout = duration("body-read-timeout", &args.body_read_timeout)?;

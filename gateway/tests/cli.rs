@@ -125,3 +125,67 @@ fn decide_refuses_arguments_that_are_not_a_json_object() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("--args must be a JSON object"));
 }
+
+/// `--log-format json`: every line the gateway logs is one JSON object
+/// with its time, level and message, for log pipelines; an unknown format
+/// is refused naming both.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = palisade_testkit::temp_dir("json-logs");
+    let config = dir.join("quickstart.yaml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml"),
+        &config,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Listening: the start-up lines are logged by then.
+    let mut listening = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut listening)
+        .unwrap();
+    assert!(listening.contains("listening on"), "{listening}");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let logs = text(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "the gateway logs at start-up");
+    for l in &lines {
+        assert!(
+            l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string(),
+            "{l}"
+        );
+    }
+    assert!(lines.iter().any(|l| l["level"] == "INFO"), "{logs}");
+
+    let refused = gateway(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--log-format",
+        "yaml",
+    ]);
+    assert!(!refused.status.success());
+    let err = text(&refused.stderr);
+    assert!(
+        err.contains("--log-format") && err.contains("use text or json"),
+        "{err}"
+    );
+}

@@ -8,6 +8,10 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "palisade-operator", version, about = "Palisade operator")]
 struct Args {
+    /// How to log to stderr: `text`, or `json` (one object per line, for
+    /// log pipelines). The level comes from `RUST_LOG` (default `info`).
+    #[arg(long, env = "PALISADE_LOG_FORMAT", default_value = "text")]
+    log_format: palisade_crds::logging::LogFormat,
     /// Namespace of the compiled configuration Secret (default: $POD_NAMESPACE, else palisade-system).
     #[arg(long)]
     namespace: Option<String>,
@@ -66,13 +70,8 @@ fn config_identity() -> String {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
     let args = Args::parse();
+    palisade_crds::logging::init(args.log_format);
     let namespace = args
         .namespace
         .or_else(|| std::env::var("POD_NAMESPACE").ok())

@@ -642,13 +642,21 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     assert_eq!(variables, ["datasource", "namespace", "agent"]);
     find(&all, "Deployment", "palisade-postgres");
     find(&all, "Deployment", "palisade-ollama");
-    let audit = gateway["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "PALISADE_AUDIT_URL")
-        .unwrap()
-        .clone();
+    let env_of = |deployment: &Value, name: &str| {
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {deployment}"))
+            .clone()
+    };
+    // Both binaries log as the chart's logFormat says (text by default).
+    let operator = find(&all, "Deployment", "palisade-operator");
+    for d in [gateway, operator] {
+        assert_eq!(env_of(d, "PALISADE_LOG_FORMAT")["value"], "text");
+    }
+    let audit = env_of(gateway, "PALISADE_AUDIT_URL");
     assert_eq!(
         audit["value"],
         "postgres://palisade_writer:$(PALISADE_POSTGRES_WRITER_PASSWORD)@palisade-postgres:5432/palisade"
