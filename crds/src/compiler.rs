@@ -30,12 +30,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 mod claims;
+mod limits;
 mod providers;
 mod routing;
 mod secrets;
 mod served;
 mod tools;
 use claims::{Claims, claim_agents};
+use limits::compile_limits;
 use providers::compile_providers;
 use routing::compile_routing;
 pub use secrets::Secrets;
@@ -487,6 +489,7 @@ fn compile_policy(
         },
         redact_keys: spec.audit.redact_keys.clone(),
     };
+    let limits = compile_limits(&mut d, spec.limits.as_ref());
     let assembled = (|| {
         Some(Policy {
             namespace: object.namespace.clone(),
@@ -507,6 +510,7 @@ fn compile_policy(
                 max_pending_per_agent: spec.approvals.max_pending_per_agent,
             },
             audit,
+            limits: limits?,
         })
     })();
     d.finish(assembled)

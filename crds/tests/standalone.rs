@@ -436,3 +436,30 @@ fn the_same_object_twice_and_two_settings_documents_are_errors() {
         ["b.yaml:1: a second GatewaySettings document (the first is at a.yaml:1); keep one"]
     );
 }
+
+/// `spec.limits`: a limit of 0 would refuse everything; it is refused
+/// naming the field and the fix, and the limits set are compiled.
+#[test]
+fn limits_compile_and_a_zero_limit_is_refused_naming_the_field() {
+    let with = |limits: &str| format!("{POLICY}  limits: {limits}\n");
+    let zero = with("{agent: {tokensPerDay: 0}, policy: {requestsPerMinute: 10}}");
+    let e = errors(&[("p.yaml", &zero)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("spec.limits.agent.tokensPerDay") && e[0].contains("at least 1"),
+        "{e:?}"
+    );
+    let ok = with(
+        "{agent: {tokensPerDay: 5000, concurrentStreams: 2}, policy: {requestsPerMinute: 10}}",
+    );
+    let sources = [Source {
+        name: "p.yaml",
+        text: &ok,
+    }];
+    let (_, compiled, _) = load(&sources, &env_with_key, now()).unwrap();
+    let limits = compiled.bundle.policies()[0].limits;
+    assert_eq!(limits.agent.tokens_per_day, Some(5000));
+    assert_eq!(limits.agent.concurrent_streams, Some(2));
+    assert_eq!(limits.policy.requests_per_minute, Some(10));
+    assert_eq!(limits.policy.tokens_per_day, None);
+}

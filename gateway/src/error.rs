@@ -271,6 +271,16 @@ pub enum GatewayError {
         "the gateway holds as many request bodies as it may (--max-in-flight-body-bytes); try again shortly"
     )]
     Overloaded,
+    /// `429` with a `limit.*` reason code: the request is over one of its
+    /// policy's `spec.limits`; `Retry-After: retry_after`. `details` is
+    /// the decision.
+    #[error("{message}")]
+    OverLimit {
+        code: ReasonCode,
+        message: String,
+        retry_after: u64,
+        details: Value,
+    },
     /// `404 not_found`: no such route.
     #[error(
         "no route {method} {path} on this gateway; every route it serves is listed at /openapi.json"
@@ -293,7 +303,9 @@ impl GatewayError {
             | Self::AuditQueryUnavailable
             | Self::Overloaded
             | Self::TokenReview(ReviewError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::TokenReview(ReviewError::RateLimited) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TokenReview(ReviewError::RateLimited) | Self::OverLimit { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::BadRequest(_) | Self::AuditQueryParameter(_) | Self::LegacyFunctions { .. } => {
                 StatusCode::BAD_REQUEST
             }
@@ -341,7 +353,9 @@ impl GatewayError {
     pub fn code(&self) -> Code {
         use ErrorCode as E;
         let code = match self {
-            Self::Refused { code, .. } => return Code::Reason(*code),
+            Self::Refused { code, .. } | Self::OverLimit { code, .. } => {
+                return Code::Reason(*code);
+            }
             Self::ApprovalNotFound(_) => return Code::Reason(ReasonCode::ApprovalNotFound),
             Self::ApprovalExpiredUndecided(_) => return Code::Reason(ReasonCode::ApprovalExpired),
             Self::Unauthenticated => E::InvalidApiKey,
@@ -436,7 +450,9 @@ impl GatewayError {
     /// The `palisade` object: the decision, or where the request went.
     fn details(&self) -> Option<Value> {
         match self {
-            Self::Refused { details, .. } => Some(details.clone()),
+            Self::Refused { details, .. } | Self::OverLimit { details, .. } => {
+                Some(details.clone())
+            }
             Self::AuditUnavailable {
                 request_id: Some(id),
             } => Some(json!({"requestId": id})),
@@ -537,6 +553,11 @@ impl IntoResponse for GatewayError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::OverLimit { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
         }
         response
     }

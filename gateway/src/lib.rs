@@ -6,7 +6,9 @@
 //! - [`router`]: every route and the middleware; [`state`]: what handlers
 //!   share, and its builder;
 //! - [`api`]: one module per API (`tool_calls`, `chat` with its tool-call
-//!   gate, `approvals`, `audit_query`, `openapi`);
+//!   gate and stream metering, `messages`, `embeddings`, `models`,
+//!   `approvals`, `audit_query`, `openapi`; `routed`: the path every
+//!   routed request takes);
 //! - [`auth`]: who is calling (agent keys, ServiceAccount tokens, operator
 //!   tokens), built on [`credentials`];
 //! - [`decisions`]: the one path every decision takes: evaluate, count,
@@ -19,11 +21,13 @@
 //!   [`config`] from files or by [`kubernetes`] from the operator's Secret;
 //! - [`error`]: every error an agent can get, with its status and code;
 //! - [`metrics`]: `palisade_*` Prometheus metrics; [`limits`]: bodies read
-//!   after authentication, their size, deadline and budget, JSON nesting.
+//!   after authentication, their size, deadline and budget, JSON nesting;
+//!   [`budgets`]: the policies' `spec.limits` (requests, tokens, streams).
 
 pub mod api;
 pub mod approvals;
 pub mod auth;
+pub mod budgets;
 pub mod cli;
 pub mod config;
 pub mod credentials;

@@ -66,3 +66,17 @@ pub type Current = Arc<ArcSwapOption<Snapshot>>;
 pub fn empty() -> Current {
     Arc::new(ArcSwapOption::empty())
 }
+
+/// For unit tests: the bundle a standalone YAML file compiles to (its
+/// Secrets resolved from the file only).
+#[cfg(test)]
+pub(crate) fn bundle_of(yaml: &str) -> PolicyBundle {
+    let sources = [palisade_crds::standalone::Source {
+        name: "p.yaml",
+        text: yaml,
+    }];
+    match palisade_crds::standalone::load(&sources, &|_| None, jiff::Timestamp::now()) {
+        Ok((_, compiled, _)) => compiled.bundle,
+        Err(e) => panic!("the test's YAML does not load: {e:?}"),
+    }
+}

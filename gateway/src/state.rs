@@ -4,6 +4,7 @@
 
 use crate::approvals::Approvals;
 use crate::auth::{AuthState, Authenticator};
+use crate::budgets::{Budgets, Clock};
 use crate::credentials::Tokens;
 use crate::decisions::ChatEvents;
 use crate::http_client::HttpClient;
@@ -55,6 +56,8 @@ pub struct StateParts {
     pub egress: Egress,
     /// Whether a chat request waits for its routing event to be durable.
     pub chat_events: ChatEvents,
+    /// What each agent and policy has used of its `spec.limits`.
+    pub budgets: Budgets,
 }
 
 /// The audit database, readable over HTTP with the auditor's token.
@@ -105,6 +108,7 @@ impl AppState {
             audit_reader: None,
             egress: Egress::default(),
             chat_events: ChatEvents::default(),
+            budgets: Budgets::default(),
         }
     }
 }
@@ -123,9 +127,16 @@ pub struct AppStateBuilder {
     audit_reader: Option<AuditReader>,
     egress: Egress,
     chat_events: ChatEvents,
+    budgets: Budgets,
 }
 
 impl AppStateBuilder {
+    /// Counts `spec.limits` with this clock (default: the system's).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.budgets = Budgets::with_clock(clock);
+        self
+    }
+
     /// Whether chat requests wait for their routing event to be durable
     /// (default: they do).
     pub fn chat_events(mut self, chat_events: ChatEvents) -> Self {
@@ -188,6 +199,7 @@ impl AppStateBuilder {
             audit_reader: self.audit_reader,
             egress: self.egress,
             chat_events: self.chat_events,
+            budgets: self.budgets,
         }))
     }
 }

@@ -7,14 +7,10 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::Request;
 use palisade_fake_upstreams::{FakeOpenAi, Script};
-use palisade_gateway::router::app;
 use palisade_gateway::state::AppState;
 use palisade_policy::Egress;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 async fn state(name: &str, upstream: &FakeOpenAi, down: &str) -> AppState {
     let yaml = format!(
@@ -74,23 +70,10 @@ async fn post(
     key: &str,
     body: Value,
 ) -> (u16, Value, Option<String>) {
-    let req = Request::post(path)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {key}"))
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let resp = app(state.clone()).oneshot(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let reasons = resp
-        .headers()
+    let (status, headers, v) = common::post_json(state, path, key, &body).await;
+    let reasons = headers
         .get("x-palisade-reasons")
         .map(|v| v.to_str().unwrap().to_string());
-    let v = serde_json::from_slice(
-        &axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap(),
-    )
-    .unwrap_or(Value::Null);
     (status, v, reasons)
 }
 

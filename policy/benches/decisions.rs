@@ -65,6 +65,7 @@ fn tool_policy(n: usize) -> PolicyBundle {
         tools: ToolRules::new(Outcome::Deny, rules).unwrap(),
         approvals: ApprovalSettings::with_ttl(900),
         audit: AuditSettings::default(),
+        limits: Default::default(),
     };
     PolicyBundle::new(vec![policy], vec![], vec![]).unwrap()
 }
@@ -115,6 +116,7 @@ fn routing_policy(keywords: usize) -> PolicyBundle {
         tools: ToolRules::new(Outcome::Deny, vec![]).unwrap(),
         approvals: ApprovalSettings::with_ttl(900),
         audit: AuditSettings::default(),
+        limits: Default::default(),
     };
     PolicyBundle::new(vec![policy], vec![], vec![]).unwrap()
 }

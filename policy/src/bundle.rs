@@ -159,6 +159,9 @@ pub struct Policy {
     pub tools: ToolRules,
     pub approvals: ApprovalSettings,
     pub audit: AuditSettings,
+    /// Requests, tokens and streams each agent (and the whole policy) may use.
+    #[serde(default)]
+    pub limits: crate::limits::Limits,
 }
 
 impl Policy {

@@ -20,6 +20,7 @@ mod decision;
 mod egress;
 mod fingerprint;
 mod globs;
+mod limits;
 mod models;
 mod preview;
 mod reason;
@@ -40,6 +41,7 @@ pub use fingerprint::{
     PromptFingerprint, REDACTED, api_key_digest, argument_digest, redact_arguments,
 };
 pub use globs::{GlobError, NameGlobs};
+pub use limits::{LimitSet, Limits};
 pub use preview::{ArgumentsPreview, PREVIEW_LIMIT};
 pub use reason::ReasonCode;
 pub use routing::{

@@ -117,6 +117,18 @@ pub enum ReasonCode {
     /// The call needs approval, but its agent already has as many approvals pending as its policy allows (`spec.approvals.maxPendingPerAgent`): no new one is recorded (HTTP 429).
     #[serde(rename = "limit.pending_approvals")]
     LimitPendingApprovals,
+    /// The request would exceed its requests-per-minute limit (`spec.limits`, for the agent or the whole policy): refused with HTTP 429 and `Retry-After` until the next minute.
+    #[serde(rename = "limit.requests_per_minute")]
+    LimitRequestsPerMinute,
+    /// The tokens used this minute have reached the tokens-per-minute limit (`spec.limits`): refused with HTTP 429 and `Retry-After` until the next minute.
+    #[serde(rename = "limit.tokens_per_minute")]
+    LimitTokensPerMinute,
+    /// The tokens used today (UTC) have reached the tokens-per-day limit (`spec.limits`): refused with HTTP 429 and `Retry-After` until midnight UTC.
+    #[serde(rename = "limit.tokens_per_day")]
+    LimitTokensPerDay,
+    /// The agent (or policy) already has as many streamed answers open as `spec.limits` allows: refused with HTTP 429 and `Retry-After: 1`.
+    #[serde(rename = "limit.concurrent_streams")]
+    LimitConcurrentStreams,
 }
 
 impl ReasonCode {
@@ -157,6 +169,10 @@ impl ReasonCode {
         Self::ApprovalMismatch,
         Self::ApprovalNotFound,
         Self::LimitPendingApprovals,
+        Self::LimitRequestsPerMinute,
+        Self::LimitTokensPerMinute,
+        Self::LimitTokensPerDay,
+        Self::LimitConcurrentStreams,
     ];
 
     /// The wire form, e.g. `kill_switch.policy`.
@@ -197,6 +213,10 @@ impl ReasonCode {
             Self::ToolArgumentsInvalid => "tool.arguments_invalid",
             Self::ToolNameTooLong => "tool.name_too_long",
             Self::LimitPendingApprovals => "limit.pending_approvals",
+            Self::LimitRequestsPerMinute => "limit.requests_per_minute",
+            Self::LimitTokensPerMinute => "limit.tokens_per_minute",
+            Self::LimitTokensPerDay => "limit.tokens_per_day",
+            Self::LimitConcurrentStreams => "limit.concurrent_streams",
         }
     }
 

@@ -413,6 +413,7 @@ mod tests {
             tools: ToolRules::new(Outcome::Deny, rules).unwrap(),
             approvals: ApprovalSettings::with_ttl(60),
             audit: AuditSettings::default(),
+            limits: Default::default(),
         };
         let grants = (0..2)
             .map(|i| Grant {

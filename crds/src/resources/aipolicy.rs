@@ -83,6 +83,47 @@ pub struct AIPolicySpec {
     /// What the audit keeps of prompts and arguments.
     #[serde(default)]
     pub audit: AuditSpec,
+
+    /// How much each agent, and all of the policy's agents together, may
+    /// use: requests and tokens per minute, tokens per day, streams open
+    /// at once. A request over a limit is refused with 429 and a `limit.*`
+    /// reason code. Omitted: no limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
+}
+
+/// `spec.limits`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// For each agent on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<LimitSetSpec>,
+    /// For all of the policy's agents together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<LimitSetSpec>,
+}
+
+/// One set of limits; each one left out does not apply.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitSetSpec {
+    /// Chat, Messages and embeddings requests per minute (UTC minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub requests_per_minute: Option<u64>,
+    /// Tokens (input and output, as providers report them) per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens_per_minute: Option<u64>,
+    /// Tokens per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens_per_day: Option<u64>,
+    /// Streamed answers open at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub concurrent_streams: Option<u32>,
 }
 
 /// `Enforce` blocks; `Audit` decides and records but never blocks.

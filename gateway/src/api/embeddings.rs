@@ -39,10 +39,11 @@ pub async fn handle(
         model: request.model.as_deref().unwrap_or(""),
         prompt: &text,
         provider_text: &text,
+        streamed: false,
     };
     let upstream = &upstream(&state, &snapshot);
     let request = &request;
-    let (served, answer) = route_and_call(
+    let (served, answer, _admission) = route_and_call(
         &state,
         &snapshot,
         &who,

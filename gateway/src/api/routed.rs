@@ -2,6 +2,7 @@
 //! routed provider with the policy's fallback, and telling the client
 //! where its request went (`x-palisade-*` headers, a `palisade` object).
 
+use crate::budgets::Admission;
 use crate::credentials::Identity;
 use crate::decisions::{decide_chat, recorded};
 use crate::error::GatewayError;
@@ -25,21 +26,28 @@ pub struct ToRoute<'r> {
     pub model: &'r str,
     pub prompt: &'r str,
     pub provider_text: &'r str,
+    /// Whether the answer is streamed (it then holds a place among the
+    /// agent's open streams, `spec.limits`).
+    pub streamed: bool,
 }
 
 /// The way of every routed request: decided by policy (refused, audited,
 /// when a kill switch, the model allow-list or a missing policy says so),
-/// its audit row accepted before its text goes anywhere, `call` made on
-/// the routed provider and model (then the fallback's,
-/// [`with_fallback`]), and answered only once its row is recorded. The
-/// route that served, and what the provider answered; or the error.
+/// admitted by the policy's `spec.limits` ([`crate::budgets`]; `429`
+/// otherwise, audited), its audit row accepted before its text goes
+/// anywhere, `call` made on the routed provider and model (then the
+/// fallback's, [`with_fallback`]), its tokens charged, and answered only
+/// once its row is recorded. The route that served, what the provider
+/// answered, and the admission (a stream's tokens are charged to it at
+/// its end, and its place among open streams held until it is dropped);
+/// or the error.
 pub async fn route_and_call<'s, T, F>(
     state: &AppState,
     snapshot: &'s Snapshot,
     who: &Identity,
     request: ToRoute<'_>,
     call: impl FnMut(&'s Provider, String) -> F,
-) -> Result<(Route, T), GatewayError>
+) -> Result<(Route, T, Option<Admission>), GatewayError>
 where
     T: Metered,
     F: Future<Output = Result<T, UpstreamError>>,
@@ -58,6 +66,10 @@ where
     let Some((route, policy)) = routing.permitted() else {
         return Err(routing.refuse(state).await);
     };
+    let admission = match state.budgets.admit(policy, &who.agent, request.streamed) {
+        Ok(admission) => admission,
+        Err(over) => return Err(routing.over_limit(state, over).await),
+    };
     // `FailClosed` holds here too; the row is filled in once answered.
     let row = routing.accept(state)?;
     let (served, answer) = with_fallback(policy, route, call).await;
@@ -65,9 +77,12 @@ where
         .as_ref()
         .map(Metered::tokens)
         .map_err(UpstreamError::status);
+    if let (Some(a), Ok(Some(t))) = (&admission, &outcome) {
+        a.charge(t.input + t.output);
+    }
     recorded(routing.served(state, row, &served, outcome), request_id).await?;
     match answer {
-        Ok(answer) => Ok((served, answer)),
+        Ok(answer) => Ok((served, answer, admission)),
         Err(error) => Err(GatewayError::Upstream {
             provider: served.provider,
             request_id: request_id.to_owned(),

@@ -12,6 +12,7 @@ pub mod held;
 
 pub use palisade_audit::AuditDecision;
 
+use crate::budgets::OverLimit;
 use crate::credentials::Identity;
 use crate::error::GatewayError;
 use crate::providers::usage::Tokens;
@@ -217,6 +218,41 @@ impl<'s> ChatRouting<'s> {
             ),
             details: serde_json::json!({"reasonCode": d.reason_code.as_str(), "rule": d.rule, "policy": d.policy, "requestId": self.request_id}),
         };
+        self.record_refusal(state, refused).await
+    }
+
+    /// Audits a request the policy routes but one of its `spec.limits`
+    /// refuses, and says so: `429` with the limit's reason code and when
+    /// it frees.
+    pub async fn over_limit(mut self, state: &AppState, over: OverLimit) -> GatewayError {
+        let e = &mut self.event;
+        e.set_decision(AuditDecision::Deny);
+        e.reason_codes = vec![over.code.as_str().to_owned()];
+        e.rule = Some(over.field.clone());
+        state
+            .metrics
+            .decisions
+            .with_label_values(&[e.kind.as_str(), "Deny", over.code.as_str(), &over.field])
+            .inc();
+        let refused = GatewayError::OverLimit {
+            code: over.code,
+            message: format!(
+                "{} request refused ({}): {} is {}; try again in {} s",
+                e.kind.as_str(),
+                over.code,
+                over.field,
+                over.limit,
+                over.retry_after
+            ),
+            retry_after: over.retry_after,
+            details: serde_json::json!({"reasonCode": over.code.as_str(), "rule": over.field, "policy": self.decision.decision.policy, "requestId": self.request_id, "retryAfterSeconds": over.retry_after}),
+        };
+        self.record_refusal(state, refused).await
+    }
+
+    /// Audits the refusal (as `--audit-chat-events` says): `refused` once
+    /// it is recorded, else why it could not be.
+    async fn record_refusal(self, state: &AppState, refused: GatewayError) -> GatewayError {
         let receipt = match state.audit.reserve() {
             Ok(row) => chat_row(state, row, self.event),
             Err(e) => return unaudited(&e, &self.request_id),

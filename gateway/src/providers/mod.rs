@@ -409,13 +409,7 @@ spec:
     - {name: claude, type: anthropic, baseUrl: "https://api.anthropic.com"}
   routing: {defaultProvider: vllm}
 "#;
-        let sources = [palisade_crds::standalone::Source {
-            name: "p.yaml",
-            text: yaml,
-        }];
-        let (_, compiled, _) =
-            palisade_crds::standalone::load(&sources, &|_| None, jiff::Timestamp::now()).unwrap();
-        let bundle = compiled.bundle;
+        let bundle = crate::snapshot::bundle_of(yaml);
         let endpoints = Endpoints::of(&bundle);
         let providers = &bundle.policies()[0].providers;
         let got: Vec<String> = providers

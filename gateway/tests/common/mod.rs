@@ -7,7 +7,7 @@ use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig}
 use palisade_gateway::approvals::Approvals;
 use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::snapshot::Current;
-use palisade_gateway::state::AppState;
+use palisade_gateway::state::{AppState, AppStateBuilder};
 use palisade_policy::Egress;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -48,23 +48,41 @@ pub async fn standalone_with(
     operator_token: &str,
     egress: Egress,
 ) -> (AppState, Store) {
+    standalone_built(dir, current, metrics, operator_token, |b| b.egress(egress)).await
+}
+
+/// [`standalone`], with the rest of the state as `build` sets it.
+pub async fn standalone_built(
+    dir: &Path,
+    current: Current,
+    metrics: Arc<GatewayMetrics>,
+    operator_token: &str,
+    build: impl FnOnce(AppStateBuilder) -> AppStateBuilder,
+) -> (AppState, Store) {
     let (store, audit) = audit_in(dir).await;
-    let state = AppState::builder(
+    let builder = AppState::builder(
         current,
         audit,
         metrics,
         Approvals::local(store.clone(), "gateway-test"),
     )
-    .operators(vec![("oncall".into(), operator_token.into())])
-    .egress(egress)
-    .build();
-    (state, store)
+    .operators(vec![("oncall".into(), operator_token.into())]);
+    (build(builder).build(), store)
 }
 
 /// A standalone gateway's state serving the YAML `config` (written to a
 /// fresh test directory named after `name`), reaching the provider URLs
 /// `egress` allows.
 pub async fn standalone_config(name: &str, config: &str, egress: Egress) -> AppState {
+    standalone_config_built(name, config, |b| b.egress(egress)).await
+}
+
+/// [`standalone_config`], with the rest of the state as `build` sets it.
+pub async fn standalone_config_built(
+    name: &str,
+    config: &str,
+    build: impl FnOnce(AppStateBuilder) -> AppStateBuilder,
+) -> AppState {
     let d = std::env::temp_dir().join(format!("palisade-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -73,7 +91,7 @@ pub async fn standalone_config(name: &str, config: &str, egress: Egress) -> AppS
     let metrics = Arc::new(GatewayMetrics::new().unwrap());
     let current = palisade_gateway::snapshot::empty();
     palisade_gateway::config::reload::load_into(&[path], &current, &metrics).unwrap();
-    standalone_with(&d, current, metrics, "operator-token", egress)
+    standalone_built(&d, current, metrics, "operator-token", build)
         .await
         .0
 }
@@ -139,4 +157,35 @@ pub async fn sdk_checks(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+/// Sends `body` as JSON to `path` with `key` as the bearer token, through
+/// the gateway's router: the status, the response headers and the body
+/// as JSON (`null` if it is not).
+pub async fn post_json(
+    state: &AppState,
+    path: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> (u16, axum::http::HeaderMap, serde_json::Value) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::post(path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let resp = palisade_gateway::router::app(state.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }

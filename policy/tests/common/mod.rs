@@ -176,6 +176,7 @@ impl PolicyBuilder {
             tools: ToolRules::new(self.default_tool, self.tool_rules).unwrap(),
             approvals: ApprovalSettings::with_ttl(900),
             audit: AuditSettings::default(),
+            limits: Default::default(),
         }
     }
 }

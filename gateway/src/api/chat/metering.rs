@@ -7,6 +7,7 @@
 //! gateway asked for on the client's behalf is not passed on.
 
 use super::gate::Gate;
+use crate::budgets::Admission;
 use crate::credentials::Identity;
 use crate::decisions::count_tokens;
 use crate::providers::openai::Usage;
@@ -28,6 +29,9 @@ pub struct Meter {
     /// Take out events that hold only usage (the client did not ask for
     /// them).
     pub strip: bool,
+    /// The stream's admission under `spec.limits`: charged its tokens at
+    /// the end, its place among open streams freed when the meter goes.
+    pub admission: Option<Admission>,
 }
 
 /// The parts of a chunk the meter reads.
@@ -40,13 +44,14 @@ struct Counted {
 
 impl Meter {
     /// The meter of the stream `gate` gates, served by `route`.
-    pub fn of(gate: &Gate, route: &Route, strip: bool) -> Self {
+    pub fn of(gate: &Gate, route: &Route, admission: Option<Admission>, strip: bool) -> Self {
         Self {
             state: gate.state.clone(),
             who: gate.who.clone(),
             request_id: gate.request_id.clone(),
             route: route.clone(),
             strip,
+            admission,
         }
     }
 
@@ -95,6 +100,9 @@ impl Meter {
         );
         e.provider = Some(self.route.provider.clone());
         e.model = Some(self.route.model.clone());
+        if let Some(a) = &self.admission {
+            a.charge(tokens.input + tokens.output);
+        }
         count_tokens(&self.state, &mut e, tokens);
         // The answer is given: nothing waits on this row.
         if let Err(error) = self.state.audit.record(e) {

@@ -13,6 +13,7 @@ pub mod provider_text;
 use crate::api::routed::{Routed, ToRoute, route_and_call, route_headers, upstream, with_palisade};
 use crate::api::{json_body, request_id};
 use crate::auth::Agent;
+use crate::budgets::Admission;
 use crate::credentials::Identity;
 use crate::decisions::admit;
 use crate::error::GatewayError;
@@ -46,22 +47,21 @@ pub async fn handle(
     drop(body);
     let request_id = request_id(&headers, None);
     admit(&state, &request_id).await?;
-    let (served, reply, gate) = route_chat(state, snapshot, who, request_id, &request).await?;
+    let routed = route_chat(state, snapshot, who, request_id, &request).await?;
     let strip_usage = !request.asked_for_usage();
-    respond(reply, gate, &served, strip_usage).await
+    respond(routed, strip_usage).await
 }
 
 /// The chat path after parsing, for `/v1/chat/completions` and
 /// `/v1/messages` alike: `request` routed by policy, audited and sent to
-/// the routed provider (or its fallback); the route that served, what it
-/// answered, and the gate its tool calls are to pass.
+/// the routed provider (or its fallback).
 pub async fn route_chat(
     state: AppState,
     snapshot: Arc<Snapshot>,
     who: Identity,
     request_id: String,
     request: &ChatRequest,
-) -> Result<(Route, ProviderReply, Gate), GatewayError> {
+) -> Result<ChatRouted, GatewayError> {
     let prompt = request.prompt_text();
     let seen = provider_text::of(request);
     let to_route = ToRoute {
@@ -70,9 +70,10 @@ pub async fn route_chat(
         model: request.model.as_deref().unwrap_or(""),
         prompt: &prompt,
         provider_text: &seen,
+        streamed: request.streamed(),
     };
     let upstream = &upstream(&state, &snapshot);
-    let (served, reply) = route_and_call(
+    let (served, reply, admission) = route_and_call(
         &state,
         &snapshot,
         &who,
@@ -87,7 +88,23 @@ pub async fn route_chat(
         request_id,
         receipts: Vec::new(),
     };
-    Ok((served, reply, gate))
+    Ok(ChatRouted {
+        served,
+        reply,
+        gate,
+        admission,
+    })
+}
+
+/// A chat request routed and answered by its provider: the route that
+/// served, what it answered, the gate its tool calls are to pass, and its
+/// admission under `spec.limits` (held by a stream until it ends).
+#[derive(Debug)]
+pub struct ChatRouted {
+    pub served: Route,
+    pub reply: ProviderReply,
+    pub gate: Gate,
+    pub admission: Option<Admission>,
 }
 
 /// A request body as the gateway reads it: JSON (declared so in
@@ -154,17 +171,19 @@ pub async fn gated(completion: &mut ChatCompletion, gate: &mut Gate) -> Result<(
 /// The answer: gated (and a stream metered), with where it went (headers, and a `palisade`
 /// object in a whole completion); given once the decisions on its tool
 /// calls are recorded.
-async fn respond(
-    reply: ProviderReply,
-    mut gate: Gate,
-    route: &Route,
-    strip_usage: bool,
-) -> Result<Response, GatewayError> {
+async fn respond(routed: ChatRouted, strip_usage: bool) -> Result<Response, GatewayError> {
+    let ChatRouted {
+        served,
+        reply,
+        mut gate,
+        admission,
+    } = routed;
+    let route = &served;
     let request_id = gate.request_id.clone();
     let routed = Routed::new(route, &request_id);
     let mut response = match reply {
         ProviderReply::Stream(body) => {
-            let meter = Meter::of(&gate, route, strip_usage);
+            let meter = Meter::of(&gate, route, admission, strip_usage);
             let mut r = Response::new(Body::from_stream(metered(gate_stream(body, gate), meter)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -13,7 +13,7 @@ mod translate;
 
 use crate::api::chat::gate::gate_stream;
 use crate::api::chat::metering::{Meter, metered};
-use crate::api::chat::{gated, route_chat};
+use crate::api::chat::{ChatRouted, gated, route_chat};
 use crate::api::routed::{Routed, route_headers, with_palisade};
 use crate::api::{json_body, request_id};
 use crate::auth::Agent;
@@ -48,13 +48,17 @@ pub async fn handle(
     let request = translate::chat_request(&incoming)?;
     let request_id = request_id(&headers, None);
     admit(&state, &request_id).await?;
-    let (served, reply, mut gate) =
-        route_chat(state, snapshot, who, request_id.clone(), &request).await?;
+    let ChatRouted {
+        served,
+        reply,
+        mut gate,
+        admission,
+    } = route_chat(state, snapshot, who, request_id.clone(), &request).await?;
     let routed = Routed::new(&served, &request_id);
     let mut completion = match reply {
         ProviderReply::Stream(chunks) => {
             // The translation reads the usage events: none is taken out.
-            let meter = Meter::of(&gate, &served, false);
+            let meter = Meter::of(&gate, &served, admission, false);
             let gated = metered(gate_stream(chunks, gate), meter);
             let events = stream::messages_stream(gated, served.model.clone());
             return Ok(answer(

@@ -1,0 +1,175 @@
+//! `spec.limits` over HTTP: a request over a limit is answered `429` with
+//! the limit's reason code and `Retry-After`, audited as a refusal and
+//! counted; an agent stopped at its daily token budget resumes the next
+//! day (the gateway's clock is injected); streams hold their place until
+//! they end. Against a fake OpenAI provider.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use palisade_audit::{Filter, Migrations, Store};
+use palisade_fake_upstreams::{FakeOpenAi, Script};
+use palisade_gateway::router::app;
+use palisade_gateway::state::AppState;
+use palisade_policy::Egress;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+/// A policy with agents `a` and `b` (keys `key-a`, `key-b`) and `limits`,
+/// routing to `fake`; the gateway's clock reads `now` (Unix seconds).
+async fn gateway(name: &str, fake: &FakeOpenAi, limits: &str, now: Arc<Mutex<i64>>) -> AppState {
+    let yaml = format!(
+        r#"apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {{name: p, namespace: ns}}
+spec:
+  agents:
+    - {{name: a, apiKeySecretRef: {{name: k, key: a}}}}
+    - {{name: b, apiKeySecretRef: {{name: k, key: b}}}}
+  providers: [{{name: cloud, type: openai, baseUrl: "{}"}}]
+  routing: {{defaultProvider: cloud}}
+  limits: {limits}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: k, namespace: ns}}
+stringData: {{a: key-a, b: key-b}}
+"#,
+        fake.base_url()
+    );
+    let clock = Arc::new(move || jiff::Timestamp::from_second(*now.lock().unwrap()).unwrap());
+    common::standalone_config_built(&format!("limits-{name}"), &yaml, |b| {
+        b.egress(Egress::any_url(true)).clock(clock)
+    })
+    .await
+}
+
+/// A chat request of the agent holding `key`: status, `Retry-After`, body.
+async fn chat(state: &AppState, key: &str, stream: bool) -> (u16, Option<String>, Value) {
+    let body = json!({"model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+    let (status, headers, body) =
+        common::post_json(state, "/v1/chat/completions", key, &body).await;
+    let retry = headers
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, body)
+}
+
+async fn fake() -> FakeOpenAi {
+    FakeOpenAi::start(Script::Text("ok".into())).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_minutes_limit_get_429_with_when_to_retry_and_are_audited() {
+    let fake = fake().await;
+    let now = Arc::new(Mutex::new(1_800_000_045)); // :45 past a minute
+    let state = gateway("rpm", &fake, "{agent: {requestsPerMinute: 2}}", now.clone()).await;
+    for _ in 0..2 {
+        assert_eq!(chat(&state, "key-a", false).await.0, 200);
+    }
+    let (status, retry, body) = chat(&state, "key-a", false).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(retry.as_deref(), Some("15"), "seconds to the next minute");
+    assert_eq!(body["error"]["code"], "limit.requests_per_minute");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(
+        body["palisade"]["rule"],
+        "spec.limits.agent.requestsPerMinute"
+    );
+    assert_eq!(fake.received().len(), 2, "the refused request went nowhere");
+    // Another agent has its own budget; the next minute, so does `a`.
+    assert_eq!(chat(&state, "key-b", false).await.0, 200);
+    *now.lock().unwrap() += 15;
+    assert_eq!(chat(&state, "key-a", false).await.0, 200);
+
+    state.audit.flush().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("palisade-limits-rpm-{}", std::process::id()));
+    let store = Store::open(
+        &format!("sqlite://{}", dir.join("audit.db").display()),
+        Migrations::VerifyOnly,
+    )
+    .await
+    .unwrap();
+    let refused = store
+        .query(&Filter {
+            reason: Some("limit.requests_per_minute".into()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].event.decision, "Deny");
+    assert_eq!(refused[0].event.agent, "a");
+    let metrics = state.metrics.render();
+    assert!(
+        metrics.contains(r#"palisade_decisions_total{decision="Deny",kind="chat",reason="limit.requests_per_minute",rule="spec.limits.agent.requestsPerMinute"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_stopped_at_its_daily_token_budget_resumes_the_next_day() {
+    let fake = fake().await; // every answer reports 5 + 7 tokens
+    let midnight = 1_800_057_600;
+    let now = Arc::new(Mutex::new(midnight - 600));
+    let state = gateway("tpd", &fake, "{agent: {tokensPerDay: 30}}", now.clone()).await;
+    // 12 tokens each: the third request is admitted (18 < 30) and takes the
+    // day to 36, past the limit; the fourth is refused.
+    for _ in 0..3 {
+        assert_eq!(chat(&state, "key-a", false).await.0, 200);
+    }
+    let (status, retry, body) = chat(&state, "key-a", false).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "limit.tokens_per_day");
+    assert_eq!(retry.as_deref(), Some("600"), "until midnight UTC");
+    // Streamed answers count too (their usage, at the end of the stream).
+    assert_eq!(chat(&state, "key-b", true).await.0, 200);
+    assert_eq!(chat(&state, "key-b", true).await.0, 200);
+    assert_eq!(chat(&state, "key-b", true).await.0, 200);
+    assert_eq!(chat(&state, "key-b", true).await.0, 429);
+    *now.lock().unwrap() = midnight;
+    assert_eq!(chat(&state, "key-a", false).await.0, 200, "a new day");
+    assert_eq!(chat(&state, "key-b", true).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_wide_stream_limit_counts_open_streams_until_they_end() {
+    let fake = FakeOpenAi::start(Script::Bench {
+        chunks: 20,
+        interval: std::time::Duration::from_millis(50),
+    })
+    .await
+    .unwrap();
+    let now = Arc::new(Mutex::new(1_800_000_000));
+    let state = gateway("streams", &fake, "{policy: {concurrentStreams: 1}}", now).await;
+    // A stream of about a second, held open while the second arrives.
+    let body =
+        json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer key-a")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let open = app(state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(open.status(), 200);
+    let (status, retry, body) = chat(&state, "key-b", true).await;
+    assert_eq!((status, retry.as_deref()), (429, Some("1")), "{body}");
+    assert_eq!(body["error"]["code"], "limit.concurrent_streams");
+    assert_eq!(
+        body["palisade"]["rule"],
+        "spec.limits.policy.concurrentStreams"
+    );
+    assert_eq!(
+        chat(&state, "key-b", false).await.0,
+        200,
+        "a whole answer is no stream"
+    );
+    // Read to its end: the place frees.
+    axum::body::to_bytes(open.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(chat(&state, "key-b", true).await.0, 200);
+}
