@@ -18,6 +18,7 @@
 //! - [`metrics`]: `palisade_audit_*` Prometheus metrics.
 
 pub mod approvals;
+pub mod budget;
 pub mod decision;
 pub mod error;
 pub mod event;

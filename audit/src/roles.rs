@@ -1,7 +1,8 @@
 //! The runtime role: gateways and the operator connect as a PostgreSQL
 //! role that may only add and read audit rows. The tables belong to the
 //! role that migrates (the chart's migration job), so a compromised
-//! gateway cannot rewrite or delete history.
+//! gateway cannot rewrite or delete history. (It may update the limits'
+//! shared counters, `budget_usage`, which are not history.)
 
 use crate::error::AuditError;
 use crate::store::{Backend, Store};
@@ -12,10 +13,16 @@ use sqlx::Row;
 const GRANTS: &[&str] = &[
     "GRANT SELECT, INSERT ON audit_events TO %I",
     "GRANT SELECT ON _sqlx_migrations TO %I",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON budget_usage TO %I",
 ];
 
 /// Tables the runtime role loses every other privilege on.
-const TABLES: &[&str] = &["audit_events", "approvals", "_sqlx_migrations"];
+const TABLES: &[&str] = &[
+    "audit_events",
+    "approvals",
+    "_sqlx_migrations",
+    "budget_usage",
+];
 
 fn plain_role_name(role: &str) -> bool {
     let mut chars = role.chars();

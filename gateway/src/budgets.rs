@@ -1,16 +1,25 @@
 //! `spec.limits` enforced: requests and tokens per minute, tokens per day
 //! and streams open at once, for each agent and for each policy's agents
-//! together, counted in this process (fixed UTC windows: a minute starts
-//! at :00, a day at midnight).
+//! together (fixed UTC windows: a minute starts at :00, a day at
+//! midnight).
 //!
 //! A request is admitted while every budget it falls under has room: a
 //! request counts at once; its tokens count once its provider has
 //! reported them (a stream's at its end), so an admitted request may take
-//! a budget past its limit, by at most the tokens of the requests under
-//! way when it ran out. A refusal says which limit and when it frees
-//! (`Retry-After`). Several gateway replicas each count their own
-//! requests (docs/policy.md#limits).
+//! a token budget past its limit, by at most the tokens of the requests
+//! under way when it ran out. A refusal says which limit and when it
+//! frees (`Retry-After`).
+//!
+//! With PostgreSQL ([`Budgets::shared`]) the replicas share the request
+//! and token budgets: each leases a share of a window ([`LEASE_SHARE`] of
+//! the limit, at least 1) and spends it without asking the database again,
+//! and all leases together never pass the limit (`palisade_audit::budget`).
+//! Only a request whose replica's share is spent waits for a lease. A
+//! share left unspent when its window ends is not used by anyone; while
+//! the database cannot be reached a replica counts as if alone. Open
+//! streams are counted per replica (docs/policy.md#limits).
 
+use palisade_audit::Store;
 use palisade_policy::{LimitSet, Policy, ReasonCode};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,16 +27,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Now, as the budgets see it (injectable, for tests that cross a day).
 pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
 
+/// A replica leases this share of a limit at a time (at least 1).
+pub const LEASE_SHARE: u64 = 10;
+
 /// The counts of every agent and policy with limits.
 #[derive(Clone)]
 pub struct Budgets {
     clock: Clock,
     counts: Arc<Mutex<HashMap<Scope, Counts>>>,
+    /// Where the replicas' leases are kept, if they share budgets.
+    shared: Option<Store>,
 }
 
 impl std::fmt::Debug for Budgets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Budgets").finish_non_exhaustive()
+        f.debug_struct("Budgets")
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -45,26 +61,70 @@ struct Scope {
     agent: Option<String>,
 }
 
-/// One scope's counts in the current minute and day.
+/// What a budget counts: requests a minute, tokens a minute, tokens a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Requests,
+    MinuteTokens,
+    DayTokens,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Requests, Kind::MinuteTokens, Kind::DayTokens];
+
+    fn limit(self, set: &LimitSet) -> Option<u64> {
+        match self {
+            Kind::Requests => set.requests_per_minute,
+            Kind::MinuteTokens => set.tokens_per_minute,
+            Kind::DayTokens => set.tokens_per_day,
+        }
+    }
+
+    /// The reason code and field name of its limit.
+    fn names(self) -> (ReasonCode, &'static str) {
+        match self {
+            Kind::Requests => (ReasonCode::LimitRequestsPerMinute, "requestsPerMinute"),
+            Kind::MinuteTokens => (ReasonCode::LimitTokensPerMinute, "tokensPerMinute"),
+            Kind::DayTokens => (ReasonCode::LimitTokensPerDay, "tokensPerDay"),
+        }
+    }
+
+    /// Its window's length in seconds.
+    fn window(self) -> i64 {
+        match self {
+            Kind::DayTokens => 86_400,
+            _ => 60,
+        }
+    }
+}
+
+/// One budget's window: where it starts (minute or day number), what this
+/// process counted in it, and (shared) what it leased and has not spent.
+#[derive(Debug, Default, Clone, Copy)]
+struct Window {
+    start: i64,
+    used: u64,
+    leased: i64,
+}
+
+/// One scope's windows and open streams.
 #[derive(Debug, Default)]
 struct Counts {
-    minute: i64,
-    requests: u64,
-    minute_tokens: u64,
-    day: i64,
-    day_tokens: u64,
+    windows: [Window; 3],
     streams: u32,
 }
 
 impl Counts {
-    /// Starts new windows where `now` is past the counted ones.
-    fn roll(&mut self, minute: i64, day: i64) {
-        if self.minute != minute {
-            (self.minute, self.requests, self.minute_tokens) = (minute, 0, 0);
+    fn window(&mut self, kind: Kind, now: i64) -> &mut Window {
+        let w = &mut self.windows[kind as usize];
+        let start = now.div_euclid(kind.window());
+        if w.start != start {
+            *w = Window {
+                start,
+                ..Window::default()
+            };
         }
-        if self.day != day {
-            (self.day, self.day_tokens) = (day, 0);
-        }
+        w
     }
 }
 
@@ -92,24 +152,78 @@ impl Budgets {
         Self {
             clock,
             counts: Arc::default(),
+            shared: None,
         }
+    }
+
+    /// These budgets, shared with the other replicas through `store` when
+    /// it can (PostgreSQL).
+    pub fn shared(mut self, store: Store) -> Self {
+        self.shared = store.shares_budgets().then_some(store);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Scope, Counts>> {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `(minute, day, seconds to the next minute, seconds to the next day)`.
-    fn windows(&self) -> (i64, i64, u64, u64) {
-        let s = (self.clock)().as_second();
-        let to = |len: i64| (len - s.rem_euclid(len)) as u64;
-        (s.div_euclid(60), s.div_euclid(86_400), to(60), to(86_400))
+    fn now(&self) -> i64 {
+        (self.clock)().as_second()
+    }
+
+    /// The room left in `kind`'s window: the limit less what this process
+    /// counted, or, shared, what it leased and has not spent.
+    fn room(&self, w: &Window, limit: u64) -> i64 {
+        match self.shared {
+            Some(_) => w.leased,
+            None => {
+                i64::try_from(limit).unwrap_or(i64::MAX) - i64::try_from(w.used).unwrap_or(i64::MAX)
+            }
+        }
+    }
+
+    /// Shared budgets: leases a share of `kind`'s window for `scope` if
+    /// this replica has none left (covering what it overspent).
+    async fn lease(&self, store: &Store, scope: &Scope, kind: Kind, limit: u64) {
+        let now = self.now();
+        let (start, leased) = {
+            let mut counts = self.lock();
+            let w = *counts.entry(scope.clone()).or_default().window(kind, now);
+            (w.start, w.leased)
+        };
+        if leased >= 1 {
+            return;
+        }
+        let share = i64::try_from((limit / LEASE_SHARE).max(1)).unwrap_or(i64::MAX);
+        let want = share.saturating_add(-leased.min(0));
+        let name = format!(
+            "{}/{}/{}/{kind:?}",
+            scope.namespace,
+            scope.policy,
+            scope.agent.as_deref().unwrap_or("*")
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let granted = match store
+            .lease_budget(&name, start, kind.window(), want, limit)
+            .await
+        {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(budget = %name, error = %e, "cannot lease a share of a limit; counting as if alone");
+                want
+            }
+        };
+        let mut counts = self.lock();
+        let w = counts.entry(scope.clone()).or_default().window(kind, now);
+        if w.start == start {
+            w.leased = w.leased.saturating_add(granted);
+        }
     }
 
     /// Admits one request of `agent` under `policy` (a stream when
     /// `streamed`), counting it; or says which limit it is over. `None`
     /// when the policy sets no limits (nothing to count).
-    pub fn admit(
+    pub async fn admit(
         &self,
         policy: &Policy,
         agent: &str,
@@ -133,56 +247,52 @@ impl Budgets {
         if scopes.is_empty() {
             return Ok(None);
         }
-        let (minute, day, to_minute, to_day) = self.windows();
+        if let Some(store) = &self.shared {
+            for (scope, set, _) in &scopes {
+                for kind in Kind::ALL {
+                    if let Some(limit) = kind.limit(set) {
+                        self.lease(store, scope, kind, limit).await;
+                    }
+                }
+            }
+        }
+        let now = self.now();
         let mut counts = self.lock();
         for (scope, set, field) in &scopes {
             let c = counts.entry(scope.clone()).or_default();
-            c.roll(minute, day);
-            let over = |code, name: &str, limit: u64, retry_after| OverLimit {
-                code,
-                field: format!("{field}.{name}"),
-                limit,
-                retry_after,
-            };
-            if let Some(l) = set.tokens_per_day.filter(|l| c.day_tokens >= *l) {
-                return Err(over(
-                    ReasonCode::LimitTokensPerDay,
-                    "tokensPerDay",
-                    l,
-                    to_day,
-                ));
-            }
-            if let Some(l) = set.tokens_per_minute.filter(|l| c.minute_tokens >= *l) {
-                return Err(over(
-                    ReasonCode::LimitTokensPerMinute,
-                    "tokensPerMinute",
-                    l,
-                    to_minute,
-                ));
-            }
-            if let Some(l) = set.requests_per_minute.filter(|l| c.requests >= *l) {
-                return Err(over(
-                    ReasonCode::LimitRequestsPerMinute,
-                    "requestsPerMinute",
-                    l,
-                    to_minute,
-                ));
+            // The day first: its refusal waits longest.
+            for kind in [Kind::DayTokens, Kind::MinuteTokens, Kind::Requests] {
+                let Some(limit) = kind.limit(set) else {
+                    continue;
+                };
+                if self.room(c.window(kind, now), limit) < 1 {
+                    let (code, name) = kind.names();
+                    let len = kind.window();
+                    return Err(OverLimit {
+                        code,
+                        field: format!("{field}.{name}"),
+                        limit,
+                        retry_after: (len - now.rem_euclid(len)) as u64,
+                    });
+                }
             }
             if let Some(l) = set
                 .concurrent_streams
                 .filter(|l| streamed && c.streams >= *l)
             {
-                return Err(over(
-                    ReasonCode::LimitConcurrentStreams,
-                    "concurrentStreams",
-                    u64::from(l),
-                    1,
-                ));
+                return Err(OverLimit {
+                    code: ReasonCode::LimitConcurrentStreams,
+                    field: format!("{field}.concurrentStreams"),
+                    limit: u64::from(l),
+                    retry_after: 1,
+                });
             }
         }
         for (scope, _, _) in &scopes {
             let c = counts.entry(scope.clone()).or_default();
-            c.requests += 1;
+            let w = c.window(Kind::Requests, now);
+            w.used += 1;
+            w.leased -= 1;
             c.streams += u32::from(streamed);
         }
         drop(counts);
@@ -198,13 +308,16 @@ impl Admission {
     /// Charges `tokens` (input and output) to every budget the request
     /// falls under, in the windows current now.
     pub fn charge(&self, tokens: u64) {
-        let (minute, day, _, _) = self.budgets.windows();
+        let now = self.budgets.now();
+        let spent = i64::try_from(tokens).unwrap_or(i64::MAX);
         let mut counts = self.budgets.lock();
         for scope in &self.scopes {
             let c = counts.entry(scope.clone()).or_default();
-            c.roll(minute, day);
-            c.minute_tokens = c.minute_tokens.saturating_add(tokens);
-            c.day_tokens = c.day_tokens.saturating_add(tokens);
+            for kind in [Kind::MinuteTokens, Kind::DayTokens] {
+                let w = c.window(kind, now);
+                w.used = w.used.saturating_add(tokens);
+                w.leased = w.leased.saturating_sub(spent);
+            }
         }
     }
 }
@@ -250,8 +363,8 @@ spec:
         }))
     }
 
-    #[test]
-    fn requests_per_minute_free_at_the_next_minute_and_each_agent_has_its_own() {
+    #[tokio::test]
+    async fn requests_per_minute_free_at_the_next_minute_and_each_agent_has_its_own() {
         let now = Arc::new(Mutex::new(1_800_000_030)); // :30 past a minute
         let b = at(now.clone());
         let p = policy(Limits {
@@ -261,19 +374,22 @@ spec:
             },
             ..Limits::default()
         });
-        assert!(b.admit(&p, "a", false).unwrap().is_some());
-        assert!(b.admit(&p, "a", false).is_ok());
-        let over = b.admit(&p, "a", false).unwrap_err();
+        assert!(b.admit(&p, "a", false).await.unwrap().is_some());
+        assert!(b.admit(&p, "a", false).await.is_ok());
+        let over = b.admit(&p, "a", false).await.unwrap_err();
         assert_eq!(over.code, ReasonCode::LimitRequestsPerMinute);
         assert_eq!(over.field, "spec.limits.agent.requestsPerMinute");
         assert_eq!(over.retry_after, 30);
-        assert!(b.admit(&p, "b", false).is_ok(), "b has its own budget");
+        assert!(
+            b.admit(&p, "b", false).await.is_ok(),
+            "b has its own budget"
+        );
         *now.lock().unwrap() += 30;
-        assert!(b.admit(&p, "a", false).is_ok(), "a new minute");
+        assert!(b.admit(&p, "a", false).await.is_ok(), "a new minute");
     }
 
-    #[test]
-    fn a_day_of_tokens_runs_out_for_the_whole_policy_and_comes_back_at_midnight() {
+    #[tokio::test]
+    async fn a_day_of_tokens_runs_out_for_the_whole_policy_and_comes_back_at_midnight() {
         let midnight = 1_800_057_600; // a multiple of 86,400
         let now = Arc::new(Mutex::new(midnight - 3_600));
         let b = at(now.clone());
@@ -284,18 +400,18 @@ spec:
             },
             ..Limits::default()
         });
-        b.admit(&p, "a", false).unwrap().unwrap().charge(600);
+        b.admit(&p, "a", false).await.unwrap().unwrap().charge(600);
         // Admitted while budget is left; this one overshoots.
-        b.admit(&p, "b", false).unwrap().unwrap().charge(600);
-        let over = b.admit(&p, "a", false).unwrap_err();
+        b.admit(&p, "b", false).await.unwrap().unwrap().charge(600);
+        let over = b.admit(&p, "a", false).await.unwrap_err();
         assert_eq!(over.code, ReasonCode::LimitTokensPerDay);
         assert_eq!(over.retry_after, 3_600);
         *now.lock().unwrap() = midnight;
-        assert!(b.admit(&p, "a", false).is_ok(), "the next day");
+        assert!(b.admit(&p, "a", false).await.is_ok(), "the next day");
     }
 
-    #[test]
-    fn a_stream_holds_its_place_until_it_ends() {
+    #[tokio::test]
+    async fn a_stream_holds_its_place_until_it_ends() {
         let b = Budgets::default();
         let p = policy(Limits {
             agent: LimitSet {
@@ -304,19 +420,20 @@ spec:
             },
             ..Limits::default()
         });
-        let open = b.admit(&p, "a", true).unwrap();
+        let open = b.admit(&p, "a", true).await.unwrap();
         assert_eq!(
-            b.admit(&p, "a", true).unwrap_err().code,
+            b.admit(&p, "a", true).await.unwrap_err().code,
             ReasonCode::LimitConcurrentStreams
         );
         assert!(
-            b.admit(&p, "a", false).is_ok(),
+            b.admit(&p, "a", false).await.is_ok(),
             "a whole answer is not a stream"
         );
         drop(open);
-        assert!(b.admit(&p, "a", true).is_ok());
+        assert!(b.admit(&p, "a", true).await.is_ok());
         assert!(
             b.admit(&policy(Limits::default()), "a", true)
+                .await
                 .unwrap()
                 .is_none(),
             "no limits, nothing counted"

@@ -516,7 +516,9 @@ async fn serve(
         .operators(operator_tokens)
         .body_timeout(body_timeout)
         .body_budget(args.max_in_flight_body_bytes)
-        .egress(egress);
+        .egress(egress)
+        // Limits shared by the replicas when the audit is PostgreSQL.
+        .shared_budgets(store.clone());
     if let Some(client) = client {
         let rate = ReviewRate {
             per_second: args.token_reviews_per_second,

@@ -137,6 +137,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Shares `spec.limits` with the other replicas through `store`, when
+    /// it is PostgreSQL (set after [`Self::clock`]).
+    pub fn shared_budgets(mut self, store: Store) -> Self {
+        self.budgets = self.budgets.shared(store);
+        self
+    }
+
     /// Whether chat requests wait for their routing event to be durable
     /// (default: they do).
     pub fn chat_events(mut self, chat_events: ChatEvents) -> Self {

@@ -173,3 +173,92 @@ async fn a_policy_wide_stream_limit_counts_open_streams_until_they_end() {
         .unwrap();
     assert_eq!(chat(&state, "key-b", true).await.0, 200);
 }
+
+/// Two gateway replicas (the real binary, twice) auditing to one
+/// PostgreSQL share an agent's daily token budget: each leases shares of
+/// it, and together they admit no more than the limit plus, per replica,
+/// the tokens of the request under way when its share ran out
+/// (docs/policy.md#limits). Counted alone, each would admit the whole
+/// budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_a_token_budget_through_postgresql() {
+    let fake = fake().await; // every answer reports 5 + 7 tokens
+    let pg = palisade_audit_suite::TestPostgres::start();
+    let url = pg.database("limits");
+    let dir = palisade_testkit::temp_dir("limits-replicas");
+    let config = dir.join("p.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {{name: p}}
+spec:
+  agents: [{{name: a, apiKeySecretRef: {{name: k, key: a}}}}]
+  providers: [{{name: cloud, type: openai, baseUrl: "{}"}}]
+  routing: {{defaultProvider: cloud}}
+  limits: {{agent: {{tokensPerDay: 100}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: k}}
+stringData: {{a: key-a}}
+"#,
+            fake.base_url()
+        ),
+    )
+    .unwrap();
+    let args = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--audit-url",
+        &url,
+    ];
+    let replicas = [common::spawn_gateway(&args), common::spawn_gateway(&args)];
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let mut admitted = [0; 2];
+    let mut refused = [false; 2];
+    // Alternating between the replicas until both refuse.
+    for i in 0..40 {
+        let r = i % 2;
+        if refused[0] && refused[1] {
+            break;
+        }
+        let resp = http
+            .post(format!("http://{}/v1/chat/completions", replicas[r].1))
+            .bearer_auth("key-a")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            200 => admitted[r] += 1,
+            429 => {
+                let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+                assert_eq!(v["error"]["code"], "limit.tokens_per_day", "{v}");
+                refused[r] = true;
+            }
+            other => panic!("replica {r} answered {other}"),
+        }
+    }
+    for (mut child, _) in replicas {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(refused[0] && refused[1], "both replicas stop: {admitted:?}");
+    let tokens = 12 * (admitted[0] + admitted[1]);
+    assert!(
+        (100..=100 + 2 * 12).contains(&tokens),
+        "admitted {admitted:?} requests, {tokens} tokens, against a budget of 100"
+    );
+    assert!(
+        admitted[0] > 0 && admitted[1] > 0,
+        "both served: {admitted:?}"
+    );
+}

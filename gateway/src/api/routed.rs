@@ -66,7 +66,11 @@ where
     let Some((route, policy)) = routing.permitted() else {
         return Err(routing.refuse(state).await);
     };
-    let admission = match state.budgets.admit(policy, &who.agent, request.streamed) {
+    let admission = match state
+        .budgets
+        .admit(policy, &who.agent, request.streamed)
+        .await
+    {
         Ok(admission) => admission,
         Err(over) => return Err(routing.over_limit(state, over).await),
     };

@@ -190,7 +190,7 @@ async fn a_row_rewritten_with_recomputed_hashes_is_found_without_the_key_in_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_runtime_role_inserts_and_reads_but_cannot_update_or_delete() {
+async fn the_runtime_role_inserts_and_reads_but_cannot_update_or_delete_audit_rows() {
     let pg = TestPostgres::start();
     // The migration job: the owner applies the schema and grants the
     // runtime role what it needs.
@@ -231,6 +231,17 @@ async fn the_runtime_role_inserts_and_reads_but_cannot_update_or_delete() {
     }
     assert_eq!(rows_of(&owner, &before).await.len(), 2);
     assert_eq!(owner.verify(Some(&key())).await.unwrap().broken, None);
+
+    // The limits' shared counters are not history: the runtime role leases
+    // shares of a budget, never past its limit.
+    let lease = |want| runtime.lease_budget("clinic/p/a/DayTokens", 20_000, 86_400, want, 100);
+    assert_eq!(lease(60).await.unwrap(), 60);
+    assert_eq!(
+        lease(60).await.unwrap(),
+        40,
+        "only what is left of the limit"
+    );
+    assert_eq!(lease(60).await.unwrap(), 0);
 }
 
 /// A row's hash does not change when the event type grows: fields added
