@@ -33,9 +33,9 @@ impl GatewayMetrics {
         let decisions = IntCounterVec::new(
             Opts::new(
                 "palisade_decisions_total",
-                "Decisions by kind, outcome, reason code and the rule (or grant) that made them",
+                "Decisions by namespace, agent (declared agents only), kind, outcome, reason code and the rule (or grant) that made them",
             ),
-            &["kind", "decision", "reason", "rule"],
+            &["namespace", "agent", "kind", "decision", "reason", "rule"],
         )?;
         let kill_switch_hits = IntCounterVec::new(
             Opts::new(

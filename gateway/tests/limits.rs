@@ -105,7 +105,7 @@ async fn requests_over_the_minutes_limit_get_429_with_when_to_retry_and_are_audi
     assert_eq!(refused[0].event.agent, "a");
     let metrics = state.metrics.render();
     assert!(
-        metrics.contains(r#"palisade_decisions_total{decision="Deny",kind="chat",reason="limit.requests_per_minute",rule="spec.limits.agent.requestsPerMinute"} 1"#),
+        metrics.contains(r#"palisade_decisions_total{agent="a",decision="Deny",kind="chat",namespace="ns",reason="limit.requests_per_minute",rule="spec.limits.agent.requestsPerMinute"} 1"#),
         "{metrics}"
     );
 }

@@ -287,7 +287,7 @@ async fn decisions_are_counted_by_rule_and_overlong_tool_names_are_refused() {
     assert_eq!(status, 403);
     let metrics = g.state.metrics.render();
     assert!(
-        metrics.contains("palisade_decisions_total{decision=\"Allow\",kind=\"tool_call\",reason=\"tool.allowed_by_rule\",rule=\"spec.tools.rules[0]\"} 3"),
+        metrics.contains("palisade_decisions_total{agent=\"demo\",decision=\"Allow\",kind=\"tool_call\",namespace=\"default\",reason=\"tool.allowed_by_rule\",rule=\"spec.tools.rules[0]\"} 3"),
         "{metrics}"
     );
     assert!(!metrics.contains("made_up"), "{metrics}");
@@ -327,7 +327,7 @@ async fn kill_switches_stop_the_agent_and_are_counted() {
             .contains("palisade_kill_switch_hits_total{namespace=\"default\",scope=\"policy\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("palisade_decisions_total{decision=\"Deny\",kind=\"tool_call\",reason=\"kill_switch.policy\",rule=\"spec.suspend\"} 1"), "{metrics}");
+    assert!(metrics.contains("palisade_decisions_total{agent=\"demo\",decision=\"Deny\",kind=\"tool_call\",namespace=\"default\",reason=\"kill_switch.policy\",rule=\"spec.suspend\"} 1"), "{metrics}");
 }
 
 #[tokio::test]

@@ -83,12 +83,7 @@ pub fn decide_tool_call<'s>(
         },
         jiff::Timestamp::now(),
     );
-    count(
-        state,
-        call.proposed.label(),
-        &call.who.namespace,
-        &evaluated.decision,
-    );
+    count(state, call.proposed.label(), call.who, &evaluated.decision);
     ToolCallDecision {
         decision: evaluated.decision,
         policy: evaluated.policy,
@@ -174,7 +169,7 @@ pub fn decide_chat<'s>(
         prompt,
         provider_text,
     });
-    count(state, kind.as_str(), &who.namespace, &decision.decision);
+    count(state, kind.as_str(), who, &decision.decision);
     let mut event = AuditEvent::from_decision(
         kind,
         request_id,
@@ -232,7 +227,14 @@ impl<'s> ChatRouting<'s> {
         state
             .metrics
             .decisions
-            .with_label_values(&[e.kind.as_str(), "Deny", over.code.as_str(), &over.field])
+            .with_label_values(&[
+                &e.namespace,
+                &e.agent,
+                e.kind.as_str(),
+                "Deny",
+                over.code.as_str(),
+                &over.field,
+            ])
             .inc();
         let refused = GatewayError::OverLimit {
             code: over.code,
@@ -386,15 +388,19 @@ fn unaudited(e: &palisade_audit::AuditError, request_id: &str) -> GatewayError {
     }
 }
 
-/// Counts a decision of `kind` for an agent of `namespace`, labelled by
-/// the rule (or grant) that made it, `none` when none did: never by a tool
-/// name, so callers cannot grow the series with made-up names (a glob rule
-/// counts every name it matched under itself).
-fn count(state: &AppState, kind: &str, namespace: &str, decision: &Decision) {
+/// Counts a decision of `kind` for the agent `who`, labelled by its
+/// namespace and name (authenticated agents are the ones policies
+/// declare) and the rule (or grant) that made it, `none` when none did:
+/// never by a tool name, so callers cannot grow the series with made-up
+/// names (a glob rule counts every name it matched under itself).
+fn count(state: &AppState, kind: &str, who: &Identity, decision: &Decision) {
+    let namespace = who.namespace.as_str();
     state
         .metrics
         .decisions
         .with_label_values(&[
+            namespace,
+            &who.agent,
             kind,
             decision.outcome.as_str(),
             decision.reason_code.as_str(),
