@@ -4,7 +4,10 @@
 //! - [`tool_calls`]: `POST /v1/tool-calls`;
 //! - [`chat`]: `POST /v1/chat/completions`;
 //! - [`embeddings`]: `POST /v1/embeddings`;
-//! - [`messages`]: `POST /v1/messages` (Anthropic's Messages API);
+//! - [`messages`]: `POST /v1/messages` (Anthropic's Messages API), served
+//!   and [`responses`]: `POST /v1/responses` (OpenAI's Responses API),
+//!   both served through [`ingress`] (the chat path behind another API's
+//!   shapes);
 //! - [`models`]: `GET /v1/models`;
 //! - [`routed`]: what chat and embeddings share (fallback, route headers);
 //! - [`approvals`]: `GET /v1/approvals[/{name}]`, `POST
@@ -16,9 +19,11 @@ pub mod approvals;
 pub mod audit_query;
 pub mod chat;
 pub mod embeddings;
+pub mod ingress;
 pub mod messages;
 pub mod models;
 pub mod openapi;
+pub mod responses;
 pub mod routed;
 pub mod tool_calls;
 

@@ -17,7 +17,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Palisade gateway",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Policy gateway for AI agents: OpenAI-compatible chat and embeddings and Anthropic's Messages API routed by policy, the models each agent may use, tool-call decisions, audit. Every error uses OpenAI's error shape; `error.code` is a Palisade reason code (see docs/reason-codes.md), unknown routes included (404 not_found, 405 method_not_allowed)."
+            "description": "Policy gateway for AI agents: OpenAI-compatible chat, Responses and embeddings and Anthropic's Messages API routed by policy, the models each agent may use, tool-call decisions, audit. Every error uses OpenAI's error shape; `error.code` is a Palisade reason code (see docs/reason-codes.md), unknown routes included (404 not_found, 405 method_not_allowed)."
         },
         "components": {
             "securitySchemes": {
@@ -112,6 +112,22 @@ pub fn document() -> Value {
                     "400": error_response("Malformed request, or a content block it does not carry"),
                     "401": error_response("Unknown API key"),
                     "403": error_response("Refused by policy (kill switch, model not allowed, no policy)"),
+                    "502": error_response("Provider failed (and its fallback, if any)"),
+                    "503": error_response("Not ready, or the request could not be audited"),
+                    "504": error_response("Provider timed out")
+                }
+            }},
+            "/v1/responses": {"post": {
+                "summary": "OpenAI's Responses API, routed by policy like chat",
+                "description": "Same request and response as OpenAI's Responses API, `stream: true` included (its event stream). Read into a chat request and routed like one, to any provider; every `function_call` the model proposes is decided before the client sees it (denied and held ones replaced by an explanation in the text). Stateless: `previous_response_id` is refused (send the conversation in `input`); input items other than messages, function_call and function_call_output, content other than text, and tools other than functions are refused 400 naming them.",
+                "security": [{"agentKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["input"]}}}},
+                "responses": {
+                    "200": {"description": "A Response (JSON, with a `palisade` object) or the Responses event stream (text/event-stream)"},
+                    "400": error_response("Malformed request, or something it does not carry (named)"),
+                    "401": error_response("Unknown API key"),
+                    "403": error_response("Refused by policy (kill switch, model not allowed, no policy)"),
+                    "429": error_response("Over one of the policy's spec.limits (limit.*), with Retry-After"),
                     "502": error_response("Provider failed (and its fallback, if any)"),
                     "503": error_response("Not ready, or the request could not be audited"),
                     "504": error_response("Provider timed out")

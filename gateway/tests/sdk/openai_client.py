@@ -75,6 +75,37 @@ try:
 except openai.PermissionDeniedError as e:
     check("denied tool call", e.code == "tool.denied_by_rule", e.body)
 
+# The Responses API: text, and function calls decided like chat's, whole
+# and streamed (the SDK's event iterator and its stream helper).
+import json
+
+r = client.responses.create(model="gpt-4o", input="What are your opening hours?")
+check("responses: text", r.output_text == "cloud answer" and r.status == "completed", r)
+check("responses: usage", r.usage.input_tokens == 5 and r.usage.output_tokens == 7, r.usage)
+response_tools = [{"type": "function", "name": n, "parameters": {"type": "object"}} for n in ("sql_query", "send_email", "bulk_export")]
+
+
+def function_calls(output):
+    return [(o.name, json.loads(o.arguments)) for o in output if o.type == "function_call"]
+
+
+r = client.responses.create(model="gpt-4o-tools", input="Look it up", tools=response_tools)
+check("responses: allowed function_call passes", function_calls(r.output) == [("sql_query", {"query": "SELECT 1"})], r.output)
+check("responses: denied explained", "`bulk_export` was blocked by policy" in r.output_text, r.output_text)
+check("responses: held explained", "`send_email` needs a human's approval" in r.output_text, r.output_text)
+events = list(client.responses.create(model="gpt-4o", input="hi", stream=True))
+check("responses stream: framed", events[0].type == "response.created" and events[-1].type == "response.completed", [e.type for e in events])
+text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+check("responses stream: text", text == "cloud answer" and events[-1].response.output_text == "cloud answer", text)
+with client.responses.stream(model="gpt-4o-tools", input="Look it up", tools=response_tools) as stream:
+    final = stream.get_final_response()
+check("responses stream: function_call gated", function_calls(final.output) == [("sql_query", {"query": "SELECT 1"})], final.output)
+try:
+    client.responses.create(model="gpt-4o", input="hi", previous_response_id="resp_1")
+    check("responses: previous_response_id refused", False, "no error")
+except openai.BadRequestError as e:
+    check("responses: previous_response_id refused", "previous_response_id" in e.message, e.message)
+
 # The models this agent may ask for: what its providers list (each fake
 # lists gpt-4o, gpt-4o-mini and llama3.1:8b) that the policy allows.
 ids = sorted(m.id for m in client.models.list())

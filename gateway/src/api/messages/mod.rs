@@ -11,22 +11,19 @@
 mod stream;
 mod translate;
 
-use crate::api::chat::gate::gate_stream;
-use crate::api::chat::metering::{Meter, metered};
-use crate::api::chat::{ChatRouted, gated, route_chat};
-use crate::api::routed::{Routed, route_headers, with_palisade};
-use crate::api::{json_body, request_id};
+use crate::api::ingress::{self, Ingress};
+use crate::api::json_body;
 use crate::auth::Agent;
-use crate::decisions::admit;
 use crate::error::GatewayError;
 use crate::limits::UnreadBody;
+use crate::providers::framing::ByteStream;
 use crate::providers::openai::ChatCompletion;
-use crate::providers::{ProviderReply, UpstreamError};
 use crate::state::AppState;
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
+use futures_util::Stream;
 use translate::MessagesIn;
 
 /// `POST /v1/messages`.
@@ -46,47 +43,21 @@ pub async fn handle(
     })?;
     drop(body);
     let request = translate::chat_request(&incoming)?;
-    let request_id = request_id(&headers, None);
-    admit(&state, &request_id).await?;
-    let ChatRouted {
-        served,
-        reply,
-        mut gate,
-        admission,
-    } = route_chat(state, snapshot, who, request_id.clone(), &request).await?;
-    let routed = Routed::new(&served, &request_id);
-    let mut completion = match reply {
-        ProviderReply::Stream(chunks) => {
-            // The translation reads the usage events: none is taken out.
-            let meter = Meter::of(&gate, &served, admission, false);
-            let gated = metered(gate_stream(chunks, gate), meter);
-            let events = stream::messages_stream(gated, served.model.clone());
-            return Ok(answer(
-                Body::from_stream(events),
-                "text/event-stream",
-                &routed,
-            ));
-        }
-        ProviderReply::Completion(c) => c,
-        ProviderReply::Verbatim(bytes) => serde_json::from_slice::<ChatCompletion>(&bytes)
-            .map_err(|e| GatewayError::Upstream {
-                provider: served.provider.clone(),
-                request_id: request_id.clone(),
-                error: UpstreamError::Invalid(format!("not a chat completion: {e}")),
-            })?,
-    };
-    gated(&mut completion, &mut gate).await?;
-    let message = translate::message(&completion, &served.model);
-    let bytes = with_palisade(message.to_string().as_bytes(), &routed);
-    Ok(answer(Body::from(bytes), "application/json", &routed))
+    ingress::serve::<Messages>(state, snapshot, who, &headers, request).await
 }
 
-/// A response of `content_type` with the route's headers.
-fn answer(body: Body, content_type: &'static str, routed: &Routed<'_>) -> Response {
-    let mut response = Response::new(body);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    route_headers(&mut response, routed);
-    response
+/// Anthropic's Messages shapes.
+struct Messages;
+
+impl Ingress for Messages {
+    fn answer(completion: &ChatCompletion, model: &str) -> serde_json::Value {
+        translate::message(completion, model)
+    }
+
+    fn stream(
+        gated: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+        model: String,
+    ) -> ByteStream {
+        stream::messages_stream(gated, model)
+    }
 }

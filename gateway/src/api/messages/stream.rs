@@ -6,7 +6,8 @@
 //! nothing follows.
 
 use super::translate::{stop_reason, tool_use_id};
-use crate::providers::framing::{self, ByteStream};
+use crate::api::ingress::{Events, translate_stream};
+use crate::providers::framing::ByteStream;
 use crate::providers::openai::ChatCompletionChunk;
 use axum::body::Bytes;
 use futures_util::Stream;
@@ -37,7 +38,6 @@ struct Translation {
     finish_reason: Option<String>,
     input_tokens: u64,
     output_tokens: u64,
-    ended: bool,
 }
 
 impl Translation {
@@ -119,34 +119,23 @@ impl Translation {
             "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
             "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}})));
         out.push(event(json!({"type": "message_stop"})));
-        self.ended = true;
+    }
+}
+
+impl Events for Translation {
+    fn chunk(&mut self, chunk: ChatCompletionChunk, out: &mut Vec<Bytes>) {
+        Translation::chunk(self, chunk, out);
     }
 
-    fn line(&mut self, line: &str) -> Vec<Bytes> {
-        let mut out = Vec::new();
-        let Some(data) = framing::data_of(line).filter(|_| !self.ended) else {
-            return out;
-        };
-        if data == "[DONE]" {
-            self.done(&mut out);
-            return out;
-        }
-        let Ok(value) = serde_json::from_str::<Value>(data) else {
-            return out;
-        };
-        if let Some(error) = value.get("error") {
-            // The gate ended the stream: so does the translation.
-            let message = error["message"].as_str().unwrap_or("the stream failed");
-            out.push(event(json!({"type": "error", "error": {
-                "type": "api_error", "message": message, "code": error["code"],
-            }})));
-            self.ended = true;
-            return out;
-        }
-        if let Ok(chunk) = serde_json::from_value::<ChatCompletionChunk>(value) {
-            self.chunk(chunk, &mut out);
-        }
-        out
+    fn done(&mut self, out: &mut Vec<Bytes>) {
+        Translation::done(self, out);
+    }
+
+    fn error(&mut self, error: &Value, out: &mut Vec<Bytes>) {
+        let message = error["message"].as_str().unwrap_or("the stream failed");
+        out.push(event(json!({"type": "error", "error": {
+            "type": "api_error", "message": message, "code": error["code"],
+        }})));
     }
 }
 
@@ -156,42 +145,21 @@ pub fn messages_stream(
     gated: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     model: String,
 ) -> ByteStream {
-    let mut t = Translation {
+    let t = Translation {
         model,
         ..Translation::default()
     };
-    framing::translate_lines(gated, move |line| t.line(line))
+    translate_stream(gated, t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::TryStreamExt;
 
-    /// The events (type and data) of a translated stream.
-    async fn translate(chunks: &[Value]) -> Vec<Value> {
-        let mut sse: Vec<String> = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
-        sse.push("data: [DONE]\n\n".into());
-        let upstream = futures_util::stream::iter(sse.into_iter().map(|s| Ok(Bytes::from(s))));
-        let bytes: Vec<Bytes> = messages_stream(upstream, "m".into())
-            .try_collect()
-            .await
-            .unwrap();
-        let text = String::from_utf8(bytes.concat()).unwrap();
-        text.split("\n\n")
-            .filter(|e| !e.is_empty())
-            .map(|e| {
-                let (name, data) = e.split_once('\n').unwrap();
-                let data: Value =
-                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
-                assert_eq!(name.strip_prefix("event: ").unwrap(), data["type"]);
-                data
-            })
-            .collect()
-    }
+    use crate::api::ingress::testing::{chat_stream, chunk, events_of};
 
-    fn chunk(delta: Value, finish: Value) -> Value {
-        json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    async fn translate(lines: &[Value]) -> Vec<Value> {
+        events_of(messages_stream(chat_stream(lines), "m".into())).await
     }
 
     #[tokio::test]
