@@ -22,6 +22,9 @@ pub struct GatewayMetrics {
     /// only: callers are authenticated), provider, model (routed, so
     /// allowed by policy) and type (input, output, cached).
     pub tokens: IntCounterVec,
+    /// OpenTelemetry GenAI semantic conventions, in Prometheus' naming
+    /// of OTel metrics ([`GenAi`]).
+    pub gen_ai: GenAi,
     /// Request-body bytes held or reserved now (set when scraped).
     pub body_bytes_in_flight: IntGauge,
     pub audit: AuditMetrics,
@@ -98,6 +101,7 @@ impl GatewayMetrics {
         registry.register(Box::new(config_loaded_seconds.clone()))?;
         registry.register(Box::new(config_reload_errors.clone()))?;
         let audit = AuditMetrics::register(&registry)?;
+        let gen_ai = GenAi::register(&registry)?;
         Ok(Self {
             registry,
             decisions,
@@ -108,6 +112,7 @@ impl GatewayMetrics {
             config_reload_errors,
             approvals,
             tokens,
+            gen_ai,
             body_bytes_in_flight,
             audit,
         })
@@ -124,5 +129,83 @@ impl GatewayMetrics {
         prometheus::TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
+    }
+}
+
+/// The OpenTelemetry GenAI semantic conventions' client and server
+/// metrics, as an OTel-to-Prometheus bridge names them (dots as
+/// underscores, the unit as a suffix), with their attributes as labels:
+/// `gen_ai_operation_name` (`chat`, `embeddings`), `gen_ai_provider_name`
+/// (the policy's provider), `gen_ai_request_model` (the routed model).
+#[derive(Debug, Clone)]
+pub struct GenAi {
+    /// `gen_ai.client.token.usage` (`{token}`), by `gen_ai_token_type`
+    /// (`input`, `output`).
+    pub token_usage: HistogramVec,
+    /// `gen_ai.server.request.duration` (s): from the request's routing
+    /// to the provider's answer (a stream's first bytes), `error_type` set
+    /// when it failed.
+    pub request_duration: HistogramVec,
+    /// `gen_ai.server.time_to_first_token` (s), streams only.
+    pub time_to_first_token: HistogramVec,
+}
+
+const GEN_AI: [&str; 3] = [
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+];
+
+impl GenAi {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        // The conventions' advised bucket boundaries.
+        let tokens = vec![
+            1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
+            4194304.0, 16777216.0, 67108864.0,
+        ];
+        let seconds = vec![
+            0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+        ];
+        let token_usage = HistogramVec::new(
+            HistogramOpts::new(
+                "gen_ai_client_token_usage",
+                "gen_ai.client.token.usage: tokens used per request, by operation, provider, model and token type",
+            )
+            .buckets(tokens),
+            &[GEN_AI[0], GEN_AI[1], GEN_AI[2], "gen_ai_token_type"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gen_ai_server_request_duration_seconds",
+                "gen_ai.server.request.duration: from routing to the provider's answer, by operation, provider, model and error type",
+            )
+            .buckets(seconds.clone()),
+            &[GEN_AI[0], GEN_AI[1], GEN_AI[2], "error_type"],
+        )?;
+        let time_to_first_token = HistogramVec::new(
+            HistogramOpts::new(
+                "gen_ai_server_time_to_first_token_seconds",
+                "gen_ai.server.time_to_first_token: from routing to a stream's first token, by operation, provider and model",
+            )
+            .buckets(seconds),
+            &GEN_AI,
+        )?;
+        registry.register(Box::new(token_usage.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(time_to_first_token.clone()))?;
+        Ok(Self {
+            token_usage,
+            request_duration,
+            time_to_first_token,
+        })
+    }
+
+    /// The conventions' `gen_ai.operation.name` for an audit event kind.
+    pub fn operation(kind: &str) -> &'static str {
+        if kind == "embedding" {
+            "embeddings"
+        } else {
+            "chat"
+        }
     }
 }

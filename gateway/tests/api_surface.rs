@@ -424,6 +424,19 @@ async fn the_tokens_of_each_answer_are_audited_and_counted_per_agent() {
             r#"palisade_tokens_total{agent="a",model="local-x",namespace="ns",provider="local",type="output"}"#,
             7,
         ),
+        // The OpenTelemetry GenAI conventions beside them.
+        (
+            r#"gen_ai_client_token_usage_sum{gen_ai_operation_name="chat",gen_ai_provider_name="cloud",gen_ai_request_model="gpt-4o",gen_ai_token_type="input"}"#,
+            20,
+        ),
+        (
+            r#"gen_ai_server_request_duration_seconds_count{error_type="",gen_ai_operation_name="chat",gen_ai_provider_name="cloud",gen_ai_request_model="gpt-4o"}"#,
+            4,
+        ),
+        (
+            r#"gen_ai_server_time_to_first_token_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="cloud",gen_ai_request_model="gpt-4o"}"#,
+            2,
+        ),
     ] {
         assert!(
             metrics.contains(&format!("{line} {n}\n")),

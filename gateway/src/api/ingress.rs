@@ -51,12 +51,13 @@ pub async fn serve<I: Ingress>(
         reply,
         mut gate,
         admission,
+        started,
     } = route_chat(state, snapshot, who, request_id.clone(), &request).await?;
     let routed = Routed::new(&served, &request_id);
     let mut completion = match reply {
         ProviderReply::Stream(chunks) => {
             // The translation reads the usage events: none is taken out.
-            let meter = Meter::of(&gate, &served, admission, false);
+            let meter = Meter::of(&gate, &served, admission, started, false);
             let gated = metered(gate_stream(chunks, gate), meter);
             let events = I::stream(gated, served.model.clone());
             return Ok(answer(

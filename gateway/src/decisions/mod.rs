@@ -15,6 +15,7 @@ pub use palisade_audit::AuditDecision;
 use crate::budgets::OverLimit;
 use crate::credentials::Identity;
 use crate::error::GatewayError;
+use crate::metrics::GenAi;
 use crate::providers::usage::Tokens;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
@@ -298,7 +299,24 @@ impl<'s> ChatRouting<'s> {
             .map(|r| r.as_str().to_owned())
             .collect();
         e.rule = route.rule.clone();
-        e.latency_us = Some(self.started.elapsed().as_micros() as i64);
+        let elapsed = self.started.elapsed();
+        e.latency_us = Some(elapsed.as_micros() as i64);
+        let error_type = match &upstream {
+            Ok(_) => String::new(),
+            Err(Some(status)) => status.to_string(),
+            Err(None) => "unreachable".to_owned(),
+        };
+        state
+            .metrics
+            .gen_ai
+            .request_duration
+            .with_label_values(&[
+                GenAi::operation(e.kind.as_str()),
+                &route.provider,
+                &route.model,
+                &error_type,
+            ])
+            .observe(elapsed.as_secs_f64());
         match upstream {
             Ok(tokens) => {
                 e.upstream_status = Some(200);
@@ -324,6 +342,15 @@ pub fn count_tokens(state: &AppState, e: &mut AuditEvent, tokens: Tokens) {
     e.cached_tokens = Some(as_i64(tokens.cached));
     let provider = e.provider.as_deref().unwrap_or("");
     let model = e.model.as_deref().unwrap_or("");
+    let operation = GenAi::operation(e.kind.as_str());
+    for (kind, n) in [("input", tokens.input), ("output", tokens.output)] {
+        state
+            .metrics
+            .gen_ai
+            .token_usage
+            .with_label_values(&[operation, provider, model, kind])
+            .observe(n as f64);
+    }
     for (kind, n) in [
         ("input", tokens.input),
         ("output", tokens.output),

@@ -32,6 +32,9 @@ pub struct Meter {
     /// The stream's admission under `spec.limits`: charged its tokens at
     /// the end, its place among open streams freed when the meter goes.
     pub admission: Option<Admission>,
+    /// When the request was routed, for its time to first token (taken
+    /// once: `None` after).
+    pub started: Option<std::time::Instant>,
 }
 
 /// The parts of a chunk the meter reads.
@@ -44,8 +47,15 @@ struct Counted {
 
 impl Meter {
     /// The meter of the stream `gate` gates, served by `route`.
-    pub fn of(gate: &Gate, route: &Route, admission: Option<Admission>, strip: bool) -> Self {
+    pub fn of(
+        gate: &Gate,
+        route: &Route,
+        admission: Option<Admission>,
+        started: std::time::Instant,
+        strip: bool,
+    ) -> Self {
         Self {
+            started: Some(started),
             state: gate.state.clone(),
             who: gate.who.clone(),
             request_id: gate.request_id.clone(),
@@ -55,8 +65,29 @@ impl Meter {
         }
     }
 
+    /// Observes `gen_ai.server.time_to_first_token` at the first bytes
+    /// that carry text or a tool call.
+    fn first_token(&mut self, bytes: &[u8]) {
+        let token = |needle: &[u8]| {
+            memchr::memmem::find_iter(bytes, needle)
+                .any(|i| bytes.get(i + needle.len()) != Some(&b'"'))
+        };
+        if self.started.is_some()
+            && (token(b"\"content\":\"") || token(b"\"tool_calls\":"))
+            && let Some(started) = self.started.take()
+        {
+            self.state
+                .metrics
+                .gen_ai
+                .time_to_first_token
+                .with_label_values(&["chat", &self.route.provider, &self.route.model])
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
     /// `bytes` as passed on, noting the tokens of any usage they carry.
-    fn read(&self, bytes: Bytes, tokens: &mut Option<Tokens>) -> Bytes {
+    fn read(&mut self, bytes: Bytes, tokens: &mut Option<Tokens>) -> Bytes {
+        self.first_token(&bytes);
         if memchr::memmem::find(&bytes, b"\"usage\"").is_none() {
             return bytes;
         }
@@ -120,7 +151,7 @@ pub fn metered(
     futures_util::stream::unfold(start, |(mut stream, mut meter, mut tokens)| async move {
         match stream.next().await {
             Some(Ok(bytes)) => {
-                let bytes = match &meter {
+                let bytes = match &mut meter {
                     Some(m) => m.read(bytes, &mut tokens),
                     None => bytes,
                 };

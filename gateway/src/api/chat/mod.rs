@@ -62,6 +62,7 @@ pub async fn route_chat(
     request_id: String,
     request: &ChatRequest,
 ) -> Result<ChatRouted, GatewayError> {
+    let started = std::time::Instant::now();
     let prompt = request.prompt_text();
     let seen = provider_text::of(request);
     let to_route = ToRoute {
@@ -93,6 +94,7 @@ pub async fn route_chat(
         reply,
         gate,
         admission,
+        started,
     })
 }
 
@@ -105,6 +107,8 @@ pub struct ChatRouted {
     pub reply: ProviderReply,
     pub gate: Gate,
     pub admission: Option<Admission>,
+    /// When it was routed (a stream's time to first token counts from it).
+    pub started: std::time::Instant,
 }
 
 /// A request body as the gateway reads it: JSON (declared so in
@@ -177,13 +181,14 @@ async fn respond(routed: ChatRouted, strip_usage: bool) -> Result<Response, Gate
         reply,
         mut gate,
         admission,
+        started,
     } = routed;
     let route = &served;
     let request_id = gate.request_id.clone();
     let routed = Routed::new(route, &request_id);
     let mut response = match reply {
         ProviderReply::Stream(body) => {
-            let meter = Meter::of(&gate, route, admission, strip_usage);
+            let meter = Meter::of(&gate, route, admission, started, strip_usage);
             let mut r = Response::new(Body::from_stream(metered(gate_stream(body, gate), meter)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
