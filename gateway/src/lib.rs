@@ -20,6 +20,7 @@
 //! - [`snapshot`]: the configuration served, swapped atomically; loaded by
 //!   [`config`] from files or by [`kubernetes`] from the operator's Secret;
 //! - [`error`]: every error an agent can get, with its status and code;
+//! - [`telemetry`]: logs, and traces over OTLP (`--otlp-endpoint`);
 //! - [`metrics`]: `palisade_*` Prometheus metrics; [`limits`]: bodies read
 //!   after authentication, their size, deadline and budget, JSON nesting;
 //!   [`budgets`]: the policies' `spec.limits` (requests, tokens, streams).
@@ -43,3 +44,4 @@ pub mod router;
 pub mod run;
 pub mod snapshot;
 pub mod state;
+pub mod telemetry;

@@ -29,6 +29,11 @@ pub struct RunArgs {
     /// log pipelines). The level comes from `RUST_LOG` (default `info`).
     #[arg(long, env = "PALISADE_LOG_FORMAT", default_value = "text")]
     pub log_format: palisade_crds::logging::LogFormat,
+    /// Send a trace span of every routed request to this OTLP/HTTP
+    /// collector endpoint (e.g. `http://otel-collector:4318`; `/v1/traces`
+    /// is added). Off by default.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// A YAML file with AIPolicy, ToolGrant, Secret and GatewaySettings
     /// documents; repeat to combine files.
     #[arg(long = "config", short = 'c', required_unless_present = "kubernetes")]
@@ -145,6 +150,8 @@ pub enum StartupError {
     Duration { flag: &'static str, message: String },
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error("{0}")]
+    Telemetry(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("--watch-namespaces: {0}")]
@@ -298,7 +305,6 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, StartupError> {
-    palisade_crds::logging::init(args.log_format);
     let interval = duration("reload-interval", &args.reload_interval)?;
     let header_timeout = duration("header-read-timeout", &args.header_read_timeout)?;
     let body_timeout = duration("body-read-timeout", &args.body_read_timeout)?;
@@ -317,8 +323,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode, StartupError> {
         .enable_all()
         .build()
         .map_err(StartupError::Runtime)?;
-    tracing::debug!(threads, "runtime started");
-    rt.block_on(serve(args, interval, header_timeout, body_timeout))
+    rt.block_on(async move {
+        let telemetry = crate::telemetry::init(args.log_format, args.otlp_endpoint.as_deref())
+            .map_err(StartupError::Telemetry)?;
+        tracing::debug!(threads, "runtime started");
+        let served = serve(args, interval, header_timeout, body_timeout).await;
+        telemetry.shutdown();
+        served
+    })
 }
 
 /// Where the configuration comes from: files, or the operator's Secret.

@@ -40,6 +40,7 @@ pub async fn handle(
         prompt: &text,
         provider_text: &text,
         streamed: false,
+        traceparent: crate::api::traceparent(&headers),
     };
     let upstream = &upstream(&state, &snapshot);
     let request = &request;

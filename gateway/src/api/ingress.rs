@@ -52,7 +52,14 @@ pub async fn serve<I: Ingress>(
         mut gate,
         admission,
         started,
-    } = route_chat(state, snapshot, who, request_id.clone(), &request).await?;
+    } = route_chat(
+        state,
+        snapshot,
+        who,
+        (request_id.clone(), crate::api::traceparent(headers)),
+        &request,
+    )
+    .await?;
     let routed = Routed::new(&served, &request_id);
     let mut completion = match reply {
         ProviderReply::Stream(chunks) => {

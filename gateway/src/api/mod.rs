@@ -63,3 +63,11 @@ pub fn request_id(headers: &HeaderMap, body: Option<&str>) -> String {
         .filter(|r| !r.is_empty() && r.len() <= 128)
         .unwrap_or_else(|| format!("req-{}", uuid::Uuid::now_v7().simple()))
 }
+
+/// The agent's W3C `traceparent` header, if it sent a readable one.
+pub fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| t.len() <= 128)
+}

@@ -6,15 +6,18 @@ use crate::budgets::Admission;
 use crate::credentials::Identity;
 use crate::decisions::{decide_chat, recorded};
 use crate::error::GatewayError;
+use crate::metrics::GenAi;
 use crate::providers::usage::Metered;
 use crate::providers::{Upstream, UpstreamError};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
+use crate::telemetry;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use palisade_audit::EventKind;
 use palisade_policy::{Policy, Provider, ReasonCode, Route};
 use serde::Serialize;
+use tracing::Instrument;
 
 /// A request to route by policy: its id and audit kind, the model asked
 /// for, its text (measured, fingerprinted and audited) and everything the
@@ -29,6 +32,8 @@ pub struct ToRoute<'r> {
     /// Whether the answer is streamed (it then holds a place among the
     /// agent's open streams, `spec.limits`).
     pub streamed: bool,
+    /// The agent's W3C `traceparent` header, if it sent one.
+    pub traceparent: Option<&'r str>,
 }
 
 /// The way of every routed request: decided by policy (refused, audited,
@@ -52,6 +57,30 @@ where
     T: Metered,
     F: Future<Output = Result<T, UpstreamError>>,
 {
+    let span = telemetry::request_span(
+        GenAi::operation(request.kind.as_str()),
+        request.model,
+        who,
+        request.request_id,
+        request.traceparent,
+    );
+    let agents = request.traceparent.map(str::to_owned);
+    let answered = decide_and_call(state, snapshot, who, request, call).instrument(span);
+    telemetry::AGENTS_TRACEPARENT.scope(agents, answered).await
+}
+
+/// [`route_and_call`] inside the request's span.
+async fn decide_and_call<'s, T, F>(
+    state: &AppState,
+    snapshot: &'s Snapshot,
+    who: &Identity,
+    request: ToRoute<'_>,
+    call: impl FnMut(&'s Provider, String) -> F,
+) -> Result<(Route, T, Option<Admission>), GatewayError>
+where
+    T: Metered,
+    F: Future<Output = Result<T, UpstreamError>>,
+{
     let ToRoute {
         request_id, kind, ..
     } = request;
@@ -63,6 +92,12 @@ where
         request.model,
         (request.prompt, request.provider_text),
     );
+    let decided = &routing.decision.decision;
+    telemetry::record_decision(
+        decided.outcome.as_str(),
+        decided.reason_code.as_str(),
+        decided.rule.as_deref(),
+    );
     let Some((route, policy)) = routing.permitted() else {
         return Err(routing.refuse(state).await);
     };
@@ -72,11 +107,15 @@ where
         .await
     {
         Ok(admission) => admission,
-        Err(over) => return Err(routing.over_limit(state, over).await),
+        Err(over) => {
+            telemetry::record_decision("Deny", over.code.as_str(), Some(&over.field));
+            return Err(routing.over_limit(state, over).await);
+        }
     };
     // `FailClosed` holds here too; the row is filled in once answered.
     let row = routing.accept(state)?;
     let (served, answer) = with_fallback(policy, route, call).await;
+    tracing::Span::current().record("gen_ai.provider.name", served.provider.as_str());
     let outcome = answer
         .as_ref()
         .map(Metered::tokens)

@@ -220,7 +220,8 @@ impl Upstream<'_> {
             .map_err(|e| UpstreamError::Invalid(format!("cannot encode the request: {e}")))?;
         let uri = self.endpoint(provider, api)?;
         let timeout = Duration::from_millis(provider.timeout_ms);
-        let r = self.http.post_json(uri, headers, body, timeout).await?;
+        let headers = traced(headers);
+        let r = self.http.post_json(uri, &headers, body, timeout).await?;
         answer(provider, r).await
     }
 
@@ -233,7 +234,8 @@ impl Upstream<'_> {
     ) -> Result<UpstreamResponse, UpstreamError> {
         let uri = self.endpoint(provider, api)?;
         let timeout = Duration::from_millis(provider.timeout_ms);
-        answer(provider, self.http.get(uri, headers, timeout).await?).await
+        let headers = traced(headers);
+        answer(provider, self.http.get(uri, &headers, timeout).await?).await
     }
 
     /// The URL of `provider`'s `api`, if the platform allows connecting to it.
@@ -304,6 +306,19 @@ impl Upstream<'_> {
                     ))
                 })
             }
+        }
+    }
+}
+
+/// `headers` and, if the request is traced (or the agent sent one), the
+/// `traceparent` the provider continues the trace with.
+fn traced<'h>(headers: &'h [(&'h str, String)]) -> std::borrow::Cow<'h, [(&'h str, String)]> {
+    match crate::telemetry::traceparent() {
+        None => std::borrow::Cow::Borrowed(headers),
+        Some(t) => {
+            let mut all = headers.to_vec();
+            all.push(("traceparent", t));
+            std::borrow::Cow::Owned(all)
         }
     }
 }

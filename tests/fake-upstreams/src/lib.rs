@@ -59,6 +59,8 @@ pub struct Received {
     /// Anthropic's `x-api-key` and `anthropic-version` headers.
     pub x_api_key: Option<String>,
     pub anthropic_version: Option<String>,
+    /// The W3C `traceparent` the call carried.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -206,6 +208,7 @@ pub(crate) fn receive(
         authorization: h(header::AUTHORIZATION.as_str()),
         x_api_key: h("x-api-key"),
         anthropic_version: h("anthropic-version"),
+        traceparent: h("traceparent"),
     });
     g.script.clone().unwrap_or(Script::Text("ok".into()))
 }

@@ -47,7 +47,8 @@ pub async fn handle(
     drop(body);
     let request_id = request_id(&headers, None);
     admit(&state, &request_id).await?;
-    let routed = route_chat(state, snapshot, who, request_id, &request).await?;
+    let traceparent = crate::api::traceparent(&headers);
+    let routed = route_chat(state, snapshot, who, (request_id, traceparent), &request).await?;
     let strip_usage = !request.asked_for_usage();
     respond(routed, strip_usage).await
 }
@@ -59,7 +60,7 @@ pub async fn route_chat(
     state: AppState,
     snapshot: Arc<Snapshot>,
     who: Identity,
-    request_id: String,
+    (request_id, traceparent): (String, Option<&str>),
     request: &ChatRequest,
 ) -> Result<ChatRouted, GatewayError> {
     let started = std::time::Instant::now();
@@ -72,6 +73,7 @@ pub async fn route_chat(
         prompt: &prompt,
         provider_text: &seen,
         streamed: request.streamed(),
+        traceparent,
     };
     let upstream = &upstream(&state, &snapshot);
     let (served, reply, admission) = route_and_call(
