@@ -12,11 +12,7 @@ use palisade_gateway::providers::{anthropic, ollama};
 use serde_json::Value;
 
 fn outgoing(request: &ChatRequest) -> Vec<u8> {
-    serde_json::to_vec(&Outgoing {
-        model: "routed",
-        request,
-    })
-    .expect("an accepted request serializes")
+    serde_json::to_vec(&Outgoing::new("routed", request)).expect("an accepted request serializes")
 }
 
 fuzz_target!(|data: &[u8]| {
