@@ -90,6 +90,11 @@ fn traces_url(endpoint: &str) -> String {
 pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Telemetry, String> {
     let provider = match otlp_endpoint {
         None => None,
+        Some(endpoint) if !endpoint.starts_with("http://") => {
+            return Err(format!(
+                "--otlp-endpoint {endpoint}: only OTLP/HTTP over http:// is supported (a collector in the cluster or a sidecar, e.g. http://otel-collector:4318)"
+            ));
+        }
         Some(endpoint) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()

@@ -143,3 +143,23 @@ async fn without_traces_the_agents_traceparent_is_passed_on() {
         Some(format!("00-{TRACE}-{AGENTS_SPAN}-01").as_str())
     );
 }
+
+#[test]
+fn an_https_collector_is_refused_at_start_naming_the_flag() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+        .args([
+            "run",
+            "--config",
+            "/nonexistent.yaml",
+            "--otlp-endpoint",
+            "https://collector:4318",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--otlp-endpoint https://collector:4318") && err.contains("http://"),
+        "{err}"
+    );
+}
