@@ -175,13 +175,19 @@ async fn a_policy_wide_stream_limit_counts_open_streams_until_they_end() {
 }
 
 /// Two gateway replicas (the real binary, twice) auditing to one
-/// PostgreSQL share an agent's daily token budget: each leases shares of
-/// it, and together they admit no more than the limit plus, per replica,
-/// the tokens of the request under way when its share ran out
+/// PostgreSQL share an agent's tokens-per-minute budget: each leases
+/// shares of it, and together they admit no more than the limit plus, per
+/// replica, the tokens of the request under way when its share ran out
 /// (docs/policy.md#limits). Counted alone, each would admit the whole
 /// budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_a_token_budget_through_postgresql() {
+    // The binaries read the system clock: the test runs inside one UTC
+    // minute (it takes about a second), starting early in one.
+    let second = jiff::Timestamp::now().as_second().rem_euclid(60);
+    if second > 45 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+    }
     let fake = fake().await; // every answer reports 5 + 7 tokens
     let pg = palisade_audit_suite::TestPostgres::start();
     let url = pg.database("limits");
@@ -197,7 +203,7 @@ spec:
   agents: [{{name: a, apiKeySecretRef: {{name: k, key: a}}}}]
   providers: [{{name: cloud, type: openai, baseUrl: "{}"}}]
   routing: {{defaultProvider: cloud}}
-  limits: {{agent: {{tokensPerDay: 100}}}}
+  limits: {{agent: {{tokensPerMinute: 100}}}}
 ---
 apiVersion: v1
 kind: Secret
@@ -241,7 +247,7 @@ stringData: {{a: key-a}}
             200 => admitted[r] += 1,
             429 => {
                 let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-                assert_eq!(v["error"]["code"], "limit.tokens_per_day", "{v}");
+                assert_eq!(v["error"]["code"], "limit.tokens_per_minute", "{v}");
                 refused[r] = true;
             }
             other => panic!("replica {r} answered {other}"),
