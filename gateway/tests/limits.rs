@@ -108,6 +108,11 @@ async fn requests_over_the_minutes_limit_get_429_with_when_to_retry_and_are_audi
         metrics.contains(r#"palisade_decisions_total{agent="a",decision="Deny",kind="chat",namespace="ns",reason="limit.requests_per_minute",rule="spec.limits.agent.requestsPerMinute"} 1"#),
         "{metrics}"
     );
+    // The refused request is counted once, as refused: not also as routed.
+    assert!(
+        metrics.contains(r#"palisade_decisions_total{agent="a",decision="Allow",kind="chat",namespace="ns",reason="routing.default",rule="none"} 3"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -85,7 +85,6 @@ where
         request_id, kind, ..
     } = request;
     let routing = decide_chat(
-        state,
         snapshot,
         (request_id, kind),
         who,

@@ -84,7 +84,12 @@ pub fn decide_tool_call<'s>(
         },
         jiff::Timestamp::now(),
     );
-    count(state, call.proposed.label(), call.who, &evaluated.decision);
+    count(
+        state,
+        call.proposed.label(),
+        (&call.who.namespace, &call.who.agent),
+        &evaluated.decision,
+    );
     ToolCallDecision {
         decision: evaluated.decision,
         policy: evaluated.policy,
@@ -152,11 +157,12 @@ pub struct ChatRouting<'s> {
 
 /// Routes the chat request `request_id` of `who`, asking for `model` with
 /// `prompt` (the messages' text: measured, fingerprinted and audited) and
-/// `provider_text` (all the provider will see: scanned by the rules), and
-/// counts the decision. An embeddings request is routed the same way,
-/// audited as `kind` [`EventKind::Embedding`].
+/// `provider_text` (all the provider will see: scanned by the rules); the
+/// decision is counted once its fate is known ([`ChatRouting::accept`],
+/// [`ChatRouting::refuse`], [`ChatRouting::over_limit`]). An embeddings
+/// request is routed the same way, audited as `kind`
+/// [`EventKind::Embedding`].
 pub fn decide_chat<'s>(
-    state: &AppState,
     snapshot: &'s Snapshot,
     (request_id, kind): (&str, EventKind),
     who: &Identity,
@@ -170,7 +176,6 @@ pub fn decide_chat<'s>(
         prompt,
         provider_text,
     });
-    count(state, kind.as_str(), who, &decision.decision);
     let mut event = AuditEvent::from_decision(
         kind,
         request_id,
@@ -204,6 +209,7 @@ impl<'s> ChatRouting<'s> {
     /// Audits a refusal (as `--audit-chat-events` says) and says why:
     /// `403` with the decision's reason.
     pub async fn refuse(self, state: &AppState) -> GatewayError {
+        self.count(state);
         let d = &self.decision.decision;
         let refused = GatewayError::Refused {
             code: d.reason_code,
@@ -253,6 +259,19 @@ impl<'s> ChatRouting<'s> {
         self.record_refusal(state, refused).await
     }
 
+    /// Counts the routing decision, once its fate is known: refused, or
+    /// admitted and about to go out (a request over a limit is counted by
+    /// [`Self::over_limit`] instead, as refused).
+    fn count(&self, state: &AppState) {
+        let e = &self.event;
+        count(
+            state,
+            e.kind.as_str(),
+            (&e.namespace, &e.agent),
+            &self.decision.decision,
+        );
+    }
+
     /// Audits the refusal (as `--audit-chat-events` says): `refused` once
     /// it is recorded, else why it could not be.
     async fn record_refusal(self, state: &AppState, refused: GatewayError) -> GatewayError {
@@ -271,6 +290,7 @@ impl<'s> ChatRouting<'s> {
     /// (`FailClosed` while the database is down, a full spool or queue).
     /// [`Self::served`] fills it in once the provider has answered.
     pub fn accept(&self, state: &AppState) -> Result<Reservation, GatewayError> {
+        self.count(state);
         state
             .audit
             .reserve()
@@ -420,14 +440,13 @@ fn unaudited(e: &palisade_audit::AuditError, request_id: &str) -> GatewayError {
 /// declare) and the rule (or grant) that made it, `none` when none did:
 /// never by a tool name, so callers cannot grow the series with made-up
 /// names (a glob rule counts every name it matched under itself).
-fn count(state: &AppState, kind: &str, who: &Identity, decision: &Decision) {
-    let namespace = who.namespace.as_str();
+fn count(state: &AppState, kind: &str, (namespace, agent): (&str, &str), decision: &Decision) {
     state
         .metrics
         .decisions
         .with_label_values(&[
             namespace,
-            &who.agent,
+            agent,
             kind,
             decision.outcome.as_str(),
             decision.reason_code.as_str(),
