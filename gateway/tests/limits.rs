@@ -228,7 +228,17 @@ stringData: {{a: key-a}}
         "--audit-url",
         &url,
     ];
-    let replicas = [common::spawn_gateway(&args), common::spawn_gateway(&args)];
+    // Stopped however the test ends.
+    struct Replicas([(std::process::Child, String); 2]);
+    impl Drop for Replicas {
+        fn drop(&mut self) {
+            for (child, _) in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let replicas = Replicas([common::spawn_gateway(&args), common::spawn_gateway(&args)]);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
@@ -241,7 +251,7 @@ stringData: {{a: key-a}}
             break;
         }
         let resp = http
-            .post(format!("http://{}/v1/chat/completions", replicas[r].1))
+            .post(format!("http://{}/v1/chat/completions", replicas.0[r].1))
             .bearer_auth("key-a")
             .header("content-type", "application/json")
             .body(body.to_string())
@@ -258,10 +268,7 @@ stringData: {{a: key-a}}
             other => panic!("replica {r} answered {other}"),
         }
     }
-    for (mut child, _) in replicas {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(replicas);
     assert!(refused[0] && refused[1], "both replicas stop: {admitted:?}");
     let tokens = 12 * (admitted[0] + admitted[1]);
     assert!(
