@@ -66,3 +66,81 @@ impl Store {
         Ok(granted)
     }
 }
+
+/// A stream place's row is stale (its replica stopped renewing it) after
+/// this long.
+pub const STREAM_SLOT_STALE_MS: i64 = 60_000;
+
+impl Store {
+    /// Takes one of `limit` places for an open stream of `budget` for the
+    /// replica `holder`, counting every replica's places renewed within
+    /// [`STREAM_SLOT_STALE_MS`]: whether it got one. Operations on one
+    /// budget take turns (a transaction-scoped advisory lock), so two
+    /// replicas never both take the last place.
+    pub async fn open_stream(
+        &self,
+        budget: &str,
+        holder: &str,
+        limit: i64,
+        now_ms: i64,
+    ) -> Result<bool, AuditError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(budget)
+            .execute(&mut *tx)
+            .await?;
+        let open: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(open), 0) AS BIGINT) AS open FROM stream_slots \
+             WHERE budget = $1 AND (renewed_ms >= $2 OR holder = $3)",
+        )
+        .bind(budget)
+        .bind(now_ms - STREAM_SLOT_STALE_MS)
+        .bind(holder)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("open")?;
+        let granted = open < limit;
+        if granted {
+            sqlx::query(
+                "INSERT INTO stream_slots (budget, holder, open, renewed_ms) VALUES ($1, $2, 1, $3) \
+                 ON CONFLICT (budget, holder) DO UPDATE SET open = stream_slots.open + 1, renewed_ms = $3",
+            )
+            .bind(budget)
+            .bind(holder)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(granted)
+    }
+
+    /// Gives back a place [`Store::open_stream`] took.
+    pub async fn close_stream(
+        &self,
+        budget: &str,
+        holder: &str,
+        now_ms: i64,
+    ) -> Result<(), AuditError> {
+        sqlx::query(
+            "UPDATE stream_slots SET open = GREATEST(open - 1, 0), renewed_ms = $3 \
+             WHERE budget = $1 AND holder = $2",
+        )
+        .bind(budget)
+        .bind(holder)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Keeps `holder`'s open places counted (its streams are still open).
+    pub async fn renew_streams(&self, holder: &str, now_ms: i64) -> Result<(), AuditError> {
+        sqlx::query("UPDATE stream_slots SET renewed_ms = $2 WHERE holder = $1 AND open > 0")
+            .bind(holder)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

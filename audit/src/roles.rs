@@ -2,7 +2,8 @@
 //! role that may only add and read audit rows. The tables belong to the
 //! role that migrates (the chart's migration job), so a compromised
 //! gateway cannot rewrite or delete history. (It may update the limits'
-//! shared counters, `budget_usage`, which are not history.)
+//! shared counters, `budget_usage` and `stream_slots`, which are not
+//! history.)
 
 use crate::error::AuditError;
 use crate::store::{Backend, Store};
@@ -14,6 +15,7 @@ const GRANTS: &[&str] = &[
     "GRANT SELECT, INSERT ON audit_events TO %I",
     "GRANT SELECT ON _sqlx_migrations TO %I",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON budget_usage TO %I",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON stream_slots TO %I",
 ];
 
 /// Tables the runtime role loses every other privilege on.
@@ -22,6 +24,7 @@ const TABLES: &[&str] = &[
     "approvals",
     "_sqlx_migrations",
     "budget_usage",
+    "stream_slots",
 ];
 
 fn plain_role_name(role: &str) -> bool {

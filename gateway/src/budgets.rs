@@ -17,7 +17,8 @@
 //! Only a request whose replica's share is spent waits for a lease. A
 //! share left unspent when its window ends is not used by anyone; while
 //! the database cannot be reached a replica counts as if alone. Open
-//! streams are counted per replica (docs/policy.md#limits).
+//! streams take a shared place each (`stream_slots`), renewed while they
+//! are open (docs/policy.md#limits).
 
 use palisade_audit::Store;
 use palisade_policy::{LimitSet, Policy, ReasonCode};
@@ -37,6 +38,8 @@ pub struct Budgets {
     counts: Arc<Mutex<HashMap<Scope, Counts>>>,
     /// Where the replicas' leases are kept, if they share budgets.
     shared: Option<Store>,
+    /// This replica's name among those sharing open-stream places.
+    holder: Arc<str>,
 }
 
 impl std::fmt::Debug for Budgets {
@@ -59,6 +62,18 @@ struct Scope {
     namespace: String,
     policy: String,
     agent: Option<String>,
+}
+
+impl Scope {
+    /// The shared counters' name of this scope's `what` budget.
+    fn budget(&self, what: &str) -> String {
+        format!(
+            "{}/{}/{}/{what}",
+            self.namespace,
+            self.policy,
+            self.agent.as_deref().unwrap_or("*")
+        )
+    }
 }
 
 /// What a budget counts: requests a minute, tokens a minute, tokens a day.
@@ -145,6 +160,8 @@ pub struct Admission {
     budgets: Budgets,
     scopes: Vec<Scope>,
     stream: bool,
+    /// Shared open-stream places held (given back when this is dropped).
+    places: Vec<String>,
 }
 
 impl Budgets {
@@ -153,6 +170,7 @@ impl Budgets {
             clock,
             counts: Arc::default(),
             shared: None,
+            holder: Arc::from(format!("gateway-{}", uuid::Uuid::now_v7().simple())),
         }
     }
 
@@ -160,6 +178,21 @@ impl Budgets {
     /// it can (PostgreSQL).
     pub fn shared(mut self, store: Store) -> Self {
         self.shared = store.shares_budgets().then_some(store);
+        // Keeps this replica's open-stream places counted while it holds
+        // them (a replica that dies stops counting after a minute).
+        if let (Some(store), Ok(runtime)) = (&self.shared, tokio::runtime::Handle::try_current()) {
+            let (store, holder, clock) = (store.clone(), self.holder.clone(), self.clock.clone());
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(20));
+                loop {
+                    every.tick().await;
+                    let now = clock().as_millisecond();
+                    if let Err(e) = store.renew_streams(&holder, now).await {
+                        tracing::warn!(error = %e, "cannot renew this replica's open-stream places");
+                    }
+                }
+            });
+        }
         self
     }
 
@@ -196,12 +229,7 @@ impl Budgets {
         }
         let share = i64::try_from((limit / LEASE_SHARE).max(1)).unwrap_or(i64::MAX);
         let want = share.saturating_add(-leased.min(0));
-        let name = format!(
-            "{}/{}/{}/{kind:?}",
-            scope.namespace,
-            scope.policy,
-            scope.agent.as_deref().unwrap_or("*")
-        );
+        let name = scope.budget(&format!("{kind:?}"));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let granted = match store
             .lease_budget(&name, start, kind.window(), want, limit)
@@ -218,6 +246,44 @@ impl Budgets {
         if w.start == start {
             w.leased = w.leased.saturating_add(granted);
         }
+    }
+
+    /// Whether every budget of `scopes` has room for one more request
+    /// (and stream) now, counting this process's windows.
+    fn check(
+        &self,
+        scopes: &[(Scope, &LimitSet, &str)],
+        now: i64,
+        streamed: bool,
+        over_streams: &dyn Fn(&str, u32) -> OverLimit,
+    ) -> Result<(), OverLimit> {
+        let mut counts = self.lock();
+        for (scope, set, field) in scopes {
+            let c = counts.entry(scope.clone()).or_default();
+            // The day first: its refusal waits longest.
+            for kind in [Kind::DayTokens, Kind::MinuteTokens, Kind::Requests] {
+                let Some(limit) = kind.limit(set) else {
+                    continue;
+                };
+                if self.room(c.window(kind, now), limit) < 1 {
+                    let (code, name) = kind.names();
+                    let len = kind.window();
+                    return Err(OverLimit {
+                        code,
+                        field: format!("{field}.{name}"),
+                        limit,
+                        retry_after: (len - now.rem_euclid(len)) as u64,
+                    });
+                }
+            }
+            if let Some(l) = set
+                .concurrent_streams
+                .filter(|l| streamed && c.streams >= *l)
+            {
+                return Err(over_streams(field, l));
+            }
+        }
+        Ok(())
     }
 
     /// Admits one request of `agent` under `policy` (a stream when
@@ -257,37 +323,40 @@ impl Budgets {
             }
         }
         let now = self.now();
-        let mut counts = self.lock();
-        for (scope, set, field) in &scopes {
-            let c = counts.entry(scope.clone()).or_default();
-            // The day first: its refusal waits longest.
-            for kind in [Kind::DayTokens, Kind::MinuteTokens, Kind::Requests] {
-                let Some(limit) = kind.limit(set) else {
+        let over_streams = |field: &str, limit: u32| OverLimit {
+            code: ReasonCode::LimitConcurrentStreams,
+            field: format!("{field}.concurrentStreams"),
+            limit: u64::from(limit),
+            retry_after: 1,
+        };
+        self.check(&scopes, now, streamed, &over_streams)?;
+        // Shared: a place among every replica's open streams.
+        let mut places = Vec::new();
+        if let (Some(store), true) = (&self.shared, streamed) {
+            let now_ms = (self.clock)().as_millisecond();
+            for (scope, set, field) in &scopes {
+                let Some(limit) = set.concurrent_streams else {
                     continue;
                 };
-                if self.room(c.window(kind, now), limit) < 1 {
-                    let (code, name) = kind.names();
-                    let len = kind.window();
-                    return Err(OverLimit {
-                        code,
-                        field: format!("{field}.{name}"),
-                        limit,
-                        retry_after: (len - now.rem_euclid(len)) as u64,
-                    });
+                let name = scope.budget("Streams");
+                match store
+                    .open_stream(&name, &self.holder, i64::from(limit), now_ms)
+                    .await
+                {
+                    Ok(true) => places.push(name),
+                    Ok(false) => {
+                        for taken in &places {
+                            let _ = store.close_stream(taken, &self.holder, now_ms).await;
+                        }
+                        return Err(over_streams(field, limit));
+                    }
+                    Err(e) => {
+                        tracing::warn!(budget = %name, error = %e, "cannot take a shared stream place; counting as if alone");
+                    }
                 }
             }
-            if let Some(l) = set
-                .concurrent_streams
-                .filter(|l| streamed && c.streams >= *l)
-            {
-                return Err(OverLimit {
-                    code: ReasonCode::LimitConcurrentStreams,
-                    field: format!("{field}.concurrentStreams"),
-                    limit: u64::from(l),
-                    retry_after: 1,
-                });
-            }
         }
+        let mut counts = self.lock();
         for (scope, _, _) in &scopes {
             let c = counts.entry(scope.clone()).or_default();
             let w = c.window(Kind::Requests, now);
@@ -300,6 +369,7 @@ impl Budgets {
             budgets: self.clone(),
             scopes: scopes.into_iter().map(|(s, _, _)| s).collect(),
             stream: streamed,
+            places,
         }))
     }
 }
@@ -324,6 +394,22 @@ impl Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
+        if let (Some(store), Ok(runtime), false) = (
+            &self.budgets.shared,
+            tokio::runtime::Handle::try_current(),
+            self.places.is_empty(),
+        ) {
+            let (store, holder) = (store.clone(), self.budgets.holder.clone());
+            let places = std::mem::take(&mut self.places);
+            let now_ms = (self.budgets.clock)().as_millisecond();
+            runtime.spawn(async move {
+                for place in places {
+                    if let Err(e) = store.close_stream(&place, &holder, now_ms).await {
+                        tracing::warn!(budget = %place, error = %e, "cannot give back a shared stream place (it stops counting after a minute)");
+                    }
+                }
+            });
+        }
         if self.stream {
             let mut counts = self.budgets.lock();
             for scope in &self.scopes {

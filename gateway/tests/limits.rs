@@ -195,50 +195,7 @@ async fn two_replicas_share_a_token_budget_through_postgresql() {
     }
     let fake = fake().await; // every answer reports 5 + 7 tokens
     let pg = palisade_audit_suite::TestPostgres::start();
-    let url = pg.database("limits");
-    let dir = palisade_testkit::temp_dir("limits-replicas");
-    let config = dir.join("p.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"apiVersion: palisade.dev/v1alpha1
-kind: AIPolicy
-metadata: {{name: p}}
-spec:
-  agents: [{{name: a, apiKeySecretRef: {{name: k, key: a}}}}]
-  providers: [{{name: cloud, type: openai, baseUrl: "{}"}}]
-  routing: {{defaultProvider: cloud}}
-  limits: {{agent: {{tokensPerMinute: 100}}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: k}}
-stringData: {{a: key-a}}
-"#,
-            fake.base_url()
-        ),
-    )
-    .unwrap();
-    let args = [
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--audit-url",
-        &url,
-    ];
-    // Stopped however the test ends.
-    struct Replicas([(std::process::Child, String); 2]);
-    impl Drop for Replicas {
-        fn drop(&mut self) {
-            for (child, _) in &mut self.0 {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-    let replicas = Replicas([common::spawn_gateway(&args), common::spawn_gateway(&args)]);
+    let replicas = Replicas::start(&pg, &fake, "{agent: {tokensPerMinute: 100}}");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
@@ -251,7 +208,7 @@ stringData: {{a: key-a}}
             break;
         }
         let resp = http
-            .post(format!("http://{}/v1/chat/completions", replicas.0[r].1))
+            .post(format!("http://{}/v1/chat/completions", replicas.addr(r)))
             .bearer_auth("key-a")
             .header("content-type", "application/json")
             .body(body.to_string())
@@ -279,4 +236,93 @@ stringData: {{a: key-a}}
         admitted[0] > 0 && admitted[1] > 0,
         "both served: {admitted:?}"
     );
+}
+
+/// Two gateway replicas (the real binary) with one policy whose `limits`
+/// are given, auditing to one PostgreSQL; stopped however the test ends.
+struct Replicas(Vec<(std::process::Child, String)>);
+
+impl Replicas {
+    fn start(pg: &palisade_audit_suite::TestPostgres, fake: &FakeOpenAi, limits: &str) -> Self {
+        let url = pg.database("limits");
+        let dir = palisade_testkit::temp_dir("limits-replicas");
+        let config = dir.join("p.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: palisade.dev/v1alpha1\nkind: AIPolicy\nmetadata: {{name: p}}\nspec:\n  agents: [{{name: a, apiKeySecretRef: {{name: k, key: a}}}}, {{name: b, apiKeySecretRef: {{name: k, key: b}}}}]\n  providers: [{{name: cloud, type: openai, baseUrl: \"{}\"}}]\n  routing: {{defaultProvider: cloud}}\n  limits: {limits}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: k}}\nstringData: {{a: key-a, b: key-b}}\n",
+                fake.base_url()
+            ),
+        )
+        .unwrap();
+        let args = [
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--audit-url",
+            &url,
+        ];
+        Self(vec![
+            common::spawn_gateway(&args),
+            common::spawn_gateway(&args),
+        ])
+    }
+
+    fn addr(&self, replica: usize) -> &str {
+        &self.0[replica].1
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Two replicas share a policy's open-stream places through PostgreSQL:
+/// with `concurrentStreams: 1`, a stream open on one replica refuses a
+/// stream on the other until it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_a_policys_open_streams_through_postgresql() {
+    let fake = FakeOpenAi::start(Script::Bench {
+        chunks: 20,
+        interval: std::time::Duration::from_millis(50),
+    })
+    .await
+    .unwrap();
+    let pg = palisade_audit_suite::TestPostgres::start();
+    let replicas = Replicas::start(&pg, &fake, "{policy: {concurrentStreams: 1}}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let stream = |replica: usize, key: &'static str| {
+        http.post(format!("http://{}/v1/chat/completions", replicas.addr(replica)))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string())
+            .send()
+    };
+    // Open on replica 0 (its answer takes about a second)...
+    let open = stream(0, "key-a").await.unwrap();
+    assert_eq!(open.status(), 200);
+    // ...so replica 1 refuses another agent's stream of the same policy.
+    let refused = stream(1, "key-b").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let v: Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "limit.concurrent_streams", "{v}");
+    // Once it ends (and its place is given back), replica 1 serves one.
+    open.bytes().await.unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = stream(1, "key-b").await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the place came back");
 }

@@ -242,6 +242,22 @@ async fn the_runtime_role_inserts_and_reads_but_cannot_update_or_delete_audit_ro
         "only what is left of the limit"
     );
     assert_eq!(lease(60).await.unwrap(), 0);
+    // And takes and gives back shared open-stream places.
+    let budget = "clinic/p/*/Streams";
+    assert!(runtime.open_stream(budget, "r1", 1, 1_000).await.unwrap());
+    assert!(
+        !runtime.open_stream(budget, "r2", 1, 1_000).await.unwrap(),
+        "the one place is taken"
+    );
+    runtime.close_stream(budget, "r1", 2_000).await.unwrap();
+    assert!(runtime.open_stream(budget, "r2", 1, 2_000).await.unwrap());
+    // A replica that stops renewing its places (it died) stops counting.
+    assert!(
+        runtime
+            .open_stream(budget, "r1", 1, 2_000 + 61_000)
+            .await
+            .unwrap()
+    );
 }
 
 /// A row's hash does not change when the event type grows: fields added
