@@ -2,7 +2,8 @@
 //! (env `OTEL_EXPORTER_OTLP_ENDPOINT`, chart `otlp.endpoint`) names a
 //! collector's OTLP/HTTP endpoint: then every routed request (chat,
 //! Messages, Responses, embeddings) is one span, `chat MODEL` or
-//! `embeddings MODEL`, with the GenAI conventions' attributes
+//! `embeddings MODEL` (and every tool-call decision one, `execute_tool
+//! TOOL`), with the GenAI conventions' attributes
 //! (`gen_ai.operation.name`, `gen_ai.request.model`,
 //! `gen_ai.provider.name`) and the decision's (`palisade.decision`,
 //! `palisade.reason_code`, `palisade.rule`, namespace, agent, request id),
@@ -51,11 +52,46 @@ pub fn request_span(
         palisade.reason_code = tracing::field::Empty,
         palisade.rule = tracing::field::Empty,
     );
+    adopt(&span, traceparent);
+    span
+}
+
+/// The span of one `POST /v1/tool-calls` decision on `tool` (the
+/// conventions' `execute_tool` operation), the child of the agent's
+/// `traceparent`; a disabled span when traces are off.
+pub fn tool_span(
+    tool: &str,
+    who: &crate::credentials::Identity,
+    request_id: &str,
+    traceparent: Option<&str>,
+) -> tracing::Span {
+    if !TRACING.load(std::sync::atomic::Ordering::Relaxed) {
+        return tracing::Span::none();
+    }
+    let tool = crate::decisions::bounded_tool_name(tool);
+    let span = tracing::info_span!(
+        "gen_ai.tool_call",
+        otel.name = %format!("execute_tool {tool}"),
+        otel.kind = "server",
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %tool,
+        palisade.namespace = %who.namespace,
+        palisade.agent = %who.agent,
+        palisade.request_id = request_id,
+        palisade.decision = tracing::field::Empty,
+        palisade.reason_code = tracing::field::Empty,
+        palisade.rule = tracing::field::Empty,
+    );
+    adopt(&span, traceparent);
+    span
+}
+
+/// Makes `span` the child of the agent's `traceparent`, if it sent one.
+fn adopt(span: &tracing::Span, traceparent: Option<&str>) {
     if traceparent.is_some() {
         let cx = TraceContextPropagator::new().extract(&Incoming(traceparent));
         let _ = span.set_parent(cx);
     }
-    span
 }
 
 /// Records the decision on the current request's span.

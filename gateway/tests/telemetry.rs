@@ -1,5 +1,6 @@
 //! Traces over OTLP: the real gateway binary with `--otlp-endpoint` sends
-//! a span per routed request to an OTLP/HTTP receiver the test runs — the
+//! a span per routed request and per tool-call decision to an OTLP/HTTP
+//! receiver the test runs — the
 //! child of the agent's `traceparent`, with the GenAI and decision
 //! attributes and never the prompt — and the provider gets the span's
 //! `traceparent`. Without `--otlp-endpoint` the agent's is passed on.
@@ -76,6 +77,15 @@ async fn traced_chat(name: &str, extra: &[&str]) -> Vec<palisade_fake_upstreams:
         )
         .send()
         .await;
+    // A tool-call decision (the policy's default: deny), in the same trace.
+    let tool = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/tool-calls"))
+        .bearer_auth("key-a")
+        .header("traceparent", format!("00-{TRACE}-{AGENTS_SPAN}-01"))
+        .header("content-type", "application/json")
+        .body(json!({"tool": "lookup", "arguments": {"q": MARKER}}).to_string())
+        .send()
+        .await;
     // Stopped before anything is asserted, so a failure leaves nothing running.
     std::process::Command::new("kill")
         .args(["-TERM", &gateway.id().to_string()])
@@ -86,6 +96,7 @@ async fn traced_chat(name: &str, extra: &[&str]) -> Vec<palisade_fake_upstreams:
         .unwrap()
         .unwrap();
     assert_eq!(resp.unwrap().status(), 200);
+    assert_eq!(tool.unwrap().status(), 403);
     assert!(exit.success(), "{exit:?}");
     fake.received()
 }
@@ -127,6 +138,18 @@ async fn a_routed_request_is_one_span_in_the_agents_trace_and_the_provider_conti
     assert_eq!(attribute("palisade.decision"), "Allow");
     assert_eq!(attribute("palisade.reason_code"), "routing.default");
     assert_eq!(attribute("palisade.agent"), "a");
+    let decided = spans
+        .iter()
+        .find(|s| s["name"] == "execute_tool lookup")
+        .unwrap_or_else(|| panic!("no `execute_tool lookup` span in {all}"));
+    assert_eq!(decided["traceId"], TRACE);
+    let decision = decided["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "palisade.decision")
+        .unwrap();
+    assert_eq!(decision["value"]["stringValue"], "Deny");
     // The provider continues the trace from the gateway's span.
     let traceparent = sent[0].traceparent.clone().unwrap();
     assert_eq!(

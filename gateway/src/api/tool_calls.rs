@@ -14,6 +14,7 @@ use crate::decisions::{
 use crate::error::GatewayError;
 use crate::limits::UnreadBody;
 use crate::state::AppState;
+use crate::telemetry;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -23,6 +24,7 @@ use palisade_policy::{MAX_TOOL_NAME_BYTES, Outcome, PolicyRef, ReasonCode, ToolA
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tracing::Instrument;
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -107,66 +109,78 @@ pub async fn handle(
     })?;
     let arguments = ToolArguments::parse(req.arguments.as_deref().map_or("", RawValue::get));
     let request_id = request_id(&headers, req.request_id.as_deref());
-    admit(&state, &request_id).await?;
-    let call = ToolCallRequest {
-        proposed: Proposed::Api,
-        request_id: &request_id,
-        who: &who,
-        tool: &req.tool,
-        arguments: &arguments,
-    };
-    let decided = decide_tool_call(&state, &snapshot, &call);
+    let span = telemetry::tool_span(
+        &req.tool,
+        &who,
+        &request_id,
+        crate::api::traceparent(&headers),
+    );
+    async {
+        admit(&state, &request_id).await?;
+        let call = ToolCallRequest {
+            proposed: Proposed::Api,
+            request_id: &request_id,
+            who: &who,
+            tool: &req.tool,
+            arguments: &arguments,
+        };
+        let decided = decide_tool_call(&state, &snapshot, &call);
+        let d = &decided.decision;
+        telemetry::record_decision(d.outcome.as_str(), d.reason_code.as_str(), d.rule.as_deref());
 
-    // A held call: hold it (202), or use the approval it names.
-    let step = match (decided.decision.effective_outcome(), decided.policy) {
-        (Outcome::RequireApproval, Some(policy)) => {
-            Some(held::step(&state, policy, &call, &decided, req.approval.as_deref()).await?)
+        // A held call: hold it (202), or use the approval it names.
+        let step = match (decided.decision.effective_outcome(), decided.policy) {
+            (Outcome::RequireApproval, Some(policy)) => {
+                Some(held::step(&state, policy, &call, &decided, req.approval.as_deref()).await?)
+            }
+            _ => None,
+        };
+        // Answered means recorded: the decision is given once its row is
+        // durable (many requests share one commit).
+        recorded(decided.audit(&state, &call, step.as_ref())?, &request_id).await?;
+
+        let body = DecisionBody::of(&decided, &request_id);
+        if let Some(step) = step {
+            return Ok(respond_held(step, body, &req.tool));
         }
-        _ => None,
-    };
-    // Answered means recorded: the decision is given once its row is
-    // durable (many requests share one commit).
-    recorded(decided.audit(&state, &call, step.as_ref())?, &request_id).await?;
-
-    let body = DecisionBody::of(&decided, &request_id);
-    if let Some(step) = step {
-        return Ok(respond_held(step, body, &req.tool));
+        let d = &decided.decision;
+        let tool = bounded_tool_name(&req.tool);
+        let message = match (d.effective_outcome(), d.reason_code) {
+            (Outcome::Allow, _) => return Ok(allowed(&body)),
+            (_, ReasonCode::ToolNameTooLong) => format!(
+                "tool: the name is {} bytes long; tool names are at most {MAX_TOOL_NAME_BYTES} bytes",
+                req.tool.len()
+            ),
+            (_, ReasonCode::ToolArgumentsInvalid) => format!(
+                "arguments of tool {:?} cannot be decided: {}; send a JSON object with each key once",
+                tool,
+                arguments
+                    .error()
+                    .map_or_else(|| "not an object".to_owned(), ToString::to_string)
+            ),
+            (Outcome::Deny, _) => format!(
+                "tool {:?} is denied for agent {:?} ({}{})",
+                tool,
+                who.agent,
+                d.reason_code,
+                d.rule
+                    .as_deref()
+                    .map(|r| format!(", rule {r}"))
+                    .unwrap_or_default()
+            ),
+            (Outcome::RequireApproval, _) => format!(
+                "tool {:?} needs a human's approval, but no policy names agent {:?}; the call is refused",
+                tool, who.agent
+            ),
+        };
+        Err(GatewayError::Refused {
+            code: d.reason_code,
+            message,
+            details: body.to_value(),
+        })
     }
-    let d = &decided.decision;
-    let tool = bounded_tool_name(&req.tool);
-    let message = match (d.effective_outcome(), d.reason_code) {
-        (Outcome::Allow, _) => return Ok(allowed(&body)),
-        (_, ReasonCode::ToolNameTooLong) => format!(
-            "tool: the name is {} bytes long; tool names are at most {MAX_TOOL_NAME_BYTES} bytes",
-            req.tool.len()
-        ),
-        (_, ReasonCode::ToolArgumentsInvalid) => format!(
-            "arguments of tool {:?} cannot be decided: {}; send a JSON object with each key once",
-            tool,
-            arguments
-                .error()
-                .map_or_else(|| "not an object".to_owned(), ToString::to_string)
-        ),
-        (Outcome::Deny, _) => format!(
-            "tool {:?} is denied for agent {:?} ({}{})",
-            tool,
-            who.agent,
-            d.reason_code,
-            d.rule
-                .as_deref()
-                .map(|r| format!(", rule {r}"))
-                .unwrap_or_default()
-        ),
-        (Outcome::RequireApproval, _) => format!(
-            "tool {:?} needs a human's approval, but no policy names agent {:?}; the call is refused",
-            tool, who.agent
-        ),
-    };
-    Err(GatewayError::Refused {
-        code: d.reason_code,
-        message,
-        details: body.to_value(),
-    })
+    .instrument(span)
+    .await
 }
 
 /// `200` with the decision.
