@@ -356,15 +356,44 @@ impl Budgets {
                 }
             }
         }
-        let mut counts = self.lock();
-        for (scope, _, _) in &scopes {
-            let c = counts.entry(scope.clone()).or_default();
-            let w = c.window(Kind::Requests, now);
-            w.used += 1;
-            w.leased -= 1;
-            c.streams += u32::from(streamed);
+        // Counted under the lock that checks the room once more: two
+        // requests checked at once never both take the last one.
+        let full = {
+            let mut counts = self.lock();
+            let mut full = None;
+            for (scope, set, field) in &scopes {
+                if let Some(limit) = set.requests_per_minute {
+                    let c = counts.entry(scope.clone()).or_default();
+                    if self.room(c.window(Kind::Requests, now), limit) < 1 {
+                        full = Some(OverLimit {
+                            code: ReasonCode::LimitRequestsPerMinute,
+                            field: format!("{field}.requestsPerMinute"),
+                            limit,
+                            retry_after: (60 - now.rem_euclid(60)) as u64,
+                        });
+                    }
+                }
+            }
+            if full.is_none() {
+                for (scope, _, _) in &scopes {
+                    let c = counts.entry(scope.clone()).or_default();
+                    let w = c.window(Kind::Requests, now);
+                    w.used += 1;
+                    w.leased -= 1;
+                    c.streams += u32::from(streamed);
+                }
+            }
+            full
+        };
+        if let Some(over) = full {
+            if let Some(store) = &self.shared {
+                let now_ms = (self.clock)().as_millisecond();
+                for taken in &places {
+                    let _ = store.close_stream(taken, &self.holder, now_ms).await;
+                }
+            }
+            return Err(over);
         }
-        drop(counts);
         Ok(Some(Admission {
             budgets: self.clone(),
             scopes: scopes.into_iter().map(|(s, _, _)| s).collect(),
@@ -524,5 +553,32 @@ spec:
                 .is_none(),
             "no limits, nothing counted"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn requests_admitted_at_once_never_pass_the_limit() {
+        let b = at(Arc::new(Mutex::new(1_800_000_000)));
+        let p = Arc::new(policy(Limits {
+            policy: LimitSet {
+                requests_per_minute: Some(10),
+                ..LimitSet::default()
+            },
+            ..Limits::default()
+        }));
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let (b, p) = (b.clone(), p.clone());
+                tokio::spawn(async move {
+                    b.admit(&p, if i % 2 == 0 { "a" } else { "b" }, false)
+                        .await
+                        .is_ok()
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            admitted += usize::from(t.await.unwrap());
+        }
+        assert_eq!(admitted, 10, "admitted against a limit of 10");
     }
 }
