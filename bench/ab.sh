@@ -12,6 +12,7 @@
 #   bash bench/ab.sh                                   # direct, nginx, audit off, audit to PostgreSQL
 #   GW_OLD=/tmp/palisade-gateway.old bash bench/ab.sh  # also an older build, audit to PostgreSQL
 #   GW_OLD=... GW_OLD_AUDIT=sqlite bash bench/ab.sh     # the older and this build, each on its own SQLite file
+#                                                       # (an older build refuses a PostgreSQL schema this one migrated)
 #   RATE=1000 SECONDS_PER_STEP=15 ROUNDS=6 bash bench/ab.sh
 #   LAYOUT=shared bash bench/ab.sh    # targets on the load's core, PostgreSQL on CPU 1 (as bench/run.sh)
 #   DURABILITY=1 bash bench/ab.sh     # also what answered-means-recorded costs: SQLite
