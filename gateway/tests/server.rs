@@ -701,7 +701,18 @@ fn no_audit_records_nothing_counts_what_it_dropped_and_is_refused_in_a_cluster()
 
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_routes_the_gateway_serves() {
-    let g = gateway("openapi", Policy::quickstart(), true).await;
+    let mut g = gateway("openapi", Policy::quickstart(), true).await;
+    // With an auditor token, so that the audit routes are served too.
+    let d = temp_dir("gw-openapi-audited");
+    let (store, audit) = common::audit_in(&d).await;
+    g.state = palisade_gateway::state::AppState::builder(
+        g.state.config.clone(),
+        audit,
+        g.state.metrics.clone(),
+        palisade_gateway::approvals::Approvals::local(store.clone(), "gateway-test"),
+    )
+    .audit_reader(store, "auditor-token".into())
+    .build();
     let resp = app(g.state.clone())
         .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
         .await
@@ -714,6 +725,33 @@ async fn the_openapi_document_lists_exactly_the_routes_the_gateway_serves() {
     )
     .unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
+    // Every route the router mounts is documented (path parameters by
+    // position: the router says {verb} where the document says {action}).
+    let shape = |path: &str| {
+        path.split('/')
+            .map(|seg| if seg.starts_with('{') { "{}" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let documented: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|p| shape(p))
+        .collect();
+    let router = include_str!("../src/router.rs");
+    let served: Vec<&str> = router
+        .split(".route(\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(served.len() >= 16, "{served:?}");
+    for path in served {
+        assert!(
+            documented.contains(&shape(path)),
+            "{path} is served but not documented"
+        );
+    }
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
             // Path parameters get example values (an unknown action is 404).

@@ -22,7 +22,8 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "agentKey": {"type": "http", "scheme": "bearer", "description": "The agent's API key (or, in a cluster, its ServiceAccount token)."},
-                "operatorToken": {"type": "http", "scheme": "bearer", "description": "Standalone only: a token from GatewaySettings spec.approvals.operators. Agents never have one."}
+                "operatorToken": {"type": "http", "scheme": "bearer", "description": "Standalone only: a token from GatewaySettings spec.approvals.operators. Agents never have one."},
+                "auditorToken": {"type": "http", "scheme": "bearer", "description": "Standalone only: the token GatewaySettings spec.audit.readTokenEnv names. The audit routes are served only when it is set."}
             },
             "schemas": {
                 "Error": {
@@ -198,6 +199,43 @@ pub fn document() -> Value {
                     "403": error_response("An agent key"),
                     "404": error_response("No such approval; or, in a cluster, decisions go through kubectl"),
                     "409": error_response("Already decided (final) or expired")
+                }
+            }},
+            "/v1/audit/events": {"get": {
+                "summary": "The audit's rows (standalone; auditor token; served only when one is configured)",
+                "security": [{"auditorToken": []}],
+                "parameters": [
+                    {"name": "requestId", "in": "query", "schema": {"type": "string"}},
+                    {"name": "namespace", "in": "query", "schema": {"type": "string"}},
+                    {"name": "agent", "in": "query", "schema": {"type": "string"}},
+                    {"name": "decision", "in": "query", "schema": {"type": "string"}},
+                    {"name": "reason", "in": "query", "schema": {"type": "string"}},
+                    {"name": "tool", "in": "query", "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 10000}}
+                ],
+                "responses": {
+                    "200": {"description": "{\"events\": [...]}, oldest first"},
+                    "400": error_response("A parameter it does not take, or a time that is not RFC 3339 (invalid_parameter)"),
+                    "401": error_response("No, or a wrong, auditor token"),
+                    "503": error_response("The audit database cannot be read")
+                }
+            }},
+            "/v1/audit/usage": {"get": {
+                "summary": "Requests and tokens per namespace, agent, provider and model (standalone; auditor token)",
+                "security": [{"auditorToken": []}],
+                "parameters": [
+                    {"name": "namespace", "in": "query", "schema": {"type": "string"}},
+                    {"name": "agent", "in": "query", "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "Default: 24 hours ago"},
+                    {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}}
+                ],
+                "responses": {
+                    "200": {"description": "{\"usage\": [{namespace, agent, provider, model, requests, inputTokens, outputTokens, cachedTokens}]}"},
+                    "400": error_response("A parameter it does not take (invalid_parameter)"),
+                    "401": error_response("No, or a wrong, auditor token"),
+                    "503": error_response("The audit database cannot be read")
                 }
             }},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
