@@ -25,8 +25,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tool-calls", post(api::tool_calls::handle))
         .route("/v1/chat/completions", post(api::chat::handle))
         .route("/v1/embeddings", post(api::embeddings::handle))
-        .route("/v1/messages", post(api::messages::handle))
-        .route("/v1/responses", post(api::responses::handle))
+        .route(
+            "/v1/messages",
+            post(api::ingress::handle::<api::messages::Messages>),
+        )
+        .route(
+            "/v1/responses",
+            post(api::ingress::handle::<api::responses::Responses>),
+        )
         .route("/v1/models", get(api::models::list))
         .route("/v1/approvals", get(api::approvals::list))
         .route("/v1/approvals/{name}", get(api::approvals::get))

@@ -8,24 +8,36 @@
 use crate::api::chat::gate::gate_stream;
 use crate::api::chat::metering::{Meter, metered};
 use crate::api::chat::{ChatRouted, gated, route_chat};
-use crate::api::request_id;
 use crate::api::routed::{Routed, route_headers, with_palisade};
+use crate::api::{json_body, request_id};
+use crate::auth::Agent;
 use crate::credentials::Identity;
 use crate::decisions::admit;
 use crate::error::GatewayError;
+use crate::limits::UnreadBody;
 use crate::providers::framing::{self, ByteStream};
 use crate::providers::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
 use crate::providers::{ProviderReply, UpstreamError};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use futures_util::Stream;
 use std::sync::Arc;
 
-/// How an API writes the chat path's answers.
+/// How an API reads its requests into the chat path and writes its answers.
 pub trait Ingress {
+    /// The request body as the API sends it.
+    type Request: serde::de::DeserializeOwned;
+
+    /// What the API is called in a parse error ("a Messages request").
+    const NAME: &'static str;
+
+    /// The chat request `request` stands for, or what it cannot carry.
+    fn chat_request(request: &Self::Request) -> Result<ChatRequest, GatewayError>;
+
     /// A gated completion of `model` as this API's answer (JSON).
     fn answer(completion: &ChatCompletion, model: &str) -> serde_json::Value;
 
@@ -36,8 +48,29 @@ pub trait Ingress {
     ) -> ByteStream;
 }
 
+/// `POST` of an `I` request: read (after authentication), translated, and
+/// served on the chat path.
+pub async fn handle<I: Ingress>(
+    State(state): State<AppState>,
+    Agent { who, snapshot }: Agent,
+    headers: HeaderMap,
+    body: UnreadBody,
+) -> Result<Response, GatewayError> {
+    let body = body.read().await?;
+    let incoming: I::Request = json_body(&headers, &body, |e| {
+        if e.is_syntax() || e.is_eof() {
+            format!("the body is not JSON: {e}")
+        } else {
+            format!("not {}: {e}", I::NAME)
+        }
+    })?;
+    drop(body);
+    let request = I::chat_request(&incoming)?;
+    serve::<I>(state, snapshot, who, &headers, request).await
+}
+
 /// Serves `request` (read from an `I` request) for `who`.
-pub async fn serve<I: Ingress>(
+async fn serve<I: Ingress>(
     state: AppState,
     snapshot: Arc<Snapshot>,
     who: Identity,

@@ -11,45 +11,26 @@
 mod stream;
 mod translate;
 
-use crate::api::ingress::{self, Ingress};
-use crate::api::json_body;
-use crate::auth::Agent;
+use crate::api::ingress::Ingress;
 use crate::error::GatewayError;
-use crate::limits::UnreadBody;
 use crate::providers::framing::ByteStream;
-use crate::providers::openai::ChatCompletion;
-use crate::state::AppState;
+use crate::providers::openai::{ChatCompletion, ChatRequest};
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::Response;
 use futures_util::Stream;
 use translate::MessagesIn;
 
-/// `POST /v1/messages`.
-pub async fn handle(
-    State(state): State<AppState>,
-    Agent { who, snapshot }: Agent,
-    headers: HeaderMap,
-    body: UnreadBody,
-) -> Result<Response, GatewayError> {
-    let body = body.read().await?;
-    let incoming: MessagesIn = json_body(&headers, &body, |e| {
-        if e.is_syntax() || e.is_eof() {
-            format!("the body is not JSON: {e}")
-        } else {
-            format!("not a Messages request: {e}")
-        }
-    })?;
-    drop(body);
-    let request = translate::chat_request(&incoming)?;
-    ingress::serve::<Messages>(state, snapshot, who, &headers, request).await
-}
-
 /// Anthropic's Messages shapes.
-struct Messages;
+#[derive(Debug)]
+pub struct Messages;
 
 impl Ingress for Messages {
+    type Request = MessagesIn;
+    const NAME: &'static str = "a Messages request";
+
+    fn chat_request(request: &MessagesIn) -> Result<ChatRequest, GatewayError> {
+        translate::chat_request(request)
+    }
+
     fn answer(completion: &ChatCompletion, model: &str) -> serde_json::Value {
         translate::message(completion, model)
     }

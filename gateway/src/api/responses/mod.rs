@@ -11,45 +11,26 @@
 mod stream;
 mod translate;
 
-use crate::api::ingress::{self, Ingress};
-use crate::api::json_body;
-use crate::auth::Agent;
+use crate::api::ingress::Ingress;
 use crate::error::GatewayError;
-use crate::limits::UnreadBody;
 use crate::providers::framing::ByteStream;
-use crate::providers::openai::ChatCompletion;
-use crate::state::AppState;
+use crate::providers::openai::{ChatCompletion, ChatRequest};
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::Response;
 use futures_util::Stream;
 use serde_json::{Map, Value};
 
-/// `POST /v1/responses`.
-pub async fn handle(
-    State(state): State<AppState>,
-    Agent { who, snapshot }: Agent,
-    headers: HeaderMap,
-    body: UnreadBody,
-) -> Result<Response, GatewayError> {
-    let body = body.read().await?;
-    let incoming: Map<String, Value> = json_body(&headers, &body, |e| {
-        if e.is_syntax() || e.is_eof() {
-            format!("the body is not JSON: {e}")
-        } else {
-            format!("not a Responses request (a JSON object): {e}")
-        }
-    })?;
-    drop(body);
-    let request = translate::chat_request(&incoming)?;
-    ingress::serve::<Responses>(state, snapshot, who, &headers, request).await
-}
-
 /// The Responses API's shapes.
-struct Responses;
+#[derive(Debug)]
+pub struct Responses;
 
 impl Ingress for Responses {
+    type Request = Map<String, Value>;
+    const NAME: &'static str = "a Responses request (a JSON object)";
+
+    fn chat_request(request: &Map<String, Value>) -> Result<ChatRequest, GatewayError> {
+        translate::chat_request(request)
+    }
+
     fn answer(completion: &ChatCompletion, model: &str) -> Value {
         translate::answer(completion, model)
     }
