@@ -20,6 +20,10 @@ pub enum AuditDecision {
     Expired,
     /// An approval outcome: the approved call ran.
     Consumed,
+    /// A tool Palisade ran returned its result.
+    Executed,
+    /// A tool Palisade ran failed, or its input was refused.
+    Failed,
 }
 
 impl AuditDecision {
@@ -34,6 +38,8 @@ impl AuditDecision {
             Self::Denied => "Denied",
             Self::Expired => "Expired",
             Self::Consumed => "Consumed",
+            Self::Executed => "Executed",
+            Self::Failed => "Failed",
         }
     }
 }

@@ -28,6 +28,8 @@ pub enum EventKind {
     Usage,
     /// An Approval's outcome (approved, denied, expired, consumed).
     Approval,
+    /// What happened when Palisade ran an allowed call itself.
+    ToolResult,
 }
 
 impl EventKind {
@@ -38,6 +40,7 @@ impl EventKind {
             Self::Embedding => "embedding",
             Self::Usage => "usage",
             Self::Approval => "approval",
+            Self::ToolResult => "tool_result",
         }
     }
 
@@ -48,6 +51,7 @@ impl EventKind {
             "embedding" => Some(Self::Embedding),
             "usage" => Some(Self::Usage),
             "approval" => Some(Self::Approval),
+            "tool_result" => Some(Self::ToolResult),
             _ => None,
         }
     }
@@ -96,6 +100,12 @@ pub struct AuditEvent {
     pub output_tokens: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<i64>,
+    /// A tool Palisade ran: the SHA-256 of its result as handed on, and
+    /// the bytes the tool produced. Left out when empty, like the tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_bytes: Option<i64>,
 }
 
 impl AuditEvent {
@@ -135,6 +145,8 @@ impl AuditEvent {
             input_tokens: None,
             output_tokens: None,
             cached_tokens: None,
+            result_sha256: None,
+            result_bytes: None,
         }
     }
 
@@ -370,6 +382,8 @@ impl AuditEvent {
             input_tokens: _,
             output_tokens: _,
             cached_tokens: _,
+            result_sha256,
+            result_bytes: _,
         } = self;
         for field in [id, request_id, namespace, agent, decision] {
             scrub(field);
@@ -385,6 +399,7 @@ impl AuditEvent {
             prompt_text,
             approval,
             decided_by,
+            result_sha256,
         ]
         .into_iter()
         .flatten()

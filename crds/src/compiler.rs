@@ -33,6 +33,7 @@ mod claims;
 mod limits;
 mod providers;
 mod routing;
+mod runnable;
 mod secrets;
 mod served;
 mod tools;
@@ -40,6 +41,7 @@ use claims::{Claims, claim_agents};
 use limits::compile_limits;
 use providers::compile_providers;
 use routing::compile_routing;
+use runnable::compile_runnable;
 pub use secrets::Secrets;
 use served::{last_good, spec_within_budget, within_budget};
 use tools::{compile_grant, compile_tools};
@@ -408,6 +410,29 @@ impl Diags<'_> {
         None
     }
 
+    /// A duration field: `default` when left out; zero or unreadable is
+    /// an error naming `example`.
+    fn duration(
+        &mut self,
+        field: &str,
+        value: Option<&str>,
+        default: Duration,
+        example: &str,
+    ) -> Option<Duration> {
+        match value.map(parse_duration) {
+            None => Some(default),
+            Some(Ok(t)) if !t.is_zero() => Some(t),
+            Some(Ok(_)) => {
+                self.push(field, "a duration of zero fails every call", format!("use e.g. {example}"));
+                None
+            }
+            Some(Err(message)) => {
+                self.push(field, message, format!("use e.g. {example}"));
+                None
+            }
+        }
+    }
+
     /// Rule names are how decisions cite rules, so they must be unique.
     fn unique_rule_name<'n>(
         &mut self,
@@ -462,6 +487,7 @@ fn compile_policy(
     let provider_names: Vec<&str> = spec.providers.iter().map(|p| p.name.as_str()).collect();
     let routing = compile_routing(&mut d, p, &provider_names);
     let tools = compile_tools(&mut d, p);
+    let runnable = compile_runnable(&mut d, &spec.tools, secrets, egress);
     let ttl = match parse_duration(&spec.approvals.ttl) {
         Ok(t) if t.is_zero() => {
             d.push(
@@ -511,6 +537,7 @@ fn compile_policy(
             },
             audit,
             limits: limits?,
+            runnable: runnable?,
         })
     })();
     d.finish(assembled)

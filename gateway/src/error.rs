@@ -216,6 +216,14 @@ pub enum GatewayError {
         message: String,
         details: Value,
     },
+    /// A tool Palisade ran (`"execute": true`) produced no result: the
+    /// status and reason code of the [`crate::tools::Failure`]; `details`
+    /// is the decision (which allowed the call).
+    #[error("{}", .failure.message())]
+    ToolRun {
+        failure: crate::tools::Failure,
+        details: Value,
+    },
     /// `404 approval.not_found`.
     #[error("no approval {0:?} that you can see")]
     ApprovalNotFound(String),
@@ -315,6 +323,7 @@ impl GatewayError {
                 code: ReasonCode::ToolNameTooLong,
                 ..
             } => StatusCode::BAD_REQUEST,
+            Self::ToolRun { failure, .. } => failure.status(),
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -356,6 +365,7 @@ impl GatewayError {
             Self::Refused { code, .. } | Self::OverLimit { code, .. } => {
                 return Code::Reason(*code);
             }
+            Self::ToolRun { failure, .. } => return Code::Reason(failure.code()),
             Self::ApprovalNotFound(_) => return Code::Reason(ReasonCode::ApprovalNotFound),
             Self::ApprovalExpiredUndecided(_) => return Code::Reason(ReasonCode::ApprovalExpired),
             Self::Unauthenticated => E::InvalidApiKey,
@@ -450,9 +460,9 @@ impl GatewayError {
     /// The `palisade` object: the decision, or where the request went.
     fn details(&self) -> Option<Value> {
         match self {
-            Self::Refused { details, .. } | Self::OverLimit { details, .. } => {
-                Some(details.clone())
-            }
+            Self::Refused { details, .. }
+            | Self::OverLimit { details, .. }
+            | Self::ToolRun { details, .. } => Some(details.clone()),
             Self::AuditUnavailable {
                 request_id: Some(id),
             } => Some(json!({"requestId": id})),

@@ -45,3 +45,4 @@ pub mod run;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;
+pub mod tools;

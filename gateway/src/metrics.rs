@@ -28,6 +28,11 @@ pub struct GatewayMetrics {
     /// Request-body bytes held or reserved now (set when scraped).
     pub body_bytes_in_flight: IntGauge,
     pub audit: AuditMetrics,
+    /// Tools Palisade ran, by namespace, tool and reason code.
+    pub tool_runs: IntCounterVec,
+    /// Replacements made in tool results before a model or client saw
+    /// them, by kind (`api_key`, `private_key`, `blob`, `truncated`, ...).
+    pub tool_result_redactions: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -88,6 +93,22 @@ impl GatewayMetrics {
             &["namespace", "agent", "provider", "model", "type"],
         )?;
         registry.register(Box::new(tokens.clone()))?;
+        let tool_runs = IntCounterVec::new(
+            Opts::new(
+                "palisade_tool_runs_total",
+                "Tools Palisade ran itself (spec.tools.run), by namespace, tool and reason code (tool.executed, tool.execution_failed, tool.path_refused, ...)",
+            ),
+            &["namespace", "tool", "reason"],
+        )?;
+        registry.register(Box::new(tool_runs.clone()))?;
+        let tool_result_redactions = IntCounterVec::new(
+            Opts::new(
+                "palisade_tool_result_redactions_total",
+                "Replacements made in tool results before a model or client saw them, by kind (api_key, authorization, private_key, connection_password, secret_assignment, blob, binary, truncated)",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(tool_result_redactions.clone()))?;
         let body_bytes_in_flight = IntGauge::new(
             "palisade_request_body_bytes_in_flight",
             "Request-body bytes held or reserved now, against --max-in-flight-body-bytes (past it: 503 gateway.overloaded)",
@@ -115,6 +136,8 @@ impl GatewayMetrics {
             gen_ai,
             body_bytes_in_flight,
             audit,
+            tool_runs,
+            tool_result_redactions,
         })
     }
 

@@ -66,6 +66,7 @@ fn tool_policy(n: usize) -> PolicyBundle {
         approvals: ApprovalSettings::with_ttl(900),
         audit: AuditSettings::default(),
         limits: Default::default(),
+        runnable: Default::default(),
     };
     PolicyBundle::new(vec![policy], vec![], vec![]).unwrap()
 }
@@ -117,6 +118,7 @@ fn routing_policy(keywords: usize) -> PolicyBundle {
         approvals: ApprovalSettings::with_ttl(900),
         audit: AuditSettings::default(),
         limits: Default::default(),
+        runnable: Default::default(),
     };
     PolicyBundle::new(vec![policy], vec![], vec![]).unwrap()
 }

@@ -162,6 +162,9 @@ pub struct Policy {
     /// Requests, tokens and streams each agent (and the whole policy) may use.
     #[serde(default)]
     pub limits: crate::limits::Limits,
+    /// Tools the gateway runs itself (`spec.tools.run`).
+    #[serde(default, skip_serializing_if = "crate::RunnableTools::is_default")]
+    pub runnable: crate::RunnableTools,
 }
 
 impl Policy {

@@ -80,7 +80,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Lower-case hex SHA-256 of some bytes.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 

@@ -25,6 +25,8 @@ mod models;
 mod preview;
 mod reason;
 mod routing;
+mod runnable;
+mod sanitize;
 mod tool;
 
 pub use approval::{ApprovalDecision, HeldCall};
@@ -38,7 +40,7 @@ pub use condition::{Condition, ConditionError, ConditionInput};
 pub use decision::{Decision, Evaluated, Outcome, PolicyRef};
 pub use egress::{DEFAULT_ALLOWED_PROVIDER_URLS, Egress, EgressPatternError, EgressRefusal};
 pub use fingerprint::{
-    PromptFingerprint, REDACTED, api_key_digest, argument_digest, redact_arguments,
+    PromptFingerprint, REDACTED, api_key_digest, argument_digest, redact_arguments, sha256_hex,
 };
 pub use globs::{GlobError, NameGlobs};
 pub use limits::{LimitSet, Limits};
@@ -49,4 +51,9 @@ pub use routing::{
     PATTERN_SET_SIZE_LIMIT, PATTERN_SIZE_LIMIT, PatternError, Route, RouteRule, Routing,
     RoutingError, check_pattern,
 };
+pub use runnable::{
+    FileAccess, FileRoot, FileTools, HttpMethod, HttpTool, READ_FILE, ResultSettings, Runnable,
+    RunnableTools, SQL_QUERY, SqlDatabase, SqlEngine, SqlTool, WRITE_FILE,
+};
+pub use sanitize::{Redaction, Redactions, cap, sanitize_bytes, sanitize_json, sanitize_text};
 pub use tool::{Grant, MAX_TOOL_NAME_BYTES, ToolCall, ToolRule, ToolRules, ToolRulesError};

@@ -129,6 +129,27 @@ pub enum ReasonCode {
     /// The agent (or policy) already has as many streamed answers open as `spec.limits` allows: refused with HTTP 429 and `Retry-After: 1`.
     #[serde(rename = "limit.concurrent_streams")]
     LimitConcurrentStreams,
+    /// Palisade ran the allowed call itself (`spec.tools.run`) and returned its result.
+    #[serde(rename = "tool.executed")]
+    ToolExecuted,
+    /// Palisade ran the call and the tool failed: the HTTP tool answered an error status or could not be reached, the database or file system reported an error.
+    #[serde(rename = "tool.execution_failed")]
+    ToolExecutionFailed,
+    /// The arguments do not fit the tool Palisade runs: a database or root it does not have, a missing `query`, `path` or `content`.
+    #[serde(rename = "tool.input_invalid")]
+    ToolInputInvalid,
+    /// A file path was refused before anything was opened or while resolving it: absolute, `..`, a symbolic link, a file with several hard links, NUL, too long, or no glob of the root matches.
+    #[serde(rename = "tool.path_refused")]
+    ToolPathRefused,
+    /// The database engine refused the query: a write, `ATTACH`, a `PRAGMA` change, loading an extension, or more than one statement.
+    #[serde(rename = "tool.query_refused")]
+    ToolQueryRefused,
+    /// The tool ran longer than its timeout and was stopped.
+    #[serde(rename = "tool.timeout")]
+    ToolTimeout,
+    /// The file, content or response is larger than the tool's size cap.
+    #[serde(rename = "tool.too_large")]
+    ToolTooLarge,
 }
 
 impl ReasonCode {
@@ -173,6 +194,13 @@ impl ReasonCode {
         Self::LimitTokensPerMinute,
         Self::LimitTokensPerDay,
         Self::LimitConcurrentStreams,
+        Self::ToolExecuted,
+        Self::ToolExecutionFailed,
+        Self::ToolInputInvalid,
+        Self::ToolPathRefused,
+        Self::ToolQueryRefused,
+        Self::ToolTimeout,
+        Self::ToolTooLarge,
     ];
 
     /// The wire form, e.g. `kill_switch.policy`.
@@ -217,6 +245,13 @@ impl ReasonCode {
             Self::LimitTokensPerMinute => "limit.tokens_per_minute",
             Self::LimitTokensPerDay => "limit.tokens_per_day",
             Self::LimitConcurrentStreams => "limit.concurrent_streams",
+            Self::ToolExecuted => "tool.executed",
+            Self::ToolExecutionFailed => "tool.execution_failed",
+            Self::ToolInputInvalid => "tool.input_invalid",
+            Self::ToolPathRefused => "tool.path_refused",
+            Self::ToolQueryRefused => "tool.query_refused",
+            Self::ToolTimeout => "tool.timeout",
+            Self::ToolTooLarge => "tool.too_large",
         }
     }
 

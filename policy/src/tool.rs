@@ -414,6 +414,7 @@ mod tests {
             approvals: ApprovalSettings::with_ttl(60),
             audit: AuditSettings::default(),
             limits: Default::default(),
+            runnable: Default::default(),
         };
         let grants = (0..2)
             .map(|i| Grant {

@@ -217,6 +217,8 @@ async fn insert_postgres(
             .bind(int(|c| c.event.input_tokens))
             .bind(int(|c| c.event.output_tokens))
             .bind(int(|c| c.event.cached_tokens))
+            .bind(opt(|c| c.event.result_sha256.as_deref()))
+            .bind(int(|c| c.event.result_bytes))
             .bind(col(|c| &c.prev_hash))
             .bind(col(|c| &c.hash));
         inserted += q.execute(&mut *conn).await?.rows_affected();
@@ -299,6 +301,8 @@ fn insert_sqlite(
                 e.input_tokens,
                 e.output_tokens,
                 e.cached_tokens,
+                e.result_sha256,
+                e.result_bytes,
                 c.prev_hash,
                 c.hash,
             ])? as u64;

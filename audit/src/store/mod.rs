@@ -53,6 +53,8 @@ const COLUMNS: &[(&str, &str)] = &[
     ("input_tokens", "int8"),
     ("output_tokens", "int8"),
     ("cached_tokens", "int8"),
+    ("result_sha256", "text"),
+    ("result_bytes", "int8"),
     ("prev_hash", "text"),
     ("hash", "text"),
 ];

@@ -148,6 +148,8 @@ fn decode(row: &AnyRow) -> Result<ChainedEvent, AuditError> {
         input_tokens: oi("input_tokens")?,
         output_tokens: oi("output_tokens")?,
         cached_tokens: oi("cached_tokens")?,
+        result_sha256: os("result_sha256")?,
+        result_bytes: oi("result_bytes")?,
     };
     Ok(ChainedEvent {
         event,

@@ -94,24 +94,17 @@ pub(super) fn compile_providers(
             d.push(format!("{field}.baseUrl"), refusal.to_string(), fix);
             ok = false;
         }
-        let timeout = match p.timeout.as_deref().map(parse_duration) {
-            None => DEFAULT_PROVIDER_TIMEOUT,
-            Some(Ok(t)) if !t.is_zero() => t,
-            Some(Ok(_)) => {
-                d.push(
-                    format!("{field}.timeout"),
-                    "a timeout of zero fails every request",
-                    "use e.g. 30s",
-                );
+        let timeout = d
+            .duration(
+                &format!("{field}.timeout"),
+                p.timeout.as_deref(),
+                DEFAULT_PROVIDER_TIMEOUT,
+                "30s",
+            )
+            .unwrap_or_else(|| {
                 ok = false;
                 DEFAULT_PROVIDER_TIMEOUT
-            }
-            Some(Err(message)) => {
-                d.push(format!("{field}.timeout"), message, "use e.g. 30s");
-                ok = false;
-                DEFAULT_PROVIDER_TIMEOUT
-            }
-        };
+            });
         out.push(Provider {
             name: p.name.clone(),
             kind: match p.kind {

@@ -330,6 +330,14 @@ pub struct ToolsSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1024))]
     pub rules: Vec<ToolRuleSpec>,
+    /// Tools Palisade runs itself: `sqlQuery`, `files`, registered `http`
+    /// tools, and the server-side loop's `maxSteps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<super::ToolRunSpec>,
+    /// What is done to tool results before a model or client sees them
+    /// (sanitized and capped by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<super::ToolResultsSpec>,
 }
 
 /// What a tool rule does.

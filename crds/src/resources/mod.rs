@@ -3,10 +3,12 @@
 
 mod aipolicy;
 mod approval;
+mod tool_run;
 mod toolgrant;
 
 pub use aipolicy::*;
 pub use approval::*;
+pub use tool_run::*;
 pub use toolgrant::*;
 
 use schemars::JsonSchema;

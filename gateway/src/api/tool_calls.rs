@@ -15,6 +15,7 @@ use crate::error::GatewayError;
 use crate::limits::UnreadBody;
 use crate::state::AppState;
 use crate::telemetry;
+use crate::tools;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -42,6 +43,10 @@ struct ToolCallBody {
     request_id: Option<String>,
     /// The approved Approval this call uses (after a `202`).
     approval: Option<String>,
+    /// Run the call too, if it is allowed and the policy declares the
+    /// tool in `spec.tools.run`: the answer then carries its result.
+    #[serde(default)]
+    execute: bool,
 }
 
 /// Any JSON value as its text (`null` too, which `Option` alone would
@@ -69,6 +74,11 @@ struct DecisionBody<'a> {
     message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     approval: Option<Value>,
+    /// With `"execute": true`: what running it gave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution: Option<Value>,
 }
 
 impl<'a> DecisionBody<'a> {
@@ -85,7 +95,18 @@ impl<'a> DecisionBody<'a> {
             request_id,
             message: None,
             approval: None,
+            result: None,
+            execution: None,
         }
+    }
+
+    /// Allowed by the human's approval `view`.
+    fn approved(&mut self, view: Value) {
+        let allow = Outcome::Allow.as_str();
+        self.decision = allow;
+        self.effective_decision = allow;
+        self.reason_code = ReasonCode::ToolAllowedByApproval.as_str();
+        self.approval = Some(view);
     }
 
     fn to_value(&self) -> Value {
@@ -139,13 +160,24 @@ pub async fn handle(
         // durable (many requests share one commit).
         recorded(decided.audit(&state, &call, step.as_ref())?, &request_id).await?;
 
-        let body = DecisionBody::of(&decided, &request_id);
+        let mut body = DecisionBody::of(&decided, &request_id);
         if let Some(step) = step {
+            if req.execute
+                && let Step::Allowed(view) = &step
+            {
+                // Approved, and to be run: exactly the call that was
+                // approved (its digest was checked), once.
+                body.approved(view.to_json());
+                return execute(&state, &call, &decided, body).await;
+            }
             return Ok(respond_held(step, body, &req.tool));
         }
         let d = &decided.decision;
         let tool = bounded_tool_name(&req.tool);
         let message = match (d.effective_outcome(), d.reason_code) {
+            (Outcome::Allow, _) if req.execute => {
+                return execute(&state, &call, &decided, body).await;
+            }
             (Outcome::Allow, _) => return Ok(allowed(&body)),
             (_, ReasonCode::ToolNameTooLong) => format!(
                 "tool: the name is {} bytes long; tool names are at most {MAX_TOOL_NAME_BYTES} bytes",
@@ -181,6 +213,70 @@ pub async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// Runs an allowed call Palisade runs itself, audits what came of it
+/// (before answering), and answers `200` with the result, or the
+/// failure's status and reason code.
+async fn execute(
+    state: &AppState,
+    call: &ToolCallRequest<'_>,
+    decided: &ToolCallDecision<'_>,
+    mut body: DecisionBody<'_>,
+) -> Result<Response, GatewayError> {
+    let policy = decided.policy;
+    let Some((policy, tool)) = policy.and_then(|p| p.runnable.get(call.tool).map(|t| (p, t))) else {
+        let declared: Vec<String> = policy
+            .map(|p| p.runnable.all().map(|t| t.name().to_owned()).collect())
+            .unwrap_or_default();
+        return Err(GatewayError::BadRequest(format!(
+            "tool {:?} is allowed, but Palisade does not run it: {}; leave out \"execute\" and run the tool yourself, or declare it in the policy's spec.tools.run",
+            bounded_tool_name(call.tool),
+            if declared.is_empty() {
+                "the policy declares no tool in spec.tools.run".to_owned()
+            } else {
+                format!("the policy runs {}", declared.join(", "))
+            }
+        )));
+    };
+    let empty = serde_json::Map::new();
+    let arguments = call
+        .arguments
+        .value()
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let ran = tools::run(
+        state,
+        &call.who.namespace,
+        tool,
+        arguments,
+        &policy.runnable.results,
+    )
+    .await;
+    let receipt = state
+        .audit
+        .submit(ran.event(call, &decided.decision))
+        .map_err(|e| crate::decisions::unaudited(&e, call.request_id))?;
+    recorded(receipt, call.request_id).await?;
+    let mut execution = serde_json::json!({
+        "reasonCode": ran.code().as_str(),
+        "durationMs": ran.duration.as_secs_f64() * 1000.0,
+    });
+    match ran.outcome {
+        Ok(result) => {
+            execution["truncated"] = result.truncated.into();
+            body.execution = Some(execution);
+            body.result = Some(result.value);
+            Ok(allowed(&body))
+        }
+        Err(failure) => {
+            body.execution = Some(execution);
+            Err(GatewayError::ToolRun {
+                failure,
+                details: body.to_value(),
+            })
+        }
+    }
 }
 
 /// `200` with the decision.
@@ -236,11 +332,7 @@ fn respond_held(step: Step, mut body: DecisionBody<'_>, tool: &str) -> Response 
             response
         }
         Step::Allowed(view) => {
-            let allow = Outcome::Allow.as_str();
-            body.decision = allow;
-            body.effective_decision = allow;
-            body.reason_code = ReasonCode::ToolAllowedByApproval.as_str();
-            body.approval = Some(view.to_json());
+            body.approved(view.to_json());
             allowed(&body)
         }
         Step::Limited { pending, limit } => {

@@ -428,7 +428,7 @@ pub async fn admit(state: &AppState, request_id: &str) -> Result<(), GatewayErro
 }
 
 /// `503 audit.unavailable`: the audit refused a decision's row.
-fn unaudited(e: &palisade_audit::AuditError, request_id: &str) -> GatewayError {
+pub(crate) fn unaudited(e: &palisade_audit::AuditError, request_id: &str) -> GatewayError {
     tracing::error!(error = %e, request_id, "decision not audited; refusing the request");
     GatewayError::AuditUnavailable {
         request_id: Some(request_id.to_owned()),

@@ -170,7 +170,9 @@ impl HttpClient {
         self.send(Method::GET, uri, headers, None, timeout).await
     }
 
-    async fn send(
+    /// Sends `method` to `uri`, with `body` as JSON if given: the
+    /// general form of the two above (registered HTTP tools use it).
+    pub async fn send(
         &self,
         method: Method,
         uri: Uri,
@@ -262,7 +264,12 @@ fn describe(e: &dyn std::error::Error) -> String {
 impl UpstreamResponse {
     /// The whole body.
     pub async fn bytes(self) -> Result<Bytes, CallError> {
-        let limited = http_body_util::Limited::new(self.body, MAX_ANSWER_BYTES);
+        self.bytes_at_most(MAX_ANSWER_BYTES).await
+    }
+
+    /// The whole body, refused past `max` bytes.
+    pub async fn bytes_at_most(self, max: usize) -> Result<Bytes, CallError> {
+        let limited = http_body_util::Limited::new(self.body, max.min(MAX_ANSWER_BYTES));
         match tokio::time::timeout_at(self.deadline, limited.collect()).await {
             Err(_) => Err(CallError::Timeout),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(CallError::TooLarge),

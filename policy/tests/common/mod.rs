@@ -177,6 +177,7 @@ impl PolicyBuilder {
             approvals: ApprovalSettings::with_ttl(900),
             audit: AuditSettings::default(),
             limits: Default::default(),
+            runnable: Default::default(),
         }
     }
 }
