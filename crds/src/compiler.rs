@@ -423,7 +423,11 @@ impl Diags<'_> {
             None => Some(default),
             Some(Ok(t)) if !t.is_zero() => Some(t),
             Some(Ok(_)) => {
-                self.push(field, "a duration of zero fails every call", format!("use e.g. {example}"));
+                self.push(
+                    field,
+                    "a duration of zero fails every call",
+                    format!("use e.g. {example}"),
+                );
                 None
             }
             Some(Err(message)) => {

@@ -73,7 +73,11 @@ impl RunnableTools {
                 .as_ref()
                 .filter(|f| f.roots.iter().any(|r| r.access == FileAccess::ReadWrite))
                 .map(Runnable::WriteFile),
-            _ => self.http.iter().find(|t| t.name == name).map(Runnable::Http),
+            _ => self
+                .http
+                .iter()
+                .find(|t| t.name == name)
+                .map(Runnable::Http),
         }
     }
 

@@ -73,58 +73,68 @@ struct Pattern {
     replacement: &'static str,
 }
 
+/// Each secret pattern: what it finds, the regex, the replacement.
+const SOURCES: &[(Redaction, &str, &str)] = &[
+    (
+        Redaction::PrivateKey,
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----(?s:.*?)(-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\z)",
+        "[REDACTED:private_key]",
+    ),
+    (
+        Redaction::Authorization,
+        r#"(?i)(?P<k>\b(?:proxy-)?authorization["']?\s*[:=]\s*["']?)[^\r\n"',}]+"#,
+        "${k}[REDACTED:authorization]",
+    ),
+    (
+        Redaction::Authorization,
+        r"(?i)\b(?P<k>bearer|basic|token)\s+[A-Za-z0-9\-._~+/]{8,}=*",
+        "${k} [REDACTED:authorization]",
+    ),
+    (
+        Redaction::ConnectionPassword,
+        r"(?P<k>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@?#]*:)[^\s@/?#]+@",
+        "${k}[REDACTED:password]@",
+    ),
+    (
+        Redaction::ApiKey,
+        concat!(
+            r"\b(?:sk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_\-]{16,}",
+            r"|(?:AKIA|ASIA)[0-9A-Z]{16}",
+            r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}",
+            r"|xox[abposr]-[A-Za-z0-9\-]{10,}",
+            r"|AIza[0-9A-Za-z_\-]{30,}",
+            r"|glpat-[A-Za-z0-9_\-]{20,}",
+            r"|(?:rk|pk|sk)_(?:live|test)_[A-Za-z0-9]{16,}",
+            r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})",
+        ),
+        "[REDACTED:api_key]",
+    ),
+    (
+        Redaction::SecretAssignment,
+        r#"(?i)(?P<k>\b(?:api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|password|passwd|pwd|access[_-]?token|auth[_-]?token|private[_-]?key)["']?\s*[:=]\s*["']?)[^\s"',;&}]{4,}"#,
+        "${k}[REDACTED:secret]",
+    ),
+];
+
+/// The blob pattern: long base64(url) runs and long hex runs.
+const BLOB_SOURCE: &str = r"[A-Za-z0-9+/_\-]{256,}={0,2}|\b[0-9a-fA-F]{128,}\b";
+
+/// [`SOURCES`] compiled; a unit test checks every one compiles (they are
+/// constants), so none is silently missing.
 static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
-    let p = |kind, re: &str, replacement| Pattern {
-        kind,
-        regex: Regex::new(re).expect("sanitizer pattern compiles"),
-        replacement,
-    };
-    vec![
-        p(
-            Redaction::PrivateKey,
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----(?s:.*?)(-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\z)",
-            "[REDACTED:private_key]",
-        ),
-        p(
-            Redaction::Authorization,
-            r#"(?i)(?P<k>\b(?:proxy-)?authorization["']?\s*[:=]\s*["']?)[^\r\n"',}]+"#,
-            "${k}[REDACTED:authorization]",
-        ),
-        p(
-            Redaction::Authorization,
-            r"(?i)\b(?P<k>bearer|basic|token)\s+[A-Za-z0-9\-._~+/]{8,}=*",
-            "${k} [REDACTED:authorization]",
-        ),
-        p(
-            Redaction::ConnectionPassword,
-            r"(?P<k>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@?#]*:)[^\s@/?#]+@",
-            "${k}[REDACTED:password]@",
-        ),
-        p(
-            Redaction::ApiKey,
-            concat!(
-                r"\b(?:sk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_\-]{16,}",
-                r"|(?:AKIA|ASIA)[0-9A-Z]{16}",
-                r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}",
-                r"|xox[abposr]-[A-Za-z0-9\-]{10,}",
-                r"|AIza[0-9A-Za-z_\-]{30,}",
-                r"|glpat-[A-Za-z0-9_\-]{20,}",
-                r"|(?:rk|pk|sk)_(?:live|test)_[A-Za-z0-9]{16,}",
-                r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})",
-            ),
-            "[REDACTED:api_key]",
-        ),
-        p(
-            Redaction::SecretAssignment,
-            r#"(?i)(?P<k>\b(?:api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|password|passwd|pwd|access[_-]?token|auth[_-]?token|private[_-]?key)["']?\s*[:=]\s*["']?)[^\s"',;&}]{4,}"#,
-            "${k}[REDACTED:secret]",
-        ),
-    ]
+    SOURCES
+        .iter()
+        .filter_map(|&(kind, re, replacement)| {
+            Some(Pattern {
+                kind,
+                regex: Regex::new(re).ok()?,
+                replacement,
+            })
+        })
+        .collect()
 });
 
-static BLOBS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Za-z0-9+/_\-]{256,}={0,2}|\b[0-9a-fA-F]{128,}\b").expect("blob pattern compiles")
-});
+static BLOBS: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(BLOB_SOURCE).ok());
 
 /// Redacts secrets and replaces blobs in one piece of text.
 pub fn sanitize_text(text: &str, redactions: &mut Redactions) -> String {
@@ -142,8 +152,11 @@ pub fn sanitize_text(text: &str, redactions: &mut Redactions) -> String {
             out = std::borrow::Cow::Owned(replaced.into_owned());
         }
     }
+    let Some(blobs) = BLOBS.as_ref() else {
+        return out.into_owned();
+    };
     let mut n = 0u32;
-    let replaced = BLOBS.replace_all(&out, |c: &Captures<'_>| {
+    let replaced = blobs.replace_all(&out, |c: &Captures<'_>| {
         n += 1;
         blob_marker(c[0].as_bytes())
     });
@@ -196,12 +209,8 @@ pub fn sanitize_json(value: &mut Value, redactions: &mut Redactions) {
                 *s = clean;
             }
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| sanitize_json(v, redactions)),
-        Value::Object(map) => map
-            .values_mut()
-            .for_each(|v| sanitize_json(v, redactions)),
+        Value::Array(items) => items.iter_mut().for_each(|v| sanitize_json(v, redactions)),
+        Value::Object(map) => map.values_mut().for_each(|v| sanitize_json(v, redactions)),
         _ => {}
     }
 }
@@ -253,7 +262,10 @@ mod tests {
         }
         let (out, r) = clean("Authorization: Bearer CANARYtoken123456\nnext line");
         assert!(!out.contains("CANARY"), "{out}");
-        assert!(out.contains("Authorization: [REDACTED:authorization]\nnext line"), "{out}");
+        assert!(
+            out.contains("Authorization: [REDACTED:authorization]\nnext line"),
+            "{out}"
+        );
         assert!(r.iter().all(|(k, _)| k == Redaction::Authorization));
         let (out, _) = clean("curl -H 'x: y' --header \"authorization\": \"Basic Q0FOQVJZOnB3\"");
         assert!(!out.contains("Q0FOQVJZ"), "{out}");
@@ -261,11 +273,20 @@ mod tests {
         assert_eq!(out, "postgres://app:[REDACTED:password]@db.svc:5432/clinic");
         assert_eq!(r.iter().next(), Some((Redaction::ConnectionPassword, 1)));
         let (out, _) = clean("{\"password\": \"CANARYpass\", \"user\": \"ann\"}");
-        assert!(!out.contains("CANARY") && out.contains("\"user\": \"ann\""), "{out}");
+        assert!(
+            !out.contains("CANARY") && out.contains("\"user\": \"ann\""),
+            "{out}"
+        );
         let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nCANARYb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
         let (out, r) = clean(&format!("id_ed25519:\n{key}\ndone"));
         assert_eq!(out, "id_ed25519:\n[REDACTED:private_key]\ndone");
         assert_eq!(r.iter().next(), Some((Redaction::PrivateKey, 1)));
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert_eq!(PATTERNS.len(), SOURCES.len());
+        assert!(BLOBS.is_some());
     }
 
     #[test]
@@ -294,7 +315,10 @@ mod tests {
         assert!(clean(&hex).0.starts_with("[blob: 200 bytes"));
         let mut r = Redactions::default();
         let out = sanitize_bytes(&[0x89, b'P', b'N', b'G', 0, 0, 0xff], &mut r);
-        assert!(out.starts_with("[binary content: 7 bytes, sha256:"), "{out}");
+        assert!(
+            out.starts_with("[binary content: 7 bytes, sha256:"),
+            "{out}"
+        );
         assert_eq!(sanitize_bytes(b"plain\ttext\n", &mut r), "plain\ttext\n");
     }
 

@@ -6,9 +6,7 @@
 
 use super::Diags;
 use super::secrets::Secrets;
-use crate::resources::{
-    FileAccessSpec, HttpMethodSpec, ToolResultsSpec, ToolRunSpec, ToolsSpec,
-};
+use crate::resources::{FileAccessSpec, HttpMethodSpec, ToolResultsSpec, ToolRunSpec, ToolsSpec};
 use palisade_policy::{
     Egress, FileAccess, FileRoot, FileTools, HttpMethod, HttpTool, READ_FILE, ResultSettings,
     RunnableTools, SQL_QUERY, SecretString, SqlDatabase, SqlEngine, SqlTool, WRITE_FILE,
@@ -57,19 +55,22 @@ fn compile_sql(
     let mut databases = Vec::with_capacity(s.databases.len());
     for (i, db) in s.databases.iter().enumerate() {
         let field = format!("spec.tools.run.sqlQuery.databases[{i}]");
-        *ok &= unique(d, &field, &db.name, s.databases[..i].iter().map(|q| &q.name));
+        *ok &= unique(
+            d,
+            &field,
+            &db.name,
+            s.databases[..i].iter().map(|q| &q.name),
+        );
         let engine = match (&db.sqlite_path, &db.postgres_secret_ref) {
             (Some(path), None) => {
                 *ok &= plain_absolute(d, &format!("{field}.sqlitePath"), path);
                 Some(SqlEngine::Sqlite { path: path.clone() })
             }
-            (None, Some(r)) => {
-                d.credentials(&format!("{field}.postgresSecretRef"), secrets, r).map(|url| {
-                    SqlEngine::Postgres {
-                        url: SecretString::new(url),
-                    }
-                })
-            }
+            (None, Some(r)) => d
+                .credentials(&format!("{field}.postgresSecretRef"), secrets, r)
+                .map(|url| SqlEngine::Postgres {
+                    url: SecretString::new(url),
+                }),
             _ => {
                 d.push(
                     field.clone(),

@@ -62,7 +62,10 @@ pub struct SqlQuerySpec {
 #[serde(rename_all = "camelCase")]
 pub struct SqlDatabaseSpec {
     /// How queries name it.
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        pattern(r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Absolute path of a SQLite file in the gateway pod (mount it through
     /// the chart's `gateway.toolVolumes`); opened read-only.
@@ -96,7 +99,10 @@ pub struct FilesSpec {
 #[serde(rename_all = "camelCase")]
 pub struct FileRootSpec {
     /// How calls name it.
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        pattern(r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Absolute directory path in the gateway pod.
     #[schemars(length(min = 1, max = 4096))]

@@ -225,7 +225,8 @@ async fn execute(
     mut body: DecisionBody<'_>,
 ) -> Result<Response, GatewayError> {
     let policy = decided.policy;
-    let Some((policy, tool)) = policy.and_then(|p| p.runnable.get(call.tool).map(|t| (p, t))) else {
+    let Some((policy, tool)) = policy.and_then(|p| p.runnable.get(call.tool).map(|t| (p, t)))
+    else {
         let declared: Vec<String> = policy
             .map(|p| p.runnable.all().map(|t| t.name().to_owned()).collect())
             .unwrap_or_default();

@@ -11,7 +11,10 @@
 
 pub(crate) mod files;
 mod http;
+mod results;
 mod sql;
+
+pub use results::{finish, sanitize_tool_messages};
 
 use crate::decisions::ToolCallRequest;
 use crate::metrics::GatewayMetrics;
@@ -20,8 +23,8 @@ use axum::http::StatusCode;
 use base64::Engine;
 use palisade_audit::{AuditDecision, AuditEvent, EventKind};
 use palisade_policy::{
-    Decision, ReasonCode, Redactions, ResultSettings, Runnable, cap, sanitize_bytes, sanitize_json,
-    sanitize_text, sha256_hex,
+    Decision, ReasonCode, Redactions, ResultSettings, Runnable, cap, sanitize_bytes, sanitize_text,
+    sha256_hex,
 };
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
@@ -144,7 +147,16 @@ pub async fn run(
     let mut produced = 0u64;
     let mut http_status = None;
     let mut redactions = Redactions::default();
-    let raw = run_raw(state, tool, arguments, settings, &mut produced, &mut http_status, &mut redactions).await;
+    let raw = run_raw(
+        state,
+        tool,
+        arguments,
+        settings,
+        &mut produced,
+        &mut http_status,
+        &mut redactions,
+    )
+    .await;
     let outcome = raw.map(|value| finish(value, settings, &mut redactions));
     let ran = Ran {
         outcome,
@@ -152,7 +164,13 @@ pub async fn run(
         produced,
         http_status,
     };
-    count(&state.metrics, namespace, tool.name(), ran.code(), &redactions);
+    count(
+        &state.metrics,
+        namespace,
+        tool.name(),
+        ran.code(),
+        &redactions,
+    );
     ran
 }
 
@@ -160,6 +178,10 @@ fn count(m: &GatewayMetrics, namespace: &str, tool: &str, code: ReasonCode, r: &
     m.tool_runs
         .with_label_values(&[namespace, tool, code.as_str()])
         .inc();
+    count_redactions(m, r);
+}
+
+fn count_redactions(m: &GatewayMetrics, r: &Redactions) {
     for (kind, n) in r.iter() {
         m.tool_result_redactions
             .with_label_values(&[kind.as_str()])
@@ -167,11 +189,19 @@ fn count(m: &GatewayMetrics, namespace: &str, tool: &str, code: ReasonCode, r: &
     }
 }
 
-fn text_arg<'a>(arguments: &'a Map<String, Value>, tool: &str, key: &str) -> Result<&'a str, Failure> {
+fn text_arg<'a>(
+    arguments: &'a Map<String, Value>,
+    tool: &str,
+    key: &str,
+) -> Result<&'a str, Failure> {
     match arguments.get(key) {
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(Failure::InputInvalid(format!("{tool}: \"{key}\" must be a string"))),
-        None => Err(Failure::InputInvalid(format!("{tool}: \"{key}\" is missing"))),
+        Some(_) => Err(Failure::InputInvalid(format!(
+            "{tool}: \"{key}\" must be a string"
+        ))),
+        None => Err(Failure::InputInvalid(format!(
+            "{tool}: \"{key}\" is missing"
+        ))),
     }
 }
 
@@ -273,28 +303,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Failure::Failed(format!("the tool's task failed: {e}")))?
-}
-
-/// Sanitizes (if on) and caps a result.
-pub fn finish(mut value: Value, settings: &ResultSettings, redactions: &mut Redactions) -> ToolResult {
-    if settings.sanitize {
-        sanitize_json(&mut value, redactions);
-    }
-    let text = value.to_string();
-    let max = usize::try_from(settings.max_bytes).unwrap_or(usize::MAX);
-    if text.len() <= max {
-        return ToolResult {
-            value,
-            content: text,
-            truncated: false,
-        };
-    }
-    let content = cap(text, max, redactions);
-    ToolResult {
-        value: Value::String(content.clone()),
-        content,
-        truncated: true,
-    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,11 @@ const READ_PRAGMAS: &[&str] = &[
 ];
 
 /// Runs `query` on `database`.
-pub(crate) async fn run(tool: &SqlTool, database: &SqlDatabase, query: &str) -> Result<Value, Failure> {
+pub(crate) async fn run(
+    tool: &SqlTool,
+    database: &SqlDatabase,
+    query: &str,
+) -> Result<Value, Failure> {
     let timeout = Duration::from_millis(tool.timeout_ms);
     let caps = Caps {
         rows: tool.max_rows as usize,
@@ -50,7 +54,12 @@ pub(crate) async fn run(tool: &SqlTool, database: &SqlDatabase, query: &str) -> 
                 .map_err(|e| Failed(format!("the query task failed: {e}")))??
         }
         SqlEngine::Postgres { url } => {
-            match tokio::time::timeout(timeout + Duration::from_secs(2), postgres(url.expose(), query, timeout, caps)).await {
+            match tokio::time::timeout(
+                timeout + Duration::from_secs(2),
+                postgres(url.expose(), query, timeout, caps),
+            )
+            .await
+            {
                 Ok(r) => r?,
                 Err(_) => return Err(Timeout(format!("the query ran longer than {timeout:?}"))),
             }
@@ -99,9 +108,10 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
             }
         }
         // Their argument is a table or index name, not a setting.
-        AuthAction::Pragma { pragma_name, .. } if READ_PRAGMAS
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
+        AuthAction::Pragma { pragma_name, .. }
+            if READ_PRAGMAS
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
         {
             Authorization::Allow
         }
@@ -132,7 +142,11 @@ fn sqlite(path: &str, query: &str, timeout: Duration, caps: Caps) -> Result<Tabl
     if !statement.readonly() {
         return Err(QueryRefused("the statement would write".into()));
     }
-    let columns: Vec<String> = statement.column_names().iter().map(|c| (*c).to_owned()).collect();
+    let columns: Vec<String> = statement
+        .column_names()
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
     let mut rows = Vec::new();
     let mut bytes = 0;
     let mut truncated = false;
@@ -169,9 +183,9 @@ fn sqlite_error(e: rusqlite::Error, timeout: Duration) -> Failure {
             ErrorCode::AuthorizationForStatementDenied
             | ErrorCode::ReadOnly
             | ErrorCode::PermissionDenied => QueryRefused(format!("refused by the database: {e}")),
-            ErrorCode::OperationInterrupted => {
-                Timeout(format!("the query ran longer than {timeout:?} and was stopped"))
-            }
+            ErrorCode::OperationInterrupted => Timeout(format!(
+                "the query ran longer than {timeout:?} and was stopped"
+            )),
             ErrorCode::TooBig => QueryRefused(format!("a value is too large: {e}")),
             _ => Failed(format!("the query failed: {e}")),
         },
@@ -181,11 +195,17 @@ fn sqlite_error(e: rusqlite::Error, timeout: Duration) -> Failure {
 
 async fn postgres(url: &str, query: &str, timeout: Duration, caps: Caps) -> Result<Table, Failure> {
     let failed = |e: sqlx::Error| postgres_error(e, timeout);
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .map_err(|e| Failed(format!("cannot connect to the database: {}", without_url(&e))))?;
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| {
+        Failed(format!(
+            "cannot connect to the database: {}",
+            without_url(&e)
+        ))
+    })?;
     let mut tx = conn.begin().await.map_err(failed)?;
-    sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await.map_err(failed)?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
     sqlx::query("SELECT set_config('statement_timeout', $1, true)")
         .bind(timeout.as_millis().max(1).to_string())
         .execute(&mut *tx)
@@ -203,8 +223,7 @@ async fn postgres(url: &str, query: &str, timeout: Duration, caps: Caps) -> Resu
         .iter()
         .map(|c| sqlx::Column::name(c).to_owned())
         .collect();
-    let wrapped =
-        format!("SELECT row_to_json(palisade_row)::text FROM ({query}) AS palisade_row");
+    let wrapped = format!("SELECT row_to_json(palisade_row)::text FROM ({query}) AS palisade_row");
     let mut rows = Vec::new();
     let mut bytes = 0;
     let mut truncated = false;
@@ -236,7 +255,9 @@ fn postgres_error(e: sqlx::Error, timeout: Duration) -> Failure {
         .and_then(|d| d.code().map(|c| c.into_owned()));
     match code.as_deref() {
         Some("25006" | "42501") => QueryRefused(format!("refused by the database: {e}")),
-        Some("57014") => Timeout(format!("the query ran longer than {timeout:?} and was cancelled")),
+        Some("57014") => Timeout(format!(
+            "the query ran longer than {timeout:?} and was cancelled"
+        )),
         _ if e.to_string().contains("multiple commands") => {
             QueryRefused("only one statement may be run per call".into())
         }

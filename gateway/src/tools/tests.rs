@@ -96,10 +96,7 @@ fn every_path_of_the_traversal_corpus_is_refused_and_nothing_outside_is_read() {
     let (base, root) = sandbox("read", FileAccess::Read);
     for path in traversal_corpus(&base) {
         match files::read(&root, &path, 1 << 20) {
-            Ok(bytes) => panic!(
-                "{path:?} was read: {:?}",
-                String::from_utf8_lossy(&bytes)
-            ),
+            Ok(bytes) => panic!("{path:?} was read: {:?}", String::from_utf8_lossy(&bytes)),
             Err(failure) => {
                 assert!(!failure.message().contains(SECRET), "{failure:?}");
                 assert_ne!(failure.code().as_str(), "tool.executed");
@@ -127,7 +124,10 @@ fn every_path_of_the_traversal_corpus_is_refused_and_nothing_outside_is_read() {
         );
     }
     assert_eq!(files::read(&root, "ok.txt", 1 << 20).unwrap(), b"inside");
-    assert_eq!(files::read(&root, "sub/inner.md", 1 << 20).unwrap(), b"inner");
+    assert_eq!(
+        files::read(&root, "sub/inner.md", 1 << 20).unwrap(),
+        b"inner"
+    );
     let too_big = files::read(&root, "ok.txt", 3).unwrap_err();
     assert!(matches!(too_big, Failure::TooLarge(_)), "{too_big:?}");
 }
@@ -200,12 +200,27 @@ fn writes_stay_below_a_read_write_root_and_replace_files_atomically() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(outside.len(), 2, "files appeared beside the root: {outside:?}");
-    assert_eq!(std::fs::read_to_string(base.join("secret.txt")).unwrap(), SECRET);
-    assert_eq!(std::fs::read_to_string("/etc/passwd").map(|p| p.contains("EVIL")).ok(), Some(false));
+    assert_eq!(
+        outside.len(),
+        2,
+        "files appeared beside the root: {outside:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(base.join("secret.txt")).unwrap(),
+        SECRET
+    );
+    assert_eq!(
+        std::fs::read_to_string("/etc/passwd")
+            .map(|p| p.contains("EVIL"))
+            .ok(),
+        Some(false)
+    );
     files::write(&root, "sub/new.md", b"first", 100).unwrap();
     files::write(&root, "sub/new.md", b"second", 100).unwrap();
-    assert_eq!(std::fs::read_to_string(base.join("root/sub/new.md")).unwrap(), "second");
+    assert_eq!(
+        std::fs::read_to_string(base.join("root/sub/new.md")).unwrap(),
+        "second"
+    );
     let left: Vec<_> = std::fs::read_dir(base.join("root/sub"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -309,14 +324,27 @@ async fn sqlite_refuses_every_write_and_escape_and_bounds_runaway_queries() {
     .unwrap_err();
     assert!(matches!(failure, Failure::Timeout(_)), "{failure:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    let big = sql::run(&tool, db, "SELECT randomblob(100000000)").await.unwrap_err();
-    assert!(matches!(big, Failure::QueryRefused(_) | Failure::Failed(_)), "{big:?}");
+    let big = sql::run(&tool, db, "SELECT randomblob(100000000)")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(big, Failure::QueryRefused(_) | Failure::Failed(_)),
+        "{big:?}"
+    );
 
-    let answer = sql::run(&tool, db, "SELECT id, name FROM patients ORDER BY id").await.unwrap();
+    let answer = sql::run(&tool, db, "SELECT id, name FROM patients ORDER BY id")
+        .await
+        .unwrap();
     assert_eq!(answer["columns"], serde_json::json!(["id", "name"]));
     assert_eq!(answer["rows"], serde_json::json!([[1, "Ann"], [2, "Bo"]]));
     assert_eq!(answer["truncated"], false);
-    let schema = sql::run(&tool, db, "PRAGMA table_info(patients)").await.unwrap();
+    let schema = sql::run(&tool, db, "PRAGMA table_info(patients)")
+        .await
+        .unwrap();
     assert_eq!(schema["rowCount"], 2);
-    assert_eq!(std::fs::read(&db_path).unwrap(), before, "the database file changed");
+    assert_eq!(
+        std::fs::read(&db_path).unwrap(),
+        before,
+        "the database file changed"
+    );
 }

@@ -64,6 +64,15 @@ pub async fn route_chat(
     request: &ChatRequest,
 ) -> Result<ChatRouted, GatewayError> {
     let started = std::time::Instant::now();
+    // Tool results the agent sends back are sanitized before the policy
+    // scans the text or any provider sees it.
+    let sanitized = snapshot
+        .bundle
+        .policy_for(&who.namespace, &who.agent)
+        .and_then(|(p, _)| {
+            crate::tools::sanitize_tool_messages(request, &p.runnable.results, &state.metrics)
+        });
+    let request = sanitized.as_ref().unwrap_or(request);
     let prompt = request.prompt_text();
     let seen = provider_text::of(request);
     let to_route = ToRoute {

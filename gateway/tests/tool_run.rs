@@ -1,0 +1,447 @@
+//! Tools Palisade runs itself, through `POST /v1/tool-calls` with
+//! `"execute": true`: allowed calls run and answer their (sanitized)
+//! result, refused paths and queries say why, denied and held calls never
+//! run, an approved call runs once exactly as approved, every run is
+//! audited after its decision, and canary secrets in a tool's answer reach
+//! neither the client, the audit nor the metrics — while the tool got the
+//! policy's credential, which the agent never saw.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use axum::http::HeaderMap;
+use palisade_audit::{Filter, Store};
+use palisade_fake_upstreams::{FakeOpenAi, Script};
+use palisade_gateway::metrics::GatewayMetrics;
+use palisade_gateway::state::AppState;
+use palisade_policy::Egress;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const KEY: &str = "agent-key-a";
+const OPERATOR: &str = "operator-token";
+const TOOL_KEY: &str = "tool-key-CANARY-7f3a";
+
+struct Gateway {
+    state: AppState,
+    store: Store,
+    root: PathBuf,
+    tool_calls: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    provider: FakeOpenAi,
+}
+
+/// A registered HTTP tool: records each call and answers with text that
+/// holds secrets (which must be redacted before anyone sees them).
+async fn lookup_tool() -> (String, Arc<Mutex<Vec<(HeaderMap, Value)>>>) {
+    let calls: Arc<Mutex<Vec<(HeaderMap, Value)>>> = Arc::default();
+    let seen = calls.clone();
+    let app = axum::Router::new().route(
+        "/lookup",
+        axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push((headers, body.0.clone()));
+                axum::Json(json!({
+                    "patient": body.0["id"],
+                    "note": "billing key sk-proj-CANARYabcdefghij0123456789 and password=CANARYhunter2",
+                    "blob": "Q0FOQVJZ".repeat(60),
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/lookup", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
+}
+
+fn policy(dir: &Path, tool_url: &str, provider: &str) -> String {
+    format!(
+        r#"apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {{name: clinic}}
+spec:
+  agents: [{{name: a, apiKeySecretRef: {{name: keys, key: a}}}}]
+  providers: [{{name: local, type: openai, baseUrl: "{provider}"}}]
+  routing: {{defaultProvider: local}}
+  tools:
+    default: Deny
+    rules:
+      - {{name: reads, tools: [read_file, sql_query, lookup, search_web], action: Allow}}
+      - {{name: writes, tools: [write_file], action: RequireApproval}}
+    run:
+      sqlQuery:
+        databases: [{{name: clinic, sqlitePath: "{db}"}}]
+      files:
+        roots: [{{name: notes, path: "{root}", access: ReadWrite}}]
+      http:
+        - name: lookup
+          description: Looks a patient up.
+          parameters: {{type: object, properties: {{id: {{type: integer}}}}}}
+          url: "{tool_url}"
+          credentialsSecretRef: {{name: keys, key: tool}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys}}
+stringData: {{a: {KEY}, tool: {TOOL_KEY}}}
+"#,
+        db = dir.join("clinic.db").display(),
+        root = dir.join("notes").display(),
+    )
+}
+
+async fn gateway(name: &str) -> Gateway {
+    let dir = palisade_testkit::temp_dir(&format!("tool-run-{name}"));
+    std::fs::create_dir_all(dir.join("notes")).unwrap();
+    std::fs::write(dir.join("notes/visit.md"), "Ann: blood pressure 120/80").unwrap();
+    std::fs::write(dir.join("outside.txt"), "outside").unwrap();
+    let db = rusqlite::Connection::open(dir.join("clinic.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE patients (id INTEGER, name TEXT); INSERT INTO patients VALUES (1, 'Ann');",
+    )
+    .unwrap();
+    let (url, tool_calls) = lookup_tool().await;
+    let provider = FakeOpenAi::start(Script::Text("noted".into()))
+        .await
+        .unwrap();
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, policy(&dir, &url, &provider.base_url())).unwrap();
+    let metrics = Arc::new(GatewayMetrics::new().unwrap());
+    let current = palisade_gateway::snapshot::empty();
+    palisade_gateway::config::reload::load_into(&[path], &current, &metrics).unwrap();
+    let (state, store) = common::standalone_built(&dir, current, metrics, OPERATOR, |b| {
+        b.egress(Egress::any_url(true))
+    })
+    .await;
+    Gateway {
+        state,
+        store,
+        root: dir.join("notes"),
+        tool_calls,
+        provider,
+    }
+}
+
+async fn call(g: &Gateway, body: Value) -> (u16, Value) {
+    let (status, _, body) = common::post_json(&g.state, "/v1/tool-calls", KEY, &body).await;
+    (status, body)
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .or(body["execution"]["reasonCode"].as_str())
+        .unwrap_or("")
+}
+
+/// The audit rows of `request_id`: (kind, decision, reason codes).
+async fn rows(g: &Gateway, request_id: &str) -> Vec<(String, String, Vec<String>)> {
+    g.store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.request_id == request_id)
+        .map(|r| {
+            (
+                r.event.kind.as_str().to_owned(),
+                r.event.decision.clone(),
+                r.event.reason_codes.clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn allowed_calls_run_and_answer_their_result_and_each_run_is_audited_after_its_decision() {
+    let g = gateway("allowed").await;
+    let (status, body) = call(
+        &g,
+        json!({"tool": "read_file", "arguments": {"root": "notes", "path": "visit.md"}, "execute": true, "requestId": "r-read"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decision"], "Allow");
+    assert_eq!(body["result"]["content"], "Ann: blood pressure 120/80");
+    assert_eq!(body["execution"]["reasonCode"], "tool.executed");
+    assert_eq!(
+        rows(&g, "r-read").await,
+        [
+            (
+                "tool_call".into(),
+                "Allow".into(),
+                vec!["tool.allowed_by_rule".into()]
+            ),
+            (
+                "tool_result".into(),
+                "Executed".into(),
+                vec!["tool.executed".into()]
+            ),
+        ]
+    );
+    let result_row = g
+        .store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.event.request_id == "r-read" && r.event.kind.as_str() == "tool_result")
+        .unwrap();
+    assert_eq!(result_row.event.result_bytes, Some(26));
+    assert_eq!(
+        result_row.event.result_sha256.as_deref().map(str::len),
+        Some(64)
+    );
+    assert!(result_row.event.latency_us.is_some());
+
+    let (status, body) = call(
+        &g,
+        json!({"tool": "sql_query", "arguments": {"database": "clinic", "query": "SELECT id, name FROM patients"}, "execute": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["rows"], json!([[1, "Ann"]]));
+
+    // Without "execute" nothing runs: the decision only, as before.
+    let (status, body) = call(
+        &g,
+        json!({"tool": "read_file", "arguments": {"root": "notes", "path": "visit.md"}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.get("result").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn refused_paths_and_queries_and_bad_arguments_say_why_and_are_audited() {
+    let g = gateway("refused").await;
+    for (arguments, status, reason) in [
+        (
+            json!({"root": "notes", "path": "../outside.txt"}),
+            403,
+            "tool.path_refused",
+        ),
+        (
+            json!({"root": "notes", "path": "/etc/passwd"}),
+            403,
+            "tool.path_refused",
+        ),
+        (
+            json!({"root": "nope", "path": "visit.md"}),
+            400,
+            "tool.input_invalid",
+        ),
+        (json!({"root": "notes"}), 400, "tool.input_invalid"),
+        (
+            json!({"root": "notes", "path": "missing.md"}),
+            502,
+            "tool.execution_failed",
+        ),
+    ] {
+        let (got, body) = call(
+            &g,
+            json!({"tool": "read_file", "arguments": arguments, "execute": true, "requestId": "r-bad"}),
+        )
+        .await;
+        assert_eq!((got, code(&body)), (status, reason), "{arguments}: {body}");
+        assert_eq!(body["palisade"]["decision"], "Allow", "{body}");
+        assert!(!body.to_string().contains("outside\""), "{body}");
+    }
+    let (got, body) = call(
+        &g,
+        json!({"tool": "sql_query", "arguments": {"database": "clinic", "query": "DELETE FROM patients"}, "execute": true}),
+    )
+    .await;
+    assert_eq!((got, code(&body)), (403, "tool.query_refused"), "{body}");
+    let failed: Vec<_> = rows(&g, "r-bad")
+        .await
+        .into_iter()
+        .filter(|r| r.0 == "tool_result")
+        .map(|r| (r.1, r.2[0].clone()))
+        .collect();
+    assert_eq!(failed.len(), 5, "{failed:?}");
+    assert!(failed.iter().all(|(d, _)| d == "Failed"), "{failed:?}");
+
+    // Allowed, but not a tool Palisade runs: the caller is told how to
+    // go on, and nothing runs.
+    let (got, body) = call(
+        &g,
+        json!({"tool": "search_web", "arguments": {}, "execute": true}),
+    )
+    .await;
+    assert_eq!(got, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the policy runs sql_query, read_file, write_file, lookup"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn denied_and_held_calls_never_run_and_an_approved_call_runs_once_as_approved() {
+    let g = gateway("held").await;
+    let write = json!({"root": "notes", "path": "plan.md", "content": "rest for a week"});
+    // A denied tool: refused, nothing runs.
+    let (status, body) = call(
+        &g,
+        json!({"tool": "delete_everything", "arguments": {}, "execute": true, "requestId": "r-deny"}),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (403, "tool.default_deny"), "{body}");
+    assert_eq!(rows(&g, "r-deny").await.len(), 1);
+
+    // Held: 202, and the file is not written.
+    let (status, body) = call(
+        &g,
+        json!({"tool": "write_file", "arguments": write, "execute": true}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(!g.root.join("plan.md").exists());
+    let name = body["approval"]["name"].as_str().unwrap().to_owned();
+    let approve = axum::http::Request::post(format!("/v1/approvals/{name}/approve"))
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let approved =
+        tower::ServiceExt::oneshot(palisade_gateway::router::app(g.state.clone()), approve)
+            .await
+            .unwrap();
+    assert_eq!(approved.status(), 200);
+
+    // Other arguments do not use the approval.
+    let (status, body) = call(
+        &g,
+        json!({"tool": "write_file", "arguments": {"root": "notes", "path": "plan.md", "content": "discharge now"}, "execute": true, "approval": name}),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (403, "approval.mismatch"), "{body}");
+    assert!(!g.root.join("plan.md").exists());
+
+    // The approved call runs, once.
+    let (status, body) = call(
+        &g,
+        json!({"tool": "write_file", "arguments": write, "execute": true, "approval": name, "requestId": "r-write"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reasonCode"], "tool.allowed_by_approval");
+    assert_eq!(body["result"]["bytesWritten"], 15);
+    assert_eq!(
+        std::fs::read_to_string(g.root.join("plan.md")).unwrap(),
+        "rest for a week"
+    );
+    std::fs::remove_file(g.root.join("plan.md")).unwrap();
+    let (status, body) = call(
+        &g,
+        json!({"tool": "write_file", "arguments": write, "execute": true, "approval": name}),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, "approval.replay_refused"),
+        "{body}"
+    );
+    assert!(!g.root.join("plan.md").exists(), "the approval ran twice");
+}
+
+#[tokio::test]
+async fn a_registered_http_tool_gets_the_policy_credential_and_its_secrets_reach_no_one() {
+    let g = gateway("http").await;
+    let (status, body) = call(
+        &g,
+        json!({"tool": "lookup", "arguments": {"id": 4}, "execute": true, "requestId": "r-http"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The tool got the arguments and the policy's key ...
+    let calls = g.tool_calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].1, json!({"id": 4}));
+    assert_eq!(
+        calls[0].0["authorization"].to_str().unwrap(),
+        format!("Bearer {TOOL_KEY}")
+    );
+    // ... and what it answered was sanitized before the client saw it.
+    let result = &body["result"]["body"];
+    assert_eq!(result["patient"], 4);
+    let note = result["note"].as_str().unwrap();
+    assert!(
+        note.contains("[REDACTED:api_key]") && note.contains("password=[REDACTED:secret]"),
+        "{note}"
+    );
+    assert!(
+        result["blob"]
+            .as_str()
+            .unwrap()
+            .starts_with("[blob: 480 bytes"),
+        "{result}"
+    );
+    assert!(!body.to_string().contains("CANARY"), "{body}");
+
+    // Neither the audit nor the metrics hold a canary; the redactions
+    // are counted.
+    let audit = serde_json::to_string(
+        &g.store
+            .query(&Filter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| serde_json::to_value(&r.event).unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(audit.contains("tool_result"), "{audit}");
+    assert!(!audit.contains("CANARY"), "{audit}");
+    let metrics = g.state.metrics.render();
+    assert!(!metrics.contains("CANARY"));
+    for kind in ["api_key", "secret_assignment", "blob"] {
+        assert!(
+            metrics.contains(&format!(
+                "palisade_tool_result_redactions_total{{kind=\"{kind}\"}} 1"
+            )),
+            "{kind}: {metrics}"
+        );
+    }
+    assert!(metrics.contains(
+        "palisade_tool_runs_total{namespace=\"default\",reason=\"tool.executed\",tool=\"lookup\"} 1"
+    ));
+}
+
+#[tokio::test]
+async fn tool_results_agents_send_back_are_sanitized_before_any_provider_sees_them() {
+    let g = gateway("chat").await;
+    let leaked = "here is the row: api_key=CANARYsecret42 and Authorization: Bearer CANARYtok3n99";
+    let chat = json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "user", "content": "look up Ann"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": leaked},
+        ]
+    });
+    let (status, _, body) = common::post_json(&g.state, "/v1/chat/completions", KEY, &chat).await;
+    assert_eq!(status, 200, "{body}");
+    let messages = json!({
+        "model": "gpt-4o",
+        "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": "look up Ann"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "lookup", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": leaked}]},
+        ]
+    });
+    let (status, _, body) = common::post_json(&g.state, "/v1/messages", KEY, &messages).await;
+    assert_eq!(status, 200, "{body}");
+    let received = g.provider.received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        let sent = r.body.to_string();
+        assert!(!sent.contains("CANARY"), "{sent}");
+        assert!(sent.contains("[REDACTED:secret]"), "{sent}");
+    }
+}
