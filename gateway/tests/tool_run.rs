@@ -445,3 +445,105 @@ async fn tool_results_agents_send_back_are_sanitized_before_any_provider_sees_th
         assert!(sent.contains("[REDACTED:secret]"), "{sent}");
     }
 }
+
+#[tokio::test]
+async fn postgres_queries_run_in_a_read_only_transaction_bounded_by_rows_and_time() {
+    let pg = palisade_audit_suite::TestPostgres::start();
+    let url = pg.database("clinic_tools");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE patients (id int, name text); INSERT INTO patients VALUES (1, 'Ann'), (2, 'Bo');
+         CREATE SEQUENCE s;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let dir = palisade_testkit::temp_dir("tool-run-pg");
+    let path = dir.join("policy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {{name: clinic}}
+spec:
+  agents: [{{name: a, apiKeySecretRef: {{name: keys, key: a}}}}]
+  providers: [{{name: local, type: ollama, baseUrl: "http://127.0.0.1:9"}}]
+  routing: {{defaultProvider: local}}
+  tools:
+    rules: [{{tools: [sql_query], action: Allow}}]
+    run:
+      sqlQuery:
+        databases: [{{name: warehouse, postgresSecretRef: {{name: keys, key: pg}}}}]
+        maxRows: 20
+        timeout: 500ms
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys}}
+stringData: {{a: {KEY}, pg: "{url}"}}
+"#
+        ),
+    )
+    .unwrap();
+    let metrics = Arc::new(GatewayMetrics::new().unwrap());
+    let current = palisade_gateway::snapshot::empty();
+    palisade_gateway::config::reload::load_into(&[path], &current, &metrics).unwrap();
+    let (state, _store) = common::standalone_built(&dir, current, metrics, OPERATOR, |b| b).await;
+    let query = |q: &str| {
+        let state = state.clone();
+        let body = json!({"tool": "sql_query", "arguments": {"database": "warehouse", "query": q}, "execute": true});
+        async move {
+            let (status, _, body) = common::post_json(&state, "/v1/tool-calls", KEY, &body).await;
+            (status, body)
+        }
+    };
+    for q in [
+        "SELECT id, name FROM patients ORDER BY id;",
+        "SELECT id, name FROM patients ORDER BY id -- the two of them",
+    ] {
+        let (status, body) = query(q).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["result"]["columns"], json!(["id", "name"]));
+        assert_eq!(body["result"]["rows"], json!([[1, "Ann"], [2, "Bo"]]));
+    }
+
+    for hostile in [
+        "DELETE FROM patients",
+        "INSERT INTO patients VALUES (3, 'Eve')",
+        "UPDATE patients SET name = 'Eve'",
+        "DROP TABLE patients",
+        "SELECT 1; DELETE FROM patients",
+        "COMMIT",
+        "SELECT set_config('transaction_read_only', 'off', false)",
+        "WITH d AS (DELETE FROM patients RETURNING *) SELECT * FROM d",
+        "SELECT nextval('s')",
+        "COPY patients TO '/tmp/palisade-copy.csv'",
+        "CREATE TABLE t AS SELECT 1",
+    ] {
+        let (status, body) = query(hostile).await;
+        assert!(
+            [403, 502].contains(&status),
+            "{hostile:?}: {status} {body}"
+        );
+        assert_ne!(body["execution"]["reasonCode"], "tool.executed");
+    }
+    let (status, body) = query(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["rowCount"], 20);
+    assert_eq!(body["result"]["truncated"], true);
+    let (status, body) = query("SELECT pg_sleep(10)").await;
+    assert_eq!((status, code(&body)), (504, "tool.timeout"), "{body}");
+    // Nothing was written, and the password-less URL never showed.
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM patients")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+    let (next,): (i64,) = sqlx::query_as("SELECT nextval('s')").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(next, 1, "the sequence moved");
+    assert!(!std::path::Path::new("/tmp/palisade-copy.csv").exists());
+}

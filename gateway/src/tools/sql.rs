@@ -223,7 +223,12 @@ async fn postgres(url: &str, query: &str, timeout: Duration, caps: Caps) -> Resu
         .iter()
         .map(|c| sqlx::Column::name(c).to_owned())
         .collect();
-    let wrapped = format!("SELECT row_to_json(palisade_row)::text FROM ({query}) AS palisade_row");
+    // LIMIT one past the cap: the server stops there (a recursive CTE
+    // without end included) instead of producing rows nobody reads.
+    let wrapped = format!(
+        "SELECT row_to_json(palisade_row)::text FROM ({query}\n) AS palisade_row LIMIT {}",
+        caps.rows.saturating_add(1)
+    );
     let mut rows = Vec::new();
     let mut bytes = 0;
     let mut truncated = false;
@@ -242,7 +247,8 @@ async fn postgres(url: &str, query: &str, timeout: Duration, caps: Caps) -> Resu
             }
         }
     }
-    tx.rollback().await.map_err(failed)?;
+    // Nothing was written; the connection closes with the call anyway.
+    let _ = tx.rollback().await;
     Ok((columns, rows, truncated))
 }
 
