@@ -720,3 +720,113 @@ fn cloud_routing_allow_rules_only_needs_a_local_default_and_fallback() {
     );
     assert!(diagnostics_under(own, &secrets(), &Egress::default()).is_empty());
 }
+
+/// `spec.tools.run`: what Palisade runs is compiled into the bundle, and
+/// each mistake is a diagnostic naming the field and the fix.
+#[test]
+fn tools_palisade_runs_compile_and_their_mistakes_name_the_field() {
+    let run = |run: serde_json::Value| {
+        policy(
+            "p",
+            1,
+            T0,
+            &["intake"],
+            json!({"tools": {"rules": [{"tools": ["sql_query"], "action": "Allow"}], "run": run}}),
+        )
+    };
+    let mut s = secrets();
+    s.insert(
+        "clinic",
+        "warehouse",
+        "url",
+        "postgres://reader:pw@db.clinic.svc/w",
+    );
+    s.allow_as_credentials("clinic", "warehouse");
+    s.insert(
+        "clinic",
+        "unlabelled",
+        "url",
+        "postgres://reader:pw@db.clinic.svc/w",
+    );
+    let good = run(json!({
+        "sqlQuery": {"databases": [
+            {"name": "charts", "sqlitePath": "/var/lib/palisade/tools/charts.db"},
+            {"name": "warehouse", "postgresSecretRef": {"name": "warehouse", "key": "url"}}
+        ], "maxRows": 100, "timeout": "2s"},
+        "files": {"roots": [{"name": "notes", "path": "/data/notes/", "access": "ReadWrite", "globs": ["*.md"]}]},
+        "http": [{"name": "create_ticket", "url": "https://api.openai.com/tickets",
+                  "credentialsSecretRef": {"name": "openai", "key": "apiKey"}}],
+        "maxSteps": 3
+    }));
+    let c = compile_under(good, &s, &Egress::default());
+    let p = c.bundle.policy("clinic", "p").unwrap();
+    let names: Vec<String> = p.runnable.all().map(|t| t.name().to_owned()).collect();
+    assert_eq!(
+        names,
+        ["sql_query", "read_file", "write_file", "create_ticket"]
+    );
+    let sql = p.runnable.sql.as_ref().unwrap();
+    assert_eq!((sql.max_rows, sql.timeout_ms), (100, 2000));
+    assert_eq!(
+        p.runnable.files.as_ref().unwrap().roots[0].path,
+        "/data/notes"
+    );
+    assert_eq!(p.runnable.max_steps, 3);
+    assert!(p.runnable.results.sanitize, "sanitizing is on by default");
+    let bundle_json = serde_json::to_string(&c.bundle).unwrap();
+    let reloaded: PolicyBundle = serde_json::from_str(&bundle_json).unwrap();
+    assert_eq!(
+        reloaded.policy("clinic", "p").unwrap().runnable,
+        p.runnable,
+        "the bundle round-trips"
+    );
+
+    for (bad, field, fix) in [
+        (
+            json!({"files": {"roots": [{"name": "n", "path": "data/notes"}]}}),
+            "spec.tools.run.files.roots[0].path",
+            "absolute path without . or ..",
+        ),
+        (
+            json!({"files": {"roots": [{"name": "n", "path": "/data/../etc"}]}}),
+            "spec.tools.run.files.roots[0].path",
+            "absolute path without . or ..",
+        ),
+        (
+            json!({"files": {"roots": [{"name": "n", "path": "/a"}, {"name": "n", "path": "/b"}]}}),
+            "spec.tools.run.files.roots[1].name",
+            "its own name",
+        ),
+        (
+            json!({"sqlQuery": {"databases": [{"name": "w", "postgresSecretRef": {"name": "unlabelled", "key": "url"}}]}}),
+            "spec.tools.run.sqlQuery.databases[0].postgresSecretRef",
+            "kubectl label secret unlabelled",
+        ),
+        (
+            json!({"sqlQuery": {"databases": [{"name": "w"}]}}),
+            "spec.tools.run.sqlQuery.databases[0]",
+            "exactly one of sqlitePath and postgresSecretRef",
+        ),
+        (
+            json!({"sqlQuery": {"databases": [{"name": "w", "sqlitePath": "/w.db"}], "timeout": "0s"}}),
+            "spec.tools.run.sqlQuery.timeout",
+            "use e.g. 5s",
+        ),
+        (
+            json!({"http": [{"name": "t", "url": "http://169.254.169.254/latest"}]}),
+            "spec.tools.run.http[0].url",
+            "providers.allowedBaseUrls",
+        ),
+        (
+            json!({"http": [{"name": "read_file", "url": "https://api.openai.com/x"}]}),
+            "spec.tools.run.http[0].name",
+            "another name",
+        ),
+    ] {
+        let d = diagnostics_under(run(bad.clone()), &s, &Egress::default());
+        assert_eq!(d.len(), 1, "{bad}: {d:#?}");
+        assert!(d[0].contains(&format!("{field}:")), "{bad}: {}", d[0]);
+        assert!(d[0].contains(fix), "{bad}: {}", d[0]);
+        assert!(!d[0].contains("pw@"), "{}", d[0]);
+    }
+}

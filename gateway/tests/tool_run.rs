@@ -450,7 +450,9 @@ async fn tool_results_agents_send_back_are_sanitized_before_any_provider_sees_th
 async fn postgres_queries_run_in_a_read_only_transaction_bounded_by_rows_and_time() {
     let pg = palisade_audit_suite::TestPostgres::start();
     let url = pg.database("clinic_tools");
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
     sqlx::raw_sql(
         "CREATE TABLE patients (id int, name text); INSERT INTO patients VALUES (1, 'Ann'), (2, 'Bo');
          CREATE SEQUENCE s;",
@@ -522,16 +524,12 @@ stringData: {{a: {KEY}, pg: "{url}"}}
         "CREATE TABLE t AS SELECT 1",
     ] {
         let (status, body) = query(hostile).await;
-        assert!(
-            [403, 502].contains(&status),
-            "{hostile:?}: {status} {body}"
-        );
+        assert!([403, 502].contains(&status), "{hostile:?}: {status} {body}");
         assert_ne!(body["execution"]["reasonCode"], "tool.executed");
     }
-    let (status, body) = query(
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c",
-    )
-    .await;
+    let (status, body) =
+        query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c")
+            .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["rowCount"], 20);
     assert_eq!(body["result"]["truncated"], true);
@@ -543,7 +541,10 @@ stringData: {{a: {KEY}, pg: "{url}"}}
         .await
         .unwrap();
     assert_eq!(count, 2);
-    let (next,): (i64,) = sqlx::query_as("SELECT nextval('s')").fetch_one(&mut conn).await.unwrap();
+    let (next,): (i64,) = sqlx::query_as("SELECT nextval('s')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(next, 1, "the sequence moved");
     assert!(!std::path::Path::new("/tmp/palisade-copy.csv").exists());
 }
