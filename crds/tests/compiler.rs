@@ -756,7 +756,8 @@ fn tools_palisade_runs_compile_and_their_mistakes_name_the_field() {
         "files": {"roots": [{"name": "notes", "path": "/data/notes/", "access": "ReadWrite", "globs": ["*.md"]}]},
         "http": [{"name": "create_ticket", "url": "https://api.openai.com/tickets",
                   "credentialsSecretRef": {"name": "openai", "key": "apiKey"}}],
-        "maxSteps": 3
+        "maxSteps": 3,
+        "offer": "Always"
     }));
     let c = compile_under(good, &s, &Egress::default());
     let p = c.bundle.policy("clinic", "p").unwrap();
@@ -772,6 +773,7 @@ fn tools_palisade_runs_compile_and_their_mistakes_name_the_field() {
         "/data/notes"
     );
     assert_eq!(p.runnable.max_steps, 3);
+    assert_eq!(p.runnable.offer, palisade_policy::ToolOffer::Always);
     assert!(p.runnable.results.sanitize, "sanitizing is on by default");
     let bundle_json = serde_json::to_string(&c.bundle).unwrap();
     let reloaded: PolicyBundle = serde_json::from_str(&bundle_json).unwrap();

@@ -75,15 +75,8 @@ stringData: {{app: sdk-key, anthropic: sk-ant-upstream-0123456789}}
     common::sdk_checks(
         python,
         script,
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            // The fakes listen on plain HTTP; the Anthropic one has a key.
-            "--allow-plaintext-credentials",
-        ],
+        // The fakes listen on plain HTTP; the Anthropic one has a key.
+        (&config, &["--allow-plaintext-credentials"]),
         "sdk-key",
     )
     .await;

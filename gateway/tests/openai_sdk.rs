@@ -8,14 +8,6 @@ mod common;
 
 use palisade_fake_upstreams::{FakeOpenAi, Script};
 use serde_json::json;
-use std::path::PathBuf;
-
-/// A Python with the `openai` package, set up once per target dir.
-fn python_with_openai() -> PathBuf {
-    palisade_fake_upstreams::python::python_with_openai(
-        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openai-venv"),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_openai_python_sdk_works_against_the_gateway() {
@@ -64,21 +56,7 @@ stringData: {{app: sdk-key}}
         ),
     )
     .unwrap();
-    let python = tokio::task::spawn_blocking(python_with_openai)
-        .await
-        .unwrap();
+    let python = common::openai_python().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_client.py");
-    common::sdk_checks(
-        python,
-        script,
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        "sdk-key",
-    )
-    .await;
+    common::sdk_checks(python, script, (&config, &[]), "sdk-key").await;
 }

@@ -9,118 +9,33 @@
 
 mod common;
 
-use axum::http::HeaderMap;
 use palisade_audit::{Filter, Store};
 use palisade_fake_upstreams::{FakeOpenAi, Script};
 use palisade_gateway::metrics::GatewayMetrics;
 use palisade_gateway::state::AppState;
-use palisade_policy::Egress;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-const KEY: &str = "agent-key-a";
-const OPERATOR: &str = "operator-token";
-const TOOL_KEY: &str = "tool-key-CANARY-7f3a";
+use common::tools::{Clinic, KEY, OPERATOR, TOOL_KEY};
 
 struct Gateway {
     state: AppState,
     store: Store,
     root: PathBuf,
-    tool_calls: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    tool_calls: common::tools::Calls,
     provider: FakeOpenAi,
 }
 
-/// A registered HTTP tool: records each call and answers with text that
-/// holds secrets (which must be redacted before anyone sees them).
-async fn lookup_tool() -> (String, Arc<Mutex<Vec<(HeaderMap, Value)>>>) {
-    let calls: Arc<Mutex<Vec<(HeaderMap, Value)>>> = Arc::default();
-    let seen = calls.clone();
-    let app = axum::Router::new().route(
-        "/lookup",
-        axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
-            let seen = seen.clone();
-            async move {
-                seen.lock().unwrap().push((headers, body.0.clone()));
-                axum::Json(json!({
-                    "patient": body.0["id"],
-                    "note": "billing key sk-proj-CANARYabcdefghij0123456789 and password=CANARYhunter2",
-                    "blob": "Q0FOQVJZ".repeat(60),
-                }))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/lookup", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, calls)
-}
-
-fn policy(dir: &Path, tool_url: &str, provider: &str) -> String {
-    format!(
-        r#"apiVersion: palisade.dev/v1alpha1
-kind: AIPolicy
-metadata: {{name: clinic}}
-spec:
-  agents: [{{name: a, apiKeySecretRef: {{name: keys, key: a}}}}]
-  providers: [{{name: local, type: openai, baseUrl: "{provider}"}}]
-  routing: {{defaultProvider: local}}
-  tools:
-    default: Deny
-    rules:
-      - {{name: reads, tools: [read_file, sql_query, lookup, search_web], action: Allow}}
-      - {{name: writes, tools: [write_file], action: RequireApproval}}
-    run:
-      sqlQuery:
-        databases: [{{name: clinic, sqlitePath: "{db}"}}]
-      files:
-        roots: [{{name: notes, path: "{root}", access: ReadWrite}}]
-      http:
-        - name: lookup
-          description: Looks a patient up.
-          parameters: {{type: object, properties: {{id: {{type: integer}}}}}}
-          url: "{tool_url}"
-          credentialsSecretRef: {{name: keys, key: tool}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: keys}}
-stringData: {{a: {KEY}, tool: {TOOL_KEY}}}
-"#,
-        db = dir.join("clinic.db").display(),
-        root = dir.join("notes").display(),
-    )
-}
-
 async fn gateway(name: &str) -> Gateway {
-    let dir = palisade_testkit::temp_dir(&format!("tool-run-{name}"));
-    std::fs::create_dir_all(dir.join("notes")).unwrap();
-    std::fs::write(dir.join("notes/visit.md"), "Ann: blood pressure 120/80").unwrap();
-    std::fs::write(dir.join("outside.txt"), "outside").unwrap();
-    let db = rusqlite::Connection::open(dir.join("clinic.db")).unwrap();
-    db.execute_batch(
-        "CREATE TABLE patients (id INTEGER, name TEXT); INSERT INTO patients VALUES (1, 'Ann');",
-    )
-    .unwrap();
-    let (url, tool_calls) = lookup_tool().await;
-    let provider = FakeOpenAi::start(Script::Text("noted".into()))
-        .await
-        .unwrap();
-    let path = dir.join("policy.yaml");
-    std::fs::write(&path, policy(&dir, &url, &provider.base_url())).unwrap();
-    let metrics = Arc::new(GatewayMetrics::new().unwrap());
-    let current = palisade_gateway::snapshot::empty();
-    palisade_gateway::config::reload::load_into(&[path], &current, &metrics).unwrap();
-    let (state, store) = common::standalone_built(&dir, current, metrics, OPERATOR, |b| {
-        b.egress(Egress::any_url(true))
-    })
-    .await;
+    let clinic = Clinic::open(name).await;
+    let served = clinic.serve(Script::Text("noted".into())).await;
     Gateway {
-        state,
-        store,
-        root: dir.join("notes"),
-        tool_calls,
-        provider,
+        state: served.state,
+        store: served.store,
+        root: clinic.root,
+        tool_calls: clinic.tool_calls,
+        provider: served.model,
     }
 }
 
@@ -276,7 +191,7 @@ async fn refused_paths_and_queries_and_bad_arguments_say_why_and_are_audited() {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("the policy runs sql_query, read_file, write_file, lookup"),
+            .contains("the policy runs sql_query, read_file, write_file, lookup, delete_record"),
         "{body}"
     );
 }

@@ -53,7 +53,7 @@ pub use routing::{
 };
 pub use runnable::{
     FileAccess, FileRoot, FileTools, HttpMethod, HttpTool, READ_FILE, ResultSettings, Runnable,
-    RunnableTools, SQL_QUERY, SqlDatabase, SqlEngine, SqlTool, WRITE_FILE,
+    RunnableTools, SQL_QUERY, SqlDatabase, SqlEngine, SqlTool, ToolOffer, WRITE_FILE,
 };
 pub use sanitize::{Redaction, Redactions, cap, sanitize_bytes, sanitize_json, sanitize_text};
 pub use tool::{Grant, MAX_TOOL_NAME_BYTES, ToolCall, ToolRule, ToolRules, ToolRulesError};

@@ -33,6 +33,9 @@ pub struct RunnableTools {
     /// How many rounds the server-side tool loop may take.
     #[serde(default = "RunnableTools::default_max_steps")]
     pub max_steps: u32,
+    /// When the chat tool loop offers these tools to the model.
+    #[serde(default)]
+    pub offer: ToolOffer,
     /// What is done to tool results before a model or client sees them.
     #[serde(default)]
     pub results: ResultSettings,
@@ -45,6 +48,7 @@ impl Default for RunnableTools {
             files: None,
             http: Vec::new(),
             max_steps: Self::DEFAULT_MAX_STEPS,
+            offer: ToolOffer::default(),
             results: ResultSettings::default(),
         }
     }
@@ -92,6 +96,17 @@ impl RunnableTools {
     pub fn is_empty(&self) -> bool {
         self.all().next().is_none()
     }
+}
+
+/// When a chat request's model is shown the tools Palisade runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToolOffer {
+    /// Only those the request's `tools` name (by function name; the
+    /// policy's schema replaces whatever the request described).
+    #[default]
+    WhenRequested,
+    /// All of them, in every chat completion of the policy's agents.
+    Always,
 }
 
 /// One tool Palisade runs.

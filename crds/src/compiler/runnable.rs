@@ -6,10 +6,12 @@
 
 use super::Diags;
 use super::secrets::Secrets;
-use crate::resources::{FileAccessSpec, HttpMethodSpec, ToolResultsSpec, ToolRunSpec, ToolsSpec};
+use crate::resources::{
+    FileAccessSpec, HttpMethodSpec, ToolOfferSpec, ToolResultsSpec, ToolRunSpec, ToolsSpec,
+};
 use palisade_policy::{
     Egress, FileAccess, FileRoot, FileTools, HttpMethod, HttpTool, READ_FILE, ResultSettings,
-    RunnableTools, SQL_QUERY, SecretString, SqlDatabase, SqlEngine, SqlTool, WRITE_FILE,
+    RunnableTools, SQL_QUERY, SecretString, SqlDatabase, SqlEngine, SqlTool, ToolOffer, WRITE_FILE,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -34,6 +36,10 @@ pub(super) fn compile_runnable(
         files,
         http,
         max_steps: run.max_steps.unwrap_or(RunnableTools::DEFAULT_MAX_STEPS),
+        offer: match run.offer.unwrap_or_default() {
+            ToolOfferSpec::WhenRequested => ToolOffer::WhenRequested,
+            ToolOfferSpec::Always => ToolOffer::Always,
+        },
         results,
     })
 }

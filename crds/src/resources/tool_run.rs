@@ -31,6 +31,19 @@ pub struct ToolRunSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50))]
     pub max_steps: Option<u32>,
+    /// Which chat completions the loop offers these tools to:
+    /// `WhenRequested` (default: those whose `tools` name one, by function
+    /// name) or `Always` (every chat completion of the policy's agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<ToolOfferSpec>,
+}
+
+/// `spec.tools.run.offer`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ToolOfferSpec {
+    #[default]
+    WhenRequested,
+    Always,
 }
 
 /// `spec.tools.run.sqlQuery`.

@@ -240,25 +240,14 @@ async fn execute(
             }
         )));
     };
-    let empty = serde_json::Map::new();
-    let arguments = call
-        .arguments
-        .value()
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let ran = tools::run(
+    let ran = tools::run_recorded(
         state,
-        &call.who.namespace,
+        call,
+        &decided.decision,
         tool,
-        arguments,
         &policy.runnable.results,
     )
-    .await;
-    let receipt = state
-        .audit
-        .submit(ran.event(call, &decided.decision))
-        .map_err(|e| crate::decisions::unaudited(&e, call.request_id))?;
-    recorded(receipt, call.request_id).await?;
+    .await?;
     let mut execution = serde_json::json!({
         "reasonCode": ran.code().as_str(),
         "durationMs": ran.duration.as_secs_f64() * 1000.0,

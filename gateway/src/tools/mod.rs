@@ -17,6 +17,7 @@ mod sql;
 pub use results::{finish, sanitize_tool_messages};
 
 use crate::decisions::ToolCallRequest;
+use crate::error::GatewayError;
 use crate::metrics::GatewayMetrics;
 use crate::state::AppState;
 use axum::http::StatusCode;
@@ -172,6 +173,30 @@ pub async fn run(
         &redactions,
     );
     ran
+}
+
+/// Runs an allowed call of `tool` and records its `tool_result` row,
+/// durably, before anyone is given the result.
+pub async fn run_recorded(
+    state: &AppState,
+    call: &ToolCallRequest<'_>,
+    decision: &Decision,
+    tool: Runnable<'_>,
+    settings: &ResultSettings,
+) -> Result<Ran, GatewayError> {
+    let empty = Map::new();
+    let arguments = call
+        .arguments
+        .value()
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let ran = run(state, &call.who.namespace, tool, arguments, settings).await;
+    let receipt = state
+        .audit
+        .submit(ran.event(call, decision))
+        .map_err(|e| crate::decisions::unaudited(&e, call.request_id))?;
+    crate::decisions::recorded(receipt, call.request_id).await?;
+    Ok(ran)
 }
 
 fn count(m: &GatewayMetrics, namespace: &str, tool: &str, code: ReasonCode, r: &Redactions) {

@@ -3,6 +3,8 @@
 //! the real binary started on a free port.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod tools;
+
 use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
 use palisade_gateway::approvals::Approvals;
 use palisade_gateway::metrics::GatewayMetrics;
@@ -126,17 +128,32 @@ pub fn spawn_gateway_with_env(args: &[&str], env: &[(&str, &str)]) -> (Child, St
     (child, addr)
 }
 
-/// Starts `palisade-gateway ARGS`, runs the SDK script `script` with
-/// `python` against it (`PALISADE_URL`, `PALISADE_KEY=key`), stops the
-/// gateway, and fails with the script's output unless it printed "all
-/// checks passed".
+/// A Python with the official `openai` package (PyPI), set up once per
+/// target directory.
+pub async fn openai_python() -> std::path::PathBuf {
+    tokio::task::spawn_blocking(|| {
+        palisade_fake_upstreams::python::python_with_openai(
+            &std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openai-venv"),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// Starts `palisade-gateway run --config CONFIG --listen 127.0.0.1:0
+/// EXTRA...`, runs the SDK script `script` with `python` against it
+/// (`PALISADE_URL`, `PALISADE_KEY=key`), stops the gateway, and fails with
+/// the script's output unless it printed "all checks passed".
 pub async fn sdk_checks(
     python: std::path::PathBuf,
     script: &'static str,
-    args: &[&str],
+    (config, extra): (&Path, &[&str]),
     key: &'static str,
 ) {
-    let (mut gateway, addr) = spawn_gateway(args);
+    let config = config.to_str().unwrap();
+    let mut args = vec!["run", "--config", config, "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let (mut gateway, addr) = spawn_gateway(&args);
     let url = format!("http://{addr}");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)

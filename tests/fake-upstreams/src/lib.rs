@@ -40,6 +40,9 @@ pub enum Script {
     Refuse(u16, Value),
     /// Wait this long before answering (to trip timeouts).
     Slow(Duration),
+    /// Plays these in turn, one a request (the last one from then on): a
+    /// model that proposes a call, then answers with text.
+    Sequence(Vec<Script>),
     /// `307 Temporary Redirect` to this URL.
     Redirect(String),
     /// For benchmarks: answer `ok` at once, except that a model named
@@ -71,6 +74,8 @@ struct Inner {
     received: Vec<Received>,
     /// Benchmarks turn recording off so memory stays flat under load.
     quiet: bool,
+    /// Requests answered since the script was set (for `Sequence`).
+    played: usize,
 }
 
 /// A running fake OpenAI-compatible server; stops when dropped.
@@ -97,6 +102,7 @@ impl FakeOpenAi {
                 .to_vec(),
             received: Vec::new(),
             quiet: false,
+            played: 0,
         }));
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
@@ -146,7 +152,9 @@ impl FakeOpenAi {
     }
 
     pub fn set_script(&self, script: Script) {
-        self.lock().script = Some(script);
+        let mut g = self.lock();
+        g.script = Some(script);
+        g.played = 0;
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -199,8 +207,17 @@ pub(crate) fn receive(
             .map(String::from)
     };
     let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+    let script = g.script.clone().unwrap_or(Script::Text("ok".into()));
+    let script = match script {
+        Script::Sequence(steps) => {
+            let i = g.played.min(steps.len().saturating_sub(1));
+            steps.get(i).cloned().unwrap_or(Script::Text("ok".into()))
+        }
+        other => other,
+    };
+    g.played += 1;
     if g.quiet {
-        return g.script.clone().unwrap_or(Script::Text("ok".into()));
+        return script;
     }
     g.received.push(Received {
         api,
@@ -210,7 +227,7 @@ pub(crate) fn receive(
         anthropic_version: h("anthropic-version"),
         traceparent: h("traceparent"),
     });
-    g.script.clone().unwrap_or(Script::Text("ok".into()))
+    script
 }
 
 fn stream_response(content_type: &'static str, events: Vec<String>) -> Response {

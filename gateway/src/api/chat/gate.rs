@@ -19,7 +19,7 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt};
 use palisade_audit::Durable;
-use palisade_policy::{Outcome, ToolArguments};
+use palisade_policy::{Decision, Outcome, ToolArguments};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -96,14 +96,7 @@ impl Decide for Gate {
             };
             let name = bounded_tool_name(&name);
             let d = &decided.decision;
-            let why = format!(
-                "{}{}",
-                d.reason_code,
-                d.rule
-                    .as_deref()
-                    .map(|r| format!(", rule {r}"))
-                    .unwrap_or_default()
-            );
+            let why = why(d);
             match (d.effective_outcome(), audited, decided.policy) {
                 (Outcome::Allow, true, _) => allowed.push(call),
                 (Outcome::Allow, false, _) => withheld.push(format!(
@@ -128,6 +121,15 @@ impl Decide for Gate {
 
     fn receipts(&mut self) -> Vec<Durable> {
         std::mem::take(&mut self.receipts)
+    }
+}
+
+/// Why a call was decided so: its reason code, and the rule if one
+/// matched (`tool.denied_by_rule, rule no-shell`).
+pub fn why(d: &Decision) -> String {
+    match d.rule.as_deref() {
+        Some(rule) => format!("{}, rule {rule}", d.reason_code),
+        None => d.reason_code.to_string(),
     }
 }
 

@@ -4,11 +4,13 @@
 //! with every field the gateway does not act on passed through, retried on
 //! the policy's fallback provider on connect error, 5xx or timeout, and
 //! every tool call the model proposes is decided before the client sees it
-//! ([`gate`]).
+//! ([`gate`]). A request that names tools the policy runs goes through the
+//! server-side tool loop instead ([`tool_loop`]).
 
 pub mod gate;
 pub mod metering;
 pub mod provider_text;
+pub mod tool_loop;
 
 use crate::api::routed::{Routed, ToRoute, route_and_call, route_headers, upstream, with_palisade};
 use crate::api::{json_body, request_id};
@@ -48,6 +50,10 @@ pub async fn handle(
     let request_id = request_id(&headers, None);
     admit(&state, &request_id).await?;
     let traceparent = crate::api::traceparent(&headers);
+    if let Some(looping) = tool_loop::plan(&snapshot, &who, &request)? {
+        let ids = (request_id, traceparent);
+        return tool_loop::run(state, snapshot, who, ids, looping).await;
+    }
     let routed = route_chat(state, snapshot, who, (request_id, traceparent), &request).await?;
     let strip_usage = !request.asked_for_usage();
     respond(routed, strip_usage).await
