@@ -721,6 +721,36 @@ fn cloud_routing_allow_rules_only_needs_a_local_default_and_fallback() {
     assert!(diagnostics_under(own, &secrets(), &Egress::default()).is_empty());
 }
 
+/// `toolCalling: Prompt` reaches the bundle; left out, a provider is
+/// `Native` and its bundle JSON does not change.
+#[test]
+fn a_provider_for_models_without_tool_support_is_marked_prompt() {
+    let with = |calling: serde_json::Value| {
+        let mut provider =
+            json!({"name": "small", "type": "ollama", "baseUrl": "http://ollama.ai.svc:11434"});
+        if !calling.is_null() {
+            provider["toolCalling"] = calling;
+        }
+        let p = policy(
+            "p",
+            1,
+            T0,
+            &["intake"],
+            json!({"providers": [provider], "routing": {"defaultProvider": "small"}}),
+        );
+        compile_under(p, &secrets(), &Egress::default()).bundle
+    };
+    let prompt = with(json!("Prompt"));
+    let provider = &prompt.policy("clinic", "p").unwrap().providers[0];
+    assert_eq!(provider.tool_calling, palisade_policy::ToolCalling::Prompt);
+    let native = serde_json::to_string(&with(serde_json::Value::Null)).unwrap();
+    assert!(!native.contains("toolCalling"), "{native}");
+    assert_eq!(
+        native,
+        serde_json::to_string(&with(json!("Native"))).unwrap()
+    );
+}
+
 /// `spec.tools.run`: what Palisade runs is compiled into the bundle, and
 /// each mistake is a diagnostic naming the field and the fix.
 #[test]

@@ -306,3 +306,143 @@ async fn a_forced_tool_choice_is_relaxed_after_a_round_and_a_kill_switch_cuts_th
     assert_eq!(status, 403, "{body}");
     assert_eq!(model.received().len(), before);
 }
+
+/// A model without tool support, behind a provider with `toolCalling:
+/// Prompt`: the clinic's gateway in process.
+async fn prompted(name: &str, script: Script) -> (Clinic, common::tools::Served) {
+    let clinic = Clinic::open(name).await;
+    let served = clinic
+        .serve_edited(script, |p| {
+            p.replace("type: openai,", "type: openai, toolCalling: Prompt,")
+        })
+        .await;
+    (clinic, served)
+}
+
+fn block(calls: Value) -> Script {
+    Script::Text(format!("Checking.\n<tool_calls>\n{calls}\n</tool_calls>"))
+}
+
+#[tokio::test]
+async fn a_model_without_tool_support_calls_tools_through_the_prompt() {
+    let (_clinic, served) = prompted(
+        "prompted",
+        Script::Sequence(vec![
+            block(
+                json!([{"name": "sql_query", "arguments": {"database": "clinic", "query": "SELECT name FROM patients"}}]),
+            ),
+            Script::Text("Ann".into()),
+        ]),
+    )
+    .await;
+    let (status, _, body) = common::post_json(
+        &served.state,
+        "/v1/chat/completions",
+        KEY,
+        &ask(&["sql_query"]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "Ann", "{body}");
+    let trace = &body["palisade"]["toolLoop"];
+    assert_eq!(
+        trace["calls"][0]["execution"]["reasonCode"],
+        "tool.executed"
+    );
+    let sent = served.model.received();
+    assert_eq!(sent.len(), 2);
+    // The model never saw `tools`: they were in its system prompt.
+    assert!(sent[0].body.get("tools").is_none(), "{}", sent[0].body);
+    let system = sent[0].body["messages"][0]["content"].as_str().unwrap();
+    assert!(system.contains("<tool_calls>") && system.contains("\"name\":\"sql_query\""));
+    // Its call and the result came back to it as text.
+    let messages = sent[1].body["messages"].as_array().unwrap();
+    let last = messages.last().unwrap();
+    assert_eq!(last["role"], "user");
+    let result = last["content"].as_str().unwrap();
+    assert!(
+        result.starts_with("<tool_result id=\"call_prompt_0\">") && result.contains("Ann"),
+        "{result}"
+    );
+    assert!(
+        messages[messages.len() - 2]["content"]
+            .as_str()
+            .unwrap()
+            .contains("<tool_calls>")
+    );
+}
+
+/// Sends a chat request and reads the whole body as text.
+async fn post_raw(state: &palisade_gateway::state::AppState, body: &Value) -> (u16, String) {
+    let req = axum::http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(palisade_gateway::router::app(state.clone()), req)
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn a_malformed_prompted_call_is_retried_once_then_reported_streamed_and_not() {
+    // Malformed, then right: the client gets the call (its own tool,
+    // gated as ever), streamed.
+    let (_clinic, served) = prompted(
+        "prompted-retry",
+        Script::Sequence(vec![
+            Script::Text("<tool_calls>{\"name\": \"get_weather\"".into()),
+            block(json!([{"name": "get_weather", "arguments": {"city": "Oslo"}}])),
+        ]),
+    )
+    .await;
+    let weather = json!({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}});
+    let mut request = json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "weather?"}], "tools": [weather]});
+    let (status, sse) = post_raw(&served.state, &request).await;
+    assert_eq!(status, 200, "{sse}");
+    assert!(
+        sse.contains(r#""name":"get_weather","arguments":"{\"city\":\"Oslo\"}""#),
+        "{sse}"
+    );
+    assert!(sse.contains(r#""finish_reason":"tool_calls""#), "{sse}");
+    assert!(sse.ends_with("data: [DONE]\n\n"), "{sse}");
+    let sent = served.model.received();
+    assert_eq!(sent.len(), 2);
+    let correction = sent[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(
+        correction["content"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read: the block has no closing </tool_calls>"),
+        "{correction}"
+    );
+
+    // Malformed twice: reported, nothing called.
+    served.model.set_script(Script::Sequence(vec![
+        Script::Text("<tool_calls>{oops</tool_calls>".into()),
+        block(json!([{"name": "rm", "arguments": {}}])),
+    ]));
+    request["stream"] = json!(false);
+    let (status, _, body) =
+        common::post_json(&served.state, "/v1/chat/completions", KEY, &request).await;
+    assert_eq!(status, 200, "{body}");
+    let message = &body["choices"][0]["message"];
+    assert!(message.get("tool_calls").is_none(), "{body}");
+    assert!(
+        message["content"].as_str().unwrap().contains(
+            "could not be read twice (there is no tool \"rm\"; the tools are get_weather)"
+        ),
+        "{body}"
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+}

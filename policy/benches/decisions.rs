@@ -18,6 +18,7 @@ fn providers() -> Vec<Provider> {
             api_key: None,
             default_model: Some("m".into()),
             timeout_ms: 1000,
+            tool_calling: Default::default(),
         })
         .collect()
 }

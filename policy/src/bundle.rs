@@ -66,6 +66,27 @@ pub struct Provider {
     pub api_key: Option<SecretString>,
     pub default_model: Option<String>,
     pub timeout_ms: u64,
+    /// How the provider's models are given tools.
+    #[serde(default, skip_serializing_if = "ToolCalling::is_native")]
+    pub tool_calling: ToolCalling,
+}
+
+/// How a provider's models are given tools and call them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToolCalling {
+    /// The API's own `tools` (the default).
+    #[default]
+    Native,
+    /// For models without tool support: the tools are described in the
+    /// system prompt, and the gateway reads calls out of the reply text
+    /// (the format is in docs/policy.md).
+    Prompt,
+}
+
+impl ToolCalling {
+    pub fn is_native(&self) -> bool {
+        *self == Self::Native
+    }
 }
 
 /// An agent a policy governs.

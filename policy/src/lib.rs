@@ -34,7 +34,7 @@ pub use arguments::{Arguments, ArgumentsError, ToolArguments};
 pub use bundle::{
     Agent, ApprovalSettings, ArgumentCapture, AuditSettings, BundleError, Enforcement,
     InvalidPolicy, KillSwitches, Policy, PolicyBundle, PromptCapture, Provider, ProviderKind,
-    SecretString,
+    SecretString, ToolCalling,
 };
 pub use condition::{Condition, ConditionError, ConditionInput};
 pub use decision::{Decision, Evaluated, Outcome, PolicyRef};

@@ -408,6 +408,7 @@ mod tests {
                 api_key: None,
                 default_model: None,
                 timeout_ms: 1000,
+                tool_calling: Default::default(),
             }],
             routing: Routing::new(vec![], "local".into(), None).unwrap(),
             tools: ToolRules::new(Outcome::Deny, rules).unwrap(),

@@ -6,6 +6,7 @@
 //! make the gateway reach an internal address.
 
 use super::*;
+use crate::resources::ToolCallingSpec;
 use palisade_policy::EgressRefusal;
 
 pub(super) fn compile_providers(
@@ -116,6 +117,10 @@ pub(super) fn compile_providers(
             api_key,
             default_model: p.default_model.clone(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            tool_calling: match p.tool_calling.unwrap_or_default() {
+                ToolCallingSpec::Native => policy::ToolCalling::Native,
+                ToolCallingSpec::Prompt => policy::ToolCalling::Prompt,
+            },
         });
     }
     ok.then_some(out)

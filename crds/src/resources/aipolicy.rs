@@ -200,6 +200,21 @@ pub struct ProviderSpec {
     /// OpenAI-compatible server you run). Used by `spec.routing.cloud`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<ProviderLocation>,
+    /// How its models are given tools: `Native` (default: the API's own
+    /// `tools`) or `Prompt`, for models without tool support — the tools
+    /// are described in the system prompt and the gateway reads the calls
+    /// out of the reply (a malformed reply is retried once, then
+    /// reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calling: Option<ToolCallingSpec>,
+}
+
+/// `spec.providers[].toolCalling`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ToolCallingSpec {
+    #[default]
+    Native,
+    Prompt,
 }
 
 /// Where a provider runs.

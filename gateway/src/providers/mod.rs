@@ -6,7 +6,10 @@
 //! - OpenAI or any OpenAI-compatible server: the request passed through
 //!   with the routed model;
 //! - [`ollama`]: Ollama's native `/api/chat` (NDJSON streaming), translated;
-//! - [`anthropic`]: the Messages API (SSE), translated.
+//! - [`anthropic`]: the Messages API (SSE), translated;
+//! - with `toolCalling: Prompt`, any of them for models without tool
+//!   support: tools described in the prompt, calls read from the reply
+//!   ([`prompt_tools`]).
 //!
 //! Beside chat: [`models`] (each protocol's model list) and [`embeddings`]
 //! (OpenAI's passed through, Ollama's `/api/embed` translated).
@@ -23,6 +26,7 @@ pub mod framing;
 pub mod models;
 pub mod ollama;
 pub mod openai;
+pub mod prompt_tools;
 pub mod refusal;
 pub mod usage;
 
@@ -32,7 +36,7 @@ use axum::http::Uri;
 use framing::ByteStream;
 use futures_util::StreamExt;
 use openai::{ChatCompletion, ChatRequest, Outgoing};
-use palisade_policy::{Egress, EgressRefusal, PolicyBundle, Provider, ProviderKind};
+use palisade_policy::{Egress, EgressRefusal, PolicyBundle, Provider, ProviderKind, ToolCalling};
 use refusal::Refusal;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -98,6 +102,20 @@ pub enum ProviderReply {
     Verbatim(Bytes),
     /// OpenAI SSE bytes (`data: {...}\n\n` ... `data: [DONE]\n\n`).
     Stream(ByteStream),
+}
+
+impl ProviderReply {
+    /// The whole completion (read from its bytes if passed on verbatim);
+    /// a stream is not one.
+    pub fn into_completion(self) -> Result<ChatCompletion, UpstreamError> {
+        match self {
+            Self::Completion(c) => Ok(c),
+            Self::Verbatim(bytes) => parse(&bytes),
+            Self::Stream(_) => Err(UpstreamError::Invalid(
+                "a stream, where a whole answer was asked for".into(),
+            )),
+        }
+    }
 }
 
 impl std::fmt::Debug for ProviderReply {
@@ -257,8 +275,23 @@ impl Upstream<'_> {
         Ok(uri)
     }
 
-    /// Sends an OpenAI-shaped chat request to `provider` asking for `model`.
+    /// Sends an OpenAI-shaped chat request to `provider` asking for
+    /// `model` (with its tools in the prompt, for a provider whose
+    /// `toolCalling` is `Prompt`: [`prompt_tools`]).
     pub async fn call(
+        &self,
+        provider: &Provider,
+        model: &str,
+        request: &ChatRequest,
+    ) -> Result<ProviderReply, UpstreamError> {
+        if provider.tool_calling == ToolCalling::Prompt && prompt_tools::applies(request) {
+            return prompt_tools::call(self, provider, model, request).await;
+        }
+        self.call_native(provider, model, request).await
+    }
+
+    /// [`Self::call`] through the provider's own API.
+    async fn call_native(
         &self,
         provider: &Provider,
         model: &str,

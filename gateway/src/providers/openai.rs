@@ -397,6 +397,17 @@ impl Usage {
             rest: Rest::new(),
         }
     }
+
+    /// The tokens of two answers together (either may have none).
+    pub fn plus(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(Self::of(
+                a.prompt_tokens + b.prompt_tokens,
+                a.completion_tokens + b.completion_tokens,
+            )),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// Whether raw answer bytes may carry a tool call the gate must decide:

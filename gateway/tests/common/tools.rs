@@ -119,8 +119,18 @@ stringData: {{a: {KEY}, tool: {TOOL_KEY}}}
     /// A standalone gateway in process over the clinic (operator token
     /// [`OPERATOR`]), its one provider a fake model playing `script`.
     pub async fn serve(&self, script: Script) -> Served {
+        self.serve_edited(script, |p| p).await
+    }
+
+    /// [`Self::serve`] with the policy's text edited by `edit` first.
+    pub async fn serve_edited(
+        &self,
+        script: Script,
+        edit: impl FnOnce(String) -> String,
+    ) -> Served {
         let model = FakeOpenAi::start(script).await.unwrap();
-        let path = self.write_policy(&[("local", &model.base_url())]);
+        let path = self.dir.join("policy.yaml");
+        std::fs::write(&path, edit(self.policy(&[("local", &model.base_url())]))).unwrap();
         let metrics = Arc::new(GatewayMetrics::new().unwrap());
         let current = palisade_gateway::snapshot::empty();
         palisade_gateway::config::reload::load_into(&[path], &current, &metrics).unwrap();

@@ -52,6 +52,7 @@ pub fn policy(name: &str) -> PolicyBuilder {
                 api_key: None,
                 default_model: Some("llama3.1".into()),
                 timeout_ms: 30_000,
+                tool_calling: Default::default(),
             },
             Provider {
                 name: "cloud".into(),
@@ -60,6 +61,7 @@ pub fn policy(name: &str) -> PolicyBuilder {
                 api_key: Some(SecretString::new("sk-test")),
                 default_model: Some("gpt-4o-mini".into()),
                 timeout_ms: 30_000,
+                tool_calling: Default::default(),
             },
         ],
         routes: Vec::new(),

@@ -3,7 +3,7 @@
 //! the fragments a tool call arrives in ([`ToolCallDelta`],
 //! [`FunctionDelta`]), which the gate reassembles before deciding.
 
-use super::{ChatCompletionChunk, FunctionCall, Rest, ToolCall};
+use super::{ChatCompletion, ChatCompletionChunk, FunctionCall, Rest, ToolCall};
 use serde::{Deserialize, Serialize};
 
 impl ChatCompletionChunk {
@@ -30,6 +30,45 @@ impl ChatCompletionChunk {
                 ChunkChoice::of(delta, finish_reason),
             )
         }
+    }
+}
+
+impl ChatCompletion {
+    /// The completion as a stream's chunks (its first choice): role and
+    /// text, the tool calls whole, the finish, and the usage when it has
+    /// one (`[DONE]` not included).
+    pub fn into_chunks(self) -> Vec<ChatCompletionChunk> {
+        let template = ChatCompletionChunk {
+            id: self.id,
+            object: Some("chat.completion.chunk".into()),
+            created: self.created,
+            model: self.model,
+            ..ChatCompletionChunk::default()
+        };
+        let choice = self.choices.into_iter().next().unwrap_or_default();
+        let message = choice.message.unwrap_or_default();
+        let first = Delta {
+            content: Some(message.text()),
+            ..Delta::start()
+        };
+        let mut out = vec![template.with_delta(first, None)];
+        if let Some(calls) = message.tool_calls.filter(|c| !c.is_empty()) {
+            let calls = calls
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| ToolCallDelta::whole(i, c))
+                .collect();
+            out.push(template.with_delta(Delta::tool_calls(calls), None));
+        }
+        let finish = choice.finish_reason.unwrap_or_else(|| "stop".into());
+        out.push(template.with_delta(Delta::default(), Some(finish)));
+        if let Some(usage) = self.usage {
+            out.push(ChatCompletionChunk {
+                usage: Some(usage),
+                ..template
+            });
+        }
+        out
     }
 }
 

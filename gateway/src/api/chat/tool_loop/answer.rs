@@ -5,9 +5,7 @@
 use super::Trace;
 use crate::api::routed::{Routed, route_headers};
 use crate::providers::framing;
-use crate::providers::openai::{
-    ChatCompletion, ChatCompletionChunk, Content, Delta, ToolCallDelta, Usage,
-};
+use crate::providers::openai::ChatCompletion;
 use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
@@ -29,22 +27,6 @@ struct WithLoop<'a, T> {
     palisade: Looped<'a>,
     #[serde(flatten)]
     body: &'a T,
-}
-
-/// Adds a step's usage to the loop's.
-pub fn add_usage(total: &mut Option<Usage>, step: Option<Usage>) {
-    let Some(step) = step else {
-        return;
-    };
-    match total {
-        None => *total = Some(Usage::of(step.prompt_tokens, step.completion_tokens)),
-        Some(t) => {
-            *t = Usage::of(
-                t.prompt_tokens + step.prompt_tokens,
-                t.completion_tokens + step.completion_tokens,
-            )
-        }
-    }
 }
 
 /// The answer to the client: `(streamed, with its usage event)` as it
@@ -79,64 +61,23 @@ pub fn respond(
     response
 }
 
-/// The completion as a stream's events: the first chunk (role, text, and
-/// the `palisade` object), the tool calls handed to the client, the
-/// finish, the usage when asked for, `[DONE]`.
+/// The completion as a stream's events: its chunks, the first carrying
+/// the `palisade` object, the usage only when asked for, `[DONE]`.
 fn events(completion: ChatCompletion, palisade: Looped<'_>, usage: bool) -> Vec<u8> {
-    let template = ChatCompletionChunk {
-        id: completion.id.clone(),
-        object: Some("chat.completion.chunk".into()),
-        created: completion.created,
-        model: completion.model.clone(),
-        ..ChatCompletionChunk::default()
-    };
-    let chunk = |delta: Delta, finish: Option<String>| template.with_delta(delta, finish);
-    let choice = completion.choices.into_iter().next().unwrap_or_default();
-    let message = choice.message.unwrap_or_default();
-    let text = match message.content {
-        Some(Content::Text(t)) => t,
-        Some(other) => other_text(&other),
-        None => String::new(),
-    };
     let mut out = Vec::new();
-    out.extend_from_slice(&framing::event(&WithLoop {
-        palisade,
-        body: &chunk(
-            Delta {
-                content: Some(text),
-                ..Delta::start()
-            },
-            None,
-        ),
-    }));
-    if let Some(calls) = message.tool_calls.filter(|c| !c.is_empty()) {
-        let calls = calls
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| ToolCallDelta::whole(i, c))
-            .collect();
-        out.extend_from_slice(&framing::event(&chunk(Delta::tool_calls(calls), None)));
+    let mut chunks = completion.into_chunks().into_iter();
+    if let Some(first) = chunks.next() {
+        out.extend_from_slice(&framing::event(&WithLoop {
+            palisade,
+            body: &first,
+        }));
     }
-    let finish = choice.finish_reason.or_else(|| Some("stop".into()));
-    out.extend_from_slice(&framing::event(&chunk(Delta::default(), finish)));
-    if usage && let Some(u) = completion.usage {
-        let mut last = template.clone();
-        last.usage = Some(u);
-        out.extend_from_slice(&framing::event(&last));
+    for chunk in chunks {
+        if chunk.usage.is_some() && !usage {
+            continue;
+        }
+        out.extend_from_slice(&framing::event(&chunk));
     }
     out.extend_from_slice(b"data: [DONE]\n\n");
     out
-}
-
-/// The text parts of content that is not plain text.
-fn other_text(content: &Content) -> String {
-    match content {
-        Content::Text(t) => t.clone(),
-        Content::Parts(parts) => parts
-            .iter()
-            .filter_map(|p| p.text.as_deref())
-            .collect::<Vec<_>>()
-            .join(""),
-        Content::Other(_) => String::new(),
-    }
 }

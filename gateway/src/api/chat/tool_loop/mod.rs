@@ -24,8 +24,9 @@ use crate::credentials::Identity;
 use crate::decisions::held::hold_in_background;
 use crate::decisions::{Proposed, ToolCallRequest, decide_tool_call, recorded};
 use crate::error::GatewayError;
-use crate::providers::openai::{ChatCompletion, ChatRequest, Content, Message, Tool, ToolCall};
-use crate::providers::{ProviderReply, UpstreamError};
+use crate::providers::openai::{
+    ChatCompletion, ChatRequest, Content, Message, Tool, ToolCall, Usage,
+};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::tools;
@@ -189,8 +190,15 @@ pub async fn run(
             &looping.request,
         )
         .await?;
-        let mut completion = whole(reply, &served, &request_id)?;
-        answer::add_usage(&mut usage, completion.usage.take());
+        // A step asks for a whole answer, never a stream.
+        let mut completion = reply
+            .into_completion()
+            .map_err(|error| GatewayError::Upstream {
+                provider: served.provider.clone(),
+                request_id: request_id.clone(),
+                error,
+            })?;
+        usage = Usage::plus(usage, completion.usage.take());
         let run = &looping.run;
         let (message, ours) = take_ours(&mut completion, run);
         let stop = if ours.is_empty() {
@@ -256,7 +264,7 @@ async fn finish(
     gate: &mut Gate,
     served: &Route,
     request_id: &str,
-    usage: Option<crate::providers::openai::Usage>,
+    usage: Option<Usage>,
     trace: Trace,
     looping: &ToolLoop,
 ) -> Result<Response, GatewayError> {
@@ -276,28 +284,6 @@ async fn finish(
         &trace,
         (looping.streamed, looping.usage),
     ))
-}
-
-/// A whole completion from what the provider answered (a step asks for
-/// one, never a stream).
-fn whole(
-    reply: ProviderReply,
-    served: &Route,
-    request_id: &str,
-) -> Result<ChatCompletion, GatewayError> {
-    let invalid = |why: String| GatewayError::Upstream {
-        provider: served.provider.clone(),
-        request_id: request_id.to_owned(),
-        error: UpstreamError::Invalid(why),
-    };
-    match reply {
-        ProviderReply::Completion(c) => Ok(c),
-        ProviderReply::Verbatim(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| invalid(format!("not a chat completion: {e}"))),
-        ProviderReply::Stream(_) => Err(invalid(
-            "a stream, where a whole answer was asked for".into(),
-        )),
-    }
 }
 
 /// Takes the calls of tools Palisade runs out of the first choice's
