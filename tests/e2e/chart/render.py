@@ -124,6 +124,16 @@ cases = {
         None,
         None,
     ),
+    "tool_volumes": (
+        {"gateway": {"toolVolumes": [
+            {"name": "clinic-data", "mountPath": "/var/lib/palisade/tools/clinic",
+             "volume": {"persistentVolumeClaim": {"claimName": "clinic-data"}}},
+            {"name": "notes", "mountPath": "/var/lib/palisade/tools/notes", "readOnly": False,
+             "volume": {"emptyDir": {"sizeLimit": "1Gi"}}},
+        ]}},
+        None,
+        None,
+    ),
 }
 wrong = {
     "replicas_not_a_number": ({"gateway": {"replicas": "two"}}, None),
@@ -141,6 +151,12 @@ wrong = {
     "body_budget_below_one_body": ({"gateway": {"maxInFlightBodyBytes": 65536}}, None),
     "token_audience_with_a_comma": ({"gateway": {"tokenReview": {"audiences": ["a,b"]}}}, None),
     "provider_url_without_scheme": ({"providers": {"allowedBaseUrls": ["api.openai.com"]}}, None),
+    "tool_volume_without_a_mount_path": (
+        {"gateway": {"toolVolumes": [{"name": "d", "volume": {"emptyDir": {}}}]}}, None),
+    "tool_volume_over_the_spool": (
+        {"gateway": {"toolVolumes": [{"name": "d", "mountPath": "/var/spool/palisade/d", "volume": {"emptyDir": {}}}]}}, None),
+    "tool_volume_with_two_sources": (
+        {"gateway": {"toolVolumes": [{"name": "d", "mountPath": "/data", "volume": {"emptyDir": {}, "hostPath": {"path": "/"}}}]}}, None),
 }
 out = {"lint": helm.lint(chart_dir, strict=True), "cases": {}, "refused": {}, "invalid": {}}
 for case, (values, api_versions, kube_version) in cases.items():

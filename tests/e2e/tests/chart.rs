@@ -139,8 +139,8 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     }
     assert_eq!(
         out["invalid"].as_object().unwrap().len(),
-        13,
-        "12 value sets and the CRDs"
+        14,
+        "13 value sets and the CRDs"
     );
     // No case renders two objects Helm would have to create under the
     // same name (an install fails on the second).
@@ -798,6 +798,7 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         "{notes}"
     );
     assert!(notes.contains("https://"), "{notes}");
+    tool_volumes_are_mounted_in_every_gateway_pod(&out);
     // --- A ResourceQuota on Approvals where the agents are: in the listed
     // namespaces, else the watched ones; none where no namespace is known,
     // and the notes say so.
@@ -885,12 +886,81 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
             "provider_url_without_scheme",
             "/providers/allowedBaseUrls/0",
         ),
+        ("tool_volume_without_a_mount_path", "/gateway/toolVolumes/0"),
+        ("tool_volume_without_a_mount_path", "mountPath"),
+        (
+            "tool_volume_over_the_spool",
+            "/gateway/toolVolumes/0/mountPath",
+        ),
+        (
+            "tool_volume_with_two_sources",
+            "/gateway/toolVolumes/0/volume",
+        ),
     ] {
         let message = out["refused"][case]
             .as_str()
             .unwrap_or_else(|| panic!("{case} was accepted"));
         assert!(message.contains(needle), "{case}: {message}");
     }
+}
+
+/// `gateway.toolVolumes`: each volume in the pod as `tool-<name>`, mounted
+/// read-only unless it says otherwise, and the pod's fsGroup set so the
+/// gateway can read them.
+fn tool_volumes_are_mounted_in_every_gateway_pod(out: &Value) {
+    let all = documents(&out["cases"]["tool_volumes"]);
+    let pod = &find(&all, "Deployment", "palisade-gateway")["spec"]["template"]["spec"];
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}: {pod}"))
+            .clone()
+    };
+    assert_eq!(
+        volume("tool-clinic-data"),
+        json!({"name": "tool-clinic-data", "persistentVolumeClaim": {"claimName": "clinic-data"}})
+    );
+    assert_eq!(
+        volume("tool-notes"),
+        json!({"name": "tool-notes", "emptyDir": {"sizeLimit": "1Gi"}})
+    );
+    let mounts: Vec<(String, String, bool)> = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"].as_str().unwrap().starts_with("tool-"))
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["mountPath"].as_str().unwrap().to_owned(),
+                m["readOnly"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            (
+                "tool-clinic-data".into(),
+                "/var/lib/palisade/tools/clinic".into(),
+                true
+            ),
+            (
+                "tool-notes".into(),
+                "/var/lib/palisade/tools/notes".into(),
+                false
+            ),
+        ]
+    );
+    assert_eq!(pod["securityContext"]["fsGroup"], 65532);
+    assert_eq!(out["invalid"]["tool_volumes"], json!([]));
+    // Without tool volumes (or TLS), no fsGroup.
+    let default = documents(&out["cases"]["default"]);
+    let plain = &find(&default, "Deployment", "palisade-gateway")["spec"]["template"]["spec"];
+    assert!(plain["securityContext"].get("fsGroup").is_none(), "{plain}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
