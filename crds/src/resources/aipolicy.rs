@@ -92,6 +92,37 @@ pub struct AIPolicySpec {
     pub limits: Option<LimitsSpec>,
 }
 
+impl AIPolicySpec {
+    /// Every Secret key the policy reads: agents' API keys, providers'
+    /// credentials, and those of the tools Palisade runs (PostgreSQL
+    /// connections, HTTP tools' credentials).
+    pub fn secret_refs(&self) -> Vec<&SecretKeyRef> {
+        let agents = self
+            .agents
+            .iter()
+            .filter_map(|a| a.api_key_secret_ref.as_ref());
+        let providers = self
+            .providers
+            .iter()
+            .filter_map(|p| p.credentials_secret_ref.as_ref());
+        let run = self.tools.run.as_ref();
+        let databases = run
+            .and_then(|r| r.sql_query.as_ref())
+            .into_iter()
+            .flat_map(|s| &s.databases)
+            .filter_map(|d| d.postgres_secret_ref.as_ref());
+        let http = run
+            .into_iter()
+            .flat_map(|r| &r.http)
+            .filter_map(|h| h.credentials_secret_ref.as_ref());
+        agents
+            .chain(providers)
+            .chain(databases)
+            .chain(http)
+            .collect()
+    }
+}
+
 /// `spec.limits`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -94,15 +94,8 @@ fn referenced_secrets(policies: &[AIPolicy]) -> BTreeSet<(String, SecretKeyRef)>
     let mut refs = BTreeSet::new();
     for p in policies {
         let ns = p.namespace().unwrap_or_default();
-        for a in &p.spec.agents {
-            if let Some(r) = &a.api_key_secret_ref {
-                refs.insert((ns.clone(), r.clone()));
-            }
-        }
-        for pr in &p.spec.providers {
-            if let Some(r) = &pr.credentials_secret_ref {
-                refs.insert((ns.clone(), r.clone()));
-            }
+        for r in p.spec.secret_refs() {
+            refs.insert((ns.clone(), r.clone()));
         }
     }
     refs
