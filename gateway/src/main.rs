@@ -238,6 +238,15 @@ fn print_summary(loaded: &Loaded, first_config: &std::path::Path) {
             globs_of(&rules, Outcome::Deny),
             p.tools.default_action()
         );
+        if !p.runnable.is_empty() {
+            let runs: Vec<String> = p.runnable.all().map(|t| t.name().to_owned()).collect();
+            println!(
+                "    runs:      {} (tool loop: at most {} rounds, offered {:?})",
+                runs.join(", "),
+                p.runnable.max_steps,
+                p.runnable.offer
+            );
+        }
         for r in p.routing.rules() {
             println!(
                 "    route:     {} -> {} ({})",

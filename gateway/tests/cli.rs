@@ -8,6 +8,10 @@ fn gateway(args: &[&str]) -> Output {
         .args(args)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env("OPENAI_API_KEY", "sk-test")
+        // examples/tools.yaml's secrets.
+        .env("RECORDS_DB_URL", "postgres://reader:pw@127.0.0.1/records")
+        .env("CALENDAR_TOKEN", "cal-token")
+        .env("CLINIC_AGENT_KEY", "agent-key")
         .output()
         .unwrap()
 }
@@ -34,6 +38,17 @@ fn validate_summarises_a_valid_configuration() {
     assert!(stdout.contains("AIPolicy clinic/clinic-assistant: 2 agent(s), 2 provider(s), 2 routing rule(s), 4 tool rule(s), default Deny, Enforce"), "{stdout}");
     assert!(
         stdout.contains("ToolGrant clinic/lab-migration: Active"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_tools_example_validates_and_says_what_palisade_runs() {
+    let out = gateway(&["validate", "--config", "examples/tools.yaml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("    runs:      sql_query, read_file, write_file, calendar_slots (tool loop: at most 4 rounds, offered WhenRequested)"),
         "{stdout}"
     );
 }
