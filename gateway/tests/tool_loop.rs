@@ -92,7 +92,7 @@ async fn the_official_openai_sdk_gets_answers_from_the_tool_loop_streamed_and_no
     let config = clinic.write_policy(&providers);
     let python = common::openai_python().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_tool_loop.py");
-    common::sdk_checks(
+    let log = common::sdk_checks(
         python,
         script,
         (&config, &["--allow-plaintext-credentials"]),
@@ -100,6 +100,9 @@ async fn the_official_openai_sdk_gets_answers_from_the_tool_loop_streamed_and_no
     )
     .await;
 
+    // The gateway logged its work, and no canary.
+    assert!(log.contains("DEBUG") || log.contains("debug"), "{log}");
+    assert!(!log.contains("CANARY"), "{log}");
     // The model was shown the policy's schemas (not the client's bare
     // names) next to the client's own tool, and asked for whole answers.
     let sent = looping.received();

@@ -106,11 +106,20 @@ pub fn spawn_gateway(args: &[&str]) -> (Child, String) {
 
 /// [`spawn_gateway`] with these environment variables set.
 pub fn spawn_gateway_with_env(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    spawn_gateway_logging(args, env, Stdio::null())
+}
+
+/// [`spawn_gateway_with_env`] with its log (stderr) going to `log`.
+pub fn spawn_gateway_logging(
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: impl Into<Stdio>,
+) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
         .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -143,17 +152,21 @@ pub async fn openai_python() -> std::path::PathBuf {
 /// Starts `palisade-gateway run --config CONFIG --listen 127.0.0.1:0
 /// EXTRA...`, runs the SDK script `script` with `python` against it
 /// (`PALISADE_URL`, `PALISADE_KEY=key`), stops the gateway, and fails with
-/// the script's output unless it printed "all checks passed".
+/// the script's output unless it printed "all checks passed". Returns
+/// what the gateway logged (at `debug`).
 pub async fn sdk_checks(
     python: std::path::PathBuf,
     script: &'static str,
     (config, extra): (&Path, &[&str]),
     key: &'static str,
-) {
+) -> String {
+    let config_path = config;
     let config = config.to_str().unwrap();
     let mut args = vec!["run", "--config", config, "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let (mut gateway, addr) = spawn_gateway(&args);
+    let log_path = config_path.with_extension("log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let (mut gateway, addr) = spawn_gateway_logging(&args, &[("RUST_LOG", "debug")], log);
     let url = format!("http://{addr}");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
@@ -174,6 +187,7 @@ pub async fn sdk_checks(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+    std::fs::read_to_string(log_path).unwrap()
 }
 
 /// Sends `body` as JSON to `path` with `key` as the bearer token, through
