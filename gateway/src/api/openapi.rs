@@ -42,7 +42,8 @@ pub fn document() -> Value {
                         "tool": {"type": "string", "maxLength": 256, "description": "At most 256 bytes (400 tool.name_too_long)."},
                         "arguments": {"type": "object", "description": "The tool's arguments, decided as the text sent: a key given twice, or anything but an object, is 403 tool.arguments_invalid. Only their digest (of the text, every digit kept) is audited unless the policy says otherwise."},
                         "requestId": {"type": "string", "maxLength": 128},
-                        "approval": {"type": "string", "description": "After a 202: the approved Approval this call uses (once, for exactly this agent, tool and arguments, before it expires)."}
+                        "approval": {"type": "string", "description": "After a 202: the approved Approval this call uses (once, for exactly this agent, tool and arguments, before it expires)."},
+                        "execute": {"type": "boolean", "description": "Run the call too, if it is allowed and the policy declares the tool in spec.tools.run: the answer carries `result` and `execution` (400 for a tool Palisade does not run)."}
                     }
                 },
                 "Approval": {
@@ -67,7 +68,9 @@ pub fn document() -> Value {
                         "reasonCode": {"type": "string"},
                         "rule": {"type": "string", "nullable": true},
                         "policy": {"type": "object", "nullable": true},
-                        "requestId": {"type": "string"}
+                        "requestId": {"type": "string"},
+                        "result": {"description": "With execute: the tool's sanitised result (sql_query: columns, rows, rowCount, truncated; read_file: root, path, bytes, content; HTTP tools: status, body)."},
+                        "execution": {"type": "object", "description": "With execute: reasonCode (tool.executed or why not), durationMs, truncated."}
                     }
                 }
             }
@@ -75,7 +78,7 @@ pub fn document() -> Value {
         "paths": {
             "/v1/chat/completions": {"post": {
                 "summary": "Chat completion (OpenAI-compatible), routed by policy",
-                "description": "Same request and response as OpenAI's chat completions, `stream: true` included. Response headers x-palisade-provider, x-palisade-model, x-palisade-reasons, x-request-id. Tool calls the model proposes are decided before they are returned.",
+                "description": "Same request and response as OpenAI's chat completions, `stream: true` included. Response headers x-palisade-provider, x-palisade-model, x-palisade-reasons, x-request-id. Tool calls the model proposes are decided before they are returned. A request whose `tools` name tools the agent's policy runs (spec.tools.run; by function name) is served by the server-side tool loop: Palisade runs the allowed calls of those tools and feeds the results back, up to spec.tools.run.maxSteps rounds, and the answer's `palisade.toolLoop` lists every call, its decision and its run (`stoppedBy`: answer, clientTools, approval, maxSteps).",
                 "security": [{"agentKey": []}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["messages"]}}}},
                 "responses": {
@@ -156,7 +159,9 @@ pub fn document() -> Value {
                     "403": error_response("Denied, or the named approval cannot be used (approval.denied, approval.expired, approval.replay_refused, approval.mismatch, approval.not_found)"),
                     "413": error_response("Body larger than 1 MiB"),
                     "415": error_response("Body not sent as application/json"),
-                    "503": error_response("Not ready, or the decision could not be audited")
+                    "502": error_response("With execute: the tool ran and failed (tool.execution_failed)"),
+                    "503": error_response("Not ready, or the decision could not be audited"),
+                    "504": error_response("With execute: the tool ran past its timeout (tool.timeout)")
                 }
             }},
             "/v1/approvals/{name}": {"get": {
