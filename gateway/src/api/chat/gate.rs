@@ -272,6 +272,11 @@ pub struct SseGate {
     ends: framing::LineEnds,
 }
 
+/// The most tool calls one streamed choice may carry (fragment indices
+/// `0..MAX_CALLS_PER_CHOICE`). Providers number calls from 0 up; an index
+/// past this is not a call the gate will hold room for.
+pub const MAX_CALLS_PER_CHOICE: usize = 128;
+
 /// One choice's calls being assembled.
 #[derive(Debug, Default)]
 struct Pending {
@@ -393,7 +398,10 @@ impl SseGate {
             if let Some(fragments) = choice.delta.tool_calls.take() {
                 let pending = self.pending.entry(choice.index).or_default();
                 for fragment in fragments {
-                    assemble(pending, fragment);
+                    if assemble(pending, fragment).is_err() {
+                        self.fail_closed(out);
+                        return;
+                    }
                 }
                 held = true;
             }
@@ -487,9 +495,14 @@ impl SseGate {
     }
 }
 
-/// Adds a fragment to the call it continues (or starts).
-fn assemble(pending: &mut Pending, fragment: ToolCallDelta) {
+/// Adds a fragment to the call it continues (or starts); refuses an
+/// index past [`MAX_CALLS_PER_CHOICE`], which would have the gate hold
+/// room for calls that were never sent.
+fn assemble(pending: &mut Pending, fragment: ToolCallDelta) -> Result<(), TooManyCalls> {
     let i = fragment.index;
+    if i >= MAX_CALLS_PER_CHOICE {
+        return Err(TooManyCalls);
+    }
     while pending.calls.len() <= i {
         pending.calls.push(ToolCall {
             kind: Some("function".into()),
@@ -540,7 +553,12 @@ fn assemble(pending: &mut Pending, fragment: ToolCallDelta) {
             call.function.arguments.push_str(&more);
         }
     }
+    Ok(())
 }
+
+/// A fragment numbered past [`MAX_CALLS_PER_CHOICE`].
+#[derive(Debug)]
+struct TooManyCalls;
 
 /// Whether `chunk`, read from an event boundary, ends exactly at one:
 /// it ends in a run of newlines of even length (events end at the first

@@ -566,3 +566,38 @@ fn a_provider_ending_lines_with_cr_cannot_slip_a_tool_call_past_the_gate() {
         );
     }
 }
+
+/// Found by the `gate_stream` fuzz target (out of memory): a provider
+/// that numbers a tool-call fragment `index: 4000000000` must not make
+/// the gate hold four billion calls. An index past the cap ends the
+/// stream with an error, as any unreadable tool call does.
+#[test]
+fn a_tool_call_index_past_the_cap_ends_the_stream_instead_of_allocating() {
+    for index in [MAX_CALLS_PER_CHOICE as u64, 4_000_000_000] {
+        let events = [
+            chunk_of(json!([{"index": 0, "delta": {"content": "Hi."}, "finish_reason": null}])),
+            chunk_of(json!([{"index": 0, "delta": {"tool_calls": [
+                {"index": index, "id": "a", "type": "function", "function": {"name": "search_web", "arguments": "{}"}}
+            ]}, "finish_reason": null}])),
+            chunk_of(json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])),
+            "data: [DONE]\n\n".to_owned(),
+        ];
+        let out = gated(events.iter().map(|e| e.clone().into_bytes()));
+        assert!(streamed_calls(&out).is_empty(), "index {index}: {out}");
+        assert!(
+            out.contains("upstream.invalid_response"),
+            "index {index}: {out}"
+        );
+        assert!(!out.contains("[DONE]"), "nothing after the error: {out}");
+    }
+    // The last index under the cap is still a call.
+    let last = MAX_CALLS_PER_CHOICE as u64 - 1;
+    let events = [
+        chunk_of(json!([{"index": 0, "delta": {"tool_calls": [
+            {"index": last, "id": "a", "type": "function", "function": {"name": "search_web", "arguments": "{}"}}
+        ]}, "finish_reason": null}])),
+        chunk_of(json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])),
+    ];
+    let out = gated(events.iter().map(|e| e.clone().into_bytes()));
+    assert!(!out.contains("upstream.invalid_response"), "{out}");
+}
