@@ -58,6 +58,7 @@ fn crds_have_the_short_names_and_printer_columns_people_use() {
             "Suspended",
             "Agents",
             "Ready",
+            "Gateways",
             "Served",
             "Age"
         ]

@@ -23,6 +23,7 @@
 //! watches (cluster-wide, or one controller per watched namespace) and
 //! applies it.
 
+mod notify;
 mod plan;
 
 use crate::config::MANAGER;
@@ -36,8 +37,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+pub use notify::Webhook;
 use palisade_audit::{ApprovalFacts, AuditEvent, AuditWriter};
-use palisade_crds::{Approval, ApprovalDecision, ApprovalPhase, ApprovalStatus};
+use palisade_crds::{Approval, ApprovalDecision, ApprovalPhase, ApprovalStatus, Notification};
 use plan::{Audited, keep_only};
 pub use plan::{Outcome, desired_status, finished_at, newly_recorded};
 use serde_json::json;
@@ -65,6 +67,8 @@ pub struct Lifecycle {
     pub audited: Arc<Mutex<Audited>>,
     /// The watched namespaces (`--watch-namespaces`); empty: all.
     pub namespaces: Vec<String>,
+    /// Posts the notifications policies ask for (`spec.approvals.notify`).
+    pub webhook: Webhook,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -191,17 +195,121 @@ async fn reconcile(o: Arc<DynamicObject>, cx: Arc<Lifecycle>) -> Result<Action, 
             }
             Err(e) => return Err(e.into()),
         }
+        if a.status.as_ref().and_then(|s| s.phase).is_none()
+            && desired.phase == Some(ApprovalPhase::Pending)
+        {
+            publish(&cx.recorder, &requested(&a)).await;
+        }
         for &outcome in &outcomes {
             announce(&cx, &a, outcome, &desired).await;
         }
     }
+    let reminder = notify_if_due(&cx, &a, &desired, now).await?;
 
     Ok(match finished_at(&a, now) {
         Some(done) => Action::requeue(until(done, now) + cx.retention),
-        // Pending or Approved: look again when it expires.
-        None => Action::requeue(until(a.spec.expires_at.0, now)),
+        // Pending or Approved: look again when it expires, or when a
+        // reminder falls due.
+        None => Action::requeue(until(
+            reminder.map_or(a.spec.expires_at.0, |r| r.min(a.spec.expires_at.0)),
+            now,
+        )),
     })
 }
+
+/// The Event that says a call is waiting, and how to look and decide.
+fn requested(a: &Approval) -> PlannedEvent {
+    let call = &a.spec.call;
+    let namespace = a.namespace().unwrap_or_default();
+    let name = a.name_any();
+    PlannedEvent::about(
+        a,
+        EventType::Normal,
+        "Requested",
+        format!(
+            "{} wants to run {} (policy {}); decide before {}: kubectl palisade show {name} -n {namespace}",
+            call.agent, call.tool, call.policy, a.spec.expires_at.0
+        ),
+    )
+}
+
+/// Sends the notification due for a pending approval, if its policy asks
+/// for them (`spec.approvals.notify`), and records it in
+/// `status.notified`. Returns when the next one falls due. A webhook that
+/// refuses is retried on the next pass (30 s later) until the approval
+/// stops pending; each failure is a Warning Event.
+async fn notify_if_due(
+    cx: &Lifecycle,
+    a: &Approval,
+    status: &ApprovalStatus,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, LifecycleError> {
+    let phase = status.phase.unwrap_or(ApprovalPhase::Pending);
+    let sent = &status.notified;
+    if phase != ApprovalPhase::Pending || sent.contains(&Notification::Expiring) {
+        return Ok(None);
+    }
+    let namespace = a.namespace().unwrap_or_default();
+    let failed = |e: notify::NotifyError| {
+        cx.metrics
+            .approval_notifications
+            .with_label_values(&["failed"])
+            .inc();
+        PlannedEvent::about(
+            a,
+            EventType::Warning,
+            "NotificationFailed",
+            format!("the policy's approval notification was not sent: {e}"),
+        )
+    };
+    let target = match cx
+        .webhook
+        .target(&cx.client, &namespace, &a.spec.call.policy)
+        .await
+    {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            publish(&cx.recorder, &failed(e)).await;
+            return Ok(now.checked_add(RETRY_NOTIFICATION).ok());
+        }
+    };
+    let Some(kind) = notify::due(a, phase, sent, target.before_expiry, now) else {
+        return Ok(notify::next_due(a, sent, target.before_expiry));
+    };
+    if let Err(e) = cx
+        .webhook
+        .post(&target.url, &notify::payload(a, kind))
+        .await
+    {
+        publish(&cx.recorder, &failed(e)).await;
+        return Ok(now.checked_add(RETRY_NOTIFICATION).ok());
+    }
+    cx.metrics
+        .approval_notifications
+        .with_label_values(&["sent"])
+        .inc();
+    let mut notified = sent.clone();
+    notified.push(kind);
+    let api: Api<Approval> = Api::namespaced(cx.client.clone(), &namespace);
+    let patch = json!({"status": {"notified": notified}});
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match api
+        .patch_status(&a.name_any(), &params, &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(notify::next_due(a, &notified, target.before_expiry))
+}
+
+/// How soon a notification that could not be sent is tried again.
+const RETRY_NOTIFICATION: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
 
 impl Lifecycle {
     /// Forgets the outcomes remembered for `uid` other than `outcomes`.

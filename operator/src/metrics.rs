@@ -23,6 +23,7 @@ pub struct OperatorMetrics {
     pub leader: IntGauge,
     pub approvals: IntGaugeVec,
     pub approval_outcomes: IntCounterVec,
+    pub approval_notifications: IntCounterVec,
     /// Set once the first reconcile succeeded (or while standing by).
     pub ready: AtomicBool,
 }
@@ -74,6 +75,13 @@ impl OperatorMetrics {
             ),
             &["outcome"],
         )?;
+        let approval_notifications = IntCounterVec::new(
+            Opts::new(
+                "palisade_operator_approval_notifications_total",
+                "Approval notifications (spec.approvals.notify) by result: sent, failed",
+            ),
+            &["result"],
+        )?;
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -84,6 +92,7 @@ impl OperatorMetrics {
             Box::new(leader.clone()),
             Box::new(approvals.clone()),
             Box::new(approval_outcomes.clone()),
+            Box::new(approval_notifications.clone()),
         ] {
             registry.register(c)?;
         }
@@ -95,6 +104,7 @@ impl OperatorMetrics {
             bundle_bytes,
             approvals,
             approval_outcomes,
+            approval_notifications,
             policies,
             grants,
             leader,

@@ -33,6 +33,7 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Error> {
         metrics: Arc::clone(&config.metrics),
         audited: Default::default(),
         namespaces: config.watch_namespaces.clone(),
+        webhook: crate::approvals::Webhook::new(),
     };
     tokio::select! {
         result = crate::reconcile::run(client, config) => result,

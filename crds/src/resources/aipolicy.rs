@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Suspended","type":"boolean","jsonPath":".spec.suspend"}"#,
     printcolumn = r#"{"name":"Agents","type":"integer","jsonPath":".status.agents"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Gateways","type":"integer","jsonPath":".status.gatewaysApplied"}"#,
     printcolumn = r#"{"name":"Served","type":"integer","priority":1,"jsonPath":".status.servedGeneration"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -434,6 +435,30 @@ pub struct ApprovalsSpec {
     #[serde(default = "default_max_pending")]
     #[schemars(range(min = 1, max = 10000))]
     pub max_pending_per_agent: u32,
+    /// Tell people when a call is held, so nobody misses it: a webhook
+    /// (Slack-compatible) the operator posts to when an Approval is
+    /// created and again shortly before it expires undecided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<ApprovalNotifySpec>,
+}
+
+/// `spec.approvals.notify`: where the operator announces held calls.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalNotifySpec {
+    /// The Secret key holding the webhook URL (`https://hooks.slack.com/...`
+    /// or any endpoint taking a JSON POST). Like provider credentials, the
+    /// Secret must carry the label `palisade.dev/credentials: "true"`.
+    pub webhook_secret_ref: super::SecretKeyRef,
+    /// How long before the deadline an undecided Approval is announced
+    /// again, e.g. `2m` (default). `0s`: only on creation.
+    #[serde(default = "default_before_expiry")]
+    #[schemars(pattern(r"^([0-9]+(ms|s|m|h))+$"))]
+    pub before_expiry: String,
+}
+
+fn default_before_expiry() -> String {
+    "2m".into()
 }
 
 fn default_ttl() -> String {
@@ -449,6 +474,7 @@ impl Default for ApprovalsSpec {
         Self {
             ttl: default_ttl(),
             max_pending_per_agent: default_max_pending(),
+            notify: None,
         }
     }
 }

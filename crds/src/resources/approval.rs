@@ -190,10 +190,33 @@ pub struct ApprovalStatus {
     /// Which gateway replica consumed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumed_by: Option<String>,
-    /// Standard conditions.
+    /// Standard conditions: `Approved`, `Denied`, `Expired` and
+    /// `Consumed`, so `kubectl wait --for=condition=Approved` works.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+    /// The notifications sent for it (the policy's
+    /// `spec.approvals.notify`), each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notified: Vec<Notification>,
+}
+
+/// A notification about an Approval.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Notification {
+    /// The call was held: someone should decide.
+    Requested,
+    /// Still undecided, and the deadline is near.
+    Expiring,
+}
+
+impl Notification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "Requested",
+            Self::Expiring => "Expiring",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //! write records for the first time (and so must audit first). Unit-tested
 //! without a server; [`super`] applies it.
 
+use crate::status::condition;
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use palisade_audit::AuditDecision;
 use palisade_crds::{Approval, ApprovalDecision, ApprovalPhase, ApprovalStatus};
 use palisade_policy::ReasonCode;
@@ -21,9 +22,10 @@ use std::collections::HashSet;
 pub fn desired_status(a: &Approval, now: Timestamp) -> ApprovalStatus {
     let old = a.status.clone().unwrap_or_default();
     let decided = a.spec.decision.is_some();
+    let phase = a.phase_at(now);
     ApprovalStatus {
         observed_generation: a.metadata.generation,
-        phase: Some(a.phase_at(now)),
+        phase: Some(phase),
         decided_by: a.spec.decided_by.clone().filter(|_| decided),
         decided_at: match recorded_decision_at(a.status.as_ref(), a) {
             Some(t) => Some(Time(t)),
@@ -32,8 +34,61 @@ pub fn desired_status(a: &Approval, now: Timestamp) -> ApprovalStatus {
         },
         consumed_at: old.consumed_at.clone(),
         consumed_by: old.consumed_by.clone(),
-        conditions: old.conditions.clone(),
+        conditions: conditions(a, phase, &old.conditions, now),
+        notified: old.notified.clone(),
     }
+}
+
+/// The condition types an Approval carries, so that
+/// `kubectl wait --for=condition=Approved approval/NAME` (or `Denied`,
+/// `Expired`, `Consumed`) waits for that outcome.
+pub const CONDITION_TYPES: [&str; 4] = ["Approved", "Denied", "Expired", "Consumed"];
+
+/// One condition per [`CONDITION_TYPES`]: `Approved` and `Denied` follow
+/// the human's decision (an approval used or expired after it was
+/// approved stays `Approved`), `Expired` and `Consumed` the phase. Each
+/// one's reason is the phase, its message says what the agent may do.
+fn conditions(
+    a: &Approval,
+    phase: ApprovalPhase,
+    old: &[Condition],
+    now: Timestamp,
+) -> Vec<Condition> {
+    let (agent, tool) = (&a.spec.call.agent, &a.spec.call.tool);
+    let message = match phase {
+        ApprovalPhase::Pending => format!(
+            "{agent} waits to run {tool}; decide before {}",
+            a.spec.expires_at.0
+        ),
+        ApprovalPhase::Approved => format!("{agent} may run {tool} once"),
+        ApprovalPhase::Consumed => format!("{agent} ran {tool}; the approval is used"),
+        ApprovalPhase::Denied => format!("{agent} may not run {tool}"),
+        ApprovalPhase::Expired => format!(
+            "expired at {}; {agent} may not run {tool}",
+            a.spec.expires_at.0
+        ),
+    };
+    let holds = |type_: &str| match type_ {
+        "Approved" => a.spec.decision == Some(ApprovalDecision::Approved),
+        "Denied" => a.spec.decision == Some(ApprovalDecision::Denied),
+        "Expired" => phase == ApprovalPhase::Expired,
+        _ => phase == ApprovalPhase::Consumed,
+    };
+    let generation = a.metadata.generation.unwrap_or_default();
+    CONDITION_TYPES
+        .iter()
+        .map(|type_| {
+            condition(
+                old,
+                type_,
+                holds(type_),
+                phase.as_str(),
+                message.clone(),
+                generation,
+                now,
+            )
+        })
+        .collect()
 }
 
 /// When the status recorded the spec's decision, if it did: a `decidedAt`
@@ -178,6 +233,78 @@ mod tests {
         // Later passes keep the recorded time: no status churn.
         decided.status = Some(first.clone());
         assert_eq!(desired_status(&decided, t("2026-11-22T10:05:00Z")), first);
+    }
+
+    /// What `kubectl wait --for=condition=...` reads, through the life of
+    /// an approval; a condition's transition time moves only when its
+    /// status does.
+    #[test]
+    fn conditions_follow_the_decision_and_the_phase() {
+        let states = |s: &ApprovalStatus| -> Vec<(String, String, String)> {
+            s.conditions
+                .iter()
+                .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+                .collect()
+        };
+        let row = |approved: &str, denied: &str, expired: &str, consumed: &str, reason: &str| {
+            [
+                ("Approved", approved),
+                ("Denied", denied),
+                ("Expired", expired),
+                ("Consumed", consumed),
+            ]
+            .map(|(t, v)| (t.to_owned(), v.to_owned(), reason.to_owned()))
+            .to_vec()
+        };
+        let mut a = approval(None);
+        let pending = desired_status(&a, t("2026-11-22T10:01:00Z"));
+        assert_eq!(
+            states(&pending),
+            row("False", "False", "False", "False", "Pending")
+        );
+        assert!(
+            pending.conditions[0]
+                .message
+                .contains("decide before 2026-11-22T10:15:00Z")
+        );
+
+        a.status = Some(pending.clone());
+        a.spec.decision = Some(ApprovalDecision::Approved);
+        a.spec.decided_by = Some("alice".into());
+        let approved = desired_status(&a, t("2026-11-22T10:02:00Z"));
+        assert_eq!(
+            states(&approved),
+            row("True", "False", "False", "False", "Approved")
+        );
+        assert_eq!(
+            approved.conditions[0].last_transition_time,
+            Time(t("2026-11-22T10:02:00Z"))
+        );
+        // Denied did not change: it keeps its first transition time.
+        assert_eq!(
+            approved.conditions[1].last_transition_time,
+            Time(t("2026-11-22T10:01:00Z"))
+        );
+
+        let mut used = approved.clone();
+        used.consumed_at = Some(Time(t("2026-11-22T10:03:00Z")));
+        a.status = Some(used);
+        let consumed = desired_status(&a, t("2026-11-22T10:04:00Z"));
+        assert_eq!(
+            states(&consumed),
+            row("True", "False", "False", "True", "Consumed")
+        );
+
+        let mut denied = approval(Some(ApprovalDecision::Denied));
+        denied.status = Some(pending);
+        let s = desired_status(&denied, t("2026-11-22T10:05:00Z"));
+        assert_eq!(states(&s), row("False", "True", "False", "False", "Denied"));
+
+        let s = desired_status(&approval(None), t("2026-11-22T10:15:00Z"));
+        assert_eq!(
+            states(&s),
+            row("False", "False", "True", "False", "Expired")
+        );
     }
 
     #[test]

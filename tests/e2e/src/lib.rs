@@ -509,9 +509,10 @@ impl Harness {
         self.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])
     }
 
-    /// Runs kubectl as `user` with `plugins/` (kubectl-palisade) on the PATH.
+    /// Runs kubectl as `user` with the built `kubectl-palisade` on the PATH.
     pub fn kubectl_plugin(&self, user: User, args: &[&str]) -> Output {
-        let plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins");
+        let plugin = binary("kubectl-palisade");
+        let plugins = plugin.parent().unwrap().display();
         // The plugin runs `kubectl` from the PATH with the caller's
         // KUBECONFIG (kubectl passes its flags' kubeconfig to no plugin).
         let bin = self

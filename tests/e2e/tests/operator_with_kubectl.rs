@@ -36,6 +36,27 @@ async fn apply_watch_status_and_an_invalid_edit_through_kubectl() {
         },
     )
     .await;
+    // What the README and the chart's NOTES tell people to watch: READY
+    // True, then GATEWAYS = the gateway replicas.
+    let table = h.kubectl_ok(&["get", "aipolicies", "-n", "clinic"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("clinic-assistant"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let column = |name: &str| {
+        row[header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} column: {table}"))]
+    };
+    assert_eq!(
+        (column("READY"), column("GATEWAYS")),
+        ("True", "2"),
+        "{table}"
+    );
 
     let manifest = std::fs::read_to_string(h.dir.join("clinic-assistant.yaml")).unwrap();
     // The API server itself refuses what the CRD's CEL rules catch.
