@@ -16,12 +16,38 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::time::Instant;
 
-/// The gateway.
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsRoute {
+    /// On the gateway's own port, beside the API (standalone default).
+    Here,
+    /// Only on a port of its own (`--metrics-listen`, [`metrics_app`]):
+    /// agents that can reach the API cannot read every tenant's counters.
+    Elsewhere,
+}
+
+/// The gateway, `/metrics` included.
 pub fn app(state: AppState) -> Router {
+    routes(state, MetricsRoute::Here)
+}
+
+/// The metrics port: `/metrics` and `/healthz`, nothing an agent calls.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// The gateway, with `/metrics` where `metrics_route` says.
+pub fn routes(state: AppState, metrics_route: MetricsRoute) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    if metrics_route == MetricsRoute::Here {
+        router = router.route("/metrics", get(metrics));
+    }
+    router = router
         .route("/v1/tool-calls", post(api::tool_calls::handle))
         .route("/v1/chat/completions", post(api::chat::handle))
         .route("/v1/embeddings", post(api::embeddings::handle))

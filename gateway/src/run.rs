@@ -9,7 +9,7 @@ use crate::config::{ConfigError, default_sqlite_url, reload};
 use crate::kubernetes::token_review::ReviewRate;
 use crate::kubernetes::{ClusterSource, NotANamespace, TokenReviewer, WatchNamespaces};
 use crate::metrics::GatewayMetrics;
-use crate::router::app;
+use crate::router::{MetricsRoute, metrics_app, routes};
 use crate::snapshot::{self, Current};
 use crate::state::AppState;
 use clap::Args;
@@ -18,6 +18,7 @@ use palisade_audit::{
 };
 use palisade_crds::standalone;
 use palisade_policy::Egress;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -58,6 +59,11 @@ pub struct RunArgs {
     /// Address to listen on (default: GatewaySettings spec.listen, 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<String>,
+    /// Serve `/metrics` only on this address (plain HTTP, with
+    /// `/healthz`), not on --listen: agents that can call the gateway
+    /// cannot read other tenants' counters. Unset: `/metrics` on --listen.
+    #[arg(long, env = "PALISADE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Audit database: postgres://... or sqlite://PATH (default: the
     /// settings, else palisade-audit.db next to the first config file;
     /// required with --kubernetes).
@@ -428,6 +434,22 @@ fn operators(
     Ok(operators)
 }
 
+/// A listener on `address`, and the address it got (port 0: the one
+/// the system chose).
+async fn bind(
+    address: &str,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), StartupError> {
+    let failed = |source| StartupError::Listen {
+        address: address.to_owned(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(failed)?;
+    let addr = listener.local_addr().map_err(failed)?;
+    Ok((listener, addr))
+}
+
 async fn serve(
     args: RunArgs,
     interval: Duration,
@@ -502,18 +524,13 @@ async fn serve(
         _ => None,
     };
     let listen = args.listen.clone().unwrap_or(settings.listen);
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|source| StartupError::Listen {
-            address: listen.clone(),
-            source,
-        })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartupError::Listen {
-            address: listen.clone(),
-            source,
-        })?;
+    let (listener, addr) = bind(&listen).await?;
+    // Bound before the first line is printed: whoever waits for it can
+    // reach both ports.
+    let metrics_listener = match &args.metrics_listen {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
     println!(
         "palisade-gateway listening on {}://{addr} (configuration revision {revision}, audit {})",
         if tls.is_some() { "https" } else { "http" },
@@ -543,6 +560,25 @@ async fn serve(
         state = state.audit_reader(store, token);
     }
     let state = state.build();
+    let mut metrics_server = None;
+    let metrics_route = match metrics_listener {
+        None => MetricsRoute::Here,
+        Some((listener, addr)) => {
+            // Best effort: whoever read the first line may have closed
+            // stdout since.
+            let _ = writeln!(
+                std::io::stdout(),
+                "palisade-gateway serving /metrics on http://{addr}/metrics"
+            );
+            let app = metrics_app(state.clone());
+            metrics_server = Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            }));
+            MetricsRoute::Elsewhere
+        }
+    };
     // Standalone: nobody else expires approvals, so this process audits
     // each expiry once (the operator does it in a cluster).
     let sweeper = tokio::spawn(crate::decisions::held::sweep_expired(state.clone()));
@@ -551,9 +587,12 @@ async fn serve(
         max_connections: args.max_connections,
         tls,
     };
-    crate::listener::serve(listener, app(state), listening, shutdown).await;
+    crate::listener::serve(listener, routes(state, metrics_route), listening, shutdown).await;
     watcher.abort();
     sweeper.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     // Every request is done and every handle to the writer is gone: wait
     // until everything accepted is durable.
     audit_task.join().await;

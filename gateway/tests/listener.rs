@@ -542,3 +542,40 @@ async fn tls_is_served_from_a_certificate_and_key_in_files() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
 }
+
+/// Issue 27: with `--metrics-listen`, `/metrics` is served only on its
+/// own port (which the chart keeps away from agents), never beside the
+/// API; that port serves nothing an agent calls.
+#[tokio::test]
+async fn metrics_on_their_own_port_are_not_on_the_api_port() {
+    let d = dir("metrics-port");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics_addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let g = start(&d, &["--metrics-listen", &metrics_addr]);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let get = |url: String| {
+        let client = client.clone();
+        async move {
+            let resp = client.get(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, body) = get(format!("http://{metrics_addr}/metrics")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("palisade_decisions_total") || body.contains("palisade_"),
+        "{body}"
+    );
+    let (status, body) = get(format!("http://{}/metrics", g.addr)).await;
+    assert_eq!(status, 404, "the API port still serves metrics: {body}");
+    let (status, _) = get(format!("http://{metrics_addr}/v1/models")).await;
+    assert_eq!(status, 404);
+    let (status, body) = get(format!("http://{metrics_addr}/healthz")).await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    // Without the flag, /metrics stays where it was.
+    let plain = start(&d, &[]);
+    let (status, _) = get(format!("http://{}/metrics", plain.addr)).await;
+    assert_eq!(status, 200);
+}

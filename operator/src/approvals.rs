@@ -308,6 +308,10 @@ async fn notify_if_due(
     Ok(notify::next_due(a, &notified, target.before_expiry))
 }
 
+/// What `palisade_operator_approvals_expiring` counts: pending with less
+/// than this left.
+const EXPIRING_SOON: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
 /// How soon a notification that could not be sent is tried again.
 const RETRY_NOTIFICATION: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
 
@@ -466,9 +470,25 @@ pub async fn run(cx: Lifecycle) {
             tick.tick().await;
             let now = Timestamp::now();
             let mut counts = [0i64; 5];
+            let mut expiring: std::collections::BTreeMap<String, i64> = Default::default();
             let objects = stores.iter().flat_map(|s| s.state());
             for a in objects.filter_map(|o| typed(&o).ok()) {
-                counts[a.phase_at(now) as usize] += 1;
+                let phase = a.phase_at(now);
+                counts[phase as usize] += 1;
+                if phase == ApprovalPhase::Pending
+                    && a.spec.expires_at.0.duration_since(now) < EXPIRING_SOON
+                {
+                    *expiring
+                        .entry(a.namespace().unwrap_or_default())
+                        .or_default() += 1;
+                }
+            }
+            metrics.approvals_expiring.reset();
+            for (namespace, n) in expiring {
+                metrics
+                    .approvals_expiring
+                    .with_label_values(&[namespace.as_str()])
+                    .set(n);
             }
             for (phase, n) in [
                 ApprovalPhase::Pending,

@@ -24,6 +24,7 @@ pub struct OperatorMetrics {
     pub approvals: IntGaugeVec,
     pub approval_outcomes: IntCounterVec,
     pub approval_notifications: IntCounterVec,
+    pub approvals_expiring: IntGaugeVec,
     /// Set once the first reconcile succeeded (or while standing by).
     pub ready: AtomicBool,
 }
@@ -82,6 +83,13 @@ impl OperatorMetrics {
             ),
             &["result"],
         )?;
+        let approvals_expiring = IntGaugeVec::new(
+            Opts::new(
+                "palisade_operator_approvals_expiring",
+                "Pending approvals whose deadline is less than 5 minutes away, by namespace",
+            ),
+            &["namespace"],
+        )?;
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -93,6 +101,7 @@ impl OperatorMetrics {
             Box::new(approvals.clone()),
             Box::new(approval_outcomes.clone()),
             Box::new(approval_notifications.clone()),
+            Box::new(approvals_expiring.clone()),
         ] {
             registry.register(c)?;
         }
@@ -105,6 +114,7 @@ impl OperatorMetrics {
             approvals,
             approval_outcomes,
             approval_notifications,
+            approvals_expiring,
             policies,
             grants,
             leader,

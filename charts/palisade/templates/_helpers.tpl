@@ -148,3 +148,41 @@ the cluster serves neither version).
 {{- $version -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Pod metadata a component's values add: podLabels, podAnnotations.
+(dict "root" . "component" .Values.gateway) */}}
+{{- define "palisade.podMetadataExtras" -}}
+{{- with .component.podAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Where and how a component's pods are scheduled: imagePullSecrets
+(chart-wide), priorityClassName, nodeSelector, tolerations, affinity,
+topologySpreadConstraints. */}}
+{{- define "palisade.podScheduling" -}}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .component.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .component.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .component.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .component.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .component.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

@@ -21,7 +21,7 @@ import yaml
 
 KUBERNETES = "1.37.0"
 # Kinds whose schemas are not Kubernetes' own (the Prometheus Operator's).
-FOREIGN = {"ServiceMonitor"}
+FOREIGN = {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}
 
 # What `helm install` sees in discovery on clusters that serve
 # MutatingAdmissionPolicy: "group/version/Kind" for each served kind.
@@ -134,6 +134,43 @@ cases = {
         None,
         None,
     ),
+    "fits_real_clusters": (
+        {
+            "imagePullSecrets": [{"name": "regcred"}],
+            "gateway": {
+                "nodeSelector": {"pool": "gateways"},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ai", "effect": "NoSchedule"}],
+                "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                     "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}}}}]}},
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}}}],
+                "priorityClassName": "platform-critical",
+                "podAnnotations": {"example.com/team": "platform"},
+                "podLabels": {"team": "platform"},
+                "extraEnv": [{"name": "RUST_LOG", "value": "info,palisade=debug"}],
+                "extraArgs": ["--token-review-burst=80"],
+                "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/palisade"}},
+                "metricsPort": 9100,
+                "ingress": {"enabled": True, "className": "nginx", "hosts": ["palisade.example.com"],
+                            "tls": [{"secretName": "palisade-tls", "hosts": ["palisade.example.com"]}]},
+                "httpRoute": {"enabled": True, "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
+                              "hostnames": ["palisade.example.com"]},
+            },
+            "operator": {
+                "nodeSelector": {"pool": "system"},
+                "priorityClassName": "platform-critical",
+                "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "palisade@p.iam.gserviceaccount.com"}},
+                "extraEnv": [{"name": "RUST_LOG", "value": "debug"}],
+            },
+            "postgres": {"bundled": {"enabled": True}},
+            "metrics": {"serviceMonitor": {"enabled": True},
+                        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}, "denialBurst": 20}},
+        },
+        None,
+        None,
+    ),
 }
 wrong = {
     "replicas_not_a_number": ({"gateway": {"replicas": "two"}}, None),
@@ -157,6 +194,13 @@ wrong = {
         {"gateway": {"toolVolumes": [{"name": "d", "mountPath": "/var/spool/palisade/d", "volume": {"emptyDir": {}}}]}}, None),
     "tool_volume_with_two_sources": (
         {"gateway": {"toolVolumes": [{"name": "d", "mountPath": "/data", "volume": {"emptyDir": {}, "hostPath": {"path": "/"}}}]}}, None),
+    "pod_label_of_the_chart": ({"gateway": {"podLabels": {"app.kubernetes.io/component": "x"}}}, None),
+    "ingress_without_hosts": ({"gateway": {"ingress": {"enabled": True}}}, None),
+    "route_without_a_gateway": ({"gateway": {"httpRoute": {"enabled": True}}}, None),
+    "metrics_on_the_api_port": ({"gateway": {"metricsPort": 8080}}, None),
+    "extra_arg_not_a_flag": ({"operator": {"extraArgs": ["run"]}}, None),
+    "misspelt_ingress_key": ({"gateway": {"ingress": {"host": "a.example"}}}, None),
+    "pull_secret_as_a_string": ({"imagePullSecrets": ["regcred"]}, None),
 }
 out = {"lint": helm.lint(chart_dir, strict=True), "cases": {}, "refused": {}, "invalid": {}}
 for case, (values, api_versions, kube_version) in cases.items():

@@ -184,6 +184,23 @@ async fn held_calls_are_announced_waited_for_and_shown() {
     // --- Undecided: reminded before the deadline, then Expired.
     let second = hold(&h, "b@clinic.example").await;
     let expired = wait_for(&h, &second, "Expired");
+    // Less than 5 minutes left: what the chart's PalisadeApprovalsNearExpiry
+    // alert watches.
+    h.until(
+        "the operator counts it as expiring",
+        Duration::from_secs(10),
+        async || {
+            let text = reqwest::get(format!("http://{}/metrics", h.operator_metrics))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains(r#"palisade_operator_approvals_expiring{namespace="clinic"} 1"#)
+                .then_some(())
+        },
+    )
+    .await;
     let reminder = h
         .until("the reminder comes", Duration::from_secs(20), async || {
             received(&seen, &second)

@@ -139,8 +139,8 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     }
     assert_eq!(
         out["invalid"].as_object().unwrap().len(),
-        14,
-        "13 value sets and the CRDs"
+        15,
+        "14 value sets and the CRDs"
     );
     // No case renders two objects Helm would have to create under the
     // same name (an install fails on the second).
@@ -586,8 +586,9 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     );
     find(&all, "HorizontalPodAutoscaler", "palisade-gateway");
     let monitor = find(&all, "ServiceMonitor", "palisade");
-    // It scrapes the gateway and the operator, not the bundled
-    // PostgreSQL or Ollama (same labels; Ollama's port is named http too).
+    // It scrapes the gateways' and the operator's metrics ports: not the
+    // Service agents call, nor the bundled PostgreSQL or Ollama (same
+    // labels; Ollama's port is named http too).
     let selector = &monitor["spec"]["selector"];
     let scraped: Vec<&str> = all
         .iter()
@@ -613,7 +614,10 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
         })
         .map(|s| s["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(scraped, ["palisade-gateway", "palisade-operator-metrics"]);
+    assert_eq!(
+        scraped,
+        ["palisade-operator-metrics", "palisade-gateway-metrics"]
+    );
     let dashboard = find(&all, "ConfigMap", "palisade-dashboard");
     let json: Value =
         serde_json::from_str(dashboard["data"]["palisade.json"].as_str().unwrap()).unwrap();
