@@ -569,7 +569,8 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     // NOTES.txt tells the user the next commands.
     let notes = notes("default");
     for step in [
-        "kubectl apply -f examples/clinic-assistant.yaml",
+        "kubectl label secret openai-credentials -n clinic palisade.dev/credentials=true",
+        "kubectl apply -f - <<'EOF'",
         "kubectl get aipolicies -A -w",
         "kubectl get approvals -n clinic",
         "palisade-audit-dsn",
@@ -1047,6 +1048,36 @@ async fn the_chart_installs_into_the_api_server_with_the_helm_library() {
         ],
     );
     assert!(kubectl(&["get", "aipolicies", "-n", "clinic"]).contains("clinic-assistant"));
+    // The first policy the NOTES give, as pasted (with a cloud provider,
+    // and with the bundled Ollama), is taken by the installed CRDs.
+    let rendered = render();
+    for case in ["default", "everything"] {
+        let notes = rendered["cases"][case]["palisade/templates/NOTES.txt"]
+            .as_str()
+            .unwrap();
+        let start = notes.find("<<'EOF'\n").unwrap() + "<<'EOF'\n".len();
+        let end = start + notes[start..].find("\nEOF\n").unwrap();
+        let path =
+            std::env::temp_dir().join(format!("notes-policy-{case}-{}.yaml", std::process::id()));
+        std::fs::write(&path, &notes[start..end]).unwrap();
+        cp.kubectl_ok(User::Editor, &["apply", "-f", path.to_str().unwrap()]);
+        let provider = kubectl(&[
+            "get",
+            "aipolicy",
+            "first-policy",
+            "-n",
+            "clinic",
+            "-o",
+            "jsonpath={.spec.routing.defaultProvider}",
+        ]);
+        assert_eq!(
+            provider,
+            if case == "default" { "cloud" } else { "local" },
+            "{notes}"
+        );
+        // Only what the chart ships or the repository holds, said so.
+        assert!(!notes.contains("-f examples/"), "{notes}");
+    }
     drop(cp);
 
     // Most clusters before 1.36 serve no MutatingAdmissionPolicy: the
