@@ -39,6 +39,9 @@ enum Command {
     /// List, approve and deny held tool calls (standalone gateway).
     #[command(subcommand)]
     Approvals(palisade_gateway::cli::approvals::ApprovalsCommand),
+    /// Check a running gateway as an agent would: ready, and one tool
+    /// call decided with the expected reason code (the chart's helm test).
+    Smoke(palisade_gateway::cli::smoke::SmokeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -105,6 +108,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Audit(command) => palisade_gateway::cli::audit::run(command),
         Command::Approvals(command) => palisade_gateway::cli::approvals::run(command),
+        Command::Smoke(args) => palisade_gateway::cli::smoke::run(args),
         Command::Run(args) => Ok(palisade_gateway::run::run(*args)?),
         Command::Validate(args) => {
             let loaded = load(&args)?;

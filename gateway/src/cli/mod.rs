@@ -1,10 +1,12 @@
 //! The command line's commands other than `run` ([`crate::run`]):
-//! [`audit`] (migrate, verify, query the audit database) and [`approvals`]
-//! (list, approve, deny held calls of a standalone gateway), and what they
-//! share: their errors and their runtime.
+//! [`audit`] (migrate, verify, query the audit database), [`approvals`]
+//! (list, approve, deny held calls of a standalone gateway) and [`smoke`]
+//! (check a running gateway from outside), and what they share: their
+//! errors and their runtime.
 
 pub mod approvals;
 pub mod audit;
+pub mod smoke;
 
 use crate::approvals::ApprovalError;
 use crate::config::ConfigError;
@@ -21,6 +23,8 @@ pub enum CliError {
     Audit(#[from] palisade_audit::AuditError),
     #[error(transparent)]
     Approvals(#[from] ApprovalError),
+    #[error(transparent)]
+    Smoke(#[from] smoke::SmokeError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("metrics: {0}")]

@@ -123,6 +123,20 @@ impl HttpClient {
                     .with_no_client_auth()
             }
         };
+        Self::with_tls(tls)
+    }
+
+    /// [`HttpClient::new`], trusting only `roots` for `https://`.
+    pub fn with_roots(roots: rustls::RootCertStore) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Self::with_tls(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    fn with_tls(tls: rustls::ClientConfig) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);

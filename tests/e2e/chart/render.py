@@ -21,7 +21,7 @@ import yaml
 
 KUBERNETES = "1.37.0"
 # Kinds whose schemas are not Kubernetes' own (the Prometheus Operator's).
-FOREIGN = {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}
+FOREIGN = {"ServiceMonitor", "PrometheusRule", "HTTPRoute", "AIPolicy"}
 
 # What `helm install` sees in discovery on clusters that serve
 # MutatingAdmissionPolicy: "group/version/Kind" for each served kind.
@@ -131,6 +131,13 @@ cases = {
             {"name": "notes", "mountPath": "/var/lib/palisade/tools/notes", "readOnly": False,
              "volume": {"emptyDir": {"sizeLimit": "1Gi"}}},
         ]}},
+        None,
+        None,
+    ),
+    # What the e2e harness runs (tests/e2e/src/lib.rs FAKE_PROVIDER_EGRESS):
+    # its helm test hooks are applied there (tests/helm_test.rs).
+    "as_the_harness_runs": (
+        {"providers": {"allowedBaseUrls": ["http://127.0.0.1"], "allowPlaintextCredentials": True}},
         None,
         None,
     ),

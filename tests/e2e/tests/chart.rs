@@ -139,8 +139,8 @@ fn the_chart_renders_lints_and_refuses_wrong_values() {
     }
     assert_eq!(
         out["invalid"].as_object().unwrap().len(),
-        15,
-        "14 value sets and the CRDs"
+        16,
+        "15 value sets and the CRDs"
     );
     // No case renders two objects Helm would have to create under the
     // same name (an install fails on the second).
