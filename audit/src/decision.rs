@@ -24,6 +24,8 @@ pub enum AuditDecision {
     Executed,
     /// A tool Palisade ran failed, or its input was refused.
     Failed,
+    /// A security alert (rows of kind `security_alert`).
+    Alert,
 }
 
 impl AuditDecision {
@@ -40,6 +42,7 @@ impl AuditDecision {
             Self::Consumed => "Consumed",
             Self::Executed => "Executed",
             Self::Failed => "Failed",
+            Self::Alert => "Alert",
         }
     }
 }

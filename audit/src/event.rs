@@ -30,6 +30,8 @@ pub enum EventKind {
     Approval,
     /// What happened when Palisade ran an allowed call itself.
     ToolResult,
+    /// A security alert over an agent's decisions (decision `Alert`).
+    SecurityAlert,
 }
 
 impl EventKind {
@@ -41,6 +43,7 @@ impl EventKind {
             Self::Usage => "usage",
             Self::Approval => "approval",
             Self::ToolResult => "tool_result",
+            Self::SecurityAlert => "security_alert",
         }
     }
 
@@ -52,6 +55,7 @@ impl EventKind {
             "usage" => Some(Self::Usage),
             "approval" => Some(Self::Approval),
             "tool_result" => Some(Self::ToolResult),
+            "security_alert" => Some(Self::SecurityAlert),
             _ => None,
         }
     }
@@ -106,6 +110,10 @@ pub struct AuditEvent {
     pub result_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_bytes: Option<i64>,
+    /// A security alert: what it saw (never an argument's value). Left
+    /// out when empty, like the tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl AuditEvent {
@@ -147,6 +155,7 @@ impl AuditEvent {
             cached_tokens: None,
             result_sha256: None,
             result_bytes: None,
+            detail: None,
         }
     }
 
@@ -384,6 +393,7 @@ impl AuditEvent {
             cached_tokens: _,
             result_sha256,
             result_bytes: _,
+            detail,
         } = self;
         for field in [id, request_id, namespace, agent, decision] {
             scrub(field);
@@ -400,6 +410,7 @@ impl AuditEvent {
             approval,
             decided_by,
             result_sha256,
+            detail,
         ]
         .into_iter()
         .flatten()

@@ -35,6 +35,7 @@ mod providers;
 mod routing;
 mod runnable;
 mod secrets;
+mod security;
 mod served;
 mod tools;
 use claims::{Claims, claim_agents};
@@ -43,6 +44,7 @@ use providers::compile_providers;
 use routing::compile_routing;
 use runnable::compile_runnable;
 pub use secrets::Secrets;
+use security::compile_security;
 use served::{last_good, spec_within_budget, within_budget};
 use tools::{compile_grant, compile_tools};
 
@@ -520,6 +522,7 @@ fn compile_policy(
         redact_keys: spec.audit.redact_keys.clone(),
     };
     let limits = compile_limits(&mut d, spec.limits.as_ref());
+    let security = compile_security(&mut d, spec.security.as_ref());
     let assembled = (|| {
         Some(Policy {
             namespace: object.namespace.clone(),
@@ -542,6 +545,7 @@ fn compile_policy(
             audit,
             limits: limits?,
             runnable: runnable?,
+            security: security?,
         })
     })();
     d.finish(assembled)

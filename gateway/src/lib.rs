@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod providers;
 pub mod router;
 pub mod run;
+pub mod security;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;

@@ -279,6 +279,26 @@ impl Drop for Busy {
     }
 }
 
+/// Serves the metrics port (`--metrics-listen`): plain HTTP, `app` only,
+/// until aborted. Says where on stdout, best effort (whoever read the
+/// first line may have closed it since).
+pub fn serve_metrics(
+    listener: TcpListener,
+    addr: std::net::SocketAddr,
+    app: Router,
+) -> tokio::task::JoinHandle<()> {
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stdout(),
+        "palisade-gateway serving /metrics on http://{addr}/metrics"
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

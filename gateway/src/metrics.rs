@@ -33,6 +33,10 @@ pub struct GatewayMetrics {
     /// Replacements made in tool results before a model or client saw
     /// them, by kind (`api_key`, `private_key`, `blob`, `truncated`, ...).
     pub tool_result_redactions: IntCounterVec,
+    /// Security alerts raised, by kind; and those held back by their
+    /// cooldown.
+    pub security_alerts: IntCounterVec,
+    pub security_alerts_held_back: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -109,6 +113,22 @@ impl GatewayMetrics {
             &["kind"],
         )?;
         registry.register(Box::new(tool_result_redactions.clone()))?;
+        let security_alerts = IntCounterVec::new(
+            Opts::new(
+                "palisade_security_alerts_total",
+                "Security alerts raised, by kind (path_traversal, sql_injection, denial_burst, repeated_held_call, new_tool, token_jump)",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(security_alerts.clone()))?;
+        let security_alerts_held_back = IntCounterVec::new(
+            Opts::new(
+                "palisade_security_alerts_held_back_total",
+                "Security alerts not raised again within their cooldown (spec.security.alerts.cooldown), by kind",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(security_alerts_held_back.clone()))?;
         let body_bytes_in_flight = IntGauge::new(
             "palisade_request_body_bytes_in_flight",
             "Request-body bytes held or reserved now, against --max-in-flight-body-bytes (past it: 503 gateway.overloaded)",
@@ -138,6 +158,8 @@ impl GatewayMetrics {
             audit,
             tool_runs,
             tool_result_redactions,
+            security_alerts,
+            security_alerts_held_back,
         })
     }
 

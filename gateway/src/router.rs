@@ -68,7 +68,8 @@ pub fn routes(state: AppState, metrics_route: MetricsRoute) -> Router {
     if state.audit_reader.is_some() {
         router = router
             .route("/v1/audit/events", get(api::audit_query::events))
-            .route("/v1/audit/usage", get(api::audit_query::usage));
+            .route("/v1/audit/usage", get(api::audit_query::usage))
+            .route("/v1/security/alerts", get(api::audit_query::alerts));
     }
     router
         .fallback(unknown_route)

@@ -18,7 +18,6 @@ use palisade_audit::{
 };
 use palisade_crds::standalone;
 use palisade_policy::Egress;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -553,6 +552,15 @@ async fn serve(
             per_second: args.token_reviews_per_second,
             burst: args.token_review_burst,
         };
+        // Security alerts become Events on their AIPolicy.
+        let reporter = kube::runtime::events::Reporter {
+            controller: "palisade-gateway".into(),
+            instance: Some(instance_name()),
+        };
+        state = state.events(kube::runtime::events::Recorder::new(
+            client.clone(),
+            reporter,
+        ));
         let reviewer = TokenReviewer::new(client, args.token_audiences.clone()).rate(rate);
         state = state.service_accounts(reviewer);
     }
@@ -560,24 +568,16 @@ async fn serve(
         state = state.audit_reader(store, token);
     }
     let state = state.build();
-    let mut metrics_server = None;
-    let metrics_route = match metrics_listener {
-        None => MetricsRoute::Here,
-        Some((listener, addr)) => {
-            // Best effort: whoever read the first line may have closed
-            // stdout since.
-            let _ = writeln!(
-                std::io::stdout(),
-                "palisade-gateway serving /metrics on http://{addr}/metrics"
-            );
-            let app = metrics_app(state.clone());
-            metrics_server = Some(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "the metrics listener stopped");
-                }
-            }));
-            MetricsRoute::Elsewhere
-        }
+    let (metrics_route, metrics_server) = match metrics_listener {
+        None => (MetricsRoute::Here, None),
+        Some((listener, addr)) => (
+            MetricsRoute::Elsewhere,
+            Some(crate::listener::serve_metrics(
+                listener,
+                addr,
+                metrics_app(state.clone()),
+            )),
+        ),
     };
     // Standalone: nobody else expires approvals, so this process audits
     // each expiry once (the operator does it in a cluster).

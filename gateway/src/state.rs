@@ -58,6 +58,11 @@ pub struct StateParts {
     pub chat_events: ChatEvents,
     /// What each agent and policy has used of its `spec.limits`.
     pub budgets: Budgets,
+    /// Each agent's recent history, for the security alerts.
+    pub security: crate::security::SecurityWatch,
+    /// Where security alerts are announced as Events on their policy (in
+    /// a cluster).
+    pub events: Option<crate::security::report::EventSink>,
 }
 
 /// The audit database, readable over HTTP with the auditor's token.
@@ -109,6 +114,7 @@ impl AppState {
             egress: Egress::default(),
             chat_events: ChatEvents::default(),
             budgets: Budgets::default(),
+            events: None,
         }
     }
 }
@@ -128,9 +134,16 @@ pub struct AppStateBuilder {
     egress: Egress,
     chat_events: ChatEvents,
     budgets: Budgets,
+    events: Option<crate::security::report::EventSink>,
 }
 
 impl AppStateBuilder {
+    /// Announces security alerts as Events on their policy.
+    pub fn events(mut self, recorder: kube::runtime::events::Recorder) -> Self {
+        self.events = Some(crate::security::report::EventSink(recorder));
+        self
+    }
+
     /// Counts `spec.limits` with this clock (default: the system's).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.budgets = Budgets::with_clock(clock);
@@ -207,6 +220,8 @@ impl AppStateBuilder {
             egress: self.egress,
             chat_events: self.chat_events,
             budgets: self.budgets,
+            security: Default::default(),
+            events: self.events,
         }))
     }
 }

@@ -68,6 +68,7 @@ fn tool_policy(n: usize) -> PolicyBundle {
         audit: AuditSettings::default(),
         limits: Default::default(),
         runnable: Default::default(),
+        security: Default::default(),
     };
     PolicyBundle::new(vec![policy], vec![], vec![]).unwrap()
 }
@@ -120,6 +121,7 @@ fn routing_policy(keywords: usize) -> PolicyBundle {
         audit: AuditSettings::default(),
         limits: Default::default(),
         runnable: Default::default(),
+        security: Default::default(),
     };
     PolicyBundle::new(vec![policy], vec![], vec![]).unwrap()
 }

@@ -186,6 +186,9 @@ pub struct Policy {
     /// Tools the gateway runs itself (`spec.tools.run`).
     #[serde(default, skip_serializing_if = "crate::RunnableTools::is_default")]
     pub runnable: crate::RunnableTools,
+    /// Security alert thresholds (`spec.security.alerts`).
+    #[serde(default, skip_serializing_if = "crate::SecuritySettings::is_default")]
+    pub security: crate::SecuritySettings,
 }
 
 impl Policy {

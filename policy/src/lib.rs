@@ -27,6 +27,7 @@ mod reason;
 mod routing;
 mod runnable;
 mod sanitize;
+mod security;
 mod tool;
 
 pub use approval::{ApprovalDecision, HeldCall};
@@ -56,4 +57,5 @@ pub use runnable::{
     RunnableTools, SQL_QUERY, SqlDatabase, SqlEngine, SqlTool, ToolOffer, WRITE_FILE,
 };
 pub use sanitize::{Redaction, Redactions, cap, sanitize_bytes, sanitize_json, sanitize_text};
+pub use security::{AlertKind, Burst, SecuritySettings, argument_shapes};
 pub use tool::{Grant, MAX_TOOL_NAME_BYTES, ToolCall, ToolRule, ToolRules, ToolRulesError};

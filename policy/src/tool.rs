@@ -416,6 +416,7 @@ mod tests {
             audit: AuditSettings::default(),
             limits: Default::default(),
             runnable: Default::default(),
+            security: Default::default(),
         };
         let grants = (0..2)
             .map(|i| Grant {

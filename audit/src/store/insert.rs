@@ -219,6 +219,7 @@ async fn insert_postgres(
             .bind(int(|c| c.event.cached_tokens))
             .bind(opt(|c| c.event.result_sha256.as_deref()))
             .bind(int(|c| c.event.result_bytes))
+            .bind(opt(|c| c.event.detail.as_deref()))
             .bind(col(|c| &c.prev_hash))
             .bind(col(|c| &c.hash));
         inserted += q.execute(&mut *conn).await?.rows_affected();
@@ -303,6 +304,7 @@ fn insert_sqlite(
                 e.cached_tokens,
                 e.result_sha256,
                 e.result_bytes,
+                e.detail,
                 c.prev_hash,
                 c.hash,
             ])? as u64;

@@ -55,6 +55,7 @@ const COLUMNS: &[(&str, &str)] = &[
     ("cached_tokens", "int8"),
     ("result_sha256", "text"),
     ("result_bytes", "int8"),
+    ("detail", "text"),
     ("prev_hash", "text"),
     ("hash", "text"),
 ];

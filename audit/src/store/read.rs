@@ -150,6 +150,7 @@ fn decode(row: &AnyRow) -> Result<ChainedEvent, AuditError> {
         cached_tokens: oi("cached_tokens")?,
         result_sha256: os("result_sha256")?,
         result_bytes: oi("result_bytes")?,
+        detail: os("detail")?,
     };
     Ok(ChainedEvent {
         event,

@@ -91,6 +91,12 @@ pub struct AIPolicySpec {
     /// reason code. Omitted: no limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsSpec>,
+
+    /// Security alerts over the agents' decisions (attack shapes in tool
+    /// arguments, bursts of denials, repeated held calls, new tools,
+    /// token jumps). Omitted: on, with the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<super::SecuritySpec>,
 }
 
 impl AIPolicySpec {

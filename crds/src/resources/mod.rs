@@ -3,11 +3,13 @@
 
 mod aipolicy;
 mod approval;
+mod security;
 mod tool_run;
 mod toolgrant;
 
 pub use aipolicy::*;
 pub use approval::*;
+pub use security::*;
 pub use tool_run::*;
 pub use toolgrant::*;
 

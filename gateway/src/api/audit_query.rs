@@ -1,6 +1,7 @@
 //! `GET /v1/audit/events` (the audit query over HTTP, with the CLI's
-//! filters) and `GET /v1/audit/usage` (tokens and requests per agent,
-//! provider and model), for the holder of the auditor token
+//! filters), `GET /v1/audit/usage` (tokens and requests per agent,
+//! provider and model) and `GET /v1/security/alerts` (the security
+//! alerts' rows), for the holder of the auditor token
 //! (GatewaySettings `spec.audit.readTokenEnv`). Served only when that
 //! token is configured.
 
@@ -82,6 +83,85 @@ pub async fn events(
     let filter = filter_of(params)?;
     let events = reader.store.query(&filter).await.map_err(unavailable)?;
     Ok(Json(Events { events }))
+}
+
+/// One security alert, as `GET /v1/security/alerts` lists it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertView {
+    pub time: jiff::Timestamp,
+    pub namespace: String,
+    pub agent: String,
+    /// `path_traversal`, `sql_injection`, `denial_burst`,
+    /// `repeated_held_call`, `new_tool`, `token_jump`.
+    pub kind: String,
+    pub policy: Option<String>,
+    pub tool: Option<String>,
+    pub argument_digest: Option<String>,
+    pub detail: Option<String>,
+    /// The request that raised it (its own decision row has this id).
+    pub request_id: String,
+}
+
+/// The answer of `GET /v1/security/alerts`.
+#[derive(Debug, Serialize)]
+pub struct Alerts {
+    pub alerts: Vec<AlertView>,
+}
+
+/// `GET /v1/security/alerts?namespace=&agent=&kind=&since=&until=&limit=`
+/// (`since` defaults to 24 hours ago): the security alerts in the audit,
+/// newest last, for the holder of the auditor token.
+pub async fn alerts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Alerts>, GatewayError> {
+    let reader = reader(&state, &headers)?;
+    let Query(params) = query.map_err(|e| GatewayError::AuditQueryParameter(e.body_text()))?;
+    let mut translated = Vec::new();
+    for (name, value) in params {
+        match name.as_str() {
+            "kind" => translated.push(("reason".to_owned(), format!("alert.{value}"))),
+            "namespace" | "agent" | "since" | "until" | "limit" => translated.push((name, value)),
+            _ => {
+                return Err(GatewayError::AuditQueryParameter(format!(
+                    "unknown parameter {name:?}: use namespace, agent, kind, since, until, limit"
+                )));
+            }
+        }
+    }
+    let mut filter = filter_of(translated)?;
+    filter.decision = Some(palisade_audit::AuditDecision::Alert.as_str().to_owned());
+    if filter.since.is_none() {
+        filter.since = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_hours(24))
+            .ok();
+    }
+    let rows = reader.store.query(&filter).await.map_err(unavailable)?;
+    let alerts = rows
+        .into_iter()
+        .map(|c| {
+            let e = c.event;
+            let kind = e
+                .reason_codes
+                .first()
+                .map(|r| r.trim_start_matches("alert.").to_owned())
+                .unwrap_or_default();
+            AlertView {
+                time: e.time,
+                namespace: e.namespace,
+                agent: e.agent,
+                kind,
+                policy: e.policy,
+                tool: e.tool,
+                argument_digest: e.argument_digest,
+                detail: e.detail,
+                request_id: e.request_id,
+            }
+        })
+        .collect();
+    Ok(Json(Alerts { alerts }))
 }
 
 /// The answer of `GET /v1/audit/usage`: totals per namespace, agent,

@@ -227,6 +227,24 @@ pub fn document() -> Value {
                     "503": error_response("The audit database cannot be read")
                 }
             }},
+            "/v1/security/alerts": {"get": {
+                "summary": "Security alerts over the agents' decisions (auditor token; served with the audit queries)",
+                "security": [{"auditorToken": []}],
+                "parameters": [
+                    {"name": "namespace", "in": "query", "schema": {"type": "string"}},
+                    {"name": "agent", "in": "query", "schema": {"type": "string"}},
+                    {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["path_traversal", "sql_injection", "denial_burst", "repeated_held_call", "new_tool", "token_jump"]}},
+                    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "Default: 24 hours ago"},
+                    {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 10000}}
+                ],
+                "responses": {
+                    "200": {"description": "{\"alerts\": [{time, namespace, agent, kind, policy, tool, argumentDigest, detail, requestId}]}, oldest first"},
+                    "400": error_response("A parameter it does not take, or a time that is not RFC 3339 (invalid_parameter)"),
+                    "401": error_response("No, or a wrong, auditor token"),
+                    "503": error_response("The audit database cannot be read")
+                }
+            }},
             "/v1/audit/usage": {"get": {
                 "summary": "Requests and tokens per namespace, agent, provider and model (standalone; auditor token)",
                 "security": [{"auditorToken": []}],

@@ -90,6 +90,19 @@ pub fn decide_tool_call<'s>(
         (&call.who.namespace, &call.who.agent),
         &evaluated.decision,
     );
+    if let Some(policy) = evaluated.policy {
+        let observed = crate::security::Observed {
+            namespace: &call.who.namespace,
+            agent: &call.who.agent,
+            policy: Some(&policy.name),
+            tool: call.tool,
+            arguments: call.arguments.value(),
+            digest: call.arguments.digest(),
+            outcome: evaluated.decision.outcome,
+            request_id: call.request_id,
+        };
+        crate::security::report::tool_call(state, &policy.security, &observed);
+    }
     ToolCallDecision {
         decision: evaluated.decision,
         policy: evaluated.policy,
@@ -381,6 +394,21 @@ pub fn count_tokens(state: &AppState, e: &mut AuditEvent, tokens: Tokens) {
             .tokens
             .with_label_values(&[&e.namespace, &e.agent, provider, model, kind])
             .inc_by(n);
+    }
+    // A sudden jump in the agent's tokens, by its policy's thresholds.
+    if let Some(snapshot) = state.config.load_full()
+        && let Some(policy) = e
+            .policy
+            .as_deref()
+            .and_then(|name| snapshot.bundle.policy(&e.namespace, name))
+    {
+        crate::security::report::tokens(
+            state,
+            &policy.security,
+            (&e.namespace, &e.agent, Some(&policy.name)),
+            tokens.input.saturating_add(tokens.output),
+            &e.request_id,
+        );
     }
 }
 

@@ -180,6 +180,7 @@ impl PolicyBuilder {
             audit: AuditSettings::default(),
             limits: Default::default(),
             runnable: Default::default(),
+            security: Default::default(),
         }
     }
 }

@@ -45,6 +45,9 @@ pub enum Script {
     Sequence(Vec<Script>),
     /// `307 Temporary Redirect` to this URL.
     Redirect(String),
+    /// Answers `ok` (OpenAI API, not streamed) with usage reporting this
+    /// many completion tokens: a model that suddenly writes at length.
+    Verbose(u64),
     /// For benchmarks: answer `ok` at once, except that a model named
     /// `slow-<N>ms` answers after N ms; a streamed answer sends its role
     /// chunk at once, then `chunks` content chunks `interval` apart.
@@ -312,6 +315,7 @@ fn text_and_calls(script: &Script) -> (String, Vec<(String, Value)>) {
         Script::Text(t) => (t.clone(), Vec::new()),
         Script::ToolCalls(calls) => (String::new(), calls.clone()),
         Script::RawToolCalls(_) => (String::new(), Vec::new()),
+        Script::Verbose(_) => ("ok".into(), Vec::new()),
         _ => ("slow".into(), Vec::new()),
     }
 }
@@ -352,7 +356,12 @@ async fn completions(
         )
     };
     if body["stream"].as_bool() != Some(true) {
-        return axum::Json(completion(&model, message, finish)).into_response();
+        let mut answer = completion(&model, message, finish);
+        if let Script::Verbose(n) = script {
+            answer["usage"] =
+                json!({"prompt_tokens": 5, "completion_tokens": n, "total_tokens": n + 5});
+        }
+        return axum::Json(answer).into_response();
     }
     // SSE: a role chunk, the content word by word (or tool calls in
     // fragments, as OpenAI sends them), the finish chunk, then [DONE].
