@@ -13,8 +13,10 @@
 //! - request headers of at most [`MAX_HEADER_BYTES`] (both protocols).
 //!
 //! Bodies are read only after authentication, within their own budget
-//! ([`crate::limits`]). On shutdown every connection is asked to finish
-//! what it has in flight, and [`serve`] returns when all have.
+//! ([`crate::limits`]). On shutdown ([`shutdown_signal`]: SIGTERM or
+//! Ctrl-C) every connection is asked to finish what it has in flight, and
+//! [`serve`] returns when all have. The metrics port, when it has one of
+//! its own, is [`serve_metrics`].
 
 use axum::Router;
 use http_body_util::BodyExt;
@@ -297,6 +299,38 @@ pub fn serve_metrics(
             tracing::error!(error = %e, "the metrics listener stopped");
         }
     })
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are installed
+/// when this is called, not when the future is first polled: a signal that
+/// arrives after the gateway said it listens, but before the accept loop
+/// first looked at this future, must still drain the audit queue rather
+/// than kill the process with decisions unwritten.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            let next = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = next(term) => {},
+                _ = next(interrupt) => {},
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]

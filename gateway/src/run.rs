@@ -58,6 +58,12 @@ pub struct RunArgs {
     /// Address to listen on (default: GatewaySettings spec.listen, 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<String>,
+    /// The environment variable holding the auditor's token, which may
+    /// read the audit over HTTP (`/v1/audit/*`, `/v1/security/alerts`);
+    /// overrides GatewaySettings `spec.audit.readTokenEnv`. In a cluster,
+    /// the only way to serve those routes.
+    #[arg(long, value_name = "VAR")]
+    pub audit_read_token_env: Option<String>,
     /// Serve `/metrics` only on this address (plain HTTP, with
     /// `/healthz`), not on --listen: agents that can call the gateway
     /// cannot read other tenants' counters. Unset: `/metrics` on --listen.
@@ -277,38 +283,6 @@ fn instance_name() -> String {
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are installed
-/// when this is called, not when the future is first polled: a signal that
-/// arrives after the gateway said it listens, but before the accept loop
-/// first looked at this future, must still drain the audit queue rather
-/// than kill the process with decisions unwritten.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate());
-        let interrupt = signal(SignalKind::interrupt());
-        async move {
-            let next = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
-                match s {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = next(term) => {},
-                _ = next(interrupt) => {},
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 pub fn run(args: RunArgs) -> Result<ExitCode, StartupError> {
     let interval = duration("reload-interval", &args.reload_interval)?;
     let header_timeout = duration("header-read-timeout", &args.header_read_timeout)?;
@@ -455,7 +429,7 @@ async fn serve(
     header_timeout: Duration,
     body_timeout: Duration,
 ) -> Result<ExitCode, StartupError> {
-    let shutdown = shutdown_signal();
+    let shutdown = crate::listener::shutdown_signal();
     let metrics = Arc::new(GatewayMetrics::new()?);
     let watch_namespaces = WatchNamespaces::parse(args.watch_namespaces.as_deref().unwrap_or(""))?;
     if !args.kubernetes && !watch_namespaces.is_all() {
@@ -487,7 +461,11 @@ async fn serve(
         (None, true) => return Err(StartupError::AuditUrlRequired),
     };
     let store = Store::open(&audit_url, Migrations::Apply).await?;
-    let read_token = match &settings.audit.read_token_env {
+    let read_token = match args
+        .audit_read_token_env
+        .as_ref()
+        .or(settings.audit.read_token_env.as_ref())
+    {
         None => None,
         Some(var) => {
             Some(std::env::var(var).map_err(|_| StartupError::ReadTokenUnset(var.clone()))?)

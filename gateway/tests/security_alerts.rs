@@ -53,6 +53,22 @@ spec:
     )
 }
 
+/// The gateway process, killed when dropped.
+struct Stopped(std::process::Child);
+
+impl Stopped {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_agent_raises_every_alert_once_without_leaking_its_arguments() {
     let python = common::openai_python().await;
@@ -67,7 +83,7 @@ async fn a_hostile_agent_raises_every_alert_once_without_leaking_its_arguments()
     let dir = palisade_testkit::temp_dir("security-alerts");
     let path = dir.join("policy.yaml");
     std::fs::write(&path, config(&model.base_url())).unwrap();
-    let (mut gateway, addr) = common::spawn_gateway_with_env(
+    let (gateway, addr) = common::spawn_gateway_with_env(
         &[
             "run",
             "--config",
@@ -77,6 +93,8 @@ async fn a_hostile_agent_raises_every_alert_once_without_leaking_its_arguments()
         ],
         &[("PALISADE_AUDITOR", AUDITOR)],
     );
+    // Killed however the test ends.
+    let mut gateway = Stopped(gateway);
     let url = format!("http://{addr}");
     let out = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -199,8 +217,7 @@ async fn a_hostile_agent_raises_every_alert_once_without_leaking_its_arguments()
         metrics.contains("palisade_security_alerts_held_back_total{kind=\"denial_burst\"} 2"),
         "{metrics}"
     );
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    gateway.stop();
 
     // In the audit: rows of their own kind, each with its reason code.
     let store = Store::open(

@@ -69,6 +69,9 @@ pub struct Lifecycle {
     pub namespaces: Vec<String>,
     /// Posts the notifications policies ask for (`spec.approvals.notify`).
     pub webhook: Webhook,
+    /// Notifications sent whose recording status has not been seen yet,
+    /// by approval uid (like [`Lifecycle::audited`]).
+    pub notified: Arc<Mutex<std::collections::HashSet<(String, Notification)>>>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -245,7 +248,18 @@ async fn notify_if_due(
     now: Timestamp,
 ) -> Result<Option<Timestamp>, LifecycleError> {
     let phase = status.phase.unwrap_or(ApprovalPhase::Pending);
-    let sent = &status.notified;
+    // What the status records, and what this process sent that a status
+    // it has seen does not record yet (a pass on a copy older than its own
+    // write must not send it again).
+    let uid = a.uid().unwrap_or_default();
+    let sent: Vec<Notification> = {
+        let mut memory = cx.notified.lock().unwrap_or_else(|p| p.into_inner());
+        memory.retain(|(u, kind)| u != &uid || !status.notified.contains(kind));
+        let mut sent = status.notified.clone();
+        sent.extend(memory.iter().filter(|(u, _)| u == &uid).map(|(_, k)| *k));
+        sent
+    };
+    let sent = &sent;
     if phase != ApprovalPhase::Pending || sent.contains(&Notification::Expiring) {
         return Ok(None);
     }
@@ -289,6 +303,10 @@ async fn notify_if_due(
         .approval_notifications
         .with_label_values(&["sent"])
         .inc();
+    cx.notified
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((uid.clone(), kind));
     let mut notified = sent.clone();
     notified.push(kind);
     let api: Api<Approval> = Api::namespaced(cx.client.clone(), &namespace);
@@ -302,7 +320,13 @@ async fn notify_if_due(
         .await
     {
         Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            // Gone: nothing more to remember for it.
+            cx.notified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(u, _)| u != &uid);
+        }
         Err(e) => return Err(e.into()),
     }
     Ok(notify::next_due(a, &notified, target.before_expiry))

@@ -34,6 +34,7 @@ pub async fn run(client: Client, config: OperatorConfig) -> Result<(), Error> {
         audited: Default::default(),
         namespaces: config.watch_namespaces.clone(),
         webhook: crate::approvals::Webhook::new(),
+        notified: Default::default(),
     };
     tokio::select! {
         result = crate::reconcile::run(client, config) => result,

@@ -202,7 +202,7 @@ pub struct ApprovalStatus {
 }
 
 /// A notification about an Approval.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum Notification {
     /// The call was held: someone should decide.
     Requested,

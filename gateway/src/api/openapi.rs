@@ -207,7 +207,7 @@ pub fn document() -> Value {
                 }
             }},
             "/v1/audit/events": {"get": {
-                "summary": "The audit's rows (standalone; auditor token; served only when one is configured)",
+                "summary": "The audit's rows (auditor token; served only when one is configured)",
                 "security": [{"auditorToken": []}],
                 "parameters": [
                     {"name": "requestId", "in": "query", "schema": {"type": "string"}},
@@ -246,7 +246,7 @@ pub fn document() -> Value {
                 }
             }},
             "/v1/audit/usage": {"get": {
-                "summary": "Requests and tokens per namespace, agent, provider and model (standalone; auditor token)",
+                "summary": "Requests and tokens per namespace, agent, provider and model (auditor token)",
                 "security": [{"auditorToken": []}],
                 "parameters": [
                     {"name": "namespace", "in": "query", "schema": {"type": "string"}},

@@ -117,8 +117,6 @@ pub fn payload(a: &Approval, kind: Notification) -> Value {
 /// Why a notification could not be sent (for the Warning Event).
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    #[error("AIPolicy {0} is gone")]
-    NoPolicy(String),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("Secret {name} (key {key}) named by spec.approvals.notify.webhookSecretRef {problem}")]
@@ -184,11 +182,12 @@ impl Webhook {
         namespace: &str,
         policy: &str,
     ) -> Result<Option<Target>, NotifyError> {
+        // A policy deleted since the call was held asks for nothing.
         let Some(p) = Api::<AIPolicy>::namespaced(client.clone(), namespace)
             .get_opt(policy)
             .await?
         else {
-            return Err(NotifyError::NoPolicy(policy.to_owned()));
+            return Ok(None);
         };
         let Some(notify) = p.spec.approvals.notify else {
             return Ok(None);

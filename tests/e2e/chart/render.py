@@ -160,6 +160,7 @@ cases = {
                 "extraArgs": ["--token-review-burst=80"],
                 "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/palisade"}},
                 "metricsPort": 9100,
+                "auditorToken": {"secretName": "palisade-auditor"},
                 "ingress": {"enabled": True, "className": "nginx", "hosts": ["palisade.example.com"],
                             "tls": [{"secretName": "palisade-tls", "hosts": ["palisade.example.com"]}]},
                 "httpRoute": {"enabled": True, "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],

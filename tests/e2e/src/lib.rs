@@ -39,6 +39,9 @@ pub const FAKE_PROVIDER_EGRESS: [&str; 3] = [
     "--allow-plaintext-credentials",
 ];
 
+/// The auditor's token every harness gateway takes (`--audit-read-token-env`).
+pub const AUDITOR_TOKEN: &str = "e2e-auditor-token";
+
 /// How the harness runs the operator and installs the chart.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -440,10 +443,14 @@ impl Harness {
                 "127.0.0.1:0",
                 "--audit-url",
                 &self.audit_url,
+                // As the chart passes gateway.auditorToken.
+                "--audit-read-token-env",
+                "PALISADE_AUDITOR_TOKEN",
             ])
             .args(FAKE_PROVIDER_EGRESS)
             .args(self.watch_args())
             .env("KUBECONFIG", kubeconfig)
+            .env("PALISADE_AUDITOR_TOKEN", AUDITOR_TOKEN)
             .env("POD_NAME", name)
             .env("RUST_LOG", "warn")
             .current_dir(&self.dir)

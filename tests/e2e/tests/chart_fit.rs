@@ -228,6 +228,10 @@ fn the_chart_fits_real_clusters() {
         args.contains(&"--metrics-listen=0.0.0.0:9090".to_owned()),
         "{args:?}"
     );
+    assert!(
+        !args.iter().any(|a| a.starts_with("--audit-read-token-env")),
+        "{args:?}"
+    );
     assert!(!default.iter().any(|d| d["kind"] == "Ingress"
         || d["kind"] == "HTTPRoute"
         || d["kind"] == "PrometheusRule"));

@@ -3,7 +3,8 @@
 //! leader election and a short approval retention) and two gateways run
 //! with tokens of the chart's ServiceAccounts through every flow — compile,
 //! status, Events, kill switch, approvals created / watched / consumed /
-//! expired / collected, TokenReview — so a permission the chart forgot
+//! expired / collected, TokenReview, a security alert's Event — so a
+//! permission the chart forgot
 //! fails the flow. Then the API server's audit log is checked against the
 //! rendered default chart: no request of theirs was refused, every rule was
 //! used (nothing granted for nothing, except the few listed with why), and
@@ -24,6 +25,7 @@ const NOT_OBSERVABLE: &[(&str, &str, &str, &str)] = &[
     ("gateway", "create", "coordination.k8s.io", "leases"),
     // kube-runtime's recorder patches an Event when it repeats (a series).
     ("operator", "patch", "events.k8s.io", "events"),
+    ("gateway", "patch", "events.k8s.io", "events"),
 ];
 
 /// One request from the API server's audit log.
@@ -171,6 +173,29 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
     assert_eq!(status, 200);
     let (status, _) = h.tool_call(1, &h.intake, &using).await;
     assert_eq!(status, 403);
+    // A security alert: an Event on the policy, from the gateway.
+    let (status, _) = h
+        .tool_call(
+            0,
+            &h.intake,
+            &json!({"tool": "calendar_read", "arguments": {"path": "../../etc/passwd"}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    h.until("the alert's Event", Duration::from_secs(10), async || {
+        let out = h.kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            "clinic",
+            "--field-selector",
+            "reason=SecurityAlert",
+            "-o",
+            "name",
+        ]);
+        (!out.trim().is_empty()).then_some(())
+    })
+    .await;
     // A kill switch flip (the operator rewrites the Secret, gateways apply).
     h.patch_policy("merge", r#"{"spec":{"suspend":true}}"#);
     h.until(

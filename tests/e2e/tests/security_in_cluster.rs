@@ -1,10 +1,11 @@
 //! Security alerts in a cluster (issue 27): a gateway replica, with the
 //! chart's RBAC, announces an alert as a Warning Event `SecurityAlert` on
-//! the AIPolicy that decided, which `kubectl get events` shows, without
-//! the argument that raised it.
+//! the AIPolicy that decided, which `kubectl get events` shows, and the
+//! other replica lists it to the auditor over HTTP; never the argument
+//! that raised it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use palisade_e2e::Harness;
+use palisade_e2e::{AUDITOR_TOKEN, Harness};
 use serde_json::json;
 use std::time::Duration;
 
@@ -50,4 +51,19 @@ async fn an_alert_is_an_event_on_the_policy() {
         "jsonpath={.items[0].type} {.items[0].involvedObject.kind}",
     ]);
     assert_eq!(kind, "Warning AIPolicy");
+    // And over HTTP, for the auditor, from the shared PostgreSQL audit:
+    // the other replica lists what the first one raised.
+    let (status, body) = h
+        .get(1, AUDITOR_TOKEN, "/v1/security/alerts?kind=sql_injection")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let alert = &body["alerts"][0];
+    assert_eq!(
+        (&alert["agent"], &alert["tool"]),
+        (&json!("intake"), &json!("sql_query")),
+        "{body}"
+    );
+    assert_eq!(alert["policy"], "clinic-assistant");
+    assert!(!body.to_string().contains("secret_column"), "{body}");
+    assert_eq!(h.get(1, &h.intake, "/v1/security/alerts").await.0, 401);
 }
