@@ -354,7 +354,7 @@ impl<'s> ChatRouting<'s> {
             Ok(tokens) => {
                 e.upstream_status = Some(200);
                 if let Some(t) = tokens {
-                    count_tokens(state, e, t);
+                    count_tokens(state, e, t, self.policy);
                 }
             }
             Err(status) => {
@@ -367,8 +367,9 @@ impl<'s> ChatRouting<'s> {
 }
 
 /// Puts `tokens` in the routing event `e` (served: provider and model
-/// set) and counts them in `palisade_tokens_total`.
-pub fn count_tokens(state: &AppState, e: &mut AuditEvent, tokens: Tokens) {
+/// set), counts them in `palisade_tokens_total`, and watches them for a
+/// jump by `policy`'s thresholds (the policy that routed the request).
+pub fn count_tokens(state: &AppState, e: &mut AuditEvent, tokens: Tokens, policy: Option<&Policy>) {
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     e.input_tokens = Some(as_i64(tokens.input));
     e.output_tokens = Some(as_i64(tokens.output));
@@ -395,13 +396,7 @@ pub fn count_tokens(state: &AppState, e: &mut AuditEvent, tokens: Tokens) {
             .with_label_values(&[&e.namespace, &e.agent, provider, model, kind])
             .inc_by(n);
     }
-    // A sudden jump in the agent's tokens, by its policy's thresholds.
-    if let Some(snapshot) = state.config.load_full()
-        && let Some(policy) = e
-            .policy
-            .as_deref()
-            .and_then(|name| snapshot.bundle.policy(&e.namespace, name))
-    {
+    if let Some(policy) = policy {
         crate::security::report::tokens(
             state,
             &policy.security,

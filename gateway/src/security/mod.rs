@@ -52,12 +52,32 @@ pub struct Observed<'a> {
     pub request_id: &'a str,
 }
 
-/// Every agent's history, in this process.
+/// Every agent's history, in this process, by namespace then agent (so
+/// a known agent is found without building a key).
 #[derive(Debug, Default)]
 pub struct SecurityWatch {
-    agents: Mutex<HashMap<(String, String), History>>,
+    agents: Mutex<HashMap<String, HashMap<String, History>>>,
 }
 
+/// `agent`'s history in `namespace`, made on first sight: keys are
+/// copied only then, not for every decision. (Always `Some`: the
+/// borrow checker cannot see an entry looked up right after its insert.)
+fn history<'a>(
+    agents: &'a mut HashMap<String, HashMap<String, History>>,
+    namespace: &str,
+    agent: &str,
+) -> Option<&'a mut History> {
+    if !agents.contains_key(namespace) {
+        agents.insert(namespace.to_owned(), HashMap::new());
+    }
+    let in_namespace = agents.get_mut(namespace)?;
+    if !in_namespace.contains_key(agent) {
+        in_namespace.insert(agent.to_owned(), History::default());
+    }
+    in_namespace.get_mut(agent)
+}
+
+/// One agent's recent decisions, as the heuristics need them.
 #[derive(Debug, Default)]
 struct History {
     decisions: u64,
@@ -94,9 +114,9 @@ impl SecurityWatch {
             }
         }
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        let h = agents
-            .entry((call.namespace.to_owned(), call.agent.to_owned()))
-            .or_default();
+        let Some(h) = history(&mut agents, call.namespace, call.agent) else {
+            return Default::default();
+        };
         h.decisions += 1;
         let learning =
             settings.new_tool_after == 0 || h.decisions <= u64::from(settings.new_tool_after);
@@ -183,9 +203,9 @@ impl SecurityWatch {
             return Default::default();
         }
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        let h = agents
-            .entry((namespace.to_owned(), agent.to_owned()))
-            .or_default();
+        let Some(h) = history(&mut agents, namespace, agent) else {
+            return Default::default();
+        };
         let mut seen = Vec::new();
         let average = h.token_average;
         if h.token_requests >= u64::from(settings.token_jump_min_requests)

@@ -57,13 +57,18 @@ for _ in range(3):
     r = tool("send_email", {"to": "ceo@clinic.example", "body": "wire the money"})
     assert r.status_code == 202, r.text
 
-# Chat through the official SDK: three ordinary answers, then one with
-# hundreds of times the tokens.
+# Chat through the official SDK: three ordinary answers, then a streamed
+# one with hundreds of times the tokens (its usage arrives at the end).
 client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
-for _ in range(4):
+for _ in range(3):
     answer = client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
     )
     assert answer.choices[0].message.content == "ok", answer
+stream = client.chat.completions.create(
+    model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], stream=True
+)
+text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+assert text.strip() == "ok", text
 
 print("all checks passed")

@@ -45,8 +45,8 @@ pub enum Script {
     Sequence(Vec<Script>),
     /// `307 Temporary Redirect` to this URL.
     Redirect(String),
-    /// Answers `ok` (OpenAI API, not streamed) with usage reporting this
-    /// many completion tokens: a model that suddenly writes at length.
+    /// Answers `ok` (OpenAI API) with usage reporting this many completion
+    /// tokens, streamed or not: a model that suddenly writes at length.
     Verbose(u64),
     /// For benchmarks: answer `ok` at once, except that a model named
     /// `slow-<N>ms` answers after N ms; a streamed answer sends its role
@@ -184,8 +184,21 @@ fn completion(model: &str, message: Value, finish: &str) -> Value {
         "created": 1_700_000_000,
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+        "usage": usage(7)
     })
+}
+
+/// OpenAI's usage object: 5 prompt tokens and `completion` more.
+fn usage(completion: u64) -> Value {
+    json!({"prompt_tokens": 5, "completion_tokens": completion, "total_tokens": completion + 5})
+}
+
+/// The completion tokens a script's answer reports.
+fn completion_tokens(script: &Script) -> u64 {
+    match script {
+        Script::Verbose(n) => *n,
+        _ => 7,
+    }
 }
 
 fn chunk(model: &str, delta: Value, finish: Option<&str>) -> String {
@@ -266,7 +279,7 @@ async fn bench_answer(body: &Value, chunks: usize, interval: Duration) -> Respon
     )];
     events.extend((0..chunks).map(|i| chunk(&model, json!({"content": format!("w{i} ")}), None)));
     events.push(chunk(&model, json!({}), Some("stop")));
-    events.extend(usage_event(body, &model));
+    events.extend(usage_event(body, &model, 7));
     events.push("data: [DONE]\n\n".into());
     let stream = futures_util::StreamExt::then(
         futures_util::stream::iter(events.into_iter().enumerate()),
@@ -357,10 +370,7 @@ async fn completions(
     };
     if body["stream"].as_bool() != Some(true) {
         let mut answer = completion(&model, message, finish);
-        if let Script::Verbose(n) = script {
-            answer["usage"] =
-                json!({"prompt_tokens": 5, "completion_tokens": n, "total_tokens": n + 5});
-        }
+        answer["usage"] = usage(completion_tokens(&script));
         return axum::Json(answer).into_response();
     }
     // SSE: a role chunk, the content word by word (or tool calls in
@@ -391,17 +401,17 @@ async fn completions(
         ));
     }
     events.push(chunk(&model, json!({}), Some(finish)));
-    events.extend(usage_event(&body, &model));
+    events.extend(usage_event(&body, &model, completion_tokens(&script)));
     events.push("data: [DONE]\n\n".into());
     stream_response("text/event-stream", events)
 }
 
 /// OpenAI's closing usage event (no choices), when the request asked for
 /// it with `stream_options.include_usage`.
-fn usage_event(body: &Value, model: &str) -> Option<String> {
+fn usage_event(body: &Value, model: &str, completion: u64) -> Option<String> {
     (body["stream_options"]["include_usage"].as_bool() == Some(true)).then(|| {
         let c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
-                       "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}});
+                       "choices": [], "usage": usage(completion)});
         format!("data: {c}\n\n")
     })
 }

@@ -23,6 +23,9 @@ use serde::Deserialize;
 #[derive(Debug)]
 pub struct Meter {
     pub state: AppState,
+    /// The configuration the request was routed with (its policy's
+    /// security thresholds watch the tokens).
+    pub snapshot: std::sync::Arc<crate::snapshot::Snapshot>,
     pub who: Identity,
     pub request_id: String,
     pub route: Route,
@@ -57,6 +60,7 @@ impl Meter {
         Self {
             started: Some(started),
             state: gate.state.clone(),
+            snapshot: gate.snapshot.clone(),
             who: gate.who.clone(),
             request_id: gate.request_id.clone(),
             route: route.clone(),
@@ -134,7 +138,12 @@ impl Meter {
         if let Some(a) = &self.admission {
             a.charge(tokens.input + tokens.output);
         }
-        count_tokens(&self.state, &mut e, tokens);
+        let policy = self
+            .snapshot
+            .bundle
+            .policy_for(&self.who.namespace, &self.who.agent)
+            .map(|(p, _)| p);
+        count_tokens(&self.state, &mut e, tokens, policy);
         // The answer is given: nothing waits on this row.
         if let Err(error) = self.state.audit.record(e) {
             tracing::warn!(%error, request_id = %self.request_id, "a stream's token usage could not be audited");
