@@ -252,6 +252,43 @@ impl Approvals {
         }
     }
 
+    /// Every approval waiting for a decision at `now` (at most 500), for
+    /// the console.
+    pub async fn pending(&self, now: Timestamp) -> Result<Vec<View>, ApprovalError> {
+        match self {
+            Self::Cluster {
+                client, namespaces, ..
+            } => {
+                let apis: Vec<Api<Approval>> = if namespaces.is_all() {
+                    vec![Api::all(client.clone())]
+                } else {
+                    let names = namespaces.names().iter();
+                    names
+                        .map(|ns| Api::namespaced(client.clone(), ns))
+                        .collect()
+                };
+                let mut pending = Vec::new();
+                for api in apis {
+                    let list = api.list(&ListParams::default().limit(500)).await?;
+                    pending.extend(
+                        list.items
+                            .iter()
+                            .map(|a| View::of_resource(a, now))
+                            .filter(|v| v.phase == ApprovalPhase::Pending),
+                    );
+                }
+                pending.truncate(500);
+                Ok(pending)
+            }
+            Self::Local { store, .. } => Ok(store
+                .list(None, true, now, 500)
+                .await?
+                .into_iter()
+                .map(|r| View::of_row(r, now))
+                .collect()),
+        }
+    }
+
     pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<View>, ApprovalError> {
         let now = Timestamp::now();
         match self {

@@ -59,6 +59,11 @@ impl Authenticator {
     }
 
     /// The operator whose token the request carries, if any.
+    /// The operators' tokens (standalone; empty in a cluster).
+    pub fn operators(&self) -> &Tokens<String> {
+        &self.operators
+    }
+
     pub fn operator(&self, headers: &HeaderMap) -> Option<&str> {
         self.operators.holder(bearer(headers)?).map(String::as_str)
     }

@@ -101,6 +101,12 @@ impl<T> Tokens<T> {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Every secret's digest with its holder: keys derived from the
+    /// secrets (the console's session seals, [`crate::console`]).
+    pub fn digests(&self) -> impl Iterator<Item = (&[u8; 32], &T)> {
+        self.entries.iter().map(|(d, h)| (d, h))
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod auth;
 pub mod budgets;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod credentials;
 pub mod decisions;
 pub mod error;

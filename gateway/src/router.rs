@@ -70,6 +70,9 @@ pub fn routes(state: AppState, metrics_route: MetricsRoute) -> Router {
             .route("/v1/audit/events", get(api::audit_query::events))
             .route("/v1/audit/usage", get(api::audit_query::usage))
             .route("/v1/security/alerts", get(api::audit_query::alerts));
+        if state.console.is_some() {
+            router = router.merge(crate::console::routes());
+        }
     }
     router
         .fallback(unknown_route)

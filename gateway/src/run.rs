@@ -4,18 +4,21 @@
 //! SIGTERM / Ctrl-C stops accepting, finishes in-flight requests and drains
 //! the audit queue before exiting.
 
+mod startup;
+
+pub use startup::StartupError;
+use startup::{at_least_one, body_budget, duration};
+
 use crate::approvals::Approvals;
-use crate::config::{ConfigError, default_sqlite_url, reload};
+use crate::config::{default_sqlite_url, reload};
 use crate::kubernetes::token_review::ReviewRate;
-use crate::kubernetes::{ClusterSource, NotANamespace, TokenReviewer, WatchNamespaces};
+use crate::kubernetes::{ClusterSource, TokenReviewer, WatchNamespaces};
 use crate::metrics::GatewayMetrics;
 use crate::router::{MetricsRoute, metrics_app, routes};
 use crate::snapshot::{self, Current};
 use crate::state::AppState;
 use clap::Args;
-use palisade_audit::{
-    AuditError, AuditKey, AuditWriter, FailureMode, Migrations, Store, WriterConfig,
-};
+use palisade_audit::{AuditKey, AuditWriter, FailureMode, Migrations, Store, WriterConfig};
 use palisade_crds::standalone;
 use palisade_policy::Egress;
 use std::path::{Path, PathBuf};
@@ -64,6 +67,11 @@ pub struct RunArgs {
     /// the only way to serve those routes.
     #[arg(long, value_name = "VAR")]
     pub audit_read_token_env: Option<String>,
+    /// Serve the web console at `/console` (also GatewaySettings
+    /// `spec.console.enabled`); it needs the auditor token
+    /// (--audit-read-token-env), with which its viewers log in.
+    #[arg(long, env = "PALISADE_CONSOLE")]
+    pub console: bool,
     /// Serve `/metrics` only on this address (plain HTTP, with
     /// `/healthz`), not on --listen: agents that can call the gateway
     /// cannot read other tenants' counters. Unset: `/metrics` on --listen.
@@ -152,79 +160,6 @@ pub struct RunArgs {
     /// Send provider credentials over plain http:// (refused otherwise).
     #[arg(long, env = "PALISADE_ALLOW_PLAINTEXT_CREDENTIALS")]
     pub allow_plaintext_credentials: bool,
-}
-
-/// Why the gateway did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("--{flag}: {message}")]
-    Duration { flag: &'static str, message: String },
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
-    #[error("{0}")]
-    Telemetry(String),
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("--watch-namespaces: {0}")]
-    WatchNamespaces(#[from] NotANamespace),
-    #[error("--allowed-provider-urls: {0}")]
-    AllowedProviderUrls(#[from] palisade_policy::EgressPatternError),
-    #[error(
-        "--watch-namespaces (PALISADE_WATCH_NAMESPACES) applies only with --kubernetes; standalone, approvals live in the audit database"
-    )]
-    WatchNamespacesStandalone,
-    #[error("cannot reach the Kubernetes API: {0}")]
-    Kubernetes(#[source] kube::Error),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(
-        "--kubernetes needs --audit-url (or PALISADE_AUDIT_URL), e.g. postgres://palisade@postgres/palisade"
-    )]
-    AuditUrlRequired,
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    #[error(
-        "GatewaySettings spec.audit.readTokenEnv names {0}, which is not set; export it or remove readTokenEnv"
-    )]
-    ReadTokenUnset(String),
-    #[error(
-        "GatewaySettings spec.approvals.operators[{operator}].tokenEnv names {var}, which is not set; export it or remove the operator"
-    )]
-    OperatorTokenUnset { operator: String, var: String },
-    #[error(transparent)]
-    Tls(#[from] crate::listener::TlsError),
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
-        address: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!("{e}: a whole number")),
-    }
-}
-
-fn body_budget(text: &str) -> Result<usize, String> {
-    let bytes: usize = text
-        .parse()
-        .map_err(|e| format!("{e}: a number of bytes"))?;
-    if bytes < crate::limits::BODY_LIMIT {
-        return Err(format!(
-            "{bytes} is too small: at least {} (the largest request body)",
-            crate::limits::BODY_LIMIT
-        ));
-    }
-    Ok(bytes)
-}
-
-fn duration(flag: &'static str, text: &str) -> Result<Duration, StartupError> {
-    palisade_crds::duration::parse_duration(text)
-        .map_err(|message| StartupError::Duration { flag, message })
 }
 
 fn spool_dir(audit_url: &str, first_config: &Path) -> PathBuf {
@@ -471,6 +406,10 @@ async fn serve(
             Some(std::env::var(var).map_err(|_| StartupError::ReadTokenUnset(var.clone()))?)
         }
     };
+    let console = args.console || settings.console.enabled;
+    if console && read_token.is_none() {
+        return Err(StartupError::ConsoleWithoutAuditor);
+    }
     let instance: Arc<str> = instance_name().into();
     let approvals = match &client {
         Some(client) => {
@@ -525,6 +464,7 @@ async fn serve(
         .egress(egress)
         // Limits shared by the replicas when the audit is PostgreSQL.
         .shared_budgets(store.clone());
+    let console_cluster = client.as_ref().map(|c| (c.clone(), args.namespace.clone()));
     if let Some(client) = client {
         let rate = ReviewRate {
             per_second: args.token_reviews_per_second,
@@ -541,6 +481,14 @@ async fn serve(
         ));
         let reviewer = TokenReviewer::new(client, args.token_audiences.clone()).rate(rate);
         state = state.service_accounts(reviewer);
+    }
+    if console {
+        state = state.console(crate::console::Console {
+            secure_cookie: args.tls_cert.is_some(),
+            instance: instance_name(),
+            cluster: console_cluster,
+        });
+        tracing::info!("console: served at /console");
     }
     if let Some(token) = read_token {
         state = state.audit_reader(store, token);

@@ -63,6 +63,8 @@ pub struct StateParts {
     /// Where security alerts are announced as Events on their policy (in
     /// a cluster).
     pub events: Option<crate::security::report::EventSink>,
+    /// The console (`/console`), when configured.
+    pub console: Option<crate::console::Console>,
 }
 
 /// The audit database, readable over HTTP with the auditor's token.
@@ -115,6 +117,7 @@ impl AppState {
             chat_events: ChatEvents::default(),
             budgets: Budgets::default(),
             events: None,
+            console: None,
         }
     }
 }
@@ -135,12 +138,20 @@ pub struct AppStateBuilder {
     chat_events: ChatEvents,
     budgets: Budgets,
     events: Option<crate::security::report::EventSink>,
+    console: Option<crate::console::Console>,
 }
 
 impl AppStateBuilder {
     /// Announces security alerts as Events on their policy.
     pub fn events(mut self, recorder: kube::runtime::events::Recorder) -> Self {
         self.events = Some(crate::security::report::EventSink(recorder));
+        self
+    }
+
+    /// Serves the console (`/console`); it needs the auditor token
+    /// ([`Self::audit_reader`]).
+    pub fn console(mut self, console: crate::console::Console) -> Self {
+        self.console = Some(console);
         self
     }
 
@@ -222,6 +233,7 @@ impl AppStateBuilder {
             budgets: self.budgets,
             security: Default::default(),
             events: self.events,
+            console: self.console,
         }))
     }
 }

@@ -53,22 +53,6 @@ spec:
     )
 }
 
-/// The gateway process, killed when dropped.
-struct Stopped(std::process::Child);
-
-impl Stopped {
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_agent_raises_every_alert_once_without_leaking_its_arguments() {
     let python = common::openai_python().await;
@@ -94,7 +78,7 @@ async fn a_hostile_agent_raises_every_alert_once_without_leaking_its_arguments()
         &[("PALISADE_AUDITOR", AUDITOR)],
     );
     // Killed however the test ends.
-    let mut gateway = Stopped(gateway);
+    let mut gateway = common::Stopped(gateway);
     let url = format!("http://{addr}");
     let out = tokio::task::spawn_blocking({
         let url = url.clone();

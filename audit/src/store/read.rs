@@ -11,6 +11,8 @@ use sqlx::any::AnyRow;
 /// Filters for [`Store::query`]; every set field must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
+    /// One row, by its `id`.
+    pub id: Option<String>,
     pub request_id: Option<String>,
     pub namespace: Option<String>,
     pub agent: Option<String>,
@@ -23,12 +25,14 @@ pub struct Filter {
     /// Rows after this position (for `--follow`): `(time_ms, id)`.
     pub after: Option<(i64, String)>,
     pub limit: Option<i64>,
+    /// Newest rows first (with `limit`: the newest `limit` rows).
+    pub newest_first: bool,
 }
 
 pub use crate::verify::{BrokenLink, VerifyReport};
 
 impl Store {
-    /// Rows matching `filter`, oldest first.
+    /// Rows matching `filter`, oldest first (or newest first).
     pub async fn query(&self, filter: &Filter) -> Result<Vec<ChainedEvent>, AuditError> {
         let mut clauses: Vec<String> = Vec::new();
         let mut binds: Vec<Bind> = Vec::new();
@@ -38,6 +42,7 @@ impl Store {
                 clauses.push(format!("{column} = ${}", binds.len()));
             }
         };
+        eq("id", &filter.id, &mut clauses);
         eq("request_id", &filter.request_id, &mut clauses);
         eq("namespace", &filter.namespace, &mut clauses);
         eq("agent", &filter.agent, &mut clauses);
@@ -71,7 +76,11 @@ impl Store {
             sql.push_str(" WHERE ");
             sql.push_str(&clauses.join(" AND "));
         }
-        sql.push_str(" ORDER BY time_ms, id");
+        sql.push_str(if filter.newest_first {
+            " ORDER BY time_ms DESC, id DESC"
+        } else {
+            " ORDER BY time_ms, id"
+        });
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(" LIMIT {}", limit.max(0)));
         }

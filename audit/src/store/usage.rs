@@ -3,6 +3,7 @@
 //! /v1/audit/usage` answer. A request is a routed `chat` or `embedding`
 //! row that reached a provider (refusals name none); its tokens are in
 //! that row, or, for a stream, in the `usage` row recorded at its end.
+//! Also the denials per reason code (the console's "denials by reason").
 
 use super::Store;
 use crate::error::AuditError;
@@ -90,5 +91,31 @@ impl Store {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(AuditError::from)
+    }
+
+    /// Enforced denials since `since`, counted per reason code (a row
+    /// with two codes counts for both), most frequent first.
+    pub async fn denials_by_reason(
+        &self,
+        since: jiff::Timestamp,
+    ) -> Result<Vec<(String, i64)>, AuditError> {
+        let rows = sqlx::query(
+            "SELECT reason_codes, CAST(COUNT(*) AS BIGINT) AS n FROM audit_events \
+             WHERE decision = 'Deny' AND time_ms >= $1 GROUP BY reason_codes",
+        )
+        .bind(since.as_millisecond())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = std::collections::BTreeMap::<String, i64>::new();
+        for r in &rows {
+            let codes: String = r.try_get("reason_codes")?;
+            let n: i64 = r.try_get("n")?;
+            for code in codes.split(',').filter(|c| !c.is_empty()) {
+                *counts.entry(code.to_owned()).or_default() += n;
+            }
+        }
+        let mut out: Vec<(String, i64)> = counts.into_iter().collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
     }
 }

@@ -24,6 +24,20 @@ pub struct GatewaySettings {
     /// Who may decide held tool calls over HTTP.
     #[serde(default)]
     pub approvals: ApprovalSettings,
+    /// The web console at `/console`.
+    #[serde(default)]
+    pub console: ConsoleSettings,
+}
+
+/// The web console (`/console`): off unless enabled. Its viewers log in
+/// with the auditor token (`spec.audit.readTokenEnv`, required) or an
+/// operator token (`spec.approvals.operators`, who may also decide
+/// approvals on it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConsoleSettings {
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// Approvals of a standalone gateway (kept in the audit database).
@@ -63,6 +77,7 @@ impl Default for GatewaySettings {
             audit: AuditSettings::default(),
             secrets: Vec::new(),
             approvals: ApprovalSettings::default(),
+            console: ConsoleSettings::default(),
         }
     }
 }

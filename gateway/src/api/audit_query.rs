@@ -103,6 +103,28 @@ pub struct AlertView {
     pub request_id: String,
 }
 
+impl AlertView {
+    /// The alert a `security_alert` audit row records.
+    pub fn of(e: palisade_audit::AuditEvent) -> Self {
+        let kind = e
+            .reason_codes
+            .first()
+            .map(|r| r.trim_start_matches("alert.").to_owned())
+            .unwrap_or_default();
+        Self {
+            time: e.time,
+            namespace: e.namespace,
+            agent: e.agent,
+            kind,
+            policy: e.policy,
+            tool: e.tool,
+            argument_digest: e.argument_digest,
+            detail: e.detail,
+            request_id: e.request_id,
+        }
+    }
+}
+
 /// The answer of `GET /v1/security/alerts`.
 #[derive(Debug, Serialize)]
 pub struct Alerts {
@@ -139,28 +161,7 @@ pub async fn alerts(
             .ok();
     }
     let rows = reader.store.query(&filter).await.map_err(unavailable)?;
-    let alerts = rows
-        .into_iter()
-        .map(|c| {
-            let e = c.event;
-            let kind = e
-                .reason_codes
-                .first()
-                .map(|r| r.trim_start_matches("alert.").to_owned())
-                .unwrap_or_default();
-            AlertView {
-                time: e.time,
-                namespace: e.namespace,
-                agent: e.agent,
-                kind,
-                policy: e.policy,
-                tool: e.tool,
-                argument_digest: e.argument_digest,
-                detail: e.detail,
-                request_id: e.request_id,
-            }
-        })
-        .collect();
+    let alerts = rows.into_iter().map(|c| AlertView::of(c.event)).collect();
     Ok(Json(Alerts { alerts }))
 }
 

@@ -144,6 +144,7 @@ pub async fn handle(
             who: &who,
             tool: &req.tool,
             arguments: &arguments,
+            approval: req.approval.as_deref(),
         };
         let decided = decide_tool_call(&state, &snapshot, &call);
         let d = &decided.decision;

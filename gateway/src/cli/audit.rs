@@ -334,8 +334,8 @@ pub fn run(command: AuditCommand) -> Result<ExitCode, CliError> {
                     tool: q.tool,
                     since: time_arg("since", q.since.as_ref())?,
                     until: time_arg("until", q.until.as_ref())?,
-                    after: None,
                     limit: q.limit,
+                    ..Filter::default()
                 };
                 let mut header = true;
                 loop {

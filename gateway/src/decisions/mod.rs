@@ -56,6 +56,8 @@ pub struct ToolCallRequest<'a> {
     /// Parsed once from the text as sent: what is decided, digested and
     /// audited is exactly that.
     pub arguments: &'a ToolArguments,
+    /// The approval the call names (`/v1/tool-calls` only).
+    pub approval: Option<&'a str>,
 }
 
 /// A decided tool call, with the policy that decided it.
@@ -100,6 +102,7 @@ pub fn decide_tool_call<'s>(
             digest: call.arguments.digest(),
             outcome: evaluated.decision.outcome,
             request_id: call.request_id,
+            approval: call.approval,
         };
         crate::security::report::tool_call(state, &policy.security, &observed);
     }

@@ -65,6 +65,11 @@ impl WatchNamespaces {
         self.0.is_empty()
     }
 
+    /// The namespaces named (empty: every namespace).
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
     /// How the list reads in logs.
     pub fn describe(&self) -> String {
         if self.0.is_empty() {

@@ -50,6 +50,8 @@ pub struct Observed<'a> {
     pub digest: &'a str,
     pub outcome: Outcome,
     pub request_id: &'a str,
+    /// The approval the call names (a use of one, not a new request).
+    pub approval: Option<&'a str>,
 }
 
 /// Every agent's history, in this process, by namespace then agent (so
@@ -149,7 +151,8 @@ impl SecurityWatch {
                     ));
                 }
             }
-            Outcome::RequireApproval => {
+            // A call naming its approval uses one; it asks for nothing.
+            Outcome::RequireApproval if call.approval.is_none() => {
                 let burst = settings.repeated_held_call;
                 if h.held.len() >= MAX_HELD && !h.held.contains_key(call.digest) {
                     h.held.retain(|_, times| {
@@ -173,7 +176,7 @@ impl SecurityWatch {
                     ));
                 }
             }
-            Outcome::Allow => {}
+            Outcome::Allow | Outcome::RequireApproval => {}
         }
         let alert = |(kind, detail): (AlertKind, String)| Alert {
             kind,

@@ -13,6 +13,7 @@ fn call<'a>(tool: &'a str, args: Option<&'a Value>, outcome: Outcome) -> Observe
         digest: "sha256:aa",
         outcome,
         request_id: "r-1",
+        approval: None,
     }
 }
 
@@ -108,6 +109,26 @@ fn the_same_held_call_again_and_again_is_raised() {
         })
         .collect();
     assert_eq!(held, [vec![], vec![], vec![AlertKind::RepeatedHeldCall]]);
+}
+
+#[test]
+fn using_an_approval_is_not_asking_again() {
+    // Held once, then run with its approval, then a replay of it: one
+    // held call, not three (seen in the console's browser test).
+    let watch = SecurityWatch::default();
+    let s = SecuritySettings::default(); // 3 in 600 s
+    let t0 = Instant::now();
+    let held = call("send_email", None, Outcome::RequireApproval);
+    let used = Observed {
+        approval: Some("intake-3f9c"),
+        ..call("send_email", None, Outcome::RequireApproval)
+    };
+    let raised: Vec<AlertKind> = [held, used, used]
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| kinds(&watch.tool_call(&s, c, t0 + Duration::from_secs(i as u64)).0))
+        .collect();
+    assert_eq!(raised, []);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! the real binary started on a free port.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod console;
 pub mod tools;
 
 use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
@@ -219,4 +220,20 @@ pub async fn post_json(
         headers,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// A gateway process, killed when dropped (however the test ends).
+pub struct Stopped(pub Child);
+
+impl Stopped {
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

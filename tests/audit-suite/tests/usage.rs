@@ -92,3 +92,42 @@ async fn usage_adds_up_requests_and_tokens_per_agent_provider_and_model() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_are_counted_per_reason_code_most_frequent_first() {
+    let deny = |codes: &[&str], minute: i64| {
+        let mut e = AuditEvent::new(EventKind::ToolCall, "r", "clinic", "a", AuditDecision::Deny);
+        e.time = jiff::Timestamp::from_second(1_800_000_000 + minute * 60).unwrap();
+        e.reason_codes = codes.iter().map(|c| (*c).to_owned()).collect();
+        e
+    };
+    let mut allowed = deny(&["rule.allow"], 1);
+    allowed.decision = AuditDecision::Allow.as_str().to_owned();
+    let events = [
+        deny(&["rule.deny"], 1),
+        deny(&["rule.deny"], 2),
+        deny(&["kill_switch.agent", "rule.deny"], 3),
+        deny(&["kill_switch.agent"], 4),
+        deny(&["default.deny"], 5),
+        // Before the range: not counted.
+        deny(&["default.deny"], -10),
+        allowed,
+    ];
+    let backends = Backends::start();
+    for (backend, url) in backends.urls("denials") {
+        let store = Store::open(&url, Migrations::Apply).await.unwrap();
+        let mut chain = Chain::new("w-denials");
+        let rows: Vec<_> = events.iter().cloned().map(|e| chain.link(e)).collect();
+        store.insert(&rows).await.unwrap();
+        let since = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        assert_eq!(
+            store.denials_by_reason(since).await.unwrap(),
+            [
+                ("rule.deny".to_owned(), 3),
+                ("kill_switch.agent".to_owned(), 2),
+                ("default.deny".to_owned(), 1),
+            ],
+            "{backend}"
+        );
+    }
+}

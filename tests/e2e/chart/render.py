@@ -161,6 +161,7 @@ cases = {
                 "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/palisade"}},
                 "metricsPort": 9100,
                 "auditorToken": {"secretName": "palisade-auditor"},
+                "console": {"enabled": True},
                 "ingress": {"enabled": True, "className": "nginx", "hosts": ["palisade.example.com"],
                             "tls": [{"secretName": "palisade-tls", "hosts": ["palisade.example.com"]}]},
                 "httpRoute": {"enabled": True, "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
@@ -209,6 +210,8 @@ wrong = {
     "extra_arg_not_a_flag": ({"operator": {"extraArgs": ["run"]}}, None),
     "misspelt_ingress_key": ({"gateway": {"ingress": {"host": "a.example"}}}, None),
     "pull_secret_as_a_string": ({"imagePullSecrets": ["regcred"]}, None),
+    "console_without_an_auditor_token": ({"gateway": {"console": {"enabled": True}}}, None),
+    "console_misspelt": ({"gateway": {"console": {"enable": True}}}, None),
 }
 out = {"lint": helm.lint(chart_dir, strict=True), "cases": {}, "refused": {}, "invalid": {}}
 for case, (values, api_versions, kube_version) in cases.items():

@@ -52,6 +52,8 @@ pub struct Options {
     /// `operator.watchNamespaces` (the chart's value, and the binaries'
     /// `--watch-namespaces`); empty: cluster-wide.
     pub watch_namespaces: Vec<&'static str>,
+    /// `gateway.console.enabled` (and the gateways' `--console`).
+    pub console: bool,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
             leader_election: false,
             approval_retention: "1h",
             watch_namespaces: Vec::new(),
+            console: false,
         }
     }
 }
@@ -307,6 +310,12 @@ impl Harness {
         if !options.watch_namespaces.is_empty() {
             values["operator"] = json!({"watchNamespaces": options.watch_namespaces});
         }
+        if options.console {
+            values["gateway"] = json!({
+                "console": {"enabled": true},
+                "auditorToken": {"secretName": "palisade-auditor"},
+            });
+        }
         let release = helm_install(&cp, &values).unwrap_or_else(|e| panic!("helm install: {e}"));
         assert_eq!(release["status"], "deployed", "{release}");
         wait_for_approval_admission(&cp, true);
@@ -449,6 +458,11 @@ impl Harness {
             ])
             .args(FAKE_PROVIDER_EGRESS)
             .args(self.watch_args())
+            .args(if self.options.console {
+                &["--console"][..]
+            } else {
+                &[][..]
+            })
             .env("KUBECONFIG", kubeconfig)
             .env("PALISADE_AUDITOR_TOKEN", AUDITOR_TOKEN)
             .env("POD_NAME", name)

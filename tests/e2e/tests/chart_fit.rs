@@ -73,6 +73,18 @@ fn the_chart_fits_real_clusters() {
         Some("--token-review-burst=80"),
         "after the chart's own: {args:?}"
     );
+    // The console, with the auditor token it logs in with, and the Leases
+    // its replicas' table reads.
+    assert!(args.contains(&"--console".to_owned()), "{args:?}");
+    let role = find(&all, "Role", "palisade-gateway");
+    assert!(
+        role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["resources"] == json!(["leases"]) && r["verbs"] == json!(["list"])),
+        "{role}"
+    );
     assert!(
         args.contains(&"--metrics-listen=0.0.0.0:9100".to_owned()),
         "{args:?}"
@@ -245,6 +257,11 @@ fn the_chart_fits_real_clusters() {
         ("extra_arg_not_a_flag", "/operator/extraArgs/0"),
         ("misspelt_ingress_key", "host"),
         ("pull_secret_as_a_string", "/imagePullSecrets/0"),
+        (
+            "console_without_an_auditor_token",
+            "gateway.console.enabled needs gateway.auditorToken.secretName",
+        ),
+        ("console_misspelt", "enable"),
     ] {
         let message = out["refused"][case]
             .as_str()

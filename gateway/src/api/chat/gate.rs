@@ -85,6 +85,7 @@ impl Decide for Gate {
                 who: &self.who,
                 tool: &name,
                 arguments: &parsed,
+                approval: None,
             };
             let decided = decide_tool_call(&self.state, &self.snapshot, &request);
             let audited = match decided.audit(&self.state, &request, None) {

@@ -385,6 +385,7 @@ impl Step {
                 who,
                 tool: &name,
                 arguments: &arguments,
+                approval: None,
             };
             let decided = decide_tool_call(state, snapshot, &request);
             recorded(decided.audit(state, &request, None)?, request_id).await?;
