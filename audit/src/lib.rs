@@ -24,6 +24,7 @@ pub mod error;
 pub mod event;
 pub mod key;
 pub mod metrics;
+pub mod quarantines;
 pub mod roles;
 pub mod spool;
 pub mod store;

@@ -22,6 +22,7 @@ const GRANTS: &[&str] = &[
 const TABLES: &[&str] = &[
     "audit_events",
     "approvals",
+    "quarantines",
     "_sqlx_migrations",
     "budget_usage",
     "stream_slots",

@@ -85,6 +85,9 @@ pub struct PolicyReport {
     /// The generation was refused for its size (see
     /// [`CompileInput::policy_budget`]), not for its content.
     pub over_budget: bool,
+    /// Agents of the served generation a quarantine annotation suspends,
+    /// each with why (`status.quarantined`).
+    pub quarantined: Vec<(String, String)>,
 }
 
 impl PolicyReport {
@@ -205,8 +208,19 @@ fn compile_with(
                 .ok()
                 .map(|()| previous)
         });
+        let mut quarantined = Vec::new();
         let served_generation = match chosen {
-            Some(policy) => {
+            Some(mut policy) => {
+                // Quarantines from the policy's annotations, on whichever
+                // generation is served: they always win, like kill switches.
+                for (agent, why) in
+                    crate::quarantine::of_annotations(p.metadata.annotations.as_ref())
+                {
+                    if policy.agent(agent).is_some() {
+                        policy.quarantine(agent, &why);
+                        quarantined.push((agent.to_owned(), why));
+                    }
+                }
                 claimed.record(&policy);
                 let served = policy.generation;
                 compiled.push(policy);
@@ -231,6 +245,7 @@ fn compile_with(
                 served_generation,
                 agents: p.spec.agents.len(),
                 over_budget,
+                quarantined,
             },
         ));
     }
@@ -614,6 +629,7 @@ fn compile_agents(
             service_account: a.service_account.clone(),
             api_key_sha256,
             suspended: a.suspended,
+            quarantine: None,
         });
     }
     ok.then_some(out)

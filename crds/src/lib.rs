@@ -25,6 +25,7 @@ pub mod labels;
 pub mod logging;
 pub mod manifests;
 pub mod namespaces;
+pub mod quarantine;
 pub mod resources;
 pub mod standalone;
 pub use compiler::{

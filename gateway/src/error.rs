@@ -289,6 +289,10 @@ pub enum GatewayError {
         retry_after: u64,
         details: Value,
     },
+    /// `404 not_found`: lifting a quarantine over HTTP is for standalone
+    /// gateways (in a cluster it is an annotation), or there is none.
+    #[error("{0}")]
+    QuarantineNotHere(String),
     /// `404 not_found`: no such route.
     #[error(
         "no route {method} {path} on this gateway; every route it serves is listed at /openapi.json"
@@ -330,6 +334,7 @@ impl GatewayError {
             Self::UnknownAction(_)
             | Self::ApprovalNotFound(_)
             | Self::DecisionsOff
+            | Self::QuarantineNotHere(_)
             | Self::UnknownRoute { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::AmbiguousApproval(_)
@@ -401,7 +406,7 @@ impl GatewayError {
             Self::TokenReview(ReviewError::RateLimited) => E::AuthReviewRateLimited,
             Self::TokenReview(ReviewError::Unavailable) => E::AuthReviewUnavailable,
             Self::Overloaded => E::GatewayOverloaded,
-            Self::UnknownRoute { .. } => E::NotFound,
+            Self::UnknownRoute { .. } | Self::QuarantineNotHere(_) => E::NotFound,
             Self::MethodNotAllowed { .. } => E::MethodNotAllowed,
         };
         Code::Error(code)

@@ -37,6 +37,8 @@ pub struct GatewayMetrics {
     /// cooldown.
     pub security_alerts: IntCounterVec,
     pub security_alerts_held_back: IntCounterVec,
+    /// `palisade_quarantines_total{result}`: applied, failed, lifted.
+    pub quarantines: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -129,6 +131,14 @@ impl GatewayMetrics {
             &["kind"],
         )?;
         registry.register(Box::new(security_alerts_held_back.clone()))?;
+        let quarantines = IntCounterVec::new(
+            Opts::new(
+                "palisade_quarantines_total",
+                "Agents quarantined by a security alert (spec.security.quarantineOn), by result: applied, failed (the agent is NOT quarantined; see the log), lifted (standalone)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(quarantines.clone()))?;
         let body_bytes_in_flight = IntGauge::new(
             "palisade_request_body_bytes_in_flight",
             "Request-body bytes held or reserved now, against --max-in-flight-body-bytes (past it: 503 gateway.overloaded)",
@@ -160,6 +170,7 @@ impl GatewayMetrics {
             tool_result_redactions,
             security_alerts,
             security_alerts_held_back,
+            quarantines,
         })
     }
 

@@ -63,6 +63,10 @@ pub fn routes(state: AppState, metrics_route: MetricsRoute) -> Router {
         .route("/v1/approvals", get(api::approvals::list))
         .route("/v1/approvals/{name}", get(api::approvals::get))
         .route("/v1/approvals/{name}/{verb}", post(api::approvals::decide))
+        .route(
+            "/v1/security/quarantines/{namespace}/{agent}/lift",
+            post(api::quarantines::lift),
+        )
         .route("/openapi.json", get(api::openapi::serve_document))
         .route("/docs", get(api::openapi::serve_docs));
     if state.audit_reader.is_some() {

@@ -15,9 +15,11 @@ use crate::kubernetes::token_review::ReviewRate;
 use crate::kubernetes::{ClusterSource, TokenReviewer, WatchNamespaces};
 use crate::metrics::GatewayMetrics;
 use crate::router::{MetricsRoute, metrics_app, routes};
+use crate::security::quarantine::{self, Overlay, Quarantines};
 use crate::snapshot::{self, Current};
 use crate::state::AppState;
 use clap::Args;
+use palisade_audit::quarantines::QuarantineStore;
 use palisade_audit::{AuditKey, AuditWriter, FailureMode, Migrations, Store, WriterConfig};
 use palisade_crds::standalone;
 use palisade_policy::Egress;
@@ -265,7 +267,7 @@ async fn source(
     args: &RunArgs,
     current: &Current,
     metrics: &Arc<GatewayMetrics>,
-    interval: Duration,
+    (interval, overlay): (Duration, &Overlay),
 ) -> Result<Source, StartupError> {
     if !args.kubernetes {
         let (snapshot, settings) = reload::compile(&args.config)?;
@@ -279,13 +281,13 @@ async fn source(
             .collect();
         // The first load and every reload: no agent key may be an
         // operator's token.
-        let revision = reload::serve(snapshot, current, metrics, &keys)?;
+        let revision = reload::serve(snapshot, current, metrics, &keys, overlay)?;
         let watcher = reload::watch(
             args.config.clone(),
             current.clone(),
             Arc::clone(metrics),
             interval,
-            keys,
+            (keys, overlay.clone()),
         );
         return Ok(Source {
             settings,
@@ -377,6 +379,8 @@ async fn serve(
     };
     tracing::info!("provider base URLs allowed: {egress}");
     let current = snapshot::empty();
+    // Standalone quarantines, laid over every configuration served.
+    let overlay = Overlay::default();
     let Source {
         settings,
         watcher,
@@ -384,7 +388,7 @@ async fn serve(
         first_config: first,
         revision,
         operators: operator_tokens,
-    } = source(&args, &current, &metrics, interval).await?;
+    } = source(&args, &current, &metrics, (interval, &overlay)).await?;
     let audit_url = match (
         args.audit_url
             .clone()
@@ -456,7 +460,16 @@ async fn serve(
             palisade_audit::store::redact_url(&audit_url)
         }
     );
+    let quarantines = match &client {
+        Some(client) => Quarantines::cluster(client.clone(), instance_name()),
+        None => {
+            let store = QuarantineStore::new(store.clone());
+            quarantine::reload(&store, &overlay, &current, &metrics).await;
+            Quarantines::Local { store, overlay }
+        }
+    };
     let mut state = AppState::builder(current, audit, metrics, approvals)
+        .quarantines(quarantines)
         .chat_events(args.audit_chat_events)
         .operators(operator_tokens)
         .body_timeout(body_timeout)

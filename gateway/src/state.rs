@@ -65,6 +65,8 @@ pub struct StateParts {
     pub events: Option<crate::security::report::EventSink>,
     /// The console (`/console`), when configured.
     pub console: Option<crate::console::Console>,
+    /// Where quarantines are written (`spec.security.quarantineOn`).
+    pub quarantines: Option<crate::security::quarantine::Quarantines>,
 }
 
 /// The audit database, readable over HTTP with the auditor's token.
@@ -118,6 +120,7 @@ impl AppState {
             budgets: Budgets::default(),
             events: None,
             console: None,
+            quarantines: None,
         }
     }
 }
@@ -139,12 +142,20 @@ pub struct AppStateBuilder {
     budgets: Budgets,
     events: Option<crate::security::report::EventSink>,
     console: Option<crate::console::Console>,
+    quarantines: Option<crate::security::quarantine::Quarantines>,
 }
 
 impl AppStateBuilder {
     /// Announces security alerts as Events on their policy.
     pub fn events(mut self, recorder: kube::runtime::events::Recorder) -> Self {
         self.events = Some(crate::security::report::EventSink(recorder));
+        self
+    }
+
+    /// Quarantines agents where `quarantines` says (a cluster's AIPolicy
+    /// annotations, or the standalone table).
+    pub fn quarantines(mut self, quarantines: crate::security::quarantine::Quarantines) -> Self {
+        self.quarantines = Some(quarantines);
         self
     }
 
@@ -234,6 +245,7 @@ impl AppStateBuilder {
             security: Default::default(),
             events: self.events,
             console: self.console,
+            quarantines: self.quarantines,
         }))
     }
 }

@@ -10,7 +10,7 @@
 mod common;
 
 use palisade_fake_upstreams::{FakeOpenAi, Script};
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -83,21 +83,7 @@ impl Gateway {
 
     /// The session cookie a login with `token` sets.
     async fn login(&self, token: &str) -> String {
-        let resp = self
-            .http
-            .post(format!("{}/console/login", self.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("token={token}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 303);
-        let cookie = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
-        assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-            "{cookie}"
-        );
-        cookie.split(';').next().unwrap().to_owned()
+        common::console::login(&self.http, &self.url, token).await
     }
 }
 
@@ -275,12 +261,7 @@ async fn only_an_operator_with_this_sessions_form_decides() {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!("csrf={csrf}&reason=ok"))
     };
-    let csrf_of = |page: &str| {
-        page.split("name=\"csrf\" value=\"")
-            .nth(1)
-            .map(|s| s.split('"').next().unwrap().to_owned())
-    };
-
+    let csrf_of = common::console::csrf_in;
     let auditor = g.login(AUDITOR).await;
     let (_, page, _) = g.page("/console/approvals", Auth::Cookie(&auditor)).await;
     assert_eq!(csrf_of(&page), None, "no buttons for the auditor");

@@ -339,7 +339,7 @@ async fn a_changed_file_is_swapped_in_and_an_invalid_edit_keeps_the_previous_con
         g.state.config.clone(),
         g.state.metrics.clone(),
         std::time::Duration::from_millis(50),
-        Vec::new(),
+        (Vec::new(), Default::default()),
     );
     let path = &g.config[0];
     std::fs::write(path, Policy::quickstart().agent_suspended("demo").yaml()).unwrap();

@@ -7,7 +7,8 @@ use crate::text::{CONDITION_MESSAGE_BYTES, cut_to};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use palisade_crds::{
-    AIPolicyStatus, Diagnostic, GrantReport, GrantState, PolicyReport, ToolGrantStatus,
+    AIPolicyStatus, Diagnostic, GrantReport, GrantState, PolicyReport, QuarantinedAgent,
+    ToolGrantStatus,
 };
 
 /// A condition, keeping the previous transition time if its status did not change.
@@ -171,6 +172,14 @@ pub fn policy_status(
         // Filled in by the plan from the gateways' reports.
         gateways_applied: existing.and_then(|s| s.gateways_applied),
         agents: Some(i32::try_from(report.agents).unwrap_or(i32::MAX)),
+        quarantined: report
+            .quarantined
+            .iter()
+            .map(|(agent, reason)| QuarantinedAgent {
+                agent: agent.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -285,6 +294,7 @@ mod tests {
             served_generation: served,
             agents: 2,
             over_budget: false,
+            quarantined: Vec::new(),
         }
     }
 
@@ -396,6 +406,7 @@ mod tests {
             served_generation: None,
             agents: 0,
             over_budget: false,
+            quarantined: Vec::new(),
         };
         let s = policy_status(
             &report,

@@ -58,6 +58,7 @@ fn tool_policy(n: usize) -> PolicyBundle {
                 service_account: None,
                 api_key_sha256: None,
                 suspended: false,
+                quarantine: None,
             })
             .collect(),
         models: NameGlobs::any(),
@@ -112,6 +113,7 @@ fn routing_policy(keywords: usize) -> PolicyBundle {
             service_account: None,
             api_key_sha256: None,
             suspended: false,
+            quarantine: None,
         }],
         models: NameGlobs::any(),
         providers: providers(),

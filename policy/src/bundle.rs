@@ -100,6 +100,11 @@ pub struct Agent {
     pub api_key_sha256: Option<String>,
     /// Per-agent kill switch.
     pub suspended: bool,
+    /// Why the agent is quarantined (a security alert suspended it until
+    /// a human lifts it), if it is: e.g. `alert.path_traversal at
+    /// 2026-12-06T21:00:00Z: argument path looks like path traversal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<String>,
 }
 
 /// How long a human has to decide a held call, and how many may wait.
@@ -226,6 +231,14 @@ impl Policy {
         }
     }
 
+    /// Quarantines `agent` (if the policy names it) for `why`; a
+    /// quarantine already there stays as it was.
+    pub fn quarantine(&mut self, agent: &str, why: &str) {
+        if let Some(a) = self.agents.iter_mut().find(|a| a.name == agent) {
+            a.quarantine.get_or_insert_with(|| why.to_owned());
+        }
+    }
+
     /// [`Policy::switch_on`] with the switches `edit` sets, if it is for
     /// this policy.
     fn switch_on_from(&mut self, edit: &KillSwitches) {
@@ -252,6 +265,11 @@ impl Policy {
             (
                 ReasonCode::KillSwitchAgent,
                 format!("spec.agents[{}].suspended", agent.name),
+            )
+        } else if let Some(why) = &agent.quarantine {
+            (
+                ReasonCode::KillSwitchQuarantine,
+                format!("quarantine: {why}"),
             )
         } else {
             return None;
@@ -415,6 +433,22 @@ impl PolicyBundle {
         for policy in &mut policies {
             for edit in edits {
                 policy.switch_on_from(edit);
+            }
+        }
+        Self::new(policies, self.invalid.clone(), self.grants.clone())
+    }
+
+    /// This bundle with `agents` (namespace, agent, why) quarantined, in
+    /// whichever policy governs each (one not governed changes nothing).
+    /// The revision changes exactly when a quarantine was added.
+    pub fn with_quarantines<'a>(
+        &self,
+        agents: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) -> Result<Self, BundleError> {
+        let mut policies = self.policies.clone();
+        for (namespace, agent, why) in agents {
+            for policy in policies.iter_mut().filter(|p| p.namespace == namespace) {
+                policy.quarantine(agent, why);
             }
         }
         Self::new(policies, self.invalid.clone(), self.grants.clone())

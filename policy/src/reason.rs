@@ -22,6 +22,11 @@ pub enum ReasonCode {
     /// The agent's `suspended` kill switch is on.
     #[serde(rename = "kill_switch.agent")]
     KillSwitchAgent,
+    /// The agent is quarantined: a security alert its policy's
+    /// `spec.security.quarantineOn` names suspended it, until a human
+    /// lifts it.
+    #[serde(rename = "kill_switch.quarantine")]
+    KillSwitchQuarantine,
     /// A `Deny` rule matched the tool (explicit deny beats everything but kill switches).
     #[serde(rename = "tool.denied_by_rule")]
     ToolDeniedByRule,
@@ -159,6 +164,7 @@ impl ReasonCode {
         Self::PolicyInvalid,
         Self::KillSwitchPolicy,
         Self::KillSwitchAgent,
+        Self::KillSwitchQuarantine,
         Self::ToolDeniedByRule,
         Self::ToolArgumentsInvalid,
         Self::ToolNameTooLong,
@@ -210,6 +216,7 @@ impl ReasonCode {
             Self::PolicyInvalid => "policy.invalid",
             Self::KillSwitchPolicy => "kill_switch.policy",
             Self::KillSwitchAgent => "kill_switch.agent",
+            Self::KillSwitchQuarantine => "kill_switch.quarantine",
             Self::ToolDeniedByRule => "tool.denied_by_rule",
             Self::ToolConditionError => "tool.condition_error",
             Self::ToolGrantExpired => "tool.grant_expired",
@@ -262,7 +269,10 @@ impl ReasonCode {
 
     /// Kill switches, whatever their scope.
     pub const fn is_kill_switch(self) -> bool {
-        matches!(self, Self::KillSwitchPolicy | Self::KillSwitchAgent)
+        matches!(
+            self,
+            Self::KillSwitchPolicy | Self::KillSwitchAgent | Self::KillSwitchQuarantine
+        )
     }
 }
 

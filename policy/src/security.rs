@@ -87,6 +87,10 @@ pub struct SecuritySettings {
     /// The same alert for the same agent is raised at most once in this
     /// many seconds (default 60); the rest are only counted.
     pub cooldown_secs: u64,
+    /// Alerts that quarantine the agent (suspend it until a human lifts
+    /// it); default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantine_on: Vec<AlertKind>,
 }
 
 impl Default for SecuritySettings {
@@ -107,6 +111,7 @@ impl Default for SecuritySettings {
             token_jump_min_requests: 20,
             token_jump_min_tokens: 1000,
             cooldown_secs: 60,
+            quarantine_on: Vec::new(),
         }
     }
 }

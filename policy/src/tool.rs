@@ -399,6 +399,7 @@ mod tests {
                 service_account: Some("intake".into()),
                 api_key_sha256: None,
                 suspended: false,
+                quarantine: None,
             }],
             models: NameGlobs::any(),
             providers: vec![Provider {

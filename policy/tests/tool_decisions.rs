@@ -113,6 +113,48 @@ fn the_agent_kill_switch_stops_only_that_agent() {
 }
 
 #[test]
+fn a_quarantined_agent_is_stopped_in_every_mode_until_lifted() {
+    let open = bundle(
+        vec![
+            policy("p")
+                .governing("intake")
+                .governing("billing")
+                .allowing(&["*"])
+                .audit_only()
+                .build(),
+        ],
+        vec![grant("g").for_agent("intake").on_tools(&["*"]).build()],
+    );
+    let why = "alert.path_traversal at 2026-12-06T21:00:00Z: argument path looks like path traversal (request r-1)";
+    let quarantined = open.with_quarantines([(NS, "intake", why)]).unwrap();
+    assert_ne!(quarantined.revision(), open.revision(), "a new revision");
+    let d = decide(&quarantined, "intake", "sql_query", json!({}));
+    let rule = format!("quarantine: {why}");
+    assert_decision(
+        &d,
+        Outcome::Deny,
+        ReasonCode::KillSwitchQuarantine,
+        Some(rule.as_str()),
+    );
+    assert!(d.enforced, "a kill switch, even in Audit mode: {d:?}");
+    assert_eq!(
+        decide(&quarantined, "billing", "sql_query", json!({})).outcome,
+        Outcome::Allow,
+        "only that agent"
+    );
+    // Another namespace's agent of the same name, or an unknown one: nothing.
+    let elsewhere = open
+        .with_quarantines([("other", "intake", why), (NS, "nobody", why)])
+        .unwrap();
+    assert_eq!(elsewhere.revision(), open.revision());
+    // The files' configuration without it: decided again.
+    assert_eq!(
+        decide(&open, "intake", "sql_query", json!({})).outcome,
+        Outcome::Allow
+    );
+}
+
+#[test]
 fn an_explicit_deny_wins_even_when_an_earlier_rule_allows() {
     let b = bundle(
         vec![

@@ -2,8 +2,8 @@
 //! is left out, durations read, nothing that makes every call an alert.
 
 use super::Diags;
-use crate::resources::{AlertsSpec, BurstSpec, SecuritySpec};
-use palisade_policy::{Burst, SecuritySettings};
+use crate::resources::{AlertKindName, AlertsSpec, BurstSpec, SecuritySpec};
+use palisade_policy::{AlertKind, Burst, SecuritySettings};
 use std::time::Duration;
 
 pub(super) fn compile_security(
@@ -11,7 +11,11 @@ pub(super) fn compile_security(
     spec: Option<&SecuritySpec>,
 ) -> Option<SecuritySettings> {
     let defaults = SecuritySettings::default();
-    let Some(SecuritySpec { alerts }) = spec else {
+    let Some(SecuritySpec {
+        alerts,
+        quarantine_on,
+    }) = spec
+    else {
         return Some(defaults);
     };
     let AlertsSpec {
@@ -55,6 +59,7 @@ pub(super) fn compile_security(
             .unwrap_or(defaults.token_jump_min_requests),
         token_jump_min_tokens: jump.min_tokens.unwrap_or(defaults.token_jump_min_tokens),
         cooldown_secs: cooldown?.as_secs().max(1),
+        quarantine_on: quarantine_on.iter().map(|k| kind(*k)).collect(),
     })
 }
 
@@ -85,4 +90,15 @@ fn burst(
         count: spec.count,
         window_secs: window.as_secs().max(1),
     })
+}
+
+fn kind(name: AlertKindName) -> AlertKind {
+    match name {
+        AlertKindName::PathTraversal => AlertKind::PathTraversal,
+        AlertKindName::SqlInjection => AlertKind::SqlInjection,
+        AlertKindName::DenialBurst => AlertKind::DenialBurst,
+        AlertKindName::RepeatedHeldCall => AlertKind::RepeatedHeldCall,
+        AlertKindName::NewTool => AlertKind::NewTool,
+        AlertKindName::TokenJump => AlertKind::TokenJump,
+    }
 }

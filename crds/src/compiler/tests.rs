@@ -75,3 +75,51 @@ fn a_panic_while_compiling_one_policy_leaves_the_others_compiled() {
         "{message}"
     );
 }
+
+/// Issue 27: a quarantine annotation suspends its agent in the served
+/// generation — the newest, or the last good one when the newest does not
+/// compile — and the report names it; an annotation for an agent the
+/// policy does not list changes nothing.
+#[test]
+fn a_quarantine_annotation_suspends_its_agent_whichever_generation_is_served() {
+    let secrets = Secrets::default();
+    let q = crate::quarantine::Quarantine {
+        kind: "sql_injection".into(),
+        since: "2026-12-06T21:00:00Z".parse().unwrap(),
+        detail: "argument query looks like SQL injection".into(),
+        request_id: "req-9".into(),
+        by: "gateway-a".into(),
+    };
+    let annotate = |p: &mut AIPolicy| {
+        p.metadata.annotations = Some(
+            [
+                (
+                    crate::quarantine::annotation_key("b-agent"),
+                    serde_json::to_string(&q).unwrap(),
+                ),
+                (
+                    crate::quarantine::annotation_key("ghost"),
+                    "by hand".to_owned(),
+                ),
+            ]
+            .into(),
+        );
+    };
+    let mut b = policy("b", 1);
+    annotate(&mut b);
+    let c = compile(input(std::slice::from_ref(&b), &secrets, None)).unwrap();
+    let agent = c.bundle.policies()[0].agent("b-agent").unwrap();
+    assert_eq!(agent.quarantine.as_deref(), Some(q.why().as_str()));
+    let report = &c.policies[0];
+    assert_eq!(report.quarantined, [("b-agent".to_owned(), q.why())]);
+
+    // Generation 2 does not compile: generation 1 is served, quarantined.
+    let first = compile(input(&[policy("b", 1)], &secrets, None)).unwrap();
+    let mut broken = policy("b", 2);
+    broken.spec.routing.default_provider = "nowhere".into();
+    annotate(&mut broken);
+    let c = compile(input(&[broken], &secrets, Some(&first.bundle))).unwrap();
+    let served = &c.bundle.policies()[0];
+    assert_eq!(served.generation, 1);
+    assert!(served.agent("b-agent").unwrap().quarantine.is_some());
+}

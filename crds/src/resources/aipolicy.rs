@@ -549,4 +549,17 @@ pub struct AIPolicyStatus {
     /// Number of agents the policy governs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<i32>,
+    /// Agents a security alert quarantined (suspended until a human
+    /// removes the annotation `palisade.dev/quarantine.<agent>`), with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<QuarantinedAgent>,
+}
+
+/// One quarantined agent in `status.quarantined`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuarantinedAgent {
+    pub agent: String,
+    /// The alert, when, what it saw, and the request.
+    pub reason: String,
 }

@@ -15,6 +15,26 @@ pub struct SecuritySpec {
     /// and a line of `GET /v1/security/alerts`.
     #[serde(default)]
     pub alerts: AlertsSpec,
+    /// Alerts that quarantine the agent: the gateway that raises one
+    /// suspends it (reason code `kill_switch.quarantine`) by annotating
+    /// this policy `palisade.dev/quarantine.<agent>`, shown in
+    /// `status.quarantined`; a human lifts it by removing the annotation.
+    /// Default: none (alerts only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 6))]
+    pub quarantine_on: Vec<AlertKindName>,
+}
+
+/// A security alert's kind.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKindName {
+    PathTraversal,
+    SqlInjection,
+    DenialBurst,
+    RepeatedHeldCall,
+    NewTool,
+    TokenJump,
 }
 
 /// `spec.security.alerts`: each left out takes its default.

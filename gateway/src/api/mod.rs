@@ -13,6 +13,7 @@
 //! - [`approvals`]: `GET /v1/approvals[/{name}]`, `POST
 //!   /v1/approvals/{name}/approve|deny`;
 //! - [`audit_query`]: `GET /v1/audit/events`;
+//! - [`quarantines`]: `POST /v1/security/quarantines/{namespace}/{agent}/lift`;
 //! - [`openapi`]: `/openapi.json` and `/docs`.
 
 pub mod approvals;
@@ -23,6 +24,7 @@ pub mod ingress;
 pub mod messages;
 pub mod models;
 pub mod openapi;
+pub mod quarantines;
 pub mod responses;
 pub mod routed;
 pub mod tool_calls;

@@ -245,6 +245,20 @@ pub fn document() -> Value {
                     "503": error_response("The audit database cannot be read")
                 }
             }},
+            "/v1/security/quarantines/{namespace}/{agent}/lift": {"post": {
+                "summary": "Lift an agent's quarantine (standalone; operator token)",
+                "security": [{"operatorToken": []}],
+                "parameters": [
+                    {"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "agent", "in": "path", "required": true, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "{namespace, agent, lifted: true, liftedBy: \"operator:NAME\"}"},
+                    "401": error_response("No token"),
+                    "403": error_response("Not an operator token"),
+                    "404": error_response("The agent is not quarantined; or, in a cluster, remove the annotation palisade.dev/quarantine.AGENT")
+                }
+            }},
             "/v1/audit/usage": {"get": {
                 "summary": "Requests and tokens per namespace, agent, provider and model (auditor token)",
                 "security": [{"auditorToken": []}],

@@ -9,6 +9,7 @@
 use super::{ConfigError, kill_switches_in, load_files};
 use crate::credentials::sha256;
 use crate::metrics::GatewayMetrics;
+use crate::security::quarantine::Overlay;
 use crate::snapshot::{Current, Snapshot};
 use palisade_crds::standalone::GatewaySettings;
 use std::path::PathBuf;
@@ -59,12 +60,14 @@ pub fn compile(paths: &[PathBuf]) -> Result<(Snapshot, GatewaySettings), ConfigE
 }
 
 /// Serves `snapshot` unless one of its agents' keys is an operator's
-/// token; returns its revision.
+/// token, with the standalone quarantines (`overlay`) over it; returns
+/// the revision served.
 pub fn serve(
     snapshot: Snapshot,
     current: &Current,
     metrics: &GatewayMetrics,
     operators: &[OperatorKey],
+    overlay: &Overlay,
 ) -> Result<String, ConfigError> {
     for op in operators {
         if let Some(agent) = snapshot.agent_keys.holder_of(&op.sha256) {
@@ -76,10 +79,12 @@ pub fn serve(
             });
         }
     }
-    let revision = snapshot.revision().to_owned();
-    metrics.served(&revision, snapshot.loaded_at);
-    current.store(Some(Arc::new(snapshot)));
-    Ok(revision)
+    overlay.serve(snapshot.bundle, current, metrics);
+    Ok(current
+        .load()
+        .as_ref()
+        .map(|s| s.revision().to_owned())
+        .unwrap_or_default())
 }
 
 /// Loads the files into `current` (a gateway without operators); returns
@@ -90,17 +95,21 @@ pub fn load_into(
     metrics: &GatewayMetrics,
 ) -> Result<(String, GatewaySettings), ConfigError> {
     let (snapshot, settings) = compile(paths)?;
-    Ok((serve(snapshot, current, metrics, &[])?, settings))
+    Ok((
+        serve(snapshot, current, metrics, &[], &Overlay::default())?,
+        settings,
+    ))
 }
 
 /// Polls the files every `interval` and reloads on change, until the
-/// task is aborted; each load is checked against `operators`.
+/// task is aborted; each load is checked against `operators` and served
+/// with `overlay`'s quarantines.
 pub fn watch(
     paths: Vec<PathBuf>,
     current: Current,
     metrics: Arc<GatewayMetrics>,
     interval: Duration,
-    operators: Vec<OperatorKey>,
+    (operators, overlay): (Vec<OperatorKey>, Overlay),
 ) -> tokio::task::JoinHandle<()> {
     // Taken now, not in the task: a change right after this call counts.
     let mut seen = stamps(&paths);
@@ -112,8 +121,9 @@ pub fn watch(
                 continue;
             }
             seen = now;
-            let loaded = compile(&paths)
-                .and_then(|(snapshot, _)| serve(snapshot, &current, &metrics, &operators));
+            let loaded = compile(&paths).and_then(|(snapshot, _)| {
+                serve(snapshot, &current, &metrics, &operators, &overlay)
+            });
             match loaded {
                 Ok(revision) => tracing::info!(revision, "configuration reloaded"),
                 Err(diagnostics) => {
@@ -121,7 +131,7 @@ pub fn watch(
                     tracing::error!(
                         "configuration change rejected; the previous configuration keeps serving:\n{diagnostics}"
                     );
-                    switch_on_rejected(&paths, &current, &metrics, &operators);
+                    switch_on_rejected(&paths, &current, &metrics, (&operators, &overlay));
                 }
             }
         }
@@ -134,17 +144,19 @@ fn switch_on_rejected(
     paths: &[PathBuf],
     current: &Current,
     metrics: &GatewayMetrics,
-    operators: &[OperatorKey],
+    (operators, overlay): (&[OperatorKey], &Overlay),
 ) {
     let switches = kill_switches_in(paths);
-    let Some(served) = current.load_full() else {
+    // Over the files' configuration being served (its quarantines are
+    // laid over it again when it is served).
+    let Some(base) = overlay.base() else {
         return;
     };
     if switches.is_empty() {
         return;
     }
-    let switched = match served.bundle.with_switches_on(&switches) {
-        Ok(bundle) if bundle.revision() != served.revision() => bundle,
+    let switched = match base.with_switches_on(&switches) {
+        Ok(bundle) if bundle.revision() != base.revision() => bundle,
         Ok(_) => return,
         Err(e) => {
             tracing::error!(error = %e, "the rejected edit's kill switches could not be applied");
@@ -162,7 +174,13 @@ fn switch_on_rejected(
             format!("{}/{}: {what}", s.namespace, s.policy)
         })
         .collect();
-    match serve(Snapshot::new(switched), current, metrics, operators) {
+    match serve(
+        Snapshot::new(switched),
+        current,
+        metrics,
+        operators,
+        overlay,
+    ) {
         Ok(revision) => tracing::warn!(
             revision,
             "the rejected edit's kill switches are on over the previous configuration: {}",

@@ -62,6 +62,10 @@ pub fn routes() -> Router<AppState> {
             post(pages::decide),
         )
         .route("/console/alerts", get(pages::alerts))
+        .route(
+            "/console/quarantines/{namespace}/{agent}/lift",
+            post(pages::lift),
+        )
         .route("/console/stream", get(stream::decisions))
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))

@@ -4,12 +4,15 @@
 //! shows.
 
 use super::session::{self, Viewer};
-use super::view::{self, AgentUsage, Deciding, Overview, Replica, Row, Switches};
+use super::view::{
+    self, AgentSwitch, AgentUsage, Deciding, Lifting, Overview, Replica, Row, Switches,
+};
 use super::{Console, guarded, to_login};
 use crate::api::audit_query::AlertView;
 use crate::approvals::Approvals;
 use crate::decisions::held;
 use crate::limits::UnreadBody;
+use crate::security::quarantine::Quarantines;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -70,13 +73,18 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Resp
         .iter()
         .flat_map(|s| s.bundle.policies())
         .map(|p| Switches {
-            policy: format!("{}/{}", p.namespace, p.name),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
             generation: p.generation,
             suspended: p.suspend,
             agents: p
                 .agents
                 .iter()
-                .map(|a| (a.name.clone(), a.suspended))
+                .map(|a| AgentSwitch {
+                    name: a.name.clone(),
+                    suspended: a.suspended,
+                    quarantine: a.quarantine.clone(),
+                })
                 .collect(),
         })
         .collect();
@@ -94,7 +102,15 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Resp
     )
     .await
     .map(|rows| rows.into_iter().map(|c| AlertView::of(c.event)).collect());
+    let lifting = match (&state.quarantines, &viewer) {
+        (Some(Quarantines::Local { .. }), Viewer::Operator(_)) => {
+            Lifting::Button(session::csrf_of(&headers))
+        }
+        (Some(Quarantines::Local { .. }), Viewer::Auditor) => Lifting::OperatorsOnly,
+        _ => Lifting::Kubectl,
+    };
     let overview = Overview {
+        lifting,
         replicas: replicas(&state, revision.as_deref()).await,
         revision,
         switches,
@@ -447,4 +463,44 @@ pub async fn alerts(State(state): State<AppState>, headers: HeaderMap) -> Respon
         Err(what) => view::unavailable(&what),
     };
     page("Security alerts (24 h)", &viewer, "alerts", body)
+}
+
+/// `POST /console/quarantines/{namespace}/{agent}/lift` (standalone, an
+/// operator's session, the form's CSRF value): lifts it like `POST
+/// /v1/security/quarantines/{namespace}/{agent}/lift`, then back to the
+/// overview.
+pub async fn lift(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((namespace, agent)): Path<(String, String)>,
+    body: UnreadBody,
+) -> Response {
+    let Some(viewer) = session::viewer(&state, &headers) else {
+        return to_login();
+    };
+    let Viewer::Operator(operator) = &viewer else {
+        return trouble(
+            StatusCode::FORBIDDEN,
+            &viewer,
+            "Only an operator may lift a quarantine: log in with an operator token.",
+        );
+    };
+    let form: Option<DecideForm> = match body.read().await {
+        Ok(bytes) => serde_urlencoded::from_bytes(&bytes).ok(),
+        Err(e) => return e.into_response(),
+    };
+    if !form.is_some_and(|f| session::csrf_holds(&headers, &f.csrf)) {
+        return trouble(
+            StatusCode::FORBIDDEN,
+            &viewer,
+            "This form is stale or was not sent from this console: reload the page and try again.",
+        );
+    }
+    match crate::api::quarantines::lift_as(&state, &namespace, &agent, operator).await {
+        Ok(_) => Redirect::to("/console").into_response(),
+        Err(e) => {
+            let message = format!("Not lifted: {e}");
+            trouble(e.into_response().status(), &viewer, &message)
+        }
+    }
 }

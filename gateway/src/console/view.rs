@@ -355,11 +355,31 @@ pub struct Replica {
 /// One policy's kill switches as served.
 #[derive(Debug, Clone)]
 pub struct Switches {
-    pub policy: String,
+    pub namespace: String,
+    pub name: String,
     pub generation: i64,
     pub suspended: bool,
-    /// Each agent and whether it is suspended.
-    pub agents: Vec<(String, bool)>,
+    pub agents: Vec<AgentSwitch>,
+}
+
+/// One agent's kill switches.
+#[derive(Debug, Clone)]
+pub struct AgentSwitch {
+    pub name: String,
+    pub suspended: bool,
+    /// Why it is quarantined, if it is.
+    pub quarantine: Option<String>,
+}
+
+/// How a quarantine is lifted, as the page offers it.
+#[derive(Debug)]
+pub enum Lifting {
+    /// Standalone, an operator: a button (with the CSRF value).
+    Button(String),
+    /// Standalone, the auditor.
+    OperatorsOnly,
+    /// In a cluster: the kubectl command.
+    Kubectl,
 }
 
 /// Requests and tokens of one agent (every provider and model).
@@ -376,6 +396,8 @@ pub struct AgentUsage {
 #[derive(Debug)]
 pub struct Overview {
     pub revision: Option<String>,
+    /// How a quarantine is lifted from here.
+    pub lifting: Lifting,
     pub replicas: Result<Vec<Replica>, String>,
     pub switches: Vec<Switches>,
     pub pending: Result<Vec<ApprovalView>, String>,
@@ -417,16 +439,29 @@ pub fn overview(o: &Overview, now: jiff::Timestamp) -> Markup {
             table { thead { tr { th { "Policy" } th { "Generation" } th { "Policy switch" } th { "Agents" } } }
                 tbody { @for s in &o.switches {
                     tr {
-                        td { (s.policy) } td { (s.generation) }
+                        td { (s.namespace) "/" (s.name) } td { (s.generation) }
                         td { @if s.suspended { span.badge.bad { "SUSPENDED" } } @else { span.badge.ok { "serving" } } }
-                        td { @for (agent, suspended) in &s.agents {
-                            span class={ "agent " @if *suspended { "suspended" } } {
-                                (agent) @if *suspended { " (suspended)" }
+                        td { @for a in &s.agents {
+                            span class={ "agent " @if a.suspended || a.quarantine.is_some() { "suspended" } } {
+                                (a.name) @if a.suspended { " (suspended)" } @if a.quarantine.is_some() { " (quarantined)" }
                             } " "
                         } }
                     }
                 } }
             }
+            @for s in &o.switches { @for a in &s.agents { @if let Some(why) = &a.quarantine {
+                div.quarantine data-agent=(a.name) {
+                    p { span.badge.bad { "QUARANTINED" } " " (s.namespace) "/" (a.name) ": " (why) }
+                    @match &o.lifting {
+                        Lifting::Button(csrf) => form.decide method="post" action={ "/console/quarantines/" (s.namespace) "/" (a.name) "/lift" } {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" class="approve" { "Lift the quarantine" }
+                        },
+                        Lifting::OperatorsOnly => p.muted { "An operator lifts it (on this page, or POST /v1/security/quarantines/" (s.namespace) "/" (a.name) "/lift)." },
+                        Lifting::Kubectl => pre.command { (crate::api::quarantines::kubectl_lift(&s.namespace, &s.name, &a.name)) },
+                    }
+                }
+            } } }
         }
         section #pending {
             h2 { a href="/console/approvals" { "Pending approvals" } }

@@ -10,6 +10,7 @@
 //! raised at most once per cooldown. [`report`] records and announces
 //! them. Pure apart from the clock it is handed, so it is unit-tested.
 
+pub mod quarantine;
 pub mod report;
 
 use palisade_policy::{AlertKind, Outcome, SecuritySettings, argument_shapes};

@@ -6,7 +6,7 @@
 //! AIPolicy. None of them carries an argument's value. Recording does not
 //! hold up the decision: the row is queued like a buffered chat event.
 
-use super::{Alert, Observed};
+use super::{Alert, Observed, quarantine};
 use crate::state::AppState;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
@@ -27,7 +27,7 @@ impl std::fmt::Debug for EventSink {
 /// Watches a decided tool call and reports what it raises.
 pub fn tool_call(state: &AppState, settings: &SecuritySettings, call: &Observed<'_>) {
     let (alerts, held_back) = state.security.tool_call(settings, call, Instant::now());
-    report(state, alerts, &held_back);
+    report(state, settings, alerts, &held_back);
 }
 
 /// Watches a routed request's tokens and reports what they raise.
@@ -42,10 +42,15 @@ pub fn tokens(
         state
             .security
             .tokens(settings, who, total, request_id, Instant::now());
-    report(state, alerts, &held_back);
+    report(state, settings, alerts, &held_back);
 }
 
-fn report(state: &AppState, alerts: Vec<Alert>, held_back: &[AlertKind]) {
+fn report(
+    state: &AppState,
+    settings: &SecuritySettings,
+    alerts: Vec<Alert>,
+    held_back: &[AlertKind],
+) {
     for kind in held_back {
         state
             .metrics
@@ -71,6 +76,12 @@ fn report(state: &AppState, alerts: Vec<Alert>, held_back: &[AlertKind]) {
         if let Err(e) = state.audit.record(row(&alert)) {
             tracing::warn!(error = %e, kind = alert.kind.as_str(), "security alert not audited");
         }
+        if settings.quarantine_on.contains(&alert.kind)
+            && let Some(quarantines) = &state.quarantines
+            && !quarantined(state, &alert)
+        {
+            quarantine::impose(quarantines, &alert, &state.config, &state.metrics);
+        }
         if let (Some(EventSink(recorder)), Some(policy)) = (&state.events, &alert.policy) {
             let recorder = recorder.clone();
             let regarding = ObjectReference {
@@ -94,6 +105,16 @@ fn report(state: &AppState, alerts: Vec<Alert>, held_back: &[AlertKind]) {
             });
         }
     }
+}
+
+/// Whether the alert's agent is quarantined already (in the served
+/// configuration).
+fn quarantined(state: &AppState, alert: &Alert) -> bool {
+    state.config.load().as_ref().is_some_and(|s| {
+        s.bundle
+            .policy_for(&alert.namespace, &alert.agent)
+            .is_some_and(|(_, agent)| agent.quarantine.is_some())
+    })
 }
 
 /// The alert's audit row.

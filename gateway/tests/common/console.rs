@@ -48,3 +48,29 @@ pub const ON: &str = "  console: {enabled: true}
 pub fn env() -> [(&'static str, &'static str); 2] {
     [("PALISADE_AUDITOR", AUDITOR), ("PALISADE_ONCALL", OPERATOR)]
 }
+
+/// Logs in to the console at `url` with `token` (`http` must not follow
+/// redirects): the session cookie, as `name=value`.
+pub async fn login(http: &reqwest::Client, url: &str, token: &str) -> String {
+    let resp = http
+        .post(format!("{url}/console/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The first form's CSRF value on a console page.
+pub fn csrf_in(page: &str) -> Option<String> {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .map(|s| s.split('"').next().unwrap_or_default().to_owned())
+}

@@ -88,6 +88,7 @@ impl PolicyBuilder {
             service_account: Some(agent.into()),
             api_key_sha256: None,
             suspended: false,
+            quarantine: None,
         });
         self
     }

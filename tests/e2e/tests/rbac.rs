@@ -3,7 +3,8 @@
 //! leader election and a short approval retention) and two gateways run
 //! with tokens of the chart's ServiceAccounts through every flow — compile,
 //! status, Events, kill switch, approvals created / watched / consumed /
-//! expired / collected, TokenReview, a security alert's Event — so a
+//! expired / collected, TokenReview, a security alert's Event and the
+//! quarantine it imposes — so a
 //! permission the chart forgot
 //! fails the flow. Then the API server's audit log is checked against the
 //! rendered default chart: no request of theirs was refused, every rule was
@@ -173,7 +174,21 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
     assert_eq!(status, 200);
     let (status, _) = h.tool_call(1, &h.intake, &using).await;
     assert_eq!(status, 403);
-    // A security alert: an Event on the policy, from the gateway.
+    // A security alert: an Event on the policy, from the gateway; with
+    // quarantineOn, the agent's quarantine (an annotation on the policy).
+    let served = async |i: usize| {
+        let (_, ready) = h.get(i, palisade_e2e::AUDITOR_TOKEN, "/readyz").await;
+        ready["revision"].as_str().unwrap_or_default().to_owned()
+    };
+    let before = served(0).await;
+    h.patch_policy(
+        "merge",
+        r#"{"spec":{"security":{"quarantineOn":["path_traversal"]}}}"#,
+    );
+    h.until("quarantineOn served", Duration::from_secs(10), async || {
+        (served(0).await != before).then_some(())
+    })
+    .await;
     let (status, _) = h
         .tool_call(
             0,
@@ -196,14 +211,20 @@ async fn the_charts_rbac_is_exactly_what_the_binaries_use() {
         (!out.trim().is_empty()).then_some(())
     })
     .await;
-    // A kill switch flip (the operator rewrites the Secret, gateways apply).
+    h.until("the quarantine", Duration::from_secs(10), async || {
+        let q = h.policy_field("{.status.quarantined[0].agent}");
+        (q == "intake").then_some(())
+    })
+    .await;
+    // A kill switch flip (the operator rewrites the Secret, gateways apply),
+    // seen by the agent that is not quarantined.
     h.patch_policy("merge", r#"{"spec":{"suspend":true}}"#);
     h.until(
         "the kill switch lands",
         Duration::from_secs(5),
         async || {
             let (status, _) = h
-                .tool_call(1, &h.intake, &json!({"tool": "calendar_read"}))
+                .tool_call(1, &h.scheduler, &json!({"tool": "calendar_read"}))
                 .await;
             (status == 403).then_some(())
         },

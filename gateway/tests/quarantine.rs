@@ -1,0 +1,210 @@
+//! Quarantine on a standalone gateway (issue 27): a policy that lists
+//! `path_traversal` in `spec.security.quarantineOn` suspends the agent
+//! that tries it — every later request refused `kill_switch.quarantine`,
+//! tool calls and chat alike — across a configuration reload and a
+//! restart (the audit database keeps it), shown on the console with why,
+//! until an operator lifts it; neither the agent nor the auditor can.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::console::{AUDITOR, KEY, OPERATOR};
+use palisade_fake_upstreams::{FakeOpenAi, Script};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const QUARANTINE: &str = "  console: {enabled: true}
+  audit: {readTokenEnv: PALISADE_AUDITOR}
+  approvals:
+    operators: [{name: oncall, tokenEnv: PALISADE_ONCALL}]
+";
+
+fn config(model: &str, comment: &str) -> String {
+    common::console::config(model, QUARANTINE).replace(
+        "  tools:\n    default: Deny",
+        &format!("  # {comment}\n  security: {{alerts: {{cooldown: 1s}}, quarantineOn: [path_traversal]}}\n  tools:\n    default: Deny"),
+    )
+}
+
+struct Client {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn read(&self, path: &str) -> (u16, String) {
+        let call = json!({"tool": "read_file", "arguments": {"path": path}});
+        let (status, body) = self.post("/v1/tool-calls", KEY, call).await;
+        (status, body.to_string())
+    }
+
+    async fn get(&self, path: &str, token: &str) -> String {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        resp.text().await.unwrap()
+    }
+}
+
+fn start(path: &std::path::Path) -> (common::Stopped, Client) {
+    let (child, addr) = common::spawn_gateway_with_env(
+        &[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--reload-interval",
+            "100ms",
+        ],
+        &common::console::env(),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    (
+        common::Stopped(child),
+        Client {
+            url: format!("http://{addr}"),
+            http,
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantine_holds_across_reload_and_restart_until_an_operator_lifts_it() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let model = FakeOpenAi::start(Script::Text("fine".into()))
+        .await
+        .unwrap();
+    let dir = palisade_testkit::temp_dir("quarantine");
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, config(&model.base_url(), "first")).unwrap();
+    let (mut gateway, c) = start(&path);
+
+    assert_eq!(c.read("notes.md").await.0, 200);
+    // The call that raises the alert is itself decided as the rules say.
+    assert_eq!(c.read("../../etc/passwd").await.0, 200);
+    let started = Instant::now();
+    let refused = loop {
+        let (status, body) = c.read("notes.md").await;
+        if status == 403 {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "never quarantined: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("quarantined {:?} after the alert", started.elapsed());
+    assert!(refused.contains("kill_switch.quarantine"), "{refused}");
+    assert!(
+        refused.contains("alert.path_traversal"),
+        "says why: {refused}"
+    );
+    // Chat too: a kill switch.
+    let (status, chat) = c
+        .post(
+            "/v1/chat/completions",
+            KEY,
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(status, 403, "{chat}");
+    assert_eq!(chat["error"]["code"], "kill_switch.quarantine");
+    let metrics = c.get("/metrics", KEY).await;
+    assert!(
+        metrics.contains("palisade_quarantines_total{result=\"applied\"} 1"),
+        "{metrics}"
+    );
+    let overview = c.get("/console", AUDITOR).await;
+    assert!(
+        overview.contains("QUARANTINED") && overview.contains("alert.path_traversal"),
+        "{overview}"
+    );
+
+    // A reload of the files keeps it, and so does a restart.
+    std::fs::write(&path, config(&model.base_url(), "second")).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(c.read("notes.md").await.0, 403, "after a reload");
+    gateway.stop();
+    let (_gateway, c) = start(&path);
+    let (status, body) = c.read("notes.md").await;
+    assert_eq!(status, 403, "after a restart: {body}");
+    assert!(body.contains("kill_switch.quarantine"), "{body}");
+
+    // An operator lifts it on the console (its session and form value).
+    let cookie = common::console::login(&c.http, &c.url, OPERATOR).await;
+    let page = c
+        .http
+        .get(format!("{}/console", c.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Lift the quarantine"), "{page}");
+    let csrf = common::console::csrf_in(&page).unwrap();
+    let lifted = c
+        .http
+        .post(format!("{}/console/quarantines/default/app/lift", c.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status().as_u16(), 303);
+    assert_eq!(c.read("notes.md").await.0, 200, "decided again at once");
+
+    // Quarantined again (past the alert's cooldown), lifted over HTTP:
+    // only by an operator.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(c.read("../../etc/shadow").await.0, 200);
+    let started = Instant::now();
+    while c.read("notes.md").await.0 != 403 {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "never quarantined again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lift = "/v1/security/quarantines/default/app/lift";
+    assert_eq!(c.post(lift, KEY, json!({})).await.0, 403);
+    assert_eq!(c.post(lift, AUDITOR, json!({})).await.0, 403);
+    let (status, lifted) = c.post(lift, OPERATOR, json!({})).await;
+    assert_eq!(
+        (status, &lifted["liftedBy"]),
+        (200, &json!("operator:oncall")),
+        "{lifted}"
+    );
+    assert_eq!(c.read("notes.md").await.0, 200, "decided again at once");
+    let (status, again) = c.post(lift, OPERATOR, json!({})).await;
+    assert_eq!(status, 404, "{again}");
+}
