@@ -31,6 +31,7 @@ use std::time::Duration;
 
 mod claims;
 mod limits;
+mod mcp;
 mod providers;
 mod routing;
 mod runnable;
@@ -40,6 +41,7 @@ mod served;
 mod tools;
 use claims::{Claims, claim_agents};
 use limits::compile_limits;
+use mcp::compile_mcp_servers;
 use providers::compile_providers;
 use routing::compile_routing;
 use runnable::compile_runnable;
@@ -538,6 +540,7 @@ fn compile_policy(
     };
     let limits = compile_limits(&mut d, spec.limits.as_ref());
     let security = compile_security(&mut d, spec.security.as_ref());
+    let mcp_servers = compile_mcp_servers(&mut d, &spec.mcp_servers, secrets, egress);
     let assembled = (|| {
         Some(Policy {
             namespace: object.namespace.clone(),
@@ -561,6 +564,7 @@ fn compile_policy(
             limits: limits?,
             runnable: runnable?,
             security: security?,
+            mcp_servers: mcp_servers?,
         })
     })();
     d.finish(assembled)

@@ -60,6 +60,12 @@ pub fn routes(state: AppState, metrics_route: MetricsRoute) -> Router {
             post(api::ingress::handle::<api::responses::Responses>),
         )
         .route("/v1/models", get(api::models::list))
+        .route(
+            "/mcp/{server}",
+            post(api::mcp::post)
+                .get(api::mcp::get)
+                .delete(api::mcp::delete),
+        )
         .route("/v1/approvals", get(api::approvals::list))
         .route("/v1/approvals/{name}", get(api::approvals::get))
         .route("/v1/approvals/{name}/{verb}", post(api::approvals::decide))

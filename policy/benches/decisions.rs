@@ -70,6 +70,7 @@ fn tool_policy(n: usize) -> PolicyBundle {
         limits: Default::default(),
         runnable: Default::default(),
         security: Default::default(),
+        mcp_servers: Vec::new(),
     };
     PolicyBundle::new(vec![policy], vec![], vec![]).unwrap()
 }
@@ -124,6 +125,7 @@ fn routing_policy(keywords: usize) -> PolicyBundle {
         limits: Default::default(),
         runnable: Default::default(),
         security: Default::default(),
+        mcp_servers: Vec::new(),
     };
     PolicyBundle::new(vec![policy], vec![], vec![]).unwrap()
 }

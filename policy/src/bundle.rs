@@ -194,6 +194,9 @@ pub struct Policy {
     /// Security alert thresholds (`spec.security.alerts`).
     #[serde(default, skip_serializing_if = "crate::SecuritySettings::is_default")]
     pub security: crate::SecuritySettings,
+    /// MCP servers served to the agents at `/mcp/{name}` (`spec.mcpServers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<crate::McpServer>,
 }
 
 impl Policy {
@@ -207,6 +210,10 @@ impl Policy {
 
     pub fn provider(&self, name: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.name == name)
+    }
+
+    pub fn mcp_server(&self, name: &str) -> Option<&crate::McpServer> {
+        self.mcp_servers.iter().find(|s| s.name == name)
     }
 
     pub fn agent(&self, name: &str) -> Option<&Agent> {
@@ -258,7 +265,7 @@ impl Policy {
     /// enforced: `Audit` is a dry run of the rules, and a kill switch is
     /// not a rule being tried out but the off button, so it stops the
     /// agent in every mode.
-    pub(crate) fn kill_switch(&self, agent: &Agent) -> Option<Decision> {
+    pub fn kill_switch(&self, agent: &Agent) -> Option<Decision> {
         let (reason_code, rule) = if self.suspend {
             (ReasonCode::KillSwitchPolicy, "spec.suspend".to_owned())
         } else if agent.suspended {

@@ -21,6 +21,7 @@ mod egress;
 mod fingerprint;
 mod globs;
 mod limits;
+mod mcp;
 mod models;
 mod preview;
 mod reason;
@@ -45,6 +46,7 @@ pub use fingerprint::{
 };
 pub use globs::{GlobError, NameGlobs};
 pub use limits::{LimitSet, Limits};
+pub use mcp::McpServer;
 pub use preview::{ArgumentsPreview, PREVIEW_LIMIT};
 pub use reason::ReasonCode;
 pub use routing::{

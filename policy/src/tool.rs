@@ -209,6 +209,51 @@ impl PolicyBundle {
         }
     }
 
+    /// How `tool` shows in a listing for `agent` (MCP `tools/list`), by
+    /// its name alone: `Deny` when the agent can never call it (a kill
+    /// switch, no policy, an unconditional deny rule, or nothing but a
+    /// default deny names it), `RequireApproval` when the first grant or
+    /// rule that could let it through holds it for a human, else `Allow`.
+    /// Conditions on arguments are not evaluated: a conditional rule is
+    /// one that could apply (each call is decided in full anyway).
+    pub fn tool_listing(
+        &self,
+        namespace: &str,
+        agent: &str,
+        tool: &str,
+        now: Timestamp,
+    ) -> Outcome {
+        let Lookup::Governed { policy, agent: a } = self.lookup(namespace, agent) else {
+            return Outcome::Deny;
+        };
+        if policy.kill_switch(a).is_some() || tool.len() > MAX_TOOL_NAME_BYTES {
+            return Outcome::Deny;
+        }
+        if !policy.enforces() {
+            // A dry run: every call goes through (and is recorded).
+            return Outcome::Allow;
+        }
+        let rules = policy.tools.matching(tool);
+        let all = policy.tools.rules();
+        if rules
+            .iter()
+            .any(|&i| all[i].action == Outcome::Deny && all[i].when.is_none())
+        {
+            return Outcome::Deny;
+        }
+        let grant = self
+            .grants_in(namespace)
+            .find(|g| g.agents.is_match(agent) && g.tools.is_match(tool) && g.is_active(now))
+            .map(|g| g.action);
+        let rule = rules
+            .iter()
+            .map(|&i| all[i].action)
+            .find(|a| *a != Outcome::Deny);
+        grant
+            .or(rule)
+            .unwrap_or_else(|| policy.tools.default_action())
+    }
+
     /// [`Self::evaluate_tool`] for an agent `policy` governs.
     fn decide_tool<A: Arguments + ?Sized>(
         &self,
@@ -418,6 +463,7 @@ mod tests {
             limits: Default::default(),
             runnable: Default::default(),
             security: Default::default(),
+            mcp_servers: Vec::new(),
         };
         let grants = (0..2)
             .map(|i| Grant {

@@ -587,3 +587,69 @@ fn a_tool_name_longer_than_256_bytes_is_refused_in_every_mode() {
     let d = decide(&b, "intake", &long, json!({}));
     assert_eq!(d.reason_code, ReasonCode::KillSwitchPolicy);
 }
+
+#[test]
+fn a_listing_hides_only_the_tools_an_agent_can_never_call() {
+    let b = bundle(
+        vec![
+            policy("p")
+                .governing("intake")
+                .denying(&["bulk_*"])
+                .denying_when(&["sql_query"], "args.query.contains('DROP')")
+                .allowing_when(&["sql_query"], "has(args.query)")
+                .requiring_approval_for(&["send_email"])
+                .build(),
+        ],
+        vec![
+            grant("g")
+                .for_agent("intake")
+                .on_tools(&["calendar_*"])
+                .build(),
+        ],
+    );
+    let listed = |tool: &str| b.tool_listing(NS, "intake", tool, now());
+    assert_eq!(
+        listed("bulk_export"),
+        Outcome::Deny,
+        "an unconditional deny"
+    );
+    assert_eq!(
+        listed("sql_query"),
+        Outcome::Allow,
+        "a conditional rule could apply"
+    );
+    assert_eq!(listed("send_email"), Outcome::RequireApproval);
+    assert_eq!(listed("calendar_read"), Outcome::Allow, "a grant");
+    assert_eq!(
+        listed("rm"),
+        Outcome::Deny,
+        "only the default deny names it"
+    );
+    assert_eq!(
+        b.tool_listing(NS, "stranger", "sql_query", now()),
+        Outcome::Deny
+    );
+    let dry = bundle(
+        vec![policy("p").governing("intake").audit_only().build()],
+        vec![],
+    );
+    assert_eq!(
+        dry.tool_listing(NS, "intake", "rm", now()),
+        Outcome::Allow,
+        "a dry run"
+    );
+    let off = bundle(
+        vec![
+            policy("p")
+                .governing_suspended("intake")
+                .allowing(&["*"])
+                .build(),
+        ],
+        vec![],
+    );
+    assert_eq!(
+        off.tool_listing(NS, "intake", "rm", now()),
+        Outcome::Deny,
+        "a kill switch"
+    );
+}

@@ -27,49 +27,10 @@ pub(super) fn compile_providers(
     }
     for (i, p) in providers.iter().enumerate() {
         let field = format!("spec.providers[{i}]");
-        if !is_dns_label(&p.name) {
-            d.push(
-                format!("{field}.name"),
-                format!("{:?} is not a valid provider name", p.name),
-                "use lower-case letters, digits and '-', at most 63 characters",
-            );
-            ok = false;
-        }
-        if providers[..i].iter().any(|q| q.name == p.name) {
-            d.push(
-                format!("{field}.name"),
-                format!("provider {:?} is defined twice", p.name),
-                "rename or remove one",
-            );
-            ok = false;
-        }
-        let url_ok = ["http://", "https://"].iter().any(|s| {
-            p.base_url
-                .strip_prefix(s)
-                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
-        });
-        // user:password@ in the authority: never sent (Host carries the
-        // host only) and never echoed (it is a credential).
-        let has_userinfo = p
-            .base_url
-            .split_once("://")
-            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
-            .is_some_and(|authority| authority.contains('@'));
-        if has_userinfo {
-            d.push(
-                format!("{field}.baseUrl"),
-                "holds credentials (user:password@host); they are not sent to the provider, and a URL is no place for a secret".to_owned(),
-                "remove them from the URL and put the key in a Secret named by credentialsSecretRef",
-            );
-            ok = false;
-        } else if !url_ok {
-            d.push(
-                format!("{field}.baseUrl"),
-                format!("{:?} is not an http(s) URL", p.base_url),
-                "write e.g. http://ollama.ollama.svc:11434 or https://api.openai.com",
-            );
-            ok = false;
-        }
+        let earlier = providers[..i].iter().map(|q| q.name.as_str());
+        ok &= unique_name(d, &format!("{field}.name"), "provider", &p.name, earlier);
+        let url_ok = endpoint_url(d, &format!("{field}.baseUrl"), &p.base_url);
+        ok &= url_ok;
         let api_key = match &p.credentials_secret_ref {
             None => None,
             Some(r) => match d.credentials(&format!("{field}.credentialsSecretRef"), secrets, r) {
@@ -80,20 +41,14 @@ pub(super) fn compile_providers(
                 }
             },
         };
-        if url_ok
-            && !has_userinfo
-            && let Err(refusal) = egress.check_url(&p.base_url, p.credentials_secret_ref.is_some())
-        {
-            let fix = match refusal {
-                EgressRefusal::PlaintextCredentials { .. } => {
-                    "use the provider's https:// URL (or, for an in-cluster provider without TLS, ask the platform admin to set providers.allowPlaintextCredentials in the chart)"
-                }
-                _ => {
-                    "use an allowed URL, or ask the platform admin to add this one to providers.allowedBaseUrls in the chart's values"
-                }
-            };
-            d.push(format!("{field}.baseUrl"), refusal.to_string(), fix);
-            ok = false;
+        if url_ok {
+            ok &= allowed(
+                d,
+                &format!("{field}.baseUrl"),
+                &p.base_url,
+                p.credentials_secret_ref.is_some(),
+                egress,
+            );
         }
         let timeout = d
             .duration(
@@ -124,4 +79,88 @@ pub(super) fn compile_providers(
         });
     }
     ok.then_some(out)
+}
+
+/// Whether `url` (at `field`) is an http(s) URL without credentials in it;
+/// a diagnostic says why not.
+pub(super) fn endpoint_url(d: &mut Diags<'_>, field: &str, url: &str) -> bool {
+    let url_ok = ["http://", "https://"].iter().any(|s| {
+        url.strip_prefix(s)
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+    });
+    // user:password@ in the authority: never sent (Host carries the
+    // host only) and never echoed (it is a credential).
+    let has_userinfo = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+        .is_some_and(|authority| authority.contains('@'));
+    if has_userinfo {
+        d.push(
+            field,
+            "holds credentials (user:password@host); they are not sent, and a URL is no place for a secret".to_owned(),
+            "remove them from the URL and put the key in a Secret named by credentialsSecretRef",
+        );
+        return false;
+    }
+    if !url_ok {
+        d.push(
+            field,
+            format!("{url:?} is not an http(s) URL"),
+            "write e.g. http://ollama.ollama.svc:11434 or https://api.openai.com",
+        );
+    }
+    url_ok
+}
+
+/// Whether the platform's allow-list ([`Egress`]) lets the gateway reach
+/// `url` (with credentials when `credentials`).
+pub(super) fn allowed(
+    d: &mut Diags<'_>,
+    field: &str,
+    url: &str,
+    credentials: bool,
+    egress: &Egress,
+) -> bool {
+    let Err(refusal) = egress.check_url(url, credentials) else {
+        return true;
+    };
+    let fix = match refusal {
+        EgressRefusal::PlaintextCredentials { .. } => {
+            "use the server's https:// URL (or, for an in-cluster server without TLS, ask the platform admin to set providers.allowPlaintextCredentials in the chart)"
+        }
+        _ => {
+            "use an allowed URL, or ask the platform admin to add this one to providers.allowedBaseUrls in the chart's values"
+        }
+    };
+    d.push(field, refusal.to_string(), fix);
+    false
+}
+
+/// Whether `name` (at `field`, of a `what`) is a DNS label no earlier
+/// entry has; diagnostics say why not.
+pub(super) fn unique_name<'a>(
+    d: &mut Diags<'_>,
+    field: &str,
+    what: &str,
+    name: &str,
+    mut earlier: impl Iterator<Item = &'a str>,
+) -> bool {
+    let mut ok = true;
+    if !is_dns_label(name) {
+        d.push(
+            field,
+            format!("{name:?} is not a valid {what} name"),
+            "use lower-case letters, digits and '-', at most 63 characters",
+        );
+        ok = false;
+    }
+    if earlier.any(|n| n == name) {
+        d.push(
+            field,
+            format!("{what} {name:?} is defined twice"),
+            "rename or remove one",
+        );
+        ok = false;
+    }
+    ok
 }

@@ -123,3 +123,47 @@ fn a_quarantine_annotation_suspends_its_agent_whichever_generation_is_served() {
     assert_eq!(served.generation, 1);
     assert!(served.agent("b-agent").unwrap().quarantine.is_some());
 }
+
+/// Issue 28: `spec.mcpServers` compiles to the servers agents reach at
+/// `/mcp/{name}`; a URL with credentials in it, a name given twice,
+/// credentials over plain http://, or a credentials Secret that does not
+/// exist are refused naming the field.
+#[test]
+fn mcp_servers_compile_and_bad_ones_name_their_field() {
+    let secrets = Secrets::default();
+    let mut p = policy("a", 1);
+    p.spec.mcp_servers = serde_json::from_value(json!([
+        {"name": "files", "url": "http://files-mcp.tools.svc:8000/mcp", "timeout": "5s"}
+    ]))
+    .unwrap();
+    let c = compile(input(std::slice::from_ref(&p), &secrets, None)).unwrap();
+    let server = c.bundle.policies()[0].mcp_server("files").unwrap();
+    assert_eq!(
+        (server.url.as_str(), server.timeout_ms),
+        ("http://files-mcp.tools.svc:8000/mcp", 5000)
+    );
+
+    p.spec.mcp_servers = serde_json::from_value(json!([
+        {"name": "files", "url": "http://user:pw@files/mcp"},
+        {"name": "files", "url": "http://files.tools.svc/mcp", "credentialsSecretRef": {"name": "nope", "key": "token"}}
+    ]))
+    .unwrap();
+    let c = compile(input(std::slice::from_ref(&p), &secrets, None)).unwrap();
+    let fields: Vec<String> = c.policies[0]
+        .diagnostics
+        .iter()
+        .map(|d| d.field.clone())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.mcpServers[0].url",
+            "spec.mcpServers[1].name",
+            // Credentials over plain http:// are refused like a provider's.
+            "spec.mcpServers[1].url",
+            "spec.mcpServers[1].credentialsSecretRef"
+        ],
+        "{:?}",
+        c.policies[0].diagnostics
+    );
+}

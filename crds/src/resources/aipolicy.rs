@@ -97,6 +97,14 @@ pub struct AIPolicySpec {
     /// token jumps). Omitted: on, with the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<super::SecuritySpec>,
+    /// MCP servers (Streamable HTTP) the gateway serves to this policy's
+    /// agents at `/mcp/{name}`: `tools/list` shows only the tools an agent
+    /// may call, every `tools/call` is decided like any other tool call
+    /// (rules, CEL on arguments, ToolGrants, approvals, kill switches) and
+    /// audited, and results are sanitised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub mcp_servers: Vec<super::McpServerSpec>,
 }
 
 impl AIPolicySpec {
@@ -122,10 +130,15 @@ impl AIPolicySpec {
             .into_iter()
             .flat_map(|r| &r.http)
             .filter_map(|h| h.credentials_secret_ref.as_ref());
+        let mcp = self
+            .mcp_servers
+            .iter()
+            .filter_map(|s| s.credentials_secret_ref.as_ref());
         agents
             .chain(providers)
             .chain(databases)
             .chain(http)
+            .chain(mcp)
             .collect()
     }
 }

@@ -3,12 +3,14 @@
 
 mod aipolicy;
 mod approval;
+mod mcp;
 mod security;
 mod tool_run;
 mod toolgrant;
 
 pub use aipolicy::*;
 pub use approval::*;
+pub use mcp::*;
 pub use security::*;
 pub use tool_run::*;
 pub use toolgrant::*;

@@ -9,6 +9,7 @@
 //!   both served through [`ingress`] (the chat path behind another API's
 //!   shapes);
 //! - [`models`]: `GET /v1/models`;
+//! - [`mcp`]: `/mcp/{server}`, the MCP servers of `spec.mcpServers`;
 //! - [`routed`]: what chat and embeddings share (fallback, route headers);
 //! - [`approvals`]: `GET /v1/approvals[/{name}]`, `POST
 //!   /v1/approvals/{name}/approve|deny`;
@@ -21,6 +22,7 @@ pub mod audit_query;
 pub mod chat;
 pub mod embeddings;
 pub mod ingress;
+pub mod mcp;
 pub mod messages;
 pub mod models;
 pub mod openapi;

@@ -245,6 +245,30 @@ pub fn document() -> Value {
                     "503": error_response("The audit database cannot be read")
                 }
             }},
+            "/mcp/{server}": {
+                "post": {
+                    "summary": "An MCP server of the agent's policy (spec.mcpServers), Streamable HTTP: one JSON-RPC message; tools/call decided and audited first, tools/list filtered",
+                    "security": [{"agentKey": []}],
+                    "parameters": [{"name": "server", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "The server's answer (JSON or text/event-stream); a refused or held tools/call is a JSON-RPC error (-32001 refused, -32002 held for approval, data.reasonCode)"},
+                        "403": error_response("No policy, or a kill switch"),
+                        "404": error_response("No such MCP server in the agent's policy")
+                    }
+                },
+                "get": {
+                    "summary": "The MCP server's own event stream, passed through (ended by a kill switch)",
+                    "security": [{"agentKey": []}],
+                    "parameters": [{"name": "server", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "text/event-stream"}}
+                },
+                "delete": {
+                    "summary": "Ends the MCP session, passed through",
+                    "security": [{"agentKey": []}],
+                    "parameters": [{"name": "server", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "Ended"}}
+                }
+            },
             "/v1/security/quarantines/{namespace}/{agent}/lift": {"post": {
                 "summary": "Lift an agent's quarantine (standalone; operator token)",
                 "security": [{"operatorToken": []}],

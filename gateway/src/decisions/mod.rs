@@ -35,6 +35,8 @@ pub enum Proposed {
     Api,
     /// By the model, in a chat completion.
     Chat,
+    /// An MCP `tools/call` through `/mcp/{server}`.
+    Mcp,
 }
 
 impl Proposed {
@@ -42,6 +44,7 @@ impl Proposed {
         match self {
             Self::Api => "tool_call",
             Self::Chat => "chat_tool_call",
+            Self::Mcp => "mcp_tool_call",
         }
     }
 }

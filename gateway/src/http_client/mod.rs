@@ -62,6 +62,7 @@ pub struct HttpClient {
 #[derive(Debug)]
 pub struct UpstreamResponse {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     body: ResponseBody,
     deadline: Instant,
 }
@@ -231,6 +232,7 @@ impl HttpClient {
             Ok(Err(e)) => Err(e),
             Ok(Ok((response, lease))) => Ok(UpstreamResponse {
                 status: response.status(),
+                headers: response.headers().clone(),
                 body: ResponseBody {
                     incoming: response.into_body(),
                     lease,

@@ -206,7 +206,7 @@ fn count(m: &GatewayMetrics, namespace: &str, tool: &str, code: ReasonCode, r: &
     count_redactions(m, r);
 }
 
-fn count_redactions(m: &GatewayMetrics, r: &Redactions) {
+pub(crate) fn count_redactions(m: &GatewayMetrics, r: &Redactions) {
     for (kind, n) in r.iter() {
         m.tool_result_redactions
             .with_label_values(&[kind.as_str()])

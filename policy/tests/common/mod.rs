@@ -182,6 +182,7 @@ impl PolicyBuilder {
             limits: Default::default(),
             runnable: Default::default(),
             security: Default::default(),
+            mcp_servers: Vec::new(),
         }
     }
 }

@@ -1,0 +1,198 @@
+//! The MCP gateway (issue 28) with the official MCP Python SDK on both
+//! sides: a real MCP server built with the SDK (Streamable HTTP,
+//! `tests/fake-upstreams/mcp/upstream_server.py`) behind the real gateway
+//! binary, and the SDK's client as the agent (`sdk/mcp_agent.py`):
+//! `tools/list` shows only what the agent may call (held tools marked),
+//! `tools/call` is decided first — allowed, denied (`-32001` with the
+//! reason code), held (`-32002` naming the Approval, which an operator
+//! approves; the repeat with `_meta` runs once) — streamed progress passes
+//! through, a secret in a result is redacted, and the server only ever
+//! sees its own credentials, never the agent's key. Run with the server
+//! answering in SSE and in plain JSON.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+const KEY: &str = "mcp-agent-key";
+const OPERATOR: &str = "mcp-operator-token";
+const UPSTREAM_TOKEN: &str = "upstream-secret-token";
+
+fn config(url: &str) -> String {
+    format!(
+        r#"apiVersion: palisade.dev/v1alpha1
+kind: AIPolicy
+metadata: {{name: files}}
+spec:
+  agents: [{{name: app, apiKeySecretRef: {{name: keys, key: a}}}}]
+  providers: [{{name: local, type: openai, baseUrl: "http://127.0.0.1:9"}}]
+  routing: {{defaultProvider: local}}
+  mcpServers:
+    - {{name: files, url: "{url}", credentialsSecretRef: {{name: mcp, key: token}}, timeout: 10s}}
+  tools:
+    default: Allow
+    rules:
+      - {{name: never-delete, tools: [delete_all], action: Deny}}
+      - {{name: mail, tools: [send_email], action: RequireApproval}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys}}
+stringData: {{a: {KEY}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: mcp, labels: {{palisade.dev/credentials: "true"}}}}
+stringData: {{token: {UPSTREAM_TOKEN}}}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: GatewaySettings
+metadata: {{name: local}}
+spec:
+  approvals:
+    operators: [{{name: oncall, tokenEnv: PALISADE_ONCALL}}]
+"#
+    )
+}
+
+/// A Python with the MCP SDK (PyPI), set up once per target directory.
+async fn mcp_python() -> PathBuf {
+    tokio::task::spawn_blocking(|| {
+        palisade_fake_upstreams::python::python_with(
+            &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mcp-venv"),
+            &[("mcp>=1.9", "mcp"), ("uvicorn", "uvicorn")],
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// The MCP server, killed when dropped, and its endpoint.
+struct Upstream(std::process::Child, String);
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn upstream(python: &PathBuf, log: &PathBuf, json: bool) -> Upstream {
+    let mut child = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fake-upstreams/mcp/upstream_server.py"
+        ))
+        .arg("0")
+        .env("MCP_UPSTREAM_TOKEN", UPSTREAM_TOKEN)
+        .env("MCP_UPSTREAM_LOG", log)
+        .env("MCP_JSON_RESPONSE", if json { "1" } else { "0" })
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("the MCP server printed {line:?}"))
+        .to_owned();
+    Upstream(child, url)
+}
+
+async fn through_the_gateway(json: bool) {
+    let python = mcp_python().await;
+    let dir = palisade_testkit::temp_dir(if json { "mcp-json" } else { "mcp-sse" });
+    let log = dir.join("upstream.log");
+    let server = upstream(&python, &log, json);
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, config(&server.1)).unwrap();
+    let (gateway, addr) = common::spawn_gateway_with_env(
+        &[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            // The test's MCP server takes its token over plain HTTP.
+            "--allow-plaintext-credentials",
+        ],
+        &[("PALISADE_ONCALL", OPERATOR)],
+    );
+    let mut gateway = common::Stopped(gateway);
+    let url = format!("http://{addr}");
+    let out = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            Command::new(python)
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/sdk/mcp_agent.py"
+                ))
+                .env("MODE", "gateway")
+                .env("MCP_URL", format!("{url}/mcp/files"))
+                .env("MCP_TOKEN", KEY)
+                .env("PALISADE_URL", &url)
+                .env("PALISADE_OPERATOR", OPERATOR)
+                .env("EXPECT_PROGRESS", if json { "0" } else { "3" })
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    gateway.stop();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server saw only its own credentials, and never the denied call.
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(!seen.is_empty());
+    for line in seen.lines() {
+        assert!(line.contains(UPSTREAM_TOKEN), "{line}");
+        assert!(
+            !line.contains(KEY),
+            "the agent's key reached the server: {line}"
+        );
+        assert!(
+            !line.contains("delete_all"),
+            "a denied call reached the server: {line}"
+        );
+    }
+    // Decided and counted like any tool call.
+    assert!(
+        metrics.contains("kind=\"mcp_tool_call\"")
+            && metrics.contains("reason=\"tool.denied_by_rule\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("palisade_tool_result_redactions_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_client_and_server_talk_through_the_policy_over_sse() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    through_the_gateway(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_client_and_server_talk_through_the_policy_over_json() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    through_the_gateway(true).await;
+}
