@@ -13,9 +13,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use palisade_fake_upstreams::mcp::McpServer;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const KEY: &str = "mcp-agent-key";
 const OPERATOR: &str = "mcp-operator-token";
@@ -61,57 +61,21 @@ spec:
 /// A Python with the MCP SDK (PyPI), set up once per target directory.
 async fn mcp_python() -> PathBuf {
     tokio::task::spawn_blocking(|| {
-        palisade_fake_upstreams::python::python_with(
+        palisade_fake_upstreams::mcp::python_with_mcp(
             &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mcp-venv"),
-            &[("mcp>=1.9", "mcp"), ("uvicorn", "uvicorn")],
         )
     })
     .await
     .unwrap()
 }
 
-/// The MCP server, killed when dropped, and its endpoint.
-struct Upstream(std::process::Child, String);
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn upstream(python: &PathBuf, log: &PathBuf, json: bool) -> Upstream {
-    let mut child = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fake-upstreams/mcp/upstream_server.py"
-        ))
-        .arg("0")
-        .env("MCP_UPSTREAM_TOKEN", UPSTREAM_TOKEN)
-        .env("MCP_UPSTREAM_LOG", log)
-        .env("MCP_JSON_RESPONSE", if json { "1" } else { "0" })
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("the MCP server printed {line:?}"))
-        .to_owned();
-    Upstream(child, url)
-}
-
 async fn through_the_gateway(json: bool) {
     let python = mcp_python().await;
     let dir = palisade_testkit::temp_dir(if json { "mcp-json" } else { "mcp-sse" });
     let log = dir.join("upstream.log");
-    let server = upstream(&python, &log, json);
+    let server = McpServer::start(&python, UPSTREAM_TOKEN, &log, json);
     let path = dir.join("policy.yaml");
-    std::fs::write(&path, config(&server.1)).unwrap();
+    std::fs::write(&path, config(&server.url)).unwrap();
     let (gateway, addr) = common::spawn_gateway_with_env(
         &[
             "run",

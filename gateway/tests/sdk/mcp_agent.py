@@ -7,6 +7,8 @@ Environment:
   MODE               `direct` (the fake upstream itself) or `gateway` (through Palisade)
   PALISADE_URL       gateway mode: base URL for the approvals API
   PALISADE_OPERATOR  gateway mode: operator token for approving
+  APPROVE_WITH       gateway mode, instead: a command approving it (JSON array,
+                     `{name}` replaced by the Approval's name), e.g. kubectl patch
   EXPECT_PROGRESS    progress notifications expected from count(n=3), default 3;
                      set 0 when the upstream runs with MCP_JSON_RESPONSE=1 (the
                      SDK's server drops request-related notifications in JSON mode)
@@ -16,6 +18,7 @@ Prints progress lines and finally `all checks passed`; any failed check raises.
 import asyncio
 import json
 import os
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -91,6 +94,14 @@ async def check_count(session: ClientSession) -> None:
 
 
 def approve(name: str) -> None:
+    command = os.environ.get("APPROVE_WITH")
+    if command:
+        # A command (JSON array; {name} replaced), e.g. kubectl patch approval.
+        argv = [arg.replace("{name}", name) for arg in json.loads(command)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        print(f"  approve {name}: exit {done.returncode} {done.stdout.strip()[:200]}")
+        check(done.returncode == 0, f"approving {name}: {done.stderr}")
+        return
     base = os.environ["PALISADE_URL"].rstrip("/")
     operator = os.environ["PALISADE_OPERATOR"]
     request = urllib.request.Request(

@@ -9,8 +9,10 @@
 //!   embeddings (`POST /v1/embeddings`, `POST /api/embed`).
 //!
 //! [`python`]: the official `openai` Python SDK, as a client for tests.
+//! [`mcp`]: a real MCP server built with the official MCP Python SDK.
 
 pub mod catalog;
+pub mod mcp;
 pub mod python;
 
 use axum::Router;
