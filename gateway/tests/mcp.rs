@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const KEY: &str = "mcp-agent-key";
+const OTHER_KEY: &str = "mcp-other-agent-key";
 const OPERATOR: &str = "mcp-operator-token";
 const UPSTREAM_TOKEN: &str = "upstream-secret-token";
 
@@ -27,7 +28,9 @@ fn config(url: &str) -> String {
 kind: AIPolicy
 metadata: {{name: files}}
 spec:
-  agents: [{{name: app, apiKeySecretRef: {{name: keys, key: a}}}}]
+  agents:
+    - {{name: app, apiKeySecretRef: {{name: keys, key: a}}}}
+    - {{name: other, apiKeySecretRef: {{name: keys, key: b}}}}
   providers: [{{name: local, type: openai, baseUrl: "http://127.0.0.1:9"}}]
   routing: {{defaultProvider: local}}
   mcpServers:
@@ -41,7 +44,7 @@ spec:
 apiVersion: v1
 kind: Secret
 metadata: {{name: keys}}
-stringData: {{a: {KEY}}}
+stringData: {{a: {KEY}, b: {OTHER_KEY}}}
 ---
 apiVersion: v1
 kind: Secret
@@ -69,14 +72,9 @@ async fn mcp_python() -> PathBuf {
     .unwrap()
 }
 
-async fn through_the_gateway(json: bool) {
-    let python = mcp_python().await;
-    let dir = palisade_testkit::temp_dir(if json { "mcp-json" } else { "mcp-sse" });
-    let log = dir.join("upstream.log");
-    let server = McpServer::start(&python, UPSTREAM_TOKEN, &log, json);
-    let path = dir.join("policy.yaml");
-    std::fs::write(&path, config(&server.url)).unwrap();
-    let (gateway, addr) = common::spawn_gateway_with_env(
+/// The gateway on `path`, and its address.
+fn gateway(path: &std::path::Path) -> (common::Stopped, String) {
+    let (child, addr) = common::spawn_gateway_with_env(
         &[
             "run",
             "--config",
@@ -88,7 +86,17 @@ async fn through_the_gateway(json: bool) {
         ],
         &[("PALISADE_ONCALL", OPERATOR)],
     );
-    let mut gateway = common::Stopped(gateway);
+    (common::Stopped(child), addr)
+}
+
+async fn through_the_gateway(json: bool) {
+    let python = mcp_python().await;
+    let dir = palisade_testkit::temp_dir(if json { "mcp-json" } else { "mcp-sse" });
+    let log = dir.join("upstream.log");
+    let server = McpServer::start(&python, UPSTREAM_TOKEN, &log, json);
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, config(&server.url)).unwrap();
+    let (mut gateway, addr) = gateway(&path);
     let url = format!("http://{addr}");
     let out = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -159,4 +167,63 @@ async fn the_sdk_client_and_server_talk_through_the_policy_over_sse() {
 async fn the_sdk_client_and_server_talk_through_the_policy_over_json() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     through_the_gateway(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_bound_to_the_agent_that_opened_it() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let python = mcp_python().await;
+    let dir = palisade_testkit::temp_dir("mcp-session");
+    let log = dir.join("upstream.log");
+    let server = McpServer::start(&python, UPSTREAM_TOKEN, &log, true);
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, config(&server.url)).unwrap();
+    let (_gateway, addr) = gateway(&path);
+    let http = reqwest::Client::new();
+    let post = |key: &str, session: Option<&str>, body: serde_json::Value| {
+        let mut req = http
+            .post(format!("http://{addr}/mcp/files"))
+            .bearer_auth(key)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body.to_string());
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let init = post(
+        KEY,
+        None,
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(init.status().as_u16(), 200);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (upstream_id, tag) = session.rsplit_once('.').unwrap();
+    assert_eq!(tag.len(), 32, "{session}");
+    let list = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert_eq!(
+        post(KEY, Some(&session), list.clone())
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    // Another agent with it, the server's bare id, or a changed tag: unknown.
+    for (key, sent) in [
+        (OTHER_KEY, session.clone()),
+        (KEY, upstream_id.to_owned()),
+        (KEY, format!("{upstream_id}.{}", "0".repeat(32))),
+    ] {
+        let resp = post(key, Some(&sent), list.clone()).await;
+        assert_eq!(resp.status().as_u16(), 404, "{sent}");
+    }
+    // The server saw its own ids only.
+    assert!(!std::fs::read_to_string(&log).unwrap().contains(tag));
 }

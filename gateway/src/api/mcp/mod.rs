@@ -13,11 +13,13 @@
 //!   `_meta` runs once; its result is sanitised on the way back;
 //! - `tools/list` shows only the tools the agent may call, held ones
 //!   marked;
-//! - a kill switch refuses every request and ends open streams.
+//! - a kill switch refuses every request and ends open streams;
+//! - the session id is bound to the agent that opened it ([`session`]).
 //!
 //! [`upstream`] forwards and rewrites answers.
 
 pub mod rpc;
+mod session;
 mod upstream;
 
 use crate::api::request_id;

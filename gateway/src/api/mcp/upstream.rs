@@ -9,7 +9,7 @@
 //! misbehaving server can neither hang the gateway nor slip a result past
 //! it. A kill switch ends a stream at its next event or within a second.
 
-use super::rpc;
+use super::{rpc, session};
 use crate::credentials::Identity;
 use crate::http_client::CallError;
 use crate::state::AppState;
@@ -27,19 +27,11 @@ pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 /// client reopens it.
 const STREAM_HOURS: u64 = 1;
 /// Headers of the agent's request that go on to the server.
-const REQUEST_HEADERS: [&str; 4] = [
-    "accept",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "last-event-id",
-];
+/// (The session id goes both ways too, bound to the agent: [`session`].)
+const REQUEST_HEADERS: [&str; 3] = ["accept", "mcp-protocol-version", "last-event-id"];
 /// Headers of the server's answer that come back.
-const ANSWER_HEADERS: [&str; 4] = [
-    "content-type",
-    "mcp-session-id",
-    "cache-control",
-    "x-accel-buffering",
-];
+const ANSWER_HEADERS: [&str; 3] = ["content-type", "cache-control", "x-accel-buffering"];
+const SESSION: &str = "mcp-session-id";
 
 /// What to rewrite in the answer to the agent's request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +143,17 @@ pub async fn forward(
         .iter()
         .filter_map(|name| Some((*name, headers.get(*name)?.to_str().ok()?.to_owned())))
         .collect();
+    if let Some(sent) = headers.get(SESSION) {
+        let Some(id) = sent
+            .to_str()
+            .ok()
+            .and_then(|s| session::unwrap(server, who, s))
+        else {
+            let body = rpc::error(id.as_ref(), -32600, "Session not found", json!({}));
+            return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+        };
+        out.push((SESSION, id.to_owned()));
+    }
     if !out.iter().any(|(n, _)| *n == "accept") {
         out.push(("accept", "application/json, text/event-stream".to_owned()));
     }
@@ -185,6 +188,10 @@ pub async fn forward(
         if let Some(v) = answer.headers.get(name) {
             response = response.header(name, v.clone());
         }
+    }
+    let opened = answer.headers.get(SESSION).and_then(|v| v.to_str().ok());
+    if let Some(wrapped) = opened.and_then(|id| session::wrap(server, who, id)) {
+        response = response.header(SESSION, wrapped);
     }
     let streamed = answer
         .headers
