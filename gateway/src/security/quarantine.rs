@@ -22,7 +22,7 @@ use palisade_audit::quarantines::{QuarantineRow, QuarantineStore};
 use palisade_crds::AIPolicy;
 use palisade_crds::quarantine::{Quarantine, annotation_key};
 use palisade_policy::PolicyBundle;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Where quarantines are kept.
@@ -32,8 +32,12 @@ pub enum Quarantines {
     Cluster {
         client: kube::Client,
         instance: String,
-        /// Agents this replica already annotated (it writes each once).
-        written: Arc<Mutex<HashSet<(String, String)>>>,
+        /// When the configuration this replica served as it last annotated
+        /// each agent was loaded: it writes one once until a newer
+        /// configuration arrives (the quarantine landed, and the served
+        /// configuration says so; after a lift, a new alert quarantines
+        /// again). Not the revision: a lift serves the earlier one again.
+        written: Arc<Mutex<HashMap<(String, String), jiff::Timestamp>>>,
     },
     /// The audit database, laid over the served configuration.
     Local {
@@ -155,12 +159,17 @@ pub fn impose(
             let Some(policy) = alert.policy.clone() else {
                 return;
             };
-            let first = written
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((namespace.clone(), agent.clone()));
-            if !first {
-                return;
+            {
+                let mut recent = written.lock().unwrap_or_else(|p| p.into_inner());
+                let key = (namespace.clone(), agent.clone());
+                let served = current
+                    .load()
+                    .as_ref()
+                    .map_or(jiff::Timestamp::UNIX_EPOCH, |s| s.loaded_at);
+                if recent.get(&key) == Some(&served) {
+                    return;
+                }
+                recent.insert(key, served);
             }
             let quarantine = Quarantine {
                 by: instance.clone(),

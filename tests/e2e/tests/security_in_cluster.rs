@@ -83,7 +83,7 @@ async fn a_quarantine_is_an_annotation_every_replica_enforces_until_a_human_remo
     let before = revision(&h, 1).await;
     h.patch_policy(
         "merge",
-        r#"{"spec":{"security":{"quarantineOn":["sql_injection"]}}}"#,
+        r#"{"spec":{"security":{"alerts":{"cooldown":"1s"},"quarantineOn":["sql_injection"]}}}"#,
     );
     for i in 0..2 {
         h.until("quarantineOn served", Duration::from_secs(15), async || {
@@ -211,4 +211,13 @@ async fn a_quarantine_is_an_annotation_every_replica_enforces_until_a_human_remo
     })
     .await;
     assert_eq!(h.policy_field("{.status.quarantined}"), "");
+
+    // The same attack again, on the same replica, after the lift (and the
+    // alert's cooldown): quarantined again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.tool_call(0, &h.intake, &injection).await;
+    h.until("quarantined again", Duration::from_secs(15), async || {
+        (h.tool_call(1, &h.intake, &calendar).await.0 == 403).then_some(())
+    })
+    .await;
 }
