@@ -11,6 +11,7 @@
 
 use super::{rpc, session};
 use crate::credentials::Identity;
+use crate::error::GatewayError;
 use crate::http_client::CallError;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -167,21 +168,7 @@ pub async fn forward(
     };
     let answer = match state.http.send(method, uri, &out, body, timeout).await {
         Ok(answer) => answer,
-        Err(CallError::Timeout) => {
-            return fail(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the MCP server did not answer in time",
-                "upstream.timeout",
-            );
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, server = %server.name, "MCP server unreachable");
-            return fail(
-                StatusCode::BAD_GATEWAY,
-                "the MCP server cannot be reached",
-                "upstream.unreachable",
-            );
-        }
+        Err(e) => return call_failed(id.as_ref(), server, e),
     };
     let mut response = Response::builder().status(answer.status);
     for name in ANSWER_HEADERS {
@@ -211,27 +198,7 @@ pub async fn forward(
     }
     let bytes = match answer.bytes_at_most(MAX_EVENT_BYTES).await {
         Ok(bytes) => bytes,
-        Err(CallError::TooLarge) => {
-            return fail(
-                StatusCode::BAD_GATEWAY,
-                "the MCP server's answer is too large",
-                "upstream.invalid_response",
-            );
-        }
-        Err(CallError::Timeout) => {
-            return fail(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the MCP server did not finish its answer in time",
-                "upstream.timeout",
-            );
-        }
-        Err(_) => {
-            return fail(
-                StatusCode::BAD_GATEWAY,
-                "the MCP server's answer broke off",
-                "upstream.unreachable",
-            );
-        }
+        Err(e) => return call_failed(id.as_ref(), server, e),
     };
     let json = answer_is_json(&bytes);
     let body = if json && !bytes.is_empty() {
@@ -242,6 +209,23 @@ pub async fn forward(
     response
         .body(Body::from(body))
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+/// A failed call to the server, answered with the status and code the
+/// gateway gives any provider's failure (`GatewayError::Upstream`: 504
+/// `upstream.timeout`, 502 `upstream.unreachable` or
+/// `upstream.invalid_response`) as a JSON-RPC error.
+fn call_failed(id: Option<&Value>, server: &McpServer, e: CallError) -> Response {
+    tracing::warn!(error = %e, server = %server.name, "MCP server call failed");
+    let error: crate::providers::UpstreamError = e.into();
+    let message = format!("MCP server {}: {error}", server.name);
+    let failure = GatewayError::Upstream {
+        provider: server.name.clone(),
+        request_id: String::new(),
+        error,
+    };
+    let body = upstream_error(id, &message, failure.code().as_str());
+    (failure.status(), axum::Json(body)).into_response()
 }
 
 fn answer_is_json(bytes: &[u8]) -> bool {
