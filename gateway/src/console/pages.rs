@@ -373,6 +373,27 @@ struct DecideForm {
     reason: String,
 }
 
+/// A console form an operator sent, if it carries this session's CSRF
+/// value; otherwise the page saying so.
+async fn operator_form(
+    body: UnreadBody,
+    headers: &HeaderMap,
+    viewer: &Viewer,
+) -> Result<DecideForm, Box<Response>> {
+    let form: Option<DecideForm> = match body.read().await {
+        Ok(bytes) => serde_urlencoded::from_bytes(&bytes).ok(),
+        Err(e) => return Err(Box::new(e.into_response())),
+    };
+    form.filter(|f| session::csrf_holds(headers, &f.csrf)).ok_or_else(|| {
+        tracing::warn!(viewer = %viewer.describe(), "console: a form without this session's CSRF value was refused");
+        Box::new(trouble(
+            StatusCode::FORBIDDEN,
+            viewer,
+            "This form is stale or was not sent from this console: reload the page and try again.",
+        ))
+    })
+}
+
 /// `POST /console/approvals/{namespace}/{name}/approve|deny` (standalone,
 /// an operator's session, the form's CSRF value): decides it like
 /// `POST /v1/approvals/{name}/approve|deny`, then back to the list.
@@ -402,17 +423,9 @@ pub async fn decide(
         };
         return trouble(StatusCode::FORBIDDEN, &viewer, why);
     };
-    let form: Option<DecideForm> = match body.read().await {
-        Ok(bytes) => serde_urlencoded::from_bytes(&bytes).ok(),
-        Err(e) => return e.into_response(),
-    };
-    let Some(form) = form.filter(|f| session::csrf_holds(&headers, &f.csrf)) else {
-        tracing::warn!(operator = %operator, "console: a decision without this session's CSRF value was refused");
-        return trouble(
-            StatusCode::FORBIDDEN,
-            &viewer,
-            "This form is stale or was not sent from this console: reload the page and try again.",
-        );
+    let form = match operator_form(body, &headers, &viewer).await {
+        Ok(form) => form,
+        Err(refused) => return *refused,
     };
     let reason = form.reason.trim();
     if reason.len() > 1024 {
@@ -485,16 +498,8 @@ pub async fn lift(
             "Only an operator may lift a quarantine: log in with an operator token.",
         );
     };
-    let form: Option<DecideForm> = match body.read().await {
-        Ok(bytes) => serde_urlencoded::from_bytes(&bytes).ok(),
-        Err(e) => return e.into_response(),
-    };
-    if !form.is_some_and(|f| session::csrf_holds(&headers, &f.csrf)) {
-        return trouble(
-            StatusCode::FORBIDDEN,
-            &viewer,
-            "This form is stale or was not sent from this console: reload the page and try again.",
-        );
+    if let Err(refused) = operator_form(body, &headers, &viewer).await {
+        return *refused;
     }
     match crate::api::quarantines::lift_as(&state, &namespace, &agent, operator).await {
         Ok(_) => Redirect::to("/console").into_response(),
