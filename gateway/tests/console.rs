@@ -31,26 +31,14 @@ async fn start(settings: &str) -> Gateway {
     let model = FakeOpenAi::start(Script::Text("fine".into()))
         .await
         .unwrap();
-    let dir = palisade_testkit::temp_dir("console");
-    let path = dir.join("policy.yaml");
-    std::fs::write(&path, config(&model.base_url(), settings)).unwrap();
-    let (child, addr) = common::spawn_gateway_with_env(
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &common::console::env(),
-    );
+    let (process, url) = common::console::start("console", &model.base_url(), settings);
     Gateway {
-        url: format!("http://{addr}"),
+        url,
         http: reqwest::Client::builder()
             .redirect(Policy::none())
             .build()
             .unwrap(),
-        _process: common::Stopped(child),
+        _process: process,
         _model: model,
     }
 }

@@ -15,7 +15,7 @@ use palisade_fake_upstreams::{FakeOpenAi, Script};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::console::{AUDITOR, KEY, ON, OPERATOR, config};
+use common::console::{AUDITOR, KEY, ON, OPERATOR};
 
 /// `playwright-core` installed from the lock file (npm ci) once; a fresh
 /// checkout has no `node_modules`.
@@ -58,21 +58,7 @@ async fn the_console_streams_decisions_shows_alerts_and_decides_approvals_in_chr
     let model = FakeOpenAi::start(Script::Text("hello, browser".into()))
         .await
         .unwrap();
-    let dir = palisade_testkit::temp_dir("console-browser");
-    let path = dir.join("policy.yaml");
-    std::fs::write(&path, config(&model.base_url(), ON)).unwrap();
-    let (gateway, addr) = common::spawn_gateway_with_env(
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &common::console::env(),
-    );
-    let mut gateway = common::Stopped(gateway);
-    let url = format!("http://{addr}");
+    let (mut gateway, url) = common::console::start("console-browser", &model.base_url(), ON);
     let shots = std::env::var("PALISADE_SCREENSHOTS")
         .map(|d| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(d))
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots"));

@@ -74,3 +74,23 @@ pub fn csrf_in(page: &str) -> Option<String> {
         .nth(1)
         .map(|s| s.split('"').next().unwrap_or_default().to_owned())
 }
+
+/// The real binary on [`config`] with `settings`, written in a test
+/// directory named `name`, with the console's tokens in its environment;
+/// the process (killed when dropped) and its base URL.
+pub fn start(name: &str, model: &str, settings: &str) -> (super::Stopped, String) {
+    let dir = palisade_testkit::temp_dir(name);
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, config(model, settings)).unwrap();
+    let (child, addr) = super::spawn_gateway_with_env(
+        &[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &env(),
+    );
+    (super::Stopped(child), format!("http://{addr}"))
+}
