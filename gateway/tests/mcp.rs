@@ -13,6 +13,7 @@
 
 mod common;
 
+use palisade_audit::{Filter, Migrations, Store};
 use palisade_fake_upstreams::mcp::McpServer;
 use std::path::PathBuf;
 use std::process::Command;
@@ -155,6 +156,30 @@ async fn through_the_gateway(json: bool) {
         metrics.contains("palisade_tool_result_redactions_total"),
         "{metrics}"
     );
+    // Each call's audit row names the MCP server it was decided for.
+    let store = Store::open(
+        &format!("sqlite://{}", dir.join("palisade-audit.db").display()),
+        Migrations::VerifyOnly,
+    )
+    .await
+    .unwrap();
+    let rows: Vec<_> = store
+        .query(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.kind.as_str() == "tool_call")
+        .collect();
+    let tools: Vec<_> = rows.iter().filter_map(|r| r.event.tool.clone()).collect();
+    assert!(tools.iter().any(|t| t == "delete_all"), "{tools:?}");
+    for row in &rows {
+        assert_eq!(
+            row.event.provider.as_deref(),
+            Some("mcp:files"),
+            "{:?}",
+            row.event
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,21 +30,22 @@ use std::time::Instant;
 /// Where a tool call was proposed (the `kind` label of
 /// `palisade_decisions_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proposed {
+pub enum Proposed<'a> {
     /// `POST /v1/tool-calls`.
     Api,
     /// By the model, in a chat completion.
     Chat,
-    /// An MCP `tools/call` through `/mcp/{server}`.
-    Mcp,
+    /// An MCP `tools/call` through `/mcp/{server}`, to the policy's
+    /// `spec.mcpServers[]` entry `server`.
+    Mcp { server: &'a str },
 }
 
-impl Proposed {
+impl Proposed<'_> {
     fn label(self) -> &'static str {
         match self {
             Self::Api => "tool_call",
             Self::Chat => "chat_tool_call",
-            Self::Mcp => "mcp_tool_call",
+            Self::Mcp { .. } => "mcp_tool_call",
         }
     }
 }
@@ -52,7 +53,7 @@ impl Proposed {
 /// A tool call to decide.
 #[derive(Debug, Clone, Copy)]
 pub struct ToolCallRequest<'a> {
-    pub proposed: Proposed,
+    pub proposed: Proposed<'a>,
     pub request_id: &'a str,
     pub who: &'a Identity,
     pub tool: &'a str,
@@ -130,6 +131,10 @@ impl ToolCallDecision<'_> {
         );
         event.tool = Some(bounded_tool_name(call.tool).into_owned());
         event.argument_digest = Some(self.digest.clone());
+        if let Proposed::Mcp { server } = call.proposed {
+            // Where the call goes: the row's provider, `mcp:<server>`.
+            event.provider = Some(format!("mcp:{server}"));
+        }
         // Invalid arguments are kept as their digest only.
         let arguments = call.arguments.value();
         event.arguments = self

@@ -130,7 +130,8 @@ pub async fn post(
     let request_id = request_id(&headers, None);
     let rewrite = match message.method.as_deref() {
         Some("tools/call") => {
-            match decide_call(&state, &snapshot, &who, &message, &request_id).await {
+            let call = (&server[..], &message, &request_id[..]);
+            match decide_call(&state, &snapshot, &who, call).await {
                 Ok(None) => Rewrite::CallResult,
                 Ok(Some(refused)) => return refused,
                 Err(e) => return e.into_response(),
@@ -188,14 +189,14 @@ async fn passthrough(
     }
 }
 
-/// Decides a `tools/call` (audited before anything goes on): `None` to
-/// forward it, or the in-band answer refusing or holding it.
+/// Decides a `tools/call` of `message` to `server` (audited before
+/// anything goes on): `None` to forward it, or the in-band answer
+/// refusing or holding it.
 async fn decide_call(
     state: &AppState,
     snapshot: &Snapshot,
     who: &Identity,
-    message: &rpc::Message,
-    request_id: &str,
+    (server, message, request_id): (&str, &rpc::Message, &str),
 ) -> Result<Option<Response>, GatewayError> {
     let id = message.id.as_ref();
     let params: rpc::CallParams = match message
@@ -215,7 +216,7 @@ async fn decide_call(
     let arguments = ToolArguments::parse(params.arguments.as_deref().map_or("", |a| a.get()));
     admit(state, request_id).await?;
     let call = ToolCallRequest {
-        proposed: Proposed::Mcp,
+        proposed: Proposed::Mcp { server },
         request_id,
         who,
         tool: &params.name,
