@@ -26,6 +26,9 @@ pub enum AuditDecision {
     Failed,
     /// A security alert (rows of kind `security_alert`).
     Alert,
+    /// A quarantine a human lifted (rows of kind `security_alert`, reason
+    /// `kill_switch.quarantine`, who in `decided_by`).
+    Lifted,
 }
 
 impl AuditDecision {
@@ -43,6 +46,7 @@ impl AuditDecision {
             Self::Executed => "Executed",
             Self::Failed => "Failed",
             Self::Alert => "Alert",
+            Self::Lifted => "Lifted",
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::error::AuditError;
 use crate::store::Store;
 use jiff::Timestamp;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 /// One quarantined agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,29 +70,36 @@ impl QuarantineStore {
         )
         .fetch_all(self.store.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let ms: i64 = r.try_get("since_ms")?;
-                Ok(QuarantineRow {
-                    namespace: r.try_get("namespace")?,
-                    agent: r.try_get("agent")?,
-                    kind: r.try_get("kind")?,
-                    detail: r.try_get("detail")?,
-                    request_id: r.try_get("request_id")?,
-                    since: Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(AuditError::from)
+        Ok(rows.iter().map(row_of).collect::<Result<_, _>>()?)
     }
 
-    /// Lifts `agent`'s quarantine; whether there was one.
-    pub async fn lift(&self, namespace: &str, agent: &str) -> Result<bool, AuditError> {
-        let done = sqlx::query("DELETE FROM quarantines WHERE namespace = $1 AND agent = $2")
-            .bind(namespace)
-            .bind(agent)
-            .execute(self.store.pool())
-            .await?;
-        Ok(done.rows_affected() == 1)
+    /// Lifts `agent`'s quarantine: the row removed, if there was one.
+    pub async fn lift(
+        &self,
+        namespace: &str,
+        agent: &str,
+    ) -> Result<Option<QuarantineRow>, AuditError> {
+        let removed = sqlx::query(
+            "DELETE FROM quarantines WHERE namespace = $1 AND agent = $2 \
+             RETURNING namespace, agent, kind, detail, request_id, since_ms",
+        )
+        .bind(namespace)
+        .bind(agent)
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(removed.as_ref().map(row_of).transpose()?)
     }
+}
+
+/// A row of the `quarantines` table, as its columns read.
+fn row_of(r: &AnyRow) -> Result<QuarantineRow, sqlx::Error> {
+    let ms: i64 = r.try_get("since_ms")?;
+    Ok(QuarantineRow {
+        namespace: r.try_get("namespace")?,
+        agent: r.try_get("agent")?,
+        kind: r.try_get("kind")?,
+        detail: r.try_get("detail")?,
+        request_id: r.try_get("request_id")?,
+        since: Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH),
+    })
 }

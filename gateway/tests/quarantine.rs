@@ -207,4 +207,40 @@ async fn a_quarantine_holds_across_reload_and_restart_until_an_operator_lifts_it
     assert_eq!(c.read("notes.md").await.0, 200, "decided again at once");
     let (status, again) = c.post(lift, OPERATOR, json!({})).await;
     assert_eq!(status, 404, "{again}");
+
+    // Both lifts are in the audit: who lifted which quarantine, tied to
+    // the request that raised its alert.
+    let alerts: Value = serde_json::from_str(
+        &c.get("/v1/security/alerts?kind=path_traversal", AUDITOR)
+            .await,
+    )
+    .unwrap();
+    let raised: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["requestId"])
+        .collect();
+    let lifts: Value =
+        serde_json::from_str(&c.get("/v1/audit/events?decision=Lifted", AUDITOR).await).unwrap();
+    let lifts = lifts["events"].as_array().unwrap();
+    assert_eq!(lifts.len(), 2, "{lifts:?}");
+    for row in lifts {
+        assert_eq!(row["kind"], "security_alert", "{row}");
+        assert_eq!(row["agent"], "app", "{row}");
+        assert_eq!(row["decidedBy"], "operator:oncall", "{row}");
+        assert_eq!(
+            row["reasonCodes"],
+            json!(["kill_switch.quarantine"]),
+            "{row}"
+        );
+        assert!(raised.contains(&&row["requestId"]), "{row} {raised:?}");
+        assert!(
+            row["detail"]
+                .as_str()
+                .unwrap()
+                .contains("alert.path_traversal"),
+            "{row}"
+        );
+    }
 }

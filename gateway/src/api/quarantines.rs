@@ -36,7 +36,8 @@ pub async fn lift_as(
             )));
         }
     };
-    let lifted = quarantine::lift(quarantines, namespace, agent, &state.config, &state.metrics)
+    let by = format!("operator:{operator}");
+    let lifted = quarantine::lift(state, quarantines, (namespace, agent), &by)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "the quarantine could not be lifted");
@@ -48,9 +49,7 @@ pub async fn lift_as(
         )));
     }
     tracing::warn!(%namespace, %agent, operator, "quarantine lifted");
-    Ok(
-        json!({"namespace": namespace, "agent": agent, "lifted": true, "liftedBy": format!("operator:{operator}")}),
-    )
+    Ok(json!({"namespace": namespace, "agent": agent, "lifted": true, "liftedBy": by}))
 }
 
 /// `POST /v1/security/quarantines/{namespace}/{agent}/lift` (operator

@@ -18,10 +18,12 @@
 use super::Alert;
 use crate::metrics::GatewayMetrics;
 use crate::snapshot::{Current, Snapshot};
+use crate::state::AppState;
 use palisade_audit::quarantines::{QuarantineRow, QuarantineStore};
+use palisade_audit::{AuditDecision, AuditEvent, EventKind};
 use palisade_crds::AIPolicy;
 use palisade_crds::quarantine::{Quarantine, annotation_key};
-use palisade_policy::PolicyBundle;
+use palisade_policy::{PolicyBundle, ReasonCode};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -242,21 +244,52 @@ pub async fn reload(
     }
 }
 
-/// Lifts a standalone quarantine (an operator's act); whether there was one.
+/// Lifts a standalone quarantine as `by` (an operator's act); whether
+/// there was one. The lift is recorded before it is answered: a row of
+/// kind `security_alert`, decision `Lifted`, reason
+/// `kill_switch.quarantine`, `decided_by` = `by`, under the id of the
+/// request whose alert quarantined the agent. When that row cannot be
+/// recorded the quarantine is put back (fail closed) and the error given.
 pub async fn lift(
+    state: &AppState,
     quarantines: &Quarantines,
-    namespace: &str,
-    agent: &str,
-    current: &Current,
-    metrics: &GatewayMetrics,
+    (namespace, agent): (&str, &str),
+    by: &str,
 ) -> Result<bool, palisade_audit::AuditError> {
     let Quarantines::Local { store, overlay } = quarantines else {
         return Ok(false);
     };
-    let lifted = store.lift(namespace, agent).await?;
-    reload(store, overlay, current, metrics).await;
-    if lifted {
-        metrics.quarantines.with_label_values(&["lifted"]).inc();
+    let Some(lifted) = store.lift(namespace, agent).await? else {
+        return Ok(false);
+    };
+    let recorded = state.audit.record_durable(lift_row(&lifted, by)).await;
+    if let Err(e) = &recorded {
+        tracing::error!(error = %e, namespace, agent, "the lift could not be recorded in the audit; the quarantine stays");
+        if let Err(e) = store.add(&lifted).await {
+            tracing::error!(error = %e, namespace, agent, "the quarantine could not be put back after a failed lift");
+        }
     }
-    Ok(lifted)
+    reload(store, overlay, &state.config, &state.metrics).await;
+    recorded?;
+    state
+        .metrics
+        .quarantines
+        .with_label_values(&["lifted"])
+        .inc();
+    Ok(true)
+}
+
+/// The audit row of a lift of `q` by `by`.
+fn lift_row(q: &QuarantineRow, by: &str) -> AuditEvent {
+    let mut e = AuditEvent::new(
+        EventKind::SecurityAlert,
+        &q.request_id,
+        &q.namespace,
+        &q.agent,
+        AuditDecision::Lifted,
+    );
+    e.reason_codes = vec![ReasonCode::KillSwitchQuarantine.as_str().to_owned()];
+    e.decided_by = Some(by.to_owned());
+    e.detail = Some(format!("quarantine lifted; it was: {}", q.why()));
+    e
 }

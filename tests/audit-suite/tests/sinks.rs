@@ -591,3 +591,48 @@ async fn events_are_written_while_the_recording_runtime_is_busy() {
     task.join().await;
     assert_eq!(row_count(&store).await, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantine_is_kept_once_per_agent_and_its_lift_returns_what_it_was() {
+    use palisade_audit::quarantines::{QuarantineRow, QuarantineStore};
+    let backends = Backends::start();
+    for (backend, url) in backends.urls("quarantines") {
+        let store = QuarantineStore::new(Store::open(&url, Migrations::Apply).await.unwrap());
+        let row = |kind: &str, request: &str| QuarantineRow {
+            namespace: "clinic".into(),
+            agent: "intake".into(),
+            kind: kind.into(),
+            detail: "argument path looks like path traversal".into(),
+            request_id: request.into(),
+            since: jiff::Timestamp::from_millisecond(1_800_000_000_123).unwrap(),
+        };
+        let first = row("path_traversal", "r-1");
+        assert!(store.add(&first).await.unwrap(), "{backend}");
+        // A second alert keeps the first row.
+        assert!(
+            !store.add(&row("sql_injection", "r-2")).await.unwrap(),
+            "{backend}"
+        );
+        assert_eq!(
+            store.list().await.unwrap(),
+            vec![first.clone()],
+            "{backend}"
+        );
+        assert_eq!(
+            store.lift("clinic", "other").await.unwrap(),
+            None,
+            "{backend}"
+        );
+        assert_eq!(
+            store.lift("clinic", "intake").await.unwrap(),
+            Some(first),
+            "{backend}"
+        );
+        assert_eq!(store.list().await.unwrap(), vec![], "{backend}");
+        assert_eq!(
+            store.lift("clinic", "intake").await.unwrap(),
+            None,
+            "{backend}"
+        );
+    }
+}
