@@ -339,6 +339,11 @@ fn operators(
             operator: op.name.clone(),
             var: op.token_env.clone(),
         })?;
+        let field = format!(
+            "GatewaySettings spec.approvals.operators[{}].tokenEnv",
+            op.name
+        );
+        let token = startup::strong_token(token, &field, &op.token_env)?;
         operators.push((op.name.clone(), token));
     }
     Ok(operators)
@@ -407,7 +412,10 @@ async fn serve(
     {
         None => None,
         Some(var) => {
-            Some(std::env::var(var).map_err(|_| StartupError::ReadTokenUnset(var.clone()))?)
+            let token =
+                std::env::var(var).map_err(|_| StartupError::ReadTokenUnset(var.clone()))?;
+            let field = "GatewaySettings spec.audit.readTokenEnv (--audit-read-token-env)";
+            Some(startup::strong_token(token, field, var)?)
         }
     };
     let console = args.console || settings.console.enabled;

@@ -121,6 +121,53 @@ async fn the_console_is_off_unless_configured_and_needs_the_auditor_token() {
         stderr.contains("spec.console.enabled") && stderr.contains("spec.audit.readTokenEnv"),
         "{stderr}"
     );
+
+    // A token a login form could guess is refused at start, naming where
+    // it comes from and how to make one: the auditor's and an operator's.
+    std::fs::write(&path, config("http://127.0.0.1:9", ON)).unwrap();
+    for (weak, field) in [
+        (
+            [
+                ("PALISADE_AUDITOR", "letmein"),
+                ("PALISADE_ONCALL", OPERATOR),
+            ],
+            "spec.audit.readTokenEnv",
+        ),
+        (
+            [
+                ("PALISADE_AUDITOR", AUDITOR),
+                ("PALISADE_ONCALL", "oncall-123456"),
+            ],
+            "spec.approvals.operators[oncall].tokenEnv",
+        ),
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-gateway"))
+            .args(["run", "--config", path.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0"])
+            .envs(weak)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let running = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !running && !out.status.success(),
+            "{field}: started with a weak token: {stderr}"
+        );
+        assert!(
+            stderr.contains(field)
+                && stderr.contains("at least 16")
+                && stderr.contains("openssl rand"),
+            "{stderr}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 const KEY: &str = "hostile-agent-key";
-const AUDITOR: &str = "auditor-token";
+const AUDITOR: &str = "security-alerts-auditor-token";
 
 fn config(model: &str) -> String {
     format!(

@@ -47,6 +47,14 @@ pub enum StartupError {
         "GatewaySettings spec.approvals.operators[{operator}].tokenEnv names {var}, which is not set; export it or remove the operator"
     )]
     OperatorTokenUnset { operator: String, var: String },
+    #[error(
+        "{field} names {var}, which holds a token of {chars} characters; use at least {MIN_TOKEN_CHARS} random ones, e.g. `export {var}=$(openssl rand -hex 32)`: it opens the audit, the console or approvals, and a short one can be guessed"
+    )]
+    WeakToken {
+        field: String,
+        var: String,
+        chars: usize,
+    },
     #[error(transparent)]
     Tls(#[from] crate::listener::TlsError),
     #[error("cannot listen on {address}: {source}")]
@@ -81,4 +89,22 @@ pub(super) fn body_budget(text: &str) -> Result<usize, String> {
 pub(super) fn duration(flag: &'static str, text: &str) -> Result<Duration, StartupError> {
     palisade_crds::duration::parse_duration(text)
         .map_err(|message| StartupError::Duration { flag, message })
+}
+
+/// The fewest characters a bearer token for people (the auditor's, an
+/// operator's) may have.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// `token`, read from `var` for `field`, unless it is too short to resist
+/// guessing.
+pub(super) fn strong_token(token: String, field: &str, var: &str) -> Result<String, StartupError> {
+    let chars = token.chars().count();
+    if chars < MIN_TOKEN_CHARS {
+        return Err(StartupError::WeakToken {
+            field: field.to_owned(),
+            var: var.to_owned(),
+            chars,
+        });
+    }
+    Ok(token)
 }
