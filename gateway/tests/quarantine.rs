@@ -4,6 +4,8 @@
 //! tool calls and chat alike — across a configuration reload and a
 //! restart (the audit database keeps it), shown on the console with why,
 //! until an operator lifts it; neither the agent nor the auditor can.
+//! Every lift is in the audit, and one the audit cannot record does not
+//! happen.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -243,4 +245,81 @@ async fn a_quarantine_holds_across_reload_and_restart_until_an_operator_lifts_it
             "{row}"
         );
     }
+}
+
+/// A lift the audit cannot record does not happen: with `FailClosed`
+/// auditing and the audit database down, the operator gets the error and
+/// the agent stays quarantined (its row is put back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lift_the_audit_cannot_record_leaves_the_quarantine_in_place() {
+    use palisade_audit::quarantines::{QuarantineRow, QuarantineStore};
+    use palisade_audit::{
+        AuditDecision, AuditEvent, AuditMetrics, AuditWriter, EventKind, FailureMode, Migrations,
+        Store, WriterConfig,
+    };
+    use palisade_gateway::security::quarantine::{Overlay, Quarantines};
+    use palisade_gateway::state::AppState;
+    use std::sync::Arc;
+
+    let dir = palisade_testkit::temp_dir("quarantine-lift-fail-closed");
+    let local = Store::open(
+        &format!("sqlite://{}", dir.join("quarantines.db").display()),
+        Migrations::Apply,
+    )
+    .await
+    .unwrap();
+    let quarantines = QuarantineStore::new(local.clone());
+    let row = QuarantineRow {
+        namespace: "default".into(),
+        agent: "app".into(),
+        kind: "path_traversal".into(),
+        detail: "argument path looks like path traversal".into(),
+        request_id: "req-alert".into(),
+        // Kept to the millisecond.
+        since: jiff::Timestamp::from_millisecond(1_800_000_000_123).unwrap(),
+    };
+    assert!(quarantines.add(&row).await.unwrap());
+
+    let pg = palisade_audit_suite::TestPostgres::start();
+    let audit_store = Store::open(&pg.database("lift"), Migrations::Apply)
+        .await
+        .unwrap();
+    let mut config = WriterConfig::new(dir.join("spool"));
+    config.failure_mode = FailureMode::FailClosed;
+    let (audit, _task) =
+        AuditWriter::start(audit_store, config, AuditMetrics::unregistered().unwrap()).unwrap();
+    let metrics = Arc::new(palisade_gateway::metrics::GatewayMetrics::new().unwrap());
+    let state = AppState::builder(
+        palisade_gateway::snapshot::empty(),
+        audit.clone(),
+        metrics,
+        palisade_gateway::approvals::Approvals::local(local, "gateway-test"),
+    )
+    .quarantines(Quarantines::Local {
+        store: quarantines.clone(),
+        overlay: Overlay::default(),
+    })
+    .build();
+
+    // The writer learns the database is down from the first event it
+    // cannot write.
+    pg.kill();
+    let probe = AuditEvent::new(
+        EventKind::Chat,
+        "probe",
+        "default",
+        "app",
+        AuditDecision::Allow,
+    );
+    let _ = audit.record_durable(probe).await;
+    assert!(audit.database_down());
+
+    let lifted =
+        palisade_gateway::api::quarantines::lift_as(&state, "default", "app", "oncall").await;
+    assert!(lifted.is_err(), "{lifted:?}");
+    assert_eq!(
+        quarantines.list().await.unwrap(),
+        vec![row],
+        "still quarantined"
+    );
 }
