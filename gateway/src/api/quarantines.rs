@@ -27,17 +27,14 @@ pub async fn lift_as(
     agent: &str,
     operator: &str,
 ) -> Result<Value, GatewayError> {
-    let quarantines = match &state.quarantines {
-        Some(q @ Quarantines::Local { .. }) => q,
-        _ => {
-            return Err(GatewayError::QuarantineNotHere(format!(
-                "in a cluster a quarantine is an annotation on the AIPolicy: {}",
-                kubectl_lift(namespace, "POLICY", agent)
-            )));
-        }
-    };
+    if !matches!(state.quarantines, Some(Quarantines::Local { .. })) {
+        return Err(GatewayError::QuarantineNotHere(format!(
+            "in a cluster a quarantine is an annotation on the AIPolicy: {}",
+            kubectl_lift(namespace, "POLICY", agent)
+        )));
+    }
     let by = format!("operator:{operator}");
-    let lifted = quarantine::lift(state, quarantines, (namespace, agent), &by)
+    let lifted = quarantine::lift(state, (namespace, agent), &by)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "the quarantine could not be lifted");

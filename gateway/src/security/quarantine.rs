@@ -252,11 +252,10 @@ pub async fn reload(
 /// recorded the quarantine is put back (fail closed) and the error given.
 pub async fn lift(
     state: &AppState,
-    quarantines: &Quarantines,
     (namespace, agent): (&str, &str),
     by: &str,
 ) -> Result<bool, palisade_audit::AuditError> {
-    let Quarantines::Local { store, overlay } = quarantines else {
+    let Some(Quarantines::Local { store, overlay }) = &state.quarantines else {
         return Ok(false);
     };
     let Some(lifted) = store.lift(namespace, agent).await? else {
