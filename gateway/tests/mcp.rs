@@ -73,21 +73,14 @@ async fn mcp_python() -> PathBuf {
     .unwrap()
 }
 
-/// The gateway on `path`, and its address.
+/// The gateway on `path`, and its base URL.
 fn gateway(path: &std::path::Path) -> (common::Stopped, String) {
-    let (child, addr) = common::spawn_gateway_with_env(
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            // The test's MCP server takes its token over plain HTTP.
-            "--allow-plaintext-credentials",
-        ],
+    common::run_config(
+        path,
+        // The test's MCP server takes its token over plain HTTP.
+        &["--allow-plaintext-credentials"],
         &[("PALISADE_ONCALL", OPERATOR)],
-    );
-    (common::Stopped(child), addr)
+    )
 }
 
 async fn through_the_gateway(json: bool) {
@@ -97,8 +90,7 @@ async fn through_the_gateway(json: bool) {
     let server = McpServer::start(&python, UPSTREAM_TOKEN, &log, json);
     let path = dir.join("policy.yaml");
     std::fs::write(&path, config(&server.url)).unwrap();
-    let (mut gateway, addr) = gateway(&path);
-    let url = format!("http://{addr}");
+    let (mut gateway, url) = gateway(&path);
     let out = tokio::task::spawn_blocking({
         let url = url.clone();
         move || {
@@ -203,11 +195,11 @@ async fn a_session_is_bound_to_the_agent_that_opened_it() {
     let server = McpServer::start(&python, UPSTREAM_TOKEN, &log, true);
     let path = dir.join("policy.yaml");
     std::fs::write(&path, config(&server.url)).unwrap();
-    let (_gateway, addr) = gateway(&path);
+    let (_gateway, url) = gateway(&path);
     let http = reqwest::Client::new();
     let post = |key: &str, session: Option<&str>, body: serde_json::Value| {
         let mut req = http
-            .post(format!("http://{addr}/mcp/files"))
+            .post(format!("{url}/mcp/files"))
             .bearer_auth(key)
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json")

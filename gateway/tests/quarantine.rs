@@ -71,29 +71,13 @@ impl Client {
 }
 
 fn start(path: &std::path::Path) -> (common::Stopped, Client) {
-    let (child, addr) = common::spawn_gateway_with_env(
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--reload-interval",
-            "100ms",
-        ],
-        &common::console::env(),
-    );
+    let env = common::console::env();
+    let (gateway, url) = common::run_config(path, &["--reload-interval", "100ms"], &env);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    (
-        common::Stopped(child),
-        Client {
-            url: format!("http://{addr}"),
-            http,
-        },
-    )
+    (gateway, Client { url, http })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

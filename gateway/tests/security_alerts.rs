@@ -67,19 +67,8 @@ async fn a_hostile_agent_raises_every_alert_once_without_leaking_its_arguments()
     let dir = palisade_testkit::temp_dir("security-alerts");
     let path = dir.join("policy.yaml");
     std::fs::write(&path, config(&model.base_url())).unwrap();
-    let (gateway, addr) = common::spawn_gateway_with_env(
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[("PALISADE_AUDITOR", AUDITOR)],
-    );
     // Killed however the test ends.
-    let mut gateway = common::Stopped(gateway);
-    let url = format!("http://{addr}");
+    let (mut gateway, url) = common::run_config(&path, &[], &[("PALISADE_AUDITOR", AUDITOR)]);
     let out = tokio::task::spawn_blocking({
         let url = url.clone();
         move || {

@@ -82,15 +82,5 @@ pub fn start(name: &str, model: &str, settings: &str) -> (super::Stopped, String
     let dir = palisade_testkit::temp_dir(name);
     let path = dir.join("policy.yaml");
     std::fs::write(&path, config(model, settings)).unwrap();
-    let (child, addr) = super::spawn_gateway_with_env(
-        &[
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &env(),
-    );
-    (super::Stopped(child), format!("http://{addr}"))
+    super::run_config(&path, &[], &env())
 }

@@ -99,6 +99,20 @@ pub async fn standalone_config_built(
         .0
 }
 
+/// `palisade-gateway run --config PATH --listen 127.0.0.1:0 EXTRA...` with
+/// `env` set: the process (killed when dropped) and its base URL.
+pub fn run_config(path: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Stopped, String) {
+    let base = [
+        "run",
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let (child, addr) = spawn_gateway_with_env(&[&base[..], extra].concat(), env);
+    (Stopped(child), format!("http://{addr}"))
+}
+
 /// Starts `palisade-gateway ARGS` and returns it with the address it
 /// printed it listens on (`127.0.0.1:PORT`, from `http://` or `https://`).
 pub fn spawn_gateway(args: &[&str]) -> (Child, String) {
