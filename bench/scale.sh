@@ -24,6 +24,10 @@
 #
 #   SCALE=1 bash bench/run.sh
 #   SCALE=1 ROUNDS=3 SECS=5 RESULTS=bench/results/scale-DATE.jsonl bash bench/run.sh
+#
+# GW_OLD=/path/to/older/palisade-gateway adds that build's two audited
+# contenders (pg-old, sqlite-old) to each round, so a change is measured
+# against the build before it minutes apart, not on another day.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
@@ -36,6 +40,12 @@ MAXN=$((CPUS / 2 > 0 ? CPUS / 2 : 1))
 LOAD_CPUS=$([ "$CPUS" -gt 1 ] && echo "$MAXN-$((CPUS - 1))" || echo 0)
 LOAD_N=$((CPUS - MAXN > 0 ? CPUS - MAXN : 1))
 RESULTS=${RESULTS:-bench/out/scale.jsonl}
+GATEWAYS=(off pg sqlite)
+if [ -n "${GW_OLD:-}" ]; then
+  [ -x "$GW_OLD" ] || { echo "GW_OLD=$GW_OLD is not an executable gateway build" >&2; exit 2; }
+  GATEWAYS+=(pg-old sqlite-old)
+fi
+CONTENDERS=(nginx "${GATEWAYS[@]}")
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ensure_oha
@@ -64,22 +74,24 @@ while [ "$n" -le "$MAXN" ]; do
   taskset -c "0-$((n - 1))" "$NGINX" -p "$WORK/nginx$n" -c "$WORK/nginx$n/nginx.conf" 2>"$WORK/nginx$n.err" &
   PID[nginx]=$!
   URL[nginx]=http://127.0.0.1:$port
-  for v in off pg sqlite; do
+  for v in "${GATEWAYS[@]}"; do
     case $v in
       off) audit=(--no-audit) ;;
-      pg) audit=(--audit-url "$PG_URL") ;;
-      sqlite) audit=(--audit-url "sqlite://$WORK/audit-$n.db") ;;
+      pg*) audit=(--audit-url "$PG_URL") ;;
+      sqlite*) audit=(--audit-url "sqlite://$WORK/audit-$v-$n.db") ;;
     esac
-    taskset -c "0-$((n - 1))" "$T/palisade-gateway" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 \
+    bin=$T/palisade-gateway
+    [[ $v == *-old ]] && bin=$GW_OLD
+    taskset -c "0-$((n - 1))" "$bin" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 \
       --worker-threads "$n" "${audit[@]}" > "$WORK/$v$n.out" 2>"$WORK/$v$n.err" &
     PID[$v]=$!
     URL[$v]=$(first_line "$WORK/$v$n.out" "$WORK/$v$n.err" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/')
   done
   PIDS+=("${PID[@]}")
   sleep 1
-  for v in nginx off pg sqlite; do peak "${URL[$v]}" $((CONNS * n)) 2 > /dev/null; done # warm up
+  for v in "${CONTENDERS[@]}"; do peak "${URL[$v]}" $((CONNS * n)) 2 > /dev/null; done # warm up
   for round in $(seq "$ROUNDS"); do
-    for v in nginx off pg sqlite; do
+    for v in "${CONTENDERS[@]}"; do
       sleep 1
       t0=$(ticks "${PID[$v]}")
       r=$(peak "${URL[$v]}" $((CONNS * n)) "$SECS")
@@ -89,8 +101,8 @@ while [ "$n" -le "$MAXN" ]; do
       echo "$line" >> "$RESULTS"
     done
   done
-  for v in nginx off pg sqlite; do kill "${PID[$v]}" 2>/dev/null || true; wait "${PID[$v]}" 2>/dev/null || true; done
-  PIDS=("${PIDS[@]:0:${#PIDS[@]}-4}")
+  for v in "${CONTENDERS[@]}"; do kill "${PID[$v]}" 2>/dev/null || true; wait "${PID[$v]}" 2>/dev/null || true; done
+  PIDS=("${PIDS[@]:0:${#PIDS[@]}-${#CONTENDERS[@]}}")
   unset URL PID
   n=$((n * 2))
 done

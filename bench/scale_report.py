@@ -28,6 +28,8 @@ names = {
     "off": "Palisade --no-audit",
     "pg": "Palisade, audit → PostgreSQL",
     "sqlite": "Palisade, audit → SQLite",
+    "pg-old": "GW_OLD, audit → PostgreSQL",
+    "sqlite-old": "GW_OLD, audit → SQLite",
 }
 by = {}
 for r in steps:

@@ -597,3 +597,59 @@ async fn a_database_that_stops_answering_costs_a_timeout_not_a_hang() {
     drop(writer);
     task.join().await;
 }
+
+/// The writer hands each batch's receipts to a task on the runtime it was
+/// started from (one wake-up per batch instead of one per request). When
+/// that runtime is gone, or there was none, receipts are still resolved:
+/// a request waiting on one is answered, it does not fail or hang.
+#[test]
+fn receipts_resolve_when_the_runtime_that_started_the_writer_is_gone_or_was_none() {
+    let dir = temp_dir("receipts-runtime");
+    let url = format!("sqlite://{}", dir.join("audit.db").display());
+    let new_runtime = || tokio::runtime::Runtime::new().unwrap();
+    let durable_within = |writer: &AuditWriter, i: usize| {
+        let writer = writer.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), writer.record_durable(numbered(i)))
+                .await
+                .expect("a receipt resolved in time")
+        }
+    };
+    let first = new_runtime();
+    let store = first
+        .block_on(Store::open(&url, Migrations::Apply))
+        .unwrap();
+    let (started_in_first, first_task) = first
+        .block_on(async {
+            AuditWriter::start(
+                store.clone(),
+                config(&dir.join("a")),
+                AuditMetrics::unregistered().unwrap(),
+            )
+        })
+        .unwrap();
+    first
+        .block_on(durable_within(&started_in_first, 0))
+        .unwrap();
+    drop(first);
+    // Started outside any runtime.
+    let (started_outside, outside_task) = AuditWriter::start(
+        store,
+        config(&dir.join("b")),
+        AuditMetrics::unregistered().unwrap(),
+    )
+    .unwrap();
+    let second = new_runtime();
+    second.block_on(async {
+        durable_within(&started_in_first, 1).await.unwrap();
+        durable_within(&started_outside, 2).await.unwrap();
+        drop((started_in_first, started_outside));
+        first_task.join().await;
+        outside_task.join().await;
+    });
+    let reopened = second
+        .block_on(Store::open(&url, Migrations::Apply))
+        .unwrap();
+    let (rows, _) = second.block_on(ids_in(&reopened));
+    assert_eq!(rows, 3, "every acknowledged event is in the database");
+}
