@@ -18,13 +18,13 @@ use crate::guard;
 use crate::namespaces::is_dns_label;
 use crate::resources::{
     AIPolicy, AgentSpec, ArgumentCapture, Enforcement, GrantState, PromptCapture, ProviderSpec,
-    ProviderType, SecretKeyRef, ToolGrant,
+    ProviderType, ToolGrant,
 };
 use jiff::Timestamp;
 use palisade_policy as policy;
 use palisade_policy::{
-    Agent, ApprovalSettings, AuditSettings, BundleError, Condition, ConditionError, Egress,
-    InvalidPolicy, NameGlobs, Policy, PolicyBundle, Provider, SecretString,
+    Agent, ApprovalSettings, AuditSettings, BundleError, Egress, InvalidPolicy, NameGlobs, Policy,
+    PolicyBundle, Provider, SecretString,
 };
 use std::collections::HashMap;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 //! have equal revisions.
 
 use crate::fingerprint::sha256_hex;
-use crate::{Decision, Grant, NameGlobs, Outcome, PolicyRef, ReasonCode, Routing, ToolRules};
+use crate::{Grant, Outcome};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
