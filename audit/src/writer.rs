@@ -415,6 +415,7 @@ impl Task {
             let result = self.persist(events).await;
             self.shared.metrics.queue_depth.sub(n);
             self.receipts.resolve(waiters, result);
+            self.checkpoint_if_due();
             self.shared.room.notify_waiters();
         }
         // Every handle is gone: the queue is drained; try once more to
@@ -488,6 +489,14 @@ impl Task {
             Err(AuditError::Timeout(_)) => first,
             Err(_) if kept => self.insert_once(events).await,
             other => other,
+        }
+    }
+
+    /// Between batches, once their waiters are told: SQLite's log
+    /// checkpointed if it is due ([`WriterConnection::checkpoint_if_due`]).
+    fn checkpoint_if_due(&mut self) {
+        if let Some(conn) = &mut self.conn {
+            conn.checkpoint_if_due();
         }
     }
 

@@ -34,6 +34,7 @@ impl Store {
         let mut conn = self.writer_connection().await?;
         let inserted = Self::insert_with(&mut conn, events).await;
         if inserted.is_ok() {
+            conn.checkpoint_if_due();
             conn.close().await;
         } else {
             conn.discard();
@@ -131,6 +132,23 @@ impl WriterConnection {
                 let _ = c.close().await;
             }
             Conn::Sqlite(_, db) => drop(db),
+        }
+    }
+
+    /// Checkpoints SQLite's write-ahead log into the database once it has
+    /// grown past SQLite's usual threshold; call between batches, after
+    /// their waiters are told. (PostgreSQL: nothing to do.) A checkpoint
+    /// that fails or is cut short (a reader holds old pages) is tried
+    /// again after the next batch, as SQLite's automatic one would be.
+    pub fn checkpoint_if_due(&mut self) {
+        let Conn::Sqlite(file, db) = &mut self.0 else {
+            return;
+        };
+        if LOG_PAGES.with(|p| p.replace(0)) < CHECKPOINT_PAGES {
+            return;
+        }
+        if let Err(e) = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(path = %file.path.display(), error = %e, "audit log checkpoint failed; tried again after the next batch");
         }
     }
 
@@ -239,7 +257,28 @@ fn open_sqlite(file: &SqliteFile) -> Result<rusqlite::Connection, rusqlite::Erro
     db.busy_timeout(std::time::Duration::from_secs(5))?;
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.execute_batch(file.synchronous)?;
+    // In place of SQLite's automatic checkpoint, which runs inside the
+    // commit that crosses the threshold (and so holds up every request
+    // waiting on that commit): the log's length is noted at each commit
+    // and the writer checkpoints after it has told the batch's waiters
+    // ([`WriterConnection::checkpoint_if_due`]).
+    db.wal_hook(Some(note_log_pages));
     Ok(db)
+}
+
+/// Pages in the log after which the writer checkpoints: SQLite's own
+/// automatic threshold.
+const CHECKPOINT_PAGES: i32 = 1000;
+
+thread_local! {
+    /// Pages in the write-ahead log after the last commit on this thread's
+    /// writer connection (a writer connection is used on one thread).
+    static LOG_PAGES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+fn note_log_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    LOG_PAGES.with(|p| p.set(pages));
+    Ok(())
 }
 
 fn sqlite_error(file: &SqliteFile, source: rusqlite::Error) -> AuditError {

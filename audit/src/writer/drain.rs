@@ -36,6 +36,7 @@ impl Task {
                     self.mark_down();
                     return;
                 }
+                self.checkpoint_if_due();
             }
             if let Err(e) = self.spool.remove(&path) {
                 tracing::error!(path = %path.display(), error = %e, "cannot remove drained audit spool file");
