@@ -415,8 +415,8 @@ impl Task {
             let result = self.persist(events).await;
             self.shared.metrics.queue_depth.sub(n);
             self.receipts.resolve(waiters, result);
-            self.checkpoint_if_due();
             self.shared.room.notify_waiters();
+            self.checkpoint_if_due();
         }
         // Every handle is gone: the queue is drained; try once more to
         // empty the spool before exiting.

@@ -3,7 +3,8 @@
 //! SQLite one prepared single-row statement run for each event inside one
 //! transaction, synchronously on the calling thread (the writer's own).
 
-use super::{Backend, COLUMNS, SqliteFile, Store, column_names, redact_url};
+use super::sqlite_writer::SqliteWriter;
+use super::{Backend, COLUMNS, Store, column_names, redact_url};
 use crate::error::AuditError;
 use crate::event::{ChainHead, ChainedEvent};
 use sqlx::{Connection, PgConnection, Row};
@@ -52,10 +53,9 @@ impl Store {
     /// write lock).
     pub async fn writer_connection(&self) -> Result<WriterConnection, AuditError> {
         match (self.backend, &self.sqlite) {
-            (Backend::Sqlite, Some(file)) => Ok(WriterConnection(Conn::Sqlite(
-                Box::new(file.clone()),
-                Box::new(open_sqlite(file).map_err(|source| sqlite_error(file, source))?),
-            ))),
+            (Backend::Sqlite, Some(file)) => Ok(WriterConnection(Conn::Sqlite(Box::new(
+                SqliteWriter::open(file)?,
+            )))),
             _ => {
                 let url = self.pool.connect_options().database_url.clone();
                 let conn = sqlx::PgConnection::connect(url.as_str())
@@ -76,9 +76,7 @@ impl Store {
     ) -> Result<u64, AuditError> {
         match &mut conn.0 {
             Conn::Postgres(pg) => insert_postgres(pg, events).await,
-            Conn::Sqlite(file, db) => {
-                insert_sqlite(db, events).map_err(|source| sqlite_error(file, source))
-            }
+            Conn::Sqlite(sqlite) => sqlite.insert(events),
         }
     }
 }
@@ -91,7 +89,7 @@ pub struct WriterConnection(Conn);
 #[derive(Debug)]
 enum Conn {
     Postgres(Box<PgConnection>),
-    Sqlite(Box<SqliteFile>, Box<rusqlite::Connection>),
+    Sqlite(Box<SqliteWriter>),
 }
 
 impl Store {
@@ -106,18 +104,7 @@ impl Store {
                 let row = sqlx::query(NEWEST).fetch_optional(&mut **pg).await?;
                 row.map(|r| head_of(&r)).transpose()?
             }
-            Conn::Sqlite(file, db) => {
-                use rusqlite::OptionalExtension;
-                db.query_row(NEWEST, [], |r| {
-                    Ok(ChainHead {
-                        writer: r.get("writer")?,
-                        seq: r.get("seq")?,
-                        hash: r.get("hash")?,
-                    })
-                })
-                .optional()
-                .map_err(|source| sqlite_error(file, source))?
-            }
+            Conn::Sqlite(sqlite) => sqlite.newest(NEWEST)?,
         })
     }
 }
@@ -131,24 +118,16 @@ impl WriterConnection {
             Conn::Postgres(c) => {
                 let _ = c.close().await;
             }
-            Conn::Sqlite(_, db) => drop(db),
+            Conn::Sqlite(sqlite) => drop(sqlite),
         }
     }
 
-    /// Checkpoints SQLite's write-ahead log into the database once it has
-    /// grown past SQLite's usual threshold; call between batches, after
-    /// their waiters are told. (PostgreSQL: nothing to do.) A checkpoint
-    /// that fails or is cut short (a reader holds old pages) is tried
-    /// again after the next batch, as SQLite's automatic one would be.
+    /// Checkpoints SQLite's write-ahead log once it is due; call between
+    /// batches, after their waiters are told
+    /// ([`SqliteWriter::checkpoint_if_due`]). PostgreSQL: nothing to do.
     pub fn checkpoint_if_due(&mut self) {
-        let Conn::Sqlite(file, db) = &mut self.0 else {
-            return;
-        };
-        if LOG_PAGES.with(|p| p.replace(0)) < CHECKPOINT_PAGES {
-            return;
-        }
-        if let Err(e) = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(path = %file.path.display(), error = %e, "audit log checkpoint failed; tried again after the next batch");
+        if let Conn::Sqlite(sqlite) = &mut self.0 {
+            sqlite.checkpoint_if_due();
         }
     }
 
@@ -175,7 +154,7 @@ where
 
 /// The reason codes column: `,a,b,` so that a LIKE on `,code,` matches
 /// one code exactly.
-fn reason_column(codes: &[String]) -> String {
+pub(super) fn reason_column(codes: &[String]) -> String {
     format!(",{},", codes.join(","))
 }
 
@@ -242,113 +221,5 @@ async fn insert_postgres(
             .bind(col(|c| &c.hash));
         inserted += q.execute(&mut *conn).await?.rows_affected();
     }
-    Ok(inserted)
-}
-
-/// Opens the writer's SQLite connection: WAL (the pool has set it on the
-/// file already; it is a property of the file) and the URL's
-/// `synchronous`, which is per connection.
-fn open_sqlite(file: &SqliteFile) -> Result<rusqlite::Connection, rusqlite::Error> {
-    use rusqlite::OpenFlags;
-    let db = rusqlite::Connection::open_with_flags(
-        &file.path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    db.busy_timeout(std::time::Duration::from_secs(5))?;
-    db.pragma_update(None, "journal_mode", "WAL")?;
-    db.execute_batch(file.synchronous)?;
-    // In place of SQLite's automatic checkpoint, which runs inside the
-    // commit that crosses the threshold (and so holds up every request
-    // waiting on that commit): the log's length is noted at each commit
-    // and the writer checkpoints after it has told the batch's waiters
-    // ([`WriterConnection::checkpoint_if_due`]).
-    db.wal_hook(Some(note_log_pages));
-    Ok(db)
-}
-
-/// Pages in the log after which the writer checkpoints: SQLite's own
-/// automatic threshold.
-const CHECKPOINT_PAGES: i32 = 1000;
-
-thread_local! {
-    /// Pages in the write-ahead log after the last commit on this thread's
-    /// writer connection (a writer connection is used on one thread).
-    static LOG_PAGES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
-}
-
-fn note_log_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
-    LOG_PAGES.with(|p| p.set(pages));
-    Ok(())
-}
-
-fn sqlite_error(file: &SqliteFile, source: rusqlite::Error) -> AuditError {
-    AuditError::SqliteWriter {
-        path: file.path.display().to_string(),
-        source,
-    }
-}
-
-/// `INSERT ... VALUES (?, ?, ...) ON CONFLICT (id) DO NOTHING`, one row.
-static SQLITE_INSERT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO audit_events ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
-        column_names(),
-        vec!["?"; COLUMNS.len()].join(", ")
-    )
-});
-
-/// One transaction per batch (one commit, which `synchronous=FULL`
-/// fsyncs), the statement prepared once per connection and run per event
-/// with borrowed values.
-fn insert_sqlite(
-    db: &mut rusqlite::Connection,
-    events: &[ChainedEvent],
-) -> Result<u64, rusqlite::Error> {
-    let tx = db.transaction()?;
-    let mut inserted = 0;
-    {
-        let mut statement = tx.prepare_cached(&SQLITE_INSERT)?;
-        for c in events {
-            let e = &c.event;
-            inserted += statement.execute(rusqlite::params![
-                e.id,
-                c.writer,
-                c.seq,
-                e.time.to_string(),
-                e.time.as_millisecond(),
-                e.kind.as_str(),
-                e.request_id,
-                e.namespace,
-                e.agent,
-                e.policy,
-                e.policy_generation,
-                e.rule,
-                e.decision,
-                i64::from(e.enforced),
-                reason_column(&e.reason_codes),
-                e.tool,
-                e.argument_digest,
-                e.arguments.as_ref().map(|a| a.to_string()),
-                e.provider,
-                e.model,
-                e.prompt_sha256,
-                e.prompt_chars,
-                e.prompt_text,
-                e.upstream_status,
-                e.latency_us,
-                e.approval,
-                e.decided_by,
-                e.input_tokens,
-                e.output_tokens,
-                e.cached_tokens,
-                e.result_sha256,
-                e.result_bytes,
-                e.detail,
-                c.prev_hash,
-                c.hash,
-            ])? as u64;
-        }
-    }
-    tx.commit()?;
     Ok(inserted)
 }

@@ -8,6 +8,7 @@
 
 mod insert;
 mod read;
+mod sqlite_writer;
 mod usage;
 
 pub use insert::WriterConnection;

@@ -8,7 +8,7 @@
 //! the one request it was given, finds nothing else to do and sleeps; the
 //! writer resolves the next receipt, and so on: on one saturated core,
 //! about six such round trips per batch of twenty (`/proc/PID/task/*/status`
-//! context switches, docs/benchmarks.md). Instead, the writer hands the
+//! context switches, bench/results/DIARY.md). Instead, the writer hands the
 //! whole batch's receipts to a task on the requests' runtime in one
 //! message (one wake-up); that task resolves them there, where a wake is
 //! a push onto the runtime's own queue.
@@ -16,7 +16,23 @@
 use super::Waiter;
 use tokio::sync::mpsc;
 
-type Batch = (Vec<Waiter>, Result<(), String>);
+/// A batch's waiters and how the batch went. Dropped — resolved, or lost
+/// in a channel whose runtime shut down before taking it — it tells every
+/// waiter still in it: no receipt is left unanswered, and none is told
+/// anything but its batch's result.
+#[derive(Debug)]
+struct Batch {
+    waiters: Vec<Waiter>,
+    result: Result<(), String>,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(self.result.clone());
+        }
+    }
+}
 
 /// Where the writer sends a batch's receipts once it is durable (or is
 /// known not to be).
@@ -29,14 +45,16 @@ pub(super) struct Receipts {
 
 impl Receipts {
     /// Spawns the resolving task on the current runtime, if there is one.
+    /// That runtime should run as long as the writer: receipts handed to it
+    /// wait for it to run the task.
     pub(super) fn on_current_runtime() -> Self {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Self { to_runtime: None };
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
         runtime.spawn(async move {
-            while let Some((waiters, result)) = rx.recv().await {
-                resolve(waiters, &result);
+            while let Some(batch) = rx.recv().await {
+                drop(batch);
             }
         });
         Self {
@@ -50,19 +68,11 @@ impl Receipts {
         if waiters.is_empty() {
             return;
         }
-        let batch = match &self.to_runtime {
-            Some(tx) => match tx.send((waiters, result)) {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(batch)) => batch,
-            },
-            None => (waiters, result),
-        };
-        resolve(batch.0, &batch.1);
-    }
-}
-
-fn resolve(waiters: Vec<Waiter>, result: &Result<(), String>) {
-    for w in waiters {
-        let _ = w.send(result.clone());
+        let batch = Batch { waiters, result };
+        if let Some(tx) = &self.to_runtime {
+            // A refused send hands the batch back, dropped (so resolved)
+            // here.
+            let _ = tx.send(batch);
+        }
     }
 }

@@ -653,3 +653,46 @@ fn receipts_resolve_when_the_runtime_that_started_the_writer_is_gone_or_was_none
     let (rows, _) = second.block_on(ids_in(&reopened));
     assert_eq!(rows, 3, "every acknowledged event is in the database");
 }
+
+/// Receipts handed to the starting runtime's task, which that runtime shuts
+/// down before running, are still answered with their batch's result: the
+/// rows are durable, so the requests must not be told otherwise.
+#[test]
+fn receipts_queued_for_a_runtime_that_shuts_down_are_told_their_result() {
+    let dir = temp_dir("receipts-queued");
+    let url = format!("sqlite://{}", dir.join("audit.db").display());
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = idle.block_on(Store::open(&url, Migrations::Apply)).unwrap();
+    let (writer, task) = idle
+        .block_on(async {
+            AuditWriter::start(
+                store.clone(),
+                config(&dir.join("spool")),
+                AuditMetrics::unregistered().unwrap(),
+            )
+        })
+        .unwrap();
+    // `idle` is not driven from here on: the receipts of this event wait
+    // in its task's queue until the runtime is dropped.
+    let other = tokio::runtime::Runtime::new().unwrap();
+    let waiting = other.spawn({
+        let writer = writer.clone();
+        async move { writer.record_durable(numbered(0)).await }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    drop(idle);
+    let told = other
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), waiting).await })
+        .expect("the receipt was answered in time")
+        .unwrap();
+    assert!(told.is_ok(), "a durable row's request was told {told:?}");
+    other.block_on(async {
+        drop(writer);
+        task.join().await;
+        let (rows, _) = ids_in(&store).await;
+        assert_eq!(rows, 1);
+    });
+}
