@@ -16,6 +16,8 @@
 #                      processes ÷ nginx's: the per-core ratio when the
 #                      load's CPUs, not the contender's, set the peak (as
 #                      on a 2-core machine, where one CPU drives the load)
+#   in the kernel      the part of the CPU per request spent in system
+#                      calls (the sockets, SQLite's file writes, wake-ups)
 #   scaling            peak at N ÷ (N × peak at 1) (target ≥ 0.8)
 #
 # On a 2-core machine only N = 1 fits beside the load (the target on CPU
@@ -56,7 +58,9 @@ UPSTREAM_CPUS=$LOAD_CPUS start_upstream --threads "$(( (LOAD_N + 1) / 2 ))"
 PG_CPU=$LOAD_CPUS start_postgres "$WORK/pg"
 write_policy "$WORK/policy.yaml" "$UP"
 CHAT='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
-ticks() { local t=0 p; for p in $1 $(pgrep -P "$1" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+# CPU ticks (user + system) and system ticks of a process and its children
+# (nginx's workers): "TOTAL SYSTEM".
+ticks() { local t=0 k=0 p u s; for p in $1 $(pgrep -P "$1" || true); do read -r u s < <(awk '{print $14, $15}' "/proc/$p/stat"); t=$((t + u + s)); k=$((k + s)); done; echo "$t $k"; }
 peak() { # URL CONNECTIONS SECONDS -> oha_summary JSON
   taskset -c "$LOAD_CPUS" "$OHA" --no-tui --output-format json -z "${3}s" -c "$2" -m POST \
     -H 'authorization: Bearer bench-key' -H 'content-type: application/json' -d "$CHAT" "$1/v1/chat/completions" \
@@ -93,10 +97,10 @@ while [ "$n" -le "$MAXN" ]; do
   for round in $(seq "$ROUNDS"); do
     for v in "${CONTENDERS[@]}"; do
       sleep 1
-      t0=$(ticks "${PID[$v]}")
+      read -r t0 k0 < <(ticks "${PID[$v]}")
       r=$(peak "${URL[$v]}" $((CONNS * n)) "$SECS")
-      t1=$(ticks "${PID[$v]}")
-      line="{\"cores\":$n,\"round\":$round,\"variant\":\"$v\",\"cpu_ticks\":$((t1 - t0)),\"result\":$r}"
+      read -r t1 k1 < <(ticks "${PID[$v]}")
+      line="{\"cores\":$n,\"round\":$round,\"variant\":\"$v\",\"cpu_ticks\":$((t1 - t0)),\"sys_ticks\":$((k1 - k0)),\"result\":$r}"
       echo "$line" >&2
       echo "$line" >> "$RESULTS"
     done

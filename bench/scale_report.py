@@ -6,7 +6,7 @@
 times are counted in, and each step's length.)
 
 Per core count: each contender's median peak over the rounds, CPU per
-request, the median round-by-round ratio to nginx (per core ÷ nginx,
+request (and the kernel's part of it), the median round-by-round ratio to nginx (per core ÷ nginx,
 target ≥ 0.8) and peak at N ÷ (N × peak at 1 core) (scaling, target
 ≥ 0.8), and requests per CPU-second ÷ nginx's. Exit status 0: the
 report is informational.
@@ -48,15 +48,23 @@ def vs_nginx(n, v):
     )
 
 
-def cpu_us(n, v):
+def cpu_us(n, v, key="cpu_ticks"):
     return statistics.median(
-        r["cpu_ticks"] / hz / (r["result"]["achieved"] * secs) * 1e6 for r in by[(n, v)] if r["result"]["achieved"]
+        r[key] / hz / (r["result"]["achieved"] * secs) * 1e6 for r in by[(n, v)] if r["result"]["achieved"]
     )
 
 
+def sys_us(n, v):
+    """The kernel's part of cpu_us; files written before it was recorded
+    have none."""
+    if any("sys_ticks" not in r for r in by[(n, v)]):
+        return "—"
+    return f"{cpu_us(n, v, 'sys_ticks'):.1f}"
+
+
 print(f"\nmachine: {machine['cpus']} CPUs, {machine['cpu']}, kernel {machine['kernel']}, build {machine['build']}; load on CPUs {machine['load_cpus']}")
-print("\n| cores | contender | peak req/s (median) | CPU µs/request | ÷ nginx (median of rounds) | per CPU-second ÷ nginx | scaling: peak ÷ (N × 1-core peak) |")
-print("|---|---|---|---|---|---|---|")
+print("\n| cores | contender | peak req/s (median) | CPU µs/request | of which in the kernel | ÷ nginx (median of rounds) | per CPU-second ÷ nginx | scaling: peak ÷ (N × 1-core peak) |")
+print("|---|---|---|---|---|---|---|---|")
 for n in cores:
     for v in names:
         if (n, v) not in by:
@@ -66,6 +74,6 @@ for n in cores:
         scale = "—" if n == 1 or (1, v) not in by else f"{peak(n, v) / (n * peak(1, v)):.2f}"
         errors = sum(r["result"]["errors"] for r in by[(n, v)])
         note = f" ({errors} errors)" if errors else ""
-        print(f"| {n} | {names[v]} | {peak(n, v):,.0f}{note} | {cpu_us(n, v):.1f} | {ratio} | {per_cpu} | {scale} |")
+        print(f"| {n} | {names[v]} | {peak(n, v):,.0f}{note} | {cpu_us(n, v):.1f} | {sys_us(n, v)} | {ratio} | {per_cpu} | {scale} |")
 if cores == [1]:
     print(f"\nscaling not measured: {machine['cpus']} CPUs leave room for 1 target core beside the load (needs ≥ 4 CPUs for 2 cores)")
