@@ -226,12 +226,18 @@ pub fn route_headers(response: &mut Response, routed: &Routed<'_>) {
     static MODEL: HeaderName = HeaderName::from_static("x-palisade-model");
     static REASONS: HeaderName = HeaderName::from_static("x-palisade-reasons");
     let h = response.headers_mut();
-    let reasons: Vec<&str> = routed.reason_codes.iter().map(|r| r.as_str()).collect();
+    let mut reasons = String::new();
+    for (i, r) in routed.reason_codes.iter().enumerate() {
+        if i > 0 {
+            reasons.push(',');
+        }
+        reasons.push_str(r.as_str());
+    }
     for (name, value) in [
         (&REQUEST_ID, routed.request_id),
         (&PROVIDER, routed.provider),
         (&MODEL, routed.model),
-        (&REASONS, reasons.join(",").as_str()),
+        (&REASONS, reasons.as_str()),
     ] {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name.clone(), v);

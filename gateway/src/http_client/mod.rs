@@ -230,15 +230,16 @@ impl HttpClient {
         match tokio::time::timeout_at(deadline, answer).await {
             Err(_) => Err(CallError::Timeout),
             Ok(Err(e)) => Err(e),
-            Ok(Ok((response, lease))) => Ok(UpstreamResponse {
-                status: response.status(),
-                headers: response.headers().clone(),
-                body: ResponseBody {
-                    incoming: response.into_body(),
-                    lease,
-                },
-                deadline,
-            }),
+            Ok(Ok((response, lease))) => {
+                // Taken apart, not copied: the headers move over.
+                let (parts, incoming) = response.into_parts();
+                Ok(UpstreamResponse {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: ResponseBody { incoming, lease },
+                    deadline,
+                })
+            }
         }
     }
 }

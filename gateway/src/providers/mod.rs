@@ -137,7 +137,7 @@ fn url(base: &str, path: &str) -> String {
 }
 
 /// What a request asks a provider for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Api {
     Chat,
     Embeddings,
@@ -180,19 +180,25 @@ fn endpoint(provider: &Provider, api: Api) -> Option<String> {
 
 /// Every provider's endpoints, parsed once per configuration: parsing
 /// a URL per request (host name normalisation included) was ~2% of the
-/// gateway's CPU. Part of the [`crate::snapshot::Snapshot`].
+/// gateway's CPU. Part of the [`crate::snapshot::Snapshot`]. Found by
+/// the provider's base URL, its protocol and the API, so that a request
+/// builds no URL to look one up.
 #[derive(Debug, Default)]
-pub struct Endpoints(HashMap<String, Uri>);
+pub struct Endpoints(HashMap<String, HashMap<(ProviderKind, Api), Uri>>);
 
 impl Endpoints {
     pub fn of(bundle: &PolicyBundle) -> Self {
-        let parsed = bundle
-            .policies()
-            .iter()
-            .flat_map(|p| &p.providers)
-            .flat_map(|p| Api::ALL.iter().filter_map(|api| endpoint(p, *api)))
-            .filter_map(|e| e.parse::<Uri>().ok().map(|u| (e, u)))
-            .collect();
+        let mut parsed: HashMap<String, HashMap<(ProviderKind, Api), Uri>> = HashMap::new();
+        for p in bundle.policies().iter().flat_map(|p| &p.providers) {
+            for api in Api::ALL {
+                if let Some(uri) = endpoint(p, api).and_then(|e| e.parse::<Uri>().ok()) {
+                    parsed
+                        .entry(p.base_url.clone())
+                        .or_default()
+                        .insert((p.kind, api), uri);
+                }
+            }
+        }
         Self(parsed)
     }
 
@@ -200,18 +206,22 @@ impl Endpoints {
     /// parse (it cannot happen: the compiler checks base URLs) is parsed
     /// here, and an unparsable one is a connect error naming it.
     fn get(&self, provider: &Provider, api: Api) -> Result<Uri, UpstreamError> {
+        if let Some(u) = self
+            .0
+            .get(provider.base_url.as_str())
+            .and_then(|apis| apis.get(&(provider.kind, api)))
+        {
+            return Ok(u.clone());
+        }
         let Some(e) = endpoint(provider, api) else {
             return Err(UpstreamError::Unsupported(api));
         };
-        match self.0.get(&e) {
-            Some(u) => Ok(u.clone()),
-            None => e.parse::<Uri>().map_err(|err| {
-                UpstreamError::Connect(format!(
-                    "provider {}: base URL {e} is not a URL: {err}",
-                    provider.name
-                ))
-            }),
-        }
+        e.parse::<Uri>().map_err(|err| {
+            UpstreamError::Connect(format!(
+                "provider {}: base URL {e} is not a URL: {err}",
+                provider.name
+            ))
+        })
     }
 }
 
@@ -261,7 +271,7 @@ impl Upstream<'_> {
         let uri = self.endpoints.get(provider, api)?;
         self.egress
             .check(
-                &format!(
+                format_args!(
                     "{}://{}",
                     uri.scheme_str().unwrap_or(""),
                     uri.authority().map_or("", |a| a.as_str())
@@ -473,7 +483,7 @@ spec:
             ]
         );
         assert_eq!(
-            endpoints.0.len(),
+            endpoints.0.values().map(HashMap::len).sum::<usize>(),
             8,
             "every API of every provider parsed up front (Anthropic has no embeddings)"
         );
