@@ -60,6 +60,38 @@ fn checksum(payload: &[u8]) -> [u8; 8] {
     out
 }
 
+/// Events as spool records, one after the other (also the format of the
+/// SQLite writer's journal, read back with [`Spool::read`]).
+pub(crate) fn encode(events: &[ChainedEvent]) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    for e in events {
+        let payload = serde_json::to_vec(e).map_err(io::Error::other)?;
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&checksum(&payload));
+        buf.extend_from_slice(&payload);
+    }
+    Ok(buf)
+}
+
+/// The `PREFIX*.log` files in `dir`, in name order.
+pub(crate) fn files_named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".log"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 impl Spool {
     /// A spool in `dir` whose own file is named after the writer.
     pub fn open(dir: &Path, writer: &str, max_bytes: u64) -> io::Result<Self> {
@@ -89,21 +121,7 @@ impl Spool {
     /// Every spool file, the oldest writer's first (names sort by writer
     /// id, which starts with a UUIDv7 timestamp).
     pub fn files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        p.file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with("spool-") && n.ends_with(".log"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files
+        files_named(&self.dir, "spool-")
     }
 
     pub fn is_empty(&mut self) -> bool {
@@ -125,13 +143,7 @@ impl Spool {
             path: self.own.display().to_string(),
             source,
         };
-        let mut buf = Vec::new();
-        for e in events {
-            let payload = serde_json::to_vec(e).map_err(|e| io_err(io::Error::other(e)))?;
-            buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&checksum(&payload));
-            buf.extend_from_slice(&payload);
-        }
+        let buf = encode(events).map_err(io_err)?;
         let used = self.used_bytes();
         if used + buf.len() as u64 > self.max_bytes {
             return Err(SpoolError::Full {

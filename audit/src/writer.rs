@@ -47,7 +47,9 @@ use tokio::sync::{mpsc, oneshot};
 
 mod admission;
 mod config;
+mod database;
 mod drain;
+mod journal;
 mod receipts;
 
 pub use admission::{Durable, Reservation};
@@ -81,6 +83,19 @@ struct Shared {
     /// Queued events past which [`AuditWriter::room`] waits.
     backpressure_at: usize,
     backpressure_timeout: std::time::Duration,
+}
+
+impl Shared {
+    /// Moves the state from `from` to `to`, unless it has moved meanwhile.
+    fn set_state_from(&self, from: u8, to: u8) {
+        if self
+            .state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.metrics.database_down.set(i64::from(to != HEALTHY));
+        }
+    }
 }
 
 /// A handle to the writer; cheap to clone.
@@ -151,8 +166,23 @@ impl AuditWriter {
             backpressure_at: config.backpressure_at(),
             backpressure_timeout: config.backpressure_timeout,
         });
+        let journal = match store.sqlite_syncs_commits() {
+            Some(sync) if !config.discard => Some(
+                journal::Journal::start(
+                    &config.spool_dir,
+                    Arc::clone(&writer_id),
+                    sync,
+                    store.clone(),
+                    Arc::clone(&shared),
+                    &config,
+                )
+                .map_err(AuditError::WriterThread)?,
+            ),
+            _ => None,
+        };
         let task = Task {
             store,
+            journal,
             spool,
             chain: Chain::keyed(writer_id.to_string(), config.key.clone()),
             shared: Arc::clone(&shared),
@@ -287,6 +317,16 @@ impl AuditWriter {
         }
     }
 
+    /// Waits until the events accepted before this call can be read from
+    /// the database, at most a second: with SQLite a batch is durable in
+    /// the journal, and so answered, a moment before the database has it
+    /// ([`journal`]). For readers that must see the requests already
+    /// answered (the audit query API, the console); a database that does
+    /// not take writes holds them no longer than that.
+    pub async fn caught_up(&self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.flush()).await;
+    }
+
     /// Records and waits until this event is durable.
     pub async fn record_durable(&self, event: AuditEvent) -> Result<(), AuditError> {
         self.submit(event)?.wait().await
@@ -309,6 +349,9 @@ fn yield_to_requests() {
 
 struct Task {
     store: Store,
+    /// SQLite: where batches are durable before they are in the database
+    /// ([`journal`]).
+    journal: Option<journal::Journal>,
     spool: Spool,
     chain: Chain,
     shared: Arc<Shared>,
@@ -324,6 +367,7 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        self.drain_journals().await;
         self.drain_spool().await;
         self.follow_newest_row().await;
         let mut next_drain = Instant::now() + self.config.retry_interval;
@@ -380,14 +424,18 @@ impl Task {
             let Some(first) = first else { break };
             let mut events = Vec::new();
             let mut waiters = Vec::new();
-            let mut push = |m: Msg, events: &mut Vec<ChainedEvent>, waiters: &mut Vec<_>| match m {
+            let mut flushes = Vec::new();
+            let mut push = |m: Msg,
+                            events: &mut Vec<ChainedEvent>,
+                            waiters: &mut Vec<_>,
+                            flushes: &mut Vec<_>| match m {
                 Msg::Event(e, waiter) => {
                     events.push(self.chain.link(*e));
                     waiters.extend(waiter);
                 }
-                Msg::Flush(w) => waiters.push(w),
+                Msg::Flush(w) => flushes.push(w),
             };
-            push(first, &mut events, &mut waiters);
+            push(first, &mut events, &mut waiters, &mut flushes);
             // Linger for more, unless someone waits for this batch to be
             // durable (a flush or a submitted event),
             // a full batch is already queued, or every sender is gone
@@ -396,6 +444,7 @@ impl Task {
             // early when a full batch is queued or a flush is waiting.
             if !lingered
                 && waiters.is_empty()
+                && flushes.is_empty()
                 && rx.len() + 1 < self.config.batch_max
                 && !rx.is_closed()
             {
@@ -406,17 +455,25 @@ impl Task {
             }
             while events.len() < self.config.batch_max {
                 match rx.try_recv() {
-                    Ok(m) => push(m, &mut events, &mut waiters),
+                    Ok(m) => push(m, &mut events, &mut waiters, &mut flushes),
                     Err(_) => break,
                 }
             }
-            let n = events.len() as i64;
             busy = true;
+            if self.journal.is_some() {
+                self.journaled(events, waiters, flushes).await;
+                continue;
+            }
+            let n = events.len() as i64;
             let result = self.persist(events).await;
             self.shared.metrics.queue_depth.sub(n);
+            waiters.append(&mut flushes);
             self.receipts.resolve(waiters, result);
             self.shared.room.notify_waiters();
             self.checkpoint_if_due();
+        }
+        if let Some(journal) = self.journal.take() {
+            journal.close();
         }
         // Every handle is gone: the queue is drained; try once more to
         // empty the spool before exiting.
@@ -425,155 +482,6 @@ impl Task {
         }
         if let Some(conn) = self.conn.take() {
             conn.close().await;
-        }
-    }
-
-    /// Starts this writer's chain from the newest row in the database (an
-    /// earlier writer's spool is drained first), so that deleting the end
-    /// of an earlier chain, or all of it, breaks the link. A database that
-    /// does not answer leaves the chain unlinked (`verify` lists it).
-    async fn follow_newest_row(&mut self) {
-        let limit = self.config.database_timeout;
-        let head = tokio::time::timeout(limit, async {
-            Store::chain_head_on(self.connection().await?).await
-        })
-        .await;
-        if !matches!(head, Ok(Ok(_)))
-            && let Some(broken) = self.conn.take()
-        {
-            broken.discard();
-        }
-        match head {
-            Ok(Ok(Some(head))) => self.chain.follow(&head),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot read the newest audit row; this writer's chain starts unlinked")
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "the audit database did not answer; this writer's chain starts unlinked"
-                )
-            }
-        }
-    }
-
-    /// The database did not answer a retry: down, unless the spool is
-    /// (also) full, which stays the stronger refusal.
-    fn mark_down(&self) {
-        self.set_state(if self.shared.state.load(Ordering::Acquire) == SPOOL_FULL {
-            SPOOL_FULL
-        } else {
-            DB_DOWN
-        });
-    }
-
-    fn set_state(&self, state: u8) {
-        self.shared.state.store(state, Ordering::Release);
-        self.shared
-            .metrics
-            .database_down
-            .set(i64::from(state != HEALTHY));
-    }
-
-    /// Inserts on the writer's connection, opening it if needed. A kept
-    /// connection that fails (the database restarted since the last
-    /// batch, say) is replaced and the batch tried once more on a fresh
-    /// one; inserts are idempotent, so the retry cannot duplicate.
-    async fn insert(&mut self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
-        let kept = self.conn.is_some();
-        let first = self.insert_once(events).await;
-        // A kept connection that failed may just have gone stale (the
-        // database restarted since): one more try on a fresh one. A timeout
-        // is not retried: the server is there but not answering.
-        match first {
-            Err(AuditError::Timeout(_)) => first,
-            Err(_) if kept => self.insert_once(events).await,
-            other => other,
-        }
-    }
-
-    /// Between batches, once their waiters are told: SQLite's log
-    /// checkpointed if it is due ([`WriterConnection::checkpoint_if_due`]).
-    fn checkpoint_if_due(&mut self) {
-        if let Some(conn) = &mut self.conn {
-            conn.checkpoint_if_due();
-        }
-    }
-
-    /// The writer's connection, opened if there is none.
-    async fn connection(&mut self) -> Result<&mut WriterConnection, AuditError> {
-        let limit = self.config.database_timeout;
-        let conn = match self.conn.take() {
-            Some(kept) => kept,
-            None => tokio::time::timeout(limit, self.store.writer_connection())
-                .await
-                .map_err(|_| AuditError::Timeout(limit))??,
-        };
-        Ok(self.conn.insert(conn))
-    }
-
-    async fn insert_once(&mut self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
-        let limit = self.config.database_timeout;
-        let conn = self.connection().await?;
-        let result = tokio::time::timeout(limit, Store::insert_with(conn, events))
-            .await
-            .unwrap_or(Err(AuditError::Timeout(limit)));
-        if result.is_err()
-            && let Some(broken) = self.conn.take()
-        {
-            broken.discard();
-        }
-        result
-    }
-
-    /// Makes a batch durable: the database if it answers and nothing is
-    /// waiting in the spool (order), the spool otherwise.
-    async fn persist(&mut self, events: Vec<ChainedEvent>) -> Result<(), String> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        if self.spool.is_empty() {
-            match self.insert(&events).await {
-                Ok(_) => {
-                    self.shared.metrics.written.inc_by(events.len() as u64);
-                    self.shared
-                        .metrics
-                        .batch_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    return Ok(());
-                }
-                Err(e) => {
-                    if self.db_down_since.is_none() {
-                        tracing::warn!(error = %e, "audit database unreachable; spooling events locally");
-                        self.db_down_since = Some(Instant::now());
-                    }
-                    self.set_state(DB_DOWN);
-                }
-            }
-        }
-        match self.spool.append(&events) {
-            Ok(()) => {
-                self.shared.metrics.spooled.inc_by(events.len() as u64);
-                self.shared
-                    .metrics
-                    .spool_bytes
-                    .set(self.spool.used_bytes() as i64);
-                self.shared
-                    .metrics
-                    .batch_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                if self.shared.state.load(Ordering::Acquire) == HEALTHY {
-                    self.set_state(DB_DOWN);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, events = events.len(), "audit events could not be made durable; refusing new events");
-                self.shared.metrics.failed.inc_by(events.len() as u64);
-                self.set_state(SPOOL_FULL);
-                Err(e.to_string())
-            }
         }
     }
 }

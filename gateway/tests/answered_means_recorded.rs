@@ -151,7 +151,7 @@ async fn rows_by_request(url: &str, query: &'static str) -> HashMap<String, i64>
 
 /// Loads the gateway auditing to `audit_url` (with `extra` flags), kills
 /// it with SIGKILL as soon as the last answer is in, and starts it again
-/// (to drain a spool, if any): what was answered, and the gateway's
+/// (to write its journal or spool to the database): what was answered, and the gateway's
 /// metrics just before the kill.
 async fn kill_after_answers(
     dir: &Path,
@@ -179,9 +179,11 @@ async fn kill_after_answers(
         .unwrap();
     gateway.kill().unwrap();
     gateway.wait().unwrap();
-    let (mut again, _) = common::spawn_gateway(&args);
-    again.kill().unwrap();
-    again.wait().unwrap();
+    // Started again and stopped as an operator would (SIGTERM), so that
+    // what it found of the killed one's (journal, spool) is written before
+    // it exits.
+    let (again, _) = common::spawn_gateway(&args);
+    common::Stopped(again).stop();
     (answered, metrics)
 }
 

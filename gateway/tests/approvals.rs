@@ -174,8 +174,10 @@ async fn approve_once_then_replay_and_mismatch_are_refused_and_every_step_is_aud
     .await;
     assert_eq!(status, 200, "{decided}");
     assert_eq!(decided["decidedBy"], "operator:oncall");
-    // A 200 means the decision's audit row is durable: there without a
-    // flush.
+    // A 200 means the decision's audit row is recorded: readers that
+    // catch up with what was answered (the audit API, the console) see it.
+    // That it survives the gateway dying is answered_means_recorded.rs.
+    g.state.audit.caught_up().await;
     let approved = g
         .store
         .query(&Filter {

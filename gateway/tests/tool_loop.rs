@@ -224,6 +224,7 @@ async fn a_held_call_in_the_loop_runs_once_when_approved_and_every_step_is_audit
 
     // Every step and call is in the audit under the request's id: the
     // chat step, both decisions, the read's result.
+    state.audit.caught_up().await;
     let rows: Vec<(String, String)> = store
         .query(&Filter::default())
         .await

@@ -53,6 +53,7 @@ fn code(body: &Value) -> &str {
 
 /// The audit rows of `request_id`: (kind, decision, reason codes).
 async fn rows(g: &Gateway, request_id: &str) -> Vec<(String, String, Vec<String>)> {
+    g.state.audit.caught_up().await;
     g.store
         .query(&Filter::default())
         .await
@@ -96,6 +97,7 @@ async fn allowed_calls_run_and_answer_their_result_and_each_run_is_audited_after
             ),
         ]
     );
+    g.state.audit.caught_up().await;
     let result_row = g
         .store
         .query(&Filter::default())
@@ -300,6 +302,7 @@ async fn a_registered_http_tool_gets_the_policy_credential_and_its_secrets_reach
 
     // Neither the audit nor the metrics hold a canary; the redactions
     // are counted.
+    g.state.audit.caught_up().await;
     let audit = serde_json::to_string(
         &g.store
             .query(&Filter::default())

@@ -252,6 +252,15 @@ impl Store {
         self.backend
     }
 
+    /// SQLite: whether its commits are fsync'd (`synchronous=full`);
+    /// `None` on PostgreSQL. The writer's journal syncs as the database
+    /// would.
+    pub(crate) fn sqlite_syncs_commits(&self) -> Option<bool> {
+        self.sqlite
+            .as_ref()
+            .map(|f| f.synchronous == "PRAGMA synchronous = FULL")
+    }
+
     pub async fn migrate(&self) -> Result<(), AuditError> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())

@@ -1,9 +1,31 @@
-//! Draining the spool into the database once it answers again.
+//! Draining the spool into the database once it answers again, and
+//! writing a spool or journal file to it.
 
 use super::{HEALTHY, Task};
 use crate::spool::Spool;
+use std::path::Path;
+
+/// Why a file's events were not all written.
+pub(super) enum Unwritten {
+    Read(std::io::Error),
+    Insert(crate::AuditError),
+}
 
 impl Task {
+    /// Writes the events of a spool or journal file to the database (a
+    /// torn end skipped with a warning): how many.
+    pub(super) async fn write_file(&mut self, path: &Path) -> Result<u64, Unwritten> {
+        let contents = Spool::read(path).map_err(Unwritten::Read)?;
+        if let Some(w) = &contents.warning {
+            tracing::warn!("{w}");
+        }
+        for chunk in contents.events.chunks(self.config.batch_max.max(1)) {
+            self.insert(chunk).await.map_err(Unwritten::Insert)?;
+            self.checkpoint_if_due();
+        }
+        Ok(contents.events.len() as u64)
+    }
+
     /// Writes every spool file to the database, oldest first, then deletes
     /// it. Inserts are idempotent on the event id, so a crash between the
     /// insert and the delete replays harmlessly.
@@ -20,32 +42,23 @@ impl Task {
             return;
         }
         for path in files {
-            let contents = match Spool::read(&path) {
-                Ok(c) => c,
-                Err(e) => {
+            let written = match self.write_file(&path).await {
+                Ok(n) => n,
+                Err(Unwritten::Read(e)) => {
                     tracing::error!(path = %path.display(), error = %e, "cannot read audit spool file");
                     return;
                 }
-            };
-            if let Some(w) = &contents.warning {
-                tracing::warn!("{w}");
-            }
-            for chunk in contents.events.chunks(self.config.batch_max.max(1)) {
-                if let Err(e) = self.insert(chunk).await {
+                Err(Unwritten::Insert(e)) => {
                     tracing::debug!(error = %e, "audit database still unreachable");
                     self.mark_down();
                     return;
                 }
-                self.checkpoint_if_due();
-            }
+            };
             if let Err(e) = self.spool.remove(&path) {
                 tracing::error!(path = %path.display(), error = %e, "cannot remove drained audit spool file");
                 return;
             }
-            self.shared
-                .metrics
-                .drained
-                .inc_by(contents.events.len() as u64);
+            self.shared.metrics.drained.inc_by(written);
         }
         self.shared
             .metrics

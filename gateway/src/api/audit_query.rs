@@ -81,6 +81,7 @@ pub async fn events(
     let reader = reader(&state, &headers)?;
     let Query(params) = query.map_err(|e| GatewayError::AuditQueryParameter(e.body_text()))?;
     let filter = filter_of(params)?;
+    state.audit.caught_up().await;
     let events = reader.store.query(&filter).await.map_err(unavailable)?;
     Ok(Json(Events { events }))
 }
@@ -160,6 +161,7 @@ pub async fn alerts(
             .checked_sub(jiff::SignedDuration::from_hours(24))
             .ok();
     }
+    state.audit.caught_up().await;
     let rows = reader.store.query(&filter).await.map_err(unavailable)?;
     let alerts = rows.into_iter().map(|c| AlertView::of(c.event)).collect();
     Ok(Json(Alerts { alerts }))
@@ -201,6 +203,7 @@ pub async fn usage(
             }
         }
     }
+    state.audit.caught_up().await;
     let usage = reader.store.usage(&filter).await.map_err(unavailable)?;
     Ok(Json(UsageTotals { usage }))
 }

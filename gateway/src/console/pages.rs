@@ -24,9 +24,12 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// The audit store (the console is mounted only with the auditor token,
-/// so there always is one).
-fn store(state: &AppState) -> Option<&Store> {
-    state.audit_reader.as_ref().map(|r| &r.store)
+/// so there always is one), once it holds the requests already answered
+/// ([`palisade_audit::AuditWriter::caught_up`]).
+async fn store(state: &AppState) -> Option<&Store> {
+    let reader = state.audit_reader.as_ref()?;
+    state.audit.caught_up().await;
+    Some(&reader.store)
 }
 
 fn day_ago() -> Option<jiff::Timestamp> {
@@ -54,7 +57,7 @@ async fn rows(
     filter: &Filter,
     what: &str,
 ) -> Result<Vec<palisade_audit::ChainedEvent>, String> {
-    let store = store(state).ok_or_else(|| what.to_owned())?;
+    let store = store(state).await.ok_or_else(|| what.to_owned())?;
     store.query(filter).await.map_err(|e| {
         tracing::warn!(error = %e, "console: audit query failed");
         what.to_owned()
@@ -121,7 +124,7 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Resp
             .map_err(|_| "Pending approvals".to_owned()),
         alerts,
         usage: usage(&state).await,
-        denials: match store(&state).zip(day_ago()) {
+        denials: match store(&state).await.zip(day_ago()) {
             Some((store, since)) => store
                 .denials_by_reason(since)
                 .await
@@ -188,7 +191,7 @@ async fn replicas(state: &AppState, revision: Option<&str>) -> Result<Vec<Replic
 /// Requests and tokens per agent over the last day.
 async fn usage(state: &AppState) -> Result<Vec<AgentUsage>, String> {
     let what = || "Tokens and requests".to_owned();
-    let store = store(state).ok_or_else(what)?;
+    let store = store(state).await.ok_or_else(what)?;
     let filter = UsageFilter {
         since: day_ago(),
         ..UsageFilter::default()

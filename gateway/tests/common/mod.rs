@@ -240,7 +240,24 @@ pub async fn post_json(
 pub struct Stopped(pub Child);
 
 impl Stopped {
+    /// Stops the gateway as an operator would (SIGTERM: it finishes its
+    /// requests and writes everything it answered to the audit database),
+    /// killing it after 30 s.
     pub fn stop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.kill();
+    }
+
+    pub fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -248,6 +265,6 @@ impl Stopped {
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        self.stop();
+        self.kill();
     }
 }

@@ -1,28 +1,34 @@
-//! The SQLite writer checkpoints its write-ahead log itself, between
-//! batches once their waiters are told, instead of SQLite doing it inside
-//! a commit: the log must still stay bounded, or a standalone gateway's
+//! The SQLite writer: its events are durable in a journal before they are
+//! in the database, so answers never wait for SQLite (its lock, its
+//! checkpoints); it checkpoints the write-ahead log itself, between
+//! commits, and the log must still stay bounded, or a standalone gateway's
 //! disk fills with `-wal`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig};
+use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig, WriterTask};
 use palisade_audit_suite::{numbered, temp_dir};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An SQLite audit in a fresh directory named after `name`, and a writer
+/// on it whose batches wait `linger` for others to join them.
+async fn sqlite_writer(name: &str, linger: Duration) -> (PathBuf, Store, AuditWriter, WriterTask) {
+    let dir = temp_dir(name);
+    let url = format!("sqlite://{}", dir.join("audit.db").display());
+    let store = Store::open(&url, Migrations::Apply).await.unwrap();
+    let mut config = WriterConfig::new(dir.join("spool"));
+    config.linger = linger;
+    let (writer, task) =
+        AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap()).unwrap();
+    (dir, store, writer, task)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_write_ahead_log_stays_bounded_under_one_commit_per_event() {
-    let dir = temp_dir("sqlite-log");
-    let db = dir.join("audit.db");
-    let store = Store::open(&format!("sqlite://{}", db.display()), Migrations::Apply)
-        .await
-        .unwrap();
-    let (writer, task) = AuditWriter::start(
-        store.clone(),
-        WriterConfig::new(dir.join("spool")),
-        AuditMetrics::unregistered().unwrap(),
-    )
-    .unwrap();
-    // One event per commit: each commit appends about eight pages (the
-    // table and its indexes) to the log, so 3,000 commits would leave it
-    // near 100 MB if nothing checkpointed it.
+    // No linger: one event per commit. Each commit appends about eight
+    // pages (the table and its indexes) to the log, so 3,000 commits
+    // would leave it near 100 MB if nothing checkpointed it.
+    let (dir, store, writer, task) = sqlite_writer("sqlite-log", Duration::ZERO).await;
     for i in 0..3_000 {
         writer.record_durable(numbered(i)).await.unwrap();
     }
@@ -40,4 +46,98 @@ async fn the_write_ahead_log_stays_bounded_under_one_commit_per_event() {
         .await
         .unwrap();
     assert_eq!(rows, 3_000);
+}
+
+async fn rows(store: &Store) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+fn journal_files(spool: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(spool)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("journal-"))
+        .collect()
+}
+
+/// An answer waits for its event to be in the writer's journal, not for
+/// SQLite: a connection holding the database's write lock (a long
+/// transaction, a backup) does not hold up decisions, and their rows are
+/// written once it lets go. (Before the journal, each waited out SQLite's
+/// 5 s busy timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_do_not_wait_for_a_locked_database_and_their_rows_follow() {
+    let (dir, store, writer, task) =
+        sqlite_writer("sqlite-locked", Duration::from_millis(25)).await;
+    let db = dir.join("audit.db");
+    writer.record_durable(numbered(0)).await.unwrap();
+    writer.flush().await.unwrap();
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    for i in 1..=50 {
+        writer.record_durable(numbered(i)).await.unwrap();
+    }
+    let answered_in = started.elapsed();
+    assert!(
+        answered_in < Duration::from_secs(2),
+        "50 durable events took {answered_in:?} while another connection held the write lock"
+    );
+    assert_eq!(rows(&store).await, 1, "written while the lock is held");
+    assert_eq!(journal_files(&dir.join("spool")).len(), 1);
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    tokio::time::timeout(Duration::from_secs(20), writer.flush())
+        .await
+        .expect("the rows follow once the lock is released")
+        .unwrap();
+    assert_eq!(rows(&store).await, 51);
+    drop(writer);
+    task.join().await;
+    assert_eq!(
+        journal_files(&dir.join("spool")),
+        Vec::<String>::new(),
+        "a written journal is deleted"
+    );
+}
+
+/// A writer starting on a directory where another live writer keeps its
+/// journal (two processes sharing a spool directory) leaves that journal
+/// alone: taking it would lose the other's events if that one then died.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_writers_journal_is_left_to_it() {
+    let dir = temp_dir("sqlite-two-writers");
+    let url = format!("sqlite://{}", dir.join("audit.db").display());
+    let store = Store::open(&url, Migrations::Apply).await.unwrap();
+    let start = |linger| {
+        let mut config = WriterConfig::new(dir.join("spool"));
+        config.linger = linger;
+        AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap()).unwrap()
+    };
+    // The first writer's events wait a minute in its journal before they
+    // are written to the database.
+    let (first, first_task) = start(Duration::from_secs(60));
+    for i in 0..10 {
+        first.record_durable(numbered(i)).await.unwrap();
+    }
+    let journal = journal_files(&dir.join("spool"));
+    assert_eq!(journal.len(), 1);
+    assert_eq!(rows(&store).await, 0);
+    let (second, second_task) = start(Duration::from_millis(25));
+    second.record_durable(numbered(100)).await.unwrap();
+    second.flush().await.unwrap();
+    let after = journal_files(&dir.join("spool"));
+    assert!(
+        journal.iter().all(|j| after.contains(j)),
+        "the live writer's journal {journal:?} was taken: {after:?}"
+    );
+    assert_eq!(rows(&store).await, 1, "only the second writer's event");
+    drop((first, second));
+    first_task.join().await;
+    second_task.join().await;
+    assert_eq!(rows(&store).await, 11);
+    assert_eq!(journal_files(&dir.join("spool")), Vec::<String>::new());
 }
