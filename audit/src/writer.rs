@@ -6,7 +6,8 @@
 //!
 //! An event handed over with [`AuditWriter::submit`] comes with a
 //! [`Durable`] receipt that resolves once its batch is committed to the
-//! database or fsync'd to the spool: callers that must not answer before
+//! database (PostgreSQL), written to the journal (SQLite: [`journal`]), or
+//! fsync'd to the spool: callers that must not answer before
 //! their event is recorded wait on it. Such an event wakes the writer at
 //! once, and everything queued meanwhile joins its batch: many concurrent
 //! requests share one commit (group commit).

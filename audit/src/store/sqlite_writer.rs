@@ -9,8 +9,9 @@
 //! for the checkpoint's fsyncs. Instead the connection notes the log's
 //! length at each commit (a WAL hook, which turns the automatic checkpoint
 //! off on this connection; sqlx's pool connections keep theirs) and the
-//! writer checkpoints at the same threshold once the batch's waiters are
-//! told ([`SqliteWriter::checkpoint_if_due`]).
+//! writer checkpoints at the same threshold between commits
+//! ([`SqliteWriter::checkpoint_if_due`]) — on the thread that writes the
+//! journal to the database, so no request waits for it.
 
 use super::insert::reason_column;
 use super::{COLUMNS, SqliteFile, column_names};
