@@ -371,6 +371,14 @@ impl Task {
         self.drain_journals().await;
         self.drain_spool().await;
         self.follow_newest_row().await;
+        // With a journal the database thread writes the batches: the
+        // writer's own connection is not kept idle beside it (memory), and
+        // is opened again only to drain a spool.
+        if self.journal.is_some()
+            && let Some(conn) = self.conn.take()
+        {
+            conn.close().await;
+        }
         let mut next_drain = Instant::now() + self.config.retry_interval;
         // A batch was written lately: look at the queue again after a
         // linger instead of waiting to be woken by the next event.
