@@ -196,6 +196,11 @@ impl Task {
                 Ok(())
             }
             Err(e) => {
+                // The file may end in part of this batch now: what comes
+                // next goes to a new one, so that reading the file back
+                // (after a crash) stops at nothing that was answered.
+                journal.file = None;
+                journal.number += 1;
                 if !std::mem::replace(&mut journal.failing, true) {
                     tracing::error!(error = %e, dir = %journal.dir.display(), "the audit journal cannot be written: events are refused until it can");
                 }
