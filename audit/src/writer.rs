@@ -72,6 +72,10 @@ enum Msg {
 #[derive(Debug)]
 struct Shared {
     state: AtomicU8,
+    /// Set when the last handle is gone: the database thread stops
+    /// retrying a database that refuses writes (its batches stay in the
+    /// journal for the next start), so shutdown never waits on it.
+    closing: std::sync::atomic::AtomicBool,
     failure_mode: FailureMode,
     discard: bool,
     metrics: AuditMetrics,
@@ -120,6 +124,7 @@ impl Drop for Sender {
     fn drop(&mut self) {
         // Closed first, so the writer finds the queue closed when it wakes.
         self.tx = None;
+        self.shared.closing.store(true, Ordering::Release);
         self.shared.wake.notify_one();
     }
 }
@@ -158,6 +163,7 @@ impl AuditWriter {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let shared = Arc::new(Shared {
             state: AtomicU8::new(HEALTHY),
+            closing: std::sync::atomic::AtomicBool::new(false),
             failure_mode: config.failure_mode,
             discard: config.discard,
             metrics,

@@ -30,6 +30,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -60,6 +61,15 @@ fn lock(file: &File) -> bool {
     rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
 }
 
+/// Whether `file` is still the file at `path` (not deleted or replaced).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.ino() == named.ino() && open.dev() == named.dev(),
+        _ => false,
+    }
+}
+
 /// The writer's side: the journal file it appends to, and the inserter.
 pub(super) struct Journal {
     dir: PathBuf,
@@ -72,6 +82,8 @@ pub(super) struct Journal {
     inserter: Option<std::thread::JoinHandle<()>>,
     /// Whether the last append failed (logged once until one succeeds).
     failing: bool,
+    /// Whether the inserter was found gone (logged once).
+    inserter_gone: bool,
 }
 
 impl Journal {
@@ -115,6 +127,7 @@ impl Journal {
             to_inserter: Some(tx),
             inserter: Some(thread),
             failing: false,
+            inserter_gone: false,
         })
     }
 
@@ -131,9 +144,12 @@ impl Journal {
             None => {
                 let path = file_path(&self.dir, &self.writer, self.number);
                 let f = OpenOptions::new().create(true).append(true).open(&path)?;
-                if !lock(&f) {
+                // Locked, and still the file at that path: a writer
+                // starting meanwhile may have taken (and deleted) it
+                // between its creation and the lock.
+                if !lock(&f) || !same_file(&f, &path) {
                     return Err(io::Error::other(format!(
-                        "{} is locked by another process",
+                        "{} was taken by another process",
                         path.display()
                     )));
                 }
@@ -225,10 +241,15 @@ impl Task {
         }
         handed.extend(flushes.drain(..).map(Handed::Flush));
         for h in handed {
-            // Refused only if the inserter is gone (its thread died): the
+            // Refused only if the inserter is gone (its thread died, or
+            // gave up on a database that refused writes at shutdown): the
             // batch stays in the journal for the next start, a flush is
             // told no.
-            let _ = tx.send(h).await;
+            if tx.send(h).await.is_err() && !std::mem::replace(&mut journal.inserter_gone, true) {
+                tracing::error!(
+                    "the audit database thread has stopped: answered events stay in the journal and are written to the database at the next start"
+                );
+            }
         }
     }
 
@@ -239,7 +260,7 @@ impl Task {
             let Ok(file) = File::open(&path) else {
                 continue;
             };
-            if !lock(&file) {
+            if !lock(&file) || !same_file(&file, &path) {
                 continue;
             }
             let written = match self.write_file(&path).await {
@@ -339,7 +360,7 @@ impl Inserter {
                         down_since = Some(Instant::now());
                         self.shared.set_state_from(HEALTHY, DB_DOWN);
                     }
-                    if rx.is_closed() {
+                    if rx.is_closed() || self.shared.closing.load(Ordering::Acquire) {
                         tracing::error!(error = %e, "the audit database does not take writes; the journal is written to it at the next start");
                         return false;
                     }

@@ -141,3 +141,53 @@ async fn a_live_writers_journal_is_left_to_it() {
     assert_eq!(rows(&store).await, 11);
     assert_eq!(journal_files(&dir.join("spool")), Vec::<String>::new());
 }
+
+/// Shutting down while SQLite refuses writes and the database thread is
+/// behind does not hang: what was answered stays in the journal, and the
+/// next start writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_sqlite_refusing_writes_keeps_the_journal_for_the_next_start() {
+    let (dir, store, writer, task) =
+        sqlite_writer("sqlite-refusing", Duration::from_millis(25)).await;
+    writer.record_durable(numbered(0)).await.unwrap();
+    writer.flush().await.unwrap();
+    let lock = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // One batch per answer, until the database thread's queue is full and
+    // the writer waits for it.
+    let mut answered = 1;
+    for i in 1..500 {
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            writer.record_durable(numbered(i)),
+        )
+        .await
+        {
+            Ok(r) => {
+                r.unwrap();
+                answered += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(answered < 500, "the writer never waited for the database");
+    drop(writer);
+    tokio::time::timeout(Duration::from_secs(20), task.join())
+        .await
+        .expect("shutdown waits for a database that refuses writes");
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    assert!(!journal_files(&dir.join("spool")).is_empty());
+    let config = WriterConfig::new(dir.join("spool"));
+    let (again, again_task) =
+        AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap()).unwrap();
+    again.flush().await.unwrap();
+    drop(again);
+    again_task.join().await;
+    assert!(
+        rows(&store).await >= answered,
+        "{} rows for {answered} answered",
+        rows(&store).await
+    );
+    assert_eq!(journal_files(&dir.join("spool")), Vec::<String>::new());
+}
