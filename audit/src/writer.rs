@@ -91,6 +91,11 @@ struct Shared {
 }
 
 impl Shared {
+    fn set_state(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        self.metrics.database_down.set(i64::from(state != HEALTHY));
+    }
+
     /// Moves the state from `from` to `to`, unless it has moved meanwhile.
     fn set_state_from(&self, from: u8, to: u8) {
         if self

@@ -8,7 +8,44 @@ use crate::error::AuditError;
 use crate::event::ChainedEvent;
 use crate::store::{Store, WriterConnection};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The connection kept in `slot`, or a new one from `store` (within
+/// `limit`), kept there.
+async fn connect_kept<'a>(
+    slot: &'a mut Option<WriterConnection>,
+    store: &Store,
+    limit: Duration,
+) -> Result<&'a mut WriterConnection, AuditError> {
+    let conn = match slot.take() {
+        Some(kept) => kept,
+        None => tokio::time::timeout(limit, store.writer_connection())
+            .await
+            .map_err(|_| AuditError::Timeout(limit))??,
+    };
+    Ok(slot.insert(conn))
+}
+
+/// Inserts on the connection kept in `slot` (opened if there is none),
+/// within `limit`; a connection that fails is discarded, and the next
+/// batch opens a fresh one.
+pub(super) async fn insert_kept(
+    slot: &mut Option<WriterConnection>,
+    store: &Store,
+    events: &[ChainedEvent],
+    limit: Duration,
+) -> Result<u64, AuditError> {
+    let conn = connect_kept(slot, store, limit).await?;
+    let result = tokio::time::timeout(limit, Store::insert_with(conn, events))
+        .await
+        .unwrap_or(Err(AuditError::Timeout(limit)));
+    if result.is_err()
+        && let Some(broken) = slot.take()
+    {
+        broken.discard();
+    }
+    result
+}
 
 impl Task {
     /// Starts this writer's chain from the newest row in the database (an
@@ -51,11 +88,7 @@ impl Task {
     }
 
     pub(super) fn set_state(&self, state: u8) {
-        self.shared.state.store(state, Ordering::Release);
-        self.shared
-            .metrics
-            .database_down
-            .set(i64::from(state != HEALTHY));
+        self.shared.set_state(state);
     }
 
     /// Inserts on the writer's connection, opening it if needed. A kept
@@ -85,28 +118,17 @@ impl Task {
 
     /// The writer's connection, opened if there is none.
     pub(super) async fn connection(&mut self) -> Result<&mut WriterConnection, AuditError> {
-        let limit = self.config.database_timeout;
-        let conn = match self.conn.take() {
-            Some(kept) => kept,
-            None => tokio::time::timeout(limit, self.store.writer_connection())
-                .await
-                .map_err(|_| AuditError::Timeout(limit))??,
-        };
-        Ok(self.conn.insert(conn))
+        connect_kept(&mut self.conn, &self.store, self.config.database_timeout).await
     }
 
     pub(super) async fn insert_once(&mut self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
-        let limit = self.config.database_timeout;
-        let conn = self.connection().await?;
-        let result = tokio::time::timeout(limit, Store::insert_with(conn, events))
-            .await
-            .unwrap_or(Err(AuditError::Timeout(limit)));
-        if result.is_err()
-            && let Some(broken) = self.conn.take()
-        {
-            broken.discard();
-        }
-        result
+        insert_kept(
+            &mut self.conn,
+            &self.store,
+            events,
+            self.config.database_timeout,
+        )
+        .await
     }
 
     /// Makes a batch durable: the database if it answers and nothing is

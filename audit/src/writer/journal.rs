@@ -107,6 +107,7 @@ impl Journal {
             linger: config.linger,
             batch_max: config.batch_max.max(1),
             retry: config.retry_interval,
+            timeout: config.database_timeout,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -296,6 +297,8 @@ struct Inserter {
     linger: Duration,
     batch_max: usize,
     retry: Duration,
+    /// How long connecting, or writing one transaction, may take.
+    timeout: Duration,
 }
 
 impl Inserter {
@@ -383,18 +386,7 @@ impl Inserter {
         if events.is_empty() {
             return Ok(0);
         }
-        let conn = match self.conn.take() {
-            Some(c) => c,
-            None => self.store.writer_connection().await?,
-        };
-        let conn = self.conn.insert(conn);
-        let result = Store::insert_with(conn, events).await;
-        if result.is_err()
-            && let Some(broken) = self.conn.take()
-        {
-            broken.discard();
-        }
-        result
+        super::database::insert_kept(&mut self.conn, &self.store, events, self.timeout).await
     }
 
     /// Deletes this writer's journal files numbered below `before`.
