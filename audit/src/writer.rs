@@ -82,6 +82,9 @@ struct Shared {
     /// Ends the writer's linger early: a full batch is queued, or a flush
     /// is waiting. (Events do not wake a lingering writer one by one.)
     wake: tokio::sync::Notify,
+    /// Whether the writer lingers holding an event it took from the queue
+    /// (a full batch is then one fewer queued).
+    holding: std::sync::atomic::AtomicBool,
     batch_max: usize,
     /// Told after every batch: the queue has room again.
     room: tokio::sync::Notify,
@@ -173,6 +176,7 @@ impl AuditWriter {
             discard: config.discard,
             metrics,
             wake: tokio::sync::Notify::new(),
+            holding: std::sync::atomic::AtomicBool::new(false),
             batch_max: config.batch_max.max(1),
             room: tokio::sync::Notify::new(),
             backpressure_at: config.backpressure_at(),
@@ -462,16 +466,17 @@ impl Task {
             // (shutdown). The queue is not watched meanwhile (one wake-up
             // per batch, not one per event): a sender wakes the writer
             // early when a full batch is queued or a flush is waiting.
-            if !lingered
-                && waiters.is_empty()
-                && flushes.is_empty()
-                && rx.len() + 1 < self.config.batch_max
-                && !rx.is_closed()
-            {
-                tokio::select! {
-                    _ = self.shared.wake.notified() => {}
-                    _ = tokio::time::sleep(self.config.linger) => {}
+            if !lingered && waiters.is_empty() && flushes.is_empty() && !rx.is_closed() {
+                // Said before the queue is looked at: a sender either
+                // counts the held event or is seen here.
+                self.shared.holding.store(true, Ordering::SeqCst);
+                if rx.len() + 1 < self.config.batch_max {
+                    tokio::select! {
+                        _ = self.shared.wake.notified() => {}
+                        _ = tokio::time::sleep(self.config.linger) => {}
+                    }
                 }
+                self.shared.holding.store(false, Ordering::SeqCst);
             }
             while events.len() < self.config.batch_max {
                 match rx.try_recv() {

@@ -34,9 +34,12 @@ impl Shared {
     /// full batch waits, or someone waits for this event to be durable.
     pub(super) fn queued(&self, tx: &mpsc::Sender<Msg>, durable: bool) {
         self.metrics.queue_depth.inc();
-        // Queued, plus the one the lingering writer holds.
+        // Queued, plus the one a lingering writer holds (woken one early,
+        // between batches, the writer took a batch one short, and the
+        // rest of a backlog then waited a linger).
         let queued = tx.max_capacity() - tx.capacity();
-        if durable || queued + 1 >= self.batch_max {
+        let held = usize::from(self.holding.load(Ordering::SeqCst));
+        if durable || queued + held >= self.batch_max {
             self.wake.notify_one();
         }
     }
