@@ -92,6 +92,21 @@ pub(crate) fn files_named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Opens `path` for appending, creating it if need be; with `sync`, its
+/// directory is fsync'd too, so that a file just created survives a power
+/// cut along with what is fsync'd into it.
+pub(crate) fn open_append(path: &Path, sync: bool) -> io::Result<File> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    if sync {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(file)
+}
+
 impl Spool {
     /// A spool in `dir` whose own file is named after the writer.
     pub fn open(dir: &Path, writer: &str, max_bytes: u64) -> io::Result<Self> {
@@ -152,11 +167,7 @@ impl Spool {
             });
         }
         if self.file.is_none() {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.own)
-                .map_err(io_err)?;
+            let f = open_append(&self.own, true).map_err(io_err)?;
             self.file = Some(f);
         }
         let own = self.own.display().to_string();

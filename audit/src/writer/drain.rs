@@ -2,30 +2,91 @@
 //! writing a spool or journal file to it.
 
 use super::{HEALTHY, Task};
+use crate::error::AuditError;
+use crate::event::ChainedEvent;
 use crate::spool::Spool;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Why a file's events were not all written.
-pub(super) enum Unwritten {
+enum Unwritten {
     Read(std::io::Error),
-    Insert(crate::AuditError),
+    Insert(AuditError),
+}
+
+/// Who writes a file's events to the database: the writer (the spool, and
+/// journals when there is no database thread) or SQLite's database thread
+/// (journals).
+pub(super) trait Inserts {
+    /// Inserts one chunk of at most [`Inserts::chunk`] events (idempotent
+    /// on the event id), checkpointing after it if that is due.
+    fn insert_chunk(
+        &mut self,
+        events: &[ChainedEvent],
+    ) -> impl Future<Output = Result<u64, AuditError>>;
+    fn chunk(&self) -> usize;
+}
+
+/// Writes the events of a spool or journal file to the database (a torn
+/// end skipped with a warning): how many.
+async fn write_file(to: &mut impl Inserts, path: &Path) -> Result<u64, Unwritten> {
+    let contents = Spool::read(path).map_err(Unwritten::Read)?;
+    if let Some(w) = &contents.warning {
+        tracing::warn!("{w}");
+    }
+    for chunk in contents.events.chunks(to.chunk().max(1)) {
+        to.insert_chunk(chunk).await.map_err(Unwritten::Insert)?;
+    }
+    Ok(contents.events.len() as u64)
+}
+
+/// Writes the journal files in `paths` that earlier runs left to the
+/// database, oldest first, deleting each once written; a file that
+/// another live process holds is left to it. Stops at the first the
+/// database refuses: `paths` keeps it and the ones after it. Returns how
+/// many events were written, and the refusal.
+pub(super) async fn write_left_journals(
+    to: &mut impl Inserts,
+    paths: &mut Vec<PathBuf>,
+) -> (u64, Result<(), AuditError>) {
+    let mut written = 0;
+    while let Some(path) = paths.first() {
+        // Held (locked, and still the file at its path) while it is read,
+        // written and deleted.
+        let held = std::fs::File::open(path)
+            .ok()
+            .filter(|f| super::journal::lock(f) && super::journal::same_file(f, path));
+        if held.is_some() {
+            match write_file(to, path).await {
+                Ok(n) => {
+                    written += n;
+                    if let Err(e) = std::fs::remove_file(path) {
+                        tracing::error!(path = %path.display(), error = %e, "cannot remove a written audit journal file");
+                    }
+                }
+                Err(Unwritten::Read(e)) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read an audit journal file");
+                }
+                Err(Unwritten::Insert(e)) => return (written, Err(e)),
+            }
+        }
+        paths.remove(0);
+    }
+    (written, Ok(()))
+}
+
+impl Inserts for Task {
+    async fn insert_chunk(&mut self, events: &[ChainedEvent]) -> Result<u64, AuditError> {
+        let n = self.insert(events).await?;
+        self.checkpoint_if_due();
+        Ok(n)
+    }
+
+    fn chunk(&self) -> usize {
+        self.config.batch_max
+    }
 }
 
 impl Task {
-    /// Writes the events of a spool or journal file to the database (a
-    /// torn end skipped with a warning): how many.
-    pub(super) async fn write_file(&mut self, path: &Path) -> Result<u64, Unwritten> {
-        let contents = Spool::read(path).map_err(Unwritten::Read)?;
-        if let Some(w) = &contents.warning {
-            tracing::warn!("{w}");
-        }
-        for chunk in contents.events.chunks(self.config.batch_max.max(1)) {
-            self.insert(chunk).await.map_err(Unwritten::Insert)?;
-            self.checkpoint_if_due();
-        }
-        Ok(contents.events.len() as u64)
-    }
-
     /// Writes every spool file to the database, oldest first, then deletes
     /// it. Inserts are idempotent on the event id, so a crash between the
     /// insert and the delete replays harmlessly.
@@ -42,7 +103,7 @@ impl Task {
             return;
         }
         for path in files {
-            let written = match self.write_file(&path).await {
+            let written = match write_file(self, &path).await {
                 Ok(n) => n,
                 Err(Unwritten::Read(e)) => {
                     tracing::error!(path = %path.display(), error = %e, "cannot read audit spool file");

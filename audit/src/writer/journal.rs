@@ -11,7 +11,9 @@
 //! batches into SQLite, larger ones, and checkpoints there, off every
 //! request's path. Once a journal file's events are all in the database
 //! the file is deleted; files a crashed writer left are written to the
-//! database at the next start ([`Task::drain_journals`]).
+//! database at the next start, before anything else ([`Task::drain_journals`]),
+//! and, should the database refuse them then, by the database thread every
+//! retry interval until it takes them.
 //!
 //! The journal is exactly as durable as SQLite's commit was: with
 //! `synchronous=normal` (the default) the write is not fsync'd — the
@@ -21,18 +23,18 @@
 //! A live writer holds a lock on its journal file, so another gateway
 //! starting on the same directory leaves it alone.
 
-use super::drain::Unwritten;
+use super::drain::{Inserts, write_left_journals};
 use super::{DB_DOWN, HEALTHY, Shared, Task, Waiter};
 use crate::event::ChainedEvent;
-use crate::spool::{encode, files_named};
+use crate::spool::{encode, files_named, open_append};
 use crate::store::{Store, WriterConnection};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Bytes after which the writer starts a new journal file (about 4,000
 /// events); a file is deleted once all of its events are in the database.
@@ -57,12 +59,12 @@ fn file_path(dir: &Path, writer: &str, n: u64) -> PathBuf {
 
 /// Locks `file` for this process, without waiting: `false` when another
 /// live process holds it.
-fn lock(file: &File) -> bool {
+pub(super) fn lock(file: &File) -> bool {
     rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
 }
 
 /// Whether `file` is still the file at `path` (not deleted or replaced).
-fn same_file(file: &File, path: &Path) -> bool {
+pub(super) fn same_file(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), fs::metadata(path)) {
         (Ok(open), Ok(named)) => open.ino() == named.ino() && open.dev() == named.dev(),
@@ -84,6 +86,8 @@ pub(super) struct Journal {
     failing: bool,
     /// Whether the inserter was found gone (logged once).
     inserter_gone: bool,
+    /// Told once the inserter has tried the journals earlier runs left.
+    left_tried: Option<oneshot::Receiver<()>>,
 }
 
 impl Journal {
@@ -97,6 +101,7 @@ impl Journal {
         config: &super::WriterConfig,
     ) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel(HANDED_BATCHES);
+        let (tried, left_tried) = oneshot::channel();
         let inserter = Inserter {
             store,
             conn: None,
@@ -108,6 +113,10 @@ impl Journal {
             batch_max: config.batch_max.max(1),
             retry: config.retry_interval,
             timeout: config.database_timeout,
+            // Listed before this writer's own first file exists.
+            left: files_named(dir, "journal-"),
+            left_due: Instant::now(),
+            left_failing: false,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -116,7 +125,7 @@ impl Journal {
             .name("palisade-audit-db".into())
             .spawn(move || {
                 super::yield_to_requests();
-                runtime.block_on(inserter.run(rx));
+                runtime.block_on(inserter.run(rx, tried));
             })?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -129,6 +138,7 @@ impl Journal {
             inserter: Some(thread),
             failing: false,
             inserter_gone: false,
+            left_tried: Some(left_tried),
         })
     }
 
@@ -144,7 +154,7 @@ impl Journal {
             Some(f) => f,
             None => {
                 let path = file_path(&self.dir, &self.writer, self.number);
-                let f = OpenOptions::new().create(true).append(true).open(&path)?;
+                let f = open_append(&path, self.sync)?;
                 // Locked, and still the file at that path: a writer
                 // starting meanwhile may have taken (and deleted) it
                 // between its creation and the lock.
@@ -254,31 +264,23 @@ impl Task {
         }
     }
 
-    /// Writes the journal files that crashed writers left to the database,
-    /// then deletes them; a live writer's (locked) files are left alone.
+    /// Writes the journal files that earlier runs left to the database
+    /// before this writer's chain follows the newest row; a live writer's
+    /// (locked) files are left alone. With SQLite the database thread
+    /// does it (and tries again, every retry interval, what the database
+    /// refuses now); otherwise the writer, once per start.
     pub(super) async fn drain_journals(&mut self) {
-        for path in files_named(self.spool.dir(), "journal-") {
-            let Ok(file) = File::open(&path) else {
-                continue;
-            };
-            if !lock(&file) || !same_file(&file, &path) {
-                continue;
+        if let Some(journal) = &mut self.journal {
+            if let Some(tried) = journal.left_tried.take() {
+                let _ = tried.await;
             }
-            let written = match self.write_file(&path).await {
-                Ok(n) => n,
-                Err(Unwritten::Read(e)) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot read an audit journal file");
-                    continue;
-                }
-                Err(Unwritten::Insert(e)) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot write an earlier run's audit journal to the database; it is tried again at the next start");
-                    return;
-                }
-            };
-            if let Err(e) = fs::remove_file(&path) {
-                tracing::error!(path = %path.display(), error = %e, "cannot remove a written audit journal file");
-            }
-            self.shared.metrics.drained.inc_by(written);
+            return;
+        }
+        let mut left = files_named(self.spool.dir(), "journal-");
+        let (written, result) = write_left_journals(self, &mut left).await;
+        self.shared.metrics.drained.inc_by(written);
+        if let Err(e) = result {
+            tracing::error!(files = left.len(), error = %e, "cannot write an earlier run's audit journal to the database; it is tried again at the next start");
         }
     }
 }
@@ -299,12 +301,46 @@ struct Inserter {
     retry: Duration,
     /// How long connecting, or writing one transaction, may take.
     timeout: Duration,
+    /// Journal files earlier runs left that are not yet in the database.
+    left: Vec<PathBuf>,
+    /// When to try `left` again.
+    left_due: Instant,
+    /// Whether the database refused `left` (logged once).
+    left_failing: bool,
+}
+
+impl Inserts for Inserter {
+    async fn insert_chunk(&mut self, events: &[ChainedEvent]) -> Result<u64, crate::AuditError> {
+        let n = self.insert(events).await?;
+        if let Some(conn) = &mut self.conn {
+            conn.checkpoint_if_due();
+        }
+        Ok(n)
+    }
+
+    fn chunk(&self) -> usize {
+        self.batch_max
+    }
 }
 
 impl Inserter {
-    async fn run(mut self, mut rx: mpsc::Receiver<Handed>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Handed>, left_tried: oneshot::Sender<()>) {
+        self.write_left().await;
+        let _ = left_tried.send(());
         let mut newest = 0;
-        while let Some(first) = rx.recv().await {
+        loop {
+            let first = if self.left.is_empty() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout_at(self.left_due.into(), rx.recv()).await {
+                    Ok(h) => h,
+                    Err(_) => {
+                        self.write_left().await;
+                        continue;
+                    }
+                }
+            };
+            let Some(first) = first else { break };
             let mut events = Vec::new();
             let mut flushes = Vec::new();
             let mut take = |h: Handed, events: &mut Vec<ChainedEvent>| match h {
@@ -341,6 +377,9 @@ impl Inserter {
             }
             // Every file before the newest batch's is in the database.
             self.delete_files(newest);
+            if !self.left.is_empty() && Instant::now() >= self.left_due {
+                self.write_left().await;
+            }
         }
         // Every handle is gone and everything handed over is written.
         self.delete_files(newest + 1);
@@ -380,6 +419,31 @@ impl Inserter {
             conn.checkpoint_if_due();
         }
         true
+    }
+
+    /// Writes the journal files earlier runs left; what the database
+    /// refuses is tried again a retry interval later.
+    async fn write_left(&mut self) {
+        if self.left.is_empty() {
+            return;
+        }
+        let mut left = std::mem::take(&mut self.left);
+        let (written, result) = write_left_journals(self, &mut left).await;
+        self.shared.metrics.drained.inc_by(written);
+        match result {
+            Ok(()) if std::mem::take(&mut self.left_failing) => {
+                tracing::info!("the journals earlier runs left are in the audit database now");
+            }
+            Ok(()) => {}
+            Err(e) if !std::mem::replace(&mut self.left_failing, true) => {
+                tracing::error!(files = left.len(), error = %e, "cannot write the journals an earlier run left to the audit database; tried again every retry interval");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the journals an earlier run left are still refused")
+            }
+        }
+        self.left = left;
+        self.left_due = Instant::now() + self.retry;
     }
 
     async fn insert(&mut self, events: &[ChainedEvent]) -> Result<u64, crate::AuditError> {

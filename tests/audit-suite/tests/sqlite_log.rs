@@ -63,6 +63,26 @@ fn journal_files(spool: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// A writer (linger 25 ms) whose first event is in the database, and
+/// another connection holding the database's write lock (a long
+/// transaction, a backup): SQLite refuses writes until it is released.
+async fn locked_after_one(
+    name: &str,
+) -> (
+    PathBuf,
+    Store,
+    AuditWriter,
+    WriterTask,
+    rusqlite::Connection,
+) {
+    let (dir, store, writer, task) = sqlite_writer(name, Duration::from_millis(25)).await;
+    writer.record_durable(numbered(0)).await.unwrap();
+    writer.flush().await.unwrap();
+    let lock = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    (dir, store, writer, task, lock)
+}
+
 /// An answer waits for its event to be in the writer's journal, not for
 /// SQLite: a connection holding the database's write lock (a long
 /// transaction, a backup) does not hold up decisions, and their rows are
@@ -70,13 +90,7 @@ fn journal_files(spool: &std::path::Path) -> Vec<String> {
 /// 5 s busy timeout.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_do_not_wait_for_a_locked_database_and_their_rows_follow() {
-    let (dir, store, writer, task) =
-        sqlite_writer("sqlite-locked", Duration::from_millis(25)).await;
-    let db = dir.join("audit.db");
-    writer.record_durable(numbered(0)).await.unwrap();
-    writer.flush().await.unwrap();
-    let lock = rusqlite::Connection::open(&db).unwrap();
-    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (dir, store, writer, task, lock) = locked_after_one("sqlite-locked").await;
     let started = std::time::Instant::now();
     for i in 1..=50 {
         writer.record_durable(numbered(i)).await.unwrap();
@@ -147,12 +161,7 @@ async fn a_live_writers_journal_is_left_to_it() {
 /// next start writes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_sqlite_refusing_writes_keeps_the_journal_for_the_next_start() {
-    let (dir, store, writer, task) =
-        sqlite_writer("sqlite-refusing", Duration::from_millis(25)).await;
-    writer.record_durable(numbered(0)).await.unwrap();
-    writer.flush().await.unwrap();
-    let lock = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
-    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (dir, store, writer, task, lock) = locked_after_one("sqlite-refusing").await;
     // One batch per answer, until the database thread's queue is full and
     // the writer waits for it.
     let mut answered = 1;
@@ -190,4 +199,48 @@ async fn shutdown_with_sqlite_refusing_writes_keeps_the_journal_for_the_next_sta
         rows(&store).await
     );
     assert_eq!(journal_files(&dir.join("spool")), Vec::<String>::new());
+}
+
+/// A journal an earlier run left, which SQLite refuses when the next
+/// writer starts (another connection holds the write lock), is written
+/// once the database takes writes again, while that writer runs — not
+/// only at the start after it (an auditor would miss those decisions for
+/// as long as the gateway runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_refused_at_start_is_written_once_the_database_takes_writes() {
+    let (dir, store, writer, task, lock) = locked_after_one("sqlite-left-refused").await;
+    for i in 1..=20 {
+        writer.record_durable(numbered(i)).await.unwrap();
+    }
+    // Shut down while the database refuses: the 20 stay in the journal.
+    drop(writer);
+    task.join().await;
+    let left = journal_files(&dir.join("spool"));
+    assert!(!left.is_empty());
+    // The next writer starts while the lock is still held: its first try
+    // at the left journal is refused.
+    let mut config = WriterConfig::new(dir.join("spool"));
+    config.linger = Duration::from_millis(25);
+    let (again, again_task) =
+        AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap()).unwrap();
+    again.record_durable(numbered(100)).await.unwrap();
+    assert_eq!(rows(&store).await, 1, "written while the lock is held");
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while rows(&store).await < 22 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        rows(&store).await,
+        22,
+        "the earlier run's 20 and this writer's one, with the writer still running"
+    );
+    let now = journal_files(&dir.join("spool"));
+    assert!(
+        left.iter().all(|f| !now.contains(f)),
+        "the earlier run's journal {left:?} is still there: {now:?}"
+    );
+    drop(again);
+    again_task.join().await;
 }
