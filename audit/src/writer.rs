@@ -338,8 +338,12 @@ impl AuditWriter {
     /// the journal, and so answered, a moment before the database has it
     /// ([`journal`]). For readers that must see the requests already
     /// answered (the audit query API, the console); a database that does
-    /// not take writes holds them no longer than that.
+    /// not take writes holds them no longer than that, and one already
+    /// known not to (the writer marked it down) not at all.
     pub async fn caught_up(&self) {
+        if self.database_down() {
+            return;
+        }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.flush()).await;
     }
 

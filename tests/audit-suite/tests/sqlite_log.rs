@@ -244,3 +244,30 @@ async fn a_journal_refused_at_start_is_written_once_the_database_takes_writes() 
     drop(again);
     again_task.join().await;
 }
+
+/// Readers that catch up first (the audit API, the console) do not wait
+/// on a database the writer already knows refuses writes: a console page
+/// would otherwise take a second per query while SQLite is locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_do_not_wait_on_a_database_known_to_refuse_writes() {
+    let (_dir, _store, writer, task, lock) = locked_after_one("sqlite-caught-up").await;
+    writer.record_durable(numbered(1)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !writer.database_down() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(writer.database_down(), "the refusal is seen");
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        writer.caught_up().await;
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(300),
+        "three catch-ups took {waited:?} with the database known down"
+    );
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    drop(writer);
+    task.join().await;
+}
