@@ -168,9 +168,21 @@ impl Journal {
                 self.file.insert(f)
             }
         };
-        file.write_all(&buf)?;
-        if self.sync {
-            file.sync_data()?;
+        let written = file.write_all(&buf).and_then(|()| {
+            if self.sync {
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            // The batch is refused: whatever part of it reached the file
+            // is cut off, or a replay after a crash would record those of
+            // its events that made it whole. (Should cutting fail too,
+            // the next batch still goes to a new file.)
+            if let Err(cut) = file.set_len(self.bytes) {
+                tracing::error!(error = %cut, "cannot cut a refused batch off the audit journal: a crash before it is written may record some of its events");
+            }
+            return Err(e);
         }
         self.bytes += buf.len() as u64;
         Ok(())

@@ -271,3 +271,74 @@ async fn readers_do_not_wait_on_a_database_known_to_refuse_writes() {
     drop(writer);
     task.join().await;
 }
+
+/// A batch whose journal append fails part-way (here: the file size
+/// limit, as a full disk would) is refused, and none of it is recorded
+/// after a crash: the audit holds exactly the events that were answered,
+/// not some of the refused ones too (a 503 recorded as allowed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_by_a_failed_append_is_not_recorded_after_a_crash() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = temp_dir("sqlite-efbig");
+    let url = format!("sqlite://{}", dir.join("audit.db").display());
+    let store = Store::open(&url, Migrations::Apply).await.unwrap();
+    let spool = dir.join("spool");
+    // Files of the probe may grow to 256 KiB; writing past that fails
+    // (EFBIG, the signal ignored) after a short write.
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            "trap '' XFSZ; ulimit -f 256; exec \"$@\"",
+            "probe",
+            env!("CARGO_BIN_EXE_audit-probe"),
+            &url,
+            spool.to_str().unwrap(),
+            "3000",
+        ])
+        .env("AUDIT_PROBE_CONCURRENT", "50")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut acked, mut refused) = (std::collections::HashSet::new(), 0);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(id) = line.strip_prefix("ack ") {
+            acked.insert(id.to_owned());
+        } else if line.starts_with("refused ") {
+            refused += 1;
+        } else if line == "done" {
+            break;
+        }
+    }
+    // Killed: what it answered is in its journal files, not all in the
+    // database (the limit holds SQLite's log back too).
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        refused > 0,
+        "no append failed: the size limit was not reached"
+    );
+    assert!(!acked.is_empty());
+    // A new writer, without the limit, writes the journals.
+    let status = Command::new(env!("CARGO_BIN_EXE_audit-probe"))
+        .args([&url, spool.to_str().unwrap(), "0"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM audit_events")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let unanswered = ids.iter().filter(|id| !acked.contains(*id)).count();
+    assert_eq!(
+        unanswered,
+        0,
+        "{unanswered} refused events recorded ({refused} refused, {} answered)",
+        acked.len()
+    );
+    let lost = acked.iter().filter(|id| !ids.contains(*id)).count();
+    assert_eq!(lost, 0, "answered events lost");
+}

@@ -2,7 +2,9 @@
 //! It records COUNT events one at a time, waiting until each is durable,
 //! and prints `ack <id>` for each. The tests `kill -9` it mid-way, start it
 //! again (COUNT 0 only drains the spool) and check that every acknowledged
-//! event is in the database exactly once.
+//! event is in the database exactly once. With `AUDIT_PROBE_CONCURRENT=N`
+//! it submits N events at a time (so that they share batches) and prints
+//! `ack <id>` or `refused <id>` for each once all N are told.
 
 use palisade_audit::{
     AuditDecision, AuditEvent, AuditMetrics, AuditWriter, EventKind, Migrations, Store,
@@ -46,19 +48,34 @@ async fn main() -> ExitCode {
         }
     };
     let mut out = std::io::stdout().lock();
-    for i in 0..count {
-        let e = AuditEvent::new(
-            EventKind::ToolCall,
-            &format!("probe-{i}"),
-            "probe",
-            "agent",
-            AuditDecision::Allow,
-        );
-        let id = e.id.clone();
-        if writer.record_durable(e).await.is_ok() {
-            let _ = writeln!(out, "ack {id}");
-            let _ = out.flush();
+    let at_once: usize = std::env::var("AUDIT_PROBE_CONCURRENT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut i = 0;
+    while i < count {
+        let mut receipts = Vec::new();
+        for _ in 0..at_once.min(count - i) {
+            let e = AuditEvent::new(
+                EventKind::ToolCall,
+                &format!("probe-{i}"),
+                "probe",
+                "agent",
+                AuditDecision::Allow,
+            );
+            i += 1;
+            let id = e.id.clone();
+            receipts.push((id, writer.submit(e)));
         }
+        for (id, receipt) in receipts {
+            let answer = match receipt {
+                Ok(durable) => durable.wait().await.is_ok(),
+                Err(_) => false,
+            };
+            let _ = writeln!(out, "{} {id}", if answer { "ack" } else { "refused" });
+        }
+        let _ = out.flush();
     }
     let _ = writeln!(out, "done");
     let _ = out.flush();
