@@ -474,6 +474,9 @@ impl Task {
                 // Said before the queue is looked at: a sender either
                 // counts the held event or is seen here.
                 self.shared.holding.store(true, Ordering::SeqCst);
+                // Pairs with the fence in `Shared::queued`: the queue's
+                // length is read after the store is seen by all.
+                std::sync::atomic::fence(Ordering::SeqCst);
                 if rx.len() + 1 < self.config.batch_max {
                     tokio::select! {
                         _ = self.shared.wake.notified() => {}

@@ -38,6 +38,9 @@ impl Shared {
         // between batches, the writer took a batch one short, and the
         // rest of a backlog then waited a linger).
         let queued = tx.max_capacity() - tx.capacity();
+        // Pairs with the writer's fence: either it sees this event in the
+        // queue, or this sees it holding one.
+        std::sync::atomic::fence(Ordering::SeqCst);
         let held = usize::from(self.holding.load(Ordering::SeqCst));
         if durable || queued + held >= self.batch_max {
             self.wake.notify_one();
