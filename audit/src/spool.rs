@@ -107,6 +107,26 @@ pub(crate) fn open_append(path: &Path, sync: bool) -> io::Result<File> {
     Ok(file)
 }
 
+/// Appends `buf` to `file`, whose length is `before`, fsync'd if `sync`.
+/// On failure whatever part of `buf` reached the file is cut off again:
+/// the records are refused, so none of them may be read back (recorded
+/// after a crash), and a later append must not follow a torn record (the
+/// reader stops there, and would lose what was acknowledged after it).
+pub(crate) fn append_whole(file: &mut File, buf: &[u8], before: u64, sync: bool) -> io::Result<()> {
+    let written = file.write_all(buf).and_then(|()| {
+        if sync {
+            file.sync_data()?;
+        }
+        Ok(())
+    });
+    if written.is_err()
+        && let Err(cut) = file.set_len(before)
+    {
+        tracing::error!(error = %cut, "cannot cut refused audit records off the file they were appended to: a crash before it is written may record some of them");
+    }
+    written
+}
+
 impl Spool {
     /// A spool in `dir` whose own file is named after the writer.
     pub fn open(dir: &Path, writer: &str, max_bytes: u64) -> io::Result<Self> {
@@ -180,8 +200,14 @@ impl Spool {
                 });
             }
         };
-        file.write_all(&buf)
-            .and_then(|()| file.sync_data())
+        let before = file
+            .metadata()
+            .map_err(|source| SpoolError::Io {
+                path: own.clone(),
+                source,
+            })?
+            .len();
+        append_whole(file, &buf, before, true)
             .map_err(|source| SpoolError::Io { path: own, source })
     }
 

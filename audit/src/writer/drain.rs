@@ -40,38 +40,57 @@ async fn write_file(to: &mut impl Inserts, path: &Path) -> Result<u64, Unwritten
 }
 
 /// Writes the journal files in `paths` that earlier runs left to the
-/// database, oldest first, deleting each once written; a file that
-/// another live process holds is left to it. Stops at the first the
-/// database refuses: `paths` keeps it and the ones after it. Returns how
-/// many events were written, and the refusal.
+/// database, oldest first, deleting each once written. A file another
+/// live process holds (locked: a gateway still running, or one starting)
+/// stays in `paths`, to be tried again: that process may yet stop and
+/// leave it. Stops at the first file the database refuses, which stays in
+/// `paths` with the ones after it. Returns how many events were written,
+/// and the refusal.
 pub(super) async fn write_left_journals(
     to: &mut impl Inserts,
     paths: &mut Vec<PathBuf>,
 ) -> (u64, Result<(), AuditError>) {
     let mut written = 0;
-    while let Some(path) = paths.first() {
+    let mut held_elsewhere = Vec::new();
+    let mut result = Ok(());
+    while !paths.is_empty() {
+        let path = paths.remove(0);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            // Written and deleted meanwhile (by the process that held it).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open an audit journal file; tried again later");
+                held_elsewhere.push(path);
+                continue;
+            }
+        };
         // Held (locked, and still the file at its path) while it is read,
         // written and deleted.
-        let held = std::fs::File::open(path)
-            .ok()
-            .filter(|f| super::journal::lock(f) && super::journal::same_file(f, path));
-        if held.is_some() {
-            match write_file(to, path).await {
-                Ok(n) => {
-                    written += n;
-                    if let Err(e) = std::fs::remove_file(path) {
-                        tracing::error!(path = %path.display(), error = %e, "cannot remove a written audit journal file");
-                    }
+        if !super::journal::lock(&file) || !super::journal::same_file(&file, &path) {
+            held_elsewhere.push(path);
+            continue;
+        }
+        match write_file(to, &path).await {
+            Ok(n) => {
+                written += n;
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot remove a written audit journal file");
                 }
-                Err(Unwritten::Read(e)) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot read an audit journal file");
-                }
-                Err(Unwritten::Insert(e)) => return (written, Err(e)),
+            }
+            Err(Unwritten::Read(e)) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read an audit journal file");
+            }
+            Err(Unwritten::Insert(e)) => {
+                paths.insert(0, path);
+                result = Err(e);
+                break;
             }
         }
-        paths.remove(0);
     }
-    (written, Ok(()))
+    held_elsewhere.append(paths);
+    *paths = held_elsewhere;
+    (written, result)
 }
 
 impl Inserts for Task {

@@ -26,10 +26,10 @@
 use super::drain::{Inserts, write_left_journals};
 use super::{DB_DOWN, HEALTHY, Shared, Task, Waiter};
 use crate::event::ChainedEvent;
-use crate::spool::{encode, files_named, open_append};
+use crate::spool::{append_whole, encode, files_named, open_append};
 use crate::store::{Store, WriterConnection};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -168,22 +168,7 @@ impl Journal {
                 self.file.insert(f)
             }
         };
-        let written = file.write_all(&buf).and_then(|()| {
-            if self.sync {
-                file.sync_data()?;
-            }
-            Ok(())
-        });
-        if let Err(e) = written {
-            // The batch is refused: whatever part of it reached the file
-            // is cut off, or a replay after a crash would record those of
-            // its events that made it whole. (Should cutting fail too,
-            // the next batch still goes to a new file.)
-            if let Err(cut) = file.set_len(self.bytes) {
-                tracing::error!(error = %cut, "cannot cut a refused batch off the audit journal: a crash before it is written may record some of its events");
-            }
-            return Err(e);
-        }
+        append_whole(file, &buf, self.bytes, self.sync)?;
         self.bytes += buf.len() as u64;
         Ok(())
     }
@@ -443,10 +428,11 @@ impl Inserter {
         let (written, result) = write_left_journals(self, &mut left).await;
         self.shared.metrics.drained.inc_by(written);
         match result {
-            Ok(()) if std::mem::take(&mut self.left_failing) => {
-                tracing::info!("the journals earlier runs left are in the audit database now");
+            Ok(()) => {
+                if left.is_empty() && std::mem::take(&mut self.left_failing) {
+                    tracing::info!("the journals earlier runs left are in the audit database now");
+                }
             }
-            Ok(()) => {}
             Err(e) if !std::mem::replace(&mut self.left_failing, true) => {
                 tracing::error!(files = left.len(), error = %e, "cannot write the journals an earlier run left to the audit database; tried again every retry interval");
             }

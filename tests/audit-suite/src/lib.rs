@@ -295,3 +295,88 @@ pub fn numbered(i: usize) -> palisade_audit::AuditEvent {
         palisade_audit::AuditDecision::Allow,
     )
 }
+
+/// What an `audit-probe` run was answered.
+#[derive(Debug, Default)]
+pub struct ProbeAnswers {
+    pub acked: std::collections::HashSet<String>,
+    pub refused: usize,
+}
+
+/// Runs `probe` (the `audit-probe` binary) recording `count` events, 50
+/// at a time, into `url` with its spool in `spool`, while no file it
+/// writes may grow past `limit_kib` KiB (`ulimit -f`, SIGXFSZ ignored: a
+/// write past it ends short, then fails with EFBIG, as on a full disk).
+/// `on_ack` is told the number acknowledged so far after each one. The
+/// probe is killed (SIGKILL) once it has answered all `count`.
+pub fn probe_under_file_limit(
+    probe: &str,
+    url: &str,
+    spool: &Path,
+    count: usize,
+    limit_kib: u64,
+    mut on_ack: impl FnMut(usize),
+) -> ProbeAnswers {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {limit_kib}; exec \"$@\""))
+        .args(["probe", probe, url])
+        .arg(spool)
+        .arg(count.to_string())
+        .env("AUDIT_PROBE_CONCURRENT", "50")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {probe}: {e}"));
+    let Some(stdout) = child.stdout.take() else {
+        panic!("the probe's output is not piped");
+    };
+    let mut answers = ProbeAnswers::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap_or_else(|e| panic!("the probe's output: {e}"));
+        if let Some(id) = line.strip_prefix("ack ") {
+            answers.acked.insert(id.to_owned());
+            on_ack(answers.acked.len());
+        } else if line.starts_with("refused ") {
+            answers.refused += 1;
+        } else if line == "done" {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    answers
+}
+
+/// Runs `probe` once more without a limit to write what the killed one
+/// left (spool, journal) to `url`.
+pub fn drain_with_probe(probe: &str, url: &str, spool: &Path) {
+    let status = Command::new(probe)
+        .arg(url)
+        .arg(spool)
+        .arg("0")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {probe}: {e}"));
+    assert!(status.success(), "the draining probe failed: {status}");
+}
+
+/// Every acknowledged event is among `ids` (the rows' ids), and no other.
+pub fn assert_exactly_answered(answers: &ProbeAnswers, ids: &[String]) {
+    assert!(
+        answers.refused > 0,
+        "no write failed: the size limit was not reached"
+    );
+    assert!(!answers.acked.is_empty());
+    let unanswered = ids.iter().filter(|id| !answers.acked.contains(*id)).count();
+    assert_eq!(
+        unanswered,
+        0,
+        "{unanswered} refused events recorded ({} refused, {} answered)",
+        answers.refused,
+        answers.acked.len()
+    );
+    let lost = answers.acked.iter().filter(|id| !ids.contains(*id)).count();
+    assert_eq!(lost, 0, "answered events lost");
+}

@@ -9,7 +9,10 @@ use palisade_audit::{
     AuditDecision, AuditError, AuditEvent, AuditMetrics, AuditWriter, EventKind, FailureMode,
     Migrations, Store, WriterConfig,
 };
-use palisade_audit_suite::{Backends, TestPostgres, numbered, temp_dir};
+use palisade_audit_suite::{
+    Backends, TestPostgres, assert_exactly_answered, drain_with_probe, numbered,
+    probe_under_file_limit, temp_dir,
+};
 use sqlx::Row;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -695,4 +698,31 @@ fn receipts_queued_for_a_runtime_that_shuts_down_are_told_their_result() {
         let (rows, _) = ids_in(&store).await;
         assert_eq!(rows, 1);
     });
+}
+
+/// While the database is down, a batch whose spool append fails part-way
+/// (the file size limit, as a full disk) is refused, and none of it is
+/// recorded once the spool is drained: the audit holds exactly the
+/// answered events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_by_a_failed_spool_append_is_not_recorded() {
+    let pg = TestPostgres::start();
+    let url = pg.database("efbig");
+    Store::open(&url, Migrations::Apply).await.unwrap();
+    let spool = temp_dir("spool-efbig");
+    let probe = env!("CARGO_BIN_EXE_audit-probe");
+    let answers = probe_under_file_limit(probe, &url, &spool, 3000, 256, |acked| {
+        if acked == 200 {
+            // From here on batches go to the spool, until it is full.
+            pg.kill();
+        }
+    });
+    pg.restart();
+    drain_with_probe(probe, &url, &spool);
+    let store = Store::connect(&url).await.unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM audit_events")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_exactly_answered(&answers, &ids);
 }

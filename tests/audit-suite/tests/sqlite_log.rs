@@ -6,20 +6,35 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_audit::{AuditMetrics, AuditWriter, Migrations, Store, WriterConfig, WriterTask};
-use palisade_audit_suite::{numbered, temp_dir};
+use palisade_audit_suite::{
+    assert_exactly_answered, drain_with_probe, numbered, probe_under_file_limit, temp_dir,
+};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// An SQLite audit (`audit.db`) in a fresh directory named after `name`.
+async fn sqlite_audit(name: &str) -> (PathBuf, Store) {
+    let dir = temp_dir(name);
+    let url = format!("sqlite://{}", dir.join("audit.db").display());
+    (
+        dir.clone(),
+        Store::open(&url, Migrations::Apply).await.unwrap(),
+    )
+}
+
+/// A writer on `store`, with its spool and journal in `dir`/spool, whose
+/// batches wait `linger` for others to join them.
+fn writer_on(dir: &std::path::Path, store: &Store, linger: Duration) -> (AuditWriter, WriterTask) {
+    let mut config = WriterConfig::new(dir.join("spool"));
+    config.linger = linger;
+    AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap()).unwrap()
+}
 
 /// An SQLite audit in a fresh directory named after `name`, and a writer
 /// on it whose batches wait `linger` for others to join them.
 async fn sqlite_writer(name: &str, linger: Duration) -> (PathBuf, Store, AuditWriter, WriterTask) {
-    let dir = temp_dir(name);
-    let url = format!("sqlite://{}", dir.join("audit.db").display());
-    let store = Store::open(&url, Migrations::Apply).await.unwrap();
-    let mut config = WriterConfig::new(dir.join("spool"));
-    config.linger = linger;
-    let (writer, task) =
-        AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap()).unwrap();
+    let (dir, store) = sqlite_audit(name).await;
+    let (writer, task) = writer_on(&dir, &store, linger);
     (dir, store, writer, task)
 }
 
@@ -123,14 +138,8 @@ async fn answers_do_not_wait_for_a_locked_database_and_their_rows_follow() {
 /// alone: taking it would lose the other's events if that one then died.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_writers_journal_is_left_to_it() {
-    let dir = temp_dir("sqlite-two-writers");
-    let url = format!("sqlite://{}", dir.join("audit.db").display());
-    let store = Store::open(&url, Migrations::Apply).await.unwrap();
-    let start = |linger| {
-        let mut config = WriterConfig::new(dir.join("spool"));
-        config.linger = linger;
-        AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap()).unwrap()
-    };
+    let (dir, store) = sqlite_audit("sqlite-two-writers").await;
+    let start = |linger| writer_on(&dir, &store, linger);
     // The first writer's events wait a minute in its journal before they
     // are written to the database.
     let (first, first_task) = start(Duration::from_secs(60));
@@ -187,9 +196,7 @@ async fn shutdown_with_sqlite_refusing_writes_keeps_the_journal_for_the_next_sta
     lock.execute_batch("COMMIT").unwrap();
     drop(lock);
     assert!(!journal_files(&dir.join("spool")).is_empty());
-    let config = WriterConfig::new(dir.join("spool"));
-    let (again, again_task) =
-        AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap()).unwrap();
+    let (again, again_task) = writer_on(&dir, &store, Duration::from_millis(25));
     again.flush().await.unwrap();
     drop(again);
     again_task.join().await;
@@ -219,10 +226,7 @@ async fn a_journal_refused_at_start_is_written_once_the_database_takes_writes() 
     assert!(!left.is_empty());
     // The next writer starts while the lock is still held: its first try
     // at the left journal is refused.
-    let mut config = WriterConfig::new(dir.join("spool"));
-    config.linger = Duration::from_millis(25);
-    let (again, again_task) =
-        AuditWriter::start(store.clone(), config, AuditMetrics::unregistered().unwrap()).unwrap();
+    let (again, again_task) = writer_on(&dir, &store, Duration::from_millis(25));
     again.record_durable(numbered(100)).await.unwrap();
     assert_eq!(rows(&store).await, 1, "written while the lock is held");
     lock.execute_batch("COMMIT").unwrap();
@@ -278,67 +282,56 @@ async fn readers_do_not_wait_on_a_database_known_to_refuse_writes() {
 /// not some of the refused ones too (a 503 recorded as allowed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refused_by_a_failed_append_is_not_recorded_after_a_crash() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let dir = temp_dir("sqlite-efbig");
+    let (dir, store) = sqlite_audit("sqlite-efbig").await;
     let url = format!("sqlite://{}", dir.join("audit.db").display());
-    let store = Store::open(&url, Migrations::Apply).await.unwrap();
     let spool = dir.join("spool");
-    // Files of the probe may grow to 256 KiB; writing past that fails
-    // (EFBIG, the signal ignored) after a short write.
-    let mut child = Command::new("bash")
-        .args([
-            "-c",
-            "trap '' XFSZ; ulimit -f 256; exec \"$@\"",
-            "probe",
-            env!("CARGO_BIN_EXE_audit-probe"),
-            &url,
-            spool.to_str().unwrap(),
-            "3000",
-        ])
-        .env("AUDIT_PROBE_CONCURRENT", "50")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (mut acked, mut refused) = (std::collections::HashSet::new(), 0);
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(id) = line.strip_prefix("ack ") {
-            acked.insert(id.to_owned());
-        } else if line.starts_with("refused ") {
-            refused += 1;
-        } else if line == "done" {
-            break;
-        }
-    }
-    // Killed: what it answered is in its journal files, not all in the
-    // database (the limit holds SQLite's log back too).
-    child.kill().unwrap();
-    let _ = child.wait();
-    assert!(
-        refused > 0,
-        "no append failed: the size limit was not reached"
-    );
-    assert!(!acked.is_empty());
-    // A new writer, without the limit, writes the journals.
-    let status = Command::new(env!("CARGO_BIN_EXE_audit-probe"))
-        .args([&url, spool.to_str().unwrap(), "0"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let probe = env!("CARGO_BIN_EXE_audit-probe");
+    // Killed once it has answered: what it answered is in its journal
+    // files, not all in the database (the limit holds SQLite's log back
+    // too). A new writer, without the limit, writes the journals.
+    let answers = probe_under_file_limit(probe, &url, &spool, 3000, 256, |_| {});
+    drain_with_probe(probe, &url, &spool);
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM audit_events")
         .fetch_all(store.pool())
         .await
         .unwrap();
-    let unanswered = ids.iter().filter(|id| !acked.contains(*id)).count();
+    assert_exactly_answered(&answers, &ids);
+}
+
+/// A journal that another live writer held when this one started (a
+/// rolling restart: the new gateway up before the old one is gone), and
+/// that the other then left behind (it stopped while SQLite refused
+/// writes), is written by this writer while it runs, not at its next
+/// start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_held_at_start_and_left_later_is_written_while_running() {
+    let (dir, store) = sqlite_audit("sqlite-held-then-left").await;
+    let start = |linger| writer_on(&dir, &store, linger);
+    let (old, old_task) = start(Duration::from_secs(60));
+    for i in 0..10 {
+        old.record_durable(numbered(i)).await.unwrap();
+    }
+    let (new, new_task) = start(Duration::from_millis(25));
+    new.record_durable(numbered(100)).await.unwrap();
+    new.flush().await.unwrap();
+    // The old one stops while SQLite refuses writes: its journal stays.
+    let lock = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    drop(old);
+    old_task.join().await;
+    assert!(!journal_files(&dir.join("spool")).is_empty());
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while rows(&store).await < 11 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
-        unanswered,
-        0,
-        "{unanswered} refused events recorded ({refused} refused, {} answered)",
-        acked.len()
+        rows(&store).await,
+        11,
+        "the old writer's 10 and the new one's, with the new writer still running"
     );
-    let lost = acked.iter().filter(|id| !ids.contains(*id)).count();
-    assert_eq!(lost, 0, "answered events lost");
+    drop(new);
+    new_task.join().await;
+    assert_eq!(journal_files(&dir.join("spool")), Vec::<String>::new());
 }
