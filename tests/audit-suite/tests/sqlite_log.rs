@@ -70,6 +70,15 @@ async fn rows(store: &Store) -> i64 {
         .unwrap()
 }
 
+/// The rows in `store` once there are `n`, or after 15 s.
+async fn rows_within_15_s(store: &Store, n: i64) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while rows(store).await < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rows(store).await
+}
+
 fn journal_files(spool: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(spool)
         .unwrap()
@@ -231,12 +240,8 @@ async fn a_journal_refused_at_start_is_written_once_the_database_takes_writes() 
     assert_eq!(rows(&store).await, 1, "written while the lock is held");
     lock.execute_batch("COMMIT").unwrap();
     drop(lock);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while rows(&store).await < 22 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert_eq!(
-        rows(&store).await,
+        rows_within_15_s(&store, 22).await,
         22,
         "the earlier run's 20 and this writer's one, with the writer still running"
     );
@@ -322,12 +327,8 @@ async fn a_journal_held_at_start_and_left_later_is_written_while_running() {
     assert!(!journal_files(&dir.join("spool")).is_empty());
     lock.execute_batch("COMMIT").unwrap();
     drop(lock);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while rows(&store).await < 11 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert_eq!(
-        rows(&store).await,
+        rows_within_15_s(&store, 11).await,
         11,
         "the old writer's 10 and the new one's, with the new writer still running"
     );
