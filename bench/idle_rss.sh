@@ -7,9 +7,12 @@
 # SQLite's page cache); RssFile is the pages of its executable mapped in
 # (code and read-only data, shared and clean: the kernel can drop them
 # under pressure and read them back). One JSON line per step, appended to
-# bench/out/idle-rss.jsonl (RESULTS=FILE to keep them).
+# bench/out/idle-rss.jsonl (RESULTS=FILE to keep them). GW_OLD=BINARY adds
+# an older build's two variants to every round, started in turn with this
+# build's (variants sqlite-old, no-audit-old).
 #
 #   bash bench/idle_rss.sh
+#   GW_OLD=/tmp/palisade-gateway.old bash bench/idle_rss.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
@@ -24,10 +27,17 @@ kb() { awk -v k="$2" '$1==k":"{print $2}' "/proc/$1/status"; }
 rss() { echo "$(kb "$1" VmRSS),$(kb "$1" RssAnon),$(kb "$1" RssFile)"; }
 BUILD="$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo +dirty)"
 echo "{\"machine\":{\"cpus\":$(nproc),\"cpu\":\"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\",\"kernel\":\"$(uname -r)\",\"build\":\"$BUILD\",\"text_bytes\":$(size -A "$T/palisade-gateway" | awk '$1==".text"{print $2}')},\"fields\":[\"VmRSS\",\"RssAnon\",\"RssFile\"],\"unit\":\"kB\"}" >> "$RESULTS"
+VARIANTS=(sqlite no-audit)
+if [ -n "${GW_OLD:-}" ]; then
+  [ -x "$GW_OLD" ] || { echo "GW_OLD=$GW_OLD is not an executable gateway build" >&2; exit 2; }
+  VARIANTS=(sqlite sqlite-old no-audit no-audit-old)
+fi
 for round in $(seq 1 "$ROUNDS"); do
-  for variant in sqlite no-audit; do
-    if [ "$variant" = sqlite ]; then AUDIT=(--audit-url "sqlite://$WORK/audit-$round.db"); else AUDIT=(--no-audit); fi
-    "$T/palisade-gateway" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 "${AUDIT[@]}" > "$WORK/gw.out" 2>/dev/null & GW_PID=$!
+  for variant in "${VARIANTS[@]}"; do
+    bin=$T/palisade-gateway
+    [[ $variant == *-old ]] && bin=$GW_OLD
+    if [[ $variant == sqlite* ]]; then AUDIT=(--audit-url "sqlite://$WORK/audit-$round-$variant.db"); else AUDIT=(--no-audit); fi
+    "$bin" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 "${AUDIT[@]}" > "$WORK/gw.out" 2>/dev/null & GW_PID=$!
     GW=$(first_line "$WORK/gw.out" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/')
     sleep 2
     fresh=$(rss "$GW_PID")
