@@ -1,30 +1,37 @@
 //! Links the gateway's executable with packed relative relocations
-//! (`-z pack-relative-relocs`, DT_RELR) where the C library that will load
-//! it understands them (glibc 2.36 or later: Debian 12, the image's
-//! distroless base). A position-independent executable carries one
-//! relocation per pointer in its read-only data (≈65,000); as 24-byte
-//! RELA entries they are 1.5 MB that the loader reads at every start and
-//! that stay mapped, a tenth of the idle gateway's memory
-//! (docs/benchmarks.md, "Idle memory"). Packed, they are a few kilobytes.
-//! The executable stays position independent (address randomisation
-//! unchanged).
+//! (`-z pack-relative-relocs`, DT_RELR) when it is built for this machine
+//! and this machine's glibc understands them (2.36 or later: Debian 12,
+//! as in the image's build stage and its distroless base). A
+//! position-independent executable carries one relocation per pointer in
+//! its read-only data (≈65,000); as 24-byte RELA entries they are 1.5 MB
+//! that the loader reads at every start and that stay mapped, about 7 %
+//! of the idle gateway's memory (docs/benchmarks.md, "Idle memory").
+//! Packed, they are 24 KB. The executable stays position independent
+//! (address randomisation unchanged), and needs glibc 2.36 to start.
 //!
-//! Built against an older glibc (Ubuntu 22.04's 2.35, say) it links the
-//! usual way: an executable with DT_RELR would not start there.
+//! On an older glibc (Ubuntu 22.04's 2.35, say), for another target, or
+//! for musl it links the usual way. The check is of the building
+//! machine's glibc: a build pointed at an older one (a `--sysroot`, or
+//! cargo-zigbuild's `x86_64-unknown-linux-gnu.2.17`) gets packed
+//! relocations all the same, and an executable that says "version
+//! `GLIBC_ABI_DT_RELR' not found" where that glibc runs it: build it with
+//! `PALISADE_PACKED_RELOCS=0`.
 
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=PALISADE_PACKED_RELOCS");
+    let wanted = std::env::var("PALISADE_PACKED_RELOCS").as_deref() != Ok("0");
     let target = std::env::var("TARGET").unwrap_or_default();
     let host = std::env::var("HOST").unwrap_or_default();
-    if target == host && target.ends_with("-linux-gnu") && host_glibc_has_relr() {
+    if wanted && target == host && target.ends_with("-linux-gnu") && host_glibc_has_relr() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }
 
-/// Whether this machine's glibc (which the executable will link against
-/// and, for `cargo run`, be loaded by) is 2.36 or later.
+/// Whether this machine's glibc (which `cargo run` and the tests load the
+/// executable with) is 2.36 or later.
 fn host_glibc_has_relr() -> bool {
     let Ok(out) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else {
         return false;
