@@ -79,6 +79,21 @@ async fn rows_within_15_s(store: &Store, n: i64) -> i64 {
     rows(store).await
 }
 
+/// Two writers on one directory: the first started with a minute's
+/// linger and ten events recorded (they wait in its journal, none in the
+/// database yet), the second started after it with a 25 ms linger.
+async fn two_writers_the_first_holding_ten(
+    dir: &std::path::Path,
+    store: &Store,
+) -> ((AuditWriter, WriterTask), (AuditWriter, WriterTask)) {
+    let (first, first_task) = writer_on(dir, store, Duration::from_secs(60));
+    for i in 0..10 {
+        first.record_durable(numbered(i)).await.unwrap();
+    }
+    let second = writer_on(dir, store, Duration::from_millis(25));
+    ((first, first_task), second)
+}
+
 fn journal_files(spool: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(spool)
         .unwrap()
@@ -148,17 +163,13 @@ async fn answers_do_not_wait_for_a_locked_database_and_their_rows_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_writers_journal_is_left_to_it() {
     let (dir, store) = sqlite_audit("sqlite-two-writers").await;
-    let start = |linger| writer_on(&dir, &store, linger);
     // The first writer's events wait a minute in its journal before they
     // are written to the database.
-    let (first, first_task) = start(Duration::from_secs(60));
-    for i in 0..10 {
-        first.record_durable(numbered(i)).await.unwrap();
-    }
+    let ((first, first_task), (second, second_task)) =
+        two_writers_the_first_holding_ten(&dir, &store).await;
     let journal = journal_files(&dir.join("spool"));
-    assert_eq!(journal.len(), 1);
+    assert_eq!(journal.len(), 1, "the first writer's journal");
     assert_eq!(rows(&store).await, 0);
-    let (second, second_task) = start(Duration::from_millis(25));
     second.record_durable(numbered(100)).await.unwrap();
     second.flush().await.unwrap();
     let after = journal_files(&dir.join("spool"));
@@ -311,12 +322,7 @@ async fn a_batch_refused_by_a_failed_append_is_not_recorded_after_a_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_held_at_start_and_left_later_is_written_while_running() {
     let (dir, store) = sqlite_audit("sqlite-held-then-left").await;
-    let start = |linger| writer_on(&dir, &store, linger);
-    let (old, old_task) = start(Duration::from_secs(60));
-    for i in 0..10 {
-        old.record_durable(numbered(i)).await.unwrap();
-    }
-    let (new, new_task) = start(Duration::from_millis(25));
+    let ((old, old_task), (new, new_task)) = two_writers_the_first_holding_ten(&dir, &store).await;
     new.record_durable(numbered(100)).await.unwrap();
     new.flush().await.unwrap();
     // The old one stops while SQLite refuses writes: its journal stays.
