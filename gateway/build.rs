@@ -16,6 +16,18 @@
 //! relocations all the same, and an executable that says "version
 //! `GLIBC_ABI_DT_RELR' not found" where that glibc runs it: build it with
 //! `PALISADE_PACKED_RELOCS=0`.
+//!
+//! A release build for x86-64 Linux is also linked with its code in the
+//! order of `code-order.txt` (rust-lld's `--symbol-ordering-file`): the
+//! functions requests run, then those start-up runs, then the rest. The
+//! kernel maps an executable's code in 64 KB at a time around each page
+//! it runs, so with the few megabytes a standalone gateway runs spread
+//! over 18 MB it maps in most of them; packed together, only those.
+//! `bench/code_order.sh` writes the file from callgrind profiles; a name a
+//! build no longer has is skipped. It needs rust-lld, the default linker
+//! of that target since Rust 1.90: with another linker configured
+//! (`target.*.linker`, `-C linker-features=-lld`) it is left out, and
+//! `PALISADE_CODE_ORDER=0` leaves it out too.
 
 use std::process::Command;
 
@@ -27,6 +39,28 @@ fn main() {
     let host = std::env::var("HOST").unwrap_or_default();
     if wanted && target == host && target.ends_with("-linux-gnu") && host_glibc_has_relr() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+    order_code(&target);
+}
+
+/// `--symbol-ordering-file=code-order.txt` for a release build linked by
+/// rust-lld.
+fn order_code(target: &str) {
+    println!("cargo:rerun-if-changed=code-order.txt");
+    println!("cargo:rerun-if-env-changed=PALISADE_CODE_ORDER");
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    let rustflags = env("CARGO_ENCODED_RUSTFLAGS");
+    let rust_lld = target == "x86_64-unknown-linux-gnu"
+        && std::env::var_os("RUSTC_LINKER").is_none()
+        && !rustflags.contains("linker-features=-lld")
+        && !rustflags.contains("link-self-contained=-linker");
+    if env("PALISADE_CODE_ORDER") == "0" || env("PROFILE") != "release" || !rust_lld {
+        return;
+    }
+    let order = std::path::Path::new(&env("CARGO_MANIFEST_DIR")).join("code-order.txt");
+    if order.is_file() {
+        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
 }
 
