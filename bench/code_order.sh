@@ -8,15 +8,15 @@
 # of most of its executable (docs/benchmarks.md, "Idle memory").
 #
 # Runs a release build under valgrind's callgrind (apt-get install
-# valgrind), once on the SQLite audit (the embedded default) and once
-# with --no-audit: start-up (dumped separately), then health, metrics,
+# valgrind), on the SQLite audit (the embedded default), on a PostgreSQL
+# audit (a throwaway server, as in a cluster) and with --no-audit: start-up (dumped separately), then health, metrics,
 # models, chat completions (whole and streamed), tool-call decisions
 # (allowed, denied, unknown key). Regenerate after a dependency update
 # or a change to the request path: a name the executable no longer has
 # is skipped by the linker, and the script prints how many of the listed
 # functions the current build still has.
 #
-#   bash bench/code_order.sh            # rewrites gateway/code-order.txt
+#   bash bench/code_order.sh            # rewrites gateway/code-order.txt, links, checks
 #   CHECK=1 bash bench/code_order.sh    # only says how many listed names the build has
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +30,7 @@ fi
 command -v valgrind > /dev/null || { echo "bench/code_order.sh needs valgrind: apt-get install valgrind" >&2; exit 2; }
 start_bench
 write_policy "$WORK/policy.yaml" "$UP"
+start_postgres "$WORK/pg"
 KEY=(-H 'authorization: Bearer bench-key' -H 'content-type: application/json')
 CHAT='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
 STREAM='{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
@@ -47,8 +48,12 @@ drive() { # URL
   curl -sf -o /dev/null "${KEY[@]}" "$1/v1/models"
   curl -sf -o /dev/null "$1/metrics"
 }
-for variant in sqlite no-audit; do
-  if [ "$variant" = sqlite ]; then AUDIT=(--audit-url "sqlite://$WORK/audit.db"); else AUDIT=(--no-audit); fi
+for variant in sqlite postgres no-audit; do
+  case $variant in
+    sqlite) AUDIT=(--audit-url "sqlite://$WORK/audit.db") ;;
+    postgres) AUDIT=(--audit-url "$PG_URL") ;;
+    *) AUDIT=(--no-audit) ;;
+  esac
   valgrind --tool=callgrind --demangle=no --compress-strings=no --compress-pos=no \
     --callgrind-out-file="$WORK/cg-$variant.%p" \
     "$T/palisade-gateway" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 "${AUDIT[@]}" \
@@ -61,5 +66,9 @@ for variant in sqlite no-audit; do
   kill -TERM "$pid"
   wait "$pid"
 done
-python3 bench/code_order.py write "$T/palisade-gateway" "$ORDER" "$WORK"/cg-*
+# The standalone default's code first, then what the other two add.
+python3 bench/code_order.py write "$T/palisade-gateway" "$ORDER" \
+  "$WORK"/cg-sqlite.* "$WORK"/cg-no-audit.* "$WORK"/cg-postgres.*
+# Linked again in the new order (~5 min), and checked as CI checks it.
+cargo build --release -q -p palisade-gateway
 python3 bench/code_order.py check "$T/palisade-gateway" "$ORDER"

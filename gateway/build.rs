@@ -59,7 +59,10 @@ fn order_code(target: &str) {
     }
     let order = std::path::Path::new(&env("CARGO_MANIFEST_DIR")).join("code-order.txt");
     if order.is_file() {
-        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+            order.display()
+        );
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
 }
