@@ -14,7 +14,6 @@
 mod approval;
 mod arguments;
 mod bundle;
-mod cel_regex;
 mod condition;
 mod cost;
 mod decision;
