@@ -216,6 +216,10 @@ fn tool_decisions(c: &mut Criterion) {
             "args_has_and_compare",
             "has(args.amount) && args.amount < 100",
         ),
+        (
+            "args_matches",
+            "args.to.lowerAscii().matches('^[a-z.]+@example[.]com$')",
+        ),
     ] {
         let mut bundle = tool_policy(1);
         let rule = ToolRule {

@@ -22,6 +22,11 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     // reach for in argument checks; it cannot fail to register on a fresh
     // standard environment, and if it ever did we keep the plain stdlib.
     let _ = env.add_extension(cel::extensions::strings);
+    // `matches()` with compiled patterns kept (cel's own, left out of the
+    // build, compiles its pattern at every evaluation). Nothing else
+    // declares it; were it ever refused, a condition using it would fail
+    // to compile, with the reason, when the policy loads.
+    let _ = crate::cel_regex::register(&mut env);
     Arc::new(env)
 });
 
@@ -275,6 +280,33 @@ pub(crate) mod tests {
             .unwrap()
         );
         assert!(eval("args.to.lowerAscii() == 'x@y'", json!({"to": "X@Y"})).unwrap());
+    }
+
+    #[test]
+    fn matches_takes_a_pattern_as_cel_defines_it() {
+        let to = |v: &str| json!({ "to": v });
+        let rule = "args.to.matches('^[a-z.]+@clinic[.]example$')";
+        assert!(eval(rule, to("dr.who@clinic.example")).unwrap());
+        assert!(!eval(rule, to("dr@evil.example")).unwrap());
+        assert!(!eval(rule, to("dr@clinic.example.evil")).unwrap());
+        // Anywhere in the text unless anchored; the global form too.
+        assert!(eval("args.to.matches('clinic')", to("a@clinic.example")).unwrap());
+        assert!(eval("matches(args.to, '^a@')", to("a@clinic.example")).unwrap());
+        // The same pattern again (now compiled once) gives the same answers.
+        assert!(eval(rule, to("nurse@clinic.example")).unwrap());
+        assert!(!eval(rule, to("NURSE@clinic.example")).unwrap());
+    }
+
+    #[test]
+    fn an_invalid_pattern_is_an_error_that_names_it() {
+        for _ in 0..2 {
+            let err = eval("args.to.matches('(foo')", json!({"to": "a"})).unwrap_err();
+            let ConditionError::Evaluate(message) = err else {
+                panic!("an evaluation error, not {err:?}");
+            };
+            assert!(message.contains("'(foo' not a valid regex"), "{message}");
+            assert!(message.contains("unclosed group"), "{message}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 mod approval;
 mod arguments;
 mod bundle;
+mod cel_regex;
 mod condition;
 mod cost;
 mod decision;
