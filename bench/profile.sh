@@ -23,13 +23,15 @@ DURATION=${DURATION:-10}
 # of the requests counted.
 CONNS=${CONNS:-$([ -n "${ALLOCS:-}" ] && echo 2 || echo 128)}
 AUDIT=${AUDIT:---no-audit}
+# GW_BIN=/path/to/palisade-gateway profiles another build (an older one, to compare).
+GW_BIN=${GW_BIN:-target/release/palisade-gateway}
 OUT=bench/out/profile
 mkdir -p "$OUT"
 command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }
 start_bench
 write_policy "$WORK/policy.yaml" "$UP"
 # shellcheck disable=SC2086
-taskset -c 1 "$T/palisade-gateway" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 $AUDIT > "$WORK/gw.out" 2>/dev/null & GW_PID=$!; PIDS+=($GW_PID)
+taskset -c 1 "$GW_BIN" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 $AUDIT > "$WORK/gw.out" 2>/dev/null & GW_PID=$!; PIDS+=($GW_PID)
 GW=$(first_line "$WORK/gw.out" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/')
 CHAT='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
 load() { taskset -c 0 "$OHA" --no-tui --output-format json -z "$1" -q "$RATE" --latency-correction -c "$CONNS" -m POST \
@@ -41,7 +43,7 @@ if [ -n "${ALLOCS:-}" ]; then
   FUNCS=(mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned)
   EVENTS=()
   for f in "${FUNCS[@]}"; do
-    perf probe -q -x "$T/palisade-gateway" --add "$f" >/dev/null 2>&1 || true
+    perf probe -q -x "$GW_BIN" --add "$f" >/dev/null 2>&1 || true
     EVENTS+=(-e "probe_palisade:$f")
   done
   perf stat -x, "${EVENTS[@]}" -p "$GW_PID" -o "$OUT/allocs.txt" -- sleep "$((DURATION + 1))" &

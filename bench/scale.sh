@@ -27,9 +27,14 @@
 #   SCALE=1 bash bench/run.sh
 #   SCALE=1 ROUNDS=3 SECS=5 RESULTS=bench/results/scale-DATE.jsonl bash bench/run.sh
 #
-# GW_OLD=/path/to/older/palisade-gateway adds that build's two audited
-# contenders (pg-old, sqlite-old) to each round, so a change is measured
-# against the build before it minutes apart, not on another day.
+# GW_OLD=/path/to/older/palisade-gateway adds that build's three
+# contenders (off-old, pg-old, sqlite-old) to each round, so a change is
+# measured against the build before it minutes apart, not on another day.
+# pg-old audits to a database of its own on the same server (a build
+# refuses a schema newer than its own). GW_OLD_VARIANTS="off-old pg-old"
+# leaves one out: a build from before 2026-12-05 (issue 24) writes
+# SQLite at 1,000 events/s and keeps its CPU busy long after its own
+# step, in the steps of the contenders after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
@@ -45,7 +50,8 @@ RESULTS=${RESULTS:-bench/out/scale.jsonl}
 GATEWAYS=(off pg sqlite)
 if [ -n "${GW_OLD:-}" ]; then
   [ -x "$GW_OLD" ] || { echo "GW_OLD=$GW_OLD is not an executable gateway build" >&2; exit 2; }
-  GATEWAYS+=(pg-old sqlite-old)
+  read -ra old <<< "${GW_OLD_VARIANTS:-off-old pg-old sqlite-old}"
+  GATEWAYS+=("${old[@]}")
 fi
 CONTENDERS=(nginx "${GATEWAYS[@]}")
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
@@ -57,6 +63,12 @@ start_scratch
 UPSTREAM_CPUS=$LOAD_CPUS start_upstream --threads "$(( (LOAD_N + 1) / 2 ))"
 PG_CPU=$LOAD_CPUS start_postgres "$WORK/pg"
 write_policy "$WORK/policy.yaml" "$UP"
+if [ -n "${GW_OLD:-}" ]; then
+  # The older build's own database and configuration directory (where
+  # even --no-audit keeps approvals, in palisade-audit.db beside it).
+  as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U palisade palisade_old
+  mkdir -p "$WORK/old" && cp "$WORK/policy.yaml" "$WORK/old/policy.yaml"
+fi
 CHAT='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What are the opening hours on Saturday?"}]}'
 # CPU ticks (user + system) and system ticks of a process and its children
 # (nginx's workers): "TOTAL SYSTEM".
@@ -80,13 +92,14 @@ while [ "$n" -le "$MAXN" ]; do
   URL[nginx]=http://127.0.0.1:$port
   for v in "${GATEWAYS[@]}"; do
     case $v in
-      off) audit=(--no-audit) ;;
-      pg*) audit=(--audit-url "$PG_URL") ;;
+      off*) audit=(--no-audit) ;;
+      pg) audit=(--audit-url "$PG_URL") ;;
+      pg-old) audit=(--audit-url "${PG_URL}_old") ;;
       sqlite*) audit=(--audit-url "sqlite://$WORK/audit-$v-$n.db") ;;
     esac
-    bin=$T/palisade-gateway
-    [[ $v == *-old ]] && bin=$GW_OLD
-    taskset -c "0-$((n - 1))" "$bin" run --config "$WORK/policy.yaml" --listen 127.0.0.1:0 \
+    bin=$T/palisade-gateway config=$WORK/policy.yaml
+    [[ $v == *-old ]] && bin=$GW_OLD config=$WORK/old/policy.yaml
+    taskset -c "0-$((n - 1))" "$bin" run --config "$config" --listen 127.0.0.1:0 \
       --worker-threads "$n" "${audit[@]}" > "$WORK/$v$n.out" 2>"$WORK/$v$n.err" &
     PID[$v]=$!
     URL[$v]=$(first_line "$WORK/$v$n.out" "$WORK/$v$n.err" | sed -E 's/.*(http:\/\/[0-9.:]+).*/\1/')

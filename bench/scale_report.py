@@ -28,6 +28,7 @@ names = {
     "off": "Palisade --no-audit",
     "pg": "Palisade, audit → PostgreSQL",
     "sqlite": "Palisade, audit → SQLite",
+    "off-old": "GW_OLD --no-audit",
     "pg-old": "GW_OLD, audit → PostgreSQL",
     "sqlite-old": "GW_OLD, audit → SQLite",
 }
